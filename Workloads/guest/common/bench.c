@@ -1,0 +1,446 @@
+/*
+ * The CPU and platform microbenchmarks (after Adams & Agesen, ASPLOS'06, and kvm-unit-tests'
+ * x86/vmexit.c). Each repetition times `iterations` operations with the TSC and prints
+ *
+ *   HVB1 sample bench=<id> rep=<n> ops=<count> cycles=<tsc delta> bytes=<bytes moved>
+ *
+ * The host turns those integers into ns/op, cycles/op, GiB/s, ... (see README.md).
+ */
+#include "hvb.h"
+
+volatile uint64_t hvb_fixup_rip;
+volatile uint64_t hvb_expected_vector = HVB_VECTOR_NONE;
+volatile uint64_t hvb_fault_count;
+
+/* Results are folded into this so the compiler cannot drop the work. */
+volatile uint64_t hvb_sink;
+
+/* ---------------------------------------------------------------- line output */
+
+struct line {
+    char text[240];
+    size_t length;
+};
+
+static void put_text(struct line *l, const char *s) {
+    while (*s && l->length < sizeof l->text - 1) l->text[l->length++] = *s++;
+}
+
+static void put_u64(struct line *l, uint64_t v) {
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && l->length < sizeof l->text - 1) l->text[l->length++] = digits[--n];
+}
+
+static void put_hex(struct line *l, uint64_t v) {
+    put_text(l, "0x");
+    int started = 0;
+    for (int shift = 60; shift >= 0; shift -= 4) {
+        unsigned nibble = (unsigned)(v >> shift) & 15;
+        if (!nibble && !started && shift) continue;
+        started = 1;
+        if (l->length < sizeof l->text - 1)
+            l->text[l->length++] = (char)(nibble < 10 ? '0' + nibble : 'a' + nibble - 10);
+    }
+}
+
+static void line_begin(struct line *l, const char *kind, const char *bench) {
+    l->length = 0;
+    put_text(l, "HVB1 ");
+    put_text(l, kind);
+    if (bench) {
+        put_text(l, " bench=");
+        put_text(l, bench);
+    }
+}
+
+static void line_key_u64(struct line *l, const char *key, uint64_t v) {
+    put_text(l, " ");
+    put_text(l, key);
+    put_text(l, "=");
+    put_u64(l, v);
+}
+
+static void line_key_text(struct line *l, const char *key, const char *v) {
+    put_text(l, " ");
+    put_text(l, key);
+    put_text(l, "=");
+    put_text(l, v);
+}
+
+static void line_end(struct line *l) {
+    l->text[l->length++] = '\n';
+    plat_write(l->text, l->length);
+}
+
+static void report_unavailable(const char *kind, const char *bench, const char *reason) {
+    struct line l;
+    line_begin(&l, kind, bench);
+    line_key_text(&l, "reason", reason);
+    line_end(&l);
+}
+
+/* ---------------------------------------------------------------- the workloads */
+
+/* Extra integer work per iteration (job.slowdown), so tests can prove that a regression of a
+ * known size is detected. Kept out of line so it costs the same in every mode. */
+__attribute__((noinline)) static uint64_t injected_work(uint64_t rounds, uint64_t x) {
+    for (uint64_t i = 0; i < rounds; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        __asm__ volatile("" : "+r"(x));
+    }
+    return x;
+}
+
+static uint64_t integer_mix(uint64_t n, uint64_t slowdown) {
+    uint64_t x = 88172645463325252ull, acc = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        acc += x * 0x9E3779B97F4A7C15ull;
+        acc ^= acc >> 29;
+        if (slowdown) acc += injected_work(slowdown, x);
+    }
+    return acc;
+}
+
+static uint64_t memory_read_pass(const uint64_t *buffer, size_t words) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= words; i += 4) {
+        a += buffer[i];
+        b += buffer[i + 1];
+        c += buffer[i + 2];
+        d += buffer[i + 3];
+    }
+    return a ^ b ^ c ^ d;
+}
+
+struct chase_node {
+    struct chase_node *next;
+    uint64_t pad[7]; /* one node per 64-byte cache line */
+};
+
+/* A single random cycle through all nodes (Sattolo's algorithm), so every load misses. */
+static struct chase_node *build_chase(struct chase_node *nodes, uint32_t *order, size_t count) {
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < count; i++) order[i] = (uint32_t)i;
+    for (size_t i = count - 1; i > 0; i--) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        size_t j = (size_t)(rng % i);
+        uint32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < count; i++)
+        nodes[order[i]].next = &nodes[order[(i + 1) % count]];
+    return &nodes[order[0]];
+}
+
+static struct chase_node *chase(struct chase_node *p, uint64_t steps) {
+    for (uint64_t i = 0; i < steps; i++) p = p->next;
+    return p;
+}
+
+__attribute__((noinline)) static uint64_t callee(uint64_t x) {
+    __asm__ volatile("" : "+r"(x));
+    return x + 1;
+}
+
+static uint64_t call_return(uint64_t n) {
+    uint64_t x = 0;
+    for (uint64_t i = 0; i < n; i++) x = callee(x);
+    return x;
+}
+
+/* The faulting instruction sits right before local label 1; the handler resumes there. */
+static void fault_once(volatile uint64_t *address) {
+    __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
+                     "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
+                     "movq (%0), %%rax\n\t"
+                     "1:\n\t"
+                     :
+                     : "r"(address)
+                     : "rax", "memory");
+}
+
+static void divide_by_zero_once(void) {
+    __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
+                     "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
+                     "xorl %%ecx, %%ecx\n\t"
+                     "xorl %%edx, %%edx\n\t"
+                     "movl $1, %%eax\n\t"
+                     "divl %%ecx\n\t"
+                     "1:\n\t"
+                     :
+                     :
+                     : "rax", "rcx", "rdx", "memory");
+}
+
+static void cpuid_leaf(uint32_t leaf, uint32_t regs[4]) {
+    __asm__ volatile("cpuid"
+                     : "=a"(regs[0]), "=b"(regs[1]), "=c"(regs[2]), "=d"(regs[3])
+                     : "a"(leaf), "c"(0));
+}
+
+static int cpu_is_amd_like(void) {
+    uint32_t r[4];
+    cpuid_leaf(0, r);
+    /* "AuthenticAMD" / "HygonGenuine": ebx starts with "Auth" / "Hygo". */
+    return r[1] == 0x68747541u || r[1] == 0x6f677948u;
+}
+
+/* vmcall on Intel, vmmcall on AMD; rax = an unassigned hypercall number. A CPU or VMM
+ * without a hypercall interface raises #UD, which the benchmark reports as a failure. */
+static void hypercall_once(int amd) {
+    if (amd)
+        __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
+                         "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
+                         "movl $0xFFFF, %%eax\n\t"
+                         "vmmcall\n\t"
+                         "1:\n\t"
+                         :
+                         :
+                         : "rax", "rbx", "rcx", "rdx", "rsi", "memory");
+    else
+        __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
+                         "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
+                         "movl $0xFFFF, %%eax\n\t"
+                         "vmcall\n\t"
+                         "1:\n\t"
+                         :
+                         :
+                         : "rax", "rbx", "rcx", "rdx", "rsi", "memory");
+}
+
+/* ---------------------------------------------------------------- the catalogue */
+
+enum kind {
+    K_INT, K_MEM_BW, K_MEM_LAT, K_CALLRET, K_SYSCALL, K_PGFAULT, K_DIVZERO, K_PTEMOD,
+    K_CPUID, K_PIO, K_MMIO, K_HYPERCALL, K_BOOT
+};
+
+struct bench_entry {
+    const char *id;
+    enum kind kind;
+};
+
+static const struct bench_entry catalogue[] = {
+    {"cpu.int", K_INT},           {"cpu.mem-bw", K_MEM_BW},   {"cpu.mem-lat", K_MEM_LAT},
+    {"cpu.callret", K_CALLRET},   {"cpu.syscall", K_SYSCALL}, {"cpu.pgfault", K_PGFAULT},
+    {"cpu.divzero", K_DIVZERO},   {"cpu.ptemod", K_PTEMOD},   {"cpu.cpuid", K_CPUID},
+    {"cpu.pio", K_PIO},           {"cpu.mmio", K_MMIO},       {"cpu.hypercall", K_HYPERCALL},
+    {"vm.boot", K_BOOT},
+};
+
+static int text_equals(const char *a, const char *b) {
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+/* State a benchmark sets up once and then reuses across repetitions. */
+struct context {
+    const struct hvb_job *job;
+    enum kind kind;
+    uint64_t *buffer;
+    size_t words;
+    struct chase_node *chase_start;
+    int amd;
+    const char *failure;
+};
+
+static const char *unavailable_reason(enum kind kind) {
+    switch (kind) {
+    case K_SYSCALL: return plat.null_syscall ? 0 : plat.no_syscall;
+    case K_PGFAULT: case K_DIVZERO: return plat.fault_page ? 0 : plat.no_fault;
+    case K_PTEMOD: return plat.pte_modify ? 0 : plat.no_pte;
+    case K_PIO: return plat.port_read ? 0 : plat.no_port;
+    case K_MMIO: return plat.mmio_read ? 0 : plat.no_mmio;
+    case K_HYPERCALL: return plat.has_hypercall ? 0 : plat.no_hypercall;
+    case K_BOOT: return plat.no_boot;
+    default: return 0;
+    }
+}
+
+static const char *setup(struct context *c) {
+    uint64_t size = c->job->size_bytes;
+    switch (c->kind) {
+    case K_MEM_BW:
+        if (!size) size = 32ull << 20;
+        c->buffer = plat_alloc(size);
+        if (!c->buffer) return "out-of-memory";
+        c->words = size / 8;
+        for (size_t i = 0; i < c->words; i++) c->buffer[i] = i * 0x9E3779B97F4A7C15ull;
+        return 0;
+    case K_MEM_LAT: {
+        if (!size) size = 64ull << 20;
+        size_t count = size / sizeof(struct chase_node);
+        if (count < 2) return "size-too-small";
+        struct chase_node *nodes = plat_alloc(count * sizeof *nodes);
+        uint32_t *order = plat_alloc(count * sizeof *order);
+        if (!nodes || !order) return "out-of-memory";
+        c->chase_start = build_chase(nodes, order, count);
+        return 0;
+    }
+    case K_HYPERCALL:
+        c->amd = cpu_is_amd_like();
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void expect_faults(uint64_t vector) {
+    hvb_fault_count = 0;
+    hvb_expected_vector = vector;
+}
+
+/* Runs n operations of the benchmark; returns bytes moved (memory benchmarks) or 0. */
+static uint64_t run_operations(struct context *c, uint64_t n) {
+    uint64_t slowdown = c->job->slowdown;
+    switch (c->kind) {
+    case K_INT:
+        hvb_sink = integer_mix(n, slowdown);
+        return 0;
+    case K_MEM_BW: {
+        uint64_t acc = 0;
+        for (uint64_t i = 0; i < n; i++) acc += memory_read_pass(c->buffer, c->words);
+        hvb_sink = acc;
+        return n * c->words * 8;
+    }
+    case K_MEM_LAT:
+        c->chase_start = chase(c->chase_start, n);
+        hvb_sink = (uint64_t)(uintptr_t)c->chase_start;
+        return 0;
+    case K_CALLRET:
+        hvb_sink = call_return(n);
+        return 0;
+    case K_SYSCALL:
+        if (!plat.null_syscall(n)) c->failure = "syscall-failed";
+        return 0;
+    case K_PGFAULT:
+        expect_faults(HVB_VECTOR_PF);
+        for (uint64_t i = 0; i < n; i++) fault_once(plat.fault_page);
+        if (hvb_fault_count != n) c->failure = "page-fault-not-delivered";
+        expect_faults(HVB_VECTOR_NONE);
+        return 0;
+    case K_DIVZERO:
+        expect_faults(HVB_VECTOR_DE);
+        for (uint64_t i = 0; i < n; i++) divide_by_zero_once();
+        if (hvb_fault_count != n) c->failure = "divide-error-not-delivered";
+        expect_faults(HVB_VECTOR_NONE);
+        return 0;
+    case K_PTEMOD:
+        if (!plat.pte_modify(n)) c->failure = "pte-modification-not-observed";
+        return 0;
+    case K_CPUID: {
+        uint32_t r[4];
+        uint64_t acc = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            cpuid_leaf(0, r);
+            acc += r[0];
+        }
+        hvb_sink = acc;
+        return 0;
+    }
+    case K_PIO:
+        if (!plat.port_read(n)) c->failure = "port-read-failed";
+        return 0;
+    case K_MMIO:
+        if (!plat.mmio_read(n)) c->failure = "mmio-read-failed";
+        return 0;
+    case K_HYPERCALL:
+        expect_faults(HVB_VECTOR_UD);
+        for (uint64_t i = 0; i < n && !hvb_fault_count; i++) hypercall_once(c->amd);
+        if (hvb_fault_count) c->failure = "hypercall-raised-ud";
+        expect_faults(HVB_VECTOR_NONE);
+        return 0;
+    case K_BOOT:
+        return 0;
+    }
+    return 0;
+}
+
+int hvb_run_job(const struct hvb_job *job) {
+    const struct bench_entry *entry = 0;
+    for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
+        if (text_equals(catalogue[i].id, job->bench)) entry = &catalogue[i];
+    if (!entry) {
+        report_unavailable("fail", job->bench, "unknown-benchmark");
+        return 1;
+    }
+    struct context c = {.job = job, .kind = entry->kind};
+    struct line l;
+    if (entry->kind == K_BOOT && !plat.no_boot) {
+        /* The host timed the boot from outside; the guest only confirms it got here. */
+        line_begin(&l, "begin", job->bench);
+        line_key_u64(&l, "cpl", (uint64_t)plat_privilege());
+        line_end(&l);
+        line_begin(&l, "end", job->bench);
+        line_end(&l);
+        return 0;
+    }
+    const char *why = unavailable_reason(entry->kind);
+    if (why) {
+        report_unavailable("skip", job->bench, why);
+        return 0;
+    }
+    const char *error = setup(&c);
+    if (error) {
+        report_unavailable("fail", job->bench, error);
+        return 1;
+    }
+    line_begin(&l, "begin", job->bench);
+    line_key_u64(&l, "cpl", (uint64_t)plat_privilege());
+    line_key_u64(&l, "iterations", job->iterations);
+    line_key_u64(&l, "repetitions", job->repetitions);
+    line_key_u64(&l, "warmups", job->warmups);
+    line_end(&l);
+    for (uint64_t rep = 0; rep < job->warmups + job->repetitions; rep++) {
+        uint64_t start = plat_cycles();
+        uint64_t bytes = run_operations(&c, job->iterations);
+        uint64_t cycles = plat_cycles() - start;
+        if (c.failure) {
+            report_unavailable("fail", job->bench, c.failure);
+            return 1;
+        }
+        if (rep < job->warmups) continue;
+        line_begin(&l, "sample", job->bench);
+        line_key_u64(&l, "rep", rep - job->warmups);
+        line_key_u64(&l, "ops", job->iterations);
+        line_key_u64(&l, "cycles", cycles);
+        line_key_u64(&l, "bytes", bytes);
+        line_end(&l);
+    }
+    line_begin(&l, "end", job->bench);
+    line_end(&l);
+    return 0;
+}
+
+/* Used by the guest kernel to report an unexpected exception in the same line format. */
+void hvb_report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2, uint64_t cs) {
+    struct line l;
+    line_begin(&l, "fault", 0);
+    line_key_u64(&l, "vector", vector);
+    put_text(&l, " error=");
+    put_hex(&l, error);
+    put_text(&l, " rip=");
+    put_hex(&l, rip);
+    put_text(&l, " cr2=");
+    put_hex(&l, cr2);
+    line_key_u64(&l, "cpl", cs & 3);
+    line_end(&l);
+}
+
+void hvb_report_line(const char *kind, const char *key, const char *value) {
+    struct line l;
+    line_begin(&l, kind, 0);
+    if (key) line_key_text(&l, key, value);
+    line_end(&l);
+}

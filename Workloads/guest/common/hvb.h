@@ -1,0 +1,65 @@
+/*
+ * The benchmark workloads and the interface they need from wherever they run.
+ *
+ * The same sources are compiled twice: freestanding for the benchmark guest (kernel/) and
+ * hosted for the native baseline (native/). Only integer code is allowed here because the
+ * guest is built with -mgeneral-regs-only; results are printed as raw integer counts (ops,
+ * cycles, bytes) and the host derives ns/op, GiB/s, ... from them.
+ */
+#ifndef HVB_H
+#define HVB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What one boot (or one native process) is asked to run; parsed from "key=value" words. */
+struct hvb_job {
+    char bench[32];
+    uint64_t iterations;
+    uint64_t repetitions;
+    uint64_t warmups;
+    uint64_t size_bytes; /* working-set size for memory benchmarks; 0 = default */
+    uint64_t tsc_khz;    /* informational: the host converts cycles itself */
+    uint64_t slowdown;   /* extra integer work per iteration, to test regression detection */
+};
+
+/* Parses "bench=cpu.int iterations=100 ..." into job. Returns 0, or a static error text. */
+const char *hvb_parse_job(const char *cmdline, struct hvb_job *job);
+
+/* Runs the job, printing the strict result lines described in README.md. 0 on success. */
+int hvb_run_job(const struct hvb_job *job);
+
+/* ---- provided by the platform (guest kernel or native host) ---- */
+void plat_write(const char *text, size_t length);
+uint64_t plat_cycles(void);
+int plat_privilege(void); /* current privilege level: 3 in the guest, "user" natively */
+void *plat_alloc(size_t bytes); /* 4 KiB aligned, never freed; 0 when out of memory */
+
+/* Privileged or VM-specific operations. Each returns 0 when the platform has no
+ * equivalent and sets *why to a short hyphenated reason. */
+typedef int (*plat_op_fn)(uint64_t count);
+struct plat_ops {
+    plat_op_fn null_syscall;   /* syscall/sysret round trip, count times */
+    plat_op_fn pte_modify;     /* write a PTE, invlpg, touch the page */
+    plat_op_fn port_read;      /* in from an unclaimed port */
+    plat_op_fn mmio_read;      /* read from an unclaimed MMIO page */
+    volatile uint64_t *fault_page; /* an address whose access faults with #PF / SIGSEGV */
+    const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
+        *no_boot;
+    int has_hypercall;
+};
+extern struct plat_ops plat;
+
+/* Armed by a benchmark right before an instruction that is meant to fault: the platform's
+ * fault handler (guest IDT handler or host signal handler) resumes at hvb_fixup_rip when
+ * the vector matches, counting the fault. */
+extern volatile uint64_t hvb_fixup_rip;
+extern volatile uint64_t hvb_expected_vector;
+extern volatile uint64_t hvb_fault_count;
+
+#define HVB_VECTOR_DE 0
+#define HVB_VECTOR_UD 6
+#define HVB_VECTOR_PF 14
+#define HVB_VECTOR_NONE 0xFFFF
+
+#endif

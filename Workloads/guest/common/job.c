@@ -1,0 +1,71 @@
+/* Command-line parsing shared by the guest (PVH cmdline) and the native runner (argv). */
+#include "hvb.h"
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static int word_equals(const char *word, size_t length, const char *literal) {
+    size_t i = 0;
+    for (; i < length && literal[i]; i++)
+        if (word[i] != literal[i]) return 0;
+    return i == length && literal[i] == 0;
+}
+
+static const char *parse_u64(const char *text, size_t length, uint64_t *out) {
+    uint64_t value = 0;
+    if (length == 0) return "empty-number";
+    for (size_t i = 0; i < length; i++) {
+        if (text[i] < '0' || text[i] > '9') return "not-a-number";
+        uint64_t digit = (uint64_t)(text[i] - '0');
+        if (value > (UINT64_MAX - digit) / 10) return "number-too-large";
+        value = value * 10 + digit;
+    }
+    *out = value;
+    return 0;
+}
+
+const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
+    job->bench[0] = 0;
+    job->iterations = 1000;
+    job->repetitions = 1;
+    job->warmups = 0;
+    job->size_bytes = 0;
+    job->tsc_khz = 0;
+    job->slowdown = 0;
+    const char *p = cmdline;
+    while (*p) {
+        while (is_space(*p)) p++;
+        if (!*p) break;
+        const char *word = p;
+        while (*p && !is_space(*p)) p++;
+        size_t length = (size_t)(p - word);
+        size_t eq = 0;
+        while (eq < length && word[eq] != '=') eq++;
+        if (eq == length) continue; /* a bare word (e.g. a kernel flag): not ours */
+        const char *value = word + eq + 1;
+        size_t value_length = length - eq - 1;
+        const char *error = 0;
+        if (word_equals(word, eq, "bench")) {
+            if (value_length == 0 || value_length >= sizeof job->bench) return "bad-bench-id";
+            for (size_t i = 0; i < value_length; i++) job->bench[i] = value[i];
+            job->bench[value_length] = 0;
+        } else if (word_equals(word, eq, "iterations")) {
+            error = parse_u64(value, value_length, &job->iterations);
+        } else if (word_equals(word, eq, "repetitions")) {
+            error = parse_u64(value, value_length, &job->repetitions);
+        } else if (word_equals(word, eq, "warmups")) {
+            error = parse_u64(value, value_length, &job->warmups);
+        } else if (word_equals(word, eq, "size")) {
+            error = parse_u64(value, value_length, &job->size_bytes);
+        } else if (word_equals(word, eq, "tsc_khz")) {
+            error = parse_u64(value, value_length, &job->tsc_khz);
+        } else if (word_equals(word, eq, "slowdown")) {
+            error = parse_u64(value, value_length, &job->slowdown);
+        }
+        /* Other key=value words (nic=, disk=, console=...) belong to other layers. */
+        if (error) return error;
+    }
+    if (!job->bench[0]) return "missing-bench";
+    if (job->iterations == 0) return "zero-iterations";
+    if (job->repetitions == 0) return "zero-repetitions";
+    return 0;
+}

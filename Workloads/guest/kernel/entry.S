@@ -1,0 +1,199 @@
+/*
+ * PVH entry, long-mode switch, descriptor tables, exception and syscall entry points.
+ *
+ * On the hosts hvbench targets, guest code at CPL0 may be emulated instruction by
+ * instruction (kvm_pvm, ~3000x slower than native), so the kernel does as little as
+ * possible at run time: page tables and the GDT are static data built by the assembler,
+ * and the handlers benchmarks hit have short fast paths.
+ */
+
+#define KERNEL_CS 0x08
+#define KERNEL_DS 0x10
+#define USER_DS   0x1B
+#define USER_CS   0x23
+#define BOOT_MILESTONE_PORT 0x80
+
+/* ELF note read by PVH loaders (hvbench, QEMU): XEN_ELFNOTE_PHYS32_ENTRY = 18. */
+.section .note.Xen, "a", @note
+    .p2align 2
+    .long 4             /* name size */
+    .long 4             /* descriptor size */
+    .long 18            /* type */
+    .asciz "Xen"
+    .long pvh_entry
+
+.section .text.entry, "ax"
+.code32
+.globl pvh_entry
+pvh_entry:
+    cli
+    cld
+    movb $1, %al                  /* milestone 1: first guest instruction */
+    outb %al, $BOOT_MILESTONE_PORT
+    movl %ebx, %esi               /* physical address of hvm_start_info */
+    lgdt gdt_descriptor
+    movl %cr4, %eax
+    orl $0x20, %eax               /* PAE */
+    movl %eax, %cr4
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx        /* EFER */
+    rdmsr
+    orl $0x101, %eax              /* LME | SCE */
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80010001, %eax         /* PG | WP | PE */
+    movl %eax, %cr0
+    ljmp $KERNEL_CS, $long_mode_entry
+
+.code64
+long_mode_entry:
+    movw $KERNEL_DS, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorl %eax, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    leaq kernel_stack_top(%rip), %rsp
+    movl %esi, %edi
+    call kernel_main
+1:  hlt
+    jmp 1b
+
+/* enter_user(rip, rsp, argument): iretq to CPL3 with IOPL=3 and interrupts off. */
+.globl enter_user
+enter_user:
+    movw $USER_DS, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    pushq $USER_DS
+    pushq %rsi
+    pushq $0x3002                 /* IOPL=3, reserved bit 1; IF=0 */
+    pushq $USER_CS
+    pushq %rdi
+    movq %rdx, %rdi
+    iretq
+
+/*
+ * syscall: rax=0 is the null call (cpu.syscall), rax=1 invalidates the TLB entry for the
+ * address in rdi (cpu.ptemod). Neither touches the stack, so no stack switch is needed.
+ */
+.globl syscall_entry
+syscall_entry:
+    cmpl $1, %eax
+    jne 1f
+    invlpg (%rdi)
+1:  sysretq
+
+/* Exception stubs: push a dummy error code where the CPU does not, then the vector. */
+.macro STUB_NO_ERROR vector
+exception_\vector:
+    pushq $0
+    pushq $\vector
+    jmp exception_common
+.endm
+.macro STUB_ERROR vector
+exception_\vector:
+    pushq $\vector
+    jmp exception_common
+.endm
+.irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+STUB_NO_ERROR \v
+.endr
+.irp v, 8,10,11,12,13,14,17,21,29,30
+STUB_ERROR \v
+.endr
+
+/*
+ * Stack on entry: vector, error, rip, cs, rflags, rsp, ss. Fast path: a benchmark armed
+ * hvb_fixup_rip for exactly this vector from user mode; resume there.
+ */
+exception_common:
+    pushq %rax
+    movq 8(%rsp), %rax
+    cmpq hvb_expected_vector(%rip), %rax
+    jne 2f
+    testb $3, 32(%rsp)
+    jz 2f
+    movq hvb_fixup_rip(%rip), %rax
+    testq %rax, %rax
+    jz 2f
+    movq %rax, 24(%rsp)
+    incq hvb_fault_count(%rip)
+    popq %rax
+    addq $16, %rsp
+    iretq
+2:  pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    call exception_handler        /* reports and stops the VM; does not return */
+3:  hlt
+    jmp 3b
+
+.section .rodata
+.globl exception_stubs
+.p2align 3
+exception_stubs:
+.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad exception_\v
+.endr
+
+.section .data
+/* GDT: selectors are laid out for syscall/sysret (STAR base 0x08 for syscall, 0x10 for sysret). */
+.p2align 4
+.globl gdt
+gdt:
+    .quad 0
+    .quad 0x00AF9A000000FFFF      /* 0x08 kernel code, 64-bit */
+    .quad 0x00CF92000000FFFF      /* 0x10 kernel data */
+    .quad 0x00CFF2000000FFFF      /* 0x18 user data */
+    .quad 0x00AFFA000000FFFF      /* 0x20 user code, 64-bit */
+    .quad 0, 0                    /* 0x28 TSS, filled in by kernel_main */
+gdt_end:
+gdt_descriptor:
+    .word gdt_end - gdt - 1
+    .quad gdt
+
+/*
+ * Identity map of the low 4 GiB with 2 MiB pages, user-accessible (benchmarks and drivers run
+ * at CPL3 against the same mappings). The top GiB (MMIO) is uncached. kernel_main replaces
+ * one 2 MiB entry (benchmark_pd_index) with a 4 KiB page table for cpu.pgfault/cpu.ptemod.
+ */
+.section .data.page_tables, "aw"
+.p2align 12
+.globl pml4
+pml4:
+    .quad pdpt + 0x7
+    .fill 511, 8, 0
+.p2align 12
+pdpt:
+    .quad page_directories + 0x0000 + 0x7
+    .quad page_directories + 0x1000 + 0x7
+    .quad page_directories + 0x2000 + 0x7
+    .quad page_directories + 0x3000 + 0x7
+    .fill 508, 8, 0
+.p2align 12
+.globl page_directories
+page_directories:
+    .set address, 0
+    .rept 2048
+    .if address >= 0xC0000000
+    .quad address + 0x9F          /* present, writable, user, PWT, PCD, 2 MiB */
+    .else
+    .quad address + 0x87          /* present, writable, user, 2 MiB */
+    .endif
+    .set address, address + 0x200000
+    .endr

@@ -1,0 +1,40 @@
+#ifndef KERNEL_H
+#define KERNEL_H
+#include <stdint.h>
+
+#define BOOT_MILESTONE_PORT 0x80
+#define DEBUG_EXIT_PORT 0xF4
+#define COM1 0x3F8
+/* cpu.pio reads this port, cpu.mmio this page: neither is claimed by hvbench's VMM or by
+ * QEMU's pc machine, so both reach the VMM's "unclaimed access" path. */
+#define UNCLAIMED_PORT 0x0455
+#define UNCLAIMED_MMIO 0xD0000000ull
+/* 2 MiB region (page-directory entry 500 = 1000 MiB) mapped with 4 KiB pages. */
+#define BENCHMARK_PD_INDEX 500
+#define BENCHMARK_REGION ((uint64_t)BENCHMARK_PD_INDEX << 21)
+
+/* Exit codes written to DEBUG_EXIT_PORT; the VMM reports (code << 1) | 1. */
+#define GUEST_EXIT_OK 0
+#define GUEST_EXIT_FAILED 1
+#define GUEST_EXIT_BAD_JOB 2
+#define GUEST_EXIT_FAULT 0x7F
+
+static inline void outb(uint16_t port, uint8_t value) {
+    __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
+}
+static inline uint8_t inb(uint16_t port) {
+    uint8_t value;
+    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+    return value;
+}
+static inline __attribute__((noreturn)) void guest_exit(uint8_t code) {
+    outb(DEBUG_EXIT_PORT, code);
+    for (;;) __asm__ volatile("pause"); /* hlt would #GP at CPL3 */
+}
+
+void user_main(uint32_t start_info);
+void hvb_report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2, uint64_t cs);
+void hvb_report_line(const char *kind, const char *key, const char *value);
+uint64_t pte_frame_address(int which);
+extern uint64_t benchmark_page_table[512];
+#endif

@@ -1,0 +1,116 @@
+/*
+ * The CPL3 part of the guest: reads the job from the PVH command line and runs it. Runs with
+ * IOPL=3, so the serial port, the exit port and the benchmarks' port reads need no kernel.
+ */
+#include "hvb.h"
+#include "kernel.h"
+#include "start_info.h"
+
+static uint8_t *heap_next, *heap_end;
+
+void *plat_alloc(size_t bytes) {
+    uint64_t start = ((uint64_t)heap_next + 4095) & ~4095ull;
+    if (start + bytes > (uint64_t)heap_end || start + bytes < start) return 0;
+    heap_next = (uint8_t *)(start + bytes);
+    return (void *)start;
+}
+
+void plat_write(const char *text, size_t length) {
+    for (size_t i = 0; i < length; i++) {
+        while (!(inb(COM1 + 5) & 0x20)) __asm__ volatile("pause"); /* THR empty */
+        outb(COM1, (uint8_t)text[i]);
+    }
+}
+
+uint64_t plat_cycles(void) {
+    uint32_t low, high;
+    __asm__ volatile("lfence\n\trdtsc" : "=a"(low), "=d"(high) : : "memory");
+    return (uint64_t)high << 32 | low;
+}
+
+int plat_privilege(void) {
+    uint16_t cs;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    return cs & 3;
+}
+
+static int null_syscall(uint64_t count) {
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t rax = 0;
+        __asm__ volatile("syscall" : "+a"(rax) : : "rcx", "r11", "memory");
+    }
+    return 1;
+}
+
+/* Point the benchmark PTE at the other frame, invalidate it, and read through it: the value
+ * read proves the new translation is in use. */
+static int pte_modify(uint64_t count) {
+    volatile uint8_t *page = (volatile uint8_t *)(BENCHMARK_REGION + 4096);
+    for (uint64_t i = 0; i < count; i++) {
+        int which = (int)(i & 1) ^ 1;
+        benchmark_page_table[1] = pte_frame_address(which) | 0x7;
+        uint64_t rax = 1;
+        __asm__ volatile("syscall" : "+a"(rax) : "D"(page) : "rcx", "r11", "memory");
+        if (*page != 0xA0 + which) return 0;
+    }
+    return 1;
+}
+
+static int port_read(uint64_t count) {
+    for (uint64_t i = 0; i < count; i++) (void)inb(UNCLAIMED_PORT);
+    return 1;
+}
+
+static int mmio_read(uint64_t count) {
+    volatile uint32_t *unclaimed = (volatile uint32_t *)UNCLAIMED_MMIO;
+    for (uint64_t i = 0; i < count; i++) (void)*unclaimed;
+    return 1;
+}
+
+struct plat_ops plat = {
+    .null_syscall = null_syscall,
+    .pte_modify = pte_modify,
+    .port_read = port_read,
+    .mmio_read = mmio_read,
+    .fault_page = (volatile uint64_t *)BENCHMARK_REGION,
+    .has_hypercall = 1,
+};
+
+extern char _end[];
+
+/* The heap is the RAM region that holds the end of the image, up to its end (or 3 GiB, where
+ * the identity map turns uncached for MMIO). */
+static void find_heap(const struct hvm_start_info *info) {
+    uint64_t image_end = (uint64_t)_end;
+    heap_next = (uint8_t *)image_end;
+    heap_end = heap_next;
+    if (info->version < 1 || !info->memmap_paddr) return;
+    const struct hvm_memmap_entry *map = (const void *)info->memmap_paddr;
+    for (uint32_t i = 0; i < info->memmap_entries; i++) {
+        uint64_t start = map[i].address, end = map[i].address + map[i].size;
+        if (map[i].type != 1 || image_end < start || image_end >= end) continue;
+        if (end > 0xC0000000ull) end = 0xC0000000ull;
+        heap_end = (uint8_t *)end;
+    }
+}
+
+void user_main(uint32_t start_info) {
+    outb(BOOT_MILESTONE_PORT, 3); /* milestone 3: guest main at CPL3 */
+    const struct hvm_start_info *info = (const void *)(uint64_t)start_info;
+    if (info->magic != HVM_START_MAGIC) {
+        hvb_report_line("fail", "reason", "bad-start-info-magic");
+        guest_exit(GUEST_EXIT_BAD_JOB);
+    }
+    find_heap(info);
+    hvb_report_line("hello", "guest", "hvbench-guest-1");
+    const char *cmdline = info->cmdline_paddr ? (const char *)info->cmdline_paddr : "";
+    struct hvb_job job;
+    const char *error = hvb_parse_job(cmdline, &job);
+    if (error) {
+        hvb_report_line("fail", "reason", error);
+        guest_exit(GUEST_EXIT_BAD_JOB);
+    }
+    int status = hvb_run_job(&job);
+    hvb_report_line("done", 0, 0);
+    guest_exit(status ? GUEST_EXIT_FAILED : GUEST_EXIT_OK);
+}
