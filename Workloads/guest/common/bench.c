@@ -322,7 +322,7 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
         hvb_sink = call_return(n);
         return 0;
     case K_SYSCALL:
-        if (!plat.null_syscall(n)) c->failure = "syscall-failed";
+        if (!plat.null_syscall(n)) c->failure = plat.failure ? plat.failure : "syscall-failed";
         return 0;
     case K_PGFAULT:
         expect_faults(HVB_VECTOR_PF);

@@ -47,6 +47,7 @@ struct plat_ops {
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
         *no_boot;
     int has_hypercall;
+    const char *failure; /* set by an op that failed, with the reason */
 };
 extern struct plat_ops plat;
 

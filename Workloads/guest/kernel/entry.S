@@ -76,15 +76,45 @@ enter_user:
     iretq
 
 /*
- * syscall: rax=0 is the null call (cpu.syscall), rax=1 invalidates the TLB entry for the
- * address in rdi (cpu.ptemod). Neither touches the stack, so no stack switch is needed.
+ * syscall: the null call for cpu.syscall; it touches no stack, so needs no stack switch.
+ * kvm_pvm (software KVM) jumps here without leaving CPL3 for guests that are not PVM-aware,
+ * where sysretq would #GP: detect that, record it, and return to the caller as a plain jump.
  */
 .globl syscall_entry
 syscall_entry:
-    cmpl $1, %eax
+    movl %cs, %eax
+    testb $3, %al
+    jnz 1f
+    sysretq
+1:  movq $1, hvb_syscall_stayed_in_user_mode(%rip)
+    pushq %r11
+    popfq
+    jmpq *%rcx
+
+/*
+ * The kernel service cpu.ptemod needs (invlpg of the address in rdi) is requested with ud2 and
+ * rax = INVLPG_SERVICE. A trap is the one user-to-kernel transition every host delivers: on
+ * kvm_pvm, syscall stays at CPL3 and "int n" raises #UD for guests that are not PVM-aware.
+ * Stack on entry (no error code): rip, cs, rflags, rsp, ss.
+ */
+#define INVLPG_SERVICE 0x1a7e
+exception_6:
+    cmpq $INVLPG_SERVICE, %rax
+    jne 2f
+    testb $3, 8(%rsp)
+    jz 2f
+    pushq %rbx
+    movq 8(%rsp), %rbx
+    cmpw $0x0b0f, (%rbx)          /* the faulting instruction is ud2 */
     jne 1f
     invlpg (%rdi)
-1:  sysretq
+    addq $2, 8(%rsp)
+    popq %rbx
+    iretq
+1:  popq %rbx
+2:  pushq $0
+    pushq $6
+    jmp exception_common
 
 /* Exception stubs: push a dummy error code where the CPU does not, then the vector. */
 .macro STUB_NO_ERROR vector
@@ -98,7 +128,7 @@ exception_\vector:
     pushq $\vector
     jmp exception_common
 .endm
-.irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+.irp v, 0,1,2,3,4,5,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
 STUB_NO_ERROR \v
 .endr
 .irp v, 8,10,11,12,13,14,17,21,29,30

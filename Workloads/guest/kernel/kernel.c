@@ -38,6 +38,7 @@ void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument)
     __attribute__((noreturn));
 
 static struct interrupt_gate idt[32] __attribute__((aligned(16)));
+volatile uint64_t hvb_syscall_stayed_in_user_mode;
 static struct task_state_segment tss __attribute__((aligned(16)));
 static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
 static uint8_t double_fault_stack[4096] __attribute__((aligned(16)));

@@ -11,6 +11,8 @@
 #define UNCLAIMED_MMIO 0xD0000000ull
 /* 2 MiB region (page-directory entry 500 = 1000 MiB) mapped with 4 KiB pages. */
 #define BENCHMARK_PD_INDEX 500
+/* rax value with which ud2 asks the kernel for invlpg (see entry.S). */
+#define INVLPG_SERVICE 0x1a7e
 #define BENCHMARK_REGION ((uint64_t)BENCHMARK_PD_INDEX << 21)
 
 /* Exit codes written to DEBUG_EXIT_PORT; the VMM reports (code << 1) | 1. */
@@ -37,4 +39,5 @@ void hvb_report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr
 void hvb_report_line(const char *kind, const char *key, const char *value);
 uint64_t pte_frame_address(int which);
 extern uint64_t benchmark_page_table[512];
+extern volatile uint64_t hvb_syscall_stayed_in_user_mode;
 #endif

@@ -35,11 +35,13 @@ int plat_privilege(void) {
 }
 
 static int null_syscall(uint64_t count) {
+    hvb_syscall_stayed_in_user_mode = 0;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t rax = 0;
         __asm__ volatile("syscall" : "+a"(rax) : : "rcx", "r11", "memory");
     }
-    return 1;
+    if (hvb_syscall_stayed_in_user_mode) plat.failure = "syscall-did-not-enter-cpl0";
+    return !hvb_syscall_stayed_in_user_mode;
 }
 
 /* Point the benchmark PTE at the other frame, invalidate it, and read through it: the value
@@ -49,8 +51,7 @@ static int pte_modify(uint64_t count) {
     for (uint64_t i = 0; i < count; i++) {
         int which = (int)(i & 1) ^ 1;
         benchmark_page_table[1] = pte_frame_address(which) | 0x7;
-        uint64_t rax = 1;
-        __asm__ volatile("syscall" : "+a"(rax) : "D"(page) : "rcx", "r11", "memory");
+        __asm__ volatile("ud2" : : "a"(INVLPG_SERVICE), "D"(page) : "memory");
         if (*page != 0xA0 + which) return 0;
     }
     return 1;
