@@ -1,0 +1,59 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "hvbench",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "hvbench", targets: ["hvbench"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+    ],
+    targets: [
+        // The kernel-facing bottom layer: <linux/kvm.h> and typed ioctl wrappers.
+        .target(name: "CKVM"),
+        // libnuma (Debian libnuma-dev) for guest-RAM and vCPU placement.
+        .systemLibrary(
+            name: "CNUMA", pkgConfig: "numa",
+            providers: [.apt(["libnuma-dev"])]),
+        // Guest memory, buses, devices, boot loaders, the engine protocol and the VM.
+        .target(
+            name: "Machine",
+            dependencies: [
+                "CNUMA",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // KVM system/VM/vCPU wrappers and the KVM CPU engine.
+        .target(name: "KVM", dependencies: ["CKVM", "Machine", "CNUMA"]),
+        // Benchmark catalogue, suites, guest builder, runners, statistics, results model.
+        .target(
+            name: "Bench",
+            dependencies: [
+                "Machine", "KVM", "CNUMA",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // Output writers: JSON, CSV, terminal table.
+        .target(
+            name: "Report",
+            dependencies: ["Bench", .product(name: "CSV", package: "CSV.swift")]),
+        .executableTarget(
+            name: "hvbench",
+            dependencies: [
+                "Bench", "Report", "Machine", "KVM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "Report"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "Machine"]),
+    ]
+)

@@ -1,0 +1,47 @@
+#include "ckvm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+int ckvm_ioctl(int fd, unsigned long request, void *argument) {
+    return ioctl(fd, request, argument);
+}
+
+int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value) {
+    return ioctl(fd, request, value);
+}
+
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd) {
+    int capacity = 128;
+    for (;;) {
+        size_t bytes = sizeof(struct kvm_cpuid2) + capacity * sizeof(struct kvm_cpuid_entry2);
+        struct kvm_cpuid2 *cpuid = calloc(1, bytes);
+        if (!cpuid) return -ENOMEM;
+        cpuid->nent = capacity;
+        if (ioctl(system_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+            int error = errno;
+            free(cpuid);
+            if (error == E2BIG && capacity < 4096) {
+                capacity *= 2;
+                continue;
+            }
+            return -error;
+        }
+        int result = ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+        free(cpuid);
+        return result;
+    }
+}
+
+static void ignore_signal(int signal_number) { (void)signal_number; }
+
+int ckvm_install_kick_signal(int signal_number) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = ignore_signal; /* no SA_RESTART: KVM_RUN must return EINTR */
+    sigemptyset(&action.sa_mask);
+    return sigaction(signal_number, &action, 0) < 0 ? -errno : 0;
+}

@@ -1,0 +1,84 @@
+/*
+ * The thin, unsafe bottom of hvbench's KVM support: request numbers from <linux/kvm.h> as
+ * constants Swift can see, non-variadic ioctl wrappers, and accessors for the unions in
+ * struct kvm_run. Everything above this is typed Swift.
+ */
+#ifndef CKVM_H
+#define CKVM_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <stddef.h>
+
+static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long CKVM_RUN = KVM_RUN;
+static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long CKVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+
+int ckvm_ioctl(int fd, unsigned long request, void *argument);
+int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
+
+/* KVM_GET_SUPPORTED_CPUID then KVM_SET_CPUID2 on the vCPU; 0 or -errno. */
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd);
+
+/* Accessors for the exit-reason union of struct kvm_run. */
+static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
+static inline void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
+
+struct ckvm_io {
+    uint16_t port;
+    uint8_t size;       /* 1, 2 or 4 */
+    uint8_t is_write;
+    uint32_t count;     /* > 1 for string instructions (rep ins/outs) */
+    uint8_t *data;      /* size * count bytes inside the kvm_run mapping */
+};
+static inline struct ckvm_io ckvm_io_exit(struct kvm_run *run) {
+    struct ckvm_io io = {run->io.port, run->io.size, run->io.direction == KVM_EXIT_IO_OUT,
+                         run->io.count, (uint8_t *)run + run->io.data_offset};
+    return io;
+}
+
+struct ckvm_mmio {
+    uint64_t address;
+    uint32_t length;
+    uint8_t is_write;
+    uint8_t *data;      /* 8 bytes inside the kvm_run mapping */
+};
+static inline struct ckvm_mmio ckvm_mmio_exit(struct kvm_run *run) {
+    struct ckvm_mmio m = {run->mmio.phys_addr, run->mmio.len, run->mmio.is_write,
+                          run->mmio.data};
+    return m;
+}
+
+static inline uint64_t ckvm_fail_entry_reason(const struct kvm_run *run) {
+    return run->fail_entry.hardware_entry_failure_reason;
+}
+static inline uint32_t ckvm_internal_error(const struct kvm_run *run) {
+    return run->internal.suberror;
+}
+static inline uint32_t ckvm_system_event_type(const struct kvm_run *run) {
+    return run->system_event.type;
+}
+
+/* A signal whose handler does nothing: delivering it makes a blocked KVM_RUN return EINTR,
+ * which is how a watchdog stops a vCPU thread. Returns 0 or -errno. */
+int ckvm_install_kick_signal(int signal_number);
+
+/* rdtsc, for calibrating the TSC against the monotonic clock. */
+static inline uint64_t ckvm_rdtsc(void) {
+    uint32_t low, high;
+    __asm__ volatile("lfence\n\trdtsc" : "=a"(low), "=d"(high) : : "memory");
+    return (uint64_t)high << 32 | low;
+}
+#endif

@@ -1,0 +1,176 @@
+import CKVM
+import Foundation
+import Glibc
+import Machine
+
+/// A one-vCPU KVM virtual machine behind the `CPUEngine` protocol.
+///
+/// Guest RAM is the `GuestMemory` mapping registered as memory slot 0; everything outside it
+/// (the MMIO hole) exits to the VMM. `run()` is KVM_RUN; `requestStop()` sets `immediate_exit`
+/// and signals the vCPU thread so a blocked KVM_RUN returns EINTR.
+public final class KVMEngine: CPUEngine, @unchecked Sendable {
+    public let engineName = "kvm"
+    private static let kickSignal = SIGUSR2
+    private static let kickSignalInstalled: Bool = ckvm_install_kick_signal(kickSignal) == 0
+
+    private let system: KVMSystem
+    private let vmDescriptor: Int32
+    private let vcpuDescriptor: Int32
+    private let runArea: UnsafeMutablePointer<kvm_run>
+    private let runAreaSize: Int
+
+    private let threadLock = NSLock()
+    private var vcpuThread: pthread_t?
+
+    public init(system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry) throws {
+        self.system = system
+        _ = Self.kickSignalInstalled
+        let vm = ckvm_ioctl_value(system.fileDescriptor, CKVM_CREATE_VM, 0)
+        guard vm >= 0 else { throw KVMError.call("KVM_CREATE_VM", errno: errno) }
+        vmDescriptor = vm
+        // Only VMX needs it (real-mode emulation); harmless elsewhere, so a failure is ignored.
+        _ = ckvm_ioctl_value(vm, CKVM_SET_TSS_ADDR, 0xFFFB_D000)
+
+        var region = kvm_userspace_memory_region(
+            slot: 0, flags: 0, guest_phys_addr: 0, memory_size: memory.size,
+            userspace_addr: UInt64(UInt(bitPattern: memory.base)))
+        guard ckvm_ioctl(vm, CKVM_SET_USER_MEMORY_REGION, &region) == 0 else {
+            let error = errno
+            close(vm)
+            throw KVMError.call("KVM_SET_USER_MEMORY_REGION", errno: error)
+        }
+        let vcpu = ckvm_ioctl_value(vm, CKVM_CREATE_VCPU, 0)
+        guard vcpu >= 0 else {
+            let error = errno
+            close(vm)
+            throw KVMError.call("KVM_CREATE_VCPU", errno: error)
+        }
+        vcpuDescriptor = vcpu
+        runAreaSize = system.vcpuMappingSize
+        let mapping = mmap(nil, runAreaSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0)
+        guard let mapping, mapping != MAP_FAILED else {
+            let error = errno
+            close(vcpu)
+            close(vm)
+            throw KVMError.call("mmap of the vCPU run area", errno: error)
+        }
+        runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
+
+        do {
+            // The guest switches itself to long mode, which KVM allows only when the guest's
+            // CPUID advertises it: give the guest what KVM supports.
+            let cpuidResult = ckvm_copy_supported_cpuid(system.fileDescriptor, vcpu)
+            guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
+            try setProtectedModeEntry(entry)
+        } catch {
+            munmap(mapping, runAreaSize)
+            close(vcpu)
+            close(vm)
+            throw error
+        }
+    }
+
+    deinit {
+        munmap(runArea, runAreaSize)
+        close(vcpuDescriptor)
+        close(vmDescriptor)
+    }
+
+    /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell).
+    public var tscKilohertz: Int {
+        max(0, Int(ckvm_ioctl_value(vcpuDescriptor, CKVM_GET_TSC_KHZ, 0)))
+    }
+
+    private func setProtectedModeEntry(_ entry: ProtectedModeEntry) throws {
+        var sregs = kvm_sregs()
+        guard ckvm_ioctl(vcpuDescriptor, CKVM_GET_SREGS, &sregs) == 0 else { throw KVMError.call("KVM_GET_SREGS", errno: errno) }
+        func flat(_ selector: UInt16, type: UInt8) -> kvm_segment {
+            kvm_segment(
+                base: 0, limit: 0xFFFF_FFFF, selector: selector, type: type, present: 1, dpl: 0, db: 1, s: 1, l: 0, g: 1,
+                avl: 0, unusable: 0, padding: 0)
+        }
+        sregs.cs = flat(ProtectedModeEntry.codeSelector, type: 0xB)
+        let data = flat(ProtectedModeEntry.dataSelector, type: 0x3)
+        sregs.ds = data
+        sregs.es = data
+        sregs.fs = data
+        sregs.gs = data
+        sregs.ss = data
+        sregs.tr = kvm_segment(
+            base: 0, limit: 0x67, selector: ProtectedModeEntry.taskSelector, type: 0xB, present: 1, dpl: 0, db: 0, s: 0,
+            l: 0, g: 0, avl: 0, unusable: 0, padding: 0)
+        sregs.gdt.base = UInt64(entry.gdtBase)
+        sregs.gdt.limit = entry.gdtLimit
+        sregs.idt.base = 0
+        sregs.idt.limit = 0
+        sregs.cr0 = 0x11  // PE | ET: protected mode, paging off
+        sregs.cr3 = 0
+        sregs.cr4 = 0
+        sregs.efer = 0
+        guard ckvm_ioctl(vcpuDescriptor, CKVM_SET_SREGS, &sregs) == 0 else { throw KVMError.call("KVM_SET_SREGS", errno: errno) }
+
+        var regs = kvm_regs()
+        regs.rip = UInt64(entry.entryPoint)
+        regs.rax = UInt64(entry.eax)
+        regs.rbx = UInt64(entry.ebx)
+        regs.rflags = 0x2
+        guard ckvm_ioctl(vcpuDescriptor, CKVM_SET_REGS, &regs) == 0 else { throw KVMError.call("KVM_SET_REGS", errno: errno) }
+    }
+
+    public func run() throws -> VMExit {
+        if vcpuThread == nil {
+            threadLock.lock()
+            vcpuThread = pthread_self()
+            threadLock.unlock()
+        }
+        while true {
+            if ckvm_ioctl_value(vcpuDescriptor, CKVM_RUN, 0) < 0 {
+                let error = errno
+                if error == EINTR {
+                    ckvm_set_immediate_exit(runArea, 0)
+                    return .interrupted
+                }
+                if error == EAGAIN { continue }
+                throw KVMError.call("KVM_RUN", errno: error)
+            }
+            let reason = Int32(ckvm_exit_reason(runArea))
+            switch reason {
+            case KVM_EXIT_IO:
+                let io = ckvm_io_exit(runArea)
+                return .portIO(
+                    PortIOExit(port: io.port, size: Int(io.size), count: Int(io.count), isWrite: io.is_write != 0, data: io.data))
+            case KVM_EXIT_MMIO:
+                let access = ckvm_mmio_exit(runArea)
+                return .mmio(
+                    MMIOExit(address: access.address, size: Int(access.length), isWrite: access.is_write != 0, data: access.data))
+            case KVM_EXIT_HLT:
+                return .halt
+            case KVM_EXIT_SHUTDOWN:
+                return .shutdown("triple fault (KVM_EXIT_SHUTDOWN)")
+            case KVM_EXIT_SYSTEM_EVENT:
+                return .shutdown("system event \(ckvm_system_event_type(runArea))")
+            case KVM_EXIT_INTR:
+                return .interrupted
+            case KVM_EXIT_FAIL_ENTRY:
+                throw EngineError("KVM could not enter the guest (hardware entry failure reason 0x\(String(ckvm_fail_entry_reason(runArea), radix: 16)))")
+            case KVM_EXIT_INTERNAL_ERROR:
+                throw EngineError("KVM internal error (suberror \(ckvm_internal_error(runArea))), guest at rip 0x\(String(currentInstructionPointer(), radix: 16))")
+            default:
+                throw EngineError("unhandled KVM exit reason \(reason)")
+            }
+        }
+    }
+
+    public func requestStop() {
+        ckvm_set_immediate_exit(runArea, 1)
+        threadLock.lock()
+        let thread = vcpuThread
+        threadLock.unlock()
+        if let thread { pthread_kill(thread, Self.kickSignal) }
+    }
+
+    public func currentInstructionPointer() -> UInt64 {
+        var regs = kvm_regs()
+        return ckvm_ioctl(vcpuDescriptor, CKVM_GET_REGS, &regs) == 0 ? regs.rip : 0
+    }
+}

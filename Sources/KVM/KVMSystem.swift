@@ -1,0 +1,68 @@
+import CKVM
+import Glibc
+import Machine
+
+public enum KVMError: Error, CustomStringConvertible {
+    /// /dev/kvm cannot be used at all; the text says why and what to do.
+    case unavailable(String)
+    case call(String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .unavailable(let why): return why
+        case .call(let what, let errno): return "\(what) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        }
+    }
+}
+
+/// An open /dev/kvm: the system-level file descriptor VMs are created from.
+public final class KVMSystem: @unchecked Sendable {
+    public static let devicePath = "/dev/kvm"
+    public static let expectedAPIVersion: Int32 = 12
+
+    public let fileDescriptor: Int32
+    public let vcpuMappingSize: Int
+
+    public init(path: String = KVMSystem.devicePath) throws {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else {
+            let error = errno
+            switch error {
+            case ENOENT:
+                throw KVMError.unavailable("\(path) does not exist: no KVM module is loaded on this host (hardware-assist and paravirt-io modes need KVM; full-emulation and native still run)")
+            case EACCES, EPERM:
+                throw KVMError.unavailable("\(path) exists but is not accessible to this user: run as root or join the 'kvm' group")
+            default:
+                throw KVMError.unavailable("cannot open \(path): \(String(cString: strerror(error)))")
+            }
+        }
+        let version = ckvm_ioctl_value(fd, CKVM_GET_API_VERSION, 0)
+        guard version == Self.expectedAPIVersion else {
+            close(fd)
+            throw KVMError.unavailable("\(path) speaks KVM API \(version); hvbench needs \(Self.expectedAPIVersion)")
+        }
+        let size = ckvm_ioctl_value(fd, CKVM_GET_VCPU_MMAP_SIZE, 0)
+        guard size > 0 else {
+            close(fd)
+            throw KVMError.call("KVM_GET_VCPU_MMAP_SIZE", errno: errno)
+        }
+        fileDescriptor = fd
+        vcpuMappingSize = Int(size)
+    }
+
+    deinit { close(fileDescriptor) }
+
+    /// nil when KVM can be used here, otherwise the reason it cannot.
+    public static func unavailabilityReason() -> String? {
+        do {
+            _ = try KVMSystem()
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    public func checkExtension(_ capability: Int32) -> Int32 {
+        ckvm_ioctl_value(fileDescriptor, CKVM_CHECK_EXTENSION, UInt(capability))
+    }
+}

@@ -1,0 +1,85 @@
+/// A port-I/O exit. For reads the VMM fills `data` before the next `run()`, which completes the
+/// instruction; `count` > 1 for string instructions (`rep insb/outsw`...), `size * count` bytes.
+public struct PortIOExit {
+    public var port: UInt16
+    public var size: Int
+    public var count: Int
+    public var isWrite: Bool
+    public var data: UnsafeMutableRawPointer
+
+    public init(port: UInt16, size: Int, count: Int, isWrite: Bool, data: UnsafeMutableRawPointer) {
+        self.port = port
+        self.size = size
+        self.count = count
+        self.isWrite = isWrite
+        self.data = data
+    }
+}
+
+/// An access to guest-physical memory that is not RAM. Same completion rule as port I/O.
+public struct MMIOExit {
+    public var address: UInt64
+    public var size: Int
+    public var isWrite: Bool
+    public var data: UnsafeMutableRawPointer
+
+    public init(address: UInt64, size: Int, isWrite: Bool, data: UnsafeMutableRawPointer) {
+        self.address = address
+        self.size = size
+        self.isWrite = isWrite
+        self.data = data
+    }
+}
+
+/// What a CPU engine hands back to the VMM.
+public enum VMExit {
+    case portIO(PortIOExit)
+    case mmio(MMIOExit)
+    /// `hlt` with interrupts that can never arrive: the guest is finished.
+    case halt
+    /// Triple fault, reset or power-off requested by the guest.
+    case shutdown(String)
+    /// `requestStop()` was called (watchdog); the guest state is intact.
+    case interrupted
+}
+
+/// The register state a boot protocol starts the CPU in: 32-bit protected mode, flat 4 GiB
+/// segments, paging off (the PVH and multiboot v1 entry conditions).
+public struct ProtectedModeEntry: Equatable, Sendable {
+    public var entryPoint: UInt32
+    public var eax: UInt32
+    public var ebx: UInt32
+    /// Guest-physical address of the GDT the loader wrote (code 0x10, data 0x18, TSS 0x20).
+    public var gdtBase: UInt32
+    public var gdtLimit: UInt16
+
+    public static let codeSelector: UInt16 = 0x10
+    public static let dataSelector: UInt16 = 0x18
+    public static let taskSelector: UInt16 = 0x20
+
+    public init(entryPoint: UInt32, eax: UInt32 = 0, ebx: UInt32, gdtBase: UInt32, gdtLimit: UInt16) {
+        self.entryPoint = entryPoint
+        self.eax = eax
+        self.ebx = ebx
+        self.gdtBase = gdtBase
+        self.gdtLimit = gdtLimit
+    }
+}
+
+/// A CPU that runs a guest: KVM's vCPU or hvbench's x86-64 interpreter. Devices never know
+/// which one drives them.
+public protocol CPUEngine: AnyObject {
+    /// "kvm", "emulator": recorded with results.
+    var engineName: String { get }
+    /// Runs the guest until the VMM must handle something. Errors are unrecoverable faults of
+    /// the engine (KVM internal error, an instruction the emulator cannot run, ...).
+    func run() throws -> VMExit
+    /// Makes a `run()` in progress on another thread return `.interrupted` soon. Thread-safe.
+    func requestStop()
+}
+
+/// Engine errors the VM reports as the reason a run failed.
+public struct EngineError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,164 @@
+import Foundation
+
+/// Exits by kind, recorded with every result so a report can say why one mode is faster.
+public struct ExitCounters: Equatable, Sendable, Codable {
+    public var portIO = 0
+    public var mmio = 0
+    public var halts = 0
+    public var interruptions = 0
+    public var unclaimedPortReads = 0
+    public var unclaimedMMIOReads = 0
+    public init() {}
+}
+
+/// How a VM run ended.
+public enum VMEnding: Equatable, Sendable {
+    /// The guest wrote the debug-exit port; status is `(value << 1) | 1`.
+    case exitDevice(status: Int32)
+    case halted
+    case shutdown(String)
+    /// The watchdog stopped a guest that ran longer than its time limit.
+    case timedOut(seconds: Double)
+    case failed(String)
+
+    public var summary: String {
+        switch self {
+        case .exitDevice(let status): return "guest exited with status \(status)"
+        case .halted: return "guest halted with interrupts disabled"
+        case .shutdown(let why): return "guest shut down: \(why)"
+        case .timedOut(let seconds): return "watchdog stopped the guest after \(String(format: "%.1f", seconds)) s (it neither exited nor halted)"
+        case .failed(let why): return "VM failed: \(why)"
+        }
+    }
+}
+
+public struct VMOutcome: Sendable {
+    public let ending: VMEnding
+    public let milestones: [BootMilestoneDevice.Milestone]
+    public let counters: ExitCounters
+    public let startedAtNanoseconds: UInt64
+    public let endedAtNanoseconds: UInt64
+}
+
+/// One guest: its RAM, its buses and devices, and the CPU engine that runs it.
+///
+/// `run` drives the engine on a dedicated vCPU thread while the calling thread acts as the
+/// watchdog: past the deadline it asks the engine to stop, and the run ends as `timedOut`
+/// instead of hanging the benchmark suite.
+public final class VirtualMachine: @unchecked Sendable {
+    public let memory: GuestMemory
+    public let engine: any CPUEngine
+    public let portBus = IOBus()
+    public let mmioBus = IOBus()
+    public let milestones = BootMilestoneDevice()
+    public private(set) var counters = ExitCounters()
+
+    private let startedAt: UInt64
+    private var exitStatus: Int32?
+    private let stopLock = NSLock()
+    private var stopRequested = false
+
+    /// - Parameters:
+    ///   - startedAt: monotonic time at which building this VM began (for boot timing).
+    ///   - console: receives each byte the guest writes to COM1.
+    public init(memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, console: @escaping (UInt8) -> Void) throws {
+        self.memory = memory
+        self.engine = engine
+        self.startedAt = startedAt
+        try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
+        try portBus.insert(
+            DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
+        try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
+    }
+
+    private var isStopRequested: Bool {
+        stopLock.lock()
+        defer { stopLock.unlock() }
+        return stopRequested
+    }
+
+    /// Runs the guest to its end or until `timeout` seconds pass.
+    /// - Parameter numaNode: when given, the vCPU thread runs on that node's CPUs.
+    public func run(timeout: Double, numaNode: Int? = nil) -> VMOutcome {
+        let finished = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var ending: VMEnding = .failed("vCPU thread did not start")
+        let thread = Thread { [self] in
+            if let numaNode {
+                do { try NUMAPlacement.bindCurrentThread(to: numaNode) } catch {
+                    ending = .failed("\(error)")
+                    finished.signal()
+                    return
+                }
+            }
+            ending = vcpuLoop()
+            finished.signal()
+        }
+        thread.name = "hvbench-vcpu0"
+        thread.stackSize = 1 << 20
+        thread.start()
+
+        if finished.wait(timeout: .now() + timeout) == .timedOut {
+            stopLock.lock()
+            stopRequested = true
+            stopLock.unlock()
+            // The vCPU may be between KVM_RUN calls when the first request lands; repeat until it stops.
+            var stopped = false
+            for _ in 0..<500 where !stopped {
+                engine.requestStop()
+                stopped = finished.wait(timeout: .now() + 0.01) == .success
+            }
+            if !stopped {
+                return VMOutcome(
+                    ending: .failed("watchdog fired after \(timeout) s but the vCPU thread did not stop"),
+                    milestones: milestones.milestones, counters: counters, startedAtNanoseconds: startedAt,
+                    endedAtNanoseconds: MonotonicClock.nanoseconds())
+            }
+            ending = .timedOut(seconds: timeout)
+        }
+        counters.unclaimedPortReads = portBus.unclaimedReads
+        counters.unclaimedMMIOReads = mmioBus.unclaimedReads
+        return VMOutcome(
+            ending: ending, milestones: milestones.milestones, counters: counters, startedAtNanoseconds: startedAt,
+            endedAtNanoseconds: MonotonicClock.nanoseconds())
+    }
+
+    private func vcpuLoop() -> VMEnding {
+        while true {
+            if let exitStatus { return .exitDevice(status: exitStatus) }
+            let exit: VMExit
+            do {
+                exit = try engine.run()
+            } catch {
+                return .failed("\(error)")
+            }
+            switch exit {
+            case .portIO(let access):
+                counters.portIO += 1
+                for index in 0..<access.count {
+                    let data = UnsafeMutableRawBufferPointer(start: access.data + index * access.size, count: access.size)
+                    if access.isWrite {
+                        portBus.write(UInt64(access.port), from: UnsafeRawBufferPointer(data))
+                    } else {
+                        portBus.read(UInt64(access.port), into: data)
+                    }
+                }
+            case .mmio(let access):
+                counters.mmio += 1
+                let data = UnsafeMutableRawBufferPointer(start: access.data, count: access.size)
+                if access.isWrite {
+                    mmioBus.write(access.address, from: UnsafeRawBufferPointer(data))
+                } else {
+                    mmioBus.read(access.address, into: data)
+                }
+            case .halt:
+                counters.halts += 1
+                return .halted
+            case .shutdown(let why):
+                return .shutdown(why)
+            case .interrupted:
+                counters.interruptions += 1
+                if isStopRequested { return .timedOut(seconds: 0) }
+            }
+        }
+    }
+}
