@@ -36,8 +36,9 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Machine", "KVM", "CNUMA",
+                "Machine", "KVM", "CNUMA", "CKVM",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

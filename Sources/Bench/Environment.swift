@@ -1,0 +1,125 @@
+import CKVM
+import CNUMA
+import Foundation
+import KVM
+import Machine
+
+/// What the results were measured on. `hvbench env` prints it; every results file carries it.
+public struct EnvironmentRecord: Codable, Sendable {
+    public struct KVMInfo: Codable, Sendable {
+        /// "kvm_intel", "kvm_amd", "kvm_pvm" or "none".
+        public var module: String
+        public var devicePresent: Bool
+        public var usable: Bool
+        public var unavailableReason: String?
+        /// The CPU advertises vmx or svm to this host.
+        public var hardwareVirtualization: Bool
+        /// KVM without VT-x/AMD-V (kvm_pvm): guest CPL0 code is emulated by the host kernel.
+        public var softwareAssisted: Bool
+        /// For kvm_intel/kvm_amd: whether the module lets guests use nested virtualization.
+        public var nestedParameter: String?
+        public var tscKHz: Int?
+    }
+
+    public struct NUMANode: Codable, Sendable {
+        public var id: Int
+        public var memoryMiB: Int
+        public var cpus: [Int]
+    }
+
+    public var hostname: String
+    public var cpuModel: String
+    public var cpuVendor: String
+    public var cpuFlags: [String]
+    public var logicalCPUs: Int
+    public var memoryMiB: Int
+    public var kernel: String
+    public var operatingSystem: String
+    /// This host is itself a virtual machine (the cpuid "hypervisor" bit is set).
+    public var runningInVM: Bool
+    public var kvm: KVMInfo
+    /// Host TSC frequency calibrated against CLOCK_MONOTONIC.
+    public var tscKHz: Int
+    public var numaAvailable: Bool
+    public var numaNodes: [NUMANode]
+    public var numaNodeUsed: Int?
+    public var qemuVersion: String?
+    public var guestImageHash: String?
+
+    public static func capture(guestImageHash: String?, qemuVersion: String? = nil, numaNodeUsed: Int? = nil) -> EnvironmentRecord {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> String? {
+            for line in cpuinfo.split(separator: "\n") where line.hasPrefix(name) {
+                if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+            }
+            return nil
+        }
+        let flags = (field("flags") ?? "").split(separator: " ").map(String.init).sorted()
+        let hasHardwareVirtualization = flags.contains("vmx") || flags.contains("svm")
+
+        let module = ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
+        let nested = module == "none" || module == "kvm_pvm" ? nil : readTrimmed("/sys/module/\(module)/parameters/nested")
+        var kvmTSC: Int?
+        let reason = KVMSystem.unavailabilityReason()
+        if reason == nil, let system = try? KVMSystem(), let memory = try? GuestMemory(size: 1 << 20),
+            let engine = try? KVMEngine(system: system, memory: memory, entry: ProtectedModeEntry(entryPoint: 0, ebx: 0, gdtBase: 0, gdtLimit: 0))
+        {
+            kvmTSC = engine.tscKilohertz
+        }
+        let kvm = KVMInfo(
+            module: module, devicePresent: FileManager.default.fileExists(atPath: KVMSystem.devicePath), usable: reason == nil,
+            unavailableReason: reason, hardwareVirtualization: hasHardwareVirtualization,
+            softwareAssisted: module == "kvm_pvm" || (module != "none" && !hasHardwareVirtualization), nestedParameter: nested,
+            tscKHz: kvmTSC)
+
+        var nodes: [NUMANode] = []
+        for node in NUMAPlacement.nodes {
+            var cpus: [Int] = []
+            if let mask = numa_allocate_cpumask() {
+                if numa_node_to_cpus(Int32(node), mask) == 0 {
+                    for cpu in 0..<Int(numa_num_configured_cpus()) where numa_bitmask_isbitset(mask, UInt32(cpu)) != 0 { cpus.append(cpu) }
+                }
+                numa_bitmask_free(mask)
+            }
+            nodes.append(NUMANode(id: node, memoryMiB: Int(NUMAPlacement.memory(ofNode: node).total >> 20), cpus: cpus))
+        }
+
+        var uts = utsname()
+        uname(&uts)
+        let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let os =
+            ((try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? "").split(separator: "\n")
+            .first { $0.hasPrefix("PRETTY_NAME=") }.map { $0.dropFirst(12).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) } ?? "unknown"
+        return EnvironmentRecord(
+            hostname: ProcessInfo.processInfo.hostName, cpuModel: field("model name") ?? "unknown", cpuVendor: field("vendor_id") ?? "unknown",
+            cpuFlags: flags, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
+            memoryMiB: Int(ProcessInfo.processInfo.physicalMemory >> 20), kernel: kernel, operatingSystem: os,
+            runningInVM: flags.contains("hypervisor"), kvm: kvm, tscKHz: TSC.calibratedKilohertz, numaAvailable: NUMAPlacement.isAvailable,
+            numaNodes: nodes, numaNodeUsed: numaNodeUsed, qemuVersion: qemuVersion, guestImageHash: guestImageHash)
+    }
+
+    private static func readTrimmed(_ path: String) -> String? {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The sentence every report shows about what "hardware-assist" means on this host.
+    public var virtualizationNote: String {
+        if !kvm.usable { return "KVM is not usable here (\(kvm.unavailableReason ?? "unknown reason")): hardware-assist results are skipped." }
+        if kvm.softwareAssisted {
+            return "KVM here is software-assisted (\(kvm.module), no VT-x/AMD-V): guest CPL0 code is emulated by the host kernel; the guest runs its benchmarks at CPL3, where it runs near native, but every exit costs microseconds."
+        }
+        return "KVM with hardware virtualization (\(kvm.module))\(runningInVM ? ", nested inside another hypervisor" : "")."
+    }
+}
+
+/// The host TSC frequency, measured once per process against CLOCK_MONOTONIC over 200 ms.
+public enum TSC {
+    public static let calibratedKilohertz: Int = {
+        let startNanoseconds = MonotonicClock.nanoseconds()
+        let startCycles = ckvm_rdtsc()
+        while MonotonicClock.nanoseconds() - startNanoseconds < 200_000_000 {}
+        let cycles = ckvm_rdtsc() - startCycles
+        let nanoseconds = MonotonicClock.nanoseconds() - startNanoseconds
+        return Int((Double(cycles) / Double(nanoseconds) * 1e6).rounded())
+    }()
+}

@@ -1,0 +1,183 @@
+/// The guest's (and native runner's) machine-readable output: lines starting with "HVB1 ",
+/// a kind, then space-separated key=value pairs. Any other console line is log text.
+///
+///     HVB1 hello guest=hvbench-guest-1
+///     HVB1 begin bench=cpu.int cpl=3 iterations=1000 repetitions=5 warmups=1
+///     HVB1 sample bench=cpu.int rep=0 ops=1000 cycles=5494 bytes=0
+///     HVB1 end bench=cpu.int
+///     HVB1 skip bench=cpu.ptemod reason=no-unprivileged-pte-write-and-invlpg-on-the-host
+///     HVB1 fail bench=cpu.syscall reason=syscall-did-not-enter-cpl0
+///     HVB1 fault vector=13 error=0x0 rip=0x10345b cr2=0x0 cpl=3
+///     HVB1 done
+///
+/// The parser is strict: a line that starts with "HVB1 " but breaks the grammar is an error,
+/// because a silently skipped sample would bias every statistic computed from the rest.
+public enum ResultLine: Equatable, Sendable {
+    case hello(guest: String)
+    case begin(bench: String, privilegeLevel: Int, iterations: UInt64, repetitions: UInt64, warmups: UInt64)
+    /// vm.boot's begin line carries only the privilege level.
+    case beginBoot(bench: String, privilegeLevel: Int)
+    case sample(bench: String, repetition: UInt64, operations: UInt64, cycles: UInt64, bytes: UInt64)
+    case end(bench: String)
+    case skip(bench: String, reason: String)
+    case fail(bench: String?, reason: String)
+    case fault(vector: UInt64, error: UInt64, rip: UInt64, cr2: UInt64, privilegeLevel: Int)
+    case done
+
+    public static let prefix = "HVB1 "
+
+    public struct ParseError: Error, Equatable, CustomStringConvertible {
+        public let line: String
+        public let problem: String
+        public var description: String { "malformed result line \"\(line)\": \(problem)" }
+    }
+
+    /// nil for console text that is not a result line.
+    public static func parse(_ line: String) throws -> ResultLine? {
+        guard line.hasPrefix(prefix) else { return nil }
+        let words = line.dropFirst(prefix.count).split(separator: " ", omittingEmptySubsequences: false)
+        guard let kind = words.first, !kind.isEmpty else { throw ParseError(line: line, problem: "no kind after HVB1") }
+        var fields: [String: String] = [:]
+        for word in words.dropFirst() {
+            guard let equals = word.firstIndex(of: "=") else {
+                throw ParseError(line: line, problem: "\"\(word)\" is not key=value")
+            }
+            let key = String(word[..<equals])
+            let value = String(word[word.index(after: equals)...])
+            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) else {
+                throw ParseError(line: line, problem: "bad key \"\(key)\"")
+            }
+            guard !value.isEmpty, value.allSatisfy({ $0.isASCII && $0 > " " && $0 <= "~" && $0 != "=" }) else {
+                throw ParseError(line: line, problem: "bad value for \(key)")
+            }
+            guard fields.updateValue(value, forKey: key) == nil else {
+                throw ParseError(line: line, problem: "duplicate key \(key)")
+            }
+        }
+        var reader = FieldReader(line: line, fields: fields)
+        let result: ResultLine
+        switch kind {
+        case "hello": result = .hello(guest: try reader.text("guest"))
+        case "begin":
+            let bench = try reader.text("bench")
+            let level = Int(try reader.number("cpl"))
+            if reader.remaining.isEmpty {
+                result = .beginBoot(bench: bench, privilegeLevel: level)
+            } else {
+                result = .begin(
+                    bench: bench, privilegeLevel: level, iterations: try reader.number("iterations"),
+                    repetitions: try reader.number("repetitions"), warmups: try reader.number("warmups"))
+            }
+        case "sample":
+            result = .sample(
+                bench: try reader.text("bench"), repetition: try reader.number("rep"), operations: try reader.number("ops"),
+                cycles: try reader.number("cycles"), bytes: try reader.number("bytes"))
+        case "end": result = .end(bench: try reader.text("bench"))
+        case "skip": result = .skip(bench: try reader.text("bench"), reason: try reader.text("reason"))
+        case "fail": result = .fail(bench: reader.optionalText("bench"), reason: try reader.text("reason"))
+        case "fault":
+            result = .fault(
+                vector: try reader.number("vector"), error: try reader.number("error"), rip: try reader.number("rip"),
+                cr2: try reader.number("cr2"), privilegeLevel: Int(try reader.number("cpl")))
+        case "done": result = .done
+        default: throw ParseError(line: line, problem: "unknown kind \"\(kind)\"")
+        }
+        if let extra = reader.remaining.keys.sorted().first {
+            throw ParseError(line: line, problem: "unexpected key \(extra)")
+        }
+        return result
+    }
+
+    private struct FieldReader {
+        let line: String
+        var remaining: [String: String]
+        init(line: String, fields: [String: String]) {
+            self.line = line
+            self.remaining = fields
+        }
+        mutating func text(_ key: String) throws -> String {
+            guard let value = remaining.removeValue(forKey: key) else { throw ParseError(line: line, problem: "missing \(key)") }
+            return value
+        }
+        mutating func optionalText(_ key: String) -> String? { remaining.removeValue(forKey: key) }
+        mutating func number(_ key: String) throws -> UInt64 {
+            let value = try text(key)
+            let parsed = value.hasPrefix("0x") ? UInt64(value.dropFirst(2), radix: 16) : UInt64(value)
+            guard let parsed else { throw ParseError(line: line, problem: "\(key)=\(value) is not an unsigned integer") }
+            return parsed
+        }
+    }
+}
+
+/// What one guest boot (or native process) reported about one benchmark.
+public struct BenchmarkTranscript: Equatable, Sendable {
+    public enum Status: Equatable, Sendable {
+        case ok
+        case skipped(String)
+        case failed(String)
+    }
+
+    public struct Sample: Equatable, Sendable {
+        public let operations: UInt64
+        public let cycles: UInt64
+        public let bytes: UInt64
+    }
+
+    public var status: Status
+    public var privilegeLevel: Int?
+    public var samples: [Sample]
+
+    /// Reads the result lines of a console transcript for `bench`. Sequence errors (a sample
+    /// before begin, a repetition out of order, no end, no done) are parse errors.
+    public static func parse(console: String, bench: String) throws -> BenchmarkTranscript {
+        var transcript = BenchmarkTranscript(status: .failed("guest printed no result for \(bench)"), privilegeLevel: nil, samples: [])
+        var begun = false
+        var ended = false
+        var sawDone = false
+        for rawLine in console.split(separator: "\n", omittingEmptySubsequences: true) {
+            let line = rawLine.hasSuffix("\r") ? String(rawLine.dropLast()) : String(rawLine)
+            guard let parsed = try ResultLine.parse(line) else { continue }
+            func mustBeThis(_ other: String) throws {
+                guard other == bench else { throw ResultLine.ParseError(line: line, problem: "result for \(other), expected \(bench)") }
+            }
+            switch parsed {
+            case .hello: break
+            case .begin(let id, let level, _, _, _), .beginBoot(let id, let level):
+                try mustBeThis(id)
+                guard !begun else { throw ResultLine.ParseError(line: line, problem: "second begin") }
+                begun = true
+                transcript.privilegeLevel = level
+            case .sample(let id, let repetition, let operations, let cycles, let bytes):
+                try mustBeThis(id)
+                guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "sample outside begin/end") }
+                guard repetition == UInt64(transcript.samples.count) else {
+                    throw ResultLine.ParseError(line: line, problem: "repetition \(repetition) out of order (expected \(transcript.samples.count))")
+                }
+                guard operations > 0 else { throw ResultLine.ParseError(line: line, problem: "zero operations") }
+                transcript.samples.append(Sample(operations: operations, cycles: cycles, bytes: bytes))
+            case .end(let id):
+                try mustBeThis(id)
+                guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "end without begin") }
+                ended = true
+                transcript.status = .ok
+            case .skip(let id, let reason):
+                try mustBeThis(id)
+                transcript.status = .skipped(reason)
+                ended = true
+            case .fail(_, let reason):
+                transcript.status = .failed(reason)
+                return transcript
+            case .fault(let vector, let error, let rip, let cr2, let level):
+                transcript.status = .failed(
+                    "unexpected exception vector \(vector) (error 0x\(String(error, radix: 16))) at rip 0x\(String(rip, radix: 16)), cr2 0x\(String(cr2, radix: 16)), CPL\(level)")
+                return transcript
+            case .done:
+                sawDone = true
+            }
+        }
+        if case .ok = transcript.status, !sawDone {
+            transcript.status = .failed("guest output ended without a done line")
+        }
+        return transcript
+    }
+}

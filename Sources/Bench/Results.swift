@@ -1,0 +1,156 @@
+import Foundation
+import Machine
+
+/// results.json, schemaVersion 1 (documented in docs/results-schema.md).
+public struct RunResults: Codable, Sendable {
+    public static let currentSchemaVersion = 1
+
+    public var schemaVersion: Int
+    public var tool: ToolInfo
+    public var startedAt: String
+    public var suite: String?
+    public var environment: EnvironmentRecord
+    public var results: [BenchmarkResult]
+
+    public init(tool: ToolInfo, startedAt: Date, suite: String?, environment: EnvironmentRecord, results: [BenchmarkResult]) {
+        schemaVersion = Self.currentSchemaVersion
+        self.tool = tool
+        self.startedAt = ISO8601DateFormatter().string(from: startedAt)
+        self.suite = suite
+        self.environment = environment
+        self.results = results
+    }
+
+    public struct ReadError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Reads a results file, refusing other schema versions and corrupt files with a clear error.
+    public static func load(from url: URL) throws -> RunResults {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ReadError(description: "\(url.path): cannot read the file")
+        }
+        struct VersionProbe: Decodable { let schemaVersion: Int? }
+        let probe: VersionProbe
+        do {
+            probe = try JSONDecoder().decode(VersionProbe.self, from: data)
+        } catch {
+            throw ReadError(description: "\(url.path): not a hvbench results file (invalid JSON: \(error.localizedDescription))")
+        }
+        guard let version = probe.schemaVersion else {
+            throw ReadError(description: "\(url.path): not a hvbench results file (no schemaVersion)")
+        }
+        guard version == currentSchemaVersion else {
+            throw ReadError(
+                description: "\(url.path): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))")
+        }
+        do {
+            return try JSONDecoder().decode(RunResults.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ReadError(description: "\(url.path): missing field '\(key.stringValue)' at \(Self.path(context.codingPath))")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw ReadError(description: "\(url.path): wrong type at \(Self.path(context.codingPath)): \(context.debugDescription)")
+        } catch {
+            throw ReadError(description: "\(url.path): corrupt results file: \(error)")
+        }
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try encoder.encode(self)
+    }
+}
+
+public struct ToolInfo: Codable, Sendable {
+    public var name = "hvbench"
+    public var version: String
+    public var gitCommit: String?
+
+    public init(version: String, gitCommit: String?) {
+        self.version = version
+        self.gitCommit = gitCommit
+    }
+}
+
+public enum ResultStatus: String, Codable, Sendable { case ok, failed, skipped }
+
+/// One (system, benchmark) pair.
+public struct BenchmarkResult: Codable, Sendable {
+    public var system: String
+    public var benchmark: String
+    /// Where the measured loop ran: "cpl3" in the guest, "host-user" natively.
+    public var privilege: String?
+    /// "kvm", "emulator" or "host".
+    public var engine: String?
+    public var status: ResultStatus
+    public var reason: String?
+    public var iterations: UInt64?
+    public var repetitions: Int?
+    public var warmups: Int?
+    public var metrics: [Metric]
+    /// VM exits seen by the VMM during the whole boot (all repetitions), when a VM ran.
+    public var exits: ExitCounters?
+    /// Host wall-clock seconds for the whole benchmark (build of the VM, boot, run, teardown).
+    public var wallSeconds: Double?
+
+    public init(
+        system: String, benchmark: String, privilege: String? = nil, engine: String? = nil, status: ResultStatus,
+        reason: String? = nil, iterations: UInt64? = nil, repetitions: Int? = nil, warmups: Int? = nil, metrics: [Metric] = [],
+        exits: ExitCounters? = nil, wallSeconds: Double? = nil
+    ) {
+        self.system = system
+        self.benchmark = benchmark
+        self.privilege = privilege
+        self.engine = engine
+        self.status = status
+        self.reason = reason
+        self.iterations = iterations
+        self.repetitions = repetitions
+        self.warmups = warmups
+        self.metrics = metrics
+        self.exits = exits
+        self.wallSeconds = wallSeconds
+    }
+}
+
+public struct Metric: Codable, Sendable {
+    public var name: String
+    public var unit: String
+    public var better: Better
+    public var samples: [Double]
+    public var summary: Summary
+
+    public init(_ samples: MetricSamples) {
+        name = samples.name
+        unit = samples.unit
+        better = samples.better
+        self.samples = samples.values
+        summary = Summary(samples.values)
+    }
+}
+
+extension RunResults {
+    /// The same metric of the native system, for "% of native".
+    public func nativeMetric(benchmark: String, metric: String) -> Metric? {
+        results.first { $0.system == SystemKind.native.rawValue && $0.benchmark == benchmark && $0.status == .ok }?
+            .metrics.first { $0.name == metric }
+    }
+
+    /// 100 = native speed; below 100 = slower than native. Higher-is-better metrics divide VM by
+    /// native, lower-is-better ones native by VM, so the figure always reads the same way.
+    public func percentOfNative(system: String, benchmark: String, metric: Metric) -> Double? {
+        guard system != SystemKind.native.rawValue, let native = nativeMetric(benchmark: benchmark, metric: metric.name),
+            native.summary.median > 0, metric.summary.median > 0
+        else { return nil }
+        switch metric.better {
+        case .higher: return metric.summary.median / native.summary.median * 100
+        case .lower: return native.summary.median / metric.summary.median * 100
+        }
+    }
+}

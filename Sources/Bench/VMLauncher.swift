@@ -1,0 +1,58 @@
+import Foundation
+import KVM
+import Machine
+
+/// Collects what the guest writes to COM1, optionally echoing it (for `hvbench boot`).
+final class ConsoleCapture: @unchecked Sendable {
+    private(set) var bytes: [UInt8] = []
+    private let echo: Bool
+    private let limit: Int
+
+    init(echo: Bool, limit: Int = 16 << 20) {
+        self.echo = echo
+        self.limit = limit
+        bytes.reserveCapacity(4096)
+    }
+
+    func append(_ byte: UInt8) {
+        if bytes.count < limit { bytes.append(byte) }  // a runaway guest cannot exhaust host memory
+        if echo {
+            var value = byte
+            _ = write(STDOUT_FILENO, &value, 1)
+        }
+    }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+/// Builds a VM for one kernel boot and runs it under the watchdog.
+public enum VMLauncher {
+    public struct Boot: Sendable {
+        public let outcome: VMOutcome
+        public let console: String
+        public let engineName: String
+        public let bootProtocol: String
+        /// The TSC frequency the guest sees (KVM's figure, else the calibrated host one).
+        public let guestTSCKilohertz: Int
+    }
+
+    public static func boot(
+        kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
+        kvm: KVMSystem
+    ) throws -> Boot {
+        let startedAt = MonotonicClock.nanoseconds()
+        let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
+        let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine)
+        let engine = try KVMEngine(system: kvm, memory: memory, entry: entry)
+        let console = ConsoleCapture(echo: echoConsole)
+        let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }
+        let outcome = machine.run(timeout: timeout, numaNode: numaNode)
+        let tsc = engine.tscKilohertz
+        return Boot(
+            outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,
+            guestTSCKilohertz: tsc > 0 ? tsc : TSC.calibratedKilohertz)
+    }
+
+    /// Guest memory sizes hvbench accepts: enough for the guest, and below the 3 GiB MMIO hole.
+    public static let memoryRangeMiB = 16...3072
+}

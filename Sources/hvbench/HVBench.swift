@@ -1,0 +1,38 @@
+import ArgumentParser
+import Bench
+import Foundation
+
+@main
+struct HVBench: AsyncParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "hvbench",
+        abstract: "Compare virtualization techniques: boot a benchmark guest under hvbench's own VMM and measure it against native.",
+        discussion: """
+            Modes: hardware-assist (KVM, emulated legacy devices) and native (the host itself).
+            Start with:  hvbench run --suite quick
+            """,
+        version: version,
+        subcommands: [RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self]
+    )
+}
+
+/// Errors the CLI reports as one clear line and a non-zero exit status.
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func toolInfo(_ workspace: Workspace) async -> ToolInfo {
+    var commit: String?
+    if let git = ProcessRunner.find("git"),
+        let output = try? await ProcessRunner.run(git, ["-C", workspace.root.path, "rev-parse", "HEAD"], timeout: 10), output.succeeded
+    {
+        commit = output.standardOutput.first
+    }
+    return ToolInfo(version: HVBench.version, gitCommit: commit)
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("hvbench: \(message)\n".utf8))
+}

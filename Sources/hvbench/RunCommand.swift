@@ -1,0 +1,169 @@
+import ArgumentParser
+import Bench
+import Foundation
+import Machine
+import Report
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a benchmark suite in one or more modes and write results.json and results.csv.",
+        discussion: """
+            Each benchmark boots a fresh guest (or starts a fresh native process). A guest that hangs is
+            stopped by the watchdog after the suite's timeout and recorded as failed; the run goes on.
+            Exit status: 0 when no benchmark failed, 1 when some did (results are written either way).
+            """)
+
+    @Option(
+        name: .long, parsing: .upToNextOption,
+        help: "Modes to run: hardware-assist, native, or all (comma-separated or repeated).")
+    var mode: [String] = ["all"]
+
+    @Option(help: "Suite name in Workloads/suites (quick, cpu) or a path to a suite YAML file.")
+    var suite: String = "quick"
+
+    @Option(name: .long, help: "Run only this benchmark id (repeatable). Ids outside the suite use catalogue defaults.")
+    var bench: [String] = []
+
+    @Option(help: "Measured repetitions per benchmark, overriding the suite.")
+    var repetitions: Int?
+
+    @Option(help: "Iterations per repetition, overriding the suite (small values make smoke runs).")
+    var iterations: UInt64?
+
+    @Option(help: "Output folder (default Results/<timestamp>-<host>/).")
+    var out: String?
+
+    @Option(name: .customLong("numa-node"), help: "Bind guest RAM and the vCPU thread (and the native process) to this NUMA node.")
+    var numaNode: Int?
+
+    @Option(help: "Seconds one guest or native process may run before the watchdog stops it, overriding the suite.")
+    var timeout: Int?
+
+    @Option(help: "Guest RAM in MiB.")
+    var memory: Int = 256
+
+    @Option(name: .customLong("inject-slowdown"), help: "Extra work per iteration in every workload (to test regression detection).")
+    var injectSlowdown: UInt64 = 0
+
+    func validate() throws {
+        if let repetitions, repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
+        if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
+        if let timeout, timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
+        if !VMLauncher.memoryRangeMiB.contains(memory) {
+            throw ValidationError("--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB")
+        }
+    }
+
+    static func parseModes(_ values: [String]) throws -> [SystemKind] {
+        var systems: [SystemKind] = []
+        for value in values.flatMap({ $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }) {
+            if value == "all" {
+                systems += SystemKind.implemented
+                continue
+            }
+            guard let system = SystemKind(rawValue: value) else {
+                throw UsageError("unknown mode '\(value)'; modes: \(SystemKind.allCases.map(\.rawValue).joined(separator: ", ")), all")
+            }
+            if let why = system.notImplementedReason { throw UsageError(why) }
+            systems.append(system)
+        }
+        var seen = Set<SystemKind>()
+        // Native first, so "% of native" can be printed as soon as VM results arrive.
+        return systems.filter { seen.insert($0).inserted }.sorted { ($0 == .native ? 0 : 1) < ($1 == .native ? 0 : 1) }
+    }
+
+    func selectedSuite(_ workspace: Workspace) throws -> Suite {
+        var selected = try Suite.load(named: suite, in: workspace)
+        if !bench.isEmpty {
+            var entries: [Suite.Entry] = []
+            for id in bench {
+                guard let definition = BenchmarkDefinition.named(id) else { throw UsageError(BenchmarkDefinition.unknown(id)) }
+                let template = selected.entries.first ?? Suite.Entry(id: id, iterations: 1, repetitions: 5, warmups: 1, sizeBytes: nil, timeoutSeconds: 120)
+                entries.append(
+                    selected.entries.first { $0.id == id }
+                        ?? Suite.Entry(
+                            id: id, iterations: definition.defaultIterations, repetitions: template.repetitions, warmups: template.warmups,
+                            sizeBytes: nil, timeoutSeconds: template.timeoutSeconds))
+            }
+            selected.entries = entries
+        }
+        for index in selected.entries.indices {
+            if let repetitions { selected.entries[index].repetitions = repetitions }
+            if let iterations, selected.entries[index].id != "vm.boot" { selected.entries[index].iterations = iterations }
+            if let timeout { selected.entries[index].timeoutSeconds = Double(timeout) }
+        }
+        return selected
+    }
+
+    func run() async throws {
+        do {
+            try await execute()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            printError("\(error)")
+            throw ExitCode(2)
+        }
+    }
+
+    private func execute() async throws {
+        let workspace = try Workspace.locate()
+        let systems = try Self.parseModes(mode)
+        let selected = try selectedSuite(workspace)
+        if let numaNode { try NUMAPlacement.validate(node: numaNode) }
+
+        let startedAt = Date()
+        let host = ProcessInfo.processInfo.hostName
+        let stamp = ISO8601DateFormatter.string(from: startedAt, timeZone: .gmt, formatOptions: [.withFullDate, .withTime])
+        let output = out.map { URL(fileURLWithPath: $0) } ?? workspace.results.appendingPathComponent("\(stamp)-\(host)")
+
+        let progress = ProgressPrinter()
+        progress.note("building the benchmark guest and native runner (cached by source hash)")
+        let artifacts = try await ArtifactBuilder(workspace: workspace).build()
+        let environment = EnvironmentRecord.capture(guestImageHash: artifacts.guestImageHash, numaNodeUsed: numaNode)
+        progress.note(environment.virtualizationNote)
+
+        var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
+        configuration.memoryMiB = memory
+        configuration.slowdown = injectSlowdown
+        let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
+        let results = await runner.run(configuration)
+
+        let run = RunResults(
+            tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment, results: results)
+        let files = try RunOutput.write(run, to: output)
+        print(TableReport.render(run))
+        print("")
+        for file in files { print("wrote \(file.path)") }
+        print("console logs in \(output.appendingPathComponent("logs").path)")
+        if results.contains(where: { $0.status == .failed }) {
+            printError("some benchmarks failed; see the status column and the logs")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// One line per benchmark on stderr: what runs now, and how it ended.
+final class ProgressPrinter: @unchecked Sendable {
+    private let lock = NSLock()
+
+    func note(_ text: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        FileHandle.standardError.write(Data("hvbench: \(text)\n".utf8))
+    }
+
+    func handle(_ event: ProgressEvent) {
+        switch event {
+        case .starting(let system, let benchmark, let index, let total):
+            note("[\(index)/\(total)] \(system) \(benchmark) ...")
+        case .finished(let result):
+            let seconds = String(format: "%.1f s", result.wallSeconds ?? 0)
+            let detail = result.status == .ok ? "" : ": \(result.reason ?? "")"
+            note("    \(result.status.rawValue) (\(seconds))\(detail)")
+        case .notice(let text):
+            note(text)
+        }
+    }
+}
