@@ -68,7 +68,7 @@ public struct ArtifactBuilder: Sendable {
         let fileManager = FileManager.default
         if !fileManager.fileExists(atPath: guest.path) || !fileManager.fileExists(atPath: native.path) {
             try fileManager.createDirectory(at: cache, withIntermediateDirectories: true)
-            let scratch = cache.appendingPathComponent("build-\(key)-\(getpid())")
+            let scratch = cache.appendingPathComponent("build-\(key)-\(UUID().uuidString)")
             try? fileManager.removeItem(at: scratch)
             try fileManager.createDirectory(at: scratch, withIntermediateDirectories: true)
             defer { try? fileManager.removeItem(at: scratch) }

@@ -134,8 +134,9 @@ public struct BenchmarkTranscript: Equatable, Sendable {
         var begun = false
         var ended = false
         var sawDone = false
-        for rawLine in console.split(separator: "\n", omittingEmptySubsequences: true) {
-            let line = rawLine.hasSuffix("\r") ? String(rawLine.dropLast()) : String(rawLine)
+        // Split on any newline: "\r\n" is one Character in Swift, so splitting on "\n" would not.
+        for rawLine in console.split(whereSeparator: \.isNewline) {
+            let line = String(rawLine)
             guard let parsed = try ResultLine.parse(line) else { continue }
             func mustBeThis(_ other: String) throws {
                 guard other == bench else { throw ResultLine.ParseError(line: line, problem: "result for \(other), expected \(bench)") }
