@@ -1,6 +1,7 @@
 #include "ckvm.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,4 +45,11 @@ int ckvm_install_kick_signal(int signal_number) {
     action.sa_handler = ignore_signal; /* no SA_RESTART: KVM_RUN must return EINTR */
     sigemptyset(&action.sa_mask);
     return sigaction(signal_number, &action, 0) < 0 ? -errno : 0;
+}
+
+int ckvm_unblock_kick_signal(int signal_number) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal_number);
+    return pthread_sigmask(SIG_UNBLOCK, &set, 0) == 0 ? 0 : -errno;
 }

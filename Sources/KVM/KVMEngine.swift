@@ -62,6 +62,7 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
             let cpuidResult = ckvm_copy_supported_cpuid(system.fileDescriptor, vcpu)
             guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
             try setProtectedModeEntry(entry)
+            tscKilohertz = max(0, Int(ckvm_ioctl_value(vcpu, CKVM_GET_TSC_KHZ, 0)))
         } catch {
             munmap(mapping, runAreaSize)
             close(vcpu)
@@ -76,10 +77,9 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         close(vmDescriptor)
     }
 
-    /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell).
-    public var tscKilohertz: Int {
-        max(0, Int(ckvm_ioctl_value(vcpuDescriptor, CKVM_GET_TSC_KHZ, 0)))
-    }
+    /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell). Read at creation:
+    /// vCPU ioctls block while another thread is inside KVM_RUN.
+    public private(set) var tscKilohertz = 0
 
     private func setProtectedModeEntry(_ entry: ProtectedModeEntry) throws {
         var sregs = kvm_sregs()
@@ -118,11 +118,12 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     }
 
     public func run() throws -> VMExit {
+        threadLock.lock()
         if vcpuThread == nil {
-            threadLock.lock()
+            _ = ckvm_unblock_kick_signal(Self.kickSignal)
             vcpuThread = pthread_self()
-            threadLock.unlock()
         }
+        threadLock.unlock()
         while true {
             if ckvm_ioctl_value(vcpuDescriptor, CKVM_RUN, 0) < 0 {
                 let error = errno

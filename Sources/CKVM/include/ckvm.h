@@ -75,6 +75,11 @@ static inline uint32_t ckvm_system_event_type(const struct kvm_run *run) {
  * which is how a watchdog stops a vCPU thread. Returns 0 or -errno. */
 int ckvm_install_kick_signal(int signal_number);
 
+/* Unblocks the kick signal on the calling (vCPU) thread. Threads started from libdispatch
+ * workers inherit a mask that blocks asynchronous signals, which would leave KVM_RUN deaf to
+ * the watchdog whenever the guest runs without exiting. */
+int ckvm_unblock_kick_signal(int signal_number);
+
 /* rdtsc, for calibrating the TSC against the monotonic clock. */
 static inline uint64_t ckvm_rdtsc(void) {
     uint32_t low, high;

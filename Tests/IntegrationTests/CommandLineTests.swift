@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+@testable import Bench
+
+/// The hvbench executable itself: the run contract and its clear errors.
+@Suite struct CommandLineTests {
+    static let executable: String? = {
+        guard let root = try? Workspace.locate().root else { return nil }
+        for configuration in ["debug", "release"] {
+            let candidate = root.appendingPathComponent(".build/\(configuration)/hvbench").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }()
+
+    func hvbench(_ arguments: [String], timeout: Double = 300) async throws -> ProcessRunner.Output {
+        let executable = try #require(Self.executable, "the hvbench executable must be built next to the tests")
+        return try await ProcessRunner.run(executable, arguments, timeout: timeout)
+    }
+
+    @Test func unknownModeBenchmarkAndSuiteAreClearErrors() async throws {
+        let mode = try await hvbench(["run", "--mode", "warp"])
+        #expect(mode.exitCode == 2)
+        #expect(mode.standardError.contains("unknown mode 'warp'"))
+        let bench = try await hvbench(["run", "--bench", "cpu.nope"])
+        #expect(bench.exitCode == 2)
+        #expect(bench.standardError.contains("unknown benchmark 'cpu.nope'"))
+        let suite = try await hvbench(["run", "--suite", "nope"])
+        #expect(suite.exitCode == 2)
+        #expect(suite.standardError.contains("unknown suite 'nope'"))
+        let numa = try await hvbench(["run", "--mode", "native", "--bench", "cpu.int", "--numa-node", "99"])
+        #expect(numa.exitCode == 2)
+        #expect(numa.standardError.contains("NUMA node 99"))
+    }
+
+    @Test func malformedSuiteFileNamesFileAndLine() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("broken.yaml")
+        try "name: broken\nbenchmarks:\n  - id: cpu.int\n   iterations: 3\n".write(to: file, atomically: true, encoding: .utf8)
+        let output = try await hvbench(["run", "--mode", "native", "--suite", file.path])
+        #expect(output.exitCode == 2)
+        #expect(output.standardError.contains("broken.yaml:"), "\(output.standardError)")
+    }
+
+    @Test func runWritesResultsInBothModes() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = try await hvbench([
+            "run", "--mode", "all", "--bench", "cpu.int", "--bench", "cpu.cpuid", "--bench", "vm.boot", "--iterations", "20",
+            "--repetitions", "2", "--out", directory.path,
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let run = try RunResults.load(from: directory.appendingPathComponent("results.json"))
+        let systems = Set(run.results.map(\.system))
+        #expect(systems.contains("native"))
+        if Host.hasKVM {
+            #expect(systems.contains("hardware-assist"))
+            #expect(run.results.first { $0.system == "hardware-assist" && $0.benchmark == "cpu.int" }?.status == .ok)
+        } else {
+            #expect(run.results.first { $0.system == "hardware-assist" }?.status == .skipped)
+        }
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("results.csv").path))
+        #expect(output.standardOutput.contains { $0.contains("% native") })
+    }
+
+    @Test func envReportsTheKVMModuleThatIsLoaded() async throws {
+        let output = try await hvbench(["env", "--json"])
+        #expect(output.exitCode == 0)
+        let record = try JSONDecoder().decode(EnvironmentRecord.self, from: Data(output.standardOutput.joined(separator: "\n").utf8))
+        let loaded = ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
+        #expect(record.kvm.module == loaded)
+        if loaded == "kvm_pvm" { #expect(record.kvm.softwareAssisted) }
+        #expect(record.tscKHz > 100_000)
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+@testable import Bench
+@testable import KVM
+@testable import Machine
+
+let everyBenchmark = BenchmarkDefinition.all.map(\.id)
+
+/// Benchmarks whose operation the host's KVM may not offer an unmodified guest; the guest then
+/// reports a skip with the reason, which the test accepts only for these ids.
+let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl0"]
+
+@Suite(.serialized) struct GuestBenchmarkTests {
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: everyBenchmark)
+    func everyBenchmarkRunsUnderKVM(_ id: String) async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
+        let results = await runner.run(RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output))
+        let result = try #require(results.first)
+        if result.status == .skipped, let expected = hostDependent[id] {
+            #expect(result.reason == expected)
+            return
+        }
+        #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+        #expect(result.privilege == "cpl3")
+        #expect(result.engine == "kvm")
+        #expect(!result.metrics.isEmpty)
+        for metric in result.metrics {
+            #expect(metric.samples.count == 2)
+            #expect(metric.samples.allSatisfy { $0 > 0 && $0.isFinite }, "\(id) \(metric.name): \(metric.samples)")
+        }
+        let exits = try #require(result.exits)
+        if id == "cpu.pio" { #expect(exits.unclaimedPortReads >= 40) }
+        if id == "cpu.mmio" { #expect(exits.unclaimedMMIOReads >= 40 && exits.mmio >= 40) }
+        #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("logs/hardware-assist/\(id).log").path))
+    }
+
+    @Test(arguments: everyBenchmark)
+    func everyBenchmarkRunsNativelyOrSaysWhyNot(_ id: String) async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
+        let result = try #require(await runner.run(RunConfiguration(systems: [.native], suite: tinySuite(id), outputDirectory: output)).first)
+        let noNativeEquivalent: Set = ["cpu.ptemod", "cpu.pio", "cpu.mmio", "cpu.hypercall", "vm.boot"]
+        if noNativeEquivalent.contains(id) {
+            #expect(result.status == .skipped)
+            #expect(result.reason?.isEmpty == false)
+        } else {
+            #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+            #expect(result.privilege == "host-user")
+            #expect(result.metrics.allSatisfy { $0.samples.allSatisfy { $0 > 0 } })
+        }
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func aHangingBenchmarkIsStoppedAndTheRunGoesOn() async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        // 50 million port reads take minutes under any KVM; the watchdog allows 2 s.
+        var suite = tinySuite("cpu.pio", iterations: 50_000_000, repetitions: 1, timeout: 2)
+        suite.entries += tinySuite("cpu.int").entries
+        let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
+        let started = Date()
+        let results = await runner.run(RunConfiguration(systems: [.hardwareAssist], suite: suite, outputDirectory: output))
+        #expect(Date().timeIntervalSince(started) < 30)
+        #expect(results.count == 2)
+        #expect(results[0].status == .failed)
+        #expect(results[0].reason?.contains("watchdog") == true, "\(results[0].reason ?? "")")
+        #expect(results[1].status == .ok)
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func bootTimeIsMeasuredFromMilestones() async throws {
+        let kvm = try KVMSystem()
+        let boot = try VMLauncher.boot(kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, timeout: 30, kvm: kvm)
+        #expect(boot.outcome.ending == .exitDevice(status: 1))
+        #expect(boot.outcome.milestones.map(\.code) == [1, 2, 3])
+        #expect(boot.bootProtocol == "pvh")
+        #expect(boot.console.contains("HVB1 begin bench=vm.boot cpl=3"))
+    }
+}
