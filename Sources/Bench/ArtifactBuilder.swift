@@ -83,7 +83,8 @@ public struct ArtifactBuilder: Sendable {
     private func compile(_ clang: String, _ arguments: [String]) async throws {
         let output = try await ProcessRunner.run(clang, arguments, timeout: 120)
         guard output.succeeded else {
-            throw BuildError(description: "building the benchmark guest failed (\(output.statusDescription)):\n\(output.standardError)")
+            throw BuildError(
+                description: "building the benchmark guest failed (\(output.statusDescription)):\n\(output.standardError)")
         }
     }
 
@@ -103,7 +104,8 @@ public struct ArtifactBuilder: Sendable {
         }
         let linked = scratch.appendingPathComponent("guest.elf")
         let link = try await ProcessRunner.run(
-            linker, ["-T", guest.appendingPathComponent("kernel/guest.ld").path, "-nostdlib", "-static", "-o", linked.path] + objects,
+            linker,
+            ["-T", guest.appendingPathComponent("kernel/guest.ld").path, "-nostdlib", "-static", "-o", linked.path] + objects,
             timeout: 120)
         guard link.succeeded else { throw BuildError(description: "linking the benchmark guest failed:\n\(link.standardError)") }
         try moveIntoPlace(linked, output)
@@ -113,7 +115,8 @@ public struct ArtifactBuilder: Sendable {
         let guest = workspace.guestSources
         let include = ["-I", guest.appendingPathComponent("common").path]
         let benchObject = scratch.appendingPathComponent("native_bench.o").path
-        try await compile(clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent("common/bench.c").path, "-o", benchObject])
+        try await compile(
+            clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent("common/bench.c").path, "-o", benchObject])
         let linked = scratch.appendingPathComponent("native")
         try await compile(
             clang,
@@ -127,7 +130,8 @@ public struct ArtifactBuilder: Sendable {
     private func moveIntoPlace(_ source: URL, _ destination: URL) throws {
         // rename(2) is atomic: concurrent builders never see a half-written artifact.
         guard rename(source.path, destination.path) == 0 else {
-            throw BuildError(description: "cannot move \(source.path) to \(destination.path): \(String(cString: strerror(errno)))")
+            throw BuildError(
+                description: "cannot move \(source.path) to \(destination.path): \(String(cString: strerror(errno)))")
         }
     }
 }

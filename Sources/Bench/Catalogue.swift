@@ -9,19 +9,36 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     public let defaultIterations: UInt64
 
     public static let all: [BenchmarkDefinition] = [
-        .init(id: "cpu.int", group: .cpu, summary: "integer compute loop (xorshift + multiply), Mops/s", defaultIterations: 20_000_000),
+        .init(
+            id: "cpu.int", group: .cpu, summary: "integer compute loop (xorshift + multiply), Mops/s",
+            defaultIterations: 20_000_000),
         .init(id: "cpu.mem-bw", group: .cpu, summary: "sequential read bandwidth over 32 MiB, GiB/s", defaultIterations: 10),
-        .init(id: "cpu.mem-lat", group: .cpu, summary: "random pointer chase over 64 MiB, ns per load", defaultIterations: 2_000_000),
-        .init(id: "cpu.callret", group: .cpu, summary: "call + ret of an out-of-line function, ns", defaultIterations: 20_000_000),
-        .init(id: "cpu.syscall", group: .platform, summary: "syscall/sysret round trip to a null handler, ns", defaultIterations: 2_000),
-        .init(id: "cpu.pgfault", group: .platform, summary: "#PF delivery on a not-present page and return, ns", defaultIterations: 500),
+        .init(
+            id: "cpu.mem-lat", group: .cpu, summary: "random pointer chase over 64 MiB, ns per load", defaultIterations: 2_000_000
+        ),
+        .init(
+            id: "cpu.callret", group: .cpu, summary: "call + ret of an out-of-line function, ns", defaultIterations: 20_000_000),
+        .init(
+            id: "cpu.syscall", group: .platform, summary: "syscall/sysret round trip to a null handler, ns",
+            defaultIterations: 2_000),
+        .init(
+            id: "cpu.pgfault", group: .platform, summary: "#PF delivery on a not-present page and return, ns",
+            defaultIterations: 500),
         .init(id: "cpu.divzero", group: .platform, summary: "#DE delivery and return, ns", defaultIterations: 500),
-        .init(id: "cpu.ptemod", group: .platform, summary: "PTE write + kernel entry for invlpg + touch, ns", defaultIterations: 500),
-        .init(id: "cpu.cpuid", group: .platform, summary: "cpuid leaf 0 (always intercepted under VMX/SVM), ns", defaultIterations: 2_000),
-        .init(id: "cpu.pio", group: .platform, summary: "in from an unclaimed port (exit to the VMM), ns", defaultIterations: 2_000),
-        .init(id: "cpu.mmio", group: .platform, summary: "read of an unclaimed MMIO page (exit to the VMM), ns", defaultIterations: 2_000),
+        .init(
+            id: "cpu.ptemod", group: .platform, summary: "PTE write + kernel entry for invlpg + touch, ns", defaultIterations: 500
+        ),
+        .init(
+            id: "cpu.cpuid", group: .platform, summary: "cpuid leaf 0 (always intercepted under VMX/SVM), ns",
+            defaultIterations: 2_000),
+        .init(
+            id: "cpu.pio", group: .platform, summary: "in from an unclaimed port (exit to the VMM), ns", defaultIterations: 2_000),
+        .init(
+            id: "cpu.mmio", group: .platform, summary: "read of an unclaimed MMIO page (exit to the VMM), ns",
+            defaultIterations: 2_000),
         .init(id: "cpu.hypercall", group: .platform, summary: "vmcall/vmmcall round trip, ns", defaultIterations: 2_000),
-        .init(id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1),
+        .init(
+            id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1),
     ]
 
     public static func named(_ id: String) -> BenchmarkDefinition? { all.first { $0.id == id } }
@@ -43,7 +60,8 @@ public enum Better: String, Codable, Sendable { case higher, lower }
 
 public enum MetricDerivation {
     /// Converts guest samples into metrics. `tscHertz` converts cycles to time.
-    public static func metrics(for benchmark: String, samples: [BenchmarkTranscript.Sample], tscHertz: Double) -> [MetricSamples] {
+    public static func metrics(for benchmark: String, samples: [BenchmarkTranscript.Sample], tscHertz: Double) -> [MetricSamples]
+    {
         let nanoseconds = samples.map { Double($0.cycles) / tscHertz * 1e9 }
         let nsPerOp = zip(samples, nanoseconds).map { $1 / Double($0.operations) }
         let cyclesPerOp = samples.map { Double($0.cycles) / Double($0.operations) }

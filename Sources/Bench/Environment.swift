@@ -46,23 +46,28 @@ public struct EnvironmentRecord: Codable, Sendable {
     public var qemuVersion: String?
     public var guestImageHash: String?
 
-    public static func capture(guestImageHash: String?, qemuVersion: String? = nil, numaNodeUsed: Int? = nil) -> EnvironmentRecord {
+    public static func capture(guestImageHash: String?, qemuVersion: String? = nil, numaNodeUsed: Int? = nil) -> EnvironmentRecord
+    {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         func field(_ name: String) -> String? {
             for line in cpuinfo.split(separator: "\n") where line.hasPrefix(name) {
-                if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+                if let colon = line.firstIndex(of: ":") {
+                    return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                }
             }
             return nil
         }
         let flags = (field("flags") ?? "").split(separator: " ").map(String.init).sorted()
         let hasHardwareVirtualization = flags.contains("vmx") || flags.contains("svm")
 
-        let module = ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
+        let module =
+            ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
         let nested = module == "none" || module == "kvm_pvm" ? nil : readTrimmed("/sys/module/\(module)/parameters/nested")
         var kvmTSC: Int?
         let reason = KVMSystem.unavailabilityReason()
         if reason == nil, let system = try? KVMSystem(), let memory = try? GuestMemory(size: 1 << 20),
-            let engine = try? KVMEngine(system: system, memory: memory, entry: ProtectedModeEntry(entryPoint: 0, ebx: 0, gdtBase: 0, gdtLimit: 0))
+            let engine = try? KVMEngine(
+                system: system, memory: memory, entry: ProtectedModeEntry(entryPoint: 0, ebx: 0, gdtBase: 0, gdtLimit: 0))
         {
             kvmTSC = engine.tscKilohertz
         }
@@ -77,7 +82,9 @@ public struct EnvironmentRecord: Codable, Sendable {
             var cpus: [Int] = []
             if let mask = numa_allocate_cpumask() {
                 if numa_node_to_cpus(Int32(node), mask) == 0 {
-                    for cpu in 0..<Int(numa_num_configured_cpus()) where numa_bitmask_isbitset(mask, UInt32(cpu)) != 0 { cpus.append(cpu) }
+                    for cpu in 0..<Int(numa_num_configured_cpus()) where numa_bitmask_isbitset(mask, UInt32(cpu)) != 0 {
+                        cpus.append(cpu)
+                    }
                 }
                 numa_bitmask_free(mask)
             }
@@ -89,12 +96,16 @@ public struct EnvironmentRecord: Codable, Sendable {
         let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let os =
             ((try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? "").split(separator: "\n")
-            .first { $0.hasPrefix("PRETTY_NAME=") }.map { $0.dropFirst(12).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) } ?? "unknown"
+            .first { $0.hasPrefix("PRETTY_NAME=") }.map {
+                $0.dropFirst(12).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            } ?? "unknown"
         return EnvironmentRecord(
-            hostname: ProcessInfo.processInfo.hostName, cpuModel: field("model name") ?? "unknown", cpuVendor: field("vendor_id") ?? "unknown",
+            hostname: ProcessInfo.processInfo.hostName, cpuModel: field("model name") ?? "unknown",
+            cpuVendor: field("vendor_id") ?? "unknown",
             cpuFlags: flags, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
             memoryMiB: Int(ProcessInfo.processInfo.physicalMemory >> 20), kernel: kernel, operatingSystem: os,
-            runningInVM: flags.contains("hypervisor"), kvm: kvm, tscKHz: TSC.calibratedKilohertz, numaAvailable: NUMAPlacement.isAvailable,
+            runningInVM: flags.contains("hypervisor"), kvm: kvm, tscKHz: TSC.calibratedKilohertz,
+            numaAvailable: NUMAPlacement.isAvailable,
             numaNodes: nodes, numaNodeUsed: numaNodeUsed, qemuVersion: qemuVersion, guestImageHash: guestImageHash)
     }
 
@@ -104,9 +115,12 @@ public struct EnvironmentRecord: Codable, Sendable {
 
     /// The sentence every report shows about what "hardware-assist" means on this host.
     public var virtualizationNote: String {
-        if !kvm.usable { return "KVM is not usable here (\(kvm.unavailableReason ?? "unknown reason")): hardware-assist results are skipped." }
+        if !kvm.usable {
+            return "KVM is not usable here (\(kvm.unavailableReason ?? "unknown reason")): hardware-assist results are skipped."
+        }
         if kvm.softwareAssisted {
-            return "KVM here is software-assisted (\(kvm.module), no VT-x/AMD-V): guest CPL0 code is emulated by the host kernel; the guest runs its benchmarks at CPL3, where it runs near native, but every exit costs microseconds."
+            return
+                "KVM here is software-assisted (\(kvm.module), no VT-x/AMD-V): guest CPL0 code is emulated by the host kernel; the guest runs its benchmarks at CPL3, where it runs near native, but every exit costs microseconds."
         }
         return "KVM with hardware virtualization (\(kvm.module))\(runningInVM ? ", nested inside another hypervisor" : "")."
     }

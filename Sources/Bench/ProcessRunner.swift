@@ -54,7 +54,7 @@ public enum ProcessRunner {
             }
             return Output(
                 exitCode: exitCode, signal: signal, standardOutput: result.closureResult.0,
-                standardError: result.standardError ?? "", timedOut: result.closureResult.1)
+                standardError: result.standardError, timedOut: result.closureResult.1)
         } catch let error as SubprocessError {
             throw LaunchError(description: "cannot run \(executable): \(error)")
         }

@@ -130,7 +130,8 @@ public struct BenchmarkTranscript: Equatable, Sendable {
     /// Reads the result lines of a console transcript for `bench`. Sequence errors (a sample
     /// before begin, a repetition out of order, no end, no done) are parse errors.
     public static func parse(console: String, bench: String) throws -> BenchmarkTranscript {
-        var transcript = BenchmarkTranscript(status: .failed("guest printed no result for \(bench)"), privilegeLevel: nil, samples: [])
+        var transcript = BenchmarkTranscript(
+            status: .failed("guest printed no result for \(bench)"), privilegeLevel: nil, samples: [])
         var begun = false
         var ended = false
         var sawDone = false
@@ -139,7 +140,9 @@ public struct BenchmarkTranscript: Equatable, Sendable {
             let line = String(rawLine)
             guard let parsed = try ResultLine.parse(line) else { continue }
             func mustBeThis(_ other: String) throws {
-                guard other == bench else { throw ResultLine.ParseError(line: line, problem: "result for \(other), expected \(bench)") }
+                guard other == bench else {
+                    throw ResultLine.ParseError(line: line, problem: "result for \(other), expected \(bench)")
+                }
             }
             switch parsed {
             case .hello: break
@@ -152,7 +155,8 @@ public struct BenchmarkTranscript: Equatable, Sendable {
                 try mustBeThis(id)
                 guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "sample outside begin/end") }
                 guard repetition == UInt64(transcript.samples.count) else {
-                    throw ResultLine.ParseError(line: line, problem: "repetition \(repetition) out of order (expected \(transcript.samples.count))")
+                    throw ResultLine.ParseError(
+                        line: line, problem: "repetition \(repetition) out of order (expected \(transcript.samples.count))")
                 }
                 guard operations > 0 else { throw ResultLine.ParseError(line: line, problem: "zero operations") }
                 transcript.samples.append(Sample(operations: operations, cycles: cycles, bytes: bytes))
@@ -170,7 +174,8 @@ public struct BenchmarkTranscript: Equatable, Sendable {
                 return transcript
             case .fault(let vector, let error, let rip, let cr2, let level):
                 transcript.status = .failed(
-                    "unexpected exception vector \(vector) (error 0x\(String(error, radix: 16))) at rip 0x\(String(rip, radix: 16)), cr2 0x\(String(cr2, radix: 16)), CPL\(level)")
+                    "unexpected exception vector \(vector) (error 0x\(String(error, radix: 16))) at rip 0x\(String(rip, radix: 16)), cr2 0x\(String(cr2, radix: 16)), CPL\(level)"
+                )
                 return transcript
             case .done:
                 sawDone = true

@@ -42,14 +42,17 @@ public struct RunResults: Codable, Sendable {
         }
         guard version == currentSchemaVersion else {
             throw ReadError(
-                description: "\(url.path): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))")
+                description:
+                    "\(url.path): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))"
+            )
         }
         do {
             return try JSONDecoder().decode(RunResults.self, from: data)
         } catch let DecodingError.keyNotFound(key, context) {
             throw ReadError(description: "\(url.path): missing field '\(key.stringValue)' at \(Self.path(context.codingPath))")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            throw ReadError(description: "\(url.path): wrong type at \(Self.path(context.codingPath)): \(context.debugDescription)")
+            throw ReadError(
+                description: "\(url.path): wrong type at \(Self.path(context.codingPath)): \(context.debugDescription)")
         } catch {
             throw ReadError(description: "\(url.path): corrupt results file: \(error)")
         }
@@ -62,7 +65,8 @@ public struct RunResults: Codable, Sendable {
     public func encoded() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return try encoder.encode(self)
     }
 }

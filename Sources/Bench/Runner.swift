@@ -83,10 +83,12 @@ public final class BenchmarkRunner: @unchecked Sendable {
                     if let kvm {
                         result = runGuest(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
                     } else {
-                        result = BenchmarkResult(system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
+                        result = BenchmarkResult(
+                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
                     }
                 case .fullEmulation, .paravirtIO:
-                    result = BenchmarkResult(system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
+                    result = BenchmarkResult(
+                        system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
                 }
                 result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
                 progress(.finished(result))
@@ -96,7 +98,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
         return results
     }
 
-    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int) -> [String] {
+    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int)
+        -> [String]
+    {
         var words = [
             "bench=\(entry.id)", "iterations=\(entry.iterations)", "repetitions=\(repetitions)", "warmups=\(warmups)",
             "tsc_khz=\(tscKHz)",
@@ -118,7 +122,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
         var result = BenchmarkResult(
             system: system, benchmark: entry.id, engine: "host", status: .failed, iterations: entry.iterations,
             repetitions: entry.repetitions, warmups: entry.warmups)
-        let words = jobWords(entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
+        let words = jobWords(
+            entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
         var runner = [artifacts.nativeRunner.path] + words
         if let node = configuration.numaNode {
             // Same placement as the VM: run the native process on the node's CPUs and memory.
@@ -134,17 +139,22 @@ public final class BenchmarkRunner: @unchecked Sendable {
             return result
         }
         let console = output.standardOutput.joined(separator: "\n")
-        saveLog("$ \(runner.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n", system: system, benchmark: entry.id, configuration)
+        saveLog(
+            "$ \(runner.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
+            system: system, benchmark: entry.id, configuration)
         if output.timedOut {
             result.reason = "native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed"
             return result
         }
-        return fill(result, console: console, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilegeLabel: { _ in "host-user" })
+        return fill(
+            result, console: console, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilegeLabel: { _ in "host-user" })
     }
 
     // MARK: guest
 
-    private func runGuest(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind)
+    private func runGuest(
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind
+    )
         -> BenchmarkResult
     {
         var result = BenchmarkResult(
@@ -165,9 +175,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
         result.exits = boot.outcome.counters
         saveLog(
-            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n", system: system.rawValue, benchmark: entry.id,
+            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n", system: system.rawValue,
+            benchmark: entry.id,
             configuration)
-        result = fill(result, console: boot.console, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilegeLabel: { "cpl\($0)" })
+        result = fill(
+            result, console: boot.console, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilegeLabel: { "cpl\($0)" })
         switch boot.outcome.ending {
         case .exitDevice:
             break
@@ -182,7 +194,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
-    private func runBootBenchmark(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, result: BenchmarkResult)
+    private func runBootBenchmark(
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, result: BenchmarkResult
+    )
         -> BenchmarkResult
     {
         var result = result
@@ -191,7 +205,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
         var exits = ExitCounters()
         var log = ""
         for boot in 0..<(entry.warmups + entry.repetitions) {
-            let commandLine = jobWords(entry, configuration, repetitions: 1, warmups: 0, tscKHz: TSC.calibratedKilohertz).joined(separator: " ")
+            let commandLine = jobWords(entry, configuration, repetitions: 1, warmups: 0, tscKHz: TSC.calibratedKilohertz).joined(
+                separator: " ")
             let run: VMLauncher.Boot
             do {
                 run = try VMLauncher.boot(
@@ -208,7 +223,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 let first = run.outcome.milestones.first(where: { $0.code == 1 })
             else {
                 saveLog(log, system: result.system, benchmark: entry.id, configuration)
-                result.reason = "boot \(boot): \(run.outcome.ending.summary); milestones seen: \(run.outcome.milestones.map(\.code))"
+                result.reason =
+                    "boot \(boot): \(run.outcome.ending.summary); milestones seen: \(run.outcome.milestones.map(\.code))"
                 return result
             }
             if let level = try? BenchmarkTranscript.parse(console: run.console, bench: entry.id).privilegeLevel {
@@ -231,7 +247,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
     }
 
     /// Turns a transcript into the result's status, privilege and metrics.
-    private func fill(_ result: BenchmarkResult, console: String, tscHertz: Double, privilegeLabel: (Int) -> String) -> BenchmarkResult {
+    private func fill(_ result: BenchmarkResult, console: String, tscHertz: Double, privilegeLabel: (Int) -> String)
+        -> BenchmarkResult
+    {
         var result = result
         let transcript: BenchmarkTranscript
         do {
@@ -249,7 +267,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 return result
             }
             result.status = .ok
-            result.metrics = MetricDerivation.metrics(for: result.benchmark, samples: transcript.samples, tscHertz: tscHertz).map(Metric.init)
+            result.metrics = MetricDerivation.metrics(for: result.benchmark, samples: transcript.samples, tscHertz: tscHertz).map(
+                Metric.init)
         case .skipped(let reason):
             result.status = .skipped
             result.reason = reason

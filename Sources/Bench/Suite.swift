@@ -55,9 +55,11 @@ public struct Suite: Sendable, Equatable {
         }
         let file = workspace.suites.appendingPathComponent("\(name).yaml")
         guard FileManager.default.fileExists(atPath: file.path) else {
-            let known = (try? FileManager.default.contentsOfDirectory(atPath: workspace.suites.path))?
+            let known =
+                (try? FileManager.default.contentsOfDirectory(atPath: workspace.suites.path))?
                 .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted() ?? []
-            throw LoadError(file: file.path, line: nil, message: "unknown suite '\(name)'; known: \(known.joined(separator: ", "))")
+            throw LoadError(
+                file: file.path, line: nil, message: "unknown suite '\(name)'; known: \(known.joined(separator: ", "))")
         }
         return try load(from: file)
     }
@@ -72,7 +74,9 @@ public struct Suite: Sendable, Equatable {
     public static func parse(_ text: String, file: String) throws -> Suite {
         let root: Node
         do {
-            guard let node = try Yams.compose(yaml: text) else { throw LoadError(file: file, line: nil, message: "the file is empty") }
+            guard let node = try Yams.compose(yaml: text) else {
+                throw LoadError(file: file, line: nil, message: "the file is empty")
+            }
             root = node
         } catch let error as YamlError {
             throw LoadError(file: file, line: yamlErrorLine(error), message: "malformed YAML: \(yamlErrorMessage(error))")
@@ -107,13 +111,16 @@ public struct Suite: Sendable, Equatable {
             guard let mapping = item.mapping else { throw fail(item, "each benchmark must be a mapping with an 'id'") }
             for (key, _) in mapping {
                 guard let keyName = key.string, allowedEntry.contains(keyName) else {
-                    throw fail(key, "unknown key '\(key.string ?? "?")' (allowed: \(allowedEntry.sorted().joined(separator: ", ")))")
+                    throw fail(
+                        key, "unknown key '\(key.string ?? "?")' (allowed: \(allowedEntry.sorted().joined(separator: ", ")))")
                 }
             }
             guard let idNode = mapping["id"], let id = idNode.string else { throw fail(item, "benchmark without 'id'") }
             guard let definition = BenchmarkDefinition.named(id) else { throw fail(idNode, BenchmarkDefinition.unknown(id)) }
             guard !entries.contains(where: { $0.id == id }) else { throw fail(idNode, "benchmark '\(id)' is listed twice") }
-            let iterations = try mapping["iterations"].map { UInt64(try integer($0, "iterations", minimum: 1)) } ?? definition.defaultIterations
+            let iterations =
+                try mapping["iterations"].map { UInt64(try integer($0, "iterations", minimum: 1)) }
+                ?? definition.defaultIterations
             let size = try mapping["size"].map { UInt64(try integer($0, "size", minimum: 4096)) }
             entries.append(
                 Entry(

@@ -153,9 +153,13 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
             case KVM_EXIT_INTR:
                 return .interrupted
             case KVM_EXIT_FAIL_ENTRY:
-                throw EngineError("KVM could not enter the guest (hardware entry failure reason 0x\(String(ckvm_fail_entry_reason(runArea), radix: 16)))")
+                throw EngineError(
+                    "KVM could not enter the guest (hardware entry failure reason 0x\(String(ckvm_fail_entry_reason(runArea), radix: 16)))"
+                )
             case KVM_EXIT_INTERNAL_ERROR:
-                throw EngineError("KVM internal error (suberror \(ckvm_internal_error(runArea))), guest at rip 0x\(String(currentInstructionPointer(), radix: 16))")
+                throw EngineError(
+                    "KVM internal error (suberror \(ckvm_internal_error(runArea))), guest at rip 0x\(String(currentInstructionPointer(), radix: 16))"
+                )
             default:
                 throw EngineError("unhandled KVM exit reason \(reason)")
             }

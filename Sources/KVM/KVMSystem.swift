@@ -29,9 +29,12 @@ public final class KVMSystem: @unchecked Sendable {
             let error = errno
             switch error {
             case ENOENT:
-                throw KVMError.unavailable("\(path) does not exist: no KVM module is loaded on this host (hardware-assist and paravirt-io modes need KVM; full-emulation and native still run)")
+                throw KVMError.unavailable(
+                    "\(path) does not exist: no KVM module is loaded on this host (hardware-assist and paravirt-io modes need KVM; full-emulation and native still run)"
+                )
             case EACCES, EPERM:
-                throw KVMError.unavailable("\(path) exists but is not accessible to this user: run as root or join the 'kvm' group")
+                throw KVMError.unavailable(
+                    "\(path) exists but is not accessible to this user: run as root or join the 'kvm' group")
             default:
                 throw KVMError.unavailable("cannot open \(path): \(String(cString: strerror(error)))")
             }

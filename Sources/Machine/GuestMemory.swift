@@ -13,7 +13,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .outOfRange(let address, let length, let size):
-            return "guest access of \(length) bytes at 0x\(String(address, radix: 16)) is outside guest RAM (0..0x\(String(size, radix: 16)))"
+            return
+                "guest access of \(length) bytes at 0x\(String(address, radix: 16)) is outside guest RAM (0..0x\(String(size, radix: 16)))"
         case .allocationFailed(let bytes, let errno):
             return "cannot map \(bytes) bytes of guest RAM: \(String(cString: strerror(errno)))"
         case .numaUnavailable:

@@ -26,7 +26,8 @@ public enum VMEnding: Equatable, Sendable {
         case .exitDevice(let status): return "guest exited with status \(status)"
         case .halted: return "guest halted with interrupts disabled"
         case .shutdown(let why): return "guest shut down: \(why)"
-        case .timedOut(let seconds): return "watchdog stopped the guest after \(String(format: "%.1f", seconds)) s (it neither exited nor halted)"
+        case .timedOut(let seconds):
+            return "watchdog stopped the guest after \(String(format: "%.1f", seconds)) s (it neither exited nor halted)"
         case .failed(let why): return "VM failed: \(why)"
         }
     }

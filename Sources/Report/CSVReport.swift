@@ -39,7 +39,8 @@ public enum CSVReport {
                 let row =
                     common + [
                         metric.name, metric.unit, metric.better.rawValue, result.status.rawValue, result.reason ?? "",
-                        result.privilege ?? "", result.engine ?? "", String(metric.samples.count), number(s.median), number(s.mean),
+                        result.privilege ?? "", result.engine ?? "", String(metric.samples.count), number(s.median),
+                        number(s.mean),
                         number(s.stddev), number(s.cv), number(s.ci95Low), number(s.ci95High), number(s.min), number(s.max),
                         percent.map(number) ?? "", metric.samples.map(number).joined(separator: ";"),
                     ] + exits + context

@@ -7,7 +7,9 @@ public enum TableReport {
         var rows: [[String]] = [["system", "benchmark", "metric", "median", "95% CI", "CV", "% native", "status"]]
         for result in run.results {
             guard result.status == .ok else {
-                rows.append([result.system, result.benchmark, "", "", "", "", "", "\(result.status.rawValue): \(result.reason ?? "")"])
+                rows.append([
+                    result.system, result.benchmark, "", "", "", "", "", "\(result.status.rawValue): \(result.reason ?? "")",
+                ])
                 continue
             }
             let metrics = primaryMetricsOnly ? Array(result.metrics.prefix(1)) : result.metrics

@@ -31,7 +31,9 @@ struct BootCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard VMLauncher.memoryRangeMiB.contains(memory) else {
-            throw ValidationError("--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB")
+            throw ValidationError(
+                "--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB"
+            )
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         guard cpu == "kvm" else { throw ValidationError("unknown --cpu '\(cpu)': this build has the kvm engine only") }

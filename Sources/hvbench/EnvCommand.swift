@@ -30,9 +30,14 @@ struct EnvCommand: AsyncParsableCommand {
             ("kvm software-assisted", kvm.softwareAssisted ? "yes" : "no"),
             ("kvm nested parameter", kvm.nestedParameter ?? "n/a"),
             ("tsc", "\(environment.tscKHz) kHz calibrated" + (kvm.tscKHz.map { ", \($0) kHz per KVM" } ?? "")),
-            ("numa", environment.numaAvailable
-                ? environment.numaNodes.map { "node \($0.id): \($0.memoryMiB) MiB, cpus \($0.cpus.map(String.init).joined(separator: ","))" }.joined(separator: "; ")
-                : "unavailable"),
+            (
+                "numa",
+                environment.numaAvailable
+                    ? environment.numaNodes.map {
+                        "node \($0.id): \($0.memoryMiB) MiB, cpus \($0.cpus.map(String.init).joined(separator: ","))"
+                    }.joined(separator: "; ")
+                    : "unavailable"
+            ),
         ]
         for (name, value) in lines { print("\(name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(value)") }
         print("\n\(environment.virtualizationNote)")

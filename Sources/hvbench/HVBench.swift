@@ -7,7 +7,8 @@ struct HVBench: AsyncParsableCommand {
     static let version = "0.1.0"
     static let configuration = CommandConfiguration(
         commandName: "hvbench",
-        abstract: "Compare virtualization techniques: boot a benchmark guest under hvbench's own VMM and measure it against native.",
+        abstract:
+            "Compare virtualization techniques: boot a benchmark guest under hvbench's own VMM and measure it against native.",
         discussion: """
             Modes: hardware-assist (KVM, emulated legacy devices) and native (the host itself).
             Start with:  hvbench run --suite quick
@@ -26,7 +27,8 @@ struct UsageError: Error, CustomStringConvertible {
 func toolInfo(_ workspace: Workspace) async -> ToolInfo {
     var commit: String?
     if let git = ProcessRunner.find("git"),
-        let output = try? await ProcessRunner.run(git, ["-C", workspace.root.path, "rev-parse", "HEAD"], timeout: 10), output.succeeded
+        let output = try? await ProcessRunner.run(git, ["-C", workspace.root.path, "rev-parse", "HEAD"], timeout: 10),
+        output.succeeded
     {
         commit = output.standardOutput.first
     }

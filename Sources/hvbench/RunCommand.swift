@@ -34,7 +34,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Output folder (default Results/<timestamp>-<host>/).")
     var out: String?
 
-    @Option(name: .customLong("numa-node"), help: "Bind guest RAM and the vCPU thread (and the native process) to this NUMA node.")
+    @Option(
+        name: .customLong("numa-node"), help: "Bind guest RAM and the vCPU thread (and the native process) to this NUMA node.")
     var numaNode: Int?
 
     @Option(help: "Seconds one guest or native process may run before the watchdog stops it, overriding the suite.")
@@ -43,7 +44,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
 
-    @Option(name: .customLong("inject-slowdown"), help: "Extra work per iteration in every workload (to test regression detection).")
+    @Option(
+        name: .customLong("inject-slowdown"), help: "Extra work per iteration in every workload (to test regression detection).")
     var injectSlowdown: UInt64 = 0
 
     func validate() throws {
@@ -51,7 +53,9 @@ struct RunCommand: AsyncParsableCommand {
         if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
         if let timeout, timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
         if !VMLauncher.memoryRangeMiB.contains(memory) {
-            throw ValidationError("--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB")
+            throw ValidationError(
+                "--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB"
+            )
         }
     }
 
@@ -63,7 +67,8 @@ struct RunCommand: AsyncParsableCommand {
                 continue
             }
             guard let system = SystemKind(rawValue: value) else {
-                throw UsageError("unknown mode '\(value)'; modes: \(SystemKind.allCases.map(\.rawValue).joined(separator: ", ")), all")
+                throw UsageError(
+                    "unknown mode '\(value)'; modes: \(SystemKind.allCases.map(\.rawValue).joined(separator: ", ")), all")
             }
             if let why = system.notImplementedReason { throw UsageError(why) }
             systems.append(system)
@@ -79,11 +84,14 @@ struct RunCommand: AsyncParsableCommand {
             var entries: [Suite.Entry] = []
             for id in bench {
                 guard let definition = BenchmarkDefinition.named(id) else { throw UsageError(BenchmarkDefinition.unknown(id)) }
-                let template = selected.entries.first ?? Suite.Entry(id: id, iterations: 1, repetitions: 5, warmups: 1, sizeBytes: nil, timeoutSeconds: 120)
+                let template =
+                    selected.entries.first
+                    ?? Suite.Entry(id: id, iterations: 1, repetitions: 5, warmups: 1, sizeBytes: nil, timeoutSeconds: 120)
                 entries.append(
                     selected.entries.first { $0.id == id }
                         ?? Suite.Entry(
-                            id: id, iterations: definition.defaultIterations, repetitions: template.repetitions, warmups: template.warmups,
+                            id: id, iterations: definition.defaultIterations, repetitions: template.repetitions,
+                            warmups: template.warmups,
                             sizeBytes: nil, timeoutSeconds: template.timeoutSeconds))
             }
             selected.entries = entries
@@ -131,7 +139,8 @@ struct RunCommand: AsyncParsableCommand {
         let results = await runner.run(configuration)
 
         let run = RunResults(
-            tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment, results: results)
+            tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment,
+            results: results)
         let files = try RunOutput.write(run, to: output)
         print(TableReport.render(run))
         print("")

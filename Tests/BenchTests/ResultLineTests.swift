@@ -64,7 +64,8 @@ import Testing
     }
 
     @Test func carriageReturnsAreTolerated() throws {
-        let transcript = try BenchmarkTranscript.parse(console: good.replacingOccurrences(of: "\n", with: "\r\n"), bench: "cpu.int")
+        let transcript = try BenchmarkTranscript.parse(
+            console: good.replacingOccurrences(of: "\n", with: "\r\n"), bench: "cpu.int")
         #expect(transcript.samples.count == 2)
     }
 
@@ -72,7 +73,8 @@ import Testing
         let swapped = good.replacingOccurrences(of: "rep=1", with: "rep=5")
         #expect(throws: ResultLine.ParseError.self) { try BenchmarkTranscript.parse(console: swapped, bench: "cpu.int") }
         #expect(throws: ResultLine.ParseError.self) { try BenchmarkTranscript.parse(console: good, bench: "cpu.pio") }
-        let noBegin = good.replacingOccurrences(of: "HVB1 begin bench=cpu.int cpl=3 iterations=10 repetitions=2 warmups=0\n", with: "")
+        let noBegin = good.replacingOccurrences(
+            of: "HVB1 begin bench=cpu.int cpl=3 iterations=10 repetitions=2 warmups=0\n", with: "")
         #expect(throws: ResultLine.ParseError.self) { try BenchmarkTranscript.parse(console: noBegin, bench: "cpu.int") }
     }
 

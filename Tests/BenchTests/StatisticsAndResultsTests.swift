@@ -52,17 +52,20 @@ func sampleRun() -> RunResults {
     let environment = EnvironmentRecord.capture(guestImageHash: "fnv1a64:0123")
     func result(_ system: String, _ values: [Double]) -> BenchmarkResult {
         BenchmarkResult(
-            system: system, benchmark: "cpu.cpuid", privilege: "cpl3", engine: "kvm", status: .ok, iterations: 10, repetitions: values.count,
+            system: system, benchmark: "cpu.cpuid", privilege: "cpl3", engine: "kvm", status: .ok, iterations: 10,
+            repetitions: values.count,
             metrics: [
                 Metric(MetricSamples(name: "ns_per_op", unit: "ns", better: .lower, values: values)),
                 Metric(MetricSamples(name: "cycles_per_op", unit: "cycles", better: .lower, values: values.map { $0 * 2.6 })),
             ])
     }
     return RunResults(
-        tool: ToolInfo(version: "test", gitCommit: nil), startedAt: Date(timeIntervalSince1970: 0), suite: "quick", environment: environment,
+        tool: ToolInfo(version: "test", gitCommit: nil), startedAt: Date(timeIntervalSince1970: 0), suite: "quick",
+        environment: environment,
         results: [
             result("native", [100, 101, 99]), result("hardware-assist", [400, 410, 390]),
-            BenchmarkResult(system: "hardware-assist", benchmark: "cpu.syscall", status: .skipped, reason: "syscall-did-not-enter-cpl0"),
+            BenchmarkResult(
+                system: "hardware-assist", benchmark: "cpu.syscall", status: .skipped, reason: "syscall-did-not-enter-cpl0"),
         ])
 }
 
@@ -76,7 +79,8 @@ func sampleRun() -> RunResults {
         #expect(loaded.schemaVersion == 1)
         #expect(loaded.results.count == 3)
         #expect(loaded.results[1].metrics[0].samples == [400, 410, 390])
-        let percent = try #require(loaded.percentOfNative(system: "hardware-assist", benchmark: "cpu.cpuid", metric: loaded.results[1].metrics[0]))
+        let percent = try #require(
+            loaded.percentOfNative(system: "hardware-assist", benchmark: "cpu.cpuid", metric: loaded.results[1].metrics[0]))
         #expect(abs(percent - 25) < 0.01)  // 4x slower than native
     }
 

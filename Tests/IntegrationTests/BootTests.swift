@@ -21,7 +21,8 @@ import Testing
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func watchdogStopsAGuestThatNeverExits() throws {
         let started = Date()
-        let boot = try VMLauncher.boot(kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, kvm: try KVMSystem())
+        let boot = try VMLauncher.boot(
+            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, kvm: try KVMSystem())
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
         #expect(Date().timeIntervalSince(started) < 15)
     }
@@ -30,10 +31,12 @@ import Testing
     func theQEMUKernelRunsUnchangedAndReportsBadJobs() async throws {
         let kvm = try KVMSystem()
         let image = try await Built.guestImage()
-        let good = try VMLauncher.boot(kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 30, kvm: kvm)
+        let good = try VMLauncher.boot(
+            kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 30, kvm: kvm)
         #expect(good.outcome.ending == .exitDevice(status: 1))
         #expect(good.console.contains("HVB1 done"))
-        let bad = try VMLauncher.boot(kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 30, kvm: kvm)
+        let bad = try VMLauncher.boot(
+            kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 30, kvm: kvm)
         #expect(bad.outcome.ending == .exitDevice(status: 5))
         #expect(bad.console.contains("HVB1 fail reason=not-a-number"))
     }
@@ -47,8 +50,10 @@ import Testing
         let output = try await ProcessRunner.run(
             Host.qemu!,
             [
-                "-M", "pc", "-accel", "tcg", "-m", "128", "-nographic", "-vga", "none", "-no-reboot", "-kernel", artifacts.guestImage.path,
-                "-append", "bench=\(id) iterations=50 repetitions=2 warmups=0", "-device", "isa-debug-exit,iobase=0xf4", "-serial", "stdio",
+                "-M", "pc", "-accel", "tcg", "-m", "128", "-nographic", "-vga", "none", "-no-reboot", "-kernel",
+                artifacts.guestImage.path,
+                "-append", "bench=\(id) iterations=50 repetitions=2 warmups=0", "-device", "isa-debug-exit,iobase=0xf4",
+                "-serial", "stdio",
                 "-monitor", "none",
             ], timeout: 120)
         #expect(output.exitCode == 1, "qemu \(output.statusDescription): \(output.standardError)")

@@ -69,8 +69,10 @@ import Testing
     @Test func envReportsTheKVMModuleThatIsLoaded() async throws {
         let output = try await hvbench(["env", "--json"])
         #expect(output.exitCode == 0)
-        let record = try JSONDecoder().decode(EnvironmentRecord.self, from: Data(output.standardOutput.joined(separator: "\n").utf8))
-        let loaded = ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
+        let record = try JSONDecoder().decode(
+            EnvironmentRecord.self, from: Data(output.standardOutput.joined(separator: "\n").utf8))
+        let loaded =
+            ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
         #expect(record.kvm.module == loaded)
         if loaded == "kvm_pvm" { #expect(record.kvm.softwareAssisted) }
         #expect(record.tscKHz > 100_000)

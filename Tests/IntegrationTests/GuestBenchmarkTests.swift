@@ -18,7 +18,8 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
-        let results = await runner.run(RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output))
+        let results = await runner.run(
+            RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output))
         let result = try #require(results.first)
         if result.status == .skipped, let expected = hostDependent[id] {
             #expect(result.reason == expected)
@@ -44,7 +45,8 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
-        let result = try #require(await runner.run(RunConfiguration(systems: [.native], suite: tinySuite(id), outputDirectory: output)).first)
+        let result = try #require(
+            await runner.run(RunConfiguration(systems: [.native], suite: tinySuite(id), outputDirectory: output)).first)
         let noNativeEquivalent: Set = ["cpu.ptemod", "cpu.pio", "cpu.mmio", "cpu.hypercall", "vm.boot"]
         if noNativeEquivalent.contains(id) {
             #expect(result.status == .skipped)
@@ -77,7 +79,8 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func bootTimeIsMeasuredFromMilestones() async throws {
         let kvm = try KVMSystem()
-        let boot = try VMLauncher.boot(kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, timeout: 30, kvm: kvm)
+        let boot = try VMLauncher.boot(
+            kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, timeout: 30, kvm: kvm)
         #expect(boot.outcome.ending == .exitDevice(status: 1))
         #expect(boot.outcome.milestones.map(\.code) == [1, 2, 3])
         #expect(boot.bootProtocol == "pvh")

@@ -14,7 +14,9 @@ import Testing
     }
 
     @Test func rejectsGarbageAndTruncatedFiles() {
-        #expect(throws: ELFImage.ParseError.notELF) { try ELFImage(Array("not an elf at all, clearly, no".utf8) + Array(repeating: 0, count: 40)) }
+        #expect(throws: ELFImage.ParseError.notELF) {
+            try ELFImage(Array("not an elf at all, clearly, no".utf8) + Array(repeating: 0, count: 40))
+        }
         let good = TestKernels.elf64(payload: Array(repeating: 0x90, count: 64), loadAddress: 0x100000, pvhEntry: 0x100000)
         #expect(throws: ELFImage.ParseError.self) { try ELFImage(Array(good.prefix(100))) }
         var wrongMachine = good
@@ -47,14 +49,17 @@ import Testing
     @Test func refusesKernelsWithoutTheNoteOrThatDoNotFit() throws {
         let memory = try GuestMemory(size: 4 << 20)
         #expect(throws: BootError.self) {
-            try PVHLoader.load(TestKernels.elf64(payload: [0xF4], loadAddress: 0x100000, pvhEntry: nil), into: memory, commandLine: "")
+            try PVHLoader.load(
+                TestKernels.elf64(payload: [0xF4], loadAddress: 0x100000, pvhEntry: nil), into: memory, commandLine: "")
         }
         #expect(throws: BootError.self) {
-            try PVHLoader.load(TestKernels.elf64(payload: [0xF4], loadAddress: 0x10000000, pvhEntry: 0x10000000), into: memory, commandLine: "")
+            try PVHLoader.load(
+                TestKernels.elf64(payload: [0xF4], loadAddress: 0x10000000, pvhEntry: 0x10000000), into: memory, commandLine: "")
         }
         let long = String(repeating: "x", count: 5000)
         #expect(throws: BootError.self) {
-            try PVHLoader.load(TestKernels.elf64(payload: [0xF4], loadAddress: 0x100000, pvhEntry: 0x100000), into: memory, commandLine: long)
+            try PVHLoader.load(
+                TestKernels.elf64(payload: [0xF4], loadAddress: 0x100000, pvhEntry: 0x100000), into: memory, commandLine: long)
         }
     }
 }

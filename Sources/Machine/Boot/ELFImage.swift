@@ -64,7 +64,9 @@ public struct ELFImage: Sendable {
             programHeaderSize = Int(try reader.u16(42))
             programHeaderCount = Int(try reader.u16(44))
         }
-        guard programHeaderSize >= (is64Bit ? 56 : 32) else { throw ParseError.unsupported("program header size \(programHeaderSize)") }
+        guard programHeaderSize >= (is64Bit ? 56 : 32) else {
+            throw ParseError.unsupported("program header size \(programHeaderSize)")
+        }
 
         var segments: [Segment] = []
         var notes: [Note] = []
@@ -92,7 +94,8 @@ public struct ELFImage: Sendable {
             switch type {
             case 1:  // PT_LOAD
                 guard memorySize >= fileSize else { throw ParseError.unsupported("segment \(index) has memsz < filesz") }
-                segments.append(Segment(physicalAddress: physical, fileOffset: offset, fileSize: fileSize, memorySize: memorySize))
+                segments.append(
+                    Segment(physicalAddress: physical, fileOffset: offset, fileSize: fileSize, memorySize: memorySize))
             case 4:  // PT_NOTE
                 notes += try Self.parseNotes(reader, from: Int(offset), to: Int(end))
             default: break

@@ -68,7 +68,8 @@ public enum MultibootLoader {
         try memory.writeValue(UInt32(BootLayout.multibootMemoryMapAddress), at: info + 48)
 
         let gdt = try BootLayout.writeBootGDT(into: memory)
-        return ProtectedModeEntry(entryPoint: entry, eax: bootloaderMagic, ebx: UInt32(info), gdtBase: gdt.base, gdtLimit: gdt.limit)
+        return ProtectedModeEntry(
+            entryPoint: entry, eax: bootloaderMagic, ebx: UInt32(info), gdtBase: gdt.base, gdtLimit: gdt.limit)
     }
 
     private static func loadWithAddressFields(_ header: Header, _ bytes: [UInt8], _ memory: GuestMemory) throws -> UInt32 {
@@ -96,7 +97,9 @@ public enum MultibootLoader {
 /// Picks the boot protocol for a kernel file: PVH when the ELF carries the PVH note, otherwise
 /// Multiboot v1 when it has a multiboot header.
 public enum KernelLoader {
-    public static func load(_ bytes: [UInt8], into memory: GuestMemory, commandLine: String) throws -> (entry: ProtectedModeEntry, protocolName: String) {
+    public static func load(_ bytes: [UInt8], into memory: GuestMemory, commandLine: String) throws -> (
+        entry: ProtectedModeEntry, protocolName: String
+    ) {
         if ELFImage.isELF(bytes), let image = try? ELFImage(bytes), PVHLoader.entryPoint(of: image) != nil {
             return (try PVHLoader.load(bytes, into: memory, commandLine: commandLine), "pvh")
         }

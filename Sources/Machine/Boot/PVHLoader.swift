@@ -16,7 +16,9 @@ public enum PVHLoader {
 
     public static func load(_ bytes: [UInt8], into memory: GuestMemory, commandLine: String) throws -> ProtectedModeEntry {
         let image = try ELFImage(bytes)
-        guard let entry = entryPoint(of: image) else { throw BootError.notBootable("ELF has no PVH entry note (Xen note type 18)") }
+        guard let entry = entryPoint(of: image) else {
+            throw BootError.notBootable("ELF has no PVH entry note (Xen note type 18)")
+        }
         do {
             try image.load(from: bytes, into: memory)
         } catch let error as GuestMemoryError {
