@@ -25,13 +25,11 @@ let package = Package(
         // Guest memory, buses, devices, boot loaders, the engine protocol and the VM.
         .target(
             name: "Machine",
-            dependencies: [
-                "CNUMA",
-                .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+            dependencies: ["CNUMA"]),
         // KVM system/VM/vCPU wrappers and the KVM CPU engine.
-        .target(name: "KVM", dependencies: ["CKVM", "Machine", "CNUMA"]),
+        .target(
+            name: "KVM",
+            dependencies: ["CKVM", "Machine", .product(name: "SystemPackage", package: "swift-system")]),
         // Benchmark catalogue, suites, guest builder, runners, statistics, results model.
         .target(
             name: "Bench",
@@ -53,8 +51,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        // Hand-assembled kernels shared by the unit and integration tests.
+        .target(name: "TestSupport", dependencies: ["Machine"], path: "Tests/TestSupport"),
+        .testTarget(name: "MachineTests", dependencies: ["Machine", "TestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "Report"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "Machine"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "Machine", "TestSupport"]),
     ]
 )

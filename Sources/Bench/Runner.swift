@@ -1,5 +1,6 @@
 import Foundation
 import KVM
+import Logging
 import Machine
 
 /// The systems a run can measure. VM modes are presets over the CPU engine and the I/O devices.
@@ -51,6 +52,7 @@ public enum ProgressEvent: Sendable {
 public final class BenchmarkRunner: @unchecked Sendable {
     let artifacts: ArtifactBuilder.Artifacts
     let progress: @Sendable (ProgressEvent) -> Void
+    let logger = Logger(label: "hvbench.runner")
 
     public init(artifacts: ArtifactBuilder.Artifacts, progress: @escaping @Sendable (ProgressEvent) -> Void) {
         self.artifacts = artifacts
@@ -161,16 +163,12 @@ public final class BenchmarkRunner: @unchecked Sendable {
             system: system.rawValue, benchmark: entry.id, engine: "kvm", status: .failed, iterations: entry.iterations,
             repetitions: entry.repetitions, warmups: entry.warmups)
         if entry.id == "vm.boot" { return runBootBenchmark(entry, configuration, kernel: kernel, kvm: kvm, result: result) }
-        let commandLine = jobWords(
-            entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz
-        ).joined(separator: " ")
+        let commandLine: String
         let boot: VMLauncher.Boot
-        do {
-            boot = try VMLauncher.boot(
-                kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, kvm: kvm)
-        } catch {
-            result.reason = "could not start the VM: \(error)"
+        switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups) {
+        case .success(let started): (commandLine, boot) = started
+        case .failure(let problem):
+            result.reason = problem.description
             return result
         }
         result.exits = boot.outcome.counters
@@ -192,6 +190,34 @@ public final class BenchmarkRunner: @unchecked Sendable {
         return result
     }
 
+    struct StartProblem: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Boots one guest for `entry` under the watchdog and logs how the VM ended.
+    private func bootGuest(
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, repetitions: Int, warmups: Int
+    ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
+        let commandLine = jobWords(
+            entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz
+        )
+        .joined(separator: " ")
+        do {
+            let boot = try VMLauncher.boot(
+                kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
+                numaNode: configuration.numaNode, kvm: kvm)
+            logger.debug(
+                "VM finished",
+                metadata: [
+                    "benchmark": "\(entry.id)", "ending": "\(boot.outcome.ending.summary)", "exits": "\(boot.outcome.counters)",
+                    "milestones": "\(boot.outcome.milestones.map(\.code))", "tsc_khz": "\(boot.guestTSCKilohertz)",
+                ])
+            return .success((commandLine, boot))
+        } catch {
+            return .failure(StartProblem(description: "could not start the VM: \(error)"))
+        }
+    }
+
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
     private func runBootBenchmark(
@@ -205,15 +231,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
         var exits = ExitCounters()
         var log = ""
         for boot in 0..<(entry.warmups + entry.repetitions) {
-            let commandLine = jobWords(entry, configuration, repetitions: 1, warmups: 0, tscKHz: TSC.calibratedKilohertz).joined(
-                separator: " ")
             let run: VMLauncher.Boot
-            do {
-                run = try VMLauncher.boot(
-                    kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                    numaNode: configuration.numaNode, kvm: kvm)
-            } catch {
-                result.reason = "could not start the VM: \(error)"
+            switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: 1, warmups: 0) {
+            case .success(let started): run = started.boot
+            case .failure(let problem):
+                result.reason = problem.description
                 return result
             }
             log += "# boot \(boot)\n\(run.console)\n# \(run.outcome.ending.summary)\n"

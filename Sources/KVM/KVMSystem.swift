@@ -1,6 +1,7 @@
 import CKVM
 import Glibc
 import Machine
+import SystemPackage
 
 public enum KVMError: Error, CustomStringConvertible {
     /// /dev/kvm cannot be used at all; the text says why and what to do.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bench
 import Foundation
+import Logging
 import Machine
 import Report
 
@@ -43,6 +44,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
+
+    @Flag(help: "Log each VM's ending, exit counters and boot milestones to stderr.")
+    var verbose = false
 
     @Option(
         name: .customLong("inject-slowdown"), help: "Extra work per iteration in every workload (to test regression detection).")
@@ -116,6 +120,12 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     private func execute() async throws {
+        let level: Logger.Level = verbose ? .debug : .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         let workspace = try Workspace.locate()
         let systems = try Self.parseModes(mode)
         let selected = try selectedSuite(workspace)

@@ -1,9 +1,9 @@
 import Machine
 
 /// Hand-assembled kernels for loader and VM tests.
-enum TestKernels {
+public enum TestKernels {
     /// A minimal ELF64 with one PT_LOAD segment at `loadAddress` and, optionally, a PVH note.
-    static func elf64(payload: [UInt8], loadAddress: UInt64, memorySize: UInt64? = nil, pvhEntry: UInt32?) -> [UInt8] {
+    public static func elf64(payload: [UInt8], loadAddress: UInt64, memorySize: UInt64? = nil, pvhEntry: UInt32?) -> [UInt8] {
         var note: [UInt8] = []
         if let pvhEntry {
             note += le32(4) + le32(4) + le32(18) + Array("Xen\0".utf8) + le32(pvhEntry)
@@ -30,7 +30,7 @@ enum TestKernels {
 
     /// A Multiboot v1 kernel using the header's address fields, loaded at 1 MiB, whose 32-bit
     /// code starts right after the 32-byte header.
-    static func multiboot(code: [UInt8], bssEnd: UInt32 = 0) -> [UInt8] {
+    public static func multiboot(code: [UInt8], bssEnd: UInt32 = 0) -> [UInt8] {
         let load: UInt32 = 0x100000
         let flags: UInt32 = 1 << 16
         let magic: UInt32 = 0x1BAD_B002
@@ -40,14 +40,14 @@ enum TestKernels {
     }
 
     /// 32-bit code: print "hi" on COM1, then write `status` to port 0xF4, then hlt.
-    static func helloAndExit(status: UInt8) -> [UInt8] {
+    public static func helloAndExit(status: UInt8) -> [UInt8] {
         [0x66, 0xBA, 0xF8, 0x03, 0xB0, 0x68, 0xEE, 0xB0, 0x69, 0xEE, 0xB0, status, 0xE6, 0xF4, 0xF4]
     }
 
     /// 32-bit code that spins forever: jmp $.
-    static let spinForever: [UInt8] = [0xEB, 0xFE]
+    public static let spinForever: [UInt8] = [0xEB, 0xFE]
 
-    static func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-    static func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-    static func le64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+    public static func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+    public static func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+    public static func le64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
 }
