@@ -129,9 +129,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
         var runner = [artifacts.nativeRunner.path] + words
         if let node = configuration.numaNode {
             // Same placement as the VM: run the native process on the node's CPUs and memory.
-            if let numactl = ProcessRunner.find("numactl") {
-                runner = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + runner
+            guard let numactl = ProcessRunner.find("numactl") else {
+                result.reason = "numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)"
+                return result
             }
+            runner = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + runner
         }
         let output: ProcessRunner.Output
         do {

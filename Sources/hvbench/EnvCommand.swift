@@ -10,7 +10,17 @@ struct EnvCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let environment = EnvironmentRecord.capture(guestImageHash: nil)
+        var guestImage = "unavailable"
+        var tool = ToolInfo(version: HVBench.version, gitCommit: nil)
+        if let workspace = try? Workspace.locate() {
+            tool = await toolInfo(workspace)
+            do {
+                guestImage = try await ArtifactBuilder(workspace: workspace).build().guestImageHash
+            } catch {
+                guestImage = "unavailable: \(error)"
+            }
+        }
+        let environment = EnvironmentRecord.capture(guestImageHash: guestImage)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -19,6 +29,8 @@ struct EnvCommand: AsyncParsableCommand {
         }
         let kvm = environment.kvm
         let lines: [(String, String)] = [
+            ("hvbench", "\(tool.version), commit \(tool.gitCommit ?? "unknown")"),
+            ("guest image", guestImage),
             ("host", environment.hostname),
             ("cpu", "\(environment.cpuModel) (\(environment.cpuVendor)), \(environment.logicalCPUs) logical CPUs"),
             ("memory", "\(environment.memoryMiB) MiB"),
