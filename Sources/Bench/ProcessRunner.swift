@@ -28,7 +28,10 @@ public enum ProcessRunner {
         public let description: String
     }
 
-    public static func run(_ executable: String, _ arguments: [String], timeout: Double) async throws -> Output {
+    /// - Parameter onLine: called with each standard-output line as it arrives.
+    public static func run(
+        _ executable: String, _ arguments: [String], timeout: Double, onLine: (@Sendable (String) -> Void)? = nil
+    ) async throws -> Output {
         do {
             let result = try await Subprocess.run(
                 .path(FilePath(executable)), arguments: Arguments(arguments), input: .none, output: .sequence,
@@ -41,7 +44,10 @@ public enum ProcessRunner {
                     return true
                 }
                 var lines: [String] = []
-                for try await line in execution.standardOutput.strings() { lines.append(line) }
+                for try await line in execution.standardOutput.strings() {
+                    lines.append(line)
+                    onLine?(line)
+                }
                 watchdog.cancel()
                 let timedOut = (try? await watchdog.value) ?? false
                 return (lines, timedOut)

@@ -4,6 +4,7 @@
 ///     HVB1 hello guest=hvbench-guest-1
 ///     HVB1 begin bench=cpu.int cpl=3 iterations=1000 repetitions=5 warmups=1
 ///     HVB1 sample bench=cpu.int rep=0 ops=1000 cycles=5494 bytes=0
+///     HVB1 hist bench=cpu.pio buckets=171:3,172:950,173:47
 ///     HVB1 end bench=cpu.int
 ///     HVB1 skip bench=cpu.ptemod reason=no-unprivileged-pte-write-and-invlpg-on-the-host
 ///     HVB1 fail bench=cpu.syscall reason=syscall-did-not-enter-cpl0
@@ -18,6 +19,8 @@ public enum ResultLine: Equatable, Sendable {
     /// vm.boot's begin line carries only the privilege level.
     case beginBoot(bench: String, privilegeLevel: Int)
     case sample(bench: String, repetition: UInt64, operations: UInt64, cycles: UInt64, bytes: UInt64)
+    /// Per-operation latency buckets (see `LatencyBuckets`): index -> operations.
+    case histogram(bench: String, buckets: [LatencyBuckets.Bucket])
     case end(bench: String)
     case skip(bench: String, reason: String)
     case fail(bench: String?, reason: String)
@@ -72,6 +75,9 @@ public enum ResultLine: Equatable, Sendable {
             result = .sample(
                 bench: try reader.text("bench"), repetition: try reader.number("rep"), operations: try reader.number("ops"),
                 cycles: try reader.number("cycles"), bytes: try reader.number("bytes"))
+        case "hist":
+            let bench = try reader.text("bench")
+            result = .histogram(bench: bench, buckets: try LatencyBuckets.parse(try reader.text("buckets"), line: line))
         case "end": result = .end(bench: try reader.text("bench"))
         case "skip": result = .skip(bench: try reader.text("bench"), reason: try reader.text("reason"))
         case "fail": result = .fail(bench: reader.optionalText("bench"), reason: try reader.text("reason"))
@@ -126,6 +132,8 @@ public struct BenchmarkTranscript: Equatable, Sendable {
     public var status: Status
     public var privilegeLevel: Int?
     public var samples: [Sample]
+    /// Per-operation latency histogram (cycles), for benchmarks that time operations one by one.
+    public var latency = LatencyBuckets()
 
     /// Reads the result lines of a console transcript for `bench`. Sequence errors (a sample
     /// before begin, a repetition out of order, no end, no done) are parse errors.
@@ -160,6 +168,10 @@ public struct BenchmarkTranscript: Equatable, Sendable {
                 }
                 guard operations > 0 else { throw ResultLine.ParseError(line: line, problem: "zero operations") }
                 transcript.samples.append(Sample(operations: operations, cycles: cycles, bytes: bytes))
+            case .histogram(let id, let buckets):
+                try mustBeThis(id)
+                guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "histogram outside begin/end") }
+                transcript.latency.add(buckets)
             case .end(let id):
                 try mustBeThis(id)
                 guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "end without begin") }
@@ -185,5 +197,45 @@ public struct BenchmarkTranscript: Equatable, Sendable {
             transcript.status = .failed("guest output ended without a done line")
         }
         return transcript
+    }
+}
+
+/// The guest's log-linear latency buckets: values below 16 cycles exactly, then 16 sub-buckets
+/// per power of two (relative error at most 6.25%). Index = 16 + (exponent - 4) * 16 + the four
+/// bits after the leading one.
+public struct LatencyBuckets: Equatable, Sendable {
+    public struct Bucket: Equatable, Sendable {
+        public let index: Int
+        public let count: UInt64
+    }
+
+    public static let highestIndex = 16 + 59 * 16 + 15
+
+    public private(set) var counts: [Int: UInt64] = [:]
+    public init() {}
+
+    public var isEmpty: Bool { counts.isEmpty }
+    public var operations: UInt64 { counts.values.reduce(0, +) }
+
+    mutating func add(_ buckets: [Bucket]) {
+        for bucket in buckets { counts[bucket.index, default: 0] += bucket.count }
+    }
+
+    /// The midpoint of a bucket, in cycles.
+    public static func representativeCycles(_ index: Int) -> Double {
+        guard index >= 16 else { return Double(index) }
+        let exponent = (index - 16) / 16 + 4
+        let sub = (index - 16) % 16
+        let width = Double(sign: .plus, exponent: exponent - 4, significand: 1)
+        return Double(16 + sub) * width + (width - 1) / 2
+    }
+
+    static func parse(_ text: String, line: String) throws -> [Bucket] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map { pair in
+            let parts = pair.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let index = Int(parts[0]), let count = UInt64(parts[1]), (0...highestIndex).contains(index), count > 0
+            else { throw ResultLine.ParseError(line: line, problem: "bad histogram bucket \"\(pair)\"") }
+            return Bucket(index: index, count: count)
+        }
     }
 }

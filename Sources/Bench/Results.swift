@@ -10,7 +10,11 @@ public struct RunResults: Codable, Sendable {
     public var startedAt: String
     public var suite: String?
     public var environment: EnvironmentRecord
+    /// Merged reports: the environment of every host, keyed by the prefix its systems carry.
+    public var hosts: [String: EnvironmentRecord]?
     public var results: [BenchmarkResult]
+    /// "% of native" and mode ratios with CIs; recomputed whenever the file is written.
+    public var derived: [DerivedFigure]?
 
     public init(tool: ToolInfo, startedAt: Date, suite: String?, environment: EnvironmentRecord, results: [BenchmarkResult]) {
         schemaVersion = Self.currentSchemaVersion
@@ -102,6 +106,10 @@ public struct BenchmarkResult: Codable, Sendable {
     public var exits: ExitCounters?
     /// Host wall-clock seconds for the whole benchmark (build of the VM, boot, run, teardown).
     public var wallSeconds: Double?
+    /// Guest boots (or native processes) whose samples were merged; > 1 in adaptive runs.
+    public var rounds: Int?
+    /// Adaptive runs: whether the CI target was reached within the budget.
+    public var ciTargetMet: Bool?
 
     public init(
         system: String, benchmark: String, privilege: String? = nil, engine: String? = nil, status: ResultStatus,
@@ -140,21 +148,60 @@ public struct Metric: Codable, Sendable {
 }
 
 extension RunResults {
-    /// The same metric of the native system, for "% of native".
-    public func nativeMetric(benchmark: String, metric: String) -> Metric? {
-        results.first { $0.system == SystemKind.native.rawValue && $0.benchmark == benchmark && $0.status == .ok }?
-            .metrics.first { $0.name == metric }
-    }
-
     /// 100 = native speed; below 100 = slower than native. Higher-is-better metrics divide VM by
     /// native, lower-is-better ones native by VM, so the figure always reads the same way.
     public func percentOfNative(system: String, benchmark: String, metric: Metric) -> Double? {
-        guard system != SystemKind.native.rawValue, let native = nativeMetric(benchmark: benchmark, metric: metric.name),
+        let (host, mode) = Self.split(system)
+        guard mode != SystemKind.native.rawValue,
+            let nativeResult = results.first(where: {
+                $0.benchmark == benchmark && $0.status == .ok && Self.split($0.system) == (host, SystemKind.native.rawValue)
+            }),
+            let native = nativeResult.metrics.first(where: { $0.name == metric.name }),
             native.summary.median > 0, metric.summary.median > 0
         else { return nil }
         switch metric.better {
         case .higher: return metric.summary.median / native.summary.median * 100
         case .lower: return native.summary.median / metric.summary.median * 100
         }
+    }
+}
+
+extension RunResults {
+    /// Loads a results file, or the results.json inside a run folder.
+    public static func load(path: String) throws -> RunResults {
+        var isDirectory: ObjCBool = false
+        let url = URL(fileURLWithPath: path)
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try load(from: url.appendingPathComponent("results.json"))
+        }
+        return try load(from: url)
+    }
+
+    /// Puts several runs side by side: every system becomes "<host>/<system>" and each host's
+    /// environment is kept under `hosts`. A host that appears twice gets "#2", "#3", ...
+    public static func merge(_ runs: [RunResults]) -> RunResults {
+        guard runs.count > 1, var merged = runs.first else { return runs.first! }
+        var hosts: [String: EnvironmentRecord] = [:]
+        var results: [BenchmarkResult] = []
+        for run in runs {
+            var prefix = run.environment.hostname
+            var copy = 2
+            while hosts[prefix] != nil {
+                prefix = "\(run.environment.hostname)#\(copy)"
+                copy += 1
+            }
+            hosts[prefix] = run.environment
+            for var result in run.results {
+                result.system = "\(prefix)/\(result.system)"
+                results.append(result)
+            }
+        }
+        merged.hosts = hosts
+        merged.results = results
+        merged.startedAt = runs.map(\.startedAt).min() ?? merged.startedAt
+        let suites = Array(Set(runs.compactMap(\.suite))).sorted()
+        merged.suite = suites.isEmpty ? nil : suites.joined(separator: "+")
+        merged.derived = nil
+        return merged
     }
 }

@@ -22,6 +22,20 @@ public enum SystemKind: String, CaseIterable, Sendable, Codable {
     }
 }
 
+/// Adaptive measurement: keep adding rounds (fresh VM or process, same repetitions) until the 95%
+/// CI of the primary metric's median is within ±`targetRelativeHalfWidth`, or the budget is spent.
+public struct AdaptivePolicy: Sendable, Equatable {
+    public var targetRelativeHalfWidth: Double
+    public var budgetSeconds: Double
+    public var maxRounds: Int
+
+    public init(targetRelativeHalfWidth: Double = 0.02, budgetSeconds: Double = 60, maxRounds: Int = 20) {
+        self.targetRelativeHalfWidth = targetRelativeHalfWidth
+        self.budgetSeconds = budgetSeconds
+        self.maxRounds = maxRounds
+    }
+}
+
 public struct RunConfiguration: Sendable {
     public var systems: [SystemKind]
     public var suite: Suite
@@ -31,6 +45,7 @@ public struct RunConfiguration: Sendable {
     /// Extra integer work per iteration inside the guest and native workloads (self-check of
     /// regression detection); 0 in normal runs.
     public var slowdown: UInt64 = 0
+    public var adaptive: AdaptivePolicy?
 
     public init(systems: [SystemKind], suite: Suite, outputDirectory: URL, numaNode: Int? = nil) {
         self.systems = systems
@@ -41,7 +56,9 @@ public struct RunConfiguration: Sendable {
 }
 
 public enum ProgressEvent: Sendable {
-    case starting(system: String, benchmark: String, index: Int, total: Int)
+    case starting(system: String, benchmark: String, index: Int, total: Int, repetitions: Int)
+    /// A measured repetition arrived from the guest or native process.
+    case sample
     case finished(BenchmarkResult)
     case notice(String)
 }
@@ -57,6 +74,21 @@ public final class BenchmarkRunner: @unchecked Sendable {
     public init(artifacts: ArtifactBuilder.Artifacts, progress: @escaping @Sendable (ProgressEvent) -> Void) {
         self.artifacts = artifacts
         self.progress = progress
+    }
+
+    /// What one VM boot or native process measured.
+    struct Round {
+        var metrics: [MetricSamples]
+        var latency = LatencyBuckets()
+        var tscHertz: Double
+        var privilege: String?
+        var exits: ExitCounters?
+    }
+
+    enum RoundOutcome {
+        case measured(Round)
+        case skipped(String)
+        case failed(String)
     }
 
     public func run(_ configuration: RunConfiguration) async -> [BenchmarkResult] {
@@ -75,18 +107,23 @@ public final class BenchmarkRunner: @unchecked Sendable {
         for system in configuration.systems {
             for entry in configuration.suite.entries {
                 index += 1
-                progress(.starting(system: system.rawValue, benchmark: entry.id, index: index, total: total))
+                progress(
+                    .starting(system: system.rawValue, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
                 let started = MonotonicClock.nanoseconds()
                 var result: BenchmarkResult
                 switch system {
                 case .native:
-                    result = await runNative(entry, configuration)
+                    result = await measure(system, entry, configuration) { await self.nativeRound(entry, configuration) }
                 case .hardwareAssist:
                     if let kvm {
-                        result = runGuest(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
+                        result = await measure(system, entry, configuration) {
+                            entry.id == "vm.boot"
+                                ? self.bootRound(entry, configuration, kernel: guestImage, kvm: kvm)
+                                : self.guestRound(entry, configuration, kernel: guestImage, kvm: kvm)
+                        }
+                        result.engine = "kvm"
                     } else {
-                        result = BenchmarkResult(
-                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
+                        result = BenchmarkResult(system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
                     }
                 case .fullEmulation, .paravirtIO:
                     result = BenchmarkResult(
@@ -100,9 +137,72 @@ public final class BenchmarkRunner: @unchecked Sendable {
         return results
     }
 
-    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int)
-        -> [String]
-    {
+    /// Runs rounds until one is enough (or, adaptively, until the CI target or budget is reached)
+    /// and merges their samples.
+    private func measure(
+        _ system: SystemKind, _ entry: Suite.Entry, _ configuration: RunConfiguration, round: () async -> RoundOutcome
+    ) async -> BenchmarkResult {
+        var result = BenchmarkResult(
+            system: system.rawValue, benchmark: entry.id, engine: system == .native ? "host" : nil, status: .failed,
+            iterations: entry.iterations, repetitions: entry.repetitions, warmups: entry.warmups)
+        let started = MonotonicClock.nanoseconds()
+        var merged: Round?
+        var rounds = 0
+        while true {
+            let outcome = await round()
+            rounds += 1
+            switch outcome {
+            case .skipped(let reason):
+                result.status = .skipped
+                result.reason = reason
+                return result
+            case .failed(let reason):
+                // Samples of earlier rounds are not mixed with a failed one: the benchmark failed.
+                result.reason = rounds > 1 ? "round \(rounds): \(reason)" : reason
+                return result
+            case .measured(let round):
+                merged = merged.map { Self.merge($0, round) } ?? round
+            }
+            guard let policy = configuration.adaptive, let current = merged, let primary = current.metrics.first else { break }
+            let width = Summary(primary.values).relativeCIHalfWidth
+            let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
+            if width <= policy.targetRelativeHalfWidth || elapsed >= policy.budgetSeconds || rounds >= policy.maxRounds {
+                result.ciTargetMet = width <= policy.targetRelativeHalfWidth
+                break
+            }
+        }
+        guard let merged else { return result }
+        result.status = .ok
+        result.rounds = rounds
+        result.repetitions = merged.metrics.first?.values.count
+        result.privilege = merged.privilege
+        result.exits = merged.exits
+        result.metrics = merged.metrics.map(Metric.init)
+        if !merged.latency.isEmpty, let index = result.metrics.firstIndex(where: { $0.name == "ns_per_op" }) {
+            result.metrics[index].summary.addLatencyPercentiles(merged.latency, tscHertz: merged.tscHertz)
+        }
+        return result
+    }
+
+    static func merge(_ a: Round, _ b: Round) -> Round {
+        var merged = a
+        merged.metrics = zip(a.metrics, b.metrics).map {
+            MetricSamples(name: $0.name, unit: $0.unit, better: $0.better, values: $0.values + $1.values)
+        }
+        merged.latency.add(b.latency.counts.map { LatencyBuckets.Bucket(index: $0.key, count: $0.value) })
+        if var exits = a.exits, let more = b.exits {
+            exits.portIO += more.portIO
+            exits.mmio += more.mmio
+            exits.halts += more.halts
+            exits.interruptions += more.interruptions
+            exits.unclaimedPortReads += more.unclaimedPortReads
+            exits.unclaimedMMIOReads += more.unclaimedMMIOReads
+            merged.exits = exits
+        }
+        return merged
+    }
+
+    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int) -> [String] {
         var words = [
             "bench=\(entry.id)", "iterations=\(entry.iterations)", "repetitions=\(repetitions)", "warmups=\(warmups)",
             "tsc_khz=\(tscKHz)",
@@ -114,83 +214,49 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     private func saveLog(_ text: String, system: String, benchmark: String, _ configuration: RunConfiguration) {
         let url = configuration.outputDirectory.appendingPathComponent("logs/\(system)/\(benchmark).log")
-        try? writeAtomically(Data(text.utf8), to: url)
+        // Adaptive runs append one section per round.
+        if let handle = try? FileHandle(forWritingTo: url) {
+            handle.seekToEndOfFile()
+            handle.write(Data(text.utf8))
+            try? handle.close()
+        } else {
+            try? writeAtomically(Data(text.utf8), to: url)
+        }
+    }
+
+    private func reportSamples(_ line: String) {
+        if line.hasPrefix("HVB1 sample ") { progress(.sample) }
     }
 
     // MARK: native
 
-    private func runNative(_ entry: Suite.Entry, _ configuration: RunConfiguration) async -> BenchmarkResult {
-        let system = SystemKind.native.rawValue
-        var result = BenchmarkResult(
-            system: system, benchmark: entry.id, engine: "host", status: .failed, iterations: entry.iterations,
-            repetitions: entry.repetitions, warmups: entry.warmups)
-        let words = jobWords(
-            entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
-        var runner = [artifacts.nativeRunner.path] + words
+    private func nativeRound(_ entry: Suite.Entry, _ configuration: RunConfiguration) async -> RoundOutcome {
+        let words = jobWords(entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
+        var command = [artifacts.nativeRunner.path] + words
         if let node = configuration.numaNode {
             // Same placement as the VM: run the native process on the node's CPUs and memory.
             guard let numactl = ProcessRunner.find("numactl") else {
-                result.reason = "numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)"
-                return result
+                return .failed("numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)")
             }
-            runner = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + runner
+            command = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + command
         }
         let output: ProcessRunner.Output
         do {
-            output = try await ProcessRunner.run(runner[0], Array(runner.dropFirst()), timeout: entry.timeoutSeconds)
+            output = try await ProcessRunner.run(command[0], Array(command.dropFirst()), timeout: entry.timeoutSeconds) {
+                self.reportSamples($0)
+            }
         } catch {
-            result.reason = "\(error)"
-            return result
+            return .failed("\(error)")
         }
         let console = output.standardOutput.joined(separator: "\n")
         saveLog(
-            "$ \(runner.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
-            system: system, benchmark: entry.id, configuration)
-        if output.timedOut {
-            result.reason = "native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed"
-            return result
-        }
-        return fill(
-            result, console: console, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilegeLabel: { _ in "host-user" })
+            "$ \(command.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n", system: "native",
+            benchmark: entry.id, configuration)
+        if output.timedOut { return .failed("native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
+        return interpret(console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
     }
 
     // MARK: guest
-
-    private func runGuest(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind
-    )
-        -> BenchmarkResult
-    {
-        var result = BenchmarkResult(
-            system: system.rawValue, benchmark: entry.id, engine: "kvm", status: .failed, iterations: entry.iterations,
-            repetitions: entry.repetitions, warmups: entry.warmups)
-        if entry.id == "vm.boot" { return runBootBenchmark(entry, configuration, kernel: kernel, kvm: kvm, result: result) }
-        let commandLine: String
-        let boot: VMLauncher.Boot
-        switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups) {
-        case .success(let started): (commandLine, boot) = started
-        case .failure(let problem):
-            result.reason = problem.description
-            return result
-        }
-        result.exits = boot.outcome.counters
-        saveLog(
-            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n", system: system.rawValue,
-            benchmark: entry.id,
-            configuration)
-        result = fill(
-            result, console: boot.console, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilegeLabel: { "cpl\($0)" })
-        switch boot.outcome.ending {
-        case .exitDevice:
-            break
-        case .timedOut, .failed, .halted, .shutdown:
-            // The transcript may look complete, but a VM that did not exit cleanly is not trusted.
-            result.status = .failed
-            result.metrics = []
-            result.reason = boot.outcome.ending.summary + (result.reason.map { "; guest said: \($0)" } ?? "")
-        }
-        return result
-    }
 
     struct StartProblem: Error, CustomStringConvertible {
         let description: String
@@ -200,14 +266,12 @@ public final class BenchmarkRunner: @unchecked Sendable {
     private func bootGuest(
         _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, repetitions: Int, warmups: Int
     ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
-        let commandLine = jobWords(
-            entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz
-        )
-        .joined(separator: " ")
+        let commandLine = jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
+            .joined(separator: " ")
         do {
             let boot = try VMLauncher.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, kvm: kvm)
+                numaNode: configuration.numaNode, kvm: kvm, onConsoleLine: { self.reportSamples($0) })
             logger.debug(
                 "VM finished",
                 metadata: [
@@ -220,25 +284,42 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
     }
 
+    private func guestRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem) -> RoundOutcome {
+        let commandLine: String
+        let boot: VMLauncher.Boot
+        switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups) {
+        case .success(let started): (commandLine, boot) = started
+        case .failure(let problem): return .failed(problem.description)
+        }
+        saveLog(
+            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n", system: SystemKind.hardwareAssist.rawValue,
+            benchmark: entry.id, configuration)
+        let outcome = interpret(boot.console, entry: entry, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilege: { "cpl\($0)" })
+        guard case .exitDevice = boot.outcome.ending else {
+            // The transcript may look complete, but a VM that did not exit cleanly is not trusted.
+            var reason = boot.outcome.ending.summary
+            if case .failed(let guestSaid) = outcome { reason += "; guest said: \(guestSaid)" }
+            return .failed(reason)
+        }
+        guard case .measured(var round) = outcome else { return outcome }
+        round.exits = boot.outcome.counters
+        return .measured(round)
+    }
+
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
-    private func runBootBenchmark(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, result: BenchmarkResult
-    )
-        -> BenchmarkResult
-    {
-        var result = result
+    private func bootRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem) -> RoundOutcome {
         var toMain: [Double] = []
         var toFirstInstruction: [Double] = []
         var exits = ExitCounters()
+        var privilege: String?
         var log = ""
+        defer { saveLog(log, system: SystemKind.hardwareAssist.rawValue, benchmark: entry.id, configuration) }
         for boot in 0..<(entry.warmups + entry.repetitions) {
             let run: VMLauncher.Boot
             switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: 1, warmups: 0) {
             case .success(let started): run = started.boot
-            case .failure(let problem):
-                result.reason = problem.description
-                return result
+            case .failure(let problem): return .failed(problem.description)
             }
             log += "# boot \(boot)\n\(run.console)\n# \(run.outcome.ending.summary)\n"
             let start = run.outcome.startedAtNanoseconds
@@ -246,60 +327,45 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 let main = run.outcome.milestones.first(where: { $0.code == 3 }),
                 let first = run.outcome.milestones.first(where: { $0.code == 1 })
             else {
-                saveLog(log, system: result.system, benchmark: entry.id, configuration)
-                result.reason =
-                    "boot \(boot): \(run.outcome.ending.summary); milestones seen: \(run.outcome.milestones.map(\.code))"
-                return result
+                return .failed("boot \(boot): \(run.outcome.ending.summary); milestones seen: \(run.outcome.milestones.map(\.code))")
             }
             if let level = try? BenchmarkTranscript.parse(console: run.console, bench: entry.id).privilegeLevel {
-                result.privilege = "cpl\(level)"
+                privilege = "cpl\(level)"
             }
             exits = run.outcome.counters
             if boot >= entry.warmups {
                 toMain.append(Double(main.nanoseconds - start) / 1e6)
                 toFirstInstruction.append(Double(first.nanoseconds - start) / 1e6)
+                progress(.sample)
             }
         }
-        saveLog(log, system: result.system, benchmark: entry.id, configuration)
-        result.exits = exits
-        result.status = .ok
-        result.metrics = [
-            Metric(MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: toMain)),
-            Metric(MetricSamples(name: "to_first_instruction", unit: "ms", better: .lower, values: toFirstInstruction)),
-        ]
-        return result
+        return .measured(
+            Round(
+                metrics: [
+                    MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: toMain),
+                    MetricSamples(name: "to_first_instruction", unit: "ms", better: .lower, values: toFirstInstruction),
+                ], tscHertz: 1, privilege: privilege, exits: exits))
     }
 
-    /// Turns a transcript into the result's status, privilege and metrics.
-    private func fill(_ result: BenchmarkResult, console: String, tscHertz: Double, privilegeLabel: (Int) -> String)
-        -> BenchmarkResult
-    {
-        var result = result
+    /// Reads a transcript into a round, a skip or a failure.
+    private func interpret(_ console: String, entry: Suite.Entry, tscHertz: Double, privilege: (Int) -> String) -> RoundOutcome {
         let transcript: BenchmarkTranscript
         do {
-            transcript = try BenchmarkTranscript.parse(console: console, bench: result.benchmark)
+            transcript = try BenchmarkTranscript.parse(console: console, bench: entry.id)
         } catch {
-            result.status = .failed
-            result.reason = "\(error)"
-            return result
+            return .failed("\(error)")
         }
-        result.privilege = transcript.privilegeLevel.map(privilegeLabel)
         switch transcript.status {
         case .ok:
-            guard transcript.samples.count == result.repetitions else {
-                result.reason = "expected \(result.repetitions ?? 0) samples, got \(transcript.samples.count)"
-                return result
+            guard transcript.samples.count == entry.repetitions else {
+                return .failed("expected \(entry.repetitions) samples, got \(transcript.samples.count)")
             }
-            result.status = .ok
-            result.metrics = MetricDerivation.metrics(for: result.benchmark, samples: transcript.samples, tscHertz: tscHertz).map(
-                Metric.init)
-        case .skipped(let reason):
-            result.status = .skipped
-            result.reason = reason
-        case .failed(let reason):
-            result.status = .failed
-            result.reason = reason
+            return .measured(
+                Round(
+                    metrics: MetricDerivation.metrics(for: entry.id, samples: transcript.samples, tscHertz: tscHertz),
+                    latency: transcript.latency, tscHertz: tscHertz, privilege: transcript.privilegeLevel.map(privilege)))
+        case .skipped(let reason): return .skipped(reason)
+        case .failed(let reason): return .failed(reason)
         }
-        return result
     }
 }

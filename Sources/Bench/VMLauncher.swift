@@ -7,15 +7,22 @@ final class ConsoleCapture: @unchecked Sendable {
     private(set) var bytes: [UInt8] = []
     private let echo: Bool
     private let limit: Int
+    private let onLine: ((String) -> Void)?
+    private var lineStart = 0
 
-    init(echo: Bool, limit: Int = 16 << 20) {
+    init(echo: Bool, limit: Int = 16 << 20, onLine: ((String) -> Void)? = nil) {
         self.echo = echo
         self.limit = limit
+        self.onLine = onLine
         bytes.reserveCapacity(4096)
     }
 
     func append(_ byte: UInt8) {
         if bytes.count < limit { bytes.append(byte) }  // a runaway guest cannot exhaust host memory
+        if byte == 0x0A, let onLine, lineStart < bytes.count {
+            onLine(String(decoding: bytes[lineStart..<bytes.count - 1], as: UTF8.self))
+            lineStart = bytes.count
+        }
         if echo {
             var value = byte
             _ = write(STDOUT_FILENO, &value, 1)
@@ -38,13 +45,13 @@ public enum VMLauncher {
 
     public static func boot(
         kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
-        kvm: KVMSystem
+        kvm: KVMSystem, onConsoleLine: ((String) -> Void)? = nil
     ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
         let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine)
         let engine = try KVMEngine(system: kvm, memory: memory, entry: entry)
-        let console = ConsoleCapture(echo: echoConsole)
+        let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)
         let tsc = engine.tscKilohertz

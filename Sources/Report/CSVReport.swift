@@ -7,7 +7,8 @@ import Foundation
 public enum CSVReport {
     public static let header = [
         "system", "benchmark", "metric", "unit", "better", "status", "reason", "privilege", "engine", "n", "median", "mean",
-        "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "percent_of_native", "samples", "exits_pio", "exits_mmio",
+        "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers", "percent_of_native",
+        "samples", "exits_pio", "exits_mmio",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
         "git_commit", "started_at",
     ]
@@ -29,7 +30,7 @@ public enum CSVReport {
                 let row =
                     common + [
                         "", "", "", result.status.rawValue, result.reason ?? "", result.privilege ?? "", result.engine ?? "", "0",
-                    ] + Array(repeating: "", count: 10) + exits + context
+                    ] + Array(repeating: "", count: 16) + exits + context
                 try writer.write(row: row)
                 continue
             }
@@ -42,7 +43,9 @@ public enum CSVReport {
                         result.privilege ?? "", result.engine ?? "", String(metric.samples.count), number(s.median),
                         number(s.mean),
                         number(s.stddev), number(s.cv), number(s.ci95Low), number(s.ci95High), number(s.min), number(s.max),
-                        percent.map(number) ?? "", metric.samples.map(number).joined(separator: ";"),
+                        s.p50.map(number) ?? "", s.p90.map(number) ?? "", s.p99.map(number) ?? "", s.p999.map(number) ?? "",
+                        String(s.noisy), String(s.outliers.count), percent.map(number) ?? "",
+                        metric.samples.map(number).joined(separator: ";"),
                     ] + exits + context
                 try writer.write(row: row)
             }

@@ -3,11 +3,21 @@ import Foundation
 
 /// Writes a run's files into its output folder, each atomically.
 public enum RunOutput {
+    /// results.json, results.csv, summary.md and report.html. Used by `run` and `report`
+    /// alike, so re-rendering saved results gives the same files.
     public static func write(_ run: RunResults, to directory: URL) throws -> [URL] {
-        let json = directory.appendingPathComponent("results.json")
-        let csv = directory.appendingPathComponent("results.csv")
-        try writeAtomically(try run.encoded(), to: json)
-        try writeAtomically(try CSVReport.render(run), to: csv)
-        return [json, csv]
+        var run = run
+        run.derived = run.derivedFigures()
+        let files: [(String, Data)] = [
+            ("results.json", try run.encoded()),
+            ("results.csv", try CSVReport.render(run)),
+            ("summary.md", Data(MarkdownReport.render(run).utf8)),
+            ("report.html", Data(HTMLReport.render(run).utf8)),
+        ]
+        return try files.map { name, data in
+            let url = directory.appendingPathComponent(name)
+            try writeAtomically(data, to: url)
+            return url
+        }
     }
 }

@@ -14,7 +14,7 @@ struct HVBench: AsyncParsableCommand {
             Start with:  hvbench run --suite quick
             """,
         version: version,
-        subcommands: [RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self]
+        subcommands: [RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self]
     )
 }
 

@@ -45,6 +45,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
 
+    @Flag(help: "Keep adding rounds until the 95% CI of each median is within --target-ci (or --budget runs out).")
+    var adaptive = false
+
+    @Option(name: .customLong("target-ci"), help: "Adaptive target: CI half-width in percent of the median.")
+    var targetCI: Double = 2
+
+    @Option(help: "Adaptive budget: seconds per benchmark.")
+    var budget: Double = 60
+
     @Flag(help: "Log each VM's ending, exit counters and boot milestones to stderr.")
     var verbose = false
 
@@ -56,6 +65,8 @@ struct RunCommand: AsyncParsableCommand {
         if let repetitions, repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
         if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
         if let timeout, timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
+        if targetCI <= 0 || targetCI >= 100 { throw ValidationError("--target-ci must be between 0 and 100 percent") }
+        if budget <= 0 { throw ValidationError("--budget must be positive") }
         if !VMLauncher.memoryRangeMiB.contains(memory) {
             throw ValidationError(
                 "--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB"
@@ -145,8 +156,10 @@ struct RunCommand: AsyncParsableCommand {
         var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
         configuration.memoryMiB = memory
         configuration.slowdown = injectSlowdown
+        if adaptive { configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
         let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
         let results = await runner.run(configuration)
+        progress.finish()
 
         let run = RunResults(
             tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment,
@@ -163,26 +176,3 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// One line per benchmark on stderr: what runs now, and how it ended.
-final class ProgressPrinter: @unchecked Sendable {
-    private let lock = NSLock()
-
-    func note(_ text: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        FileHandle.standardError.write(Data("hvbench: \(text)\n".utf8))
-    }
-
-    func handle(_ event: ProgressEvent) {
-        switch event {
-        case .starting(let system, let benchmark, let index, let total):
-            note("[\(index)/\(total)] \(system) \(benchmark) ...")
-        case .finished(let result):
-            let seconds = String(format: "%.1f s", result.wallSeconds ?? 0)
-            let detail = result.status == .ok ? "" : ": \(result.reason ?? "")"
-            note("    \(result.status.rawValue) (\(seconds))\(detail)")
-        case .notice(let text):
-            note(text)
-        }
-    }
-}

@@ -87,3 +87,23 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
         #expect(boot.console.contains("HVB1 begin bench=vm.boot cpl=3"))
     }
 }
+
+@Suite struct AdaptiveTests {
+    @Test func adaptiveRunsAddRoundsUntilTheTargetOrTheBudget() async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var configuration = RunConfiguration(systems: [.native], suite: tinySuite("cpu.int", iterations: 20_000, repetitions: 3), outputDirectory: output)
+        // An impossible target: the budget (or the round limit) must end it.
+        configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 1e-9, budgetSeconds: 3, maxRounds: 4)
+        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        #expect(result.status == .ok)
+        #expect((result.rounds ?? 0) >= 2)
+        #expect(result.ciTargetMet == false)
+        #expect(result.metrics[0].samples.count == 3 * (result.rounds ?? 0))
+        // A generous target is met in one round.
+        configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 10, budgetSeconds: 30)
+        let easy = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        #expect(easy.rounds == 1 && easy.ciTargetMet == true)
+    }
+}
