@@ -53,7 +53,8 @@ extension RunResults {
                 guard let ratio else { return nil }
                 let scale = kind == .percentOfNative ? 100.0 : 1.0
                 return DerivedFigure(
-                    kind: kind, benchmark: result.benchmark, metric: metric.name, numerator: result.system, denominator: other.system,
+                    kind: kind, benchmark: result.benchmark, metric: metric.name, numerator: result.system,
+                    denominator: other.system,
                     value: ratio.ratio * scale, ci95Low: ratio.low * scale, ci95High: ratio.high * scale)
             }
             if mode != SystemKind.native.rawValue, let native = find(host, SystemKind.native.rawValue, result.benchmark),
@@ -62,7 +63,9 @@ extension RunResults {
                 figures.append(f)
             }
             for (numerator, denominator) in Self.modePairs where numerator == mode {
-                if let other = find(host, denominator, result.benchmark), let f = figure(.speedup, against: other) { figures.append(f) }
+                if let other = find(host, denominator, result.benchmark), let f = figure(.speedup, against: other) {
+                    figures.append(f)
+                }
             }
         }
         return figures

@@ -233,7 +233,8 @@ public struct LatencyBuckets: Equatable, Sendable {
     static func parse(_ text: String, line: String) throws -> [Bucket] {
         try text.split(separator: ",", omittingEmptySubsequences: false).map { pair in
             let parts = pair.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, let index = Int(parts[0]), let count = UInt64(parts[1]), (0...highestIndex).contains(index), count > 0
+            guard parts.count == 2, let index = Int(parts[0]), let count = UInt64(parts[1]), (0...highestIndex).contains(index),
+                count > 0
             else { throw ResultLine.ParseError(line: line, problem: "bad histogram bucket \"\(pair)\"") }
             return Bucket(index: index, count: count)
         }

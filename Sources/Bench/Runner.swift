@@ -42,10 +42,12 @@ public struct RunConfiguration: Sendable {
     public var outputDirectory: URL
     public var numaNode: Int?
     public var memoryMiB: Int = 256
-    /// Extra integer work per iteration inside the guest and native workloads (self-check of
-    /// regression detection); 0 in normal runs.
-    public var slowdown: UInt64 = 0
+    /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
+    /// of regression detection); 0 in normal runs.
+    public var slowdownPercent: UInt64 = 0
     public var adaptive: AdaptivePolicy?
+    /// Other VMMs running the same guest, after hvbench's own systems.
+    public var peers: [PeerKind] = []
 
     public init(systems: [SystemKind], suite: Suite, outputDirectory: URL, numaNode: Int? = nil) {
         self.systems = systems
@@ -93,7 +95,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     public func run(_ configuration: RunConfiguration) async -> [BenchmarkResult] {
         var results: [BenchmarkResult] = []
-        let total = configuration.systems.count * configuration.suite.entries.count
+        let total = (configuration.systems.count + configuration.peers.count) * configuration.suite.entries.count
         var index = 0
         var kvm: KVMSystem?
         var kvmProblem: String?
@@ -108,26 +110,49 @@ public final class BenchmarkRunner: @unchecked Sendable {
             for entry in configuration.suite.entries {
                 index += 1
                 progress(
-                    .starting(system: system.rawValue, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
+                    .starting(
+                        system: system.rawValue, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
                 let started = MonotonicClock.nanoseconds()
                 var result: BenchmarkResult
                 switch system {
                 case .native:
-                    result = await measure(system, entry, configuration) { await self.nativeRound(entry, configuration) }
+                    result = await measure(system.rawValue, entry, configuration) { await self.nativeRound(entry, configuration) }
                 case .hardwareAssist:
                     if let kvm {
-                        result = await measure(system, entry, configuration) {
+                        result = await measure(system.rawValue, entry, configuration) {
                             entry.id == "vm.boot"
                                 ? self.bootRound(entry, configuration, kernel: guestImage, kvm: kvm)
                                 : self.guestRound(entry, configuration, kernel: guestImage, kvm: kvm)
                         }
                         result.engine = "kvm"
                     } else {
-                        result = BenchmarkResult(system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
+                        result = BenchmarkResult(
+                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
                     }
                 case .fullEmulation, .paravirtIO:
                     result = BenchmarkResult(
                         system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
+                }
+                result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
+                progress(.finished(result))
+                results.append(result)
+            }
+        }
+        for peer in configuration.peers {
+            for entry in configuration.suite.entries {
+                index += 1
+                progress(
+                    .starting(
+                        system: peer.rawValue, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
+                let started = MonotonicClock.nanoseconds()
+                var result: BenchmarkResult
+                if let why = QEMUPeer.unavailability(peer) {
+                    result = BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
+                } else {
+                    result = await measure(peer.rawValue, entry, configuration) {
+                        await self.qemuRound(peer, entry, configuration)
+                    }
+                    result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
                 }
                 result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
                 progress(.finished(result))
@@ -139,11 +164,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     /// Runs rounds until one is enough (or, adaptively, until the CI target or budget is reached)
     /// and merges their samples.
-    private func measure(
-        _ system: SystemKind, _ entry: Suite.Entry, _ configuration: RunConfiguration, round: () async -> RoundOutcome
+    func measure(
+        _ system: String, _ entry: Suite.Entry, _ configuration: RunConfiguration, round: () async -> RoundOutcome
     ) async -> BenchmarkResult {
         var result = BenchmarkResult(
-            system: system.rawValue, benchmark: entry.id, engine: system == .native ? "host" : nil, status: .failed,
+            system: system, benchmark: entry.id, engine: system == SystemKind.native.rawValue ? "host" : nil, status: .failed,
             iterations: entry.iterations, repetitions: entry.repetitions, warmups: entry.warmups)
         let started = MonotonicClock.nanoseconds()
         var merged: Round?
@@ -202,17 +227,19 @@ public final class BenchmarkRunner: @unchecked Sendable {
         return merged
     }
 
-    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int) -> [String] {
+    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int)
+        -> [String]
+    {
         var words = [
             "bench=\(entry.id)", "iterations=\(entry.iterations)", "repetitions=\(repetitions)", "warmups=\(warmups)",
             "tsc_khz=\(tscKHz)",
         ]
         if let size = entry.sizeBytes { words.append("size=\(size)") }
-        if configuration.slowdown > 0 { words.append("slowdown=\(configuration.slowdown)") }
+        if configuration.slowdownPercent > 0 { words.append("slowdown_percent=\(configuration.slowdownPercent)") }
         return words
     }
 
-    private func saveLog(_ text: String, system: String, benchmark: String, _ configuration: RunConfiguration) {
+    func saveLog(_ text: String, system: String, benchmark: String, _ configuration: RunConfiguration) {
         let url = configuration.outputDirectory.appendingPathComponent("logs/\(system)/\(benchmark).log")
         // Adaptive runs append one section per round.
         if let handle = try? FileHandle(forWritingTo: url) {
@@ -224,19 +251,21 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
     }
 
-    private func reportSamples(_ line: String) {
+    func reportSamples(_ line: String) {
         if line.hasPrefix("HVB1 sample ") { progress(.sample) }
     }
 
     // MARK: native
 
     private func nativeRound(_ entry: Suite.Entry, _ configuration: RunConfiguration) async -> RoundOutcome {
-        let words = jobWords(entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
+        let words = jobWords(
+            entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
         var command = [artifacts.nativeRunner.path] + words
         if let node = configuration.numaNode {
             // Same placement as the VM: run the native process on the node's CPUs and memory.
             guard let numactl = ProcessRunner.find("numactl") else {
-                return .failed("numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)")
+                return .failed(
+                    "numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)")
             }
             command = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + command
         }
@@ -250,7 +279,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
         let console = output.standardOutput.joined(separator: "\n")
         saveLog(
-            "$ \(command.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n", system: "native",
+            "$ \(command.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
+            system: "native",
             benchmark: entry.id, configuration)
         if output.timedOut { return .failed("native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
         return interpret(console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
@@ -266,8 +296,10 @@ public final class BenchmarkRunner: @unchecked Sendable {
     private func bootGuest(
         _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, repetitions: Int, warmups: Int
     ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
-        let commandLine = jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
-            .joined(separator: " ")
+        let commandLine = jobWords(
+            entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz
+        )
+        .joined(separator: " ")
         do {
             let boot = try VMLauncher.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
@@ -284,7 +316,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
     }
 
-    private func guestRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem) -> RoundOutcome {
+    private func guestRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem)
+        -> RoundOutcome
+    {
         let commandLine: String
         let boot: VMLauncher.Boot
         switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups) {
@@ -292,9 +326,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
         case .failure(let problem): return .failed(problem.description)
         }
         saveLog(
-            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n", system: SystemKind.hardwareAssist.rawValue,
+            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n",
+            system: SystemKind.hardwareAssist.rawValue,
             benchmark: entry.id, configuration)
-        let outcome = interpret(boot.console, entry: entry, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilege: { "cpl\($0)" })
+        let outcome = interpret(
+            boot.console, entry: entry, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilege: { "cpl\($0)" })
         guard case .exitDevice = boot.outcome.ending else {
             // The transcript may look complete, but a VM that did not exit cleanly is not trusted.
             var reason = boot.outcome.ending.summary
@@ -308,7 +344,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
-    private func bootRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem) -> RoundOutcome {
+    private func bootRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem)
+        -> RoundOutcome
+    {
         var toMain: [Double] = []
         var toFirstInstruction: [Double] = []
         var exits = ExitCounters()
@@ -327,7 +365,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 let main = run.outcome.milestones.first(where: { $0.code == 3 }),
                 let first = run.outcome.milestones.first(where: { $0.code == 1 })
             else {
-                return .failed("boot \(boot): \(run.outcome.ending.summary); milestones seen: \(run.outcome.milestones.map(\.code))")
+                return .failed(
+                    "boot \(boot): \(run.outcome.ending.summary); milestones seen: \(run.outcome.milestones.map(\.code))")
             }
             if let level = try? BenchmarkTranscript.parse(console: run.console, bench: entry.id).privilegeLevel {
                 privilege = "cpl\(level)"
@@ -348,7 +387,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
     }
 
     /// Reads a transcript into a round, a skip or a failure.
-    private func interpret(_ console: String, entry: Suite.Entry, tscHertz: Double, privilege: (Int) -> String) -> RoundOutcome {
+    func interpret(_ console: String, entry: Suite.Entry, tscHertz: Double, privilege: (Int) -> String) -> RoundOutcome {
         let transcript: BenchmarkTranscript
         do {
             transcript = try BenchmarkTranscript.parse(console: console, bench: entry.id)

@@ -97,7 +97,9 @@ public struct Summary: Codable, Equatable, Sendable {
     }
 
     /// Bootstrap CI of median(a) / median(b), resampling each side independently.
-    public static func ratioInterval(_ a: [Double], _ b: [Double], resamples: Int = 2000) -> (ratio: Double, low: Double, high: Double)? {
+    public static func ratioInterval(_ a: [Double], _ b: [Double], resamples: Int = 2000) -> (
+        ratio: Double, low: Double, high: Double
+    )? {
         guard !a.isEmpty, !b.isEmpty else { return nil }
         let ratio = quantile(a.sorted(), 0.5) / quantile(b.sorted(), 0.5)
         guard ratio.isFinite else { return nil }

@@ -7,7 +7,8 @@ import Foundation
 public enum CSVReport {
     public static let header = [
         "system", "benchmark", "metric", "unit", "better", "status", "reason", "privilege", "engine", "n", "median", "mean",
-        "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers", "percent_of_native",
+        "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers",
+        "percent_of_native",
         "samples", "exits_pio", "exits_mmio",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
         "git_commit", "started_at",

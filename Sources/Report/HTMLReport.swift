@@ -5,7 +5,7 @@ import Foundation
 /// offline. A few lines of script record how many charts the browser actually laid out, so a
 /// headless-browser test can tell a drawn report from an empty one.
 public enum HTMLReport {
-    public static func render(_ run: RunResults) -> String {
+    public static func render(_ run: RunResults, claims: [ClaimVerdict] = []) -> String {
         let model = ReportModel(run)
         var body = ""
         body += "<header id=\"top\"><h1>hvbench report\(run.suite.map { " — \(escapeXML($0)) suite" } ?? "")</h1>"
@@ -16,6 +16,7 @@ public enum HTMLReport {
         body += summaryTable(model)
         body += charts(model)
         body += percentOfNative(model)
+        body += ClaimsOutput.html(claims)
         body += percentiles(model)
         body += exits(model)
         body += environment(model)
@@ -29,20 +30,26 @@ public enum HTMLReport {
         html += vmSystems.map { "<th>\(escapeXML($0))<br>% of native</th>" }.joined() + "</tr></thead><tbody>\n"
         for benchmark in model.benchmarks {
             let metric = model.primaryMetric(benchmark)
-            html += "<tr><td><code>\(escapeXML(benchmark))</code></td><td>\(metric.map { "\(escapeXML($0.name)) (\(escapeXML($0.unit)))" } ?? "")</td>"
+            html +=
+                "<tr><td><code>\(escapeXML(benchmark))</code></td><td>\(metric.map { "\(escapeXML($0.name)) (\(escapeXML($0.unit)))" } ?? "")</td>"
             for system in model.systems {
                 let result = model.result(system, benchmark)
                 let title = result?.reason.map { " title=\"\(escapeXML($0))\"" } ?? ""
-                let cls = result.map { $0.status == .ok ? (($0.metrics.first?.summary.noisy ?? false) ? "noisy" : "ok") : $0.status.rawValue } ?? ""
+                let cls =
+                    result.map {
+                        $0.status == .ok ? (($0.metrics.first?.summary.noisy ?? false) ? "noisy" : "ok") : $0.status.rawValue
+                    } ?? ""
                 html += "<td class=\"\(cls)\"\(title)>\(escapeXML(model.cell(system, benchmark)))</td>"
             }
             for system in vmSystems {
                 let figure = model.percentOfNative(system, benchmark)
-                html += "<td>\(figure.map { String(format: "%.1f%% [%.1f, %.1f]", $0.value, $0.ci95Low, $0.ci95High) } ?? "")</td>"
+                html +=
+                    "<td>\(figure.map { String(format: "%.1f%% [%.1f, %.1f]", $0.value, $0.ci95Low, $0.ci95High) } ?? "")</td>"
             }
             html += "</tr>\n"
         }
-        html += "</tbody></table><p class=\"hint\">Median ± half-width of the 95% bootstrap CI of the median. Hover a skipped or failed cell for the reason.</p></section>\n"
+        html +=
+            "</tbody></table><p class=\"hint\">Median ± half-width of the 95% bootstrap CI of the median. Hover a skipped or failed cell for the reason.</p></section>\n"
         return html
     }
 
@@ -74,11 +81,16 @@ public enum HTMLReport {
         // Platform operations share a unit: one grouped chart, log scale when they span decades.
         if let platform = byGroup[.platform] {
             let groups = platform.map { benchmark in
-                BarChart.Group(category: benchmark.replacingOccurrences(of: "cpu.", with: ""), bars: model.systems.compactMap { bar(model, $0, benchmark, metricName: "ns_per_op") })
+                BarChart.Group(
+                    category: benchmark.replacingOccurrences(of: "cpu.", with: ""),
+                    bars: model.systems.compactMap { bar(model, $0, benchmark, metricName: "ns_per_op") })
             }.filter { !$0.bars.isEmpty }
             if !groups.isEmpty {
                 html += "<section id=\"platform\"><h2>Platform operations</h2>"
-                html += BarChart(title: "time per operation (lower is better)", unit: "ns", groups: groups, series: model.systems, width: 900, height: 340).svg()
+                html += BarChart(
+                    title: "time per operation (lower is better)", unit: "ns", groups: groups, series: model.systems, width: 900,
+                    height: 340
+                ).svg()
                 html += "</section>\n"
             }
         }
@@ -100,7 +112,8 @@ public enum HTMLReport {
                 guard let metric = model.primaryMetric(benchmark) else { continue }
                 let bars = model.systems.compactMap { bar(model, $0, benchmark) }
                 html += BarChart(
-                    title: "\(benchmark) — \(metric.name)", unit: metric.unit, groups: [.init(category: benchmark, bars: bars)], series: bars.map(\.series),
+                    title: "\(benchmark) — \(metric.name)", unit: metric.unit, groups: [.init(category: benchmark, bars: bars)],
+                    series: bars.map(\.series),
                     width: 370, height: 260
                 ).svg()
             }
@@ -120,14 +133,17 @@ public enum HTMLReport {
             return bars.isEmpty ? nil : BarChart.Group(category: benchmark.replacingOccurrences(of: "cpu.", with: ""), bars: bars)
         }
         var html = "<section id=\"relative\"><h2>Speed relative to native</h2>"
-        var chart = BarChart(title: "% of native (100 = native speed, higher is better)", unit: "% of native", groups: groups, series: series, width: 900, height: 320)
+        var chart = BarChart(
+            title: "% of native (100 = native speed, higher is better)", unit: "% of native", groups: groups, series: series,
+            width: 900, height: 320)
         chart.referenceLine = 100
         html += chart.svg()
         let ratios = model.derived.filter { $0.kind == .speedup }
         if !ratios.isEmpty {
             html += "<table><thead><tr><th>comparison</th><th>benchmark</th><th>speedup [95% CI]</th></tr></thead><tbody>"
             for ratio in ratios {
-                html += "<tr><td>\(escapeXML(ratio.numerator)) vs \(escapeXML(ratio.denominator))</td><td><code>\(escapeXML(ratio.benchmark))</code></td>"
+                html +=
+                    "<tr><td>\(escapeXML(ratio.numerator)) vs \(escapeXML(ratio.denominator))</td><td><code>\(escapeXML(ratio.benchmark))</code></td>"
                 html += "<td>\(String(format: "%.2f× [%.2f, %.2f]", ratio.value, ratio.ci95Low, ratio.ci95High))</td></tr>"
             }
             html += "</tbody></table>"
@@ -147,18 +163,24 @@ public enum HTMLReport {
             if !series.isEmpty { plots += PercentilePlot(title: "\(benchmark) per operation", series: series).svg() }
         }
         guard !plots.isEmpty else { return "" }
-        return "<section id=\"percentiles\"><h2>Operation latency percentiles</h2><p class=\"hint\">Each operation timed on its own in a separate pass (HdrHistogram); the medians above come from whole repetitions.</p><div class=\"grid\">\(plots)</div></section>\n"
+        return
+            "<section id=\"percentiles\"><h2>Operation latency percentiles</h2><p class=\"hint\">Each operation timed on its own in a separate pass (HdrHistogram); the medians above come from whole repetitions.</p><div class=\"grid\">\(plots)</div></section>\n"
     }
 
     static func exits(_ model: ReportModel) -> String {
         let rows = model.run.results.filter { $0.exits != nil && $0.status == .ok }
         guard !rows.isEmpty else { return "" }
-        var html = "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th></tr></thead><tbody>"
+        var html =
+            "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th></tr></thead><tbody>"
         for result in rows {
             guard let exits = result.exits else { continue }
-            let operations = Double(result.iterations ?? 0) * Double((result.repetitions ?? 0) + (result.warmups ?? 0) * (result.rounds ?? 1))
-            let perOperation = operations > 0 && result.benchmark != "vm.boot" ? String(format: "%.2f", Double(exits.portIO + exits.mmio) / operations) : "-"
-            html += "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td>"
+            let operations =
+                Double(result.iterations ?? 0) * Double((result.repetitions ?? 0) + (result.warmups ?? 0) * (result.rounds ?? 1))
+            let perOperation =
+                operations > 0 && result.benchmark != "vm.boot"
+                ? String(format: "%.2f", Double(exits.portIO + exits.mmio) / operations) : "-"
+            html +=
+                "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td>"
             html += "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td></tr>"
         }
         return html + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included.</p></section>\n"
@@ -167,7 +189,8 @@ public enum HTMLReport {
     static func environment(_ model: ReportModel) -> String {
         let environments = model.environments
         var html = "<section id=\"environment\"><h2>Environment</h2><table><thead><tr><th></th>"
-        html += environments.map { "<th>\(escapeXML($0.0.isEmpty ? $0.1.hostname : $0.0))</th>" }.joined() + "</tr></thead><tbody>"
+        html +=
+            environments.map { "<th>\(escapeXML($0.0.isEmpty ? $0.1.hostname : $0.0))</th>" }.joined() + "</tr></thead><tbody>"
         let rows: [(String, (EnvironmentRecord) -> String)] = [
             ("CPU", { "\($0.cpuModel) (\($0.logicalCPUs) logical CPUs)" }),
             ("kernel", { "\($0.kernel), \($0.operatingSystem)" }),

@@ -12,7 +12,8 @@ public enum MarkdownReport {
                 + "KVM `\(environment.kvm.module)`\(environment.kvm.softwareAssisted ? " (software-assisted)" : ""), "
                 + "TSC \(environment.tscKHz / 1000) MHz, guest \(environment.guestImageHash ?? "-")\n"
         }
-        text += "- hvbench \(run.tool.version)\(run.tool.gitCommit.map { " (\($0.prefix(12)))" } ?? ""), started \(run.startedAt)\n\n"
+        text +=
+            "- hvbench \(run.tool.version)\(run.tool.gitCommit.map { " (\($0.prefix(12)))" } ?? ""), started \(run.startedAt)\n\n"
         for warning in model.warnings { text += "> **Warning:** \(warning)\n>\n" }
         if !model.warnings.isEmpty { text += "\n" }
 
@@ -24,10 +25,13 @@ public enum MarkdownReport {
         for benchmark in model.benchmarks {
             guard let metric = model.primaryMetric(benchmark) else {
                 let statuses = model.systems.map { model.cell($0, benchmark) }
-                text += "| `\(benchmark)` | | " + statuses.joined(separator: " | ") + vmSystems.map { _ in " | " }.joined() + " |\n"
+                text +=
+                    "| `\(benchmark)` | | " + statuses.joined(separator: " | ") + vmSystems.map { _ in " | " }.joined() + " |\n"
                 continue
             }
-            var row = ["`\(benchmark)`", "\(metric.name) (\(metric.unit), \(metric.better == .higher ? "higher" : "lower") is better)"]
+            var row = [
+                "`\(benchmark)`", "\(metric.name) (\(metric.unit), \(metric.better == .higher ? "higher" : "lower") is better)",
+            ]
             row += model.systems.map { model.cell($0, benchmark) }
             row += vmSystems.map { system in
                 model.percentOfNative(system, benchmark).map {

@@ -7,7 +7,9 @@ struct ReportModel {
     let systems: [String]
     let derived: [DerivedFigure]
 
-    static let modeOrder = ["native", "hardware-assist", "full-emulation", "paravirt-io", "qemu-tcg", "qemu-kvm", "qemu-kvm-virtio"]
+    static let modeOrder = [
+        "native", "hardware-assist", "full-emulation", "paravirt-io", "qemu-tcg", "qemu-kvm", "qemu-kvm-virtio",
+    ]
 
     init(_ run: RunResults) {
         self.run = run
@@ -73,7 +75,8 @@ struct ReportModel {
                     + ". Do not read small differences into them.")
         }
         if !failures.isEmpty {
-            warnings.append("Failed: " + failures.map { "\($0.system) \($0.benchmark): \($0.reason ?? "")" }.joined(separator: "; "))
+            warnings.append(
+                "Failed: " + failures.map { "\($0.system) \($0.benchmark): \($0.reason ?? "")" }.joined(separator: "; "))
         }
         return warnings
     }
@@ -87,7 +90,8 @@ struct ReportModel {
             guard let metric = result.metrics.first else { return "" }
             let s = metric.summary
             let half = s.median != 0 ? (s.ci95High - s.ci95Low) / 2 / abs(s.median) * 100 : 0
-            return "\(formatNumber(s.median)) ±\(String(format: half < 10 ? "%.1f" : "%.0f", half))%" + (s.noisy ? " (noisy)" : "")
+            return "\(formatNumber(s.median)) ±\(String(format: half < 10 ? "%.1f" : "%.0f", half))%"
+                + (s.noisy ? " (noisy)" : "")
         }
     }
 }

@@ -152,27 +152,34 @@ struct BarChart {
                 let barTop = y(bar.value)
                 let base = axis.logarithmic ? top + plotHeight : y(0)
                 let colour = Palette.colour(name, index: seriesIndex)
-                let tooltip = "\(name) \(group.category): \(formatNumber(bar.value)) \(unit) [\(formatNumber(bar.low)), \(formatNumber(bar.high))]\(bar.note.map { " \($0)" } ?? "")"
-                svg += "<rect class=\"bar\" data-value=\"\(bar.value)\" x=\"\(x + 1)\" y=\"\(barTop)\" width=\"\(barWidth - 2)\" height=\"\(max(0, base - barTop))\" fill=\"\(colour)\"><title>\(escapeXML(tooltip))</title></rect>"
+                let tooltip =
+                    "\(name) \(group.category): \(formatNumber(bar.value)) \(unit) [\(formatNumber(bar.low)), \(formatNumber(bar.high))]\(bar.note.map { " \($0)" } ?? "")"
+                svg +=
+                    "<rect class=\"bar\" data-value=\"\(bar.value)\" x=\"\(x + 1)\" y=\"\(barTop)\" width=\"\(barWidth - 2)\" height=\"\(max(0, base - barTop))\" fill=\"\(colour)\"><title>\(escapeXML(tooltip))</title></rect>"
                 let centre = x + barWidth / 2
                 let (whiskerTop, whiskerBottom) = (y(bar.high), y(bar.low))
                 svg += "<line class=\"ci\" x1=\"\(centre)\" x2=\"\(centre)\" y1=\"\(whiskerTop)\" y2=\"\(whiskerBottom)\"/>"
                 svg += "<line class=\"ci\" x1=\"\(centre - 4)\" x2=\"\(centre + 4)\" y1=\"\(whiskerTop)\" y2=\"\(whiskerTop)\"/>"
-                svg += "<line class=\"ci\" x1=\"\(centre - 4)\" x2=\"\(centre + 4)\" y1=\"\(whiskerBottom)\" y2=\"\(whiskerBottom)\"/>"
+                svg +=
+                    "<line class=\"ci\" x1=\"\(centre - 4)\" x2=\"\(centre + 4)\" y1=\"\(whiskerBottom)\" y2=\"\(whiskerBottom)\"/>"
                 if let note = bar.note {
-                    svg += "<text x=\"\(centre)\" y=\"\(whiskerTop - 4)\" class=\"note\" text-anchor=\"middle\">\(escapeXML(note))</text>"
+                    svg +=
+                        "<text x=\"\(centre)\" y=\"\(whiskerTop - 4)\" class=\"note\" text-anchor=\"middle\">\(escapeXML(note))</text>"
                 }
                 svg += "\n"
             }
-            svg += "<text x=\"\(left + groupWidth * (Double(groupIndex) + 0.5))\" y=\"\(top + plotHeight + 16)\" class=\"category\" text-anchor=\"middle\">\(escapeXML(group.category))</text>\n"
+            svg +=
+                "<text x=\"\(left + groupWidth * (Double(groupIndex) + 0.5))\" y=\"\(top + plotHeight + 16)\" class=\"category\" text-anchor=\"middle\">\(escapeXML(group.category))</text>\n"
         }
         if let reference = referenceLine {
             let ry = y(reference)
             svg += "<line x1=\"\(left)\" x2=\"\(left + plotWidth)\" y1=\"\(ry)\" y2=\"\(ry)\" class=\"reference\"/>"
-            svg += "<text x=\"\(left + plotWidth)\" y=\"\(ry - 4)\" class=\"note\" text-anchor=\"end\">\(formatNumber(reference))</text>\n"
+            svg +=
+                "<text x=\"\(left + plotWidth)\" y=\"\(ry - 4)\" class=\"note\" text-anchor=\"end\">\(formatNumber(reference))</text>\n"
         }
         svg += "<line x1=\"\(left)\" x2=\"\(left)\" y1=\"\(top)\" y2=\"\(top + plotHeight)\" class=\"axis\"/>"
-        svg += "<line x1=\"\(left)\" x2=\"\(left + plotWidth)\" y1=\"\(top + plotHeight)\" y2=\"\(top + plotHeight)\" class=\"axis\"/>\n"
+        svg +=
+            "<line x1=\"\(left)\" x2=\"\(left + plotWidth)\" y1=\"\(top + plotHeight)\" y2=\"\(top + plotHeight)\" class=\"axis\"/>\n"
         svg += legend(y: Double(height) - 14, left: left)
         return svg + "</svg>"
     }
@@ -217,17 +224,21 @@ struct PercentilePlot {
             """
         for tick in axis.ticks {
             svg += "<line x1=\"\(left)\" x2=\"\(left + plotWidth)\" y1=\"\(y(tick))\" y2=\"\(y(tick))\" class=\"grid\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(y(tick) + 4)\" class=\"tick\" text-anchor=\"end\">\(formatNumber(tick)) ns</text>\n"
+            svg +=
+                "<text x=\"\(left - 6)\" y=\"\(y(tick) + 4)\" class=\"tick\" text-anchor=\"end\">\(formatNumber(tick)) ns</text>\n"
         }
         for (index, label) in Self.labels.enumerated() {
-            svg += "<text x=\"\(x(index))\" y=\"\(top + plotHeight + 16)\" class=\"category\" text-anchor=\"middle\">\(label)</text>"
+            svg +=
+                "<text x=\"\(x(index))\" y=\"\(top + plotHeight + 16)\" class=\"category\" text-anchor=\"middle\">\(label)</text>"
         }
         for (index, line) in series.enumerated() {
             let colour = Palette.colour(line.system, index: index)
             let points = line.values.enumerated().map { "\(x($0.offset)),\(y($0.element))" }.joined(separator: " ")
-            svg += "<polyline class=\"percentile-line\" points=\"\(points)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
+            svg +=
+                "<polyline class=\"percentile-line\" points=\"\(points)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
             for (pointIndex, value) in line.values.enumerated() {
-                svg += "<circle class=\"percentile-point\" cx=\"\(x(pointIndex))\" cy=\"\(y(value))\" r=\"3.5\" fill=\"\(colour)\"><title>\(escapeXML("\(line.system) \(Self.labels[pointIndex]): \(formatNumber(value)) ns"))</title></circle>"
+                svg +=
+                    "<circle class=\"percentile-point\" cx=\"\(x(pointIndex))\" cy=\"\(y(value))\" r=\"3.5\" fill=\"\(colour)\"><title>\(escapeXML("\(line.system) \(Self.labels[pointIndex]): \(formatNumber(value)) ns"))</title></circle>"
             }
             svg += "\n"
         }

@@ -14,7 +14,10 @@ struct HVBench: AsyncParsableCommand {
             Start with:  hvbench run --suite quick
             """,
         version: version,
-        subcommands: [RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self]
+        subcommands: [
+            RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self, CompareCommand.self,
+            BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self,
+        ]
     )
 }
 

@@ -28,7 +28,8 @@ struct ReportCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let run = RunResults.merge(runs)
-        let files = try RunOutput.write(run, to: URL(fileURLWithPath: out))
+        let claims = (try? Workspace.locate()).flatMap { try? Claim.loadAll(in: $0) } ?? []
+        let files = try RunOutput.write(run, to: URL(fileURLWithPath: out), claims: claims)
         for file in files { print("wrote \(file.path)") }
     }
 }

@@ -5,16 +5,8 @@ import Logging
 import Machine
 import Report
 
-struct RunCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run",
-        abstract: "Run a benchmark suite in one or more modes and write results.json and results.csv.",
-        discussion: """
-            Each benchmark boots a fresh guest (or starts a fresh native process). A guest that hangs is
-            stopped by the watchdog after the suite's timeout and recorded as failed; the run goes on.
-            Exit status: 0 when no benchmark failed, 1 when some did (results are written either way).
-            """)
-
+/// The options of `hvbench run`, shared with `hvbench baseline check`.
+struct RunOptions: ParsableArguments {
     @Option(
         name: .long, parsing: .upToNextOption,
         help: "Modes to run: hardware-assist, native, or all (comma-separated or repeated).")
@@ -45,6 +37,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
 
+    @Option(name: .long, help: "Peers to run the same guest under: qemu (qemu-tcg and qemu-kvm).")
+    var peer: [String] = []
+
     @Flag(help: "Keep adding rounds until the 95% CI of each median is within --target-ci (or --budget runs out).")
     var adaptive = false
 
@@ -58,7 +53,8 @@ struct RunCommand: AsyncParsableCommand {
     var verbose = false
 
     @Option(
-        name: .customLong("inject-slowdown"), help: "Extra work per iteration in every workload (to test regression detection).")
+        name: .customLong("inject-slowdown"),
+        help: "Make every timed repetition this many percent slower (self-check of regression detection).")
     var injectSlowdown: UInt64 = 0
 
     func validate() throws {
@@ -93,6 +89,23 @@ struct RunCommand: AsyncParsableCommand {
         return systems.filter { seen.insert($0).inserted }.sorted { ($0 == .native ? 0 : 1) < ($1 == .native ? 0 : 1) }
     }
 
+    static func parsePeers(_ values: [String]) throws -> [PeerKind] {
+        var peers: [PeerKind] = []
+        for value in values.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            switch value {
+            case "qemu": peers += [.qemuTCG, .qemuKVM]
+            default:
+                guard let peer = PeerKind(rawValue: value) else {
+                    throw UsageError(
+                        "unknown peer '\(value)'; peers: qemu, \(PeerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                peers.append(peer)
+            }
+        }
+        var seen = Set<PeerKind>()
+        return peers.filter { seen.insert($0).inserted }
+    }
+
     func selectedSuite(_ workspace: Workspace) throws -> Suite {
         var selected = try Suite.load(named: suite, in: workspace)
         if !bench.isEmpty {
@@ -119,18 +132,8 @@ struct RunCommand: AsyncParsableCommand {
         return selected
     }
 
-    func run() async throws {
-        do {
-            try await execute()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            printError("\(error)")
-            throw ExitCode(2)
-        }
-    }
-
-    private func execute() async throws {
+    /// Runs the configured suite and writes the run folder. Returns the results and the folder.
+    func performRun() async throws -> (RunResults, URL) {
         let level: Logger.Level = verbose ? .debug : .notice
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -139,6 +142,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let workspace = try Workspace.locate()
         let systems = try Self.parseModes(mode)
+        let peers = try Self.parsePeers(peer)
         let selected = try selectedSuite(workspace)
         if let numaNode { try NUMAPlacement.validate(node: numaNode) }
 
@@ -150,12 +154,21 @@ struct RunCommand: AsyncParsableCommand {
         let progress = ProgressPrinter()
         progress.note("building the benchmark guest and native runner (cached by source hash)")
         let artifacts = try await ArtifactBuilder(workspace: workspace).build()
-        let environment = EnvironmentRecord.capture(guestImageHash: artifacts.guestImageHash, numaNodeUsed: numaNode)
+        var qemuVersion: String?
+        if !peers.isEmpty {
+            qemuVersion = await QEMUPeer.version()
+            if qemuVersion == nil {
+                progress.note("QEMU (qemu-system-x86_64) is not installed: peers are skipped (apt-get install qemu-system-x86)")
+            }
+        }
+        let environment = EnvironmentRecord.capture(
+            guestImageHash: artifacts.guestImageHash, qemuVersion: qemuVersion, numaNodeUsed: numaNode)
         progress.note(environment.virtualizationNote)
 
         var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
         configuration.memoryMiB = memory
-        configuration.slowdown = injectSlowdown
+        configuration.slowdownPercent = injectSlowdown
+        configuration.peers = peers
         if adaptive { configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
         let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
         let results = await runner.run(configuration)
@@ -164,15 +177,40 @@ struct RunCommand: AsyncParsableCommand {
         let run = RunResults(
             tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment,
             results: results)
-        let files = try RunOutput.write(run, to: output)
+        let files = try RunOutput.write(run, to: output, claims: (try? Claim.loadAll(in: workspace)) ?? [])
         print(TableReport.render(run))
         print("")
         for file in files { print("wrote \(file.path)") }
         print("console logs in \(output.appendingPathComponent("logs").path)")
-        if results.contains(where: { $0.status == .failed }) {
+        return (run, output)
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a benchmark suite in one or more modes and write the results and reports.",
+        discussion: """
+            Each benchmark boots a fresh guest (or starts a fresh native process). A guest that hangs is
+            stopped by the watchdog after the suite's timeout and recorded as failed; the run goes on.
+            Writes results.json, results.csv, summary.md and report.html into the output folder.
+            Exit status: 0 when no benchmark failed, 1 when some did (results are written either way),
+            2 on bad input.
+            """)
+
+    @OptionGroup var options: RunOptions
+
+    func run() async throws {
+        let run: RunResults
+        do {
+            (run, _) = try await options.performRun()
+        } catch {
+            printError("\(error)")
+            throw ExitCode(2)
+        }
+        if run.results.contains(where: { $0.status == .failed }) {
             printError("some benchmarks failed; see the status column and the logs")
             throw ExitCode(1)
         }
     }
 }
-

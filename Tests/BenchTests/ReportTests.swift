@@ -108,7 +108,11 @@ import Testing
     @Test func htmlIsSelfContainedWithChartsAndErrorBars() {
         let html = HTMLReport.render(sampleRun())
         #expect(html.hasPrefix("<!doctype html>"))
-        #expect(!html.contains("http://") || html.components(separatedBy: "http://").count == html.components(separatedBy: "http://www.w3.org/2000/svg").count)
+        #expect(
+            !html.contains("http://")
+                || html.components(separatedBy: "http://").count
+                    == html.components(separatedBy: "http://www.w3.org/2000/svg").count
+        )
         #expect(!html.contains("<link") && !html.contains("src="))
         #expect(html.contains("<svg"))
         #expect(html.components(separatedBy: "class=\"bar\"").count - 1 >= 2)

@@ -93,7 +93,8 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(systems: [.native], suite: tinySuite("cpu.int", iterations: 20_000, repetitions: 3), outputDirectory: output)
+        var configuration = RunConfiguration(
+            systems: [.native], suite: tinySuite("cpu.int", iterations: 20_000, repetitions: 3), outputDirectory: output)
         // An impossible target: the budget (or the round limit) must end it.
         configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 1e-9, budgetSeconds: 3, maxRounds: 4)
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)

@@ -5,7 +5,8 @@ import Testing
 
 /// Reports from real runs: re-rendering, and the HTML in a real browser.
 @Suite struct ReportIntegrationTests {
-    static let chromium: String? = ["chromium", "chromium-browser", "google-chrome"].lazy.compactMap { ProcessRunner.find($0) }.first
+    static let chromium: String? = ["chromium", "chromium-browser", "google-chrome"].lazy.compactMap { ProcessRunner.find($0) }
+        .first
 
     func hvbench(_ arguments: [String]) async throws -> ProcessRunner.Output {
         let executable = try #require(CommandLineTests.executable, "the hvbench executable must be built next to the tests")
@@ -64,7 +65,8 @@ import Testing
         try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
         let screenshot = outputFolder.appendingPathComponent("report.png")
         try? FileManager.default.removeItem(at: screenshot)
-        _ = try await ProcessRunner.run(Self.chromium!, flags + ["--screenshot=\(screenshot.path)", page.absoluteString], timeout: 120)
+        _ = try await ProcessRunner.run(
+            Self.chromium!, flags + ["--screenshot=\(screenshot.path)", page.absoluteString], timeout: 120)
         let png = try Data(contentsOf: screenshot)
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
         #expect(png.count > 20_000)  // a blank page compresses to a few kB

@@ -20,7 +20,7 @@ struct hvb_job {
     uint64_t warmups;
     uint64_t size_bytes; /* working-set size for memory benchmarks; 0 = default */
     uint64_t tsc_khz;    /* informational: the host converts cycles itself */
-    uint64_t slowdown;   /* extra integer work per iteration, to test regression detection */
+    uint64_t slowdown_percent; /* lengthen each timed repetition by this much (self-check) */
 };
 
 /* Parses "bench=cpu.int iterations=100 ..." into job. Returns 0, or a static error text. */

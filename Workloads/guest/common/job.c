@@ -30,7 +30,7 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->warmups = 0;
     job->size_bytes = 0;
     job->tsc_khz = 0;
-    job->slowdown = 0;
+    job->slowdown_percent = 0;
     const char *p = cmdline;
     while (*p) {
         while (is_space(*p)) p++;
@@ -58,8 +58,8 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             error = parse_u64(value, value_length, &job->size_bytes);
         } else if (word_equals(word, eq, "tsc_khz")) {
             error = parse_u64(value, value_length, &job->tsc_khz);
-        } else if (word_equals(word, eq, "slowdown")) {
-            error = parse_u64(value, value_length, &job->slowdown);
+        } else if (word_equals(word, eq, "slowdown_percent")) {
+            error = parse_u64(value, value_length, &job->slowdown_percent);
         }
         /* Other key=value words (nic=, disk=, console=...) belong to other layers. */
         if (error) return error;

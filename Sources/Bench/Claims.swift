@@ -1,0 +1,166 @@
+import Foundation
+import Yams
+
+/// A published performance claim and a check over results that tests it
+/// (`Workloads/claims/*.yaml`).
+public struct Claim: Codable, Sendable, Equatable {
+    public struct Source: Codable, Sendable, Equatable {
+        public var title: String
+        public var authors: String?
+        public var venue: String?
+        public var vendor: String?
+        public var year: Int
+    }
+
+    /// A metric of one system on one benchmark.
+    public struct Reference: Codable, Sendable, Equatable, CustomStringConvertible {
+        public var system: String
+        public var benchmark: String
+        public var metric: String
+        public var description: String { "\(system) \(benchmark) \(metric)" }
+    }
+
+    public struct Ratio: Codable, Sendable, Equatable {
+        public var numerator: Reference
+        public var denominator: Reference
+    }
+
+    /// Either `value` (the median of one metric) or `ratio` (of two medians), bounded by
+    /// `atLeast` and/or `atMost`.
+    public struct Check: Codable, Sendable, Equatable {
+        public var value: Reference?
+        public var ratio: Ratio?
+        public var atLeast: Double?
+        public var atMost: Double?
+    }
+
+    public var id: String
+    public var source: Source
+    public var claim: String
+    /// How the claim is turned into a check here, and what differs from the original setting.
+    public var interpretation: String?
+    public var check: Check
+
+    public struct LoadError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func load(from url: URL) throws -> Claim {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw LoadError(description: "\(url.path): cannot read")
+        }
+        let claim: Claim
+        do {
+            claim = try YAMLDecoder().decode(Claim.self, from: text)
+        } catch {
+            throw LoadError(description: "\(url.path): not a valid claim: \(error)")
+        }
+        let check = claim.check
+        guard (check.value == nil) != (check.ratio == nil) else {
+            throw LoadError(description: "\(url.path): check needs exactly one of 'value' or 'ratio'")
+        }
+        guard check.atLeast != nil || check.atMost != nil else {
+            throw LoadError(description: "\(url.path): check needs 'atLeast' and/or 'atMost'")
+        }
+        for reference in [check.value, check.ratio?.numerator, check.ratio?.denominator].compactMap({ $0 })
+        where BenchmarkDefinition.named(reference.benchmark) == nil && !reference.benchmark.hasPrefix("net.")
+            && !reference.benchmark.hasPrefix("disk.")
+        {
+            throw LoadError(description: "\(url.path): \(BenchmarkDefinition.unknown(reference.benchmark))")
+        }
+        return claim
+    }
+
+    public static func loadAll(in workspace: Workspace) throws -> [Claim] {
+        let folder = workspace.workloads.appendingPathComponent("claims")
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".yaml") }
+            .sorted()
+        return try files.map { try load(from: folder.appendingPathComponent($0)) }
+    }
+}
+
+public struct ClaimVerdict: Codable, Sendable, Equatable {
+    public enum Outcome: String, Codable, Sendable {
+        case reproduced
+        case notReproduced = "not reproduced"
+        /// The 95% CI straddles the bound.
+        case inconclusive
+        /// The results lack a system or benchmark the check needs.
+        case insufficientData = "insufficient data"
+    }
+
+    public var claim: Claim
+    public var outcome: Outcome
+    public var value: Double?
+    public var ci95Low: Double?
+    public var ci95High: Double?
+    public var evidence: String
+}
+
+extension Claim {
+    public func evaluate(_ run: RunResults) -> ClaimVerdict {
+        func samples(_ reference: Reference) -> [Double]? {
+            run.results.first { $0.system == reference.system && $0.benchmark == reference.benchmark && $0.status == .ok }?
+                .metrics.first { $0.name == reference.metric }?.samples
+        }
+        func status(_ reference: Reference) -> String {
+            guard let result = run.results.first(where: { $0.system == reference.system && $0.benchmark == reference.benchmark })
+            else {
+                return "no result for \(reference.system) \(reference.benchmark) in this run"
+            }
+            return
+                "\(reference.system) \(reference.benchmark) is \(result.status.rawValue)\(result.reason.map { ": \($0)" } ?? "")"
+        }
+        let value: Double
+        let low: Double
+        let high: Double
+        let what: String
+        if let reference = check.value {
+            guard let values = samples(reference) else {
+                return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(reference))
+            }
+            let summary = Summary(values)
+            (value, low, high) = (summary.median, summary.ci95Low, summary.ci95High)
+            what = "median \(reference)"
+        } else if let ratio = check.ratio {
+            guard let numerator = samples(ratio.numerator) else {
+                return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(ratio.numerator))
+            }
+            guard let denominator = samples(ratio.denominator) else {
+                return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(ratio.denominator))
+            }
+            guard let interval = Summary.ratioInterval(numerator, denominator) else {
+                return ClaimVerdict(
+                    claim: self, outcome: .insufficientData, evidence: "the ratio is undefined (zero denominator)")
+            }
+            (value, low, high) = interval
+            what = "\(ratio.numerator) / \(ratio.denominator.system)"
+        } else {
+            return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: "the claim has no check")
+        }
+        // Reproduced when the whole CI satisfies every bound, not reproduced when the whole CI
+        // violates one, inconclusive when it straddles.
+        var allInside = true
+        var allOutside = false
+        var bounds: [String] = []
+        if let minimum = check.atLeast {
+            bounds.append(">= \(formatted(minimum))")
+            if low < minimum { allInside = false }
+            if high < minimum { allOutside = true }
+        }
+        if let maximum = check.atMost {
+            bounds.append("<= \(formatted(maximum))")
+            if high > maximum { allInside = false }
+            if low > maximum { allOutside = true }
+        }
+        let outcome: ClaimVerdict.Outcome = allInside ? .reproduced : allOutside ? .notReproduced : .inconclusive
+        let evidence =
+            "\(what) = \(formatted(value)) [95% CI \(formatted(low)), \(formatted(high))]; claim needs \(bounds.joined(separator: " and "))"
+        return ClaimVerdict(claim: self, outcome: outcome, value: value, ci95Low: low, ci95High: high, evidence: evidence)
+    }
+
+    private func formatted(_ value: Double) -> String {
+        abs(value) >= 100
+            ? String(format: "%.0f", value) : abs(value) >= 1 ? String(format: "%.3g", value) : String(format: "%.3g", value)
+    }
+}

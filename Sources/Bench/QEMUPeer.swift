@@ -1,0 +1,121 @@
+import Foundation
+import KVM
+import Machine
+
+/// QEMU running the same guest image, for side-by-side comparison with hvbench's VMM.
+public enum PeerKind: String, CaseIterable, Sendable, Codable {
+    case qemuTCG = "qemu-tcg"
+    case qemuKVM = "qemu-kvm"
+    case qemuKVMVirtio = "qemu-kvm-virtio"
+}
+
+public enum QEMUPeer {
+    public static var executable: String? { ProcessRunner.find("qemu-system-x86_64") }
+
+    public static func version() async -> String? {
+        guard let executable, let output = try? await ProcessRunner.run(executable, ["--version"], timeout: 30), output.succeeded
+        else {
+            return nil
+        }
+        return output.standardOutput.first
+    }
+
+    /// The command line (HOST.md): `-M pc` boots the PVH ELF through SeaBIOS's PVH option ROM;
+    /// with KVM, `-cpu host,-arch-capabilities` avoids an abort on MSR 0x10a on these hosts.
+    public static func arguments(_ peer: PeerKind, kernel: URL, commandLine: String, memoryMiB: Int) -> [String] {
+        var arguments = ["-M", "pc"]
+        switch peer {
+        case .qemuTCG: arguments += ["-accel", "tcg"]
+        case .qemuKVM, .qemuKVMVirtio: arguments += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
+        }
+        arguments += [
+            "-m", String(memoryMiB), "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio", "-monitor", "none",
+            "-device", "isa-debug-exit,iobase=0xf4", "-kernel", kernel.path, "-append", commandLine,
+        ]
+        return arguments
+    }
+
+    /// Why a peer cannot run here, or nil.
+    public static func unavailability(_ peer: PeerKind) -> String? {
+        guard executable != nil else { return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" }
+        switch peer {
+        case .qemuTCG: return nil
+        case .qemuKVM: return KVMSystem.unavailabilityReason().map { "QEMU with KVM needs /dev/kvm: \($0)" }
+        case .qemuKVMVirtio:
+            return "qemu-kvm-virtio differs from qemu-kvm only in its I/O devices, and this build has no I/O benchmarks"
+        }
+    }
+}
+
+extension BenchmarkRunner {
+    /// One QEMU process for `entry`; vm.boot boots it warmups + repetitions times and times each
+    /// from process start to the guest's first console line (QEMU start-up and SeaBIOS included).
+    func qemuRound(_ peer: PeerKind, _ entry: Suite.Entry, _ configuration: RunConfiguration) async -> RoundOutcome {
+        guard let qemu = QEMUPeer.executable else { return .skipped("qemu-system-x86_64 is not installed") }
+        let tscHertz = Double(TSC.calibratedKilohertz) * 1000
+        if entry.id == "vm.boot" {
+            var samples: [Double] = []
+            for boot in 0..<(entry.warmups + entry.repetitions) {
+                let words = jobWords(entry, configuration, repetitions: 1, warmups: 0, tscKHz: TSC.calibratedKilohertz)
+                let started = MonotonicClock.nanoseconds()
+                let firstLine = FirstLineClock()
+                let output: ProcessRunner.Output
+                do {
+                    output = try await ProcessRunner.run(
+                        qemu,
+                        QEMUPeer.arguments(
+                            peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "),
+                            memoryMiB: configuration.memoryMiB),
+                        timeout: entry.timeoutSeconds
+                    ) { line in if line.hasPrefix("HVB1 hello") { firstLine.mark() } }
+                } catch {
+                    return .failed("\(error)")
+                }
+                guard output.exitCode == 1, let reached = firstLine.nanoseconds else {
+                    return .failed("boot \(boot): QEMU \(output.statusDescription): \(output.standardError.prefix(300))")
+                }
+                if boot >= entry.warmups {
+                    samples.append(Double(reached - started) / 1e6)
+                    progress(.sample)
+                }
+            }
+            return .measured(
+                Round(
+                    metrics: [MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: samples)], tscHertz: tscHertz,
+                    privilege: "cpl3"))
+        }
+        let words = jobWords(
+            entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
+        let arguments = QEMUPeer.arguments(
+            peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "), memoryMiB: configuration.memoryMiB)
+        let output: ProcessRunner.Output
+        do {
+            output = try await ProcessRunner.run(qemu, arguments, timeout: entry.timeoutSeconds) { self.reportSamples($0) }
+        } catch {
+            return .failed("\(error)")
+        }
+        let console = output.standardOutput.joined(separator: "\n")
+        saveLog(
+            "$ \(qemu) \(arguments.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
+            system: peer.rawValue, benchmark: entry.id, configuration)
+        if output.timedOut { return .failed("QEMU exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
+        // QEMU's TCG and KVM both give the guest the host TSC rate.
+        return interpret(console, entry: entry, tscHertz: tscHertz, privilege: { "cpl\($0)" })
+    }
+}
+
+/// The time the first matching console line arrived (set from the output reader).
+final class FirstLineClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: UInt64?
+    func mark() {
+        lock.lock()
+        if value == nil { value = MonotonicClock.nanoseconds() }
+        lock.unlock()
+    }
+    var nanoseconds: UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}

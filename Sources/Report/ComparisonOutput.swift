@@ -1,0 +1,90 @@
+import Bench
+import Foundation
+
+/// Terminal, Markdown and JUnit renderings of a comparison.
+public enum ComparisonOutput {
+    static func number(_ value: Double?) -> String { value.map(formatNumber) ?? "-" }
+    static func percent(_ value: Double?) -> String { value.map { String(format: "%+.1f%%", $0) } ?? "-" }
+    static func p(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "-" }
+
+    static func interesting(_ report: ComparisonReport) -> [MetricComparison] {
+        report.metrics.sorted { a, b in
+            let rank: [MetricComparison.Verdict: Int] = [.regression: 0, .improvement: 1, .missing: 2, .new: 3, .unchanged: 4]
+            return (rank[a.verdict]!, a.system, a.benchmark, a.metric) < (rank[b.verdict]!, b.system, b.benchmark, b.metric)
+        }
+    }
+
+    static var verdictHelp: String {
+        "regression/improvement = Mann-Whitney p < alpha AND the change exceeds the metric's threshold in that direction"
+    }
+
+    public static func terminal(_ report: ComparisonReport) -> String {
+        var rows = [["system", "benchmark", "metric", "baseline", "current", "change", "p", "threshold", "verdict"]]
+        for m in interesting(report) {
+            rows.append([
+                m.system, m.benchmark, m.metric, number(m.baselineMedian), number(m.currentMedian), percent(m.changePercent),
+                p(m.pValue),
+                String(format: "%.0f%%", m.thresholdPercent), m.verdict.rawValue.uppercased() + (m.noisy ? " (noisy)" : ""),
+            ])
+        }
+        let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        var text = ""
+        for problem in report.incompatibilities { text += "INCOMPATIBLE: \(problem)\n" }
+        for warning in report.warnings { text += "warning: \(warning)\n" }
+        text += rows.map { row in
+            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }
+        .joined(separator: "\n")
+        text +=
+            "\n\n\(report.regressions.count) regressions, \(report.improvements.count) improvements (alpha \(report.alpha); \(verdictHelp))."
+        return text
+    }
+
+    public static func markdown(_ report: ComparisonReport) -> String {
+        var text = "## hvbench compare: \(report.currentLabel) vs \(report.baselineLabel)\n\n"
+        for problem in report.incompatibilities { text += "> **Incompatible:** \(problem)\n>\n" }
+        for warning in report.warnings { text += "> Warning: \(warning)\n>\n" }
+        text +=
+            "**\(report.regressions.count) regressions, \(report.improvements.count) improvements** (alpha \(report.alpha)).\n\n"
+        text +=
+            "| verdict | system | benchmark | metric | baseline | current | change | p | threshold |\n|---|---|---|---|---|---|---|---|---|\n"
+        for m in interesting(report) {
+            let verdict = m.verdict == .regression ? "**REGRESSION**" : m.verdict.rawValue
+            text +=
+                "| \(verdict)\(m.noisy ? " (noisy)" : "") | \(m.system) | `\(m.benchmark)` | \(m.metric) | \(number(m.baselineMedian)) | "
+                + "\(number(m.currentMedian)) \(m.unit) | \(percent(m.changePercent)) | \(p(m.pValue)) | \(String(format: "%.0f%%", m.thresholdPercent)) |\n"
+        }
+        return text + "\n_\(verdictHelp)._\n"
+    }
+
+    /// One test case per metric; regressions are failures, an incompatible baseline an error.
+    public static func junit(_ report: ComparisonReport) -> String {
+        let cases = report.metrics
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        xml +=
+            "<testsuites name=\"hvbench compare\" tests=\"\(cases.count)\" failures=\"\(report.regressions.count)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\">\n"
+        xml +=
+            "  <testsuite name=\"\(escapeXML("\(report.currentLabel) vs \(report.baselineLabel)"))\" tests=\"\(cases.count)\" failures=\"\(report.regressions.count)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\" skipped=\"\(cases.filter { $0.verdict == .new || $0.verdict == .missing }.count)\">\n"
+        if !report.incompatibilities.isEmpty {
+            xml += "    <testcase classname=\"hvbench.environment\" name=\"compatibility\">\n"
+            xml += "      <error message=\"\(escapeXML(report.incompatibilities.joined(separator: "; ")))\"/>\n    </testcase>\n"
+        }
+        for m in cases {
+            let name = escapeXML(m.metric)
+            let className = escapeXML("\(m.system).\(m.benchmark)")
+            let detail =
+                "baseline \(number(m.baselineMedian)) \(m.unit), current \(number(m.currentMedian)) \(m.unit), change \(percent(m.changePercent)), p \(p(m.pValue)), threshold \(String(format: "%.0f%%", m.thresholdPercent))"
+            xml += "    <testcase classname=\"\(className)\" name=\"\(name)\">"
+            switch m.verdict {
+            case .regression:
+                xml += "\n      <failure message=\"\(escapeXML("regression: \(detail)"))\" type=\"regression\"/>\n    "
+            case .new, .missing:
+                xml += "<skipped message=\"\(m.verdict.rawValue)\"/>"
+            case .improvement, .unchanged:
+                xml += "<system-out>\(escapeXML("\(m.verdict.rawValue): \(detail)"))</system-out>"
+            }
+            xml += "</testcase>\n"
+        }
+        return xml + "  </testsuite>\n</testsuites>\n"
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
+import Testing
+
+@testable import Bench
+
+/// The statistics self-check: a known slowdown injected into real guest and native runs must be
+/// flagged, and two arms of the same build must not be. Rounds of the three arms are interleaved
+/// (A, B, A', A, B, A', ...) so that the host's run-to-run drift — 5-35% on shared, nested
+/// machines — falls equally on every arm, as in any sound A/B experiment.
+@Suite struct RegressionSelfCheckTests {
+    func interleavedArms(systems: [SystemKind]) async throws -> (a: RunResults, b: RunResults, a2: RunResults) {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let suite = Suite(
+            name: "selfcheck", description: "",
+            entries: [
+                Suite.Entry(id: "cpu.int", iterations: 2_000_000, repetitions: 3, warmups: 1, sizeBytes: nil, timeoutSeconds: 60)
+            ])
+        var arms: [[BenchmarkResult]] = [[], [], []]
+        for _ in 0..<10 {
+            for (arm, slowdown) in [(0, UInt64(0)), (1, 10), (2, 0)] {
+                var configuration = RunConfiguration(systems: systems, suite: suite, outputDirectory: output)
+                configuration.slowdownPercent = slowdown
+                let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+                arms[arm] += results
+            }
+        }
+        func merged(_ results: [BenchmarkResult]) -> RunResults {
+            var byKey: [String: BenchmarkResult] = [:]
+            var order: [String] = []
+            for result in results where result.status == .ok {
+                let key = "\(result.system) \(result.benchmark)"
+                if var existing = byKey[key] {
+                    for index in existing.metrics.indices {
+                        existing.metrics[index] = Metric(
+                            MetricSamples(
+                                name: existing.metrics[index].name, unit: existing.metrics[index].unit,
+                                better: existing.metrics[index].better,
+                                values: existing.metrics[index].samples + result.metrics[index].samples))
+                    }
+                    byKey[key] = existing
+                } else {
+                    byKey[key] = result
+                    order.append(key)
+                }
+            }
+            return RunResults(
+                tool: ToolInfo(version: "test", gitCommit: nil), startedAt: Date(), suite: "selfcheck",
+                environment: EnvironmentRecord.capture(guestImageHash: artifacts.guestImageHash),
+                results: order.map { byKey[$0]! })
+        }
+        return (merged(arms[0]), merged(arms[1]), merged(arms[2]))
+    }
+
+    func check(_ systems: [SystemKind]) async throws {
+        let (a, b, a2) = try await interleavedArms(systems: systems)
+        #expect(a.results.count == systems.count)
+        let aa = ComparisonReport.compare(baseline: a, current: a2)
+        #expect(aa.exitCode == 0, "A/A flagged: \(aa.regressions.map { "\($0.system) \($0.metric) \($0.changePercent ?? 0)%" })")
+        let ab = ComparisonReport.compare(baseline: a, current: b)
+        #expect(ab.exitCode == 2)
+        for system in systems {
+            #expect(
+                ab.regressions.contains {
+                    $0.system == system.rawValue && $0.benchmark == "cpu.int" && $0.metric == "throughput"
+                },
+                "\(system.rawValue) cpu.int not flagged: \(ab.metrics.filter { $0.system == system.rawValue }.map { "\($0.metric) \($0.changePercent ?? 0)% p=\($0.pValue ?? 1)" })"
+            )
+        }
+    }
+
+    @Test func nativeTenPercentSlowdownIsFlaggedAndAAIsNot() async throws {
+        try await check([.native])
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func guestTenPercentSlowdownIsFlaggedAndAAIsNot() async throws {
+        try await check([.hardwareAssist])
+    }
+}
+
+@Suite struct PeerAndClaimsCommandTests {
+    func hvbench(_ arguments: [String]) async throws -> ProcessRunner.Output {
+        let executable = try #require(CommandLineTests.executable, "the hvbench executable must be built next to the tests")
+        return try await ProcessRunner.run(executable, arguments, timeout: 600)
+    }
+
+    @Test(.enabled(if: Host.qemu != nil, Host.qemuSkipMessage))
+    func qemuPeersAppearBesideOurModes() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = try await hvbench([
+            "run", "--mode", "native", "--bench", "cpu.int", "--bench", "cpu.cpuid", "--iterations", "1000", "--repetitions", "2",
+            "--peer",
+            "qemu-tcg", "--out", directory.path,
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let run = try RunResults.load(path: directory.path)
+        let tcg = run.results.filter { $0.system == "qemu-tcg" }
+        #expect(tcg.count == 2)
+        #expect(tcg.allSatisfy { $0.status == .ok && $0.privilege == "cpl3" })
+        #expect(run.environment.qemuVersion?.contains("QEMU") == true)
+        let csv = try String(contentsOf: directory.appendingPathComponent("results.csv"), encoding: .utf8)
+        #expect(csv.contains("\nqemu-tcg,cpu.int,throughput"))
+        let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("qemu-tcg"))
+    }
+
+    @Test func claimsPrintAVerdictForEveryShippedClaim() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let runOutput = try await hvbench([
+            "run", "--bench", "cpu.int", "--bench", "vm.boot", "--iterations", "200000", "--repetitions", "3", "--out",
+            directory.path,
+        ])
+        #expect(runOutput.exitCode == 0, "\(runOutput.standardError)")
+        let output = try await hvbench(["claims", directory.path])
+        #expect(output.exitCode == 0)
+        let text = output.standardOutput.joined(separator: "\n")
+        let claims = try Claim.loadAll(in: try Workspace.locate())
+        for claim in claims {
+            #expect(text.contains("] \(claim.id)"), "no verdict for \(claim.id)")
+        }
+        #expect(text.contains("evidence:"))
+        let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("<section id=\"claims\">"))
+    }
+
+    @Test func compareExitCodesAndJUnitFromTheCommandLine() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let base = directory.appendingPathComponent("a")
+        let output = try await hvbench([
+            "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "100000", "--repetitions", "3", "--out", base.path,
+        ])
+        #expect(output.exitCode == 0)
+        let junit = directory.appendingPathComponent("junit.xml")
+        let same = try await hvbench(["compare", base.path, base.path, "--junit", junit.path])
+        #expect(same.exitCode == 0)
+        #expect(try XMLDocument(contentsOf: junit).nodes(forXPath: "//testcase").count == 3)
+        let missing = try await hvbench(["compare", directory.appendingPathComponent("nope").path, base.path])
+        #expect(missing.exitCode == 5)
+        let history = try await hvbench(["history", directory.path, "--out", directory.appendingPathComponent("h").path])
+        #expect(history.exitCode == 0)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("h/history.html").path))
+    }
+}
