@@ -222,6 +222,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
             exits.interruptions += more.interruptions
             exits.unclaimedPortReads += more.unclaimedPortReads
             exits.unclaimedMMIOReads += more.unclaimedMMIOReads
+            exits.notifications += more.notifications
             merged.exits = exits
         }
         return merged

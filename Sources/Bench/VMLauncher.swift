@@ -41,11 +41,13 @@ public enum VMLauncher {
         public let bootProtocol: String
         /// The TSC frequency the guest sees (KVM's figure, else the calibrated host one).
         public let guestTSCKilohertz: Int
+        /// Devices the guest drove into an error state, with the reason.
+        public let brokenDevices: [String]
     }
 
     public static func boot(
         kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
-        kvm: KVMSystem, onConsoleLine: ((String) -> Void)? = nil
+        kvm: KVMSystem, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil
     ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
@@ -53,11 +55,12 @@ public enum VMLauncher {
         let engine = try KVMEngine(system: kvm, memory: memory, entry: entry)
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }
+        if let io { try machine.attach(io) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)
         let tsc = engine.tscKilohertz
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,
-            guestTSCKilohertz: tsc > 0 ? tsc : TSC.calibratedKilohertz)
+            guestTSCKilohertz: tsc > 0 ? tsc : TSC.calibratedKilohertz, brokenDevices: machine.brokenDevices)
     }
 
     /// Guest memory sizes hvbench accepts: enough for the guest, and below the 3 GiB MMIO hole.

@@ -47,6 +47,11 @@ public final class IOBus: @unchecked Sendable {
         mappings.sort { $0.base < $1.base }
     }
 
+    /// Removes every range of `device` (a PCI BAR being moved or disabled).
+    public func remove(_ device: any BusDevice) {
+        mappings.removeAll { $0.device === device }
+    }
+
     @inline(__always)
     func find(_ address: UInt64) -> Mapping? {
         var low = 0

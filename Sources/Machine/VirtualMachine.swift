@@ -8,6 +8,8 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     public var interruptions = 0
     public var unclaimedPortReads = 0
     public var unclaimedMMIOReads = 0
+    /// Doorbells rung by the guest's drivers (virtio notifications, e1000 tail writes).
+    public var notifications = 0
     public init() {}
 }
 
@@ -53,6 +55,8 @@ public final class VirtualMachine: @unchecked Sendable {
     public let mmioBus = IOBus()
     public let milestones = BootMilestoneDevice()
     public private(set) var counters = ExitCounters()
+    /// I/O devices added by `attach(_:)`.
+    public internal(set) var ioDevices: [AttachedDevice] = []
 
     private let startedAt: UInt64
     private var exitStatus: Int32?
@@ -118,6 +122,7 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
+        counters.notifications = notifications
         return VMOutcome(
             ending: ending, milestones: milestones.milestones, counters: counters, startedAtNanoseconds: startedAt,
             endedAtNanoseconds: MonotonicClock.nanoseconds())

@@ -1,0 +1,166 @@
+/// An Intel 82540EM (e1000) subset: CTRL/STATUS, EEPROM reads through EERD (MAC and checksum),
+/// RAL/RAH, ICR/IMS/IMC, RCTL/TCTL and the legacy receive and transmit descriptor rings.
+/// Interrupt causes are latched in ICR but never raised: hvbench's drivers poll.
+public final class E1000: PCIFunction, BusDevice {
+    public static let barSize: UInt32 = 0x20000
+    enum Register {
+        static let ctrl = 0x0000, status = 0x0008, eecd = 0x0010, eerd = 0x0014
+        static let icr = 0x00C0, ics = 0x00C8, ims = 0x00D0, imc = 0x00D8
+        static let rctl = 0x0100, tctl = 0x0400
+        static let rdbal = 0x2800, rdbah = 0x2804, rdlen = 0x2808, rdh = 0x2810, rdt = 0x2818
+        static let tdbal = 0x3800, tdbah = 0x3804, tdlen = 0x3808, tdh = 0x3810, tdt = 0x3818
+        static let ral0 = 0x5400, rah0 = 0x5404
+    }
+
+    public let configuration = PCIConfiguration(
+        vendor: 0x8086, device: 0x100E, classCode: 0x02, subclass: 0x00, subsystemVendor: 0x8086, subsystem: 0x001E, revision: 3,
+        barSizes: [barSize])
+    public let memory: GuestMemory
+    public let peer: NetworkPeer
+    public let mac: [UInt8]
+    private let mmio: IOBus
+    private var mappedAt: UInt64?
+    private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
+    private var eeprom = [UInt16](repeating: 0, count: 64)
+    private var frame = [UInt8](repeating: 0, count: 16384)
+    private var frameLength = 0
+    public private(set) var brokenReason: String?
+    /// Writes to the transmit and receive tail registers: the doorbells of this device.
+    public private(set) var doorbells = 0
+
+    public init(memory: GuestMemory, mmio: IOBus, peer: NetworkPeer, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x02]) {
+        self.memory = memory
+        self.mmio = mmio
+        self.peer = peer
+        self.mac = mac
+        for word in 0..<3 { eeprom[word] = UInt16(mac[2 * word]) | UInt16(mac[2 * word + 1]) << 8 }
+        // Word 0x3F makes the first 64 words sum to 0xBABA, which drivers check.
+        let sum = eeprom[0..<63].reduce(UInt16(0)) { $0 &+ $1 }
+        eeprom[63] = 0xBABA &- sum
+        reset()
+    }
+
+    private func reset() {
+        for index in registers.indices { registers[index] = 0 }
+        registers[Register.status / 4] = 0x0000_0083  // full duplex, link up, 1000 Mb/s
+        registers[Register.eecd / 4] = 0x0000_0100  // EEPROM present
+        registers[Register.ral0 / 4] = UInt32(mac[0]) | UInt32(mac[1]) << 8 | UInt32(mac[2]) << 16 | UInt32(mac[3]) << 24
+        registers[Register.rah0 / 4] = UInt32(mac[4]) | UInt32(mac[5]) << 8 | 0x8000_0000
+        frameLength = 0
+    }
+
+    public func barMoved(_ index: Int, to address: UInt64?) {
+        guard index == 0, address != mappedAt else { return }
+        mmio.remove(self)
+        mappedAt = nil
+        if let address, (try? mmio.insert(self, at: address, length: UInt64(Self.barSize))) != nil { mappedAt = address }
+    }
+
+    private func fail(_ reason: String) {
+        if brokenReason == nil { brokenReason = reason }
+    }
+
+    public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        let register = Int(offset) & ~3
+        var value = registers[register / 4]
+        if register == Register.icr { registers[register / 4] = 0 }  // read to clear
+        value >>= 8 * UInt32(offset & 3)
+        data.storeLittleEndian(UInt64(value))
+    }
+
+    public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        let register = Int(offset) & ~3
+        let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
+        switch register {
+        case Register.ctrl:
+            if value & (1 << 26) != 0 { reset() } else { registers[register / 4] = value }
+        case Register.status, Register.icr: break  // read-only / read-to-clear
+        case Register.eerd:
+            if value & 1 != 0 {
+                let address = Int((value >> 8) & 0xFF)
+                let word = address < eeprom.count ? eeprom[address] : 0xFFFF
+                registers[register / 4] = UInt32(word) << 16 | UInt32(address) << 8 | 0x10  // DONE
+            }
+        case Register.ims: registers[register / 4] |= value
+        case Register.imc: registers[Register.ims / 4] &= ~value
+        case Register.ics: registers[Register.icr / 4] |= value
+        case Register.tdt:
+            registers[register / 4] = value & 0xFFFF
+            doorbells += 1
+            transmit()
+        case Register.rdt:
+            registers[register / 4] = value & 0xFFFF
+            doorbells += 1
+            receive()
+        default:
+            registers[register / 4] = value
+        }
+    }
+
+    private func ring(base low: Int, _ high: Int, length: Int) -> (UInt64, UInt32)? {
+        let base = UInt64(registers[low / 4]) | UInt64(registers[high / 4]) << 32
+        let count = registers[length / 4] / 16
+        guard count > 0 else { return nil }
+        return (base, count)
+    }
+
+    /// Sends every descriptor between head and tail; EOP ends a frame, RS asks for the DD bit.
+    private func transmit() {
+        guard brokenReason == nil, registers[Register.tctl / 4] & 2 != 0, configuration.busMasterEnabled,
+            let (base, count) = ring(base: Register.tdbal, Register.tdbah, length: Register.tdlen)
+        else { return }
+        var head = registers[Register.tdh / 4]
+        let tail = registers[Register.tdt / 4]
+        guard head < count, tail < count else { return fail("transmit head \(head) or tail \(tail) outside a ring of \(count)") }
+        do {
+            while head != tail {
+                let descriptor = base + 16 * UInt64(head)
+                let address = try memory.readValue(UInt64.self, at: descriptor)
+                let length = Int(try memory.readValue(UInt16.self, at: descriptor + 8))
+                let command = try memory.readValue(UInt8.self, at: descriptor + 11)
+                guard command & 0x20 == 0 else { return fail("extended transmit descriptors (DEXT) are not supported") }
+                guard frameLength + length <= frame.count else { return fail("transmit frame longer than \(frame.count) bytes") }
+                let source = try memory.bytes(at: address, count: length)
+                frame.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: frameLength).copyMemory(from: source.baseAddress!, byteCount: length) }
+                frameLength += length
+                if command & 0x01 != 0 {  // EOP
+                    frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
+                    frameLength = 0
+                }
+                if command & 0x08 != 0 { try memory.writeValue(UInt8(0x01), at: descriptor + 12) }  // DD
+                head = (head + 1) % count
+                registers[Register.tdh / 4] = head
+            }
+            registers[Register.icr / 4] |= 0x01  // TXDW
+        } catch {
+            fail("transmit descriptor ring: \(error)")
+        }
+        receive()
+    }
+
+    /// Fills free receive descriptors (head up to tail) with frames the peer has for the guest.
+    private func receive() {
+        guard brokenReason == nil, registers[Register.rctl / 4] & 2 != 0, configuration.busMasterEnabled,
+            let (base, count) = ring(base: Register.rdbal, Register.rdbah, length: Register.rdlen)
+        else { return }
+        var head = registers[Register.rdh / 4]
+        let tail = registers[Register.rdt / 4]
+        guard head < count, tail < count else { return fail("receive head \(head) or tail \(tail) outside a ring of \(count)") }
+        let bufferSize = [2048, 1024, 512, 256][Int((registers[Register.rctl / 4] >> 16) & 3)]
+        do {
+            while head != tail, peer.hasFrameForGuest {
+                let descriptor = base + 16 * UInt64(head)
+                let address = try memory.readValue(UInt64.self, at: descriptor)
+                let buffer = try memory.bytes(at: address, count: bufferSize)
+                guard let length = peer.frameForGuest(into: buffer) else { return fail("receive buffer of \(bufferSize) bytes too small") }
+                try memory.writeValue(UInt16(length), at: descriptor + 8)
+                try memory.writeValue(UInt8(0x03), at: descriptor + 12)  // DD | EOP
+                head = (head + 1) % count
+                registers[Register.rdh / 4] = head
+                registers[Register.icr / 4] |= 0x80  // RXT0
+            }
+        } catch {
+            fail("receive descriptor ring: \(error)")
+        }
+    }
+}

@@ -1,0 +1,161 @@
+/// A PCI function as the configuration mechanism sees it: 256 bytes of configuration space and
+/// up to six memory BARs, which the guest sizes and places itself.
+public protocol PCIFunction: AnyObject {
+    var configuration: PCIConfiguration { get }
+    /// Called when the guest moves or enables a BAR: the device at `address` (nil = unmapped).
+    func barMoved(_ index: Int, to address: UInt64?)
+}
+
+/// Configuration space with the semantics guests rely on: read-only identity registers,
+/// writable command/BARs, BAR sizing (write all ones, read back the size mask), capabilities.
+public final class PCIConfiguration {
+    public private(set) var bytes = [UInt8](repeating: 0, count: 256)
+    /// Size of each 32-bit memory BAR (0 = not implemented).
+    public let barSizes: [UInt32]
+    private var nextCapability: UInt8 = 0x40
+
+    public init(vendor: UInt16, device: UInt16, classCode: UInt8, subclass: UInt8, programmingInterface: UInt8 = 0,
+                subsystemVendor: UInt16 = 0, subsystem: UInt16 = 0, revision: UInt8 = 0, barSizes: [UInt32] = []) {
+        precondition(barSizes.allSatisfy { $0 == 0 || ($0 >= 16 && $0 & ($0 - 1) == 0) }, "BAR sizes are powers of two >= 16")
+        self.barSizes = barSizes + Array(repeating: 0, count: 6 - barSizes.count)
+        set16(0x00, vendor)
+        set16(0x02, device)
+        bytes[0x08] = revision
+        bytes[0x09] = programmingInterface
+        bytes[0x0A] = subclass
+        bytes[0x0B] = classCode
+        set16(0x2C, subsystemVendor)
+        set16(0x2E, subsystem)
+        bytes[0x3D] = 1  // INTA#, never raised: hvbench's guests poll
+    }
+
+    func set16(_ offset: Int, _ value: UInt16) {
+        bytes[offset] = UInt8(truncatingIfNeeded: value)
+        bytes[offset + 1] = UInt8(truncatingIfNeeded: value >> 8)
+    }
+
+    func value32(_ offset: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
+    }
+
+    /// Appends a capability (its ID, then `body` after the next pointer); returns its offset.
+    @discardableResult
+    public func addCapability(id: UInt8, body: [UInt8]) -> UInt8 {
+        let offset = nextCapability
+        precondition(Int(offset) + 2 + body.count <= 256, "configuration space is full")
+        bytes[Int(offset)] = id
+        bytes[Int(offset) + 1] = 0
+        for (index, byte) in body.enumerated() { bytes[Int(offset) + 2 + index] = byte }
+        if bytes[0x34] == 0 {
+            bytes[0x34] = offset
+        } else {
+            var cursor = Int(bytes[0x34])
+            while bytes[cursor + 1] != 0 { cursor = Int(bytes[cursor + 1]) }
+            bytes[cursor + 1] = offset
+        }
+        bytes[0x06] |= 0x10  // status: capabilities list
+        nextCapability = UInt8((Int(offset) + 2 + body.count + 3) & ~3)
+        return offset
+    }
+
+    public var memoryEnabled: Bool { bytes[0x04] & 0x02 != 0 }
+    public var busMasterEnabled: Bool { bytes[0x04] & 0x04 != 0 }
+
+    /// The guest-assigned address of a BAR, or nil while unassigned or memory decoding is off.
+    public func barAddress(_ index: Int) -> UInt64? {
+        guard barSizes[index] > 0, memoryEnabled else { return nil }
+        let address = UInt64(value32(0x10 + 4 * index) & ~0xF)
+        return address == 0 ? nil : address
+    }
+
+    func read(offset: Int, count: Int) -> UInt32 {
+        (0..<count).reduce(0) { $0 | UInt32(bytes[(offset + $1) & 0xFF]) << (8 * $1) }
+    }
+
+    /// Returns the BARs whose placement may have changed.
+    func write(offset: Int, count: Int, value: UInt32) -> [Int] {
+        var touched: Set<Int> = []
+        for index in 0..<count {
+            let position = (offset + index) & 0xFF
+            let byte = UInt8(truncatingIfNeeded: value >> (8 * index))
+            switch position {
+            case 0x04: bytes[position] = byte & 0x07  // I/O, memory, bus master
+                touched.formUnion(0..<6)
+            case 0x05: bytes[position] = byte & 0x04  // interrupt disable
+            case 0x0C, 0x0D, 0x3C: bytes[position] = byte  // cache line, latency, interrupt line
+            case 0x10..<0x28:
+                let bar = (position - 0x10) / 4
+                let size = barSizes[bar]
+                guard size > 0 else { continue }
+                // Address bits below the size read as zero; bits 0-3 say "32-bit memory".
+                let mask = ~(size - 1)
+                let byteInBar = (position - 0x10) % 4
+                let maskByte = UInt8(truncatingIfNeeded: mask >> (8 * byteInBar))
+                bytes[position] = byte & maskByte & (byteInBar == 0 ? 0xF0 : 0xFF)
+                touched.insert(bar)
+            default: break  // read-only
+            }
+        }
+        return touched.sorted()
+    }
+}
+
+/// The type-1 configuration mechanism at 0xCF8 (address) / 0xCFC-0xCFF (data), bus 0 only.
+/// Slot 0 is a host bridge so that enumeration finds a well-formed bus.
+public final class PCIBus: BusDevice {
+    public static let base: UInt64 = 0xCF8
+    private var address: UInt32 = 0
+    private var slots: [PCIFunction?] = Array(repeating: nil, count: 32)
+    private let mmio: IOBus
+
+    final class HostBridge: PCIFunction {
+        let configuration = PCIConfiguration(vendor: 0x8086, device: 0x1237, classCode: 0x06, subclass: 0x00)
+        func barMoved(_ index: Int, to address: UInt64?) {}
+    }
+
+    public init(mmio: IOBus) {
+        self.mmio = mmio
+        slots[0] = HostBridge()
+    }
+
+    /// Plugs `function` into the first free slot; returns the slot number.
+    @discardableResult
+    public func plug(_ function: PCIFunction) -> Int {
+        let slot = slots.firstIndex { $0 == nil }!
+        slots[slot] = function
+        return slot
+    }
+
+    private var selected: PCIFunction? {
+        guard address & 0x8000_0000 != 0 else { return nil }
+        let bus = (address >> 16) & 0xFF
+        let slot = Int((address >> 11) & 0x1F)
+        let function = (address >> 8) & 0x7
+        guard bus == 0, function == 0 else { return nil }
+        return slots[slot]
+    }
+
+    public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        if offset < 4 {
+            data.storeLittleEndian(UInt64(address >> (8 * UInt32(offset))))
+            return
+        }
+        guard let function = selected else {
+            data.storeLittleEndian(UInt64.max)  // no device: all ones
+            return
+        }
+        let register = Int(address & 0xFC) + Int(offset - 4)
+        data.storeLittleEndian(UInt64(function.configuration.read(offset: register, count: data.count)))
+    }
+
+    public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        if offset < 4 {
+            if offset == 0 && data.count == 4 { address = UInt32(truncatingIfNeeded: data.littleEndianValue) }
+            return
+        }
+        guard let function = selected else { return }
+        let register = Int(address & 0xFC) + Int(offset - 4)
+        let moved = function.configuration.write(offset: register, count: data.count, value: UInt32(truncatingIfNeeded: data.littleEndianValue))
+        for bar in moved { function.barMoved(bar, to: function.configuration.barAddress(bar)) }
+    }
+}

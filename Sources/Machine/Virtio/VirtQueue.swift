@@ -1,0 +1,112 @@
+/// A malformed request from the guest. The device that meets one marks itself broken (virtio
+/// DEVICE_NEEDS_RESET) with this reason; the VMM goes on.
+public struct VirtQueueError: Error, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One buffer of a descriptor chain, already checked to lie inside guest RAM.
+public struct VirtBuffer {
+    public let address: UInt64
+    public let length: Int
+    public let deviceWritable: Bool
+}
+
+/// A split virtqueue (virtio 1.x, section 2.7). Every address the guest supplies is checked
+/// against guest RAM before use, chains are bounded by the queue size (so a loop cannot spin
+/// the VMM), and device-readable buffers must come before device-writable ones.
+public final class VirtQueue {
+    public let maximumSize: UInt16
+    public var size: UInt16
+    public var descriptorTable: UInt64 = 0
+    public var driverRing: UInt64 = 0
+    public var deviceRing: UInt64 = 0
+    public var enabled = false
+    public private(set) var lastAvailableIndex: UInt16 = 0
+    public private(set) var usedIndex: UInt16 = 0
+
+    static let next: UInt16 = 1
+    static let write: UInt16 = 2
+    static let indirect: UInt16 = 4
+
+    public init(maximumSize: UInt16) {
+        self.maximumSize = maximumSize
+        self.size = maximumSize
+    }
+
+    public func reset() {
+        size = maximumSize
+        descriptorTable = 0
+        driverRing = 0
+        deviceRing = 0
+        enabled = false
+        lastAvailableIndex = 0
+        usedIndex = 0
+    }
+
+    /// Checks the rings lie in guest RAM; called when the driver enables the queue.
+    public func validateLayout(_ memory: GuestMemory) throws {
+        guard size > 0, size <= maximumSize, size & (size - 1) == 0 else {
+            throw VirtQueueError("queue size \(size) is not a power of two in 1...\(maximumSize)")
+        }
+        let n = Int(size)
+        for (name, address, length, alignment) in [
+            ("descriptor table", descriptorTable, 16 * n, UInt64(16)), ("driver ring", driverRing, 6 + 2 * n, 2),
+            ("device ring", deviceRing, 6 + 8 * n, 4),
+        ] {
+            guard address % alignment == 0 else { throw VirtQueueError("\(name) at 0x\(String(address, radix: 16)) is misaligned") }
+            do { _ = try memory.bytes(at: address, count: length) } catch {
+                throw VirtQueueError("\(name) at 0x\(String(address, radix: 16)) is outside guest RAM")
+            }
+        }
+    }
+
+    /// Whether the driver has made a chain available that the device has not taken yet.
+    public func hasAvailable(_ memory: GuestMemory) throws -> Bool {
+        let available = try memory.readValue(UInt16.self, at: driverRing + 2)
+        let pending = available &- lastAvailableIndex
+        guard pending <= size else { throw VirtQueueError("driver ring index moved by \(pending), more than the queue size \(size)") }
+        return pending > 0
+    }
+
+    /// Takes the next available chain into `buffers` (reused, so the hot path does not
+    /// allocate) and returns its head index, or nil when none is available.
+    public func popChain(_ memory: GuestMemory, into buffers: inout [VirtBuffer]) throws -> UInt16? {
+        guard try hasAvailable(memory) else { return nil }
+        let slot = UInt64(lastAvailableIndex % size)
+        let head = try memory.readValue(UInt16.self, at: driverRing + 4 + 2 * slot)
+        lastAvailableIndex &+= 1
+        buffers.removeAll(keepingCapacity: true)
+        var index = head
+        var sawWritable = false
+        for _ in 0..<Int(size) {
+            guard index < size else { throw VirtQueueError("descriptor index \(index) outside a queue of \(size)") }
+            let entry = descriptorTable + 16 * UInt64(index)
+            let address = try memory.readValue(UInt64.self, at: entry)
+            let length = try memory.readValue(UInt32.self, at: entry + 8)
+            let flags = try memory.readValue(UInt16.self, at: entry + 12)
+            let following = try memory.readValue(UInt16.self, at: entry + 14)
+            guard flags & Self.indirect == 0 else { throw VirtQueueError("indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not offered") }
+            guard length > 0 else { throw VirtQueueError("descriptor \(index) has length 0") }
+            do { _ = try memory.bytes(at: address, count: Int(length)) } catch {
+                throw VirtQueueError("descriptor \(index) points outside guest RAM (0x\(String(address, radix: 16)) + \(length))")
+            }
+            let writable = flags & Self.write != 0
+            guard !(sawWritable && !writable) else { throw VirtQueueError("device-readable descriptor \(index) after a device-writable one") }
+            sawWritable = sawWritable || writable
+            buffers.append(VirtBuffer(address: address, length: Int(length), deviceWritable: writable))
+            guard flags & Self.next != 0 else { return head }
+            index = following
+        }
+        throw VirtQueueError("descriptor chain from \(head) is longer than the queue (a loop?)")
+    }
+
+    /// Returns a chain to the driver with the number of bytes the device wrote into it.
+    public func pushUsed(_ memory: GuestMemory, head: UInt16, written: Int) throws {
+        let slot = UInt64(usedIndex % size)
+        try memory.writeValue(UInt32(head), at: deviceRing + 4 + 8 * slot)
+        try memory.writeValue(UInt32(written), at: deviceRing + 8 + 8 * slot)
+        usedIndex &+= 1
+        try memory.writeValue(usedIndex, at: deviceRing + 2)
+    }
+}

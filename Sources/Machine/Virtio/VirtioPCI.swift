@@ -1,0 +1,209 @@
+/// What a virtio device type (net, blk) adds to the PCI transport.
+public protocol VirtioDeviceModel: AnyObject {
+    var deviceID: UInt16 { get }
+    /// Class code, subclass of the PCI function.
+    var pciClass: (UInt8, UInt8) { get }
+    /// Feature bits beyond VIRTIO_F_VERSION_1, which the transport always offers.
+    var deviceFeatures: UInt64 { get }
+    var queueSizes: [UInt16] { get }
+    func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer)
+    /// The driver made buffers available on queue `index`.
+    func queueNotified(_ index: Int, _ transport: VirtioPCITransport) throws
+    func reset()
+}
+
+/// The virtio 1.x PCI transport ("modern" layout): one 16 KiB memory BAR holding the common
+/// configuration, ISR, device configuration and notification regions, each announced by a
+/// vendor-specific capability. Interrupts are never raised: hvbench's drivers poll.
+public final class VirtioPCITransport: PCIFunction, BusDevice {
+    public static let versionOne: UInt64 = 1 << 32
+    static let commonOffset = 0x0000
+    static let isrOffset = 0x1000
+    static let deviceOffset = 0x2000
+    static let notifyOffset = 0x3000
+    static let notifyMultiplier = 4
+    static let barSize: UInt32 = 0x4000
+
+    static let statusFeaturesOK: UInt8 = 8
+    static let statusNeedsReset: UInt8 = 0x40
+
+    public let configuration: PCIConfiguration
+    public let model: VirtioDeviceModel
+    public let memory: GuestMemory
+    public let queues: [VirtQueue]
+    private let mmio: IOBus
+    private var mappedAt: UInt64?
+
+    private var deviceFeatureSelect: UInt32 = 0
+    private var driverFeatureSelect: UInt32 = 0
+    public private(set) var driverFeatures: UInt64 = 0
+    public private(set) var status: UInt8 = 0
+    private var queueSelect: UInt16 = 0
+    private var configGeneration: UInt8 = 0
+
+    /// Why the device stopped, if a guest fed it garbage (DEVICE_NEEDS_RESET is set).
+    public private(set) var brokenReason: String?
+    /// Doorbell writes: each one is a VM exit on the notify region.
+    public private(set) var notifications = 0
+    public var onBroken: ((String) -> Void)?
+
+    public init(model: VirtioDeviceModel, memory: GuestMemory, mmio: IOBus) {
+        self.model = model
+        self.memory = memory
+        self.mmio = mmio
+        queues = model.queueSizes.map { VirtQueue(maximumSize: $0) }
+        configuration = PCIConfiguration(
+            vendor: 0x1AF4, device: 0x1040 + model.deviceID, classCode: model.pciClass.0, subclass: model.pciClass.1,
+            subsystemVendor: 0x1AF4, subsystem: 0x40, revision: 1, barSizes: [Self.barSize])
+        func capability(type: UInt8, offset: Int, length: Int, extra: [UInt8] = []) {
+            let body: [UInt8] = [UInt8(16 + extra.count), type, 0, 0, 0, 0] + le32(UInt32(offset)) + le32(UInt32(length)) + extra
+            configuration.addCapability(id: 0x09, body: body)
+        }
+        capability(type: 1, offset: Self.commonOffset, length: 0x38)
+        capability(type: 2, offset: Self.notifyOffset, length: 0x1000, extra: le32(UInt32(Self.notifyMultiplier)))
+        capability(type: 3, offset: Self.isrOffset, length: 4)
+        capability(type: 4, offset: Self.deviceOffset, length: 0x100)
+    }
+
+    private func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+
+    public func barMoved(_ index: Int, to address: UInt64?) {
+        guard index == 0, address != mappedAt else { return }
+        mmio.remove(self)
+        mappedAt = nil
+        if let address, (try? mmio.insert(self, at: address, length: UInt64(Self.barSize))) != nil { mappedAt = address }
+    }
+
+    /// Marks the device broken: it stops processing until the driver resets it.
+    func fail(_ reason: String) {
+        guard brokenReason == nil else { return }
+        brokenReason = reason
+        status |= Self.statusNeedsReset
+        configGeneration &+= 1
+        onBroken?(reason)
+    }
+
+    private var selectedQueue: VirtQueue? { Int(queueSelect) < queues.count ? queues[Int(queueSelect)] : nil }
+
+    private func reset() {
+        status = 0
+        driverFeatures = 0
+        brokenReason = nil
+        for queue in queues { queue.reset() }
+        model.reset()
+    }
+
+    public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        let offset = Int(offset)
+        switch offset {
+        case Self.commonOffset..<Self.isrOffset:
+            data.storeLittleEndian(readCommon(offset - Self.commonOffset))
+        case Self.isrOffset..<Self.deviceOffset:
+            data.storeLittleEndian(0)  // no interrupts pending, ever
+        case Self.deviceOffset..<Self.notifyOffset:
+            for index in data.indices { data[index] = 0 }
+            model.readConfiguration(offset: offset - Self.deviceOffset, into: data)
+        default:
+            data.storeLittleEndian(0)
+        }
+    }
+
+    private func readCommon(_ register: Int) -> UInt64 {
+        let queue = selectedQueue
+        switch register {
+        case 0x00: return UInt64(deviceFeatureSelect)
+        case 0x04:
+            let features = Self.versionOne | model.deviceFeatures
+            return deviceFeatureSelect < 2 ? (features >> (32 * UInt64(deviceFeatureSelect))) & 0xFFFF_FFFF : 0
+        case 0x08: return UInt64(driverFeatureSelect)
+        case 0x0C: return driverFeatureSelect < 2 ? (driverFeatures >> (32 * UInt64(driverFeatureSelect))) & 0xFFFF_FFFF : 0
+        case 0x10: return 0xFFFF  // msix_config: no MSI-X
+        case 0x12: return UInt64(queues.count)
+        case 0x14: return UInt64(status)
+        case 0x15: return UInt64(configGeneration)
+        case 0x16: return UInt64(queueSelect)
+        case 0x18: return UInt64(queue?.size ?? 0)
+        case 0x1A: return 0xFFFF
+        case 0x1C: return queue?.enabled == true ? 1 : 0
+        case 0x1E: return UInt64(queueSelect)  // queue_notify_off: one notify slot per queue
+        case 0x20: return (queue?.descriptorTable ?? 0) & 0xFFFF_FFFF
+        case 0x24: return (queue?.descriptorTable ?? 0) >> 32
+        case 0x28: return (queue?.driverRing ?? 0) & 0xFFFF_FFFF
+        case 0x2C: return (queue?.driverRing ?? 0) >> 32
+        case 0x30: return (queue?.deviceRing ?? 0) & 0xFFFF_FFFF
+        case 0x34: return (queue?.deviceRing ?? 0) >> 32
+        default: return 0
+        }
+    }
+
+    public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        let offset = Int(offset)
+        let value = data.littleEndianValue
+        switch offset {
+        case Self.commonOffset..<Self.isrOffset:
+            writeCommon(offset - Self.commonOffset, value, width: data.count)
+        case Self.notifyOffset..<(Self.notifyOffset + 0x1000):
+            notifications += 1
+            let index = (offset - Self.notifyOffset) / Self.notifyMultiplier
+            notify(index)
+        default:
+            break  // ISR and device configuration are read-only here
+        }
+    }
+
+    /// Processes queue `index` now (also used by devices to deliver received frames).
+    public func notify(_ index: Int) {
+        guard brokenReason == nil, status & 0x04 != 0, index < queues.count, queues[index].enabled else { return }
+        guard configuration.busMasterEnabled else {
+            fail("queue \(index) notified while PCI bus mastering (DMA) is disabled")
+            return
+        }
+        do { try model.queueNotified(index, self) } catch { fail("queue \(index): \(error)") }
+    }
+
+    private func writeCommon(_ register: Int, _ value: UInt64, width: Int) {
+        func low32(_ old: UInt64) -> UInt64 { (old & 0xFFFF_FFFF_0000_0000) | (value & 0xFFFF_FFFF) }
+        func high32(_ old: UInt64) -> UInt64 { (old & 0xFFFF_FFFF) | (value << 32) }
+        let queue = selectedQueue
+        let editable = !(queue?.enabled ?? true)
+        switch register {
+        case 0x00: deviceFeatureSelect = UInt32(truncatingIfNeeded: value)
+        case 0x08: driverFeatureSelect = UInt32(truncatingIfNeeded: value)
+        case 0x0C:
+            if driverFeatureSelect < 2 {
+                let shift = 32 * UInt64(driverFeatureSelect)
+                driverFeatures = (driverFeatures & ~(0xFFFF_FFFF << shift)) | ((value & 0xFFFF_FFFF) << shift)
+            }
+        case 0x14:
+            let newStatus = UInt8(truncatingIfNeeded: value)
+            if newStatus == 0 {
+                reset()
+                return
+            }
+            if newStatus & Self.statusFeaturesOK != 0 && status & Self.statusFeaturesOK == 0 {
+                let offered = Self.versionOne | model.deviceFeatures
+                // The driver may only accept offered features, and a modern device needs VERSION_1.
+                guard driverFeatures & ~offered == 0, driverFeatures & Self.versionOne != 0 else {
+                    status = newStatus & ~Self.statusFeaturesOK
+                    return
+                }
+            }
+            status = (status & Self.statusNeedsReset) | newStatus
+        case 0x16: queueSelect = UInt16(truncatingIfNeeded: value)
+        case 0x18: if let queue, editable { queue.size = UInt16(truncatingIfNeeded: value) }
+        case 0x1C:
+            guard let queue, value & 1 == 1, !queue.enabled else { return }
+            do {
+                try queue.validateLayout(memory)
+                queue.enabled = true
+            } catch { fail("enabling queue \(queueSelect): \(error)") }
+        case 0x20: if let queue, editable { queue.descriptorTable = low32(queue.descriptorTable) }
+        case 0x24: if let queue, editable { queue.descriptorTable = high32(queue.descriptorTable) }
+        case 0x28: if let queue, editable { queue.driverRing = low32(queue.driverRing) }
+        case 0x2C: if let queue, editable { queue.driverRing = high32(queue.driverRing) }
+        case 0x30: if let queue, editable { queue.deviceRing = low32(queue.deviceRing) }
+        case 0x34: if let queue, editable { queue.deviceRing = high32(queue.deviceRing) }
+        default: break
+        }
+    }
+}
