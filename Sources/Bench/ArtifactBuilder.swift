@@ -90,14 +90,18 @@ public struct ArtifactBuilder: Sendable {
 
     private func buildGuest(clang: String, linker: String, scratch: URL, output: URL) async throws {
         let guest = workspace.guestSources
-        let sources = ["common/bench.c", "common/job.c", "kernel/kernel.c", "kernel/user_main.c", "kernel/entry.S"]
+        let sources = [
+            "common/bench.c", "common/job.c", "common/io_bench.c", "kernel/kernel.c", "kernel/user_main.c", "kernel/entry.S",
+            "drivers/pci.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c",
+        ]
         var objects: [String] = []
         for source in sources {
             let object = scratch.appendingPathComponent(source.replacingOccurrences(of: "/", with: "_") + ".o").path
             try await compile(
                 clang,
                 Self.guestFlags + [
-                    "-I", guest.appendingPathComponent("common").path, "-I", guest.appendingPathComponent("kernel").path, "-c",
+                    "-I", guest.appendingPathComponent("common").path, "-I", guest.appendingPathComponent("kernel").path, "-I",
+                    guest.appendingPathComponent("drivers").path, "-c",
                     guest.appendingPathComponent(source).path, "-o", object,
                 ])
             objects.append(object)
@@ -114,15 +118,18 @@ public struct ArtifactBuilder: Sendable {
     private func buildNative(clang: String, scratch: URL, output: URL) async throws {
         let guest = workspace.guestSources
         let include = ["-I", guest.appendingPathComponent("common").path]
-        let benchObject = scratch.appendingPathComponent("native_bench.o").path
-        try await compile(
-            clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent("common/bench.c").path, "-o", benchObject])
+        var objects: [String] = []
+        for source in ["common/bench.c", "common/io_bench.c"] {
+            let object = scratch.appendingPathComponent("native_" + URL(fileURLWithPath: source).lastPathComponent + ".o").path
+            try await compile(clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent(source).path, "-o", object])
+            objects.append(object)
+        }
         let linked = scratch.appendingPathComponent("native")
         try await compile(
             clang,
             ["-O2", "-Wall"] + include + [
                 guest.appendingPathComponent("common/job.c").path, guest.appendingPathComponent("native/native_main.c").path,
-                benchObject, "-o", linked.path,
+            ] + objects + ["-o", linked.path,
             ])
         try moveIntoPlace(linked, output)
     }

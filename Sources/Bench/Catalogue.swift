@@ -1,7 +1,7 @@
 /// The benchmark ids (a contract: reports, claims and CI baselines refer to them) and how each
 /// one's raw samples (operations, TSC cycles, bytes) become metrics.
 public struct BenchmarkDefinition: Sendable, Equatable {
-    public enum Group: String, Sendable, Codable { case cpu, platform, boot }
+    public enum Group: String, Sendable, Codable { case cpu, platform, boot, network, disk }
 
     public let id: String
     public let group: Group
@@ -39,7 +39,19 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         .init(id: "cpu.hypercall", group: .platform, summary: "vmcall/vmmcall round trip, ns", defaultIterations: 2_000),
         .init(
             id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1),
+        .init(id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s", defaultIterations: 5_000),
+        .init(id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s", defaultIterations: 5_000),
+        .init(id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the VMM's source, Gbit/s", defaultIterations: 5_000),
+        .init(id: "net.rr", group: .network, summary: "64-byte request/response through the VMM's echo, ns (p50/p99)", defaultIterations: 500),
+        .init(id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
+        .init(id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16),
+        .init(id: "disk.rand-read-4k", group: .disk, summary: "random 4 KiB reads, IOPS", defaultIterations: 100),
+        .init(id: "disk.rand-write-4k", group: .disk, summary: "random 4 KiB writes, IOPS", defaultIterations: 100),
+        .init(id: "disk.lat-4k", group: .disk, summary: "4 KiB read latency at queue depth 1, ns (p50/p99)", defaultIterations: 100),
     ]
+
+    public var needsNIC: Bool { group == .network }
+    public var needsDisk: Bool { group == .disk }
 
     public static func named(_ id: String) -> BenchmarkDefinition? { all.first { $0.id == id } }
 
@@ -81,6 +93,18 @@ public enum MetricDerivation {
                 MetricSamples(name: "latency", unit: "ns", better: .lower, values: nsPerOp),
                 MetricSamples(name: "cycles_per_op", unit: "cycles", better: .lower, values: cyclesPerOp),
             ]
+        case "net.tx-64", "net.tx-1500", "net.rx-1500":
+            let frames = zip(samples, nanoseconds).map { Double($0.operations) / $1 * 1e6 }
+            let gbits = zip(samples, nanoseconds).map { Double($0.bytes) * 8 / $1 }
+            let rate = MetricSamples(name: "frame_rate", unit: "kframes/s", better: .higher, values: frames)
+            let bandwidth = MetricSamples(name: "bandwidth", unit: "Gbit/s", better: .higher, values: gbits)
+            return (benchmark == "net.tx-64" ? [rate, bandwidth] : [bandwidth, rate]) + [perOp[0]]
+        case "disk.seq-read", "disk.seq-write":
+            let mibPerSecond = zip(samples, nanoseconds).map { Double($0.bytes) / ($1 / 1e9) / 1_048_576 }
+            return [MetricSamples(name: "bandwidth", unit: "MiB/s", better: .higher, values: mibPerSecond), perOp[0]]
+        case "disk.rand-read-4k", "disk.rand-write-4k":
+            let iops = zip(samples, nanoseconds).map { Double($0.operations) / ($1 / 1e9) }
+            return [MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: iops), perOp[0]]
         default:
             return perOp
         }

@@ -11,13 +11,21 @@ public enum SystemKind: String, CaseIterable, Sendable, Codable {
     case paravirtIO = "paravirt-io"
 
     /// Modes this build can run. The others are declared so the CLI can say why they are refused.
-    public static let implemented: [SystemKind] = [.hardwareAssist, .native]
+    public static let implemented: [SystemKind] = [.hardwareAssist, .paravirtIO, .native]
 
     public var notImplementedReason: String? {
         switch self {
-        case .native, .hardwareAssist: return nil
+        case .native, .hardwareAssist, .paravirtIO: return nil
         case .fullEmulation: return "mode 'full-emulation' needs hvbench's x86-64 emulator, which this build does not have yet"
-        case .paravirtIO: return "mode 'paravirt-io' needs the virtio devices, which this build does not have yet"
+        }
+    }
+
+    /// The devices a VM mode gives the guest.
+    public var ioKind: IOConfiguration.Kind? {
+        switch self {
+        case .hardwareAssist, .fullEmulation: return .legacy
+        case .paravirtIO: return .virtio
+        case .native: return nil
         }
     }
 }
@@ -48,6 +56,11 @@ public struct RunConfiguration: Sendable {
     public var adaptive: AdaptivePolicy?
     /// Other VMMs running the same guest, after hvbench's own systems.
     public var peers: [PeerKind] = []
+    /// Disk benchmarks: the raw image (default: disk.img, 64 MiB, sparse, in the output folder),
+    /// O_DIRECT, and how many sectors of it the benchmarks use.
+    public var diskImagePath: String?
+    public var directIO = false
+    public var diskRegionSectors: UInt64 = 32768
 
     public init(systems: [SystemKind], suite: Suite, outputDirectory: URL, numaNode: Int? = nil) {
         self.systems = systems
@@ -117,19 +130,19 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 switch system {
                 case .native:
                     result = await measure(system.rawValue, entry, configuration) { await self.nativeRound(entry, configuration) }
-                case .hardwareAssist:
+                case .hardwareAssist, .paravirtIO:
                     if let kvm {
                         result = await measure(system.rawValue, entry, configuration) {
                             entry.id == "vm.boot"
-                                ? self.bootRound(entry, configuration, kernel: guestImage, kvm: kvm)
-                                : self.guestRound(entry, configuration, kernel: guestImage, kvm: kvm)
+                                ? self.bootRound(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
+                                : self.guestRound(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
                         }
                         result.engine = "kvm"
                     } else {
                         result = BenchmarkResult(
                             system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
                     }
-                case .fullEmulation, .paravirtIO:
+                case .fullEmulation:
                     result = BenchmarkResult(
                         system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
                 }
@@ -259,8 +272,18 @@ public final class BenchmarkRunner: @unchecked Sendable {
     // MARK: native
 
     private func nativeRound(_ entry: Suite.Entry, _ configuration: RunConfiguration) async -> RoundOutcome {
-        let words = jobWords(
+        var words = jobWords(
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
+        let definition = BenchmarkDefinition.named(entry.id)
+        var disk: DiskImage?
+        if definition?.needsNIC == true { words.append("nic=loopback") }
+        if definition?.needsDisk == true {
+            do {
+                let prepared = try prepareDisk(configuration)
+                disk = prepared
+                words += ["disk_path=\(prepared.path)", "region_sectors=\(configuration.diskRegionSectors)"]
+            } catch { return .failed("\(error)") }
+        }
         var command = [artifacts.nativeRunner.path] + words
         if let node = configuration.numaNode {
             // Same placement as the VM: run the native process on the node's CPUs and memory.
@@ -284,7 +307,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
             system: "native",
             benchmark: entry.id, configuration)
         if output.timedOut { return .failed("native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
-        return interpret(console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
+        let outcome = interpret(console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
+        if case .measured = outcome, let disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
+        return outcome
     }
 
     // MARK: guest
@@ -295,16 +320,21 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     /// Boots one guest for `entry` under the watchdog and logs how the VM ended.
     private func bootGuest(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, repetitions: Int, warmups: Int
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, repetitions: Int, warmups: Int,
+        io: IOConfiguration? = nil
     ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
-        let commandLine = jobWords(
-            entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz
-        )
-        .joined(separator: " ")
+        var words = jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
+        if let io {
+            if io.peer != nil { words.append("nic=\(io.kind == .legacy ? "e1000" : "virtio")") }
+            if io.disk != nil {
+                words += ["disk=\(io.kind == .legacy ? "ide" : "virtio")", "region_sectors=\(configuration.diskRegionSectors)"]
+            }
+        }
+        let commandLine = words.joined(separator: " ")
         do {
             let boot = try VMLauncher.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, kvm: kvm, onConsoleLine: { self.reportSamples($0) })
+                numaNode: configuration.numaNode, kvm: kvm, io: io, onConsoleLine: { self.reportSamples($0) })
             logger.debug(
                 "VM finished",
                 metadata: [
@@ -317,19 +347,33 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
     }
 
-    private func guestRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem)
-        -> RoundOutcome
-    {
+    private func guestRound(
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind
+    ) -> RoundOutcome {
+        let definition = BenchmarkDefinition.named(entry.id)
+        var io: IOConfiguration?
+        if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {
+            var peer: NetworkPeer?
+            var disk: DiskImage?
+            if definition?.needsNIC == true {
+                peer = NetworkPeer(mode: entry.id == "net.rx-1500" ? .source : entry.id == "net.rr" ? .echo : .sink)
+            }
+            if definition?.needsDisk == true {
+                do { disk = try prepareDisk(configuration) } catch { return .failed("\(error)") }
+            }
+            io = IOConfiguration(kind: kind, disk: disk, peer: peer)
+        }
         let commandLine: String
         let boot: VMLauncher.Boot
-        switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups) {
+        switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups, io: io) {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)
         }
         saveLog(
-            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n",
-            system: SystemKind.hardwareAssist.rawValue,
-            benchmark: entry.id, configuration)
+            "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n"
+                + boot.brokenDevices.map { "# device error: \($0)\n" }.joined(),
+            system: system.rawValue, benchmark: entry.id, configuration)
+        if let broken = boot.brokenDevices.first { return .failed("device error: \(broken)") }
         let outcome = interpret(
             boot.console, entry: entry, tscHertz: Double(boot.guestTSCKilohertz) * 1000, privilege: { "cpl\($0)" })
         guard case .exitDevice = boot.outcome.ending else {
@@ -339,21 +383,56 @@ public final class BenchmarkRunner: @unchecked Sendable {
             return .failed(reason)
         }
         guard case .measured(var round) = outcome else { return outcome }
+        if let peer = io?.peer {
+            if let error = peer.errors.first { return .failed("the network peer found a bad frame: \(error)") }
+            let expected = (entry.warmups + entry.repetitions) * Int(entry.iterations)
+            if peer.mode == .sink && peer.framesFromGuest < expected {
+                return .failed("the sink received \(peer.framesFromGuest) frames, the guest reported \(expected)")
+            }
+        }
+        if let disk = io?.disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
         round.exits = boot.outcome.counters
         return .measured(round)
     }
 
+    /// The disk image for a disk benchmark, with its benchmark region set to the prepared pattern.
+    func prepareDisk(_ configuration: RunConfiguration) throws -> DiskImage {
+        let path = configuration.diskImagePath ?? configuration.outputDirectory.appendingPathComponent("disk.img").path
+        try FileManager.default.createDirectory(
+            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        let disk = try DiskImage(path: path, createSize: 64 << 20, direct: configuration.directIO)
+        guard disk.sectors >= configuration.diskRegionSectors else {
+            throw DiskError("disk image \(path) has \(disk.sectors) sectors; the benchmarks need \(configuration.diskRegionSectors)")
+        }
+        try DiskPattern.prepare(disk, sectors: configuration.diskRegionSectors)
+        return disk
+    }
+
+    /// After a write benchmark: the region must hold only the prepared and the written pattern,
+    /// and some sectors must have been written.
+    func verifyWrites(_ entry: Suite.Entry, _ disk: DiskImage, _ configuration: RunConfiguration) -> String? {
+        guard entry.id.contains("write") else { return nil }
+        do {
+            switch try DiskPattern.verify(disk, sectors: configuration.diskRegionSectors) {
+            case .success(let written): return written > 0 ? nil : "no sector of the disk holds the written pattern"
+            case .failure(let problem): return "data check after writing: \(problem)"
+            }
+        } catch {
+            return "data check after writing: \(error)"
+        }
+    }
+
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
-    private func bootRound(_ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem)
-        -> RoundOutcome
-    {
+    private func bootRound(
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind
+    ) -> RoundOutcome {
         var toMain: [Double] = []
         var toFirstInstruction: [Double] = []
         var exits = ExitCounters()
         var privilege: String?
         var log = ""
-        defer { saveLog(log, system: SystemKind.hardwareAssist.rawValue, benchmark: entry.id, configuration) }
+        defer { saveLog(log, system: system.rawValue, benchmark: entry.id, configuration) }
         for boot in 0..<(entry.warmups + entry.repetitions) {
             let run: VMLauncher.Boot
             switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: 1, warmups: 0) {

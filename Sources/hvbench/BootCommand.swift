@@ -29,6 +29,15 @@ struct BootCommand: AsyncParsableCommand {
     @Option(help: "CPU engine: kvm.")
     var cpu: String = "kvm"
 
+    @Option(help: "I/O devices: none, legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
+    var io: String = "none"
+
+    @Option(name: .customLong("disk-image"), help: "Raw disk image for the disk device (created sparse, 64 MiB, if missing).")
+    var diskImage: String?
+
+    @Option(name: .customLong("net-peer"), help: "What the VMM's network peer does with the guest's frames: sink, source or echo.")
+    var netPeer: String = "sink"
+
     func validate() throws {
         guard VMLauncher.memoryRangeMiB.contains(memory) else {
             throw ValidationError(
@@ -37,6 +46,8 @@ struct BootCommand: AsyncParsableCommand {
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         guard cpu == "kvm" else { throw ValidationError("unknown --cpu '\(cpu)': this build has the kvm engine only") }
+        guard ["none", "legacy", "virtio"].contains(io) else { throw ValidationError("unknown --io '\(io)': none, legacy or virtio") }
+        guard NetworkPeer.Mode(rawValue: netPeer) != nil else { throw ValidationError("unknown --net-peer '\(netPeer)': sink, source or echo") }
     }
 
     func run() async throws {
@@ -47,8 +58,14 @@ struct BootCommand: AsyncParsableCommand {
         let boot: VMLauncher.Boot
         do {
             let kvm = try KVMSystem()
+            var devices: IOConfiguration?
+            if let kind = IOConfiguration.Kind(rawValue: io) {
+                let disk = try diskImage.map { try DiskImage(path: $0, createSize: 64 << 20) }
+                devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: NetworkPeer.Mode(rawValue: netPeer)!))
+            }
             boot = try VMLauncher.boot(
-                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, kvm: kvm)
+                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, kvm: kvm, io: devices)
+            for problem in boot.brokenDevices { printError("device error: \(problem)") }
         } catch {
             printError("\(error)")
             throw ExitCode(2)

@@ -10,7 +10,7 @@ struct HVBench: AsyncParsableCommand {
         abstract:
             "Compare virtualization techniques: boot a benchmark guest under hvbench's own VMM and measure it against native.",
         discussion: """
-            Modes: hardware-assist (KVM, emulated legacy devices) and native (the host itself).
+            Modes: hardware-assist (KVM + emulated e1000/IDE), paravirt-io (KVM + virtio-net/blk), native (the host).
             Start with:  hvbench run --suite quick
             """,
         version: version,

@@ -37,6 +37,12 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
 
+    @Option(name: .customLong("disk-image"), help: "Raw image for the disk benchmarks (default: disk.img, 64 MiB, sparse, in the output folder).")
+    var diskImage: String?
+
+    @Flag(help: "Open the disk image with O_DIRECT (bypass the host page cache).")
+    var direct = false
+
     @Option(name: .long, help: "Peers to run the same guest under: qemu (qemu-tcg and qemu-kvm).")
     var peer: [String] = []
 
@@ -169,6 +175,8 @@ struct RunOptions: ParsableArguments {
         configuration.memoryMiB = memory
         configuration.slowdownPercent = injectSlowdown
         configuration.peers = peers
+        configuration.diskImagePath = diskImage
+        configuration.directIO = direct
         if adaptive { configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
         let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
         let results = await runner.run(configuration)

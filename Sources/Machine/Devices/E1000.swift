@@ -84,6 +84,9 @@ public final class E1000: PCIFunction, BusDevice {
         case Register.ims: registers[register / 4] |= value
         case Register.imc: registers[Register.ims / 4] &= ~value
         case Register.ics: registers[Register.icr / 4] |= value
+        case Register.rctl:
+            registers[register / 4] = value
+            receive()  // enabling the receiver starts filling buffers already posted
         case Register.tdt:
             registers[register / 4] = value & 0xFFFF
             doorbells += 1

@@ -7,6 +7,7 @@
  * The host turns those integers into ns/op, cycles/op, GiB/s, ... (see README.md).
  */
 #include "hvb.h"
+#include "io_bench.h"
 
 volatile uint64_t hvb_fixup_rip;
 volatile uint64_t hvb_expected_vector = HVB_VECTOR_NONE;
@@ -261,7 +262,9 @@ static void print_histogram(const char *bench) {
 
 enum kind {
     K_INT, K_MEM_BW, K_MEM_LAT, K_CALLRET, K_SYSCALL, K_PGFAULT, K_DIVZERO, K_PTEMOD,
-    K_CPUID, K_PIO, K_MMIO, K_HYPERCALL, K_BOOT
+    K_CPUID, K_PIO, K_MMIO, K_HYPERCALL, K_BOOT,
+    K_NET_TX64, K_NET_TX1500, K_NET_RX, K_NET_RR,
+    K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT
 };
 
 struct bench_entry {
@@ -275,6 +278,9 @@ static const struct bench_entry catalogue[] = {
     {"cpu.divzero", K_DIVZERO},   {"cpu.ptemod", K_PTEMOD},   {"cpu.cpuid", K_CPUID},
     {"cpu.pio", K_PIO},           {"cpu.mmio", K_MMIO},       {"cpu.hypercall", K_HYPERCALL},
     {"vm.boot", K_BOOT},
+    {"net.tx-64", K_NET_TX64},    {"net.tx-1500", K_NET_TX1500}, {"net.rx-1500", K_NET_RX},
+    {"net.rr", K_NET_RR},         {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
+    {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
 };
 
 static int text_equals(const char *a, const char *b) {
@@ -309,7 +315,7 @@ static const char *unavailable_reason(enum kind kind) {
 static int has_latency_pass(enum kind kind) {
     switch (kind) {
     case K_SYSCALL: case K_PGFAULT: case K_DIVZERO: case K_PTEMOD: case K_CPUID: case K_PIO: case K_MMIO:
-    case K_HYPERCALL:
+    case K_HYPERCALL: case K_NET_RR: case K_DISK_LAT:
         return 1;
     default:
         return 0;
@@ -339,6 +345,10 @@ static const char *setup(struct context *c) {
     case K_HYPERCALL:
         c->amd = cpu_is_amd_like();
         return 0;
+    case K_NET_TX64: case K_NET_TX1500: case K_NET_RX: case K_NET_RR:
+        return io_prepare(c->job, 1, 0);
+    case K_DISK_SEQ_READ: case K_DISK_SEQ_WRITE: case K_DISK_RAND_READ: case K_DISK_RAND_WRITE: case K_DISK_LAT:
+        return io_prepare(c->job, 0, 1);
     default:
         return 0;
     }
@@ -410,6 +420,26 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
         return 0;
     case K_BOOT:
         return 0;
+    case K_NET_TX64: case K_NET_TX1500: {
+        uint32_t length = c->kind == K_NET_TX64 ? 64 : 1514;
+        c->failure = net_transmit(n, length);
+        return n * length;
+    }
+    case K_NET_RX: {
+        uint64_t bytes = 0;
+        c->failure = net_receive(n, &bytes);
+        return bytes;
+    }
+    case K_NET_RR:
+        c->failure = net_request_response(n);
+        return n * 64;
+    default: {
+        uint64_t bytes = 0;
+        int write = c->kind == K_DISK_SEQ_WRITE || c->kind == K_DISK_RAND_WRITE;
+        int sequential = c->kind == K_DISK_SEQ_READ || c->kind == K_DISK_SEQ_WRITE;
+        c->failure = disk_operations(n, write, !sequential, sequential ? 128 : 8, &bytes);
+        return bytes;
+    }
     }
     return 0;
 }

@@ -21,6 +21,9 @@ struct hvb_job {
     uint64_t size_bytes; /* working-set size for memory benchmarks; 0 = default */
     uint64_t tsc_khz;    /* informational: the host converts cycles itself */
     uint64_t slowdown_percent; /* lengthen each timed repetition by this much (self-check) */
+    uint64_t region_sectors;   /* disk benchmarks: sectors of the image they use (0 = 64 MiB) */
+    char nic[16];              /* e1000, virtio (guest) or loopback (native) */
+    char disk[16];             /* ide, virtio (guest) or a file path is given separately (native) */
 };
 
 /* Parses "bench=cpu.int iterations=100 ..." into job. Returns 0, or a static error text. */

@@ -31,6 +31,9 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->size_bytes = 0;
     job->tsc_khz = 0;
     job->slowdown_percent = 0;
+    job->region_sectors = 0;
+    job->nic[0] = 0;
+    job->disk[0] = 0;
     const char *p = cmdline;
     while (*p) {
         while (is_space(*p)) p++;
@@ -58,6 +61,13 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             error = parse_u64(value, value_length, &job->size_bytes);
         } else if (word_equals(word, eq, "tsc_khz")) {
             error = parse_u64(value, value_length, &job->tsc_khz);
+        } else if (word_equals(word, eq, "region_sectors")) {
+            error = parse_u64(value, value_length, &job->region_sectors);
+        } else if (word_equals(word, eq, "nic") || word_equals(word, eq, "disk")) {
+            char *target = word[0] == 'n' ? job->nic : job->disk;
+            if (value_length >= sizeof job->nic) return "bad-device-name";
+            for (size_t i = 0; i < value_length; i++) target[i] = value[i];
+            target[value_length] = 0;
         } else if (word_equals(word, eq, "slowdown_percent")) {
             error = parse_u64(value, value_length, &job->slowdown_percent);
         }

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "hvb.h"
+#include "io.h"
+#include <fcntl.h>
 
 void plat_write(const char *text, size_t length) {
     while (length) {
@@ -70,6 +72,66 @@ struct plat_ops plat = {
     .no_boot = "no-vm-to-boot",
 };
 
+/* ---- host equivalents of the NIC and the disk ---- */
+
+/* The peer's own packet path, in process: a sink that checks frames, a source that makes
+ * them, an echo that returns them (mirrors hvbench's NetworkPeer). */
+static enum { PEER_SINK, PEER_SOURCE, PEER_ECHO } peer_mode;
+static uint8_t echo_frame[2048];
+static uint32_t echo_length, source_sequence;
+
+static const char *loop_send(const uint8_t *frame, uint32_t length) {
+    if (length < HVB_FRAME_HEADER || frame[12] != HVB_ETHERTYPE_HI || frame[13] != HVB_ETHERTYPE_LO) return "peer-got-a-foreign-frame";
+    uint32_t sequence;
+    memcpy(&sequence, frame + 14, 4);
+    for (uint32_t i = HVB_FRAME_HEADER; i < length; i++)
+        if (frame[i] != hvb_frame_byte(sequence, i)) return "peer-got-a-corrupt-frame";
+    if (peer_mode == PEER_ECHO) {
+        memcpy(echo_frame, frame, length);
+        echo_length = length;
+    }
+    return 0;
+}
+
+static const char *loop_flush(void) { return 0; }
+
+static const char *loop_receive(uint8_t *frame, uint32_t capacity, uint32_t *length) {
+    if (peer_mode == PEER_ECHO) {
+        if (!echo_length || echo_length > capacity) return "no-frame-to-receive";
+        memcpy(frame, echo_frame, echo_length);
+        *length = echo_length;
+        echo_length = 0;
+        return 0;
+    }
+    uint32_t n = HVB_FRAME_MAX, s = source_sequence++;
+    if (n > capacity) return "receive-buffer-too-small";
+    memset(frame, 0xFF, 6);
+    memcpy(frame + 6, "\x02hvb\x00\x01", 6);
+    frame[12] = HVB_ETHERTYPE_HI;
+    frame[13] = HVB_ETHERTYPE_LO;
+    memcpy(frame + 14, &s, 4);
+    memcpy(frame + 18, &n, 4);
+    for (uint32_t i = HVB_FRAME_HEADER; i < n; i++) frame[i] = hvb_frame_byte(s, i);
+    *length = n;
+    return 0;
+}
+
+static const struct nic_ops loopback = {"loopback", loop_send, loop_flush, loop_receive};
+
+static int disk_fd = -1;
+
+static const char *file_read(uint64_t lba, uint32_t count, void *buffer) {
+    size_t want = (size_t)count * HVB_SECTOR;
+    return pread(disk_fd, buffer, want, (off_t)(lba * HVB_SECTOR)) == (ssize_t)want ? 0 : "host-pread-failed";
+}
+
+static const char *file_write(uint64_t lba, uint32_t count, const void *buffer) {
+    size_t want = (size_t)count * HVB_SECTOR;
+    return pwrite(disk_fd, buffer, want, (off_t)(lba * HVB_SECTOR)) == (ssize_t)want ? 0 : "host-pwrite-failed";
+}
+
+static struct disk_ops file_disk = {"host-file", 0, file_read, file_write};
+
 int main(int argc, char **argv) {
     char cmdline[1024] = "";
     for (int i = 1; i < argc; i++) {
@@ -95,6 +157,21 @@ int main(int argc, char **argv) {
     if (guard != MAP_FAILED) plat.fault_page = guard;
     else plat.no_fault = "cannot-map-guard-page";
 
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "disk_path=", 10) == 0) {
+            disk_fd = open(argv[i] + 10, O_RDWR);
+            if (disk_fd < 0) {
+                printf("HVB1 fail reason=cannot-open-disk-image\n");
+                return 2;
+            }
+            file_disk.sectors = (uint64_t)lseek(disk_fd, 0, SEEK_END) / HVB_SECTOR;
+            hvb_disk = &file_disk;
+        }
+    }
+    if (strcmp(job.nic, "loopback") == 0) {
+        hvb_nic = &loopback;
+        peer_mode = strcmp(job.bench, "net.rx-1500") == 0 ? PEER_SOURCE : strcmp(job.bench, "net.rr") == 0 ? PEER_ECHO : PEER_SINK;
+    }
     plat_write("HVB1 hello guest=hvbench-native-1\n", 34);
     int status = hvb_run_job(&job);
     plat_write("HVB1 done\n", 10);

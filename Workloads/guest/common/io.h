@@ -1,0 +1,53 @@
+/*
+ * The network and disk side of the benchmarks: what a benchmark needs from a NIC or a disk,
+ * and the data patterns both ends check. The guest implements these with its polling drivers
+ * (drivers/), the native runner with a host file and an in-process peer.
+ */
+#ifndef HVB_IO_H
+#define HVB_IO_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define HVB_SECTOR 512u
+#define HVB_ETHERTYPE_HI 0x88
+#define HVB_ETHERTYPE_LO 0xB5
+#define HVB_FRAME_HEADER 22u
+#define HVB_FRAME_MAX 1514u
+
+struct nic_ops {
+    const char *name;
+    /* Queues one frame (copied); rings the doorbell every few frames. 0 or an error text. */
+    const char *(*send)(const uint8_t *frame, uint32_t length);
+    /* Rings the doorbell for queued frames and waits until the device has taken them all. */
+    const char *(*flush)(void);
+    /* Waits for the next received frame and copies it out; sets *length. */
+    const char *(*receive)(uint8_t *frame, uint32_t capacity, uint32_t *length);
+};
+
+struct disk_ops {
+    const char *name;
+    uint64_t sectors;
+    const char *(*read)(uint64_t lba, uint32_t count, void *buffer);
+    const char *(*write)(uint64_t lba, uint32_t count, const void *buffer);
+};
+
+/* Set by the platform before hvb_run_job when the job asks for a NIC or a disk. */
+extern const struct nic_ops *hvb_nic;
+extern const struct disk_ops *hvb_disk;
+
+/* Frame pattern (shared with hvbench's NetworkPeer): bytes 0-13 Ethernet header, 14-17 sequence,
+ * 18-21 length, then byte i = (sequence * 31 + i * 7 + 0x5A) & 0xFF. */
+static inline uint8_t hvb_frame_byte(uint32_t sequence, uint32_t index) {
+    return (uint8_t)(sequence * 31u + index * 7u + 0x5Au);
+}
+
+/* Sector pattern (shared with hvbench's disk verifier): 64 little-endian words per sector. */
+static inline uint64_t hvb_sector_word(uint64_t lba, uint32_t word, uint64_t seed) {
+    uint64_t x = (lba + 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(word + 1) * 0xD1B54A32D192ED03ull ^ seed * 0xA0761D6478BD642Full;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Polls with a time limit, in TSC cycles (so a dead device fails the benchmark, not the VM). */
+uint64_t hvb_timeout_cycles(void);
+#endif

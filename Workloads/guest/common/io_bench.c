@@ -1,0 +1,145 @@
+/*
+ * Network and disk benchmarks. Every frame and sector carries a pattern that is checked at the
+ * other end (frames by the peer or by this code, sectors by this code on reads and by hvbench
+ * after writes), so a device model that corrupts data fails the benchmark instead of looking fast.
+ */
+#include "hvb.h"
+#include "io.h"
+#include "io_bench.h"
+
+const struct nic_ops *hvb_nic;
+const struct disk_ops *hvb_disk;
+
+static uint64_t timeout_cycles = 4000000000ull;
+uint64_t hvb_timeout_cycles(void) { return timeout_cycles; }
+
+static const uint8_t guest_mac[6] = {0x02, 0x68, 0x76, 0x62, 0x00, 0x02};
+static uint8_t *templates; /* 256 frames of HVB_FRAME_MAX bytes: the pattern by sequence & 0xFF */
+static uint8_t *frame;
+static uint8_t *sector_buffer;
+static uint32_t tx_sequence, rx_expected, rr_sequence;
+static int rx_synchronised;
+static uint64_t region_sectors, sequential_position, rng = 0x9E3779B97F4A7C15ull;
+
+static void build_frame(uint8_t *out, uint32_t sequence, uint32_t length) {
+    const uint8_t *template = templates + (sequence & 0xFF) * HVB_FRAME_MAX;
+    for (uint32_t i = HVB_FRAME_HEADER; i < length; i++) out[i] = template[i];
+    for (int i = 0; i < 6; i++) out[i] = 0xFF; /* broadcast: every NIC model accepts it */
+    for (int i = 0; i < 6; i++) out[6 + i] = guest_mac[i];
+    out[12] = HVB_ETHERTYPE_HI;
+    out[13] = HVB_ETHERTYPE_LO;
+    for (int i = 0; i < 4; i++) out[14 + i] = (uint8_t)(sequence >> (8 * i));
+    for (int i = 0; i < 4; i++) out[18 + i] = (uint8_t)(length >> (8 * i));
+}
+
+/* Checks a received frame; returns its sequence number through *sequence. */
+static const char *check_frame(const uint8_t *in, uint32_t length, uint32_t *sequence) {
+    if (length < HVB_FRAME_HEADER || in[12] != HVB_ETHERTYPE_HI || in[13] != HVB_ETHERTYPE_LO) return "received-foreign-frame";
+    uint32_t s = 0, l = 0;
+    for (int i = 0; i < 4; i++) s |= (uint32_t)in[14 + i] << (8 * i);
+    for (int i = 0; i < 4; i++) l |= (uint32_t)in[18 + i] << (8 * i);
+    if (l != length) return "received-frame-length-mismatch";
+    const uint8_t *template = templates + (s & 0xFF) * HVB_FRAME_MAX;
+    for (uint32_t i = HVB_FRAME_HEADER; i < length; i++)
+        if (in[i] != template[i]) return "received-frame-corrupt";
+    *sequence = s;
+    return 0;
+}
+
+const char *io_prepare(const struct hvb_job *job, int needs_nic, int needs_disk) {
+    if (job->tsc_khz) timeout_cycles = job->tsc_khz * 2000; /* two seconds */
+    if (needs_nic) {
+        if (!hvb_nic) return "no-nic-for-this-benchmark";
+        templates = plat_alloc(256 * HVB_FRAME_MAX);
+        frame = plat_alloc(4096);
+        if (!templates || !frame) return "out-of-memory";
+        for (uint32_t s = 0; s < 256; s++)
+            for (uint32_t i = 0; i < HVB_FRAME_MAX; i++) templates[s * HVB_FRAME_MAX + i] = hvb_frame_byte(s, i);
+    }
+    if (needs_disk) {
+        if (!hvb_disk) return "no-disk-for-this-benchmark";
+        region_sectors = job->region_sectors ? job->region_sectors : 131072;
+        if (region_sectors > hvb_disk->sectors) region_sectors = hvb_disk->sectors & ~127ull;
+        if (region_sectors < 128) return "disk-too-small";
+        sector_buffer = plat_alloc(65536);
+        if (!sector_buffer) return "out-of-memory";
+    }
+    return 0;
+}
+
+const char *net_transmit(uint64_t count, uint32_t length) {
+    for (uint64_t i = 0; i < count; i++) {
+        build_frame(frame, tx_sequence++, length);
+        const char *error = hvb_nic->send(frame, length);
+        if (error) return error;
+    }
+    return hvb_nic->flush();
+}
+
+const char *net_receive(uint64_t count, uint64_t *bytes) {
+    for (uint64_t i = 0; i < count; i++) {
+        uint32_t length, sequence;
+        const char *error = hvb_nic->receive(frame, 4096, &length);
+        if (!error) error = check_frame(frame, length, &sequence);
+        if (error) return error;
+        if (rx_synchronised && sequence != rx_expected) return "received-frame-out-of-sequence";
+        rx_synchronised = 1;
+        rx_expected = sequence + 1;
+        *bytes += length;
+    }
+    return 0;
+}
+
+const char *net_request_response(uint64_t count) {
+    for (uint64_t i = 0; i < count; i++) {
+        uint32_t sequence = rr_sequence++, answered, length;
+        build_frame(frame, sequence, 64);
+        const char *error = hvb_nic->send(frame, 64);
+        if (!error) error = hvb_nic->flush();
+        if (!error) error = hvb_nic->receive(frame, 4096, &length);
+        if (!error) error = check_frame(frame, length, &answered);
+        if (error) return error;
+        if (answered != sequence) return "response-for-another-request";
+    }
+    return 0;
+}
+
+static void fill_sectors(uint64_t lba, uint32_t count, uint64_t seed) {
+    uint64_t *words = (uint64_t *)sector_buffer;
+    for (uint32_t s = 0; s < count; s++)
+        for (uint32_t w = 0; w < 64; w++) words[s * 64 + w] = hvb_sector_word(lba + s, w, seed);
+}
+
+static const char *check_sectors(uint64_t lba, uint32_t count) {
+    const uint64_t *words = (const uint64_t *)sector_buffer;
+    for (uint32_t s = 0; s < count; s++)
+        for (uint32_t w = 0; w < 64; w++)
+            if (words[s * 64 + w] != hvb_sector_word(lba + s, w, 0)) return "disk-read-returned-wrong-data";
+    return 0;
+}
+
+static uint64_t next_random(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* One request of `sectors` at the next sequential or random position of the benchmark region. */
+const char *disk_operations(uint64_t count, int write, int random, uint32_t sectors, uint64_t *bytes) {
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t slots = region_sectors / sectors;
+        uint64_t lba = (random ? next_random() % slots : sequential_position++ % slots) * sectors;
+        const char *error;
+        if (write) {
+            fill_sectors(lba, sectors, 1);
+            error = hvb_disk->write(lba, sectors, sector_buffer);
+        } else {
+            error = hvb_disk->read(lba, sectors, sector_buffer);
+            if (!error) error = check_sectors(lba, sectors);
+        }
+        if (error) return error;
+        *bytes += (uint64_t)sectors * HVB_SECTOR;
+    }
+    return 0;
+}

@@ -1,0 +1,149 @@
+/*
+ * Polling e1000 (82540EM) driver at CPL3: legacy descriptor rings, the BAR mapped into user
+ * space, doorbells (tail writes) batched. Works with hvbench's model and with QEMU's e1000.
+ */
+#include "hvb.h"
+#include "io.h"
+#include "pci.h"
+
+#define RING 256
+#define BATCH 32
+#define BUFFER 2048
+
+struct descriptor {
+    uint64_t address;
+    uint16_t length;
+    uint8_t checksum_offset, command, status, checksum_start;
+    uint16_t special;
+};
+
+static volatile uint32_t *registers;
+static struct descriptor *tx_ring, *rx_ring;
+static uint8_t *tx_buffers, *rx_buffers;
+static uint32_t tx_tail, tx_clean, tx_pending, rx_next, rx_unposted;
+
+static inline uint32_t reg(int offset) { return registers[offset / 4]; }
+static inline void set_reg(int offset, uint32_t value) { registers[offset / 4] = value; }
+static inline void barrier(void) { __asm__ volatile("" : : : "memory"); }
+
+static const char *wait_for(volatile uint8_t *status) {
+    uint64_t start = plat_cycles();
+    while (!(*status & 1))
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-timeout";
+    return 0;
+}
+
+static const char *e1000_send(const uint8_t *frame, uint32_t length) {
+    if (length > BUFFER) return "frame-too-long";
+    /* Keep one slot free so a full ring is distinguishable from an empty one. */
+    while ((tx_tail + 1) % RING == tx_clean) {
+        if (tx_pending) {
+            barrier();
+            set_reg(0x3818, tx_tail);
+            tx_pending = 0;
+        }
+        const char *error = wait_for(&tx_ring[tx_clean].status);
+        if (error) return error;
+        tx_clean = (tx_clean + 1) % RING;
+    }
+    uint8_t *buffer = tx_buffers + tx_tail * BUFFER;
+    for (uint32_t i = 0; i < length; i++) buffer[i] = frame[i];
+    struct descriptor *d = &tx_ring[tx_tail];
+    d->address = (uint64_t)(uintptr_t)buffer;
+    d->length = (uint16_t)length;
+    d->status = 0;
+    d->command = 0x01 | 0x02 | 0x08; /* EOP, insert FCS, report status */
+    tx_tail = (tx_tail + 1) % RING;
+    if (++tx_pending == BATCH) {
+        barrier();
+        set_reg(0x3818, tx_tail);
+        tx_pending = 0;
+    }
+    return 0;
+}
+
+static const char *e1000_flush(void) {
+    if (tx_pending) {
+        barrier();
+        set_reg(0x3818, tx_tail);
+        tx_pending = 0;
+    }
+    while (tx_clean != tx_tail) {
+        const char *error = wait_for(&tx_ring[tx_clean].status);
+        if (error) return error;
+        tx_clean = (tx_clean + 1) % RING;
+    }
+    return 0;
+}
+
+static const char *e1000_receive(uint8_t *frame, uint32_t capacity, uint32_t *length) {
+    struct descriptor *d = &rx_ring[rx_next];
+    uint64_t start = plat_cycles();
+    while (!(d->status & 1)) {
+        if (rx_unposted) { /* hand back buffers before waiting, or the device may have none */
+            set_reg(0x2818, (rx_next + RING - 1) % RING);
+            rx_unposted = 0;
+        }
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-receive-timeout";
+    }
+    barrier();
+    uint32_t n = d->length;
+    if (n > capacity) return "received-frame-too-long";
+    const uint8_t *buffer = rx_buffers + rx_next * BUFFER;
+    for (uint32_t i = 0; i < n; i++) frame[i] = buffer[i];
+    *length = n;
+    d->status = 0;
+    rx_next = (rx_next + 1) % RING;
+    if (++rx_unposted == BATCH) {
+        barrier();
+        set_reg(0x2818, (rx_next + RING - 1) % RING);
+        rx_unposted = 0;
+    }
+    return 0;
+}
+
+static const struct nic_ops ops = {"e1000", e1000_send, e1000_flush, e1000_receive};
+
+const char *e1000_init(const struct nic_ops **out) {
+    static const uint16_t ids[] = {0x100E, 0};
+    int slot = pci_find(0x8086, ids);
+    if (slot < 0) return "no-e1000-on-the-pci-bus";
+    uint64_t bar = pci_bar(slot, 0);
+    if (!bar) return "e1000-bar0-unusable";
+    pci_enable(slot);
+    registers = (volatile uint32_t *)(uintptr_t)bar;
+    set_reg(0x00D8, 0xFFFFFFFFu);       /* mask all interrupts */
+    set_reg(0x0000, reg(0) | (1u << 26)); /* reset */
+    uint64_t start = plat_cycles();
+    while (reg(0) & (1u << 26))
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-reset-timeout";
+    set_reg(0x00D8, 0xFFFFFFFFu);
+    set_reg(0x0000, reg(0) | 0x40); /* set link up */
+    tx_ring = plat_alloc(RING * sizeof *tx_ring);
+    rx_ring = plat_alloc(RING * sizeof *rx_ring);
+    tx_buffers = plat_alloc(RING * BUFFER);
+    rx_buffers = plat_alloc(RING * BUFFER);
+    if (!tx_ring || !rx_ring || !tx_buffers || !rx_buffers) return "out-of-memory";
+    for (int i = 0; i < RING; i++) {
+        tx_ring[i] = (struct descriptor){0};
+        rx_ring[i] = (struct descriptor){.address = (uint64_t)(uintptr_t)(rx_buffers + i * BUFFER)};
+    }
+    for (int i = 0; i < 128; i++) set_reg(0x5200 + 4 * i, 0); /* multicast table */
+    set_reg(0x3800, (uint32_t)(uintptr_t)tx_ring);
+    set_reg(0x3804, 0);
+    set_reg(0x3808, RING * sizeof *tx_ring);
+    set_reg(0x3810, 0);
+    set_reg(0x3818, 0);
+    set_reg(0x0410, 10 | 8 << 10 | 6 << 20);                 /* TIPG */
+    set_reg(0x0400, 1u << 1 | 1u << 3 | 0x10u << 4 | 0x40u << 12); /* TCTL: EN, PSP, CT, COLD */
+    set_reg(0x2800, (uint32_t)(uintptr_t)rx_ring);
+    set_reg(0x2804, 0);
+    set_reg(0x2808, RING * sizeof *rx_ring);
+    set_reg(0x2810, 0);
+    set_reg(0x2818, RING - 1);
+    /* RCTL: EN, unicast/multicast promiscuous, broadcast accept, strip CRC, 2 KiB buffers. */
+    set_reg(0x0100, 1u << 1 | 1u << 3 | 1u << 4 | 1u << 15 | 1u << 26);
+    tx_tail = tx_clean = tx_pending = rx_next = rx_unposted = 0;
+    *out = &ops;
+    return 0;
+}

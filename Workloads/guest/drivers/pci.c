@@ -1,0 +1,62 @@
+/* PCI configuration access through ports 0xCF8/0xCFC (type 1), bus 0, function 0. */
+#include "pci.h"
+#include "kernel.h"
+
+static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
+static inline uint32_t inl(uint16_t port) {
+    uint32_t value;
+    __asm__ volatile("inl %1, %0" : "=a"(value) : "Nd"(port));
+    return value;
+}
+
+static uint32_t address_of(int slot, int offset) { return 0x80000000u | (uint32_t)slot << 11 | (uint32_t)(offset & 0xFC); }
+
+uint32_t pci_read32(int slot, int offset) {
+    outl(0xCF8, address_of(slot, offset));
+    return inl(0xCFC);
+}
+
+void pci_write32(int slot, int offset, uint32_t value) {
+    outl(0xCF8, address_of(slot, offset));
+    outl(0xCFC, value);
+}
+
+int pci_find(uint16_t vendor, const uint16_t *devices) {
+    for (int slot = 0; slot < 32; slot++) {
+        uint32_t id = pci_read32(slot, 0);
+        if ((id & 0xFFFF) != vendor) continue;
+        for (const uint16_t *d = devices; *d; d++)
+            if ((id >> 16) == *d) return slot;
+    }
+    return -1;
+}
+
+/* BARs the firmware left unassigned are placed from here up (below the guest's uncached
+ * cpu.mmio probe page at 0xD0000000 would collide, so start at 0xE0000000). */
+static uint64_t next_free = 0xE0000000ull;
+
+uint64_t pci_bar(int slot, int bar) {
+    int offset = 0x10 + 4 * bar;
+    uint32_t low = pci_read32(slot, offset);
+    if (low & 1) return 0; /* I/O BAR */
+    int is64 = ((low >> 1) & 3) == 2;
+    uint64_t address = low & ~0xFull;
+    if (is64) address |= (uint64_t)pci_read32(slot, offset + 4) << 32;
+    if (address) return address >> 32 ? 0 : address;
+    /* Unassigned: size it, then place it naturally aligned. */
+    pci_write32(slot, offset, 0xFFFFFFFFu);
+    uint32_t mask = pci_read32(slot, offset) & ~0xFu;
+    if (!mask) return 0;
+    uint64_t size = (uint64_t)(~mask) + 1;
+    next_free = (next_free + size - 1) & ~(size - 1);
+    address = next_free;
+    next_free += size;
+    pci_write32(slot, offset, (uint32_t)address);
+    if (is64) pci_write32(slot, offset + 4, 0);
+    return address;
+}
+
+void pci_enable(int slot) {
+    uint32_t command = pci_read32(slot, 4);
+    pci_write32(slot, 4, (command & 0xFFFF0000u) | (command & 0xFFFF) | 0x6);
+}

@@ -1,0 +1,275 @@
+/*
+ * Polling virtio 1.x drivers at CPL3 over the modern PCI transport: capability walk (common,
+ * notify, device config; 64-bit BARs as QEMU uses), split virtqueues, batched notifications.
+ * virtio-blk: one request (header, data, status) at a time. virtio-net: transmit and receive
+ * queues of 256, each buffer = 12-byte header + frame.
+ */
+#include "hvb.h"
+#include "io.h"
+#include "pci.h"
+
+struct virtq_desc {
+    uint64_t address;
+    uint32_t length;
+    uint16_t flags, next;
+};
+
+struct queue {
+    uint16_t size, last_used, notify_off;
+    struct virtq_desc *desc;
+    volatile uint16_t *avail; /* flags, idx, ring[size] */
+    volatile uint8_t *used;   /* flags, idx, {id, len}[size] */
+};
+
+struct device {
+    volatile uint8_t *common, *notify, *config;
+    uint32_t notify_multiplier;
+    struct queue queues[2];
+};
+
+static inline void barrier(void) { __asm__ volatile("" : : : "memory"); }
+static inline volatile uint32_t *common32(struct device *d, int offset) { return (volatile uint32_t *)(d->common + offset); }
+static inline volatile uint16_t *common16(struct device *d, int offset) { return (volatile uint16_t *)(d->common + offset); }
+
+static uint16_t used_index(struct queue *q) { return *(volatile uint16_t *)(q->used + 2); }
+
+static void kick(struct device *d, int index) {
+    barrier();
+    *(volatile uint16_t *)(d->notify + d->queues[index].notify_off * d->notify_multiplier) = (uint16_t)index;
+}
+
+static void make_available(struct queue *q, uint16_t head) {
+    uint16_t index = q->avail[1];
+    q->avail[2 + index % q->size] = head;
+    barrier();
+    q->avail[1] = (uint16_t)(index + 1);
+}
+
+static const char *setup(struct device *d, uint16_t pci_device, uint16_t transitional, uint64_t extra_features, int queue_count) {
+    uint16_t ids[] = {pci_device, transitional, 0};
+    int slot = pci_find(0x1AF4, ids);
+    if (slot < 0) return "no-virtio-device-on-the-pci-bus";
+    uint64_t bars[6] = {0};
+    pci_enable(slot);
+    d->common = d->notify = d->config = 0;
+    for (int cap = pci_read32(slot, 0x34) & 0xFC; cap; cap = (pci_read32(slot, cap) >> 8) & 0xFC) {
+        uint32_t header = pci_read32(slot, cap);
+        if ((header & 0xFF) != 0x09) continue;
+        int type = (header >> 24) & 0xFF;
+        int bar = pci_read32(slot, cap + 4) & 0xFF;
+        uint32_t offset = pci_read32(slot, cap + 8);
+        if (bar > 5) continue;
+        if (!bars[bar]) bars[bar] = pci_bar(slot, bar);
+        if (!bars[bar]) return "virtio-bar-unusable";
+        volatile uint8_t *base = (volatile uint8_t *)(uintptr_t)(bars[bar] + offset);
+        if (type == 1) d->common = base;
+        if (type == 2) {
+            d->notify = base;
+            d->notify_multiplier = pci_read32(slot, cap + 16);
+        }
+        if (type == 4) d->config = base;
+    }
+    pci_enable(slot); /* again: BARs assigned above must decode */
+    if (!d->common || !d->notify) return "virtio-capabilities-missing";
+    volatile uint8_t *status = d->common + 0x14;
+    *status = 0;
+    uint64_t start = plat_cycles();
+    while (*status)
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "virtio-reset-timeout";
+    *status = 1 | 2; /* ACKNOWLEDGE | DRIVER */
+    *common32(d, 0x00) = 1;
+    uint64_t offered = (uint64_t)*common32(d, 0x04) << 32;
+    *common32(d, 0x00) = 0;
+    offered |= *common32(d, 0x04);
+    uint64_t wanted = (1ull << 32) | extra_features;
+    if ((offered & wanted) != wanted) return "virtio-features-missing";
+    *common32(d, 0x08) = 0;
+    *common32(d, 0x0C) = (uint32_t)wanted;
+    *common32(d, 0x08) = 1;
+    *common32(d, 0x0C) = (uint32_t)(wanted >> 32);
+    *status = 1 | 2 | 8;
+    if (!(*status & 8)) return "virtio-features-rejected";
+    for (int i = 0; i < queue_count; i++) {
+        struct queue *q = &d->queues[i];
+        *common16(d, 0x16) = (uint16_t)i;
+        uint16_t size = *common16(d, 0x18);
+        if (!size) return "virtio-queue-missing";
+        if (size > 256) size = 256;
+        *common16(d, 0x18) = size;
+        q->size = size;
+        q->last_used = 0;
+        q->desc = plat_alloc(16u * size);
+        q->avail = plat_alloc(6u + 2u * size);
+        q->used = plat_alloc(6u + 8u * size);
+        if (!q->desc || !q->avail || !q->used) return "out-of-memory";
+        for (uint32_t k = 0; k < 16u * size; k++) ((volatile uint8_t *)q->desc)[k] = 0;
+        for (uint32_t k = 0; k < 3u + size; k++) q->avail[k] = 0;
+        for (uint32_t k = 0; k < 6u + 8u * size; k++) q->used[k] = 0;
+        *common32(d, 0x20) = (uint32_t)(uintptr_t)q->desc;
+        *common32(d, 0x24) = 0;
+        *common32(d, 0x28) = (uint32_t)(uintptr_t)q->avail;
+        *common32(d, 0x2C) = 0;
+        *common32(d, 0x30) = (uint32_t)(uintptr_t)q->used;
+        *common32(d, 0x34) = 0;
+        q->notify_off = *common16(d, 0x1E);
+        *common16(d, 0x1C) = 1;
+    }
+    *status = 1 | 2 | 8 | 4; /* DRIVER_OK */
+    if (*status & 0x40) return "virtio-device-needs-reset";
+    return 0;
+}
+
+/* Waits for the device to return one chain; sets *id and *length. */
+static const char *wait_used(struct queue *q, uint32_t *id, uint32_t *length) {
+    uint64_t start = plat_cycles();
+    while (used_index(q) == q->last_used)
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "virtio-timeout";
+    barrier();
+    volatile uint32_t *element = (volatile uint32_t *)(q->used + 4 + 8 * (q->last_used % q->size));
+    *id = element[0];
+    *length = element[1];
+    q->last_used++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- virtio-blk */
+
+static struct device blk;
+static struct {
+    uint32_t type, reserved;
+    uint64_t sector;
+} *blk_header;
+static volatile uint8_t *blk_status;
+
+static const char *blk_request(uint32_t type, uint64_t lba, uint32_t count, void *buffer) {
+    struct queue *q = &blk.queues[0];
+    blk_header->type = type;
+    blk_header->reserved = 0;
+    blk_header->sector = lba;
+    *blk_status = 0xFF;
+    q->desc[0] = (struct virtq_desc){(uint64_t)(uintptr_t)blk_header, 16, 1, 1};
+    q->desc[1] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, count * HVB_SECTOR, (uint16_t)(1 | (type == 0 ? 2 : 0)), 2};
+    q->desc[2] = (struct virtq_desc){(uint64_t)(uintptr_t)blk_status, 1, 2, 0};
+    make_available(q, 0);
+    kick(&blk, 0);
+    uint32_t id, length;
+    const char *error = wait_used(q, &id, &length);
+    if (error) return error;
+    return *blk_status == 0 ? 0 : "virtio-blk-request-failed";
+}
+
+static const char *blk_read(uint64_t lba, uint32_t count, void *buffer) { return blk_request(0, lba, count, buffer); }
+static const char *blk_write(uint64_t lba, uint32_t count, const void *buffer) { return blk_request(1, lba, count, (void *)buffer); }
+
+static struct disk_ops blk_ops = {"virtio-blk", 0, blk_read, blk_write};
+
+const char *virtio_blk_init(const struct disk_ops **out) {
+    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1);
+    if (error) return error;
+    if (!blk.config) return "virtio-blk-without-config";
+    blk_ops.sectors = *(volatile uint32_t *)blk.config | (uint64_t) * (volatile uint32_t *)(blk.config + 4) << 32;
+    blk_header = plat_alloc(4096);
+    blk_status = (volatile uint8_t *)blk_header + 64;
+    if (!blk_header) return "out-of-memory";
+    *out = &blk_ops;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- virtio-net */
+
+#define NET_HEADER 12u
+#define NET_BUFFER 2048u
+#define NET_BATCH 32u
+static struct device net;
+static uint8_t *tx_buffers, *rx_buffers;
+static uint16_t tx_in_flight, tx_pending, rx_unposted;
+
+static const char *net_reclaim(void) {
+    uint32_t id, length;
+    const char *error = wait_used(&net.queues[1], &id, &length);
+    if (!error) tx_in_flight--;
+    return error;
+}
+
+static const char *net_send(const uint8_t *frame, uint32_t length) {
+    struct queue *q = &net.queues[1];
+    if (length + NET_HEADER > NET_BUFFER) return "frame-too-long";
+    while (tx_in_flight + tx_pending >= q->size) {
+        if (tx_pending) {
+            kick(&net, 1);
+            tx_in_flight += tx_pending;
+            tx_pending = 0;
+        }
+        const char *error = net_reclaim();
+        if (error) return error;
+    }
+    uint16_t slot = (uint16_t)(q->avail[1] % q->size);
+    uint8_t *buffer = tx_buffers + slot * NET_BUFFER;
+    for (uint32_t i = 0; i < NET_HEADER; i++) buffer[i] = 0;
+    for (uint32_t i = 0; i < length; i++) buffer[NET_HEADER + i] = frame[i];
+    q->desc[slot] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, NET_HEADER + length, 0, 0};
+    make_available(q, slot);
+    if (++tx_pending == NET_BATCH) {
+        kick(&net, 1);
+        tx_in_flight += tx_pending;
+        tx_pending = 0;
+    }
+    return 0;
+}
+
+static const char *net_flush(void) {
+    if (tx_pending) {
+        kick(&net, 1);
+        tx_in_flight += tx_pending;
+        tx_pending = 0;
+    }
+    while (tx_in_flight) {
+        const char *error = net_reclaim();
+        if (error) return error;
+    }
+    return 0;
+}
+
+static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *length) {
+    struct queue *q = &net.queues[0];
+    uint64_t start = plat_cycles();
+    while (used_index(q) == q->last_used) {
+        if (rx_unposted) {
+            kick(&net, 0);
+            rx_unposted = 0;
+        }
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "virtio-net-receive-timeout";
+    }
+    uint32_t id, total;
+    const char *error = wait_used(q, &id, &total);
+    if (error) return error;
+    if (id >= q->size || total < NET_HEADER || total - NET_HEADER > capacity) return "virtio-net-bad-receive";
+    const uint8_t *buffer = rx_buffers + id * NET_BUFFER + NET_HEADER;
+    for (uint32_t i = 0; i < total - NET_HEADER; i++) frame[i] = buffer[i];
+    *length = total - NET_HEADER;
+    make_available(q, (uint16_t)id);
+    if (++rx_unposted == NET_BATCH) {
+        kick(&net, 0);
+        rx_unposted = 0;
+    }
+    return 0;
+}
+
+static const struct nic_ops net_ops = {"virtio-net", net_send, net_flush, net_receive};
+
+const char *virtio_net_init(const struct nic_ops **out) {
+    const char *error = setup(&net, 0x1041, 0x1000, 1ull << 5, 2);
+    if (error) return error;
+    struct queue *rx = &net.queues[0];
+    tx_buffers = plat_alloc(net.queues[1].size * NET_BUFFER);
+    rx_buffers = plat_alloc(rx->size * NET_BUFFER);
+    if (!tx_buffers || !rx_buffers) return "out-of-memory";
+    for (uint16_t i = 0; i < rx->size; i++) {
+        rx->desc[i] = (struct virtq_desc){(uint64_t)(uintptr_t)(rx_buffers + i * NET_BUFFER), NET_BUFFER, 2, 0};
+        make_available(rx, i);
+    }
+    kick(&net, 0);
+    tx_in_flight = tx_pending = rx_unposted = 0;
+    *out = &net_ops;
+    return 0;
+}
