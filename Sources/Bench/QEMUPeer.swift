@@ -22,6 +22,30 @@ public enum QEMUPeer {
 
     /// The command line (HOST.md): `-M pc` boots the PVH ELF through SeaBIOS's PVH option ROM;
     /// with KVM, `-cpu host,-arch-capabilities` avoids an abort on MSR 0x10a on these hosts.
+    /// I/O devices matching hvbench's modes: e1000 + IDE for qemu-tcg and qemu-kvm, virtio-net +
+    /// virtio-blk for qemu-kvm-virtio. The NIC's backend is a UDP socket sending to itself, so
+    /// every transmitted frame comes back: an echo for net.rr.
+    public static func deviceArguments(_ peer: PeerKind, nic: Bool, diskPath: String?) -> (arguments: [String], words: [String]) {
+        var arguments: [String] = []
+        var words: [String] = []
+        let virtio = peer == .qemuKVMVirtio
+        if nic {
+            let port = Int.random(in: 20000..<60000)
+            arguments += [
+                "-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)", "-device",
+                virtio ? "virtio-net-pci,netdev=n0" : "e1000,netdev=n0",
+            ]
+            words.append("nic=\(virtio ? "virtio" : "e1000")")
+        }
+        if let diskPath {
+            arguments += virtio
+                ? ["-drive", "file=\(diskPath),if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0"]
+                : ["-drive", "file=\(diskPath),if=ide,format=raw"]
+            words.append("disk=\(virtio ? "virtio" : "ide")")
+        }
+        return (arguments, words)
+    }
+
     public static func arguments(_ peer: PeerKind, kernel: URL, commandLine: String, memoryMiB: Int) -> [String] {
         var arguments = ["-M", "pc"]
         switch peer {
@@ -41,8 +65,7 @@ public enum QEMUPeer {
         switch peer {
         case .qemuTCG: return nil
         case .qemuKVM: return KVMSystem.unavailabilityReason().map { "QEMU with KVM needs /dev/kvm: \($0)" }
-        case .qemuKVMVirtio:
-            return "qemu-kvm-virtio differs from qemu-kvm only in its I/O devices, and this build has no I/O benchmarks"
+        case .qemuKVMVirtio: return KVMSystem.unavailabilityReason().map { "QEMU with KVM needs /dev/kvm: \($0)" }
         }
     }
 }
@@ -84,10 +107,21 @@ extension BenchmarkRunner {
                     metrics: [MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: samples)], tscHertz: tscHertz,
                     privilege: "cpl3"))
         }
-        let words = jobWords(
+        var words = jobWords(
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
-        let arguments = QEMUPeer.arguments(
-            peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "), memoryMiB: configuration.memoryMiB)
+        let definition = BenchmarkDefinition.named(entry.id)
+        if entry.id == "net.rx-1500" { return .skipped("QEMU's network backends have no frame source to receive from") }
+        var disk: DiskImage?
+        if definition?.needsDisk == true {
+            do { disk = try prepareDisk(configuration) } catch { return .failed("\(error)") }
+            words.append("region_sectors=\(configuration.diskRegionSectors)")
+        }
+        let devices = QEMUPeer.deviceArguments(peer, nic: definition?.needsNIC == true, diskPath: disk?.path)
+        words += devices.words
+        let arguments =
+            QEMUPeer.arguments(
+                peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "), memoryMiB: configuration.memoryMiB)
+            + devices.arguments
         let output: ProcessRunner.Output
         do {
             output = try await ProcessRunner.run(qemu, arguments, timeout: entry.timeoutSeconds) { self.reportSamples($0) }
@@ -100,7 +134,9 @@ extension BenchmarkRunner {
             system: peer.rawValue, benchmark: entry.id, configuration)
         if output.timedOut { return .failed("QEMU exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
         // QEMU's TCG and KVM both give the guest the host TSC rate.
-        return interpret(console, entry: entry, tscHertz: tscHertz, privilege: { "cpl\($0)" })
+        let outcome = interpret(console, entry: entry, tscHertz: tscHertz, privilege: { "cpl\($0)" })
+        if case .measured = outcome, let disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
+        return outcome
     }
 }
 

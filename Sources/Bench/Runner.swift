@@ -236,6 +236,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
             exits.unclaimedPortReads += more.unclaimedPortReads
             exits.unclaimedMMIOReads += more.unclaimedMMIOReads
             exits.notifications += more.notifications
+            exits.operations += more.operations
             merged.exits = exits
         }
         return merged
@@ -391,7 +392,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
             }
         }
         if let disk = io?.disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
-        round.exits = boot.outcome.counters
+        var exits = boot.outcome.counters
+        exits.operations = (entry.warmups + entry.repetitions) * Int(entry.iterations) + Int(round.latency.operations)
+        round.exits = exits
         return .measured(round)
     }
 

@@ -9,7 +9,7 @@ public enum CSVReport {
         "system", "benchmark", "metric", "unit", "better", "status", "reason", "privilege", "engine", "n", "median", "mean",
         "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers",
         "percent_of_native",
-        "samples", "exits_pio", "exits_mmio",
+        "samples", "exits_pio", "exits_mmio", "exits_per_op", "doorbells_per_op",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
         "git_commit", "started_at",
     ]
@@ -25,7 +25,10 @@ public enum CSVReport {
             run.tool.version, run.tool.gitCommit ?? "", run.startedAt,
         ]
         for result in run.results {
-            let exits = [result.exits.map { String($0.portIO) } ?? "", result.exits.map { String($0.mmio) } ?? ""]
+            let exits = [
+                result.exits.map { String($0.portIO) } ?? "", result.exits.map { String($0.mmio) } ?? "",
+                result.exits?.exitsPerOperation.map(number) ?? "", result.exits?.notificationsPerOperation.map(number) ?? "",
+            ]
             let common = [result.system, result.benchmark]
             if result.metrics.isEmpty {
                 let row =

@@ -106,6 +106,19 @@ public enum HTMLReport {
                 html += "</section>\n"
             }
         }
+        for (group, title) in [(BenchmarkDefinition.Group.network, "Network"), (.disk, "Disk")] {
+            guard let benchmarks = byGroup[group] else { continue }
+            html += "<section id=\"\(group.rawValue)\"><h2>\(title)</h2><div class=\"grid\">"
+            for benchmark in benchmarks {
+                guard let metric = model.primaryMetric(benchmark) else { continue }
+                let bars = model.systems.compactMap { bar(model, $0, benchmark) }
+                html += BarChart(
+                    title: "\(benchmark) (\(metric.better == .higher ? "higher" : "lower") is better)", unit: metric.unit,
+                    groups: [.init(category: benchmark, bars: bars)], series: bars.map(\.series), width: 370, height: 260
+                ).svg()
+            }
+            html += "</div></section>\n"
+        }
         if let other = byGroup[nil] {
             html += "<section id=\"other\"><h2>Other benchmarks</h2><div class=\"grid\">"
             for benchmark in other {
@@ -171,17 +184,14 @@ public enum HTMLReport {
         let rows = model.run.results.filter { $0.exits != nil && $0.status == .ok }
         guard !rows.isEmpty else { return "" }
         var html =
-            "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th></tr></thead><tbody>"
+            "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th></tr></thead><tbody>"
         for result in rows {
             guard let exits = result.exits else { continue }
-            let operations =
-                Double(result.iterations ?? 0) * Double((result.repetitions ?? 0) + (result.warmups ?? 0) * (result.rounds ?? 1))
-            let perOperation =
-                operations > 0 && result.benchmark != "vm.boot"
-                ? String(format: "%.2f", Double(exits.portIO + exits.mmio) / operations) : "-"
+            let perOperation = exits.exitsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
+            let doorbellsPerOperation = exits.notificationsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
             html +=
-                "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td>"
-            html += "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td></tr>"
+                "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td><td>\(exits.notifications)</td>"
+            html += "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td></tr>"
         }
         return html + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included.</p></section>\n"
     }

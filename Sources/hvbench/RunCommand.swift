@@ -43,7 +43,7 @@ struct RunOptions: ParsableArguments {
     @Flag(help: "Open the disk image with O_DIRECT (bypass the host page cache).")
     var direct = false
 
-    @Option(name: .long, help: "Peers to run the same guest under: qemu (qemu-tcg and qemu-kvm).")
+    @Option(name: .long, help: "Peers to run the same guest under: qemu (= qemu-tcg, qemu-kvm, qemu-kvm-virtio) or one of them.")
     var peer: [String] = []
 
     @Flag(help: "Keep adding rounds until the 95% CI of each median is within --target-ci (or --budget runs out).")
@@ -99,7 +99,7 @@ struct RunOptions: ParsableArguments {
         var peers: [PeerKind] = []
         for value in values.flatMap({ $0.split(separator: ",").map(String.init) }) {
             switch value {
-            case "qemu": peers += [.qemuTCG, .qemuKVM]
+            case "qemu": peers += [.qemuTCG, .qemuKVM, .qemuKVMVirtio]
             default:
                 guard let peer = PeerKind(rawValue: value) else {
                     throw UsageError(

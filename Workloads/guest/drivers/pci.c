@@ -42,8 +42,12 @@ uint64_t pci_bar(int slot, int bar) {
     int is64 = ((low >> 1) & 3) == 2;
     uint64_t address = low & ~0xFull;
     if (is64) address |= (uint64_t)pci_read32(slot, offset + 4) << 32;
-    if (address) return address >> 32 ? 0 : address;
-    /* Unassigned: size it, then place it naturally aligned. */
+    if (address && !(address >> 32)) return address;
+    /* Unassigned, or placed above 4 GiB (SeaBIOS puts 64-bit BARs there), where the guest's
+     * identity map does not reach: size it and place it in the window below 4 GiB, with memory
+     * decoding off while the BAR moves. */
+    uint32_t command = pci_read32(slot, 4);
+    pci_write32(slot, 4, command & ~2u);
     pci_write32(slot, offset, 0xFFFFFFFFu);
     uint32_t mask = pci_read32(slot, offset) & ~0xFu;
     if (!mask) return 0;
@@ -53,6 +57,7 @@ uint64_t pci_bar(int slot, int bar) {
     next_free += size;
     pci_write32(slot, offset, (uint32_t)address);
     if (is64) pci_write32(slot, offset + 4, 0);
+    pci_write32(slot, 4, command);
     return address;
 }
 

@@ -58,9 +58,22 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
         int type = (header >> 24) & 0xFF;
         int bar = pci_read32(slot, cap + 4) & 0xFF;
         uint32_t offset = pci_read32(slot, cap + 8);
-        if (bar > 5) continue;
+        /* Only common (1), notify (2) and device (4) configuration are used; the PCI
+         * configuration access capability (5) names BAR 0 with no region behind it. */
+        if ((type != 1 && type != 2 && type != 4) || bar > 5) continue;
         if (!bars[bar]) bars[bar] = pci_bar(slot, bar);
-        if (!bars[bar]) return "virtio-bar-unusable";
+        if (!bars[bar]) {
+            static char reason[64];
+            const char *prefix = "virtio-bar-unusable-bar";
+            int n = 0;
+            while (prefix[n]) { reason[n] = prefix[n]; n++; }
+            reason[n++] = (char)('0' + bar);
+            reason[n++] = '-';
+            uint32_t raw = pci_read32(slot, 0x10 + 4 * bar);
+            for (int shift = 28; shift >= 0; shift -= 4) reason[n++] = "0123456789abcdef"[(raw >> shift) & 15];
+            reason[n] = 0;
+            return reason;
+        }
         volatile uint8_t *base = (volatile uint8_t *)(uintptr_t)(bars[bar] + offset);
         if (type == 1) d->common = base;
         if (type == 2) {
