@@ -112,7 +112,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
         var index = 0
         var kvm: KVMSystem?
         var kvmProblem: String?
-        if configuration.systems.contains(.hardwareAssist) {
+        if configuration.systems.contains(where: { $0 == .hardwareAssist || $0 == .paravirtIO }) {
             do { kvm = try KVMSystem() } catch {
                 kvmProblem = "\(error)"
                 progress(.notice("hardware-assist skipped: \(error)"))
@@ -140,7 +140,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
                         result.engine = "kvm"
                     } else {
                         result = BenchmarkResult(
-                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem)
+                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem ?? "KVM is not available")
                     }
                 case .fullEmulation:
                     result = BenchmarkResult(

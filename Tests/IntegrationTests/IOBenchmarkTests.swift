@@ -1,0 +1,114 @@
+import Foundation
+import Machine
+import Testing
+
+@testable import Bench
+
+let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk }.map(\.id)
+
+/// Tiny counts: IDE writes cost ~257 exits per sector on kvm_pvm.
+func ioSuite(_ id: String) -> Suite {
+    let iterations: UInt64 = id.hasPrefix("disk.seq") ? 1 : id.hasPrefix("disk") ? 4 : 64
+    return Suite(
+        name: "io-test", description: "",
+        entries: [Suite.Entry(id: id, iterations: iterations, repetitions: 2, warmups: 0, sizeBytes: nil, timeoutSeconds: 120)])
+}
+
+@Suite(.serialized) struct IOBenchmarkTests {
+    func run(_ id: String, on system: SystemKind) async throws -> BenchmarkResult {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var configuration = RunConfiguration(systems: [system], suite: ioSuite(id), outputDirectory: output)
+        configuration.diskRegionSectors = 4096
+        return try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: ioBenchmarks)
+    func emulatedDevicesUnderKVM(_ id: String) async throws {
+        let result = try await run(id, on: .hardwareAssist)
+        #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+        #expect(result.metrics.allSatisfy { $0.samples.allSatisfy { $0 > 0 && $0.isFinite } })
+        let exits = try #require(result.exits)
+        #expect(exits.operations > 0)
+        if id.hasPrefix("disk") { #expect(exits.portIO > exits.operations, "IDE moves data with port I/O") }
+        if id.hasPrefix("net") { #expect(exits.notifications > 0, "e1000 tail writes are counted") }
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: ioBenchmarks)
+    func virtioDevicesUnderKVM(_ id: String) async throws {
+        let result = try await run(id, on: .paravirtIO)
+        #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+        let exits = try #require(result.exits)
+        #expect(exits.notifications > 0)
+        // virtio moves data through shared memory: far fewer exits per operation than the data size.
+        if id.hasPrefix("disk") { #expect(try #require(exits.notificationsPerOperation) <= 1.5) }
+    }
+
+    @Test(arguments: ioBenchmarks)
+    func nativeEquivalents(_ id: String) async throws {
+        let result = try await run(id, on: .native)
+        #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+        #expect(result.privilege == "host-user")
+    }
+
+    @Test func corruptedWritesAreCaught() throws {
+        let path = temporaryDirectory().path + ".img"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let disk = try DiskImage(path: path, createSize: 1 << 20)
+        try DiskPattern.prepare(disk, sectors: 256)
+        guard case .success(let untouched) = try DiskPattern.verify(disk, sectors: 256) else { Issue.record("prepared image fails"); return }
+        #expect(untouched == 0)
+        try [UInt8](repeating: 0x5A, count: 8).withUnsafeBytes { try disk.write(from: $0, at: 512 * 17 + 40) }
+        guard case .failure(let problem) = try DiskPattern.verify(disk, sectors: 256) else { Issue.record("corruption not caught"); return }
+        #expect(problem.description.contains("sector 17"))
+    }
+}
+
+/// The guest's drivers against QEMU's own device models (-M pc).
+@Suite(.serialized) struct QEMUDriverTests {
+    static var accelerator: [String] { Host.hasKVM ? ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] : ["-accel", "tcg"] }
+
+    func boot(_ commandLine: String, devices: [String]) async throws -> BenchmarkTranscript {
+        let artifacts = try await Built.artifacts.value
+        let arguments =
+            ["-M", "pc"] + Self.accelerator + [
+                "-m", "256", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio", "-monitor", "none", "-device",
+                "isa-debug-exit,iobase=0xf4", "-kernel", artifacts.guestImage.path, "-append", commandLine,
+            ] + devices
+        let output = try await ProcessRunner.run(Host.qemu!, arguments, timeout: 180)
+        let bench = String(commandLine.split(separator: " ")[0].dropFirst(6))
+        let transcript = try BenchmarkTranscript.parse(console: output.standardOutput.joined(separator: "\n"), bench: bench)
+        #expect(output.exitCode == 1, "QEMU \(output.statusDescription): \(output.standardOutput.suffix(3)) \(output.standardError.prefix(300))")
+        return transcript
+    }
+
+    @Test(.enabled(if: Host.qemu != nil, Host.qemuSkipMessage), arguments: ["e1000", "virtio-net-pci"])
+    func networkDrivers(_ device: String) async throws {
+        let nic = device == "e1000" ? "e1000" : "virtio"
+        let port = Int.random(in: 20000..<60000)
+        let netdev = ["-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)", "-device", "\(device),netdev=n0"]
+        for bench in ["net.tx-1500", "net.rr"] {
+            let transcript = try await boot("bench=\(bench) iterations=20 repetitions=2 warmups=0 nic=\(nic)", devices: netdev)
+            #expect(transcript.status == .ok, "\(device) \(bench): \(transcript.status)")
+            #expect(transcript.samples.count == 2)
+        }
+    }
+
+    @Test(.enabled(if: Host.qemu != nil, Host.qemuSkipMessage), arguments: ["ide", "virtio"])
+    func diskDrivers(_ kind: String) async throws {
+        let path = temporaryDirectory().path + ".img"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let disk = try DiskImage(path: path, createSize: 16 << 20)
+        try DiskPattern.prepare(disk, sectors: 4096)
+        let drive =
+            kind == "ide"
+            ? ["-drive", "file=\(path),if=ide,format=raw"] : ["-drive", "file=\(path),if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0"]
+        for bench in ["disk.rand-read-4k", "disk.rand-write-4k"] {
+            let transcript = try await boot("bench=\(bench) iterations=4 repetitions=2 warmups=0 disk=\(kind) region_sectors=4096", devices: drive)
+            #expect(transcript.status == .ok, "\(kind) \(bench): \(transcript.status)")
+        }
+        guard case .success(let written) = try DiskPattern.verify(disk, sectors: 4096) else { Issue.record("QEMU wrote bad data"); return }
+        #expect(written > 0)
+    }
+}
