@@ -61,10 +61,13 @@ import Testing
 
     @Test func shippedSuitesLoadAndNameOnlyKnownBenchmarks() throws {
         let workspace = try Workspace.locate()
+        let cpuBenchmarks = Set(BenchmarkDefinition.all.filter { !$0.needsNIC && !$0.needsDisk }.map(\.id))
         for name in ["quick", "cpu"] {
             let suite = try Suite.load(named: name, in: workspace)
-            #expect(suite.entries.count == BenchmarkDefinition.all.count, "suite \(name) covers every CPU benchmark")
+            #expect(Set(suite.entries.map(\.id)) == cpuBenchmarks, "suite \(name) covers every CPU benchmark")
         }
+        #expect(Set(try Suite.load(named: "net", in: workspace).entries.map(\.id)) == Set(BenchmarkDefinition.all.filter(\.needsNIC).map(\.id)))
+        #expect(Set(try Suite.load(named: "disk", in: workspace).entries.map(\.id)) == Set(BenchmarkDefinition.all.filter(\.needsDisk).map(\.id)))
         #expect(throws: Suite.LoadError.self) { try Suite.load(named: "no-such-suite", in: workspace) }
     }
 }
