@@ -115,61 +115,55 @@ public final class BenchmarkRunner: @unchecked Sendable {
         if configuration.systems.contains(where: { $0 == .hardwareAssist || $0 == .paravirtIO }) {
             do { kvm = try KVMSystem() } catch {
                 kvmProblem = "\(error)"
-                progress(.notice("hardware-assist skipped: \(error)"))
+                progress(.notice("KVM modes skipped: \(error)"))
             }
         }
         let guestImage = (try? Data(contentsOf: artifacts.guestImage)).map { [UInt8]($0) } ?? []
+        /// Announces, times and records one (system, benchmark) pair.
+        func record(_ system: String, _ entry: Suite.Entry, _ body: () async -> BenchmarkResult) async {
+            index += 1
+            progress(.starting(system: system, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
+            let started = MonotonicClock.nanoseconds()
+            var result = await body()
+            result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
+            progress(.finished(result))
+            results.append(result)
+        }
         for system in configuration.systems {
             for entry in configuration.suite.entries {
-                index += 1
-                progress(
-                    .starting(
-                        system: system.rawValue, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
-                let started = MonotonicClock.nanoseconds()
-                var result: BenchmarkResult
-                switch system {
-                case .native:
-                    result = await measure(system.rawValue, entry, configuration) { await self.nativeRound(entry, configuration) }
-                case .hardwareAssist, .paravirtIO:
-                    if let kvm {
-                        result = await measure(system.rawValue, entry, configuration) {
+                await record(system.rawValue, entry) {
+                    switch system {
+                    case .native:
+                        return await measure(system.rawValue, entry, configuration) { await self.nativeRound(entry, configuration) }
+                    case .hardwareAssist, .paravirtIO:
+                        guard let kvm else {
+                            return BenchmarkResult(
+                                system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem ?? "KVM is not available")
+                        }
+                        var result = await measure(system.rawValue, entry, configuration) {
                             entry.id == "vm.boot"
                                 ? self.bootRound(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
                                 : self.guestRound(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
                         }
                         result.engine = "kvm"
-                    } else {
-                        result = BenchmarkResult(
-                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem ?? "KVM is not available")
+                        return result
+                    case .fullEmulation:
+                        return BenchmarkResult(
+                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
                     }
-                case .fullEmulation:
-                    result = BenchmarkResult(
-                        system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
                 }
-                result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
-                progress(.finished(result))
-                results.append(result)
             }
         }
         for peer in configuration.peers {
             for entry in configuration.suite.entries {
-                index += 1
-                progress(
-                    .starting(
-                        system: peer.rawValue, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
-                let started = MonotonicClock.nanoseconds()
-                var result: BenchmarkResult
-                if let why = QEMUPeer.unavailability(peer) {
-                    result = BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
-                } else {
-                    result = await measure(peer.rawValue, entry, configuration) {
-                        await self.qemuRound(peer, entry, configuration)
+                await record(peer.rawValue, entry) {
+                    if let why = QEMUPeer.unavailability(peer) {
+                        return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
                     }
+                    var result = await measure(peer.rawValue, entry, configuration) { await self.qemuRound(peer, entry, configuration) }
                     result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
+                    return result
                 }
-                result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
-                progress(.finished(result))
-                results.append(result)
             }
         }
         return results

@@ -12,7 +12,13 @@ struct RunOptions: ParsableArguments {
         help: "Modes to run: hardware-assist, native, or all (comma-separated or repeated).")
     var mode: [String] = ["all"]
 
-    @Option(help: "Suite name in Workloads/suites (quick, cpu) or a path to a suite YAML file.")
+    @Option(help: "VM CPU engine, instead of --mode: kvm or emulator (with --io: the two axes the modes are presets of).")
+    var cpu: String?
+
+    @Option(help: "VM devices, instead of --mode: legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
+    var io: String?
+
+    @Option(help: "Suite name in Workloads/suites (quick, cpu, net, disk) or a path to a suite YAML file.")
     var suite: String = "quick"
 
     @Option(name: .long, help: "Run only this benchmark id (repeatable). Ids outside the suite use catalogue defaults.")
@@ -95,6 +101,20 @@ struct RunOptions: ParsableArguments {
         return systems.filter { seen.insert($0).inserted }.sorted { ($0 == .native ? 0 : 1) < ($1 == .native ? 0 : 1) }
     }
 
+    /// `--cpu` and `--io` select one VM configuration: kvm + legacy is hardware-assist, kvm +
+    /// virtio is paravirt-io, emulator + legacy is full-emulation.
+    static func parseAxes(cpu: String?, io: String?) throws -> SystemKind? {
+        guard cpu != nil || io != nil else { return nil }
+        let engine = cpu ?? "kvm"
+        let devices = io ?? "legacy"
+        guard ["kvm", "emulator"].contains(engine) else { throw UsageError("unknown --cpu '\(engine)'; engines: kvm, emulator") }
+        guard ["legacy", "virtio"].contains(devices) else { throw UsageError("unknown --io '\(devices)'; devices: legacy, virtio") }
+        if engine == "emulator" {
+            throw UsageError("--cpu emulator needs hvbench's x86-64 emulator, which this build does not have yet")
+        }
+        return devices == "legacy" ? .hardwareAssist : .paravirtIO
+    }
+
     static func parsePeers(_ values: [String]) throws -> [PeerKind] {
         var peers: [PeerKind] = []
         for value in values.flatMap({ $0.split(separator: ",").map(String.init) }) {
@@ -147,7 +167,11 @@ struct RunOptions: ParsableArguments {
             return handler
         }
         let workspace = try Workspace.locate()
-        let systems = try Self.parseModes(mode)
+        var systems = try Self.parseModes(mode)
+        if let axes = try Self.parseAxes(cpu: cpu, io: io) {
+            // The axes replace the VM modes of --mode; an explicit native baseline stays.
+            systems = (mode.contains { $0.contains("native") } ? [.native] : []) + [axes]
+        }
         let peers = try Self.parsePeers(peer)
         let selected = try selectedSuite(workspace)
         if let numaNode { try NUMAPlacement.validate(node: numaNode) }
