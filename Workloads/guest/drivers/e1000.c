@@ -35,8 +35,10 @@ static const char *wait_for(volatile uint8_t *status) {
 
 static const char *e1000_send(const uint8_t *frame, uint32_t length) {
     if (length > BUFFER) return "frame-too-long";
-    /* Keep one slot free so a full ring is distinguishable from an empty one. */
-    while ((tx_tail + 1) % RING == tx_clean) {
+    /* Keep one slot free so a full ring is distinguishable from an empty one. When full, ring
+     * the doorbell for what is queued, wait for the oldest frame, then take back every completed
+     * descriptor at once: taking back one at a time would ring the doorbell for every frame. */
+    if ((tx_tail + 1) % RING == tx_clean) {
         if (tx_pending) {
             barrier();
             set_reg(0x3818, tx_tail);
@@ -44,7 +46,7 @@ static const char *e1000_send(const uint8_t *frame, uint32_t length) {
         }
         const char *error = wait_for(&tx_ring[tx_clean].status);
         if (error) return error;
-        tx_clean = (tx_clean + 1) % RING;
+        while (tx_clean != tx_tail && (tx_ring[tx_clean].status & 1)) tx_clean = (tx_clean + 1) % RING;
     }
     uint8_t *buffer = tx_buffers + tx_tail * BUFFER;
     for (uint32_t i = 0; i < length; i++) buffer[i] = frame[i];

@@ -207,7 +207,9 @@ static const char *net_reclaim(void) {
 static const char *net_send(const uint8_t *frame, uint32_t length) {
     struct queue *q = &net.queues[1];
     if (length + NET_HEADER > NET_BUFFER) return "frame-too-long";
-    while (tx_in_flight + tx_pending >= q->size) {
+    if (tx_in_flight + tx_pending >= q->size) {
+        /* Full: notify for what is queued, wait for one buffer, then take back every used one
+         * (one at a time would mean a notification for every frame from here on). */
         if (tx_pending) {
             kick(&net, 1);
             tx_in_flight += tx_pending;
@@ -215,6 +217,10 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
         }
         const char *error = net_reclaim();
         if (error) return error;
+        while (tx_in_flight && used_index(&net.queues[1]) != net.queues[1].last_used) {
+            error = net_reclaim();
+            if (error) return error;
+        }
     }
     uint16_t slot = (uint16_t)(q->avail[1] % q->size);
     uint8_t *buffer = tx_buffers + slot * NET_BUFFER;
