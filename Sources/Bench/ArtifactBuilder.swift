@@ -121,7 +121,8 @@ public struct ArtifactBuilder: Sendable {
         var objects: [String] = []
         for source in ["common/bench.c", "common/io_bench.c"] {
             let object = scratch.appendingPathComponent("native_" + URL(fileURLWithPath: source).lastPathComponent + ".o").path
-            try await compile(clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent(source).path, "-o", object])
+            try await compile(
+                clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent(source).path, "-o", object])
             objects.append(object)
         }
         let linked = scratch.appendingPathComponent("native")
@@ -129,7 +130,8 @@ public struct ArtifactBuilder: Sendable {
             clang,
             ["-O2", "-Wall"] + include + [
                 guest.appendingPathComponent("common/job.c").path, guest.appendingPathComponent("native/native_main.c").path,
-            ] + objects + ["-o", linked.path,
+            ] + objects + [
+                "-o", linked.path,
             ])
         try moveIntoPlace(linked, output)
     }

@@ -39,15 +39,25 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         .init(id: "cpu.hypercall", group: .platform, summary: "vmcall/vmmcall round trip, ns", defaultIterations: 2_000),
         .init(
             id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1),
-        .init(id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s", defaultIterations: 5_000),
-        .init(id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s", defaultIterations: 5_000),
-        .init(id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the VMM's source, Gbit/s", defaultIterations: 5_000),
-        .init(id: "net.rr", group: .network, summary: "64-byte request/response through the VMM's echo, ns (p50/p99)", defaultIterations: 500),
-        .init(id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
+        .init(
+            id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s",
+            defaultIterations: 5_000),
+        .init(
+            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s", defaultIterations: 5_000
+        ),
+        .init(
+            id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the VMM's source, Gbit/s",
+            defaultIterations: 5_000),
+        .init(
+            id: "net.rr", group: .network, summary: "64-byte request/response through the VMM's echo, ns (p50/p99)",
+            defaultIterations: 500),
+        .init(
+            id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
         .init(id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16),
         .init(id: "disk.rand-read-4k", group: .disk, summary: "random 4 KiB reads, IOPS", defaultIterations: 100),
         .init(id: "disk.rand-write-4k", group: .disk, summary: "random 4 KiB writes, IOPS", defaultIterations: 100),
-        .init(id: "disk.lat-4k", group: .disk, summary: "4 KiB read latency at queue depth 1, ns (p50/p99)", defaultIterations: 100),
+        .init(
+            id: "disk.lat-4k", group: .disk, summary: "4 KiB read latency at queue depth 1, ns (p50/p99)", defaultIterations: 100),
     ]
 
     public var needsNIC: Bool { group == .network }

@@ -20,7 +20,9 @@ public enum DiskPattern {
             for s in 0..<count {
                 for w in 0..<64 { chunk[s * 64 + w] = word(lba: lba + UInt64(s), index: UInt32(w), seed: 0) }
             }
-            try chunk.withUnsafeBytes { try disk.write(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 512)]), at: lba * 512) }
+            try chunk.withUnsafeBytes {
+                try disk.write(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 512)]), at: lba * 512)
+            }
             lba += UInt64(count)
         }
     }
@@ -33,7 +35,9 @@ public enum DiskPattern {
         var lba: UInt64 = 0
         while lba < sectors {
             let count = Int(min(256, sectors - lba))
-            try chunk.withUnsafeMutableBytes { try disk.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(count * 512)]), at: lba * 512) }
+            try chunk.withUnsafeMutableBytes {
+                try disk.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(count * 512)]), at: lba * 512)
+            }
             for s in 0..<count {
                 let sector = lba + UInt64(s)
                 let base = s * 64
@@ -41,7 +45,10 @@ public enum DiskPattern {
                     written += 1
                 } else if !(0..<64).allSatisfy({ chunk[base + $0] == word(lba: sector, index: UInt32($0), seed: 0) }) {
                     let bad = (0..<64).first { chunk[base + $0] != word(lba: sector, index: UInt32($0), seed: 0) } ?? 0
-                    return .failure(DiskError("sector \(sector) holds neither the prepared nor the written pattern (first difference at byte \(bad * 8))"))
+                    return .failure(
+                        DiskError(
+                            "sector \(sector) holds neither the prepared nor the written pattern (first difference at byte \(bad * 8))"
+                        ))
                 }
             }
             lba += UInt64(count)

@@ -38,7 +38,8 @@ public enum QEMUPeer {
             words.append("nic=\(virtio ? "virtio" : "e1000")")
         }
         if let diskPath {
-            arguments += virtio
+            arguments +=
+                virtio
                 ? ["-drive", "file=\(diskPath),if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0"]
                 : ["-drive", "file=\(diskPath),if=ide,format=raw"]
             words.append("disk=\(virtio ? "virtio" : "ide")")

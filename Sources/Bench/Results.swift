@@ -181,6 +181,20 @@ extension RunResults {
     /// environment is kept under `hosts`. A host that appears twice gets "#2", "#3", ...
     public static func merge(_ runs: [RunResults]) -> RunResults {
         guard runs.count > 1, var merged = runs.first else { return runs.first! }
+        // Runs of one host (e.g. its quick, net and disk suites) that measured different
+        // (system, benchmark) pairs combine into one run; anything else goes side by side.
+        let sameHost = runs.allSatisfy {
+            $0.environment.hostname == merged.environment.hostname && $0.environment.cpuModel == merged.environment.cpuModel
+                && $0.environment.kvm.module == merged.environment.kvm.module
+        }
+        let pairs = runs.flatMap { $0.results.map { "\($0.system) \($0.benchmark)" } }
+        if sameHost && Set(pairs).count == pairs.count {
+            merged.results = runs.flatMap(\.results)
+            merged.startedAt = runs.map(\.startedAt).min() ?? merged.startedAt
+            merged.suite = Array(Set(runs.compactMap(\.suite))).sorted().joined(separator: "+")
+            merged.derived = nil
+            return merged
+        }
         var hosts: [String: EnvironmentRecord] = [:]
         var results: [BenchmarkResult] = []
         for run in runs {

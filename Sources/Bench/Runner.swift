@@ -134,11 +134,14 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 await record(system.rawValue, entry) {
                     switch system {
                     case .native:
-                        return await measure(system.rawValue, entry, configuration) { await self.nativeRound(entry, configuration) }
+                        return await measure(system.rawValue, entry, configuration) {
+                            await self.nativeRound(entry, configuration)
+                        }
                     case .hardwareAssist, .paravirtIO:
                         guard let kvm else {
                             return BenchmarkResult(
-                                system: system.rawValue, benchmark: entry.id, status: .skipped, reason: kvmProblem ?? "KVM is not available")
+                                system: system.rawValue, benchmark: entry.id, status: .skipped,
+                                reason: kvmProblem ?? "KVM is not available")
                         }
                         var result = await measure(system.rawValue, entry, configuration) {
                             entry.id == "vm.boot"
@@ -160,7 +163,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
                     if let why = QEMUPeer.unavailability(peer) {
                         return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
                     }
-                    var result = await measure(peer.rawValue, entry, configuration) { await self.qemuRound(peer, entry, configuration) }
+                    var result = await measure(peer.rawValue, entry, configuration) {
+                        await self.qemuRound(peer, entry, configuration)
+                    }
                     result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
                     return result
                 }
@@ -302,7 +307,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
             system: "native",
             benchmark: entry.id, configuration)
         if output.timedOut { return .failed("native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
-        let outcome = interpret(console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
+        let outcome = interpret(
+            console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
         if case .measured = outcome, let disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
         return outcome
     }
@@ -360,7 +366,9 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
         let commandLine: String
         let boot: VMLauncher.Boot
-        switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups, io: io) {
+        switch bootGuest(
+            entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups, io: io)
+        {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)
         }
@@ -399,7 +407,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
             at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         let disk = try DiskImage(path: path, createSize: 64 << 20, direct: configuration.directIO)
         guard disk.sectors >= configuration.diskRegionSectors else {
-            throw DiskError("disk image \(path) has \(disk.sectors) sectors; the benchmarks need \(configuration.diskRegionSectors)")
+            throw DiskError(
+                "disk image \(path) has \(disk.sectors) sectors; the benchmarks need \(configuration.diskRegionSectors)")
         }
         try DiskPattern.prepare(disk, sectors: configuration.diskRegionSectors)
         return disk

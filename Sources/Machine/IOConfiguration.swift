@@ -61,7 +61,8 @@ extension VirtualMachine {
     public var brokenDevices: [String] {
         ioDevices.compactMap { device in
             switch device {
-            case .virtio(let transport): return transport.brokenReason.map { "virtio-\(transport.model.deviceID == 1 ? "net" : "blk"): \($0)" }
+            case .virtio(let transport):
+                return transport.brokenReason.map { "virtio-\(transport.model.deviceID == 1 ? "net" : "blk"): \($0)" }
             case .e1000(let nic): return nic.brokenReason.map { "e1000: \($0)" }
             case .ide: return nil
             }

@@ -191,7 +191,8 @@ public enum HTMLReport {
             let doorbellsPerOperation = exits.notificationsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
             html +=
                 "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td><td>\(exits.notifications)</td>"
-            html += "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td></tr>"
+            html +=
+                "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td></tr>"
         }
         return html + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included.</p></section>\n"
     }

@@ -35,7 +35,8 @@ struct BootCommand: AsyncParsableCommand {
     @Option(name: .customLong("disk-image"), help: "Raw disk image for the disk device (created sparse, 64 MiB, if missing).")
     var diskImage: String?
 
-    @Option(name: .customLong("net-peer"), help: "What the VMM's network peer does with the guest's frames: sink, source or echo.")
+    @Option(
+        name: .customLong("net-peer"), help: "What the VMM's network peer does with the guest's frames: sink, source or echo.")
     var netPeer: String = "sink"
 
     func validate() throws {
@@ -46,8 +47,12 @@ struct BootCommand: AsyncParsableCommand {
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         guard cpu == "kvm" else { throw ValidationError("unknown --cpu '\(cpu)': this build has the kvm engine only") }
-        guard ["none", "legacy", "virtio"].contains(io) else { throw ValidationError("unknown --io '\(io)': none, legacy or virtio") }
-        guard NetworkPeer.Mode(rawValue: netPeer) != nil else { throw ValidationError("unknown --net-peer '\(netPeer)': sink, source or echo") }
+        guard ["none", "legacy", "virtio"].contains(io) else {
+            throw ValidationError("unknown --io '\(io)': none, legacy or virtio")
+        }
+        guard NetworkPeer.Mode(rawValue: netPeer) != nil else {
+            throw ValidationError("unknown --net-peer '\(netPeer)': sink, source or echo")
+        }
     }
 
     func run() async throws {
@@ -64,7 +69,8 @@ struct BootCommand: AsyncParsableCommand {
                 devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: NetworkPeer.Mode(rawValue: netPeer)!))
             }
             boot = try VMLauncher.boot(
-                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, kvm: kvm, io: devices)
+                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, kvm: kvm,
+                io: devices)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }
         } catch {
             printError("\(error)")

@@ -43,7 +43,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
 
-    @Option(name: .customLong("disk-image"), help: "Raw image for the disk benchmarks (default: disk.img, 64 MiB, sparse, in the output folder).")
+    @Option(
+        name: .customLong("disk-image"),
+        help: "Raw image for the disk benchmarks (default: disk.img, 64 MiB, sparse, in the output folder).")
     var diskImage: String?
 
     @Flag(help: "Open the disk image with O_DIRECT (bypass the host page cache).")
@@ -108,7 +110,9 @@ struct RunOptions: ParsableArguments {
         let engine = cpu ?? "kvm"
         let devices = io ?? "legacy"
         guard ["kvm", "emulator"].contains(engine) else { throw UsageError("unknown --cpu '\(engine)'; engines: kvm, emulator") }
-        guard ["legacy", "virtio"].contains(devices) else { throw UsageError("unknown --io '\(devices)'; devices: legacy, virtio") }
+        guard ["legacy", "virtio"].contains(devices) else {
+            throw UsageError("unknown --io '\(devices)'; devices: legacy, virtio")
+        }
         if engine == "emulator" {
             throw UsageError("--cpu emulator needs hvbench's x86-64 emulator, which this build does not have yet")
         }

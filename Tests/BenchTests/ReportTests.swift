@@ -79,6 +79,21 @@ import Testing
         #expect(abs(speedup.value - 2) < 0.01)  // 400 ns vs 800 ns: twice as fast
     }
 
+    @Test func runsOfOneHostWithDifferentBenchmarksCombine() {
+        var other = sampleRun()
+        other.suite = "net"
+        other.results = other.results.map {
+            var result = $0
+            result.benchmark = "net.rr"
+            return result
+        }
+        let merged = RunResults.merge([sampleRun(), other])
+        #expect(merged.hosts == nil)
+        #expect(merged.results.count == 6)
+        #expect(merged.suite == "net+quick")
+        #expect(merged.results.allSatisfy { !$0.system.contains("/") })
+    }
+
     @Test func mergedRunsCompareOnlyWithinAHost() throws {
         let merged = RunResults.merge([sampleRun(), sampleRun()])
         let hosts = try #require(merged.hosts)

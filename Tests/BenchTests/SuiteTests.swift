@@ -66,8 +66,12 @@ import Testing
             let suite = try Suite.load(named: name, in: workspace)
             #expect(Set(suite.entries.map(\.id)) == cpuBenchmarks, "suite \(name) covers every CPU benchmark")
         }
-        #expect(Set(try Suite.load(named: "net", in: workspace).entries.map(\.id)) == Set(BenchmarkDefinition.all.filter(\.needsNIC).map(\.id)))
-        #expect(Set(try Suite.load(named: "disk", in: workspace).entries.map(\.id)) == Set(BenchmarkDefinition.all.filter(\.needsDisk).map(\.id)))
+        #expect(
+            Set(try Suite.load(named: "net", in: workspace).entries.map(\.id))
+                == Set(BenchmarkDefinition.all.filter(\.needsNIC).map(\.id)))
+        #expect(
+            Set(try Suite.load(named: "disk", in: workspace).entries.map(\.id))
+                == Set(BenchmarkDefinition.all.filter(\.needsDisk).map(\.id)))
         #expect(throws: Suite.LoadError.self) { try Suite.load(named: "no-such-suite", in: workspace) }
     }
 }

@@ -57,10 +57,14 @@ func ioSuite(_ id: String) -> Suite {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let disk = try DiskImage(path: path, createSize: 1 << 20)
         try DiskPattern.prepare(disk, sectors: 256)
-        guard case .success(let untouched) = try DiskPattern.verify(disk, sectors: 256) else { Issue.record("prepared image fails"); return }
+        guard case .success(let untouched) = try DiskPattern.verify(disk, sectors: 256) else {
+            Issue.record("prepared image fails"); return
+        }
         #expect(untouched == 0)
         try [UInt8](repeating: 0x5A, count: 8).withUnsafeBytes { try disk.write(from: $0, at: 512 * 17 + 40) }
-        guard case .failure(let problem) = try DiskPattern.verify(disk, sectors: 256) else { Issue.record("corruption not caught"); return }
+        guard case .failure(let problem) = try DiskPattern.verify(disk, sectors: 256) else {
+            Issue.record("corruption not caught"); return
+        }
         #expect(problem.description.contains("sector 17"))
     }
 }
@@ -79,7 +83,9 @@ func ioSuite(_ id: String) -> Suite {
         let output = try await ProcessRunner.run(Host.qemu!, arguments, timeout: 180)
         let bench = String(commandLine.split(separator: " ")[0].dropFirst(6))
         let transcript = try BenchmarkTranscript.parse(console: output.standardOutput.joined(separator: "\n"), bench: bench)
-        #expect(output.exitCode == 1, "QEMU \(output.statusDescription): \(output.standardOutput.suffix(3)) \(output.standardError.prefix(300))")
+        #expect(
+            output.exitCode == 1,
+            "QEMU \(output.statusDescription): \(output.standardOutput.suffix(3)) \(output.standardError.prefix(300))")
         return transcript
     }
 
@@ -87,7 +93,9 @@ func ioSuite(_ id: String) -> Suite {
     func networkDrivers(_ device: String) async throws {
         let nic = device == "e1000" ? "e1000" : "virtio"
         let port = Int.random(in: 20000..<60000)
-        let netdev = ["-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)", "-device", "\(device),netdev=n0"]
+        let netdev = [
+            "-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)", "-device", "\(device),netdev=n0",
+        ]
         for bench in ["net.tx-1500", "net.rr"] {
             let transcript = try await boot("bench=\(bench) iterations=20 repetitions=2 warmups=0 nic=\(nic)", devices: netdev)
             #expect(transcript.status == .ok, "\(device) \(bench): \(transcript.status)")
@@ -103,12 +111,16 @@ func ioSuite(_ id: String) -> Suite {
         try DiskPattern.prepare(disk, sectors: 4096)
         let drive =
             kind == "ide"
-            ? ["-drive", "file=\(path),if=ide,format=raw"] : ["-drive", "file=\(path),if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0"]
+            ? ["-drive", "file=\(path),if=ide,format=raw"]
+            : ["-drive", "file=\(path),if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0"]
         for bench in ["disk.rand-read-4k", "disk.rand-write-4k"] {
-            let transcript = try await boot("bench=\(bench) iterations=4 repetitions=2 warmups=0 disk=\(kind) region_sectors=4096", devices: drive)
+            let transcript = try await boot(
+                "bench=\(bench) iterations=4 repetitions=2 warmups=0 disk=\(kind) region_sectors=4096", devices: drive)
             #expect(transcript.status == .ok, "\(kind) \(bench): \(transcript.status)")
         }
-        guard case .success(let written) = try DiskPattern.verify(disk, sectors: 4096) else { Issue.record("QEMU wrote bad data"); return }
+        guard case .success(let written) = try DiskPattern.verify(disk, sectors: 4096) else {
+            Issue.record("QEMU wrote bad data"); return
+        }
         #expect(written > 0)
     }
 }

@@ -66,9 +66,6 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
     }
 }
 
-
-
-
 @Suite struct E1000Tests {
     func make(_ peer: NetworkPeer) throws -> (GuestMemory, E1000) {
         let memory = try GuestMemory(size: 4 << 20)

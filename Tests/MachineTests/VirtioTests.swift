@@ -39,7 +39,10 @@ struct TestQueue {
     func usedEntries() throws -> [(id: UInt32, length: UInt32)] {
         let count = try memory.readValue(UInt16.self, at: used + 2)
         return try (0..<count).map {
-            (try memory.readValue(UInt32.self, at: used + 4 + 8 * UInt64($0)), try memory.readValue(UInt32.self, at: used + 8 + 8 * UInt64($0)))
+            (
+                try memory.readValue(UInt32.self, at: used + 4 + 8 * UInt64($0)),
+                try memory.readValue(UInt32.self, at: used + 8 + 8 * UInt64($0))
+            )
         }
     }
 }
@@ -76,19 +79,37 @@ struct TestQueue {
     }
 
     @Test func rejectsHostileChains() throws {
-        try rejects({ try $0.descriptor(0, address: 0xFFFF_F000, length: 4096, flags: 0); try $0.offer(0) }, "outside guest RAM")
-        try rejects({ try $0.descriptor(0, address: (4 << 20) - 8, length: 64, flags: 0); try $0.offer(0) }, "outside guest RAM")
-        try rejects({ try $0.descriptor(0, address: UInt64.max - 4, length: 16, flags: 0); try $0.offer(0) }, "outside guest RAM")
-        try rejects({ try $0.descriptor(0, address: 0x20000, length: 0, flags: 0); try $0.offer(0) }, "length 0")
+        try rejects(
+            {
+                try $0.descriptor(0, address: 0xFFFF_F000, length: 4096, flags: 0); try $0.offer(0)
+            }, "outside guest RAM")
+        try rejects(
+            {
+                try $0.descriptor(0, address: (4 << 20) - 8, length: 64, flags: 0); try $0.offer(0)
+            }, "outside guest RAM")
+        try rejects(
+            {
+                try $0.descriptor(0, address: UInt64.max - 4, length: 16, flags: 0); try $0.offer(0)
+            }, "outside guest RAM")
+        try rejects(
+            {
+                try $0.descriptor(0, address: 0x20000, length: 0, flags: 0); try $0.offer(0)
+            }, "length 0")
         try rejects(
             { q in
                 try q.descriptor(0, address: 0x20000, length: 8, flags: 1, next: 1)
                 try q.descriptor(1, address: 0x20000, length: 8, flags: 1, next: 0)  // a loop
                 try q.offer(0)
             }, "longer than the queue")
-        try rejects({ try $0.descriptor(0, address: 0x20000, length: 8, flags: 1, next: 200); try $0.offer(0) }, "outside a queue")
+        try rejects(
+            {
+                try $0.descriptor(0, address: 0x20000, length: 8, flags: 1, next: 200); try $0.offer(0)
+            }, "outside a queue")
         try rejects({ try $0.offer(9) }, "outside a queue")
-        try rejects({ try $0.descriptor(0, address: 0x20000, length: 8, flags: 4); try $0.offer(0) }, "indirect")
+        try rejects(
+            {
+                try $0.descriptor(0, address: 0x20000, length: 8, flags: 4); try $0.offer(0)
+            }, "indirect")
         try rejects(
             { q in
                 try q.descriptor(0, address: 0x20000, length: 8, flags: 1 | 2, next: 1)

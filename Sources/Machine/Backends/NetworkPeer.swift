@@ -49,7 +49,9 @@ public final class NetworkPeer {
             return
         }
         for index in Self.headerLength..<frame.count where frame[index] != Self.patternByte(sequence: sequence, index: index) {
-            record("frame \(sequence): byte \(index) is 0x\(String(frame[index], radix: 16)), expected 0x\(String(Self.patternByte(sequence: sequence, index: index), radix: 16))")
+            record(
+                "frame \(sequence): byte \(index) is 0x\(String(frame[index], radix: 16)), expected 0x\(String(Self.patternByte(sequence: sequence, index: index), radix: 16))"
+            )
             return
         }
         if mode == .echo && echoQueue.count < 1024 { echoQueue.append(Array(frame)) }

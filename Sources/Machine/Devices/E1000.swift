@@ -124,7 +124,9 @@ public final class E1000: PCIFunction, BusDevice {
                 guard command & 0x20 == 0 else { return fail("extended transmit descriptors (DEXT) are not supported") }
                 guard frameLength + length <= frame.count else { return fail("transmit frame longer than \(frame.count) bytes") }
                 let source = try memory.bytes(at: address, count: length)
-                frame.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: frameLength).copyMemory(from: source.baseAddress!, byteCount: length) }
+                frame.withUnsafeMutableBytes {
+                    $0.baseAddress!.advanced(by: frameLength).copyMemory(from: source.baseAddress!, byteCount: length)
+                }
                 frameLength += length
                 if command & 0x01 != 0 {  // EOP
                     frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
@@ -155,7 +157,9 @@ public final class E1000: PCIFunction, BusDevice {
                 let descriptor = base + 16 * UInt64(head)
                 let address = try memory.readValue(UInt64.self, at: descriptor)
                 let buffer = try memory.bytes(at: address, count: bufferSize)
-                guard let length = peer.frameForGuest(into: buffer) else { return fail("receive buffer of \(bufferSize) bytes too small") }
+                guard let length = peer.frameForGuest(into: buffer) else {
+                    return fail("receive buffer of \(bufferSize) bytes too small")
+                }
                 try memory.writeValue(UInt16(length), at: descriptor + 8)
                 try memory.writeValue(UInt8(0x03), at: descriptor + 12)  // DD | EOP
                 head = (head + 1) % count

@@ -38,7 +38,11 @@ public final class IDEDisk {
             if control { data.storeLittleEndian(UInt64(disk.currentStatus)) } else { disk.readRegister(Int(offset), into: data) }
         }
         public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-            if control { disk.writeControl(UInt8(truncatingIfNeeded: data.littleEndianValue)) } else { disk.writeRegister(Int(offset), data) }
+            if control {
+                disk.writeControl(UInt8(truncatingIfNeeded: data.littleEndianValue))
+            } else {
+                disk.writeRegister(Int(offset), data)
+            }
         }
     }
 
@@ -101,7 +105,9 @@ public final class IDEDisk {
         }
     }
 
-    private var lba28: UInt64 { UInt64(device & 0x0F) << 24 | UInt64(lba[2].low) << 16 | UInt64(lba[1].low) << 8 | UInt64(lba[0].low) }
+    private var lba28: UInt64 {
+        UInt64(device & 0x0F) << 24 | UInt64(lba[2].low) << 16 | UInt64(lba[1].low) << 8 | UInt64(lba[0].low)
+    }
     private var lba48: UInt64 {
         UInt64(lba[2].high) << 40 | UInt64(lba[1].high) << 32 | UInt64(lba[0].high) << 24 | UInt64(lba[2].low) << 16
             | UInt64(lba[1].low) << 8 | UInt64(lba[0].low)

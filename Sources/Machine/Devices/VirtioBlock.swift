@@ -37,7 +37,8 @@ public final class VirtioBlock: VirtioDeviceModel {
         let memory = transport.memory
         while let head = try queue.popChain(memory, into: &chain) {
             requests += 1
-            guard chain.count >= 2, !chain[0].deviceWritable, chain[0].length >= 16, let status = chain.last, status.deviceWritable,
+            guard chain.count >= 2, !chain[0].deviceWritable, chain[0].length >= 16, let status = chain.last,
+                status.deviceWritable,
                 status.length >= 1
             else {
                 throw VirtQueueError("virtio-blk request needs a 16-byte readable header and a writable status byte")
@@ -62,7 +63,11 @@ public final class VirtioBlock: VirtioDeviceModel {
                 do {
                     for buffer in data {
                         let bytes = try memory.bytes(at: buffer.address, count: buffer.length)
-                        if reading { try disk.read(into: bytes, at: offset) } else { try disk.write(from: UnsafeRawBufferPointer(bytes), at: offset) }
+                        if reading {
+                            try disk.read(into: bytes, at: offset)
+                        } else {
+                            try disk.write(from: UnsafeRawBufferPointer(bytes), at: offset)
+                        }
                         offset += UInt64(buffer.length)
                     }
                     if reading { written = total }
@@ -72,7 +77,9 @@ public final class VirtioBlock: VirtioDeviceModel {
             case Self.typeFlush:
                 do { try disk.flush() } catch { result = Self.statusIOError }
             case Self.typeGetID:
-                guard let buffer = data.first, buffer.deviceWritable else { throw VirtQueueError("virtio-blk get-id without a writable buffer") }
+                guard let buffer = data.first, buffer.deviceWritable else {
+                    throw VirtQueueError("virtio-blk get-id without a writable buffer")
+                }
                 let id = Array("hvbench-virtio-blk".utf8) + [UInt8](repeating: 0, count: 2)
                 let count = min(20, buffer.length)
                 try memory.write(id.prefix(count), at: buffer.address)

@@ -35,9 +35,13 @@ public final class VirtioNet: VirtioDeviceModel {
             var length = 0
             for buffer in chain {
                 guard !buffer.deviceWritable else { throw VirtQueueError("transmit buffer marked device-writable") }
-                guard length + buffer.length <= frame.count else { throw VirtQueueError("transmit chain longer than a 64 KiB frame") }
+                guard length + buffer.length <= frame.count else {
+                    throw VirtQueueError("transmit chain longer than a 64 KiB frame")
+                }
                 let bytes = try memory.bytes(at: buffer.address, count: buffer.length)
-                frame.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: length).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+                frame.withUnsafeMutableBytes {
+                    $0.baseAddress!.advanced(by: length).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                }
                 length += buffer.length
             }
             guard length >= Self.headerLength else { throw VirtQueueError("transmit chain shorter than the virtio-net header") }
@@ -59,7 +63,8 @@ public final class VirtioNet: VirtioDeviceModel {
             let buffer = try memory.bytes(at: chain[0].address, count: chain[0].length)
             for index in 0..<Self.headerLength { buffer[index] = 0 }
             buffer[10] = 1  // num_buffers
-            guard let length = peer.frameForGuest(into: UnsafeMutableRawBufferPointer(rebasing: buffer[Self.headerLength...])) else {
+            guard let length = peer.frameForGuest(into: UnsafeMutableRawBufferPointer(rebasing: buffer[Self.headerLength...]))
+            else {
                 throw VirtQueueError("receive buffer of \(chain[0].length) bytes is too small for the next frame")
             }
             try queue.pushUsed(memory, head: head, written: Self.headerLength + length)

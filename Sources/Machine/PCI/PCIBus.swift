@@ -14,8 +14,10 @@ public final class PCIConfiguration {
     public let barSizes: [UInt32]
     private var nextCapability: UInt8 = 0x40
 
-    public init(vendor: UInt16, device: UInt16, classCode: UInt8, subclass: UInt8, programmingInterface: UInt8 = 0,
-                subsystemVendor: UInt16 = 0, subsystem: UInt16 = 0, revision: UInt8 = 0, barSizes: [UInt32] = []) {
+    public init(
+        vendor: UInt16, device: UInt16, classCode: UInt8, subclass: UInt8, programmingInterface: UInt8 = 0,
+        subsystemVendor: UInt16 = 0, subsystem: UInt16 = 0, revision: UInt8 = 0, barSizes: [UInt32] = []
+    ) {
         precondition(barSizes.allSatisfy { $0 == 0 || ($0 >= 16 && $0 & ($0 - 1) == 0) }, "BAR sizes are powers of two >= 16")
         self.barSizes = barSizes + Array(repeating: 0, count: 6 - barSizes.count)
         set16(0x00, vendor)
@@ -79,7 +81,8 @@ public final class PCIConfiguration {
             let position = (offset + index) & 0xFF
             let byte = UInt8(truncatingIfNeeded: value >> (8 * index))
             switch position {
-            case 0x04: bytes[position] = byte & 0x07  // I/O, memory, bus master
+            case 0x04:
+                bytes[position] = byte & 0x07  // I/O, memory, bus master
                 touched.formUnion(0..<6)
             case 0x05: bytes[position] = byte & 0x04  // interrupt disable
             case 0x0C, 0x0D, 0x3C: bytes[position] = byte  // cache line, latency, interrupt line
@@ -155,7 +158,8 @@ public final class PCIBus: BusDevice {
         }
         guard let function = selected else { return }
         let register = Int(address & 0xFC) + Int(offset - 4)
-        let moved = function.configuration.write(offset: register, count: data.count, value: UInt32(truncatingIfNeeded: data.littleEndianValue))
+        let moved = function.configuration.write(
+            offset: register, count: data.count, value: UInt32(truncatingIfNeeded: data.littleEndianValue))
         for bar in moved { function.barMoved(bar, to: function.configuration.barAddress(bar)) }
     }
 }

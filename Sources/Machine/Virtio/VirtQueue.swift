@@ -54,7 +54,9 @@ public final class VirtQueue {
             ("descriptor table", descriptorTable, 16 * n, UInt64(16)), ("driver ring", driverRing, 6 + 2 * n, 2),
             ("device ring", deviceRing, 6 + 8 * n, 4),
         ] {
-            guard address % alignment == 0 else { throw VirtQueueError("\(name) at 0x\(String(address, radix: 16)) is misaligned") }
+            guard address % alignment == 0 else {
+                throw VirtQueueError("\(name) at 0x\(String(address, radix: 16)) is misaligned")
+            }
             do { _ = try memory.bytes(at: address, count: length) } catch {
                 throw VirtQueueError("\(name) at 0x\(String(address, radix: 16)) is outside guest RAM")
             }
@@ -65,7 +67,9 @@ public final class VirtQueue {
     public func hasAvailable(_ memory: GuestMemory) throws -> Bool {
         let available = try memory.readValue(UInt16.self, at: driverRing + 2)
         let pending = available &- lastAvailableIndex
-        guard pending <= size else { throw VirtQueueError("driver ring index moved by \(pending), more than the queue size \(size)") }
+        guard pending <= size else {
+            throw VirtQueueError("driver ring index moved by \(pending), more than the queue size \(size)")
+        }
         return pending > 0
     }
 
@@ -86,13 +90,17 @@ public final class VirtQueue {
             let length = try memory.readValue(UInt32.self, at: entry + 8)
             let flags = try memory.readValue(UInt16.self, at: entry + 12)
             let following = try memory.readValue(UInt16.self, at: entry + 14)
-            guard flags & Self.indirect == 0 else { throw VirtQueueError("indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not offered") }
+            guard flags & Self.indirect == 0 else {
+                throw VirtQueueError("indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not offered")
+            }
             guard length > 0 else { throw VirtQueueError("descriptor \(index) has length 0") }
             do { _ = try memory.bytes(at: address, count: Int(length)) } catch {
                 throw VirtQueueError("descriptor \(index) points outside guest RAM (0x\(String(address, radix: 16)) + \(length))")
             }
             let writable = flags & Self.write != 0
-            guard !(sawWritable && !writable) else { throw VirtQueueError("device-readable descriptor \(index) after a device-writable one") }
+            guard !(sawWritable && !writable) else {
+                throw VirtQueueError("device-readable descriptor \(index) after a device-writable one")
+            }
             sawWritable = sawWritable || writable
             buffers.append(VirtBuffer(address: address, length: Int(length), deviceWritable: writable))
             guard flags & Self.next != 0 else { return head }
