@@ -41,6 +41,7 @@ public final class E1000: PCIFunction, BusDevice {
     }
 
     private func reset() {
+        brokenReason = nil  // a reset is how a driver recovers the device
         for index in registers.indices { registers[index] = 0 }
         registers[Register.status / 4] = 0x0000_0083  // full duplex, link up, 1000 Mb/s
         registers[Register.eecd / 4] = 0x0000_0100  // EEPROM present
@@ -107,6 +108,14 @@ public final class E1000: PCIFunction, BusDevice {
         return (base, count)
     }
 
+    /// The 16-byte descriptor `index` of a ring, checked to lie in guest RAM: the ring base is
+    /// guest-written and may sit anywhere in the 64-bit space.
+    private func descriptor(_ base: UInt64, _ index: UInt32) throws -> UnsafeMutableRawBufferPointer {
+        let (address, overflow) = base.addingReportingOverflow(16 * UInt64(index))
+        guard !overflow else { throw GuestMemoryError.outOfRange(address: base, length: 16, size: memory.size) }
+        return try memory.bytes(at: address, count: 16)
+    }
+
     /// Sends every descriptor between head and tail; EOP ends a frame, RS asks for the DD bit.
     private func transmit() {
         guard brokenReason == nil, registers[Register.tctl / 4] & 2 != 0, configuration.busMasterEnabled,
@@ -117,10 +126,10 @@ public final class E1000: PCIFunction, BusDevice {
         guard head < count, tail < count else { return fail("transmit head \(head) or tail \(tail) outside a ring of \(count)") }
         do {
             while head != tail {
-                let descriptor = base + 16 * UInt64(head)
-                let address = try memory.readValue(UInt64.self, at: descriptor)
-                let length = Int(try memory.readValue(UInt16.self, at: descriptor + 8))
-                let command = try memory.readValue(UInt8.self, at: descriptor + 11)
+                let entry = try descriptor(base, head)
+                let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+                let length = Int(UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
+                let command = entry[11]
                 guard command & 0x20 == 0 else { return fail("extended transmit descriptors (DEXT) are not supported") }
                 guard frameLength + length <= frame.count else { return fail("transmit frame longer than \(frame.count) bytes") }
                 let source = try memory.bytes(at: address, count: length)
@@ -132,7 +141,7 @@ public final class E1000: PCIFunction, BusDevice {
                     frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
                     frameLength = 0
                 }
-                if command & 0x08 != 0 { try memory.writeValue(UInt8(0x01), at: descriptor + 12) }  // DD
+                if command & 0x08 != 0 { entry[12] = 0x01 }  // DD
                 head = (head + 1) % count
                 registers[Register.tdh / 4] = head
             }
@@ -154,14 +163,14 @@ public final class E1000: PCIFunction, BusDevice {
         let bufferSize = [2048, 1024, 512, 256][Int((registers[Register.rctl / 4] >> 16) & 3)]
         do {
             while head != tail, peer.hasFrameForGuest {
-                let descriptor = base + 16 * UInt64(head)
-                let address = try memory.readValue(UInt64.self, at: descriptor)
+                let entry = try descriptor(base, head)
+                let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
                 let buffer = try memory.bytes(at: address, count: bufferSize)
                 guard let length = peer.frameForGuest(into: buffer) else {
                     return fail("receive buffer of \(bufferSize) bytes too small")
                 }
-                try memory.writeValue(UInt16(length), at: descriptor + 8)
-                try memory.writeValue(UInt8(0x03), at: descriptor + 12)  // DD | EOP
+                entry.storeBytes(of: UInt16(length).littleEndian, toByteOffset: 8, as: UInt16.self)
+                entry[12] = 0x03  // DD | EOP
                 head = (head + 1) % count
                 registers[Register.rdh / 4] = head
                 registers[Register.icr / 4] |= 0x80  // RXT0
