@@ -105,14 +105,7 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
     @Test func transmitRingSendsFramesAndSetsDescriptorDone() throws {
         let peer = NetworkPeer(mode: .sink)
         let (memory, nic) = try make(peer)
-        var frame = [UInt8](repeating: 0xFF, count: 100)
-        frame[12] = 0x88
-        frame[13] = 0xB5
-        frame.withUnsafeMutableBytes {
-            $0.storeBytes(of: UInt32(3), toByteOffset: 14, as: UInt32.self)
-            $0.storeBytes(of: UInt32(100), toByteOffset: 18, as: UInt32.self)
-        }
-        for i in 22..<100 { frame[i] = NetworkPeer.patternByte(sequence: 3, index: i) }
+        let frame = NetworkPeer.frame(sequence: 3, length: 100)
         try memory.write(frame, at: 0x20000)
         // Two descriptors: 60 + 40 bytes, EOP on the second, RS on both.
         try memory.writeValue(UInt64(0x20000), at: 0x10000)

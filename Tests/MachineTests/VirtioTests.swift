@@ -268,14 +268,7 @@ struct TransportDriver {
         // A receive buffer, then a valid patterned 64-byte frame to transmit.
         try rx.descriptor(0, address: 0x60000, length: 2048, flags: 2)
         try rx.offer(0)
-        var frame = [UInt8](repeating: 0xFF, count: 64)
-        frame[12] = 0x88
-        frame[13] = 0xB5
-        frame.withUnsafeMutableBytes {
-            $0.storeBytes(of: UInt32(7), toByteOffset: 14, as: UInt32.self)
-            $0.storeBytes(of: UInt32(64), toByteOffset: 18, as: UInt32.self)
-        }
-        for i in 22..<64 { frame[i] = NetworkPeer.patternByte(sequence: 7, index: i) }
+        let frame = NetworkPeer.frame(sequence: 7, length: 64)
         try memory.write([UInt8](repeating: 0, count: 12) + frame, at: 0x70000)
         let tx = TestQueue(memory: memory, queue: txQueue)
         try tx.descriptor(0, address: 0x70000, length: 76, flags: 0)

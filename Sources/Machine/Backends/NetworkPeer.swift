@@ -74,17 +74,27 @@ public final class NetworkPeer {
         case .source:
             let length = sourceFrameLength
             guard length <= buffer.count else { return nil }
-            let sequence = nextSourceSequence
+            Self.writeFrame(into: buffer, sequence: nextSourceSequence, length: length)
             nextSourceSequence &+= 1
-            for index in 0..<6 { buffer[index] = 0xFF }
-            for index in 0..<6 { buffer[6 + index] = Self.peerMAC[index] }
-            buffer[12] = 0x88
-            buffer[13] = 0xB5
-            buffer.storeBytes(of: sequence.littleEndian, toByteOffset: 14, as: UInt32.self)
-            buffer.storeBytes(of: UInt32(length).littleEndian, toByteOffset: 18, as: UInt32.self)
-            for index in Self.headerLength..<length { buffer[index] = Self.patternByte(sequence: sequence, index: index) }
             framesToGuest += 1
             return length
         }
+    }
+
+    /// Writes a broadcast frame with the pattern for `sequence` (the guest's check accepts it).
+    public static func writeFrame(into buffer: UnsafeMutableRawBufferPointer, sequence: UInt32, length: Int) {
+        for index in 0..<6 { buffer[index] = 0xFF }
+        for index in 0..<6 { buffer[6 + index] = peerMAC[index] }
+        buffer[12] = 0x88
+        buffer[13] = 0xB5
+        buffer.storeBytes(of: sequence.littleEndian, toByteOffset: 14, as: UInt32.self)
+        buffer.storeBytes(of: UInt32(length).littleEndian, toByteOffset: 18, as: UInt32.self)
+        for index in headerLength..<length { buffer[index] = patternByte(sequence: sequence, index: index) }
+    }
+
+    public static func frame(sequence: UInt32, length: Int) -> [UInt8] {
+        var frame = [UInt8](repeating: 0, count: length)
+        frame.withUnsafeMutableBytes { writeFrame(into: $0, sequence: sequence, length: length) }
+        return frame
     }
 }
