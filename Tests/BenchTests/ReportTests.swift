@@ -84,7 +84,7 @@ import Testing
         other.suite = "net"
         other.results = other.results.map {
             var result = $0
-            result.benchmark = "net.rr"
+            result.benchmark = "net." + result.benchmark  // other benchmarks, no pair repeats
             return result
         }
         let merged = RunResults.merge([sampleRun(), other])
