@@ -19,8 +19,13 @@ public struct ArtifactBuilder: Sendable {
     }
 
     /// Shared by the guest and the native build so the workloads get the same code generation:
-    /// integer registers only (the guest may not touch SSE state), no stack protector.
-    static let workloadFlags = ["-O2", "-mgeneral-regs-only", "-fno-stack-protector", "-fno-builtin", "-Wall", "-Wextra"]
+    /// integer registers only (the guest may not touch SSE state), no stack protector, and frame
+    /// pointers omitted explicitly (the freestanding target keeps them by default, the Linux
+    /// target does not, which made cpu.callret differ between the two builds of the same loop).
+    static let workloadFlags = [
+        "-O2", "-mgeneral-regs-only", "-fno-stack-protector", "-fomit-frame-pointer", "-fcf-protection=none", "-fno-builtin",
+        "-Wall", "-Wextra",
+    ]
     static let guestFlags =
         workloadFlags + [
             "--target=x86_64-unknown-none-elf", "-ffreestanding", "-nostdlib", "-mno-red-zone", "-fno-pic", "-fno-pie",
