@@ -114,6 +114,11 @@ struct BaselineCommand: AsyncParsableCommand {
         @Option(help: "Smallest threshold written, in percent.")
         var threshold: Double = 5
 
+        // The spread of a few runs underestimates the tails, and one compare tests ~25 metrics at
+        // once: at 1.5x, a fifth A/A run still tripped one metric here; 2x keeps false alarms rare.
+        @Option(help: "Threshold = margin x the spread of the runs' medians.")
+        var margin: Double = 2
+
         func run() async throws {
             do {
                 let results = try runs.map { try RunResults.load(path: $0) }
@@ -122,11 +127,11 @@ struct BaselineCommand: AsyncParsableCommand {
                 try writeAtomically(try results[0].encoded(), to: file)
                 print("saved \(file.path)")
                 guard results.count > 1 else { return }
-                let (policy, spreads) = ThresholdPolicy.calibrated(from: results, defaultPercent: threshold)
+                let (policy, spreads) = ThresholdPolicy.calibrated(from: results, defaultPercent: threshold, margin: margin)
                 let thresholds = folder.appendingPathComponent("thresholds.yaml")
                 let header =
                     "# Calibrated by `hvbench baseline save` from \(results.count) runs of the same build:\n"
-                    + "# threshold = max(\(Int(threshold))%, 1.5 x the spread of the runs' medians).\n"
+                    + "# threshold = max(\(Int(threshold))%, \(margin) x the spread of the runs' medians).\n"
                 try writeAtomically(Data((header + policy.yaml).utf8), to: thresholds)
                 print("wrote \(thresholds.path); run-to-run spread of medians:")
                 for (key, spread) in spreads {

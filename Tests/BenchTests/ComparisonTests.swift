@@ -126,9 +126,9 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         let runs = [run(["native": [100, 100, 100]]), run(["native": [120, 120, 120]]), run(["native": [110, 110, 110]])]
         let (policy, spreads) = ThresholdPolicy.calibrated(from: runs)
         #expect(abs(spreads[0].percent - 20 / 110 * 100) < 0.01)
-        #expect(policy.percent(benchmark: "cpu.pio", metric: "ns_per_op") == 28)  // 1.5 x 18.2%, rounded up
+        #expect(policy.percent(benchmark: "cpu.pio", metric: "ns_per_op") == 37)  // 2 x 18.2%, rounded up
         let reloaded = policy.yaml
-        #expect(reloaded.contains("\"cpu.pio/ns_per_op\": 28"))
+        #expect(reloaded.contains("\"cpu.pio/ns_per_op\": 37"))
     }
 }
 
