@@ -1,5 +1,6 @@
 import Foundation
 import Histogram
+import Machine
 
 /// Summary of one metric's samples (one sample per repetition). The 95% confidence interval is
 /// a percentile bootstrap of the median (seeded: the same samples always give the same
@@ -117,18 +118,5 @@ public struct Summary: Codable, Equatable, Sendable {
         }
         ratios.sort()
         return (ratio, quantile(ratios, 0.025), quantile(ratios, 0.975))
-    }
-}
-
-/// A small deterministic generator for the bootstrap (reproducible intervals).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -21,6 +21,8 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
 
     private let threadLock = NSLock()
     private var vcpuThread: pthread_t?
+    /// Touched only by the vCPU thread, so the first run() alone needs the lock.
+    private var threadRecorded = false
 
     public init(system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry) throws {
         self.system = system
@@ -118,12 +120,13 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     }
 
     public func run() throws -> VMExit {
-        threadLock.lock()
-        if vcpuThread == nil {
+        if !threadRecorded {
             _ = ckvm_unblock_kick_signal(Self.kickSignal)
+            threadLock.lock()
             vcpuThread = pthread_self()
+            threadLock.unlock()
+            threadRecorded = true
         }
-        threadLock.unlock()
         while true {
             if ckvm_ioctl_value(vcpuDescriptor, CKVM_RUN, 0) < 0 {
                 let error = errno

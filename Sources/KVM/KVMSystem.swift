@@ -65,8 +65,4 @@ public final class KVMSystem: @unchecked Sendable {
             return "\(error)"
         }
     }
-
-    public func checkExtension(_ capability: Int32) -> Int32 {
-        ckvm_ioctl_value(fileDescriptor, CKVM_CHECK_EXTENSION, UInt(capability))
-    }
 }

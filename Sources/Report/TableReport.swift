@@ -3,7 +3,7 @@ import Foundation
 
 /// The table `hvbench run` prints: median, 95% CI, CV and % of native per metric.
 public enum TableReport {
-    public static func render(_ run: RunResults, primaryMetricsOnly: Bool = true) -> String {
+    public static func render(_ run: RunResults) -> String {
         var rows: [[String]] = [["system", "benchmark", "metric", "median", "95% CI", "CV", "% native", "status"]]
         for result in run.results {
             guard result.status == .ok else {
@@ -12,8 +12,7 @@ public enum TableReport {
                 ])
                 continue
             }
-            let metrics = primaryMetricsOnly ? Array(result.metrics.prefix(1)) : result.metrics
-            for metric in metrics {
+            for metric in result.metrics.prefix(1) {  // the benchmark's headline metric
                 let s = metric.summary
                 let percent = run.percentOfNative(system: result.system, benchmark: result.benchmark, metric: metric)
                 rows.append([

@@ -7,19 +7,8 @@ import Testing
 /// overflow and out-of-range access, so surviving these loops is the property under test: every
 /// value a guest controls must be checked before it becomes an address, a length or an index.
 @Suite struct HostileGuestFuzzTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Mostly hostile values: extremes, values near guest RAM's end, and random ones.
-    static func value(_ random: inout Generator, ramSize: UInt64) -> UInt64 {
+    static func value(_ random: inout SplitMix64, ramSize: UInt64) -> UInt64 {
         switch random.next() % 8 {
         case 0: return 0
         case 1: return UInt64.max
@@ -31,7 +20,7 @@ import Testing
         }
     }
 
-    static func scribble(_ memory: GuestMemory, _ random: inout Generator, around address: UInt64, count: Int) {
+    static func scribble(_ memory: GuestMemory, _ random: inout SplitMix64, around address: UInt64, count: Int) {
         for _ in 0..<count {
             let target = (address + random.next() % 8192) % (memory.size - 8)
             try? memory.writeValue(value(&random, ramSize: memory.size), at: target)
@@ -39,7 +28,7 @@ import Testing
     }
 
     @Test(arguments: 0..<4) func e1000SurvivesGarbage(seed: UInt64) throws {
-        var random = Generator(state: seed)
+        var random = SplitMix64(seed: seed)
         let memory = try GuestMemory(size: 1 << 20)
         let nic = E1000(memory: memory, mmio: IOBus(), peer: NetworkPeer(mode: seed % 2 == 0 ? .echo : .source))
         _ = nic.configuration.write(offset: 4, count: 2, value: 0x6)
@@ -67,7 +56,7 @@ import Testing
     }
 
     @Test(arguments: 0..<4) func virtioSurvivesGarbage(seed: UInt64) throws {
-        var random = Generator(state: seed)
+        var random = SplitMix64(seed: seed)
         let memory = try GuestMemory(size: 1 << 20)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString).img").path
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -101,7 +90,7 @@ import Testing
     }
 
     @Test(arguments: 0..<4) func ideSurvivesGarbage(seed: UInt64) throws {
-        var random = Generator(state: seed)
+        var random = SplitMix64(seed: seed)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString).img").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let ide = IDEDisk(disk: try DiskImage(path: path, createSize: 1 << 20))
@@ -120,7 +109,7 @@ import Testing
     }
 
     @Test(arguments: 0..<4) func pciConfigurationSurvivesGarbage(seed: UInt64) throws {
-        var random = Generator(state: seed)
+        var random = SplitMix64(seed: seed)
         let mmio = IOBus()
         let memory = try GuestMemory(size: 1 << 20)
         let bus = PCIBus(mmio: mmio)

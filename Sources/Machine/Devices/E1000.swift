@@ -101,11 +101,23 @@ public final class E1000: PCIFunction, BusDevice {
         }
     }
 
-    private func ring(base low: Int, _ high: Int, length: Int) -> (UInt64, UInt32)? {
-        let base = UInt64(registers[low / 4]) | UInt64(registers[high / 4]) << 32
-        let count = registers[length / 4] / 16
+    /// A ring the device may work on now: enabled, DMA allowed, set up, with head and tail inside
+    /// it (otherwise the device is marked broken). Register offsets are the ring's base-low, its
+    /// base-high, length, head and tail.
+    private func activeRing(_ name: String, enabledBy control: Int, registers ring: (Int, Int, Int, Int, Int)) -> (
+        base: UInt64, count: UInt32, head: UInt32, tail: UInt32
+    )? {
+        guard brokenReason == nil, registers[control / 4] & 2 != 0, configuration.busMasterEnabled else { return nil }
+        let base = UInt64(registers[ring.0 / 4]) | UInt64(registers[ring.1 / 4]) << 32
+        let count = registers[ring.2 / 4] / 16
         guard count > 0 else { return nil }
-        return (base, count)
+        let head = registers[ring.3 / 4]
+        let tail = registers[ring.4 / 4]
+        guard head < count, tail < count else {
+            fail("\(name) head \(head) or tail \(tail) outside a ring of \(count)")
+            return nil
+        }
+        return (base, count, head, tail)
     }
 
     /// The 16-byte descriptor `index` of a ring, checked to lie in guest RAM: the ring base is
@@ -118,12 +130,12 @@ public final class E1000: PCIFunction, BusDevice {
 
     /// Sends every descriptor between head and tail; EOP ends a frame, RS asks for the DD bit.
     private func transmit() {
-        guard brokenReason == nil, registers[Register.tctl / 4] & 2 != 0, configuration.busMasterEnabled,
-            let (base, count) = ring(base: Register.tdbal, Register.tdbah, length: Register.tdlen)
+        guard
+            let (base, count, start, tail) = activeRing(
+                "transmit", enabledBy: Register.tctl,
+                registers: (Register.tdbal, Register.tdbah, Register.tdlen, Register.tdh, Register.tdt))
         else { return }
-        var head = registers[Register.tdh / 4]
-        let tail = registers[Register.tdt / 4]
-        guard head < count, tail < count else { return fail("transmit head \(head) or tail \(tail) outside a ring of \(count)") }
+        var head = start
         do {
             while head != tail {
                 let entry = try descriptor(base, head)
@@ -154,12 +166,12 @@ public final class E1000: PCIFunction, BusDevice {
 
     /// Fills free receive descriptors (head up to tail) with frames the peer has for the guest.
     private func receive() {
-        guard brokenReason == nil, registers[Register.rctl / 4] & 2 != 0, configuration.busMasterEnabled,
-            let (base, count) = ring(base: Register.rdbal, Register.rdbah, length: Register.rdlen)
+        guard
+            let (base, count, start, tail) = activeRing(
+                "receive", enabledBy: Register.rctl,
+                registers: (Register.rdbal, Register.rdbah, Register.rdlen, Register.rdh, Register.rdt))
         else { return }
-        var head = registers[Register.rdh / 4]
-        let tail = registers[Register.rdt / 4]
-        guard head < count, tail < count else { return fail("receive head \(head) or tail \(tail) outside a ring of \(count)") }
+        var head = start
         let bufferSize = [2048, 1024, 512, 256][Int((registers[Register.rctl / 4] >> 16) & 3)]
         do {
             while head != tail, peer.hasFrameForGuest {

@@ -43,8 +43,8 @@ public final class VirtioBlock: VirtioDeviceModel {
             else {
                 throw VirtQueueError("virtio-blk request needs a 16-byte readable header and a writable status byte")
             }
-            let type = try memory.readValue(UInt32.self, at: chain[0].address)
-            let sector = try memory.readValue(UInt64.self, at: chain[0].address + 8)
+            let type = UInt32(littleEndian: chain[0].bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+            let sector = UInt64(littleEndian: chain[0].bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             let data = chain[1..<(chain.count - 1)]
             var written = 0
             var result = Self.statusOK
@@ -62,7 +62,7 @@ public final class VirtioBlock: VirtioDeviceModel {
                 var offset = sector * UInt64(DiskImage.sectorSize)
                 do {
                     for buffer in data {
-                        let bytes = try memory.bytes(at: buffer.address, count: buffer.length)
+                        let bytes = buffer.bytes
                         if reading {
                             try disk.read(into: bytes, at: offset)
                         } else {
@@ -82,12 +82,12 @@ public final class VirtioBlock: VirtioDeviceModel {
                 }
                 let id = Array("hvbench-virtio-blk".utf8) + [UInt8](repeating: 0, count: 2)
                 let count = min(20, buffer.length)
-                try memory.write(id.prefix(count), at: buffer.address)
+                buffer.bytes.copyBytes(from: id.prefix(count))
                 written = count
             default:
                 result = Self.statusUnsupported
             }
-            try memory.writeValue(result, at: status.address)
+            status.bytes[0] = result
             try queue.pushUsed(memory, head: head, written: written + 1)
         }
     }

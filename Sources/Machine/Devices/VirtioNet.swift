@@ -38,7 +38,7 @@ public final class VirtioNet: VirtioDeviceModel {
                 guard length + buffer.length <= frame.count else {
                     throw VirtQueueError("transmit chain longer than a 64 KiB frame")
                 }
-                let bytes = try memory.bytes(at: buffer.address, count: buffer.length)
+                let bytes = buffer.bytes
                 frame.withUnsafeMutableBytes {
                     $0.baseAddress!.advanced(by: length).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
                 }
@@ -55,12 +55,11 @@ public final class VirtioNet: VirtioDeviceModel {
         let queue = transport.queues[0]
         guard queue.enabled else { return }
         let memory = transport.memory
-        while peer.hasFrameForGuest, try queue.hasAvailable(memory) {
-            guard let head = try queue.popChain(memory, into: &chain) else { return }
+        while peer.hasFrameForGuest, let head = try queue.popChain(memory, into: &chain) {
             guard chain.count == 1, chain[0].deviceWritable, chain[0].length >= Self.headerLength + 60 else {
                 throw VirtQueueError("receive buffers must be single writable descriptors of at least 72 bytes")
             }
-            let buffer = try memory.bytes(at: chain[0].address, count: chain[0].length)
+            let buffer = chain[0].bytes
             for index in 0..<Self.headerLength { buffer[index] = 0 }
             buffer[10] = 1  // num_buffers
             guard let length = peer.frameForGuest(into: UnsafeMutableRawBufferPointer(rebasing: buffer[Self.headerLength...]))

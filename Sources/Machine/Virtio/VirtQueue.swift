@@ -5,11 +5,13 @@ public struct VirtQueueError: Error, Equatable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// One buffer of a descriptor chain, already checked to lie inside guest RAM.
+/// One buffer of a descriptor chain, already checked to lie inside guest RAM: `bytes` is that
+/// checked view, so devices use it directly instead of validating the range again.
 public struct VirtBuffer {
     public let address: UInt64
-    public let length: Int
+    public let bytes: UnsafeMutableRawBufferPointer
     public let deviceWritable: Bool
+    public var length: Int { bytes.count }
 }
 
 /// A split virtqueue (virtio 1.x, section 2.7). Every address the guest supplies is checked
@@ -85,16 +87,17 @@ public final class VirtQueue {
         var sawWritable = false
         for _ in 0..<Int(size) {
             guard index < size else { throw VirtQueueError("descriptor index \(index) outside a queue of \(size)") }
-            let entry = descriptorTable + 16 * UInt64(index)
-            let address = try memory.readValue(UInt64.self, at: entry)
-            let length = try memory.readValue(UInt32.self, at: entry + 8)
-            let flags = try memory.readValue(UInt16.self, at: entry + 12)
-            let following = try memory.readValue(UInt16.self, at: entry + 14)
+            let entry = try memory.bytes(at: descriptorTable + 16 * UInt64(index), count: 16)
+            let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let length = UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let flags = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            let following = UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
             guard flags & Self.indirect == 0 else {
                 throw VirtQueueError("indirect descriptor, but VIRTIO_F_INDIRECT_DESC was not offered")
             }
             guard length > 0 else { throw VirtQueueError("descriptor \(index) has length 0") }
-            do { _ = try memory.bytes(at: address, count: Int(length)) } catch {
+            let view: UnsafeMutableRawBufferPointer
+            do { view = try memory.bytes(at: address, count: Int(length)) } catch {
                 throw VirtQueueError("descriptor \(index) points outside guest RAM (0x\(String(address, radix: 16)) + \(length))")
             }
             let writable = flags & Self.write != 0
@@ -102,7 +105,7 @@ public final class VirtQueue {
                 throw VirtQueueError("device-readable descriptor \(index) after a device-writable one")
             }
             sawWritable = sawWritable || writable
-            buffers.append(VirtBuffer(address: address, length: Int(length), deviceWritable: writable))
+            buffers.append(VirtBuffer(address: address, bytes: view, deviceWritable: writable))
             guard flags & Self.next != 0 else { return head }
             index = following
         }
