@@ -27,6 +27,12 @@ let package = Package(
         .target(
             name: "Machine",
             dependencies: ["CNUMA"]),
+        // The host's time-stamp counter for the emulator's rdtsc (no KVM dependency).
+        .target(name: "CHostTimer"),
+        // hvbench's x86-64 interpreter and its CPU engine; no KVM import.
+        .target(
+            name: "X86",
+            dependencies: ["Machine", "CHostTimer"]),
         // KVM system/VM/vCPU wrappers and the KVM CPU engine.
         .target(
             name: "KVM",
@@ -35,7 +41,7 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Machine", "KVM", "CNUMA", "CKVM",
+                "Machine", "KVM", "X86", "CNUMA", "CKVM",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
@@ -49,14 +55,15 @@ let package = Package(
         .executableTarget(
             name: "hvbench",
             dependencies: [
-                "Bench", "Report", "Machine", "KVM",
+                "Bench", "Report", "Machine", "KVM", "X86",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Hand-assembled kernels shared by the unit and integration tests.
         .target(name: "TestSupport", dependencies: ["Machine"], path: "Tests/TestSupport"),
         .testTarget(name: "MachineTests", dependencies: ["Machine", "TestSupport"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "Machine", "TestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "Report"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "Machine", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "X86", "Machine", "TestSupport"]),
     ]
 )

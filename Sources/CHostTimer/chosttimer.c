@@ -1,0 +1,2 @@
+/* Header-only module; this file gives SwiftPM a translation unit. */
+#include "chosttimer.h"
