@@ -1,6 +1,7 @@
 import Foundation
 import KVM
 import Machine
+import X86
 
 /// Collects what the guest writes to COM1, optionally echoing it (for `hvbench boot`).
 final class ConsoleCapture: @unchecked Sendable {
@@ -43,24 +44,62 @@ public enum VMLauncher {
         public let guestTSCKilohertz: Int
         /// Devices the guest drove into an error state, with the reason.
         public let brokenDevices: [String]
+        /// Guest instructions the emulator retired (nil under KVM, which cannot count them).
+        public let instructionsRetired: UInt64?
+        /// Engine findings worth reporting (e.g. instructions the emulator does not implement).
+        public let engineDiagnostics: [String]
+    }
+
+    /// The CPU engine that runs a guest.
+    public enum CPU {
+        case kvm(KVMSystem)
+        /// hvbench's x86-64 interpreter.
+        case emulator
     }
 
     public static func boot(
         kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
         kvm: KVMSystem, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil
     ) throws -> Boot {
+        try boot(
+            kernel: kernel, commandLine: commandLine, memoryMiB: memoryMiB, timeout: timeout, numaNode: numaNode,
+            echoConsole: echoConsole, cpu: .kvm(kvm), io: io, onConsoleLine: onConsoleLine)
+    }
+
+    /// - Parameters:
+    ///   - prepare: runs after the kernel is loaded and before the CPU starts (test corpora).
+    ///   - inspect: runs after the guest ended, with its memory (test results).
+    public static func boot(
+        kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
+        cpu: CPU, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil,
+        prepare: ((GuestMemory) throws -> Void)? = nil, inspect: ((GuestMemory) -> Void)? = nil
+    ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
         let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine)
-        let engine = try KVMEngine(system: kvm, memory: memory, entry: entry)
+        try prepare?(memory)
+        let engine: any CPUEngine
+        var tsc = 0
+        var emulator: EmulatorEngine?
+        switch cpu {
+        case .kvm(let kvm):
+            let kvmEngine = try KVMEngine(system: kvm, memory: memory, entry: entry)
+            tsc = kvmEngine.tscKilohertz
+            engine = kvmEngine
+        case .emulator:
+            // The emulator's rdtsc is the host TSC, so the guest converts cycles with the host rate.
+            emulator = EmulatorEngine(memory: memory, entry: entry)
+            engine = emulator!
+        }
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }
         if let io { try machine.attach(io) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)
-        let tsc = engine.tscKilohertz
+        inspect?(memory)
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,
-            guestTSCKilohertz: tsc > 0 ? tsc : TSC.calibratedKilohertz, brokenDevices: machine.brokenDevices)
+            guestTSCKilohertz: tsc > 0 ? tsc : TSC.calibratedKilohertz, brokenDevices: machine.brokenDevices,
+            instructionsRetired: emulator?.instructionsRetired, engineDiagnostics: emulator?.diagnostics ?? [])
     }
 
     /// Guest memory sizes hvbench accepts: enough for the guest, and below the 3 GiB MMIO hole.

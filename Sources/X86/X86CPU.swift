@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// Why the interpreter stopped executing guest instructions.
@@ -106,6 +107,7 @@ public final class X86CPU {
     /// Instructions the interpreter does not implement, as "rip: bytes" (first few), reported by the engine.
     public internal(set) var unimplemented: [String] = []
     let stopRequested = Atomic<Bool>(false)
+    let traceEnabled = getenv("HVBENCH_X86_TRACE") != nil
     /// Set when `hlt` or a shutdown ends execution.
     var stopReason: X86Stop?
     /// Exception being delivered, to detect double and triple faults.

@@ -244,8 +244,8 @@ extension X86CPU {
         }
 
         /// Without REX, byte registers 4...7 are AH, CH, DH, BH (encoded 16...19).
-        func byteRegisters(_ instruction: inout Instruction, reg: Bool, rm: Bool) {
-            guard rex == 0 else { return }
+        func byteRegisters(_ instruction: inout Instruction, reg: Bool, rm: Bool, byteSource: Bool = false) {
+            guard rex == 0, instruction.size == 1 || byteSource else { return }
             if reg && (4...7).contains(instruction.reg) { instruction.reg += 12 }
             if rm && instruction.isRegister && (4...7).contains(instruction.rm) { instruction.rm += 12 }
         }
@@ -360,7 +360,7 @@ extension X86CPU {
                 instruction.op = opcode < 0xBE ? .movzx : .movsx
                 instruction.size2 = opcode & 1 == 0 ? 1 : 2
                 try modrm(&instruction)
-                if instruction.size2 == 1 { byteRegisters(&instruction, reg: false, rm: true) }
+                if instruction.size2 == 1 { byteRegisters(&instruction, reg: false, rm: true, byteSource: true) }
             case 0xB8 where instruction.repeatPrefix == 0xF3:
                 instruction.op = .popcnt
                 instruction.repeatPrefix = 0

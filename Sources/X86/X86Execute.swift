@@ -37,6 +37,7 @@ extension X86CPU {
             }
         }
         deviceLog.beginInstruction()
+        if traceEnabled { traceLine(slot) }
         rip = start &+ UInt64(slot.pointee.length)
         do {
             try execute(slot)
@@ -46,6 +47,14 @@ extension X86CPU {
         deviceLog.instructionCompleted()
         retired &+= 1
         return stopReason != nil
+    }
+
+    func traceLine(_ slot: UnsafeMutablePointer<Instruction>) {
+        var line = "\(retired) rip=\(String(rip, radix: 16)) op=\(slot.pointee.op) len=\(slot.pointee.length) size=\(slot.pointee.size)"
+        for (index, name) in ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi"].enumerated() {
+            line += " \(name)=\(String(registers[index], radix: 16))"
+        }
+        print(line)
     }
 
     private func handle(_ fault: X86Fault, at start: UInt64) -> Bool {

@@ -26,7 +26,7 @@ struct BootCommand: AsyncParsableCommand {
     @Option(help: "Seconds before the watchdog stops the guest.")
     var timeout: Double = 60
 
-    @Option(help: "CPU engine: kvm.")
+    @Option(help: "CPU engine: kvm, or emulator (hvbench's x86-64 interpreter, no /dev/kvm needed).")
     var cpu: String = "kvm"
 
     @Option(help: "I/O devices: none, legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
@@ -46,7 +46,7 @@ struct BootCommand: AsyncParsableCommand {
             )
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
-        guard cpu == "kvm" else { throw ValidationError("unknown --cpu '\(cpu)': this build has the kvm engine only") }
+        guard ["kvm", "emulator"].contains(cpu) else { throw ValidationError("unknown --cpu '\(cpu)': kvm or emulator") }
         guard ["none", "legacy", "virtio"].contains(io) else {
             throw ValidationError("unknown --io '\(io)': none, legacy or virtio")
         }
@@ -62,16 +62,21 @@ struct BootCommand: AsyncParsableCommand {
         }
         let boot: VMLauncher.Boot
         do {
-            let kvm = try KVMSystem()
+            let engine: VMLauncher.CPU = cpu == "emulator" ? .emulator : .kvm(try KVMSystem())
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io) {
                 let disk = try diskImage.map { try DiskImage(path: $0, createSize: 64 << 20) }
                 devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: NetworkPeer.Mode(rawValue: netPeer)!))
             }
             boot = try VMLauncher.boot(
-                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, kvm: kvm,
+                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,
                 io: devices)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }
+            for finding in boot.engineDiagnostics { printError(finding) }
+            if let retired = boot.instructionsRetired {
+                let seconds = Double(boot.outcome.endedAtNanoseconds - boot.outcome.startedAtNanoseconds) / 1e9
+                printError(String(format: "emulator: %llu guest instructions in %.3f s", retired, seconds))
+            }
         } catch {
             printError("\(error)")
             throw ExitCode(2)
