@@ -9,22 +9,29 @@ public enum SystemKind: String, CaseIterable, Sendable, Codable {
     case hardwareAssist = "hardware-assist"
     case fullEmulation = "full-emulation"
     case paravirtIO = "paravirt-io"
+    /// The fourth combination of the two axes (`--cpu emulator --io virtio`); not a preset mode.
+    case emulatorVirtio = "emulator-virtio"
 
-    /// Modes this build can run. The others are declared so the CLI can say why they are refused.
-    public static let implemented: [SystemKind] = [.hardwareAssist, .paravirtIO, .native]
+    /// What `--mode all` runs: the three preset VM modes and native.
+    public static let implemented: [SystemKind] = [.hardwareAssist, .paravirtIO, .fullEmulation, .native]
 
-    public var notImplementedReason: String? {
-        switch self {
-        case .native, .hardwareAssist, .paravirtIO: return nil
-        case .fullEmulation: return "mode 'full-emulation' needs hvbench's x86-64 emulator, which this build does not have yet"
-        }
-    }
+    /// Every system this build can run is implemented; kept so the CLI can refuse future ones clearly.
+    public var notImplementedReason: String? { nil }
 
     /// The devices a VM mode gives the guest.
     public var ioKind: IOConfiguration.Kind? {
         switch self {
         case .hardwareAssist, .fullEmulation: return .legacy
-        case .paravirtIO: return .virtio
+        case .paravirtIO, .emulatorVirtio: return .virtio
+        case .native: return nil
+        }
+    }
+
+    /// Whether the VM's CPU is hvbench's emulator (else KVM); nil for native.
+    public var usesEmulator: Bool? {
+        switch self {
+        case .fullEmulation, .emulatorVirtio: return true
+        case .hardwareAssist, .paravirtIO: return false
         case .native: return nil
         }
     }
@@ -137,22 +144,24 @@ public final class BenchmarkRunner: @unchecked Sendable {
                         return await measure(system.rawValue, entry, configuration) {
                             await self.nativeRound(entry, configuration)
                         }
-                    case .hardwareAssist, .paravirtIO:
-                        guard let kvm else {
+                    case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
+                        let cpu: VMLauncher.CPU
+                        if system.usesEmulator == true {
+                            cpu = .emulator
+                        } else if let kvm {
+                            cpu = .kvm(kvm)
+                        } else {
                             return BenchmarkResult(
                                 system: system.rawValue, benchmark: entry.id, status: .skipped,
                                 reason: kvmProblem ?? "KVM is not available")
                         }
                         var result = await measure(system.rawValue, entry, configuration) {
                             entry.id == "vm.boot"
-                                ? self.bootRound(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
-                                : self.guestRound(entry, configuration, kernel: guestImage, kvm: kvm, system: system)
+                                ? self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
+                                : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
                         }
-                        result.engine = "kvm"
+                        result.engine = system.usesEmulator == true ? "emulator" : "kvm"
                         return result
-                    case .fullEmulation:
-                        return BenchmarkResult(
-                            system: system.rawValue, benchmark: entry.id, status: .skipped, reason: system.notImplementedReason)
                     }
                 }
             }
@@ -321,7 +330,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     /// Boots one guest for `entry` under the watchdog and logs how the VM ended.
     private func bootGuest(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, repetitions: Int, warmups: Int,
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, repetitions: Int, warmups: Int,
         io: IOConfiguration? = nil
     ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
         var words = jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
@@ -335,7 +344,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
         do {
             let boot = try VMLauncher.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, kvm: kvm, io: io, onConsoleLine: { self.reportSamples($0) })
+                numaNode: configuration.numaNode, cpu: cpu, io: io, onConsoleLine: { self.reportSamples($0) })
             logger.debug(
                 "VM finished",
                 metadata: [
@@ -349,7 +358,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
     }
 
     private func guestRound(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, system: SystemKind
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
         var io: IOConfiguration?
@@ -367,7 +376,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
         let commandLine: String
         let boot: VMLauncher.Boot
         switch bootGuest(
-            entry, configuration, kernel: kernel, kvm: kvm, repetitions: entry.repetitions, warmups: entry.warmups, io: io)
+            entry, configuration, kernel: kernel, cpu: cpu, repetitions: entry.repetitions, warmups: entry.warmups, io: io)
         {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)
@@ -431,7 +440,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
     private func bootRound(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], kvm: KVMSystem, system: SystemKind
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, system: SystemKind
     ) -> RoundOutcome {
         var toMain: [Double] = []
         var toFirstInstruction: [Double] = []
@@ -441,7 +450,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
         defer { saveLog(log, system: system.rawValue, benchmark: entry.id, configuration) }
         for boot in 0..<(entry.warmups + entry.repetitions) {
             let run: VMLauncher.Boot
-            switch bootGuest(entry, configuration, kernel: kernel, kvm: kvm, repetitions: 1, warmups: 0) {
+            switch bootGuest(entry, configuration, kernel: kernel, cpu: cpu, repetitions: 1, warmups: 0) {
             case .success(let started): run = started.boot
             case .failure(let problem): return .failed(problem.description)
             }

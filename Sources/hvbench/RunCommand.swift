@@ -9,7 +9,7 @@ import Report
 struct RunOptions: ParsableArguments {
     @Option(
         name: .long, parsing: .upToNextOption,
-        help: "Modes to run: hardware-assist, native, or all (comma-separated or repeated).")
+        help: "Modes to run: hardware-assist, paravirt-io, full-emulation, native, or all (comma-separated or repeated).")
     var mode: [String] = ["all"]
 
     @Option(help: "VM CPU engine, instead of --mode: kvm or emulator (with --io: the two axes the modes are presets of).")
@@ -104,7 +104,7 @@ struct RunOptions: ParsableArguments {
     }
 
     /// `--cpu` and `--io` select one VM configuration: kvm + legacy is hardware-assist, kvm +
-    /// virtio is paravirt-io, emulator + legacy is full-emulation.
+    /// virtio is paravirt-io, emulator + legacy is full-emulation, emulator + virtio is emulator-virtio.
     static func parseAxes(cpu: String?, io: String?) throws -> SystemKind? {
         guard cpu != nil || io != nil else { return nil }
         let engine = cpu ?? "kvm"
@@ -113,9 +113,7 @@ struct RunOptions: ParsableArguments {
         guard ["legacy", "virtio"].contains(devices) else {
             throw UsageError("unknown --io '\(devices)'; devices: legacy, virtio")
         }
-        if engine == "emulator" {
-            throw UsageError("--cpu emulator needs hvbench's x86-64 emulator, which this build does not have yet")
-        }
+        if engine == "emulator" { return devices == "legacy" ? .fullEmulation : .emulatorVirtio }
         return devices == "legacy" ? .hardwareAssist : .paravirtIO
     }
 
