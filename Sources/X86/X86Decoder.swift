@@ -141,6 +141,17 @@ extension X86CPU {
         return true
     }
 
+    /// `lock` is valid only on read-modify-write instructions with a memory destination.
+    static func lockable(_ instruction: Instruction) -> Bool {
+        guard !instruction.isRegister else { return false }
+        switch instruction.op {
+        case .aluRmReg, .aluRmImm: return instruction.sub != 7
+        case .bitTestReg, .bitTestImm: return instruction.sub != 0
+        case .incRm, .decRm, .notRm, .negRm, .xchgRmReg, .cmpxchg, .xadd: return true
+        default: return false
+        }
+    }
+
     /// Decodes the instruction at linear `rip`.
     func decode(at rip: UInt64) throws(X86Fault) -> Instruction {
         var (window, physical, userExecutable) = try fetchWindow(at: rip)
@@ -150,6 +161,7 @@ extension X86CPU {
         let longMode = is64BitCode
         var operandOverride = false
         var addressOverride = false
+        var locked = false
         var rex: UInt8 = 0
         var segment: UInt8 = 0xFF
         var opcode: UInt8 = 0
@@ -158,7 +170,7 @@ extension X86CPU {
             switch opcode {
             case 0x66: operandOverride = true
             case 0x67: addressOverride = true
-            case 0xF0: break  // lock: one vCPU, every access is already atomic
+            case 0xF0: locked = true  // one vCPU: every access is already atomic; only validity is checked
             case 0xF2, 0xF3: instruction.repeatPrefix = opcode
             case 0x26: segment = 0
             case 0x2E: segment = 1
@@ -670,6 +682,7 @@ extension X86CPU {
         default:
             instruction.op = .unimplemented
         }
+        if locked && !Self.lockable(instruction) { instruction.op = .undefined }
         instruction.length = UInt8(window.position)
         if ripRelative { instruction.displacement &+= rip &+ UInt64(instruction.length) }
         markCode(physical: physical, length: min(Int(instruction.length), Int(4096 - (rip & 0xFFF))))

@@ -642,7 +642,11 @@ extension X86CPU {
         let size = instruction.pointee.size
         let target = instruction.pointee.isRegister ? 0 : address(instruction)
         let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
-        guard count != 0 else { return }  // flags and operand unchanged (the read still faults)
+        guard count != 0 else {
+            // Flags unchanged, but a 32-bit register destination is still written (zero-extended).
+            if instruction.pointee.isRegister && size == 4 { writeRegister(instruction.pointee.rm, size: 4, value) }
+            return
+        }
         let bits = UInt64(size) * 8
         let mask = Self.mask(size: size)
         let top = Self.signBit(size: size)
@@ -684,7 +688,7 @@ extension X86CPU {
             result = value >> count
             setFlags(.shr, value, count, result, size: size)
         default:
-            result = (Self.signExtendBits(value, bits) >> min(count, 63)) & mask
+            result = UInt64(bitPattern: Int64(bitPattern: Self.signExtendBits(value, bits)) >> Int64(min(count, 63))) & mask
             setFlags(.sar, value, count, result, size: size)
         }
         if instruction.pointee.isRegister {
@@ -701,7 +705,10 @@ extension X86CPU {
         let count = rawCount & (size == 8 ? 63 : 31)
         let target = instruction.pointee.isRegister ? 0 : address(instruction)
         let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
-        guard count != 0 else { return }
+        guard count != 0 else {
+            if instruction.pointee.isRegister && size == 4 { writeRegister(instruction.pointee.rm, size: 4, value) }
+            return
+        }
         let source = readRegister(instruction.pointee.reg, size: size)
         let bits = UInt64(size) * 8
         let mask = Self.mask(size: size)

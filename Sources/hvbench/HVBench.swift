@@ -10,13 +10,14 @@ struct HVBench: AsyncParsableCommand {
         abstract:
             "Compare virtualization techniques: boot a benchmark guest under hvbench's own VMM and measure it against native.",
         discussion: """
-            Modes: hardware-assist (KVM + emulated e1000/IDE), paravirt-io (KVM + virtio-net/blk), native (the host).
+            Modes: hardware-assist (KVM + emulated e1000/IDE), paravirt-io (KVM + virtio-net/blk), full-emulation
+            (hvbench's x86-64 interpreter + e1000/IDE), native (the host).
             Start with:  hvbench run --suite quick
             """,
         version: version,
         subcommands: [
             RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self, CompareCommand.self,
-            BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self,
+            BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self,
         ]
     )
 }
