@@ -15,7 +15,9 @@ public enum EmulatorSelfTest {
 
         /// A reproducible report: the seed and index regenerate the case.
         public var description: String {
-            let registers = testCase.registers.enumerated().map { "\(DifferentialHarness.registerName($0.offset))=0x\(String($0.element, radix: 16))" }
+            let registers = testCase.registers.enumerated().map {
+                "\(DifferentialHarness.registerName($0.offset))=0x\(String($0.element, radix: 16))"
+            }
             return """
                 case \(index) of seed \(seed) (reproduce: hvbench selftest emulator --seed \(seed) --case \(index))
                   sequence: \(testCase.description)
@@ -46,7 +48,8 @@ public enum EmulatorSelfTest {
         var outcomes: [DifferentialOutcome] = []
         var readError: Error?
         let boot = try VMLauncher.boot(
-            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: timeout,
+            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB,
+            timeout: timeout,
             cpu: cpu, prepare: { try DifferentialHarness.prepare($0, cases: cases) },
             inspect: { memory in
                 do { outcomes = try DifferentialHarness.outcomes(memory, cases: cases) } catch { readError = error }
@@ -63,7 +66,8 @@ public enum EmulatorSelfTest {
     }
 
     /// Generates cases `range` of `seed`, runs them under KVM and the emulator, and compares.
-    public static func compare(seed: UInt64, range: Range<Int>, kvm: KVMSystem, progress: ((Int) -> Void)? = nil) throws -> Report {
+    public static func compare(seed: UInt64, range: Range<Int>, kvm: KVMSystem, progress: ((Int) -> Void)? = nil) throws -> Report
+    {
         var report = Report()
         let generator = DifferentialCaseGenerator(seed: seed)
         var start = range.lowerBound
@@ -81,9 +85,11 @@ public enum EmulatorSelfTest {
                 if expected[offset].status == 0 {
                     throw HarnessFailure(description: "case \(start + offset) did not run under KVM (the harness stopped early)")
                 }
-                let found = DifferentialHarness.differences(expected: expected[offset], actual: actual[offset], flagMask: batch[offset].flagMask)
+                let found = DifferentialHarness.differences(
+                    expected: expected[offset], actual: actual[offset], flagMask: batch[offset].flagMask)
                 if !found.isEmpty {
-                    report.mismatches.append(Mismatch(seed: seed, index: start + offset, testCase: batch[offset], differences: found))
+                    report.mismatches.append(
+                        Mismatch(seed: seed, index: start + offset, testCase: batch[offset], differences: found))
                 } else if expected[offset].status != 1 {
                     report.faultedAlike += 1
                 }
@@ -105,12 +111,15 @@ public enum EmulatorSelfTest {
         return fields.joined(separator: " ")
     }
 
-    public static func writeCorpus(seed: UInt64, count: Int, kvm: KVMSystem, to url: URL, host: String) throws {
+    public static func writeCorpus(seed: UInt64, count: Int, kvm: KVMSystem, to url: URL, displayPath: String, host: String)
+        throws
+    {
         let generator = DifferentialCaseGenerator(seed: seed)
         let cases = (0..<count).map { generator.makeCase(index: $0) }
         let (expected, _) = try outcomes(of: cases, cpu: .kvm(kvm))
         var text = "# hvbench differential corpus: KVM's outputs for cases 0..<\(count) of seed \(seed)\n"
-        text += "# recorded on: \(host)\n# regenerate: hvbench selftest emulator --write-corpus \(url.path) --seed \(seed) --cases \(count)\n"
+        text +=
+            "# recorded on: \(host)\n# regenerate: hvbench selftest emulator --write-corpus \(displayPath) --seed \(seed) --cases \(count)\n"
         text += "seed \(seed) cases \(count)\n"
         for index in cases.indices {
             text += corpusLine(index: index, testCase: cases[index], outcome: expected[index]) + "\n"
@@ -122,11 +131,14 @@ public enum EmulatorSelfTest {
     public static func checkCorpus(at url: URL) throws -> Report {
         let text = try String(contentsOf: url, encoding: .utf8)
         var lines = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
-        guard let header = lines.first?.split(separator: " "), header.count == 4, header[0] == "seed", let seed = UInt64(header[1]),
+        guard let header = lines.first?.split(separator: " "), header.count == 4, header[0] == "seed",
+            let seed = UInt64(header[1]),
             let count = Int(header[3])
         else { throw HarnessFailure(description: "\(url.path): missing 'seed S cases N' header") }
         lines.removeFirst()
-        guard lines.count == count else { throw HarnessFailure(description: "\(url.path): \(lines.count) case lines, header says \(count)") }
+        guard lines.count == count else {
+            throw HarnessFailure(description: "\(url.path): \(lines.count) case lines, header says \(count)")
+        }
         let generator = DifferentialCaseGenerator(seed: seed)
         let cases = (0..<count).map { generator.makeCase(index: $0) }
         let (actual, seconds) = try outcomes(of: cases, cpu: .emulator)
@@ -138,20 +150,29 @@ public enum EmulatorSelfTest {
                 throw HarnessFailure(description: "\(url.path): malformed case line \(lineNumber + 1)")
             }
             let values = fields[1...].map { UInt64($0, radix: 16) }
-            guard values.allSatisfy({ $0 != nil }) else { throw HarnessFailure(description: "\(url.path): bad number on case line \(index)") }
+            guard values.allSatisfy({ $0 != nil }) else {
+                throw HarnessFailure(description: "\(url.path): bad number on case line \(index)")
+            }
             let numbers = values.map { $0! }
             let testCase = cases[index]
             guard numbers[20] == fnv(testCase.code) else {
                 throw HarnessFailure(
-                    description: "\(url.path): case \(index) no longer matches the generator (it changed); regenerate the corpus on a KVM host")
+                    description:
+                        "\(url.path): case \(index) no longer matches the generator (it changed); regenerate the corpus on a KVM host"
+                )
             }
             report.cases += 1
-            let expected = DifferentialOutcome(status: numbers[0], registers: Array(numbers[3..<19]), rflags: numbers[2], finalRIP: numbers[1], data: [])
+            let expected = DifferentialOutcome(
+                status: numbers[0], registers: Array(numbers[3..<19]), rflags: numbers[2], finalRIP: numbers[1], data: [])
             var got = actual[index]
             var found = DifferentialHarness.differences(
-                expected: expected, actual: DifferentialOutcome(status: got.status, registers: got.registers, rflags: got.rflags, finalRIP: got.finalRIP, data: []),
+                expected: expected,
+                actual: DifferentialOutcome(
+                    status: got.status, registers: got.registers, rflags: got.rflags, finalRIP: got.finalRIP, data: []),
                 flagMask: testCase.flagMask)
-            if expected.status == 1 && got.status == 1 && fnv(got.data) != numbers[19] { found.append("memory: data block differs from KVM's") }
+            if expected.status == 1 && got.status == 1 && fnv(got.data) != numbers[19] {
+                found.append("memory: data block differs from KVM's")
+            }
             got.data = []
             if !found.isEmpty {
                 report.mismatches.append(Mismatch(seed: seed, index: index, testCase: testCase, differences: found))

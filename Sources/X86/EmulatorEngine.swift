@@ -21,12 +21,15 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public func run() throws -> VMExit {
         switch cpu.run() {
         case .deviceAccess:
-            guard let access = cpu.pendingDeviceAccess else { throw EngineError("emulator stopped for a device access it did not record") }
+            guard let access = cpu.pendingDeviceAccess else {
+                throw EngineError("emulator stopped for a device access it did not record")
+            }
             let data = cpu.deviceLog.buffer + access.offset
             switch access.kind {
             case .port:
                 return .portIO(
-                    PortIOExit(port: UInt16(truncatingIfNeeded: access.address), size: access.size, count: access.count,
+                    PortIOExit(
+                        port: UInt16(truncatingIfNeeded: access.address), size: access.size, count: access.count,
                         isWrite: access.isWrite, data: data))
             case .mmio:
                 return .mmio(MMIOExit(address: access.address, size: access.size, isWrite: access.isWrite, data: data))

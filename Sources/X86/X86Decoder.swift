@@ -111,7 +111,9 @@ extension X86CPU {
                 let next = try translate(rip &+ UInt64(inPage), write: false, fetch: true)
                 if next < ramSize {
                     let more = Int(min(UInt64(16 - count), ramSize - next))
-                    for index in 0..<more { raw[count + index] = hostPointer(physical: next &+ UInt64(index)).load(as: UInt8.self) }
+                    for index in 0..<more {
+                        raw[count + index] = hostPointer(physical: next &+ UInt64(index)).load(as: UInt8.self)
+                    }
                     markCode(physical: next, length: more)
                     count += more
                 }
@@ -359,7 +361,9 @@ extension X86CPU {
             case 0xAE:
                 try modrm(&instruction)
                 // lfence, mfence, sfence, clflush: ordering and cache control have no effect on one interpreted CPU.
-                instruction.op = instruction.isRegister ? (instruction.reg & 7 >= 5 ? .nop : .unimplemented) : (instruction.reg & 7 == 7 ? .nop : .unimplemented)
+                instruction.op =
+                    instruction.isRegister
+                    ? (instruction.reg & 7 >= 5 ? .nop : .unimplemented) : (instruction.reg & 7 == 7 ? .nop : .unimplemented)
             case 0xAF:
                 instruction.op = .imulRegRm
                 try modrm(&instruction)
@@ -421,7 +425,11 @@ extension X86CPU {
                 instruction.op = .aluRmImm
                 instruction.isRegister = true
                 instruction.rm = 0
-                if instruction.size == 1 { instruction.immediate = UInt64(try window.byte()) } else { try immediateOfOperandSize(&instruction) }
+                if instruction.size == 1 {
+                    instruction.immediate = UInt64(try window.byte())
+                } else {
+                    try immediateOfOperandSize(&instruction)
+                }
             }
             byteRegisters(&instruction, reg: true, rm: true)
         case 0x40...0x4F:  // inc/dec r32 (32-bit mode; REX in long mode is consumed above)
@@ -565,7 +573,11 @@ extension X86CPU {
             if opcode & 1 == 0 { instruction.size = 1 }
             try modrm(&instruction)
             instruction.sub = instruction.reg & 7
-            if opcode <= 0xC1 { instruction.immediate = UInt64(try window.byte()) } else if opcode <= 0xD1 { instruction.immediate = 1 }
+            if opcode <= 0xC1 {
+                instruction.immediate = UInt64(try window.byte())
+            } else if opcode <= 0xD1 {
+                instruction.immediate = 1
+            }
             byteRegisters(&instruction, reg: false, rm: true)
         case 0xC2:
             instruction.op = .ret
@@ -579,7 +591,11 @@ extension X86CPU {
             if opcode == 0xC6 { instruction.size = 1 }
             try modrm(&instruction)
             if instruction.reg & 7 != 0 { instruction.op = .undefined }
-            if instruction.size == 1 { instruction.immediate = UInt64(try window.byte()) } else { try immediateOfOperandSize(&instruction) }
+            if instruction.size == 1 {
+                instruction.immediate = UInt64(try window.byte())
+            } else {
+                try immediateOfOperandSize(&instruction)
+            }
             byteRegisters(&instruction, reg: false, rm: true)
         case 0xC8:
             instruction.op = .enter
@@ -635,7 +651,11 @@ extension X86CPU {
             switch instruction.reg & 7 {
             case 0, 1:
                 instruction.op = .testRmImm
-                if instruction.size == 1 { instruction.immediate = UInt64(try window.byte()) } else { try immediateOfOperandSize(&instruction) }
+                if instruction.size == 1 {
+                    instruction.immediate = UInt64(try window.byte())
+                } else {
+                    try immediateOfOperandSize(&instruction)
+                }
             case 2: instruction.op = .notRm
             case 3: instruction.op = .negRm
             case 4: instruction.op = .mulRm

@@ -50,7 +50,8 @@ extension X86CPU {
     }
 
     func traceLine(_ slot: UnsafeMutablePointer<Instruction>) {
-        var line = "\(retired) rip=\(String(rip, radix: 16)) op=\(slot.pointee.op) len=\(slot.pointee.length) size=\(slot.pointee.size)"
+        var line =
+            "\(retired) rip=\(String(rip, radix: 16)) op=\(slot.pointee.op) len=\(slot.pointee.length) size=\(slot.pointee.size)"
         for (index, name) in ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi"].enumerated() {
             line += " \(name)=\(String(registers[index], radix: 16))"
         }
@@ -289,7 +290,8 @@ extension X86CPU {
         case .movsx:
             let value = try readOperand(instruction, size: instruction.pointee.size2)
             writeRegister(
-                instruction.pointee.reg, size: size, Self.signExtend(value, size: instruction.pointee.size2) & Self.mask(size: size))
+                instruction.pointee.reg, size: size,
+                Self.signExtend(value, size: instruction.pointee.size2) & Self.mask(size: size))
         case .setcc:
             try writeOperand(instruction, size: 1, condition(instruction.pointee.sub) ? 1 : 0)
         case .cmovcc:
@@ -320,15 +322,21 @@ extension X86CPU {
         switch instruction.pointee.op {
         case .notRm:
             let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
-            if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, ~value & mask) } else {
+            let value =
+                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+            if instruction.pointee.isRegister {
+                writeRegister(instruction.pointee.rm, size: size, ~value & mask)
+            } else {
                 try write(target, size: size, ~value & mask)
             }
         case .negRm:
             let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+            let value =
+                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
             let result = (0 &- value) & mask
-            if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, result) } else {
+            if instruction.pointee.isRegister {
+                writeRegister(instruction.pointee.rm, size: size, result)
+            } else {
                 try write(target, size: size, result)
             }
             setFlags(.neg, value, 0, result, size: size)
@@ -338,14 +346,19 @@ extension X86CPU {
             try divide(instruction, signed: instruction.pointee.op == .idivRm)
         case .imulRegRm, .imulRegRmImm:
             let a = try readOperand(instruction, size: size)
-            let b = instruction.pointee.op == .imulRegRm ? readRegister(instruction.pointee.reg, size: size) : instruction.pointee.immediate
-            let product = Int64(bitPattern: Self.signExtend(a, size: size)).multipliedFullWidth(by: Int64(bitPattern: Self.signExtend(b, size: size)))
+            let b =
+                instruction.pointee.op == .imulRegRm
+                ? readRegister(instruction.pointee.reg, size: size) : instruction.pointee.immediate
+            let product = Int64(bitPattern: Self.signExtend(a, size: size)).multipliedFullWidth(
+                by: Int64(bitPattern: Self.signExtend(b, size: size)))
             let low = product.low & mask
             let fits: Bool
             if size == 8 {
                 fits = product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
             } else {
-                fits = Self.signExtend(low, size: size) == product.low && product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
+                fits =
+                    Self.signExtend(low, size: size) == product.low
+                    && product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
             }
             writeRegister(instruction.pointee.reg, size: size, low)
             flagCarry = !fits
@@ -370,10 +383,13 @@ extension X86CPU {
         case .cmpxchg:
             let accumulator = readRegister(0, size: size)
             let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let current = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+            let current =
+                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
             let source = readRegister(instruction.pointee.reg, size: size)
             if accumulator == current {
-                if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, source) } else {
+                if instruction.pointee.isRegister {
+                    writeRegister(instruction.pointee.rm, size: size, source)
+                } else {
                     try write(target, size: size, source)
                 }
             } else {
@@ -384,7 +400,8 @@ extension X86CPU {
         case .xadd:
             let source = readRegister(instruction.pointee.reg, size: size)
             let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let current = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+            let current =
+                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
             let sum = (current &+ source) & mask
             if instruction.pointee.isRegister {
                 writeRegister(instruction.pointee.reg, size: size, current)
@@ -517,10 +534,11 @@ extension X86CPU {
         let start = rip &- UInt64(instruction.pointee.length)
         if unimplemented.count < 16 {
             var bytes: [String] = []
-            for index in 0..<UInt64(max(1, min(15, Int(instruction.pointee.length)))) {
+            // The decoder stops where it gave up, so show a few bytes from rip whatever it consumed.
+            for index in 0..<UInt64(max(8, min(15, Int(instruction.pointee.length)))) {
                 if let byte = try? read(start &+ index, size: 1) { bytes.append(String(format2: byte)) }
             }
-            let entry = "rip 0x\(String(start, radix: 16)): \(bytes.joined(separator: " "))"
+            let entry = "rip 0x\(String(start, radix: 16)): \(bytes.joined(separator: " ")) (bytes from rip)"
             if !unimplemented.contains(entry) { unimplemented.append(entry) }
         }
         return .exception(vector: X86Vector.invalidOpcode, errorCode: nil)
@@ -620,7 +638,8 @@ extension X86CPU {
                 let limit = Int64(1) << (bits - 1)
                 guard q >= -limit && q < limit else { throw divideError }
                 quotient = UInt64(bitPattern: q) & mask
-                remainder = UInt64(bitPattern: signedDividend.remainderReportingOverflow(dividingBy: signedDivisor).partialValue) & mask
+                remainder =
+                    UInt64(bitPattern: signedDividend.remainderReportingOverflow(dividingBy: signedDivisor).partialValue) & mask
             } else {
                 let q = dividend / divisor
                 guard q <= mask else { throw divideError }
@@ -641,7 +660,8 @@ extension X86CPU {
     func shift(_ instruction: UnsafeMutablePointer<Instruction>, count: UInt64) throws(X86Fault) {
         let size = instruction.pointee.size
         let target = instruction.pointee.isRegister ? 0 : address(instruction)
-        let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+        let value =
+            instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
         guard count != 0 else {
             // Flags unchanged, but a 32-bit register destination is still written (zero-extended).
             if instruction.pointee.isRegister && size == 4 { writeRegister(instruction.pointee.rm, size: 4, value) }
@@ -658,12 +678,16 @@ extension X86CPU {
                 result = amount == 0 ? value : ((value << amount) | (value >> (bits - amount))) & mask
                 let carryOut = result & 1 != 0
                 let overflowOut = (result & top != 0) != carryOut
-                setArithmeticFlags((carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0), mask: Self.carryFlag | Self.overflowFlag)
+                setArithmeticFlags(
+                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
+                    mask: Self.carryFlag | Self.overflowFlag)
             } else {
                 result = amount == 0 ? value : ((value >> amount) | (value << (bits - amount))) & mask
                 let carryOut = result & top != 0
                 let overflowOut = (result & top != 0) != (result & (top >> 1) != 0)
-                setArithmeticFlags((carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0), mask: Self.carryFlag | Self.overflowFlag)
+                setArithmeticFlags(
+                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
+                    mask: Self.carryFlag | Self.overflowFlag)
             }
         case 2, 3:
             let amount = count % (bits + 1)
@@ -674,12 +698,17 @@ extension X86CPU {
                 result = ((value << amount) | (carryIn << (amount - 1)) | (amount > 1 ? value >> (bits + 1 - amount) : 0)) & mask
                 let carryOut = (value >> (bits - amount)) & 1 != 0
                 let overflowOut = (result & top != 0) != carryOut
-                setArithmeticFlags((carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0), mask: Self.carryFlag | Self.overflowFlag)
+                setArithmeticFlags(
+                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
+                    mask: Self.carryFlag | Self.overflowFlag)
             } else {
-                result = ((value >> amount) | (carryIn << (bits - amount)) | (amount > 1 ? value << (bits + 1 - amount) : 0)) & mask
+                result =
+                    ((value >> amount) | (carryIn << (bits - amount)) | (amount > 1 ? value << (bits + 1 - amount) : 0)) & mask
                 let carryOut = (value >> (amount - 1)) & 1 != 0
                 let overflowOut = (result & top != 0) != (result & (top >> 1) != 0)
-                setArithmeticFlags((carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0), mask: Self.carryFlag | Self.overflowFlag)
+                setArithmeticFlags(
+                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
+                    mask: Self.carryFlag | Self.overflowFlag)
             }
         case 4, 6:
             result = (value << count) & mask
@@ -704,7 +733,8 @@ extension X86CPU {
         let rawCount = op == .shldImm || op == .shrdImm ? instruction.pointee.immediate : registers[1]
         let count = rawCount & (size == 8 ? 63 : 31)
         let target = instruction.pointee.isRegister ? 0 : address(instruction)
-        let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+        let value =
+            instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
         guard count != 0 else {
             if instruction.pointee.isRegister && size == 4 { writeRegister(instruction.pointee.rm, size: 4, value) }
             return
@@ -752,7 +782,8 @@ extension X86CPU {
                 if instruction.pointee.addressSize == 4 && !is64BitCode { target &= 0xFFFF_FFFF }
             }
         }
-        let value = instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+        let value =
+            instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
         let wasSet = (value >> bit) & 1 != 0
         let result: UInt64
         switch instruction.pointee.sub {

@@ -177,7 +177,8 @@ extension X86CPU {
             entryAddress = table | (((linear >> shift) & 0x1FF) << 3)
             guard entryAddress &+ 8 <= ramSize else {
                 throw .shutdown(
-                    "page table at 0x\(String(entryAddress, radix: 16)) is outside guest RAM (walking 0x\(String(linear, radix: 16)))")
+                    "page table at 0x\(String(entryAddress, radix: 16)) is outside guest RAM (walking 0x\(String(linear, radix: 16)))"
+                )
             }
             entry = hostPointer(physical: entryAddress).loadUnaligned(as: UInt64.self)
             if entry & 1 == 0 {
@@ -310,7 +311,8 @@ extension X86CPU {
         let offset = log.used
         if isWrite && count == 1 {
             for index in 0..<size {
-                log.buffer.storeBytes(of: UInt8(truncatingIfNeeded: value >> (UInt64(index) * 8)), toByteOffset: offset + index, as: UInt8.self)
+                log.buffer.storeBytes(
+                    of: UInt8(truncatingIfNeeded: value >> (UInt64(index) * 8)), toByteOffset: offset + index, as: UInt8.self)
             }
         }
         log.used += bytes

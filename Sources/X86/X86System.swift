@@ -82,7 +82,8 @@ extension X86CPU {
                 try deliver(vector: X86Vector.doubleFault, errorCode: 0, returnAddress: returnAddress, software: false)
             } catch {
                 stopReason = .shutdown(
-                    "triple fault: delivering \(Self.vectorName(vector)) at rip 0x\(String(returnAddress, radix: 16)) faulted, and so did #DF")
+                    "triple fault: delivering \(Self.vectorName(vector)) at rip 0x\(String(returnAddress, radix: 16)) faulted, and so did #DF"
+                )
             }
         }
     }
@@ -319,7 +320,8 @@ extension X86CPU {
         case .farRet:
             let pointer = registers[4]
             let target = try read(stackAddress(pointer & stackPointerMask), size: size)
-            let selector = UInt16(truncatingIfNeeded: try read(stackAddress((pointer &+ UInt64(size)) & stackPointerMask), size: 2))
+            let selector = UInt16(
+                truncatingIfNeeded: try read(stackAddress((pointer &+ UInt64(size)) & stackPointerMask), size: 2))
             guard Int(selector & 3) == cpl else { throw unimplementedInstruction(instruction) }
             let codeDescriptor = try descriptor(selector)
             setStackPointer((pointer &+ 2 * UInt64(size)) & stackPointerMask)
@@ -506,7 +508,8 @@ extension X86CPU {
                         let value = try read(linear &+ UInt64(index * Int(size)), size: size)
                         for byte in 0..<Int(size) {
                             scratch.storeBytes(
-                                of: UInt8(truncatingIfNeeded: value >> (UInt64(byte) * 8)), toByteOffset: index * Int(size) + byte,
+                                of: UInt8(truncatingIfNeeded: value >> (UInt64(byte) * 8)),
+                                toByteOffset: index * Int(size) + byte,
                                 as: UInt8.self)
                         }
                     }
@@ -514,7 +517,8 @@ extension X86CPU {
                 _ = try deviceAccess(.port, address: port, size: Int(size), count: count, isWrite: true, value: 0)
             }
         }
-        registers[register] = (registers[register] & ~addressMask) | ((registers[register] &+ delta &* UInt64(count)) & addressMask)
+        registers[register] =
+            (registers[register] & ~addressMask) | ((registers[register] &+ delta &* UInt64(count)) & addressMask)
         if repeated {
             let left = (registers[1] &- UInt64(count)) & addressMask
             registers[1] = (registers[1] & ~addressMask) | left

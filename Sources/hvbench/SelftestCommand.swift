@@ -57,12 +57,15 @@ struct EmulatorSelftestCommand: AsyncParsableCommand {
                 let kvm: KVMSystem
                 do { kvm = try KVMSystem() } catch {
                     printError("\(error)")
-                    printError("without KVM, check the emulator against recorded outputs: --corpus Workloads/emulator/differential-corpus.txt")
+                    printError(
+                        "without KVM, check the emulator against recorded outputs: --corpus Workloads/emulator/differential-corpus.txt"
+                    )
                     throw ExitCode(2)
                 }
                 if let writeCorpus {
                     try EmulatorSelfTest.writeCorpus(
-                        seed: seed, count: cases, kvm: kvm, to: URL(fileURLWithPath: writeCorpus), host: {
+                        seed: seed, count: cases, kvm: kvm, to: URL(fileURLWithPath: writeCorpus), displayPath: writeCorpus,
+                        host: {
                             let environment = EnvironmentRecord.capture(guestImageHash: nil)
                             return "\(environment.cpuModel), kernel \(environment.kernel), KVM module \(environment.kvm.module)"
                         }())
@@ -76,7 +79,8 @@ struct EmulatorSelftestCommand: AsyncParsableCommand {
                 if isatty(STDERR_FILENO) != 0 { FileHandle.standardError.write(Data("\n".utf8)) }
                 print(
                     String(
-                        format: "%d cases, seed %llu: KVM %.2f s, emulator %.2f s (whole test kernel incl. boot)", report.cases, seed,
+                        format: "%d cases, seed %llu: KVM %.2f s, emulator %.2f s (whole test kernel incl. boot)", report.cases,
+                        seed,
                         report.kvmSeconds, report.emulatorSeconds))
             }
         } catch let error as ExitCode {

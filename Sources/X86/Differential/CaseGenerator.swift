@@ -23,7 +23,8 @@ public struct DifferentialCaseGenerator {
     public func makeCase(index: Int) -> DifferentialCase {
         let slot = index % DifferentialHarness.maximumCases
         var builder = CaseBuilder(
-            seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1F5_E7A1, codeAddress: DifferentialHarness.codeAddress(ofCase: slot),
+            seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1F5_E7A1,
+            codeAddress: DifferentialHarness.codeAddress(ofCase: slot),
             block: DifferentialHarness.dataAddress(ofCase: slot))
         var testCase = builder.build()
         testCase.slot = slot
@@ -333,10 +334,13 @@ private struct CaseBuilder {
         let ok: Bool
         if toMemory {
             let target: Operand = kind == 7 ? anyOperand(size: size) : destinationOperand(size: size)
-            ok = emit("\(Self.aluNames[kind]) r/m\(size * 8),r", opcode: [opcode], size: size, reg: source(size: size), rm: target)
+            ok = emit(
+                "\(Self.aluNames[kind]) r/m\(size * 8),r", opcode: [opcode], size: size, reg: source(size: size), rm: target)
         } else {
             let register = kind == 7 ? source(size: size) : destination(size: size)
-            ok = emit("\(Self.aluNames[kind]) r\(size * 8),r/m", opcode: [opcode], size: size, reg: register, rm: anyOperand(size: size))
+            ok = emit(
+                "\(Self.aluNames[kind]) r\(size * 8),r/m", opcode: [opcode], size: size, reg: register, rm: anyOperand(size: size)
+            )
         }
         if ok { aluFlags(kind) }
         return ok
@@ -350,16 +354,20 @@ private struct CaseBuilder {
         let ok: Bool
         switch next(3) {
         case 0 where size > 1:
-            ok = emit("\(Self.aluNames[kind]) r/m\(size * 8),imm8", opcode: [0x83], size: size, reg: UInt8(kind), regIsRegister: false, rm: target, immediate: [UInt8(truncatingIfNeeded: interestingValue())])
+            ok = emit(
+                "\(Self.aluNames[kind]) r/m\(size * 8),imm8", opcode: [0x83], size: size, reg: UInt8(kind), regIsRegister: false,
+                rm: target, immediate: [UInt8(truncatingIfNeeded: interestingValue())])
         case 1:
             // Accumulator short form.
-            code += (size == 2 ? [0x66] : []) + (size == 8 ? [0x48] : []) + [UInt8(kind * 8) + (size == 1 ? 4 : 5)]
+            code +=
+                (size == 2 ? [0x66] : []) + (size == 8 ? [0x48] : []) + [UInt8(kind * 8) + (size == 1 ? 4 : 5)]
                 + immediate(interestingValue(), size: min(size, 4))
             names.append("\(Self.aluNames[kind]) acc\(size * 8),imm")
             ok = true
         default:
             ok = emit(
-                "\(Self.aluNames[kind]) r/m\(size * 8),imm", opcode: [size == 1 ? 0x80 : 0x81], size: size, reg: UInt8(kind), regIsRegister: false,
+                "\(Self.aluNames[kind]) r/m\(size * 8),imm", opcode: [size == 1 ? 0x80 : 0x81], size: size, reg: UInt8(kind),
+                regIsRegister: false,
                 rm: target, immediate: immediate(interestingValue(), size: min(size, 4)))
         }
         if ok { aluFlags(kind) }
@@ -370,10 +378,13 @@ private struct CaseBuilder {
         let size = sizeChoice()
         let ok: Bool
         if chance(50) {
-            ok = emit("test r/m\(size * 8),r", opcode: [size == 1 ? 0x84 : 0x85], size: size, reg: source(size: size), rm: anyOperand(size: size))
+            ok = emit(
+                "test r/m\(size * 8),r", opcode: [size == 1 ? 0x84 : 0x85], size: size, reg: source(size: size),
+                rm: anyOperand(size: size))
         } else {
             ok = emit(
-                "test r/m\(size * 8),imm", opcode: [size == 1 ? 0xF6 : 0xF7], size: size, reg: 0, regIsRegister: false, rm: anyOperand(size: size),
+                "test r/m\(size * 8),imm", opcode: [size == 1 ? 0xF6 : 0xF7], size: size, reg: 0, regIsRegister: false,
+                rm: anyOperand(size: size),
                 immediate: immediate(interestingValue(), size: min(size, 4)))
         }
         if ok { flagEffect(defines: allFlags & ~adjustFlag, undefines: adjustFlag) }
@@ -387,11 +398,13 @@ private struct CaseBuilder {
         let ok: Bool
         if which < 2 {
             ok = emit(
-                which == 0 ? "inc" : "dec", opcode: [size == 1 ? 0xFE : 0xFF], size: size, reg: UInt8(which), regIsRegister: false, rm: target)
+                which == 0 ? "inc" : "dec", opcode: [size == 1 ? 0xFE : 0xFF], size: size, reg: UInt8(which),
+                regIsRegister: false, rm: target)
             if ok { flagEffect(defines: allFlags & ~carryFlag) }
         } else {
             ok = emit(
-                which == 2 ? "not" : "neg", opcode: [size == 1 ? 0xF6 : 0xF7], size: size, reg: UInt8(which), regIsRegister: false, rm: target)
+                which == 2 ? "not" : "neg", opcode: [size == 1 ? 0xF6 : 0xF7], size: size, reg: UInt8(which),
+                regIsRegister: false, rm: target)
             if ok && which == 3 { flagEffect(defines: allFlags) }
         }
         return ok
@@ -401,7 +414,8 @@ private struct CaseBuilder {
         let size = sizeChoice()
         let signed = chance(50)
         let ok = emit(
-            signed ? "imul r/m\(size * 8)" : "mul r/m\(size * 8)", opcode: [size == 1 ? 0xF6 : 0xF7], size: size, reg: signed ? 5 : 4,
+            signed ? "imul r/m\(size * 8)" : "mul r/m\(size * 8)", opcode: [size == 1 ? 0xF6 : 0xF7], size: size,
+            reg: signed ? 5 : 4,
             regIsRegister: false, rm: anyOperand(size: size))
         if ok { flagEffect(defines: carryFlag | overflowFlag, undefines: signFlag | zeroFlag | adjustFlag | parityFlag) }
         return ok
@@ -429,7 +443,8 @@ private struct CaseBuilder {
             load(register, value | (chance(95) ? 1 : 0))
         }
         let ok = emit(
-            signed ? "idiv r/m\(size * 8)" : "div r/m\(size * 8)", opcode: [size == 1 ? 0xF6 : 0xF7], size: size, reg: signed ? 7 : 6,
+            signed ? "idiv r/m\(size * 8)" : "div r/m\(size * 8)", opcode: [size == 1 ? 0xF6 : 0xF7], size: size,
+            reg: signed ? 7 : 6,
             regIsRegister: false, rm: divisor)
         if ok { flagEffect(defines: 0, undefines: allFlags) }
         return ok
@@ -442,7 +457,9 @@ private struct CaseBuilder {
         switch next(3) {
         case 0: ok = emit("imul r,r/m", opcode: [0x0F, 0xAF], size: size, reg: register, rm: anyOperand(size: size))
         case 1:
-            ok = emit("imul r,r/m,imm8", opcode: [0x6B], size: size, reg: register, rm: anyOperand(size: size), immediate: [UInt8(truncatingIfNeeded: interestingValue())])
+            ok = emit(
+                "imul r,r/m,imm8", opcode: [0x6B], size: size, reg: register, rm: anyOperand(size: size),
+                immediate: [UInt8(truncatingIfNeeded: interestingValue())])
         default:
             ok = emit(
                 "imul r,r/m,imm", opcode: [0x69], size: size, reg: register, rm: anyOperand(size: size),
@@ -475,11 +492,17 @@ private struct CaseBuilder {
         let ok: Bool
         switch form {
         case 0:
-            ok = emit("\(names[kind]) r/m\(size * 8),imm8", opcode: [size == 1 ? 0xC0 : 0xC1], size: size, reg: UInt8(kind), regIsRegister: false, rm: target, immediate: [count])
+            ok = emit(
+                "\(names[kind]) r/m\(size * 8),imm8", opcode: [size == 1 ? 0xC0 : 0xC1], size: size, reg: UInt8(kind),
+                regIsRegister: false, rm: target, immediate: [count])
         case 1:
-            ok = emit("\(names[kind]) r/m\(size * 8),1", opcode: [size == 1 ? 0xD0 : 0xD1], size: size, reg: UInt8(kind), regIsRegister: false, rm: target)
+            ok = emit(
+                "\(names[kind]) r/m\(size * 8),1", opcode: [size == 1 ? 0xD0 : 0xD1], size: size, reg: UInt8(kind),
+                regIsRegister: false, rm: target)
         default:
-            ok = emit("\(names[kind]) r/m\(size * 8),cl", opcode: [size == 1 ? 0xD2 : 0xD3], size: size, reg: UInt8(kind), regIsRegister: false, rm: target)
+            ok = emit(
+                "\(names[kind]) r/m\(size * 8),cl", opcode: [size == 1 ? 0xD2 : 0xD3], size: size, reg: UInt8(kind),
+                regIsRegister: false, rm: target)
         }
         guard ok else { return false }
         count = UInt8(masked)
@@ -487,7 +510,8 @@ private struct CaseBuilder {
             let overflowDefined = masked == 1
             switch kind {
             case 0, 1, 2, 3:
-                flagEffect(defines: carryFlag | (overflowDefined ? overflowFlag : 0), undefines: overflowDefined ? 0 : overflowFlag)
+                flagEffect(
+                    defines: carryFlag | (overflowDefined ? overflowFlag : 0), undefines: overflowDefined ? 0 : overflowFlag)
             default:
                 flagEffect(
                     defines: carryFlag | signFlag | zeroFlag | parityFlag | (overflowDefined ? overflowFlag : 0),
@@ -523,12 +547,17 @@ private struct CaseBuilder {
         let size = sizeChoice()
         switch next(5) {
         case 0:
-            return emit("mov r/m,r", opcode: [size == 1 ? 0x88 : 0x89], size: size, reg: source(size: size), rm: destinationOperand(size: size))
+            return emit(
+                "mov r/m,r", opcode: [size == 1 ? 0x88 : 0x89], size: size, reg: source(size: size),
+                rm: destinationOperand(size: size))
         case 1:
-            return emit("mov r,r/m", opcode: [size == 1 ? 0x8A : 0x8B], size: size, reg: destination(size: size), rm: anyOperand(size: size))
+            return emit(
+                "mov r,r/m", opcode: [size == 1 ? 0x8A : 0x8B], size: size, reg: destination(size: size),
+                rm: anyOperand(size: size))
         case 2:
             return emit(
-                "mov r/m,imm", opcode: [size == 1 ? 0xC6 : 0xC7], size: size, reg: 0, regIsRegister: false, rm: destinationOperand(size: size),
+                "mov r/m,imm", opcode: [size == 1 ? 0xC6 : 0xC7], size: size, reg: 0, regIsRegister: false,
+                rm: destinationOperand(size: size),
                 immediate: immediate(interestingValue(), size: min(size, 4)))
         case 3 where size == 8:
             load(pick(Self.writable), interestingValue())
@@ -557,7 +586,8 @@ private struct CaseBuilder {
             let from = pick([1, 2])
             guard from < size else { return false }
             return emit(
-                "movzx r\(size * 8),r/m\(from * 8)", opcode: [0x0F, from == 1 ? 0xB6 : 0xB7], size: size, reg: destination(size: size),
+                "movzx r\(size * 8),r/m\(from * 8)", opcode: [0x0F, from == 1 ? 0xB6 : 0xB7], size: size,
+                reg: destination(size: size),
                 rm: from == 1 ? (chance(40) ? memoryOperand(size: 1) : .register(source(size: 1))) : anyOperand(size: 2),
                 byteOperands: false)
         case 1:
@@ -567,7 +597,8 @@ private struct CaseBuilder {
             // movsx with a byte register: REX selects spl..dil, so keep it to registers the REX rule leaves alone.
             if case .register(let register) = rm, from == 1, (4...7).contains(register) { return false }
             return emit(
-                "movsx r\(size * 8),r/m\(from * 8)", opcode: [0x0F, from == 1 ? 0xBE : 0xBF], size: size, reg: destination(size: size), rm: rm,
+                "movsx r\(size * 8),r/m\(from * 8)", opcode: [0x0F, from == 1 ? 0xBE : 0xBF], size: size,
+                reg: destination(size: size), rm: rm,
                 byteOperands: false)
         default:
             return emit("movsxd r64,r/m32", opcode: [0x63], size: 8, reg: destination(size: 8), rm: anyOperand(size: 4))
@@ -583,10 +614,14 @@ private struct CaseBuilder {
         let size = sizeChoice()
         switch next(4) {
         case 0:
-            return emit("xchg r/m,r", opcode: [size == 1 ? 0x86 : 0x87], size: size, reg: destination(size: size), rm: destinationOperand(size: size))
+            return emit(
+                "xchg r/m,r", opcode: [size == 1 ? 0x86 : 0x87], size: size, reg: destination(size: size),
+                rm: destinationOperand(size: size))
         case 1 where size >= 2:
             let register = pick(Self.writable.filter { $0 != 0 })
-            code += (size == 2 ? [0x66] : []) + ((size == 8 || register >= 8) ? [0x40 | (size == 8 ? 8 : 0) | (register >= 8 ? 1 : 0)] : [])
+            code +=
+                (size == 2 ? [0x66] : [])
+                + ((size == 8 || register >= 8) ? [0x40 | (size == 8 ? 8 : 0) | (register >= 8 ? 1 : 0)] : [])
                 + [0x90 + (register & 7)]
             names.append("xchg acc,r")
             return true
@@ -621,7 +656,9 @@ private struct CaseBuilder {
             }
             names.append("push imm")
         case 2:
-            guard emit("push m64", opcode: [0xFF], size: 4, reg: 6, regIsRegister: false, rm: memoryOperand(size: 8)) else { return false }
+            guard emit("push m64", opcode: [0xFF], size: 4, reg: 6, regIsRegister: false, rm: memoryOperand(size: 8)) else {
+                return false
+            }
         default:
             code += [0x6A, UInt8(truncatingIfNeeded: interestingValue())]
             names.append("push imm8")
@@ -664,7 +701,8 @@ private struct CaseBuilder {
 
     mutating func convert() -> Bool {
         let forms: [([UInt8], String)] = [
-            ([0x66, 0x98], "cbw"), ([0x98], "cwde"), ([0x48, 0x98], "cdqe"), ([0x66, 0x99], "cwd"), ([0x99], "cdq"), ([0x48, 0x99], "cqo"),
+            ([0x66, 0x98], "cbw"), ([0x98], "cwde"), ([0x48, 0x98], "cdqe"), ([0x66, 0x99], "cwd"), ([0x99], "cdq"),
+            ([0x48, 0x99], "cqo"),
         ]
         let (bytes, name) = pick(forms)
         code += bytes
@@ -746,10 +784,14 @@ private struct CaseBuilder {
         let condition = UInt8(next(16))
         reads(conditionFlags(condition))
         if chance(50) {
-            return emit("set\(condition) r/m8", opcode: [0x0F, 0x90 + condition], size: 1, reg: 0, regIsRegister: false, rm: destinationOperand(size: 1))
+            return emit(
+                "set\(condition) r/m8", opcode: [0x0F, 0x90 + condition], size: 1, reg: 0, regIsRegister: false,
+                rm: destinationOperand(size: 1))
         }
         let size = sizeChoice(allowByte: false)
-        return emit("cmov\(condition) r,r/m", opcode: [0x0F, 0x40 + condition], size: size, reg: destination(size: size), rm: anyOperand(size: size))
+        return emit(
+            "cmov\(condition) r,r/m", opcode: [0x0F, 0x40 + condition], size: size, reg: destination(size: size),
+            rm: anyOperand(size: size))
     }
 
     mutating func bitTest() -> Bool {
@@ -760,7 +802,8 @@ private struct CaseBuilder {
         let ok: Bool
         if chance(50) {
             ok = emit(
-                "\(names[kind]) r/m,imm8", opcode: [0x0F, 0xBA], size: size, reg: UInt8(4 + kind), regIsRegister: false, rm: target,
+                "\(names[kind]) r/m,imm8", opcode: [0x0F, 0xBA], size: size, reg: UInt8(4 + kind), regIsRegister: false,
+                rm: target,
                 immediate: [UInt8(next(256))])
         } else {
             let offsetRegister = pick(Self.writable.filter { $0 != 0 })
@@ -769,7 +812,8 @@ private struct CaseBuilder {
                 load(offsetRegister, UInt64(bitPattern: Int64(next(1024)) - 256))
             }
             ok = emit(
-                "\(names[kind]) r/m,r", opcode: [0x0F, [0xA3, 0xAB, 0xB3, 0xBB][kind]], size: size, reg: offsetRegister, rm: target)
+                "\(names[kind]) r/m,r", opcode: [0x0F, [0xA3, 0xAB, 0xB3, 0xBB][kind]], size: size, reg: offsetRegister,
+                rm: target)
         }
         if ok { flagEffect(defines: carryFlag, undefines: overflowFlag | signFlag | adjustFlag | parityFlag) }
         return ok
@@ -787,7 +831,8 @@ private struct CaseBuilder {
         }
         let opcode: [UInt8] = [[0x0F, 0xBC], [0x0F, 0xBD], [0x0F, 0xBC], [0x0F, 0xBD], [0x0F, 0xB8]][kind]
         let names = ["bsf", "bsr", "tzcnt", "lzcnt", "popcnt"]
-        let ok = emit(names[kind], prefixes: kind >= 2 ? [0xF3] : [], opcode: opcode, size: size, reg: destination(size: size), rm: source)
+        let ok = emit(
+            names[kind], prefixes: kind >= 2 ? [0xF3] : [], opcode: opcode, size: size, reg: destination(size: size), rm: source)
         guard ok else { return false }
         switch kind {
         case 0, 1: flagEffect(defines: zeroFlag, undefines: carryFlag | overflowFlag | signFlag | adjustFlag | parityFlag)
@@ -823,7 +868,9 @@ private struct CaseBuilder {
         code += prefix + (size == 2 ? [0x66] : []) + (size == 8 ? [0x48] : []) + [opcode]
         if backwards { code += [0xFC] }
         let names = ["movs", "cmps", "stos", "lods", "scas"]
-        self.names.append("lea rsi; lea rdi; mov ecx,\(count); \(backwards ? "std; " : "")\(repeated ? "rep " : "")\(names[kind])\(size * 8)\(backwards ? "; cld" : "")")
+        self.names.append(
+            "lea rsi; lea rdi; mov ecx,\(count); \(backwards ? "std; " : "")\(repeated ? "rep " : "")\(names[kind])\(size * 8)\(backwards ? "; cld" : "")"
+        )
         if (kind == 1 || kind == 4) && (!repeated || count > 0) { flagEffect(defines: allFlags) }
         return true
     }
@@ -879,22 +926,34 @@ private struct CaseBuilder {
         case 0:
             let kind = next(7)  // not cmp
             reads(kind == 2 || kind == 3 ? carryFlag : 0)
-            ok = emit("lock \(Self.aluNames[kind]) m,r", prefixes: [0xF0], opcode: [UInt8(kind * 8) + (size == 1 ? 0 : 1)], size: size, reg: source(size: size), rm: target)
+            ok = emit(
+                "lock \(Self.aluNames[kind]) m,r", prefixes: [0xF0], opcode: [UInt8(kind * 8) + (size == 1 ? 0 : 1)], size: size,
+                reg: source(size: size), rm: target)
             if ok { aluFlags(kind) }
         case 1:
-            ok = emit("lock xchg m,r", prefixes: [0xF0], opcode: [size == 1 ? 0x86 : 0x87], size: size, reg: destination(size: size), rm: target)
+            ok = emit(
+                "lock xchg m,r", prefixes: [0xF0], opcode: [size == 1 ? 0x86 : 0x87], size: size, reg: destination(size: size),
+                rm: target)
         case 2:
-            ok = emit("lock cmpxchg m,r", prefixes: [0xF0], opcode: [0x0F, size == 1 ? 0xB0 : 0xB1], size: size, reg: source(size: size), rm: target)
+            ok = emit(
+                "lock cmpxchg m,r", prefixes: [0xF0], opcode: [0x0F, size == 1 ? 0xB0 : 0xB1], size: size,
+                reg: source(size: size), rm: target)
             if ok { flagEffect(defines: allFlags) }
         case 3:
-            ok = emit("lock xadd m,r", prefixes: [0xF0], opcode: [0x0F, size == 1 ? 0xC0 : 0xC1], size: size, reg: destination(size: size), rm: target)
+            ok = emit(
+                "lock xadd m,r", prefixes: [0xF0], opcode: [0x0F, size == 1 ? 0xC0 : 0xC1], size: size,
+                reg: destination(size: size), rm: target)
             if ok { flagEffect(defines: allFlags) }
         case 4:
-            ok = emit("lock inc m", prefixes: [0xF0], opcode: [size == 1 ? 0xFE : 0xFF], size: size, reg: 0, regIsRegister: false, rm: target)
+            ok = emit(
+                "lock inc m", prefixes: [0xF0], opcode: [size == 1 ? 0xFE : 0xFF], size: size, reg: 0, regIsRegister: false,
+                rm: target)
             if ok { flagEffect(defines: allFlags & ~carryFlag) }
         default:
             // lock on a register destination is #UD.
-            ok = emit("lock add r,r (#UD)", prefixes: [0xF0], opcode: [0x01], size: 4, reg: source(size: 4), rm: .register(destination(size: 4)))
+            ok = emit(
+                "lock add r,r (#UD)", prefixes: [0xF0], opcode: [0x01], size: 4, reg: source(size: 4),
+                rm: .register(destination(size: 4)))
         }
         return ok
     }

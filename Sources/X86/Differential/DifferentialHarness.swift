@@ -268,12 +268,16 @@ public enum DifferentialHarness {
     public static func outcomes(_ memory: GuestMemory, cases: [DifferentialCase]) throws -> [DifferentialOutcome] {
         try cases.indices.map { index in
             let record = UInt64(records) + UInt64(index) * UInt64(recordSize)
-            let registers = try (0..<16).map { try memory.readValue(UInt64.self, at: record + UInt64(outputRegisters) + UInt64($0) * 8) }
+            let registers = try (0..<16).map {
+                try memory.readValue(UInt64.self, at: record + UInt64(outputRegisters) + UInt64($0) * 8)
+            }
             return DifferentialOutcome(
                 status: try memory.readValue(UInt64.self, at: record + UInt64(statusOffset)), registers: registers,
                 rflags: try memory.readValue(UInt64.self, at: record + UInt64(outputFlags)),
                 finalRIP: try memory.readValue(UInt64.self, at: record + UInt64(outputRIP)),
-                data: comparableData(try memory.read(at: dataAddress(ofCase: cases[index].slot), count: Int(dataSize)), slot: cases[index].slot, finalRSP: registers[4]))
+                data: comparableData(
+                    try memory.read(at: dataAddress(ofCase: cases[index].slot), count: Int(dataSize)), slot: cases[index].slot,
+                    finalRSP: registers[4]))
         }
     }
 
@@ -300,7 +304,9 @@ public enum DifferentialHarness {
     /// on everything the case defines.
     public static func differences(expected: DifferentialOutcome, actual: DifferentialOutcome, flagMask: UInt64) -> [String] {
         func describe(_ status: UInt64) -> String {
-            status == 1 ? "completed" : status >= 0x100 ? "raised \(X86CPU.vectorName(UInt8(truncatingIfNeeded: status - 0x100)))" : "did not run"
+            status == 1
+                ? "completed"
+                : status >= 0x100 ? "raised \(X86CPU.vectorName(UInt8(truncatingIfNeeded: status - 0x100)))" : "did not run"
         }
         guard expected.status == actual.status else {
             return ["status: expected \(describe(expected.status)), emulator \(describe(actual.status))"]
@@ -308,18 +314,24 @@ public enum DifferentialHarness {
         guard expected.status == 1 else { return [] }
         var found: [String] = []
         for index in 0..<16 where expected.registers[index] != actual.registers[index] {
-            found.append("\(registerNames[index]): expected 0x\(String(expected.registers[index], radix: 16)), emulator 0x\(String(actual.registers[index], radix: 16))")
+            found.append(
+                "\(registerNames[index]): expected 0x\(String(expected.registers[index], radix: 16)), emulator 0x\(String(actual.registers[index], radix: 16))"
+            )
         }
         if expected.finalRIP != actual.finalRIP {
-            found.append("rip: expected 0x\(String(expected.finalRIP, radix: 16)), emulator 0x\(String(actual.finalRIP, radix: 16))")
+            found.append(
+                "rip: expected 0x\(String(expected.finalRIP, radix: 16)), emulator 0x\(String(actual.finalRIP, radix: 16))")
         }
         if expected.rflags & flagMask != actual.rflags & flagMask {
             found.append(
-                "rflags (mask 0x\(String(flagMask, radix: 16))): expected 0x\(String(expected.rflags & flagMask, radix: 16)), emulator 0x\(String(actual.rflags & flagMask, radix: 16))")
+                "rflags (mask 0x\(String(flagMask, radix: 16))): expected 0x\(String(expected.rflags & flagMask, radix: 16)), emulator 0x\(String(actual.rflags & flagMask, radix: 16))"
+            )
         }
         if expected.data != actual.data {
             let first = zip(expected.data, actual.data).enumerated().first { $0.element.0 != $0.element.1 }!.offset
-            found.append("memory: first difference at data+\(first): expected 0x\(String(expected.data[first], radix: 16)), emulator 0x\(String(actual.data[first], radix: 16))")
+            found.append(
+                "memory: first difference at data+\(first): expected 0x\(String(expected.data[first], radix: 16)), emulator 0x\(String(actual.data[first], radix: 16))"
+            )
         }
         return found
     }

@@ -1,0 +1,141 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Bench
+@testable import KVM
+@testable import Machine
+@testable import X86
+
+/// The x86-64 emulator as a CPU engine: the benchmark guest, hand-made kernels, and the
+/// differential tests against KVM (live where /dev/kvm works, from the committed corpus everywhere).
+@Suite(.serialized) struct EmulatorTests {
+    @Test func committedCorpusMatchesKVMsRecordedOutputs() throws {
+        let corpus = try Workspace.locate().root.appendingPathComponent("Workloads/emulator/differential-corpus.txt")
+        let report = try EmulatorSelfTest.checkCorpus(at: corpus)
+        #expect(report.cases == 2000)
+        #expect(report.faultedAlike > 0, "the corpus includes cases that raise exceptions")
+        #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(5).map(\.description).joined(separator: "\n"))")
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func liveDifferentialCasesAgreeWithKVM() throws {
+        // A different seed from the corpus, so the two checks cover different sequences.
+        let report = try EmulatorSelfTest.compare(seed: 20_261_121, range: 0..<6000, kvm: try KVMSystem())
+        #expect(report.cases == 6000)
+        #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(5).map(\.description).joined(separator: "\n"))")
+    }
+
+    @Test func casesAreAPureFunctionOfSeedAndIndex() {
+        let generator = DifferentialCaseGenerator(seed: 99)
+        #expect(generator.makeCase(index: 1234) == generator.makeCase(index: 1234))
+        #expect(generator.makeCase(index: 1234) != generator.makeCase(index: 1235))
+        #expect(generator.makeCase(index: 1234 + DifferentialHarness.maximumCases).slot == generator.makeCase(index: 1234).slot)
+    }
+
+    @Test func aMismatchIsReportedWithWhatDiffers() {
+        let expected = DifferentialOutcome(
+            status: 1, registers: Array(repeating: 0, count: 16), rflags: 0x8D5, finalRIP: 10, data: [1, 2])
+        var actual = expected
+        actual.registers[2] = 7
+        actual.rflags = 0
+        actual.data = [1, 3]
+        let found = DifferentialHarness.differences(expected: expected, actual: actual, flagMask: 0x1)
+        #expect(found.count == 3)
+        #expect(found[0].hasPrefix("rdx"))
+        #expect(DifferentialHarness.differences(expected: expected, actual: expected, flagMask: ~0).isEmpty)
+        // Undefined flags (outside the mask) never count.
+        #expect(
+            DifferentialHarness.differences(
+                expected: expected,
+                actual: {
+                    var o = expected; o.rflags ^= 0x10; return o
+                }(), flagMask: 0x1
+            ).isEmpty)
+    }
+
+    @Test func unimplementedInstructionRaisesUDAndIsReported() throws {
+        // fld1 (x87) is outside the integer instruction set: the guest gets #UD, the run names rip and bytes.
+        var testCase = DifferentialCaseGenerator(seed: 1).makeCase(index: 0)
+        testCase.code =
+            [0xD9, 0xE8] + [0xFF, 0x14, 0x25]
+            + withUnsafeBytes(of: UInt32(DifferentialHarness.returnSlot).littleEndian, Array.init)
+        var diagnostics: [String] = []
+        let boot = try VMLauncher.boot(
+            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: 30,
+            cpu: .emulator, prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
+            inspect: { memory in
+                let outcome = try? DifferentialHarness.outcomes(memory, cases: [testCase])
+                diagnostics.append("status \(outcome?.first?.status ?? 0)")
+            })
+        #expect(boot.outcome.ending == .exitDevice(status: 1))
+        #expect(diagnostics == ["status \(0x100 + 6)"])
+        let address = String(DifferentialHarness.codeAddress(ofCase: testCase.slot), radix: 16)
+        #expect(boot.engineDiagnostics.contains { $0.contains("rip 0x\(address): d9 e8") }, "\(boot.engineDiagnostics)")
+    }
+
+    @Test func multibootKernelPrintsAndExitsUnderTheEmulator() throws {
+        let boot = try VMLauncher.boot(
+            kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 30,
+            cpu: .emulator)
+        #expect(boot.engineName == "emulator")
+        #expect(boot.console == "hi")
+        #expect(boot.outcome.ending == .exitDevice(status: 11))
+        #expect(boot.instructionsRetired ?? 0 >= 6)
+    }
+
+    @Test func watchdogStopsASpinningGuestUnderTheEmulator() throws {
+        let started = Date()
+        let boot = try VMLauncher.boot(
+            kernel: TestKernels.multiboot(code: TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1,
+            cpu: .emulator)
+        #expect(boot.outcome.ending == .timedOut(seconds: 1))
+        #expect(Date().timeIntervalSince(started) < 15)
+    }
+
+    @Test func aGuestThatJumpsOutOfRAMIsStoppedNotTheVMM() throws {
+        // 32-bit: jmp to 0xF0000000 (no RAM there) -> the VM ends with a reason; the process lives on.
+        let code: [UInt8] = [0xB8, 0x00, 0x00, 0x00, 0xF0, 0xFF, 0xE0]
+        let boot = try VMLauncher.boot(
+            kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 10, cpu: .emulator)
+        guard case .shutdown(let why) = boot.outcome.ending else {
+            Issue.record("expected a shutdown, got \(boot.outcome.ending)")
+            return
+        }
+        #expect(why.contains("outside guest RAM"))
+    }
+
+    @Test(arguments: everyBenchmark.filter { !$0.hasPrefix("net.") && !$0.hasPrefix("disk.") })
+    func everyCPUBenchmarkRunsInFullEmulation(_ id: String) async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(
+            RunConfiguration(systems: [.fullEmulation], suite: tinySuite(id), outputDirectory: output))
+        let result = try #require(results.first)
+        #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+        #expect(result.engine == "emulator")
+        #expect(result.privilege == "cpl3")
+        for metric in result.metrics {
+            #expect(metric.samples.count == 2)
+            #expect(metric.samples.allSatisfy { $0 > 0 && $0.isFinite }, "\(id) \(metric.name): \(metric.samples)")
+        }
+        if id == "cpu.pio" { #expect((result.exits?.unclaimedPortReads ?? 0) >= 40) }
+        if id == "cpu.mmio" { #expect((result.exits?.mmio ?? 0) >= 40) }
+    }
+
+    @Test(arguments: [
+        ("disk.rand-read-4k", SystemKind.fullEmulation), ("disk.rand-write-4k", .emulatorVirtio), ("net.tx-64", .fullEmulation),
+        ("net.rr", .emulatorVirtio),
+    ])
+    func devicesWorkUnderTheEmulator(_ id: String, _ system: SystemKind) async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var configuration = RunConfiguration(systems: [system], suite: ioSuite(id), outputDirectory: output)
+        configuration.diskRegionSectors = 4096
+        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")
+        #expect(result.engine == "emulator")
+    }
+}

@@ -1,0 +1,154 @@
+import Machine
+import Testing
+
+@testable import X86
+
+/// A 16 MiB long-mode machine: identity map with the first 2 MiB in 4 KiB pages (page table at
+/// 0x4000) and the rest in 2 MiB pages, a GDT with a 64-bit code segment, code at 0x10000.
+final class LongModeMachine {
+    static let codeAddress: UInt64 = 0x10000
+    static let pageTable: UInt64 = 0x4000
+    let memory: GuestMemory
+    let cpu: X86CPU
+
+    init(code: [UInt8]) throws {
+        memory = try GuestMemory(size: 16 << 20)
+        try memory.writeValue(UInt64(0x2000 | 7), at: 0x1000)
+        try memory.writeValue(UInt64(0x3000 | 7), at: 0x2000)
+        try memory.writeValue(UInt64(0xC000_0000 | 0x87), at: 0x2000 + 3 * 8)  // 3-4 GiB: one 1 GiB page (device space)
+        try memory.writeValue(UInt64(Self.pageTable | 7), at: 0x3000)
+        for index in 1..<8 { try memory.writeValue(UInt64(index) << 21 | 0x87, at: 0x3000 + UInt64(index) * 8) }
+        for index in 0..<512 { try memory.writeValue(UInt64(index) << 12 | 7, at: Self.pageTable + UInt64(index) * 8) }
+        try memory.writeValue(UInt64(0x00AF_9A00_0000_FFFF), at: 0x508)  // GDT at 0x500: 0x08 = code64
+        try memory.write(code, at: Self.codeAddress)
+        cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { 0 })
+        cpu.enterLongMode(
+            rip: Self.codeAddress, cr3: 0x1000, cpl: 0, codeSelector: 0x08, stackSelector: 0x10, gdtBase: 0x500, gdtLimit: 0xF)
+        cpu.registers[4] = 0x80000
+    }
+
+    /// Points IDT vector `vector` at `handler` (an interrupt gate in code segment 0x08).
+    func installGate(_ vector: Int, handler: UInt64) throws {
+        let idt: UInt64 = 0x6000
+        let low = (handler & 0xFFFF) | (0x08 << 16) | (0x8E << 40) | ((handler >> 16) & 0xFFFF) << 48
+        try memory.writeValue(low, at: idt + UInt64(vector) * 16)
+        try memory.writeValue(handler >> 32, at: idt + UInt64(vector) * 16 + 8)
+        cpu.idtBase = idt
+        cpu.idtLimit = 0xFFF
+    }
+
+    func pte(_ page: UInt64) throws -> UInt64 { try memory.readValue(UInt64.self, at: Self.pageTable + page * 8) }
+    func setPTE(_ page: UInt64, _ value: UInt64) throws { try memory.writeValue(value, at: Self.pageTable + page * 8) }
+}
+
+@Suite struct InterpreterTests {
+    @Test func selfModifyingCodeRunsTheNewBytes() throws {
+        // 0: mov eax,1 / 5: mov byte [rip-11],2 (patches the imm of 0) / inc ecx / cmp ecx,2 / jne 0 / hlt
+        let code: [UInt8] = [
+            0xB8, 1, 0, 0, 0, 0xC6, 0x05, 0xF5, 0xFF, 0xFF, 0xFF, 2, 0xFF, 0xC1, 0x83, 0xF9, 2, 0x75, 0xED, 0xF4,
+        ]
+        let machine = try LongModeMachine(code: code)
+        #expect(machine.cpu.run(maxInstructions: 1000) == .halt)
+        #expect(machine.cpu.registers[0] == 2, "the second pass must execute the patched immediate")
+        #expect(machine.cpu.registers[1] == 2)
+    }
+
+    @Test func pageFaultDeliversErrorCodeAndCR2() throws {
+        // mov rax, [0x123456] with that page not present; the #PF handler is a hlt.
+        let code: [UInt8] = [0x48, 0x8B, 0x04, 0x25, 0x56, 0x34, 0x12, 0x00, 0xF4, 0xF4]
+        let machine = try LongModeMachine(code: code)
+        try machine.installGate(14, handler: LongModeMachine.codeAddress + 9)
+        try machine.setPTE(0x123, 0)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(machine.cpu.cr2 == 0x123456)
+        let stack = machine.cpu.registers[4]
+        #expect(try machine.memory.readValue(UInt64.self, at: stack) == 0, "error code: not present, read, supervisor")
+        #expect(try machine.memory.readValue(UInt64.self, at: stack + 8) == LongModeMachine.codeAddress, "faulting rip")
+    }
+
+    @Test func writesToAReadOnlyPageFaultWithProtectionErrorCode() throws {
+        // mov [0x200000 - 8], rax on a read-only page with CR0.WP=1: #PF error code P|W = 3.
+        let code: [UInt8] = [0x48, 0x89, 0x04, 0x25, 0xF8, 0xFF, 0x1F, 0x00, 0xF4, 0xF4]
+        let machine = try LongModeMachine(code: code)
+        try machine.installGate(14, handler: LongModeMachine.codeAddress + 9)
+        try machine.setPTE(0x1FF, 0x1FF000 | 5)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(try machine.memory.readValue(UInt64.self, at: machine.cpu.registers[4]) == 3)
+    }
+
+    @Test func accessedAndDirtyBitsAreSet() throws {
+        // mov rax, [0x20000]; mov [0x21000], rax; hlt
+        let code: [UInt8] = [
+            0x48, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x02, 0x00, 0x48, 0x89, 0x04, 0x25, 0x00, 0x10, 0x02, 0x00, 0xF4,
+        ]
+        let machine = try LongModeMachine(code: code)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(try machine.pte(0x20) & 0x60 == 0x20, "read: accessed, not dirty")
+        #expect(try machine.pte(0x21) & 0x60 == 0x60, "write: accessed and dirty")
+    }
+
+    @Test func invlpgMakesAChangedMappingVisible() throws {
+        // mov rax,[0x30000]; (PTE changed here by the test); mov rbx,[0x30000]; invlpg [0x30000]; mov rcx,[0x30000]; hlt
+        let read: (UInt8) -> [UInt8] = { [0x48, 0x8B, 0x04 | ($0 << 3), 0x25, 0x00, 0x00, 0x03, 0x00] }
+        let code = read(0) + [0xF4] + read(3) + [0x0F, 0x01, 0x3C, 0x25, 0x00, 0x00, 0x03, 0x00] + read(1) + [0xF4]
+        let machine = try LongModeMachine(code: code)
+        try machine.memory.writeValue(UInt64(0xAAAA), at: 0x30000)
+        try machine.memory.writeValue(UInt64(0xBBBB), at: 0x31000)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        try machine.setPTE(0x30, 0x31000 | 7)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(machine.cpu.registers[0] == 0xAAAA)
+        #expect(machine.cpu.registers[3] == 0xAAAA, "before invlpg the TLB may keep the old translation")
+        #expect(machine.cpu.registers[1] == 0xBBBB, "after invlpg the new one is used")
+    }
+
+    @Test func mmioReadStopsAndCompletesWithTheVMMsData() throws {
+        // mov eax, [dword 0xF0000000] (outside RAM, through a 1 GiB page) twice: each read is one device exit.
+        let read: [UInt8] = [0x67, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x00, 0xF0]
+        let code: [UInt8] = read + [0x89, 0xC3] + read + [0xF4]
+        let machine = try LongModeMachine(code: code)
+        for value: UInt32 in [0x1234_5678, 0x9ABC_DEF0] {
+            #expect(machine.cpu.run(maxInstructions: 100) == .deviceAccess)
+            let access = try #require(machine.cpu.pendingDeviceAccess)
+            #expect(access.kind == .mmio && access.address == 0xF000_0000 && access.size == 4 && !access.isWrite)
+            (machine.cpu.deviceLog.buffer + access.offset).storeBytes(of: value, as: UInt32.self)
+        }
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(machine.cpu.registers[3] == 0x1234_5678)
+        #expect(machine.cpu.registers[0] == 0x9ABC_DEF0)
+    }
+
+    @Test func repInswMovesAPageWorthOfWordsInOneExit() throws {
+        // mov edi, 0x40000; mov ecx, 256; mov dx, 0x1F0; rep insw; hlt
+        let code: [UInt8] = [0xBF, 0, 0, 4, 0, 0xB9, 0, 1, 0, 0, 0x66, 0xBA, 0xF0, 0x01, 0x66, 0xF3, 0x6D, 0xF4]
+        let machine = try LongModeMachine(code: code)
+        #expect(machine.cpu.run(maxInstructions: 100) == .deviceAccess)
+        let access = try #require(machine.cpu.pendingDeviceAccess)
+        #expect(access.kind == .port && access.address == 0x1F0 && access.size == 2 && access.count == 256)
+        for index in 0..<256 {
+            (machine.cpu.deviceLog.buffer + access.offset + index * 2).storeBytes(of: UInt16(index), as: UInt16.self)
+        }
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(machine.cpu.registers[1] == 0)
+        #expect(machine.cpu.registers[7] == 0x40200)
+        #expect(try machine.memory.readValue(UInt16.self, at: 0x40000 + 2 * 200) == 200)
+    }
+
+    @Test func divideByZeroWithoutAnIDTIsATripleFault() throws {
+        let machine = try LongModeMachine(code: [0x31, 0xC9, 0xF7, 0xF1])
+        guard case .shutdown(let why) = machine.cpu.run(maxInstructions: 100) else {
+            Issue.record("expected a shutdown")
+            return
+        }
+        #expect(why.contains("triple fault"))
+    }
+
+    @Test func cpuidPresentsTheDocumentedModel() throws {
+        let machine = try LongModeMachine(code: [0x31, 0xC0, 0x0F, 0xA2, 0xF4])
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        let vendor = [machine.cpu.registers[3], machine.cpu.registers[2], machine.cpu.registers[1]].flatMap { value in
+            (0..<4).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
+        }
+        #expect(String(decoding: vendor, as: UTF8.self) == CPUIDModel.vendor)
+    }
+}
