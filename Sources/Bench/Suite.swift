@@ -37,6 +37,12 @@ public struct Suite: Sendable, Equatable {
     public var description: String
     public var entries: [Entry]
 
+    public init(name: String, description: String, entries: [Entry]) {
+        self.name = name
+        self.description = description
+        self.entries = entries
+    }
+
     public struct LoadError: Error, CustomStringConvertible, Equatable {
         public let file: String
         public let line: Int?

@@ -109,7 +109,9 @@ public final class X86CPU {
     let stopRequested = Atomic<Bool>(false)
     let traceEnabled = getenv("HVBENCH_X86_TRACE") != nil
     /// Set when `hlt` or a shutdown ends execution.
-    var stopReason: X86Stop?
+    var stopReason: X86Stop? { didSet { stopPending = stopReason != nil } }
+    /// `stopReason != nil`, as a plain flag for the per-instruction check.
+    var stopPending = false
     /// Exception being delivered, to detect double and triple faults.
     var deliveringVector: Int = -1
 

@@ -301,6 +301,50 @@ extension X86CPU {
             } else if size == 4 {
                 writeRegister(instruction.pointee.reg, size: 4, readRegister(instruction.pointee.reg, size: 4))
             }
+        case .shiftImm where instruction.pointee.isRegister && instruction.pointee.sub >= 4:
+            // shl/shr/sar of a register by an immediate: the compiled-code common case, inline.
+            let count = instruction.pointee.immediate & (size == 8 ? 63 : 31)
+            let register = instruction.pointee.rm
+            let value = readRegister(register, size: size)
+            guard count != 0 else {
+                if size == 4 { writeRegister(register, size: 4, value) }
+                return
+            }
+            let result: UInt64
+            switch instruction.pointee.sub {
+            case 5:
+                result = value >> count
+                setFlags(.shr, value, count, result, size: size)
+            case 7:
+                let bits = UInt64(size) << 3
+                result =
+                    UInt64(bitPattern: Int64(bitPattern: Self.signExtendBits(value, bits)) >> Int64(count))
+                    & Self.mask(size: size)
+                setFlags(.sar, value, count, result, size: size)
+            default:
+                result = (value << count) & Self.mask(size: size)
+                setFlags(.shl, value, count, result, size: size)
+            }
+            writeRegister(register, size: size, result)
+        case .imulRegRm, .imulRegRmImm:
+            let a = try readOperand(instruction, size: size)
+            let b =
+                instruction.pointee.op == .imulRegRm
+                ? readRegister(instruction.pointee.reg, size: size) : instruction.pointee.immediate
+            let product = Int64(bitPattern: Self.signExtend(a, size: size)).multipliedFullWidth(
+                by: Int64(bitPattern: Self.signExtend(b, size: size)))
+            let low = product.low & Self.mask(size: size)
+            let fits: Bool
+            if size == 8 {
+                fits = product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
+            } else {
+                fits =
+                    Self.signExtend(low, size: size) == product.low
+                    && product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
+            }
+            writeRegister(instruction.pointee.reg, size: size, low)
+            flagCarry = !fits
+            setFlags(.mul, 0, 0, low, size: size)
         case .nop, .pause:
             break
         default:
@@ -344,25 +388,6 @@ extension X86CPU {
             try multiply(instruction, signed: instruction.pointee.op == .imulRm)
         case .divRm, .idivRm:
             try divide(instruction, signed: instruction.pointee.op == .idivRm)
-        case .imulRegRm, .imulRegRmImm:
-            let a = try readOperand(instruction, size: size)
-            let b =
-                instruction.pointee.op == .imulRegRm
-                ? readRegister(instruction.pointee.reg, size: size) : instruction.pointee.immediate
-            let product = Int64(bitPattern: Self.signExtend(a, size: size)).multipliedFullWidth(
-                by: Int64(bitPattern: Self.signExtend(b, size: size)))
-            let low = product.low & mask
-            let fits: Bool
-            if size == 8 {
-                fits = product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
-            } else {
-                fits =
-                    Self.signExtend(low, size: size) == product.low
-                    && product.high == (Int64(bitPattern: product.low) < 0 ? -1 : 0)
-            }
-            writeRegister(instruction.pointee.reg, size: size, low)
-            flagCarry = !fits
-            setFlags(.mul, 0, 0, low, size: size)
         case .shiftImm, .shiftCL:
             let rawCount = instruction.pointee.op == .shiftImm ? instruction.pointee.immediate : registers[1]
             try shift(instruction, count: rawCount & (size == 8 ? 63 : 31))

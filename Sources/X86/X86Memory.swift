@@ -29,7 +29,9 @@ final class DeviceLog {
         var offset: Int
     }
     static let bufferSize = 16384
-    var entries: [Entry] = []
+    var entries: [Entry] = [] { didSet { isEmpty = entries.isEmpty } }
+    /// `entries.isEmpty`, kept as a stored flag: it is checked after every instruction.
+    var isEmpty = true
     var replayIndex = 0
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: DeviceLog.bufferSize, alignment: 16)
     var used = 0
@@ -39,7 +41,7 @@ final class DeviceLog {
 
     @inline(__always) func beginInstruction() { replayIndex = 0 }
     @inline(__always) func instructionCompleted() {
-        if !entries.isEmpty {
+        if !isEmpty {
             entries.removeAll(keepingCapacity: true)
             used = 0
         }

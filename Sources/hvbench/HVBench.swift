@@ -17,7 +17,7 @@ struct HVBench: AsyncParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self, CompareCommand.self,
-            BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self,
+            BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self, MipsCommand.self,
         ]
     )
 }
