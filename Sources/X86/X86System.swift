@@ -114,17 +114,18 @@ extension X86CPU {
             stack = try systemRead(taskBase &+ 4 &+ UInt64(newCPL) * 8, size: 8)
         }
         stack &= ~0xF
-        let frame: [UInt64] = [
-            UInt64(selectors[2]), registers[4], rflags, UInt64(selectors[1]), returnAddress,
-        ]
+        // The frame (ss, rsp, rflags, cs, rip), written at the handler's privilege.
+        let frame = (UInt64(selectors[2]), registers[4], rflags, UInt64(selectors[1]), returnAddress)
         let savedCPL = cpl
         cpl = newCPL
         var pointer = stack
         do {
-            for value in frame {
-                pointer &-= 8
-                try write(pointer, size: 8, value)
-            }
+            try write(pointer &- 8, size: 8, frame.0)
+            try write(pointer &- 16, size: 8, frame.1)
+            try write(pointer &- 24, size: 8, frame.2)
+            try write(pointer &- 32, size: 8, frame.3)
+            try write(pointer &- 40, size: 8, frame.4)
+            pointer &-= 40
             if let errorCode {
                 pointer &-= 8
                 try write(pointer, size: 8, UInt64(errorCode))
@@ -346,11 +347,12 @@ extension X86CPU {
     func interruptReturn(size: UInt8) throws(X86Fault) {
         guard is64BitCode else { throw .shutdown("iret outside 64-bit mode is not implemented by the emulator") }
         let pointer = registers[4]
-        var values: [UInt64] = []
-        for index in 0..<5 {
-            values.append(try read(pointer &+ UInt64(index) * UInt64(size), size: size))
-        }
-        let selector = UInt16(truncatingIfNeeded: values[1])
+        let step = UInt64(size)
+        let values = (
+            try read(pointer, size: size), try read(pointer &+ step, size: size), try read(pointer &+ 2 * step, size: size),
+            try read(pointer &+ 3 * step, size: size), try read(pointer &+ 4 * step, size: size)
+        )
+        let selector = UInt16(truncatingIfNeeded: values.1)
         let newCPL = Int(selector & 3)
         guard newCPL >= cpl else { throw .exception(vector: X86Vector.generalProtection, errorCode: UInt32(selector & ~3)) }
         let codeDescriptor = try descriptor(selector)
@@ -358,11 +360,11 @@ extension X86CPU {
         if cpl > 0 { writable &= ~0x3000 }
         if cpl > iopl { writable &= ~Self.interruptFlag }
         if size == 4 { writable &= 0xFFFF_FFFF }
-        rflags = (rflags & ~writable) | (values[2] & writable)
-        registers[4] = values[3]
-        selectors[2] = UInt16(truncatingIfNeeded: values[4])
+        rflags = (rflags & ~writable) | (values.2 & writable)
+        registers[4] = values.3
+        selectors[2] = UInt16(truncatingIfNeeded: values.4)
         setCodeSegment(selector, is64Bit: codeSegmentIs64Bit(codeDescriptor))
-        rip = values[0]
+        rip = values.0
     }
 
     func writeControlRegister(_ index: UInt8, _ value: UInt64) throws(X86Fault) {
