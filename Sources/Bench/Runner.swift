@@ -383,7 +383,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
         }
         saveLog(
             "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n"
-                + boot.brokenDevices.map { "# device error: \($0)\n" }.joined(),
+                + boot.brokenDevices.map { "# device error: \($0)\n" }.joined()
+                + boot.engineDiagnostics.map { "# \($0)\n" }.joined(),
             system: system.rawValue, benchmark: entry.id, configuration)
         if let broken = boot.brokenDevices.first { return .failed("device error: \(broken)") }
         let outcome = interpret(
@@ -392,7 +393,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
             // The transcript may look complete, but a VM that did not exit cleanly is not trusted.
             var reason = boot.outcome.ending.summary
             if case .failed(let guestSaid) = outcome { reason += "; guest said: \(guestSaid)" }
+            if let finding = boot.engineDiagnostics.first { reason += "; \(finding)" }
             return .failed(reason)
+        }
+        if case .failed(let guestSaid) = outcome, let finding = boot.engineDiagnostics.first {
+            return .failed("\(guestSaid); \(finding)")
         }
         guard case .measured(var round) = outcome else { return outcome }
         if let peer = io?.peer {
