@@ -330,7 +330,8 @@ public final class BenchmarkRunner: @unchecked Sendable {
 
     /// Boots one guest for `entry` under the watchdog and logs how the VM ended.
     private func bootGuest(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, repetitions: Int, warmups: Int,
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, repetitions: Int,
+        warmups: Int,
         io: IOConfiguration? = nil
     ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
         var words = jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)

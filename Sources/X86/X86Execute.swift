@@ -214,9 +214,11 @@ extension X86CPU {
             }
         case .movRmImm:
             try writeOperand(instruction, size: size, instruction.pointee.immediate)
-        case .aluRmReg:
+        case .aluRmReg, .aluRmImm:
             let kind = instruction.pointee.sub
-            let b = readRegister(instruction.pointee.reg, size: size)
+            let b =
+                instruction.pointee.op == .aluRmImm
+                ? instruction.pointee.immediate : readRegister(instruction.pointee.reg, size: size)
             if instruction.pointee.isRegister {
                 let result = alu(kind, readRegister(instruction.pointee.rm, size: size), b, size: size)
                 if kind != 7 { writeRegister(instruction.pointee.rm, size: size, result) }
@@ -230,17 +232,6 @@ extension X86CPU {
             let b = try readOperand(instruction, size: size)
             let result = alu(kind, readRegister(instruction.pointee.reg, size: size), b, size: size)
             if kind != 7 { writeRegister(instruction.pointee.reg, size: size, result) }
-        case .aluRmImm:
-            let kind = instruction.pointee.sub
-            let b = instruction.pointee.immediate
-            if instruction.pointee.isRegister {
-                let result = alu(kind, readRegister(instruction.pointee.rm, size: size), b, size: size)
-                if kind != 7 { writeRegister(instruction.pointee.rm, size: size, result) }
-            } else {
-                let target = address(instruction)
-                let result = alu(kind, try read(target, size: size), b, size: size)
-                if kind != 7 { try write(target, size: size, result) }
-            }
         case .testRmReg:
             let value = try readOperand(instruction, size: size) & readRegister(instruction.pointee.reg, size: size)
             setFlags(.logic, 0, 0, value, size: size)

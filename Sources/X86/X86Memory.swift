@@ -64,12 +64,7 @@ extension X86CPU {
         let entry = tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
         if entry.pointee.readTag == (linear & ~0xFFF) | userTagBit && (linear & 0xFFF) <= 4096 - UInt64(size) {
             let pointer = hostPointer(physical: linear &+ entry.pointee.physicalOffset)
-            switch size {
-            case 1: return UInt64(pointer.load(as: UInt8.self))
-            case 2: return UInt64(UInt16(littleEndian: pointer.loadUnaligned(as: UInt16.self)))
-            case 4: return UInt64(UInt32(littleEndian: pointer.loadUnaligned(as: UInt32.self)))
-            default: return UInt64(littleEndian: pointer.loadUnaligned(as: UInt64.self))
-            }
+            return Self.load(pointer, size: size)
         }
         return try readSlow(linear, size: size)
     }
@@ -80,15 +75,30 @@ extension X86CPU {
         let entry = tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
         if entry.pointee.writeTag == (linear & ~0xFFF) | userTagBit && (linear & 0xFFF) <= 4096 - UInt64(size) {
             let pointer = hostPointer(physical: linear &+ entry.pointee.physicalOffset)
-            switch size {
-            case 1: pointer.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-            case 2: pointer.storeBytes(of: UInt16(truncatingIfNeeded: value).littleEndian, as: UInt16.self)
-            case 4: pointer.storeBytes(of: UInt32(truncatingIfNeeded: value).littleEndian, as: UInt32.self)
-            default: pointer.storeBytes(of: value.littleEndian, as: UInt64.self)
-            }
+            Self.store(pointer, size: size, value)
             return
         }
         try writeSlow(linear, size: size, value)
+    }
+
+    @inline(__always)
+    static func load(_ pointer: UnsafeMutableRawPointer, size: UInt8) -> UInt64 {
+        switch size {
+        case 1: return UInt64(pointer.load(as: UInt8.self))
+        case 2: return UInt64(UInt16(littleEndian: pointer.loadUnaligned(as: UInt16.self)))
+        case 4: return UInt64(UInt32(littleEndian: pointer.loadUnaligned(as: UInt32.self)))
+        default: return UInt64(littleEndian: pointer.loadUnaligned(as: UInt64.self))
+        }
+    }
+
+    @inline(__always)
+    static func store(_ pointer: UnsafeMutableRawPointer, size: UInt8, _ value: UInt64) {
+        switch size {
+        case 1: pointer.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+        case 2: pointer.storeBytes(of: UInt16(truncatingIfNeeded: value).littleEndian, as: UInt16.self)
+        case 4: pointer.storeBytes(of: UInt32(truncatingIfNeeded: value).littleEndian, as: UInt32.self)
+        default: pointer.storeBytes(of: value.littleEndian, as: UInt64.self)
+        }
     }
 
     // MARK: Slow paths
@@ -106,12 +116,7 @@ extension X86CPU {
         let physical = try translate(linear, write: false, fetch: false)
         if physical < ramSize && physical &+ UInt64(size) <= ramSize {
             let pointer = hostPointer(physical: physical)
-            switch size {
-            case 1: return UInt64(pointer.load(as: UInt8.self))
-            case 2: return UInt64(UInt16(littleEndian: pointer.loadUnaligned(as: UInt16.self)))
-            case 4: return UInt64(UInt32(littleEndian: pointer.loadUnaligned(as: UInt32.self)))
-            default: return UInt64(littleEndian: pointer.loadUnaligned(as: UInt64.self))
-            }
+            return Self.load(pointer, size: size)
         }
         return try deviceAccess(.mmio, address: physical, size: Int(size), count: 1, isWrite: false, value: 0)
     }
@@ -130,12 +135,7 @@ extension X86CPU {
         if physical < ramSize && physical &+ UInt64(size) <= ramSize {
             if codePages[Int(physical >> 12)] != 0 { noteCodeWrite(physical: physical, size: size) }
             let pointer = hostPointer(physical: physical)
-            switch size {
-            case 1: pointer.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-            case 2: pointer.storeBytes(of: UInt16(truncatingIfNeeded: value).littleEndian, as: UInt16.self)
-            case 4: pointer.storeBytes(of: UInt32(truncatingIfNeeded: value).littleEndian, as: UInt32.self)
-            default: pointer.storeBytes(of: value.littleEndian, as: UInt64.self)
-            }
+            Self.store(pointer, size: size, value)
             return
         }
         _ = try deviceAccess(.mmio, address: physical, size: Int(size), count: 1, isWrite: true, value: value)

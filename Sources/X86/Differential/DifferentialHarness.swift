@@ -98,6 +98,19 @@ public enum DifferentialHarness {
         return header.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) } + code
     }
 
+    /// iretq to CPL3 (user code 0x23, data 0x1B) on the runner's stack with IOPL=3 and interrupts
+    /// off; returns the offset of the `push imm32` whose immediate is the target, patched later.
+    private static func returnToUserMode(_ asm: inout MiniAssembler) -> Int {
+        asm.emit(0x6A, 0x1B)
+        asm.push(immediate: Int32(runnerStackTop))
+        asm.push(immediate: 0x3002)
+        asm.emit(0x6A, 0x23)
+        let target = asm.bytes.count
+        asm.push(immediate: 0)
+        asm.emit(0x48, 0xCF)
+        return target
+    }
+
     /// Assembles the kernel; returns its code, the case-return entry and the exception stubs.
     static func assemble() -> (code: [UInt8], caseReturn: UInt64, stubs: [UInt64]) {
         var asm = MiniAssembler(origin: UInt64(kernelBase) + 32)
@@ -125,13 +138,7 @@ public enum DifferentialHarness {
         asm.emit(0x66, 0xB8, 0x28, 0x00, 0x0F, 0x00, 0xD8)  // ltr 0x28
         // iretq to the runner at CPL3 with IOPL=3, interrupts off (frame on the interrupt stack).
         asm.move(4, immediate: Int32(interruptStackTop))
-        asm.emit(0x6A, 0x1B)
-        asm.push(immediate: Int32(runnerStackTop))
-        asm.push(immediate: 0x3002)
-        asm.emit(0x6A, 0x23)
-        let runnerPush = asm.bytes.count
-        asm.push(immediate: 0)
-        asm.emit(0x48, 0xCF)
+        let runnerPush = returnToUserMode(&asm)
 
         // Exception stubs (CPL0): record the vector and iretq to the runner's abort path.
         var stubs: [UInt64] = []
@@ -143,13 +150,7 @@ public enum DifferentialHarness {
         asm.label("faultCommon")
         asm.pop(0)
         asm.store(absolute: faultVector, 0)
-        asm.emit(0x6A, 0x1B)
-        asm.push(immediate: Int32(runnerStackTop))
-        asm.push(immediate: 0x3002)
-        asm.emit(0x6A, 0x23)
-        let abortPush = asm.bytes.count
-        asm.push(immediate: 0)
-        asm.emit(0x48, 0xCF)
+        let abortPush = returnToUserMode(&asm)
 
         // The runner (CPL3).
         asm.label("runner")
