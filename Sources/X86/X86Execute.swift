@@ -23,13 +23,14 @@ extension X86CPU {
     func step() -> Bool {
         let start = rip
         let slot = decodeCache + (Int(truncatingIfNeeded: start ^ (start >> 15)) & (Self.decodeCacheEntries - 1))
-        if slot.pointee.rip != start || slot.pointee.generation != decodeGeneration
-            || (cpl == 3 && !slot.pointee.userExecutable)
-        {
+        // Entries from pages CPL3 may not execute carry the top generation bit, so at CPL3 they
+        // miss (and re-decoding raises the #PF) while at CPL0 they hit.
+        let generationMask: UInt32 = cpl == 3 ? ~0 : 0x7FFF_FFFF
+        if slot.pointee.rip != start || slot.pointee.generation & generationMask != decodeGeneration {
             do {
                 let decoded = try decode(at: start)
                 slot.pointee = decoded
-                slot.pointee.generation = decodeGeneration
+                slot.pointee.generation = decodeGeneration | (decoded.userExecutable ? 0 : 0x8000_0000)
                 codeLinearPages.insert(start >> 12)
                 codeLinearPages.insert((start &+ UInt64(decoded.length) &- 1) >> 12)
             } catch {
@@ -37,7 +38,9 @@ extension X86CPU {
             }
         }
         deviceLog.beginInstruction()
-        if traceEnabled { traceLine(slot) }
+        #if DEBUG
+            if traceEnabled { traceLine(slot) }
+        #endif
         rip = start &+ UInt64(slot.pointee.length)
         do {
             try execute(slot)
@@ -147,6 +150,8 @@ extension X86CPU {
 
     // MARK: ALU
 
+    /// add, or, and, sub, xor, cmp inline; adc and sbb (which read CF) out of line, so the
+    /// common kinds stay small enough to inline into the dispatch loop.
     @inline(__always)
     func alu(_ kind: UInt8, _ a: UInt64, _ b: UInt64, size: UInt8) -> UInt64 {
         let mask = Self.mask(size: size)
@@ -156,34 +161,31 @@ extension X86CPU {
             setFlags(.add, a, b, result, size: size)
             return result
         case 1:
-            let result = a | b
-            setFlags(.logic, 0, 0, result, size: size)
-            return result
-        case 2:
-            let carryIn = carry
-            let result = (a &+ b &+ (carryIn ? 1 : 0)) & mask
-            flagCarry = carryIn
-            setFlags(.adc, a, b, result, size: size)
-            return result
-        case 3:
-            let carryIn = carry
-            let result = (a &- b &- (carryIn ? 1 : 0)) & mask
-            flagCarry = carryIn
-            setFlags(.sbb, a, b, result, size: size)
-            return result
+            setFlags(.logic, 0, 0, a | b, size: size)
+            return a | b
         case 4:
-            let result = a & b
-            setFlags(.logic, 0, 0, result, size: size)
-            return result
+            setFlags(.logic, 0, 0, a & b, size: size)
+            return a & b
         case 6:
-            let result = a ^ b
-            setFlags(.logic, 0, 0, result, size: size)
-            return result
-        default:  // sub, cmp
+            setFlags(.logic, 0, 0, a ^ b, size: size)
+            return a ^ b
+        case 5, 7:
             let result = (a &- b) & mask
             setFlags(.sub, a, b, result, size: size)
             return result
+        default:
+            return aluWithCarry(kind, a, b, size: size)
         }
+    }
+
+    @inline(never)
+    func aluWithCarry(_ kind: UInt8, _ a: UInt64, _ b: UInt64, size: UInt8) -> UInt64 {
+        let carryIn = carry
+        let mask = Self.mask(size: size)
+        let result = (kind == 2 ? a &+ b &+ (carryIn ? 1 : 0) : a &- b &- (carryIn ? 1 : 0)) & mask
+        flagCarry = carryIn
+        setFlags(kind == 2 ? .adc : .sbb, a, b, result, size: size)
+        return result
     }
 
     /// PF, ZF and SF of a result.

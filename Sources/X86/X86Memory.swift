@@ -39,11 +39,14 @@ final class DeviceLog {
     init() { entries.reserveCapacity(8) }
     deinit { buffer.deallocate() }
 
-    @inline(__always) func beginInstruction() { replayIndex = 0 }
+    /// A stale index over an empty log is harmless (the first access appends), so the common
+    /// case costs a load rather than a store.
+    @inline(__always) func beginInstruction() { if !isEmpty { replayIndex = 0 } }
     @inline(__always) func instructionCompleted() {
         if !isEmpty {
             entries.removeAll(keepingCapacity: true)
             used = 0
+            replayIndex = 0
         }
     }
 }
@@ -269,7 +272,7 @@ extension X86CPU {
     /// Forgets every decoded instruction (code was written, or the code's mapping changed).
     func invalidateDecodedCode() {
         decodeGeneration &+= 1
-        if decodeGeneration == 0 {
+        if decodeGeneration >= 0x8000_0000 {  // the top bit marks supervisor-only code (see step())
             decodeCache.update(repeating: Instruction(), count: Self.decodeCacheEntries)
             decodeGeneration = 1
         }
