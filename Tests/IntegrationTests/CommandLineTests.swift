@@ -62,8 +62,30 @@ import Testing
         } else {
             #expect(run.results.first { $0.system == "hardware-assist" }?.status == .skipped)
         }
+        // The emulator needs no /dev/kvm: full-emulation runs everywhere.
+        let emulated = run.results.first { $0.system == "full-emulation" && $0.benchmark == "cpu.int" }
+        #expect(emulated?.status == .ok && emulated?.engine == "emulator", "\(emulated?.reason ?? "no full-emulation result")")
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("results.csv").path))
         #expect(output.standardOutput.contains { $0.contains("% native") })
+    }
+
+    @Test func emulatorAxesAndSelftestFromTheCommandLine() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = try await hvbench([
+            "run", "--cpu", "emulator", "--io", "virtio", "--bench", "cpu.pio", "--iterations", "20", "--repetitions", "2",
+            "--out", directory.path,
+        ])
+        #expect(run.exitCode == 0, "\(run.standardError)")
+        let results = try RunResults.load(from: directory.appendingPathComponent("results.json"))
+        #expect(results.results.map(\.system) == ["emulator-virtio"])
+        let badEngine = try await hvbench(["run", "--cpu", "bochs"])
+        #expect(badEngine.exitCode == 2)
+        #expect(badEngine.standardError.contains("unknown --cpu 'bochs'"))
+        let corpus = try Workspace.locate().root.appendingPathComponent("Workloads/emulator/differential-corpus.txt").path
+        let selftest = try await hvbench(["selftest", "emulator", "--corpus", corpus])
+        #expect(selftest.exitCode == 0, "\(selftest.standardOutput.joined(separator: "\n"))")
+        #expect(selftest.standardOutput.contains("no mismatches"))
     }
 
     @Test func envReportsTheKVMModuleThatIsLoaded() async throws {
