@@ -35,6 +35,18 @@ public enum EmulatorSelfTest {
         public var mismatches: [Mismatch] = []
         public var kvmSeconds = 0.0
         public var emulatorSeconds = 0.0
+
+        /// Counts one compared case: a mismatch when `differences` is not empty.
+        mutating func record(
+            seed: UInt64, index: Int, testCase: DifferentialCase, expectedStatus: UInt64, differences: [String]
+        ) {
+            cases += 1
+            if !differences.isEmpty {
+                mismatches.append(Mismatch(seed: seed, index: index, testCase: testCase, differences: differences))
+            } else if expectedStatus != 1 {
+                faultedAlike += 1
+            }
+        }
     }
 
     public struct HarnessFailure: Error, CustomStringConvertible {
@@ -76,23 +88,18 @@ public enum EmulatorSelfTest {
             let slotEnd = (start / DifferentialHarness.maximumCases + 1) * DifferentialHarness.maximumCases
             let end = min(range.upperBound, slotEnd)
             let batch = (start..<end).map { generator.makeCase(index: $0) }
-            let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator)
             let (expected, kvmSeconds) = try outcomes(of: batch, cpu: .kvm(kvm))
+            let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator)
             report.kvmSeconds += kvmSeconds
             report.emulatorSeconds += emulatorSeconds
             for offset in batch.indices {
-                report.cases += 1
                 if expected[offset].status == 0 {
                     throw HarnessFailure(description: "case \(start + offset) did not run under KVM (the harness stopped early)")
                 }
-                let found = DifferentialHarness.differences(
-                    expected: expected[offset], actual: actual[offset], flagMask: batch[offset].flagMask)
-                if !found.isEmpty {
-                    report.mismatches.append(
-                        Mismatch(seed: seed, index: start + offset, testCase: batch[offset], differences: found))
-                } else if expected[offset].status != 1 {
-                    report.faultedAlike += 1
-                }
+                report.record(
+                    seed: seed, index: start + offset, testCase: batch[offset], expectedStatus: expected[offset].status,
+                    differences: DifferentialHarness.differences(
+                        expected: expected[offset], actual: actual[offset], flagMask: batch[offset].flagMask))
             }
             progress?(end - range.lowerBound)
             start = end
@@ -149,11 +156,8 @@ public enum EmulatorSelfTest {
             guard fields.count == 22, let index = Int(fields[0]), index == lineNumber else {
                 throw HarnessFailure(description: "\(url.path): malformed case line \(lineNumber + 1)")
             }
-            let values = fields[1...].map { UInt64($0, radix: 16) }
-            guard values.allSatisfy({ $0 != nil }) else {
-                throw HarnessFailure(description: "\(url.path): bad number on case line \(index)")
-            }
-            let numbers = values.map { $0! }
+            let numbers = fields[1...].compactMap { UInt64($0, radix: 16) }
+            guard numbers.count == 21 else { throw HarnessFailure(description: "\(url.path): bad number on case line \(index)") }
             let testCase = cases[index]
             guard numbers[20] == fnv(testCase.code) else {
                 throw HarnessFailure(
@@ -161,24 +165,16 @@ public enum EmulatorSelfTest {
                         "\(url.path): case \(index) no longer matches the generator (it changed); regenerate the corpus on a KVM host"
                 )
             }
-            report.cases += 1
+            // The corpus keeps a hash of the data block, so memory is compared through it.
             let expected = DifferentialOutcome(
                 status: numbers[0], registers: Array(numbers[3..<19]), rflags: numbers[2], finalRIP: numbers[1], data: [])
-            var got = actual[index]
-            var found = DifferentialHarness.differences(
-                expected: expected,
-                actual: DifferentialOutcome(
-                    status: got.status, registers: got.registers, rflags: got.rflags, finalRIP: got.finalRIP, data: []),
-                flagMask: testCase.flagMask)
-            if expected.status == 1 && got.status == 1 && fnv(got.data) != numbers[19] {
+            var withoutData = actual[index]
+            withoutData.data = []
+            var found = DifferentialHarness.differences(expected: expected, actual: withoutData, flagMask: testCase.flagMask)
+            if expected.status == 1 && actual[index].status == 1 && fnv(actual[index].data) != numbers[19] {
                 found.append("memory: data block differs from KVM's")
             }
-            got.data = []
-            if !found.isEmpty {
-                report.mismatches.append(Mismatch(seed: seed, index: index, testCase: testCase, differences: found))
-            } else if expected.status != 1 {
-                report.faultedAlike += 1
-            }
+            report.record(seed: seed, index: index, testCase: testCase, expectedStatus: expected.status, differences: found)
         }
         return report
     }
@@ -186,8 +182,8 @@ public enum EmulatorSelfTest {
     static func hex(_ value: UInt64) -> String { String(value, radix: 16) }
 
     static func fnv(_ bytes: [UInt8]) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        return hash
+        var hash = FNV1a64()
+        hash.add(bytes)
+        return hash.value
     }
 }

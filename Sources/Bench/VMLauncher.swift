@@ -88,8 +88,9 @@ public enum VMLauncher {
             engine = kvmEngine
         case .emulator:
             // The emulator's rdtsc is the host TSC, so the guest converts cycles with the host rate.
-            emulator = EmulatorEngine(memory: memory, entry: entry)
-            engine = emulator!
+            let emulatorEngine = EmulatorEngine(memory: memory, entry: entry)
+            emulator = emulatorEngine
+            engine = emulatorEngine
         }
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }

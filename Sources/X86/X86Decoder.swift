@@ -93,26 +93,29 @@ struct FetchWindow {
 }
 
 extension X86CPU {
-    /// Fills the fetch window from the instruction at linear `rip`, returning the physical address of its first byte.
+    /// Fills the fetch window from the instruction at linear `rip`: the bytes of its page and, when
+    /// fewer than 15 remain there, of the next. Returns the window, the physical address of the
+    /// first byte, and whether CPL3 may execute from that page.
     func fetchWindow(at rip: UInt64) throws(X86Fault) -> (FetchWindow, UInt64, Bool) {
         var window = FetchWindow()
         let physical = try translate(rip, write: false, fetch: true)
         guard physical < ramSize else {
             throw .shutdown("instruction fetch from 0x\(String(physical, radix: 16)), outside guest RAM")
         }
-        let userExecutable = cpl == 3 || (try? probeUserExecutable(rip)) == true
+        let userExecutable = cpl == 3 || isUserExecutable(rip)
         let inPage = Int(4096 - (rip & 0xFFF))
-        let fromRAM = Int(min(UInt64(16), ramSize - physical))
-        var count = min(16, inPage, fromRAM)
-        var raw = [UInt8](repeating: 0, count: 16)
-        for index in 0..<count { raw[index] = hostPointer(physical: physical &+ UInt64(index)).load(as: UInt8.self) }
-        if count < 16 && inPage < 16 {
+        let first = min(16, inPage, Int(min(16, ramSize - physical)))
+        var count = first
+        withUnsafeMutableBytes(of: &window.bytes) {
+            $0.baseAddress!.copyMemory(from: hostPointer(physical: physical), byteCount: first)
+        }
+        if inPage < 16 {
             do {
                 let next = try translate(rip &+ UInt64(inPage), write: false, fetch: true)
                 if next < ramSize {
-                    let more = Int(min(UInt64(16 - count), ramSize - next))
-                    for index in 0..<more {
-                        raw[count + index] = hostPointer(physical: next &+ UInt64(index)).load(as: UInt8.self)
+                    let more = min(16 - first, Int(min(16, ramSize - next)))
+                    withUnsafeMutableBytes(of: &window.bytes) {
+                        $0.baseAddress!.advanced(by: first).copyMemory(from: hostPointer(physical: next), byteCount: more)
                     }
                     markCode(physical: next, length: more)
                     count += more
@@ -122,16 +125,12 @@ extension X86CPU {
             }
         }
         window.available = count
-        var low: UInt64 = 0
-        var high: UInt64 = 0
-        for index in 0..<8 { low |= UInt64(raw[index]) << (UInt64(index) * 8) }
-        for index in 0..<8 { high |= UInt64(raw[8 + index]) << (UInt64(index) * 8) }
-        window.bytes = (low, high)
         return (window, physical, userExecutable)
     }
 
-    /// Whether the page of `linear` is user-accessible (so cached code needs no re-check at CPL3).
-    func probeUserExecutable(_ linear: UInt64) throws(X86Fault) -> Bool {
+    /// Whether CPL3 may execute from the page of `linear` (so cached code needs no re-check at CPL3).
+    /// Leaves no trace: CR2 and the CPL are restored.
+    func isUserExecutable(_ linear: UInt64) -> Bool {
         let saved = cpl
         let savedCR2 = cr2
         cpl = 3
@@ -141,6 +140,13 @@ extension X86CPU {
         }
         do { _ = try translate(linear, write: false, fetch: true) } catch { return false }
         return true
+    }
+
+    static func isLegacyPrefix(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65: return true
+        default: return false
+        }
     }
 
     /// `lock` is valid only on read-modify-write instructions with a memory destination.
@@ -184,7 +190,7 @@ extension X86CPU {
                 rex = opcode
                 opcode = try window.byte()
                 // A REX prefix counts only directly before the opcode.
-                if [0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65].contains(opcode) {
+                if Self.isLegacyPrefix(opcode) {
                     rex = 0
                     window.position -= 1
                     continue prefixes
@@ -410,7 +416,7 @@ extension X86CPU {
         }
 
         switch opcode {
-        case 0x00...0x3F where opcode & 7 <= 5 && ![0x26, 0x2E, 0x36, 0x3E].contains(opcode):
+        case 0x00...0x3F where opcode & 7 <= 5:  // (segment prefixes 26/2E/36/3E have opcode & 7 == 6)
             instruction.sub = opcode >> 3
             let form = opcode & 7
             if form & 1 == 0 { instruction.size = 1 }

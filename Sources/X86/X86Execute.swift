@@ -49,7 +49,7 @@ extension X86CPU {
         }
         deviceLog.instructionCompleted()
         retired &+= 1
-        return stopReason != nil
+        return stopPending
     }
 
     func traceLine(_ slot: UnsafeMutablePointer<Instruction>) {
@@ -73,7 +73,7 @@ extension X86CPU {
         case .exception(let vector, let errorCode):
             deviceLog.instructionCompleted()
             deliverException(vector: vector, errorCode: errorCode, returnAddress: start)
-            return stopReason != nil
+            return stopPending
         }
     }
 
@@ -108,6 +108,28 @@ extension X86CPU {
     func readOperand(_ instruction: UnsafeMutablePointer<Instruction>, size: UInt8) throws(X86Fault) -> UInt64 {
         if instruction.pointee.isRegister { return readRegister(instruction.pointee.rm, size: size) }
         return try read(address(instruction), size: size)
+    }
+
+    /// The r/m operand of a read-modify-write instruction: its value and, for memory, its address
+    /// (computed once, so the write goes where the read came from).
+    @inline(__always)
+    func loadDestination(_ instruction: UnsafeMutablePointer<Instruction>, size: UInt8) throws(X86Fault) -> (
+        value: UInt64, address: UInt64
+    ) {
+        if instruction.pointee.isRegister { return (readRegister(instruction.pointee.rm, size: size), 0) }
+        let address = address(instruction)
+        return (try read(address, size: size), address)
+    }
+
+    @inline(__always)
+    func storeDestination(
+        _ instruction: UnsafeMutablePointer<Instruction>, address: UInt64, size: UInt8, _ value: UInt64
+    ) throws(X86Fault) {
+        if instruction.pointee.isRegister {
+            writeRegister(instruction.pointee.rm, size: size, value)
+        } else {
+            try write(address, size: size, value)
+        }
     }
 
     @inline(__always)
@@ -205,15 +227,9 @@ extension X86CPU {
         let size = instruction.pointee.size
         switch instruction.pointee.op {
         case .movRegRm:
-            let value = try readOperandOrAbsolute(instruction, size: size)
-            writeRegister(instruction.pointee.reg, size: size, value)
+            writeRegister(instruction.pointee.reg, size: size, try readOperand(instruction, size: size))
         case .movRmReg:
-            let value = readRegister(instruction.pointee.reg, size: size)
-            if instruction.pointee.isRegister {
-                writeRegister(instruction.pointee.rm, size: size, value)
-            } else {
-                try write(address(instruction), size: size, value)
-            }
+            try writeOperand(instruction, size: size, readRegister(instruction.pointee.reg, size: size))
         case .movRmImm:
             try writeOperand(instruction, size: size, instruction.pointee.immediate)
         case .aluRmReg, .aluRmImm:
@@ -221,14 +237,9 @@ extension X86CPU {
             let b =
                 instruction.pointee.op == .aluRmImm
                 ? instruction.pointee.immediate : readRegister(instruction.pointee.reg, size: size)
-            if instruction.pointee.isRegister {
-                let result = alu(kind, readRegister(instruction.pointee.rm, size: size), b, size: size)
-                if kind != 7 { writeRegister(instruction.pointee.rm, size: size, result) }
-            } else {
-                let target = address(instruction)
-                let result = alu(kind, try read(target, size: size), b, size: size)
-                if kind != 7 { try write(target, size: size, result) }
-            }
+            let (a, target) = try loadDestination(instruction, size: size)
+            let result = alu(kind, a, b, size: size)
+            if kind != 7 { try storeDestination(instruction, address: target, size: size, result) }
         case .aluRegRm:
             let kind = instruction.pointee.sub
             let b = try readOperand(instruction, size: size)
@@ -262,21 +273,12 @@ extension X86CPU {
             writeRegister(instruction.pointee.reg, size: size, value)
         case .incRm, .decRm:
             let increment = instruction.pointee.op == .incRm
-            let carryIn = carry
-            if instruction.pointee.isRegister {
-                let a = readRegister(instruction.pointee.rm, size: size)
-                let result = (increment ? a &+ 1 : a &- 1) & Self.mask(size: size)
-                writeRegister(instruction.pointee.rm, size: size, result)
-                flagCarry = carryIn
-                setFlags(increment ? .inc : .dec, a, 1, result, size: size)
-            } else {
-                let target = address(instruction)
-                let a = try read(target, size: size)
-                let result = (increment ? a &+ 1 : a &- 1) & Self.mask(size: size)
-                try write(target, size: size, result)
-                flagCarry = carryIn
-                setFlags(increment ? .inc : .dec, a, 1, result, size: size)
-            }
+            let carryIn = carry  // inc/dec leave CF as it was
+            let (a, target) = try loadDestination(instruction, size: size)
+            let result = (increment ? a &+ 1 : a &- 1) & Self.mask(size: size)
+            try storeDestination(instruction, address: target, size: size, result)
+            flagCarry = carryIn
+            setFlags(increment ? .inc : .dec, a, 1, result, size: size)
         case .movzx:
             let value = try readOperand(instruction, size: instruction.pointee.size2)
             writeRegister(instruction.pointee.reg, size: size, value)
@@ -295,30 +297,13 @@ extension X86CPU {
                 writeRegister(instruction.pointee.reg, size: 4, readRegister(instruction.pointee.reg, size: 4))
             }
         case .shiftImm where instruction.pointee.isRegister && instruction.pointee.sub >= 4:
-            // shl/shr/sar of a register by an immediate: the compiled-code common case, inline.
+            // shl/shr/sar of a register by an immediate: the compiled-code common case, inline. A count
+            // of 0 changes nothing but still writes the register (zero-extending a 32-bit one).
             let count = instruction.pointee.immediate & (size == 8 ? 63 : 31)
-            let register = instruction.pointee.rm
-            let value = readRegister(register, size: size)
-            guard count != 0 else {
-                if size == 4 { writeRegister(register, size: 4, value) }
-                return
-            }
-            let result: UInt64
-            switch instruction.pointee.sub {
-            case 5:
-                result = value >> count
-                setFlags(.shr, value, count, result, size: size)
-            case 7:
-                let bits = UInt64(size) << 3
-                result =
-                    UInt64(bitPattern: Int64(bitPattern: Self.signExtendBits(value, bits)) >> Int64(count))
-                    & Self.mask(size: size)
-                setFlags(.sar, value, count, result, size: size)
-            default:
-                result = (value << count) & Self.mask(size: size)
-                setFlags(.shl, value, count, result, size: size)
-            }
-            writeRegister(register, size: size, result)
+            let value = readRegister(instruction.pointee.rm, size: size)
+            writeRegister(
+                instruction.pointee.rm, size: size,
+                count == 0 ? value : logicalShift(instruction.pointee.sub, value, count, size: size))
         case .imulRegRm, .imulRegRmImm:
             let a = try readOperand(instruction, size: size)
             let b =
@@ -345,37 +330,18 @@ extension X86CPU {
         }
     }
 
-    /// `mov` forms whose memory operand may be an absolute moffs address (no ModRM).
-    @inline(__always)
-    func readOperandOrAbsolute(_ instruction: UnsafeMutablePointer<Instruction>, size: UInt8) throws(X86Fault) -> UInt64 {
-        if instruction.pointee.isRegister { return readRegister(instruction.pointee.rm, size: size) }
-        return try read(address(instruction), size: size)
-    }
-
     @inline(never)
     func executeLessCommon(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
         let size = instruction.pointee.size
         let mask = Self.mask(size: size)
         switch instruction.pointee.op {
         case .notRm:
-            let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let value =
-                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
-            if instruction.pointee.isRegister {
-                writeRegister(instruction.pointee.rm, size: size, ~value & mask)
-            } else {
-                try write(target, size: size, ~value & mask)
-            }
+            let (value, target) = try loadDestination(instruction, size: size)
+            try storeDestination(instruction, address: target, size: size, ~value & mask)
         case .negRm:
-            let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let value =
-                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+            let (value, target) = try loadDestination(instruction, size: size)
             let result = (0 &- value) & mask
-            if instruction.pointee.isRegister {
-                writeRegister(instruction.pointee.rm, size: size, result)
-            } else {
-                try write(target, size: size, result)
-            }
+            try storeDestination(instruction, address: target, size: size, result)
             setFlags(.neg, value, 0, result, size: size)
         case .mulRm, .imulRm:
             try multiply(instruction, signed: instruction.pointee.op == .imulRm)
@@ -388,46 +354,28 @@ extension X86CPU {
             try doubleShift(instruction)
         case .xchgRmReg:
             let other = readRegister(instruction.pointee.reg, size: size)
-            if instruction.pointee.isRegister {
-                let value = readRegister(instruction.pointee.rm, size: size)
-                writeRegister(instruction.pointee.rm, size: size, other)
-                writeRegister(instruction.pointee.reg, size: size, value)
-            } else {
-                let target = address(instruction)
-                let value = try read(target, size: size)
-                try write(target, size: size, other)
-                writeRegister(instruction.pointee.reg, size: size, value)
-            }
+            let (value, target) = try loadDestination(instruction, size: size)
+            try storeDestination(instruction, address: target, size: size, other)
+            writeRegister(instruction.pointee.reg, size: size, value)
         case .cmpxchg:
             let accumulator = readRegister(0, size: size)
-            let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let current =
-                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
-            let source = readRegister(instruction.pointee.reg, size: size)
+            let (current, target) = try loadDestination(instruction, size: size)
             if accumulator == current {
-                if instruction.pointee.isRegister {
-                    writeRegister(instruction.pointee.rm, size: size, source)
-                } else {
-                    try write(target, size: size, source)
-                }
+                try storeDestination(instruction, address: target, size: size, readRegister(instruction.pointee.reg, size: size))
             } else {
+                // A memory destination is written back unchanged (the access is a locked read-modify-write).
                 if !instruction.pointee.isRegister { try write(target, size: size, current) }
                 writeRegister(0, size: size, current)
             }
             setFlags(.sub, accumulator, current, (accumulator &- current) & mask, size: size)
         case .xadd:
             let source = readRegister(instruction.pointee.reg, size: size)
-            let target = instruction.pointee.isRegister ? 0 : address(instruction)
-            let current =
-                instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+            let (current, target) = try loadDestination(instruction, size: size)
             let sum = (current &+ source) & mask
-            if instruction.pointee.isRegister {
-                writeRegister(instruction.pointee.reg, size: size, current)
-                writeRegister(instruction.pointee.rm, size: size, sum)
-            } else {
-                try write(target, size: size, sum)
-                writeRegister(instruction.pointee.reg, size: size, current)
-            }
+            // Memory is written first (it may fault); with two registers the destination is written last.
+            if !instruction.pointee.isRegister { try write(target, size: size, sum) }
+            writeRegister(instruction.pointee.reg, size: size, current)
+            if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, sum) }
             setFlags(.add, current, source, sum, size: size)
         case .pushImm:
             try push(instruction.pointee.immediate & mask, size: size)
@@ -551,12 +499,10 @@ extension X86CPU {
     func unimplementedInstruction(_ instruction: UnsafeMutablePointer<Instruction>) -> X86Fault {
         let start = rip &- UInt64(instruction.pointee.length)
         if unimplemented.count < 16 {
-            var bytes: [String] = []
             // The decoder stops where it gave up, so show a few bytes from rip whatever it consumed.
-            for index in 0..<UInt64(max(8, min(15, Int(instruction.pointee.length)))) {
-                if let byte = try? read(start &+ index, size: 1) { bytes.append(String(format2: byte)) }
-            }
-            let entry = "rip 0x\(String(start, radix: 16)): \(bytes.joined(separator: " ")) (bytes from rip)"
+            let bytes = peekCode(at: start, count: max(8, min(15, Int(instruction.pointee.length))))
+            let entry =
+                "rip 0x\(String(start, radix: 16)): \(bytes.map { String(format2: UInt64($0)) }.joined(separator: " ")) (bytes from rip)"
             if !unimplemented.contains(entry) { unimplemented.append(entry) }
         }
         return .exception(vector: X86Vector.invalidOpcode, errorCode: nil)
@@ -675,74 +621,77 @@ extension X86CPU {
 
     // MARK: Shifts, rotates and bit tests
 
-    func shift(_ instruction: UnsafeMutablePointer<Instruction>, count: UInt64) throws(X86Fault) {
-        let size = instruction.pointee.size
-        let target = instruction.pointee.isRegister ? 0 : address(instruction)
-        let value =
-            instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
-        guard count != 0 else {
-            // Flags unchanged, but a 32-bit register destination is still written (zero-extended).
-            if instruction.pointee.isRegister && size == 4 { writeRegister(instruction.pointee.rm, size: 4, value) }
-            return
-        }
-        let bits = UInt64(size) * 8
+    /// shl/sal, shr and sar (kinds 4-7) by a masked, nonzero count; sets the lazy flags.
+    @inline(__always)
+    func logicalShift(_ kind: UInt8, _ value: UInt64, _ count: UInt64, size: UInt8) -> UInt64 {
         let mask = Self.mask(size: size)
-        let top = Self.signBit(size: size)
-        var result: UInt64
-        switch instruction.pointee.sub {
-        case 0, 1:
-            let amount = count % bits
-            if instruction.pointee.sub == 0 {
-                result = amount == 0 ? value : ((value << amount) | (value >> (bits - amount))) & mask
-                let carryOut = result & 1 != 0
-                let overflowOut = (result & top != 0) != carryOut
-                setArithmeticFlags(
-                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
-                    mask: Self.carryFlag | Self.overflowFlag)
-            } else {
-                result = amount == 0 ? value : ((value >> amount) | (value << (bits - amount))) & mask
-                let carryOut = result & top != 0
-                let overflowOut = (result & top != 0) != (result & (top >> 1) != 0)
-                setArithmeticFlags(
-                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
-                    mask: Self.carryFlag | Self.overflowFlag)
-            }
-        case 2, 3:
-            let amount = count % (bits + 1)
-            let carryIn: UInt64 = carry ? 1 : 0
-            if amount == 0 {
-                result = value
-            } else if instruction.pointee.sub == 2 {
-                result = ((value << amount) | (carryIn << (amount - 1)) | (amount > 1 ? value >> (bits + 1 - amount) : 0)) & mask
-                let carryOut = (value >> (bits - amount)) & 1 != 0
-                let overflowOut = (result & top != 0) != carryOut
-                setArithmeticFlags(
-                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
-                    mask: Self.carryFlag | Self.overflowFlag)
-            } else {
-                result =
-                    ((value >> amount) | (carryIn << (bits - amount)) | (amount > 1 ? value << (bits + 1 - amount) : 0)) & mask
-                let carryOut = (value >> (amount - 1)) & 1 != 0
-                let overflowOut = (result & top != 0) != (result & (top >> 1) != 0)
-                setArithmeticFlags(
-                    (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0),
-                    mask: Self.carryFlag | Self.overflowFlag)
-            }
-        case 4, 6:
-            result = (value << count) & mask
-            setFlags(.shl, value, count, result, size: size)
+        let result: UInt64
+        switch kind {
         case 5:
             result = value >> count
             setFlags(.shr, value, count, result, size: size)
-        default:
+        case 7:
+            let bits = UInt64(size) << 3
             result = UInt64(bitPattern: Int64(bitPattern: Self.signExtendBits(value, bits)) >> Int64(min(count, 63))) & mask
             setFlags(.sar, value, count, result, size: size)
+        default:
+            result = (value << count) & mask
+            setFlags(.shl, value, count, result, size: size)
         }
-        if instruction.pointee.isRegister {
-            writeRegister(instruction.pointee.rm, size: size, result)
-        } else {
-            try write(target, size: size, result)
+        return result
+    }
+
+    func shift(_ instruction: UnsafeMutablePointer<Instruction>, count: UInt64) throws(X86Fault) {
+        let size = instruction.pointee.size
+        let (value, target) = try loadDestination(instruction, size: size)
+        guard count != 0 else {
+            // Flags unchanged, but a register destination is still written (zero-extending a 32-bit one).
+            if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, value) }
+            return
         }
+        let kind = instruction.pointee.sub
+        guard kind < 4 else {
+            try storeDestination(instruction, address: target, size: size, logicalShift(kind, value, count, size: size))
+            return
+        }
+        // Rotates change only CF and OF (OF is defined for 1-bit rotates only).
+        let bits = UInt64(size) * 8
+        let mask = Self.mask(size: size)
+        let top = Self.signBit(size: size)
+        var result = value
+        var carryOut: Bool
+        switch kind {
+        case 0:
+            let amount = count % bits
+            if amount != 0 { result = ((value << amount) | (value >> (bits - amount))) & mask }
+            carryOut = result & 1 != 0
+        case 1:
+            let amount = count % bits
+            if amount != 0 { result = ((value >> amount) | (value << (bits - amount))) & mask }
+            carryOut = result & top != 0
+        default:
+            // rcl/rcr rotate through CF: a (width + 1)-bit rotation, which may be a whole turn.
+            let amount = count % (bits + 1)
+            guard amount != 0 else {
+                try storeDestination(instruction, address: target, size: size, value)
+                return
+            }
+            let carryIn: UInt64 = carry ? 1 : 0
+            if kind == 2 {
+                result = ((value << amount) | (carryIn << (amount - 1)) | (amount > 1 ? value >> (bits + 1 - amount) : 0)) & mask
+                carryOut = (value >> (bits - amount)) & 1 != 0
+            } else {
+                result =
+                    ((value >> amount) | (carryIn << (bits - amount)) | (amount > 1 ? value << (bits + 1 - amount) : 0)) & mask
+                carryOut = (value >> (amount - 1)) & 1 != 0
+            }
+        }
+        // Left rotates: OF = new MSB xor CF; right rotates: OF = the two top bits of the result differ.
+        let overflowOut =
+            kind == 0 || kind == 2 ? (result & top != 0) != carryOut : (result & top != 0) != (result & (top >> 1) != 0)
+        setArithmeticFlags(
+            (carryOut ? Self.carryFlag : 0) | (overflowOut ? Self.overflowFlag : 0), mask: Self.carryFlag | Self.overflowFlag)
+        try storeDestination(instruction, address: target, size: size, result)
     }
 
     func doubleShift(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
@@ -750,11 +699,9 @@ extension X86CPU {
         let op = instruction.pointee.op
         let rawCount = op == .shldImm || op == .shrdImm ? instruction.pointee.immediate : registers[1]
         let count = rawCount & (size == 8 ? 63 : 31)
-        let target = instruction.pointee.isRegister ? 0 : address(instruction)
-        let value =
-            instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+        let (value, target) = try loadDestination(instruction, size: size)
         guard count != 0 else {
-            if instruction.pointee.isRegister && size == 4 { writeRegister(instruction.pointee.rm, size: 4, value) }
+            if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, value) }
             return
         }
         let source = readRegister(instruction.pointee.reg, size: size)
@@ -774,11 +721,7 @@ extension X86CPU {
         if carryOut { flags |= Self.carryFlag }
         if (result & top) != (value & top) { flags |= Self.overflowFlag }
         setArithmeticFlags(flags, mask: Self.arithmeticFlags)
-        if instruction.pointee.isRegister {
-            writeRegister(instruction.pointee.rm, size: size, result)
-        } else {
-            try write(target, size: size, result)
-        }
+        try storeDestination(instruction, address: target, size: size, result)
     }
 
     func bitTest(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
@@ -810,13 +753,7 @@ extension X86CPU {
         case 3: result = value ^ (1 << bit)
         default: result = value
         }
-        if instruction.pointee.sub != 0 {
-            if instruction.pointee.isRegister {
-                writeRegister(instruction.pointee.rm, size: size, result)
-            } else {
-                try write(target, size: size, result)
-            }
-        }
+        if instruction.pointee.sub != 0 { try storeDestination(instruction, address: target, size: size, result) }
         setArithmeticFlags(wasSet ? Self.carryFlag : 0, mask: Self.carryFlag)
     }
 
@@ -875,7 +812,7 @@ extension X86CPU {
                 stop = true
             }
             guard repeated else { return }
-            registers[1] = (registers[1] & ~addressMask) | ((registers[1] &- 1) & addressMask)
+            advance(1, by: ~0, mask: addressMask)  // rcx -= 1
             if stop {
                 // repe stops on a difference, repne on a match.
                 if instruction.pointee.repeatPrefix == 0xF3 ? !zero : zero { return }

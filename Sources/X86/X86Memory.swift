@@ -151,6 +151,19 @@ extension X86CPU {
         if codeLines[first] != 0 || codeLines[last] != 0 { invalidateDecodedCode() }
     }
 
+    /// Up to `count` bytes of RAM from linear `linear`, for reports: no device access, no fault,
+    /// CR2 untouched; stops at the first byte that is not mapped RAM.
+    func peekCode(at linear: UInt64, count: Int) -> [UInt8] {
+        let savedCR2 = cr2
+        defer { cr2 = savedCR2 }
+        var bytes: [UInt8] = []
+        for index in 0..<UInt64(count) {
+            guard let physical = try? translate(linear &+ index, write: false, fetch: true), physical < ramSize else { break }
+            bytes.append(hostPointer(physical: physical).load(as: UInt8.self))
+        }
+        return bytes
+    }
+
     // MARK: Translation
 
     /// Linear to guest-physical, checking permissions for the current privilege level and filling

@@ -519,12 +519,10 @@ extension X86CPU {
                 _ = try deviceAccess(.port, address: port, size: Int(size), count: count, isWrite: true, value: 0)
             }
         }
-        registers[register] =
-            (registers[register] & ~addressMask) | ((registers[register] &+ delta &* UInt64(count)) & addressMask)
+        advance(register, by: delta &* UInt64(count), mask: addressMask)
         if repeated {
-            let left = (registers[1] &- UInt64(count)) & addressMask
-            registers[1] = (registers[1] & ~addressMask) | left
-            if left != 0 { rip = rip &- UInt64(instruction.pointee.length) }
+            advance(1, by: 0 &- UInt64(count), mask: addressMask)  // rcx -= count
+            if registers[1] & addressMask != 0 { rip = rip &- UInt64(instruction.pointee.length) }
         }
     }
 }
