@@ -47,11 +47,22 @@ public struct Claim: Codable, Sendable, Equatable {
 
     public static func load(from url: URL) throws -> Claim {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else {
-            throw LoadError(description: "\(url.path): cannot read")
+            throw LoadError(description: "\(url.path): cannot read the file")
+        }
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw LoadError(description: "\(url.path): the file is empty") }
+            root = node
+        } catch let error as YamlError {
+            throw LoadError(description: "\(url.path)\(YAMLLocation.line(of: error).map { ":\($0)" } ?? ""): malformed YAML: \(YAMLLocation.message(of: error))")
         }
         let claim: Claim
         do {
-            claim = try YAMLDecoder().decode(Claim.self, from: text)
+            claim = try YAMLDecoder().decode(Claim.self, from: root)
+        } catch let error as DecodingError {
+            let (path, message) = YAMLLocation.describe(error)
+            let line = YAMLLocation.line(of: path, in: root).map { ":\($0)" } ?? ""
+            throw LoadError(description: "\(url.path)\(line): not a valid claim: \(message)")
         } catch {
             throw LoadError(description: "\(url.path): not a valid claim: \(error)")
         }
@@ -119,6 +130,9 @@ extension Claim {
             guard let values = samples(reference) else {
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(reference))
             }
+            guard !values.isEmpty else {
+                return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: "\(reference) has no samples")
+            }
             let summary = Summary(values)
             (value, low, high) = (summary.median, summary.ci95Low, summary.ci95High)
             what = "median \(reference)"
@@ -128,6 +142,10 @@ extension Claim {
             }
             guard let denominator = samples(ratio.denominator) else {
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(ratio.denominator))
+            }
+            guard !numerator.isEmpty, !denominator.isEmpty else {
+                let empty = numerator.isEmpty ? ratio.numerator : ratio.denominator
+                return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: "\(empty) has no samples")
             }
             guard let interval = Summary.ratioInterval(numerator, denominator) else {
                 return ClaimVerdict(

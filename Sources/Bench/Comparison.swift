@@ -174,7 +174,8 @@ public struct ThresholdPolicy: Sendable, Equatable {
             }
             root = node
         } catch let error as YamlError {
-            throw Suite.LoadError(file: url.path, line: nil, message: "malformed YAML: \(error)")
+            throw Suite.LoadError(
+                file: url.path, line: YAMLLocation.line(of: error), message: "malformed YAML: \(YAMLLocation.message(of: error))")
         }
         func fail(_ node: Node, _ message: String) -> Suite.LoadError {
             Suite.LoadError(file: url.path, line: node.mark?.line, message: message)
@@ -208,8 +209,11 @@ public struct ThresholdPolicy: Sendable, Equatable {
 public struct MetricComparison: Codable, Sendable, Equatable {
     public enum Verdict: String, Codable, Sendable {
         case regression, improvement, unchanged
-        /// Only in the current run, or only in the baseline.
-        case new, missing
+        /// Only in the current run.
+        case new
+        /// ok in the baseline, and failed, skipped or absent in the current run: the gate fails,
+        /// since a benchmark that stopped working is the largest regression there is.
+        case lost
     }
 
     public var system: String
@@ -225,9 +229,52 @@ public struct MetricComparison: Codable, Sendable, Equatable {
     public var thresholdPercent: Double
     public var verdict: Verdict
     public var noisy: Bool
+    /// Why a metric is `lost` (the current run's status and reason).
+    public var reason: String? = nil
 
     /// Signed so that positive always means "worse".
     public var worsePercent: Double? { changePercent.map { better == .higher ? -$0 : $0 } }
+}
+
+extension ComparisonReport {
+    /// Pairs of sample counts too small for the test ever to reach `alpha`: with n1 and n2
+    /// samples and no ties, the smallest two-sided Mann-Whitney p is 2 / C(n1 + n2, n1)
+    /// (0.029 for 4 against 4), so at alpha 0.01 such a metric can never be flagged, whatever
+    /// it did. Said once per pair of counts, naming the metrics.
+    static func powerWarnings(
+        baseline: [String: (BenchmarkResult, Metric)], current: RunResults, alpha: Double
+    ) -> [String] {
+        struct Counts: Hashable, Comparable {
+            let baseline: Int
+            let current: Int
+            static func < (a: Counts, b: Counts) -> Bool { (a.baseline, a.current) < (b.baseline, b.current) }
+        }
+        var blind: [Counts: [String]] = [:]
+        for result in current.results where result.status == .ok {
+            for metric in result.metrics {
+                guard let (_, old) = baseline["\(result.system)|\(result.benchmark)|\(metric.name)"] else { continue }
+                let counts = Counts(baseline: old.samples.count, current: metric.samples.count)
+                if smallestPValue(counts.baseline, counts.current) >= alpha {
+                    blind[counts, default: []].append("\(result.system) \(result.benchmark)/\(metric.name)")
+                }
+            }
+        }
+        return blind.sorted { $0.key < $1.key }.map { counts, names in
+            let p = smallestPValue(counts.baseline, counts.current)
+            let listed = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? " and \(names.count - 3) more" : "")
+            return "too few samples to ever reach alpha \(alpha): with \(counts.baseline) baseline and \(counts.current) "
+                + "current samples the smallest possible p is \(String(format: "%.4f", p)), so \(names.count) metric(s) "
+                + "can never be flagged (\(listed)); use more repetitions"
+        }
+    }
+
+    /// 2 / C(n1 + n2, n1): the two-sided p of the most extreme arrangement.
+    static func smallestPValue(_ n1: Int, _ n2: Int) -> Double {
+        guard n1 > 0, n2 > 0 else { return 1 }
+        var combinations = 1.0
+        for k in 0..<min(n1, n2) { combinations = combinations * Double(n1 + n2 - k) / Double(k + 1) }
+        return min(1, 2 / combinations)
+    }
 }
 
 /// `hvbench compare`: what changed between a baseline and a current run, and whether it matters.
@@ -241,11 +288,14 @@ public struct ComparisonReport: Sendable {
 
     public var regressions: [MetricComparison] { metrics.filter { $0.verdict == .regression } }
     public var improvements: [MetricComparison] { metrics.filter { $0.verdict == .improvement } }
+    public var lost: [MetricComparison] { metrics.filter { $0.verdict == .lost } }
+    /// What fails the gate: regressions and lost metrics.
+    public var failures: [MetricComparison] { metrics.filter { $0.verdict == .regression || $0.verdict == .lost } }
 
-    /// 0 no regression, 2 regression, 4 improvement only, 5 baseline incompatible.
+    /// 0 no regression, 2 regression (or a metric lost), 4 improvement only, 5 baseline incompatible.
     public var exitCode: Int32 {
         if !incompatibilities.isEmpty { return 5 }
-        if !regressions.isEmpty { return 2 }
+        if !failures.isEmpty { return 2 }
         if !improvements.isEmpty { return 4 }
         return 0
     }
@@ -311,13 +361,26 @@ public struct ComparisonReport: Sendable {
             }
         }
         for (k, (result, metric)) in baselineMetrics.sorted(by: { $0.key < $1.key }) where !seen.contains(k) {
+            let now = current.results.first { $0.system == result.system && $0.benchmark == result.benchmark }
+            let reason: String
+            switch now?.status {
+            case nil: reason = "not in the current run"
+            case .ok: reason = "the current result has no metric \(metric.name)"
+            case .some(let status): reason = "\(status.rawValue) in the current run: \(now?.reason ?? "no reason given")"
+            }
             metrics.append(
                 MetricComparison(
                     system: result.system, benchmark: result.benchmark, metric: metric.name, unit: metric.unit,
                     better: metric.better,
                     baselineMedian: metric.summary.median, currentMedian: nil, changePercent: nil, pValue: nil,
-                    thresholdPercent: thresholds.percent(benchmark: result.benchmark, metric: metric.name), verdict: .missing,
-                    noisy: metric.summary.noisy))
+                    thresholdPercent: thresholds.percent(benchmark: result.benchmark, metric: metric.name), verdict: .lost,
+                    noisy: metric.summary.noisy, reason: reason))
+        }
+        var allWarnings = warnings + powerWarnings(baseline: baselineMetrics, current: current, alpha: alpha)
+        for (label, run) in [("baseline", baseline), ("current", current)] {
+            if let slowdown = run.injectedSlowdownPercent, slowdown > 0 {
+                allWarnings.append("the \(label) run was slowed down on purpose (--inject-slowdown \(slowdown)%)")
+            }
         }
         return ComparisonReport(
             baselineLabel: baselineLabel, currentLabel: currentLabel, alpha: alpha, incompatibilities: blocking,

@@ -63,7 +63,7 @@ public enum ResultLine: Equatable, Sendable {
         case "hello": result = .hello(guest: try reader.text("guest"))
         case "begin":
             let bench = try reader.text("bench")
-            let level = Int(try reader.number("cpl"))
+            let level = try reader.privilegeLevel()
             if reader.remaining.isEmpty {
                 result = .beginBoot(bench: bench, privilegeLevel: level)
             } else {
@@ -84,7 +84,7 @@ public enum ResultLine: Equatable, Sendable {
         case "fault":
             result = .fault(
                 vector: try reader.number("vector"), error: try reader.number("error"), rip: try reader.number("rip"),
-                cr2: try reader.number("cr2"), privilegeLevel: Int(try reader.number("cpl")))
+                cr2: try reader.number("cr2"), privilegeLevel: try reader.privilegeLevel())
         case "done": result = .done
         default: throw ParseError(line: line, problem: "unknown kind \"\(kind)\"")
         }
@@ -106,6 +106,12 @@ public enum ResultLine: Equatable, Sendable {
             return value
         }
         mutating func optionalText(_ key: String) -> String? { remaining.removeValue(forKey: key) }
+        /// x86 has four privilege levels; anything else is a broken line, never an integer to trap on.
+        mutating func privilegeLevel() throws -> Int {
+            let level = try number("cpl")
+            guard level <= 3 else { throw ParseError(line: line, problem: "cpl=\(level) is not a privilege level (0-3)") }
+            return Int(level)
+        }
         mutating func number(_ key: String) throws -> UInt64 {
             let value = try text(key)
             let parsed = value.hasPrefix("0x") ? UInt64(value.dropFirst(2), radix: 16) : UInt64(value)
@@ -167,11 +173,16 @@ public struct BenchmarkTranscript: Equatable, Sendable {
                         line: line, problem: "repetition \(repetition) out of order (expected \(transcript.samples.count))")
                 }
                 guard operations > 0 else { throw ResultLine.ParseError(line: line, problem: "zero operations") }
+                // A repetition that took no time has no rate: it would become an infinite metric.
+                guard cycles > 0 else { throw ResultLine.ParseError(line: line, problem: "zero cycles") }
                 transcript.samples.append(Sample(operations: operations, cycles: cycles, bytes: bytes))
             case .histogram(let id, let buckets):
                 try mustBeThis(id)
                 guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "histogram outside begin/end") }
-                transcript.latency.add(buckets)
+                guard transcript.latency.add(buckets) else {
+                    throw ResultLine.ParseError(
+                        line: line, problem: "histogram counts more than \(LatencyBuckets.maximumOperations) operations")
+                }
             case .end(let id):
                 try mustBeThis(id)
                 guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "end without begin") }
@@ -211,14 +222,34 @@ public struct LatencyBuckets: Equatable, Sendable {
 
     public static let highestIndex = 16 + 59 * 16 + 15
 
+    /// The most operations one transcript's histogram may count (2^53: exact as a Double, and
+    /// the merged histograms of many rounds still fit an Int). A guest claiming more is broken.
+    public static let maximumOperations: UInt64 = 1 << 53
+
     public private(set) var counts: [Int: UInt64] = [:]
+    public private(set) var operations: UInt64 = 0
     public init() {}
 
     public var isEmpty: Bool { counts.isEmpty }
-    public var operations: UInt64 { counts.values.reduce(0, +) }
 
-    mutating func add(_ buckets: [Bucket]) {
+    /// Adds one transcript's buckets; false (and nothing added) when the total would pass
+    /// `maximumOperations`.
+    mutating func add(_ buckets: [Bucket]) -> Bool {
+        var total = operations
+        for bucket in buckets {
+            let (sum, overflow) = total.addingReportingOverflow(bucket.count)
+            guard !overflow, sum <= Self.maximumOperations else { return false }
+            total = sum
+        }
         for bucket in buckets { counts[bucket.index, default: 0] += bucket.count }
+        operations = total
+        return true
+    }
+
+    /// Merges the histograms of two rounds (each within `maximumOperations`, so this cannot overflow).
+    mutating func merge(_ other: LatencyBuckets) {
+        for (index, count) in other.counts { counts[index, default: 0] += count }
+        operations += other.operations
     }
 
     /// The midpoint of a bucket, in cycles.

@@ -15,6 +15,16 @@ public struct RunResults: Codable, Sendable {
     public var results: [BenchmarkResult]
     /// "% of native" and mode ratios with CIs; recomputed whenever the file is written.
     public var derived: [DerivedFigure]?
+    /// `--inject-slowdown`: every timed repetition was made this many percent longer on purpose
+    /// (absent in real runs). Reports warn about it and `baseline save` refuses such a run.
+    public var injectedSlowdownPercent: UInt64?
+
+    /// The warning every report shows for a deliberately slowed run; nil for a real run.
+    public var slowdownWarning: String? {
+        guard let percent = injectedSlowdownPercent, percent > 0 else { return nil }
+        return "This run was slowed down on purpose (--inject-slowdown \(percent)): every timed repetition is \(percent)% "
+            + "longer than measured. It tests regression detection; its figures are not this host's performance."
+    }
 
     public init(tool: ToolInfo, startedAt: Date, suite: String?, environment: EnvironmentRecord, results: [BenchmarkResult]) {
         schemaVersion = Self.currentSchemaVersion
@@ -50,8 +60,11 @@ public struct RunResults: Codable, Sendable {
                     "\(url.path): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))"
             )
         }
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = nonFiniteStrings.decoding
+        let run: RunResults
         do {
-            return try JSONDecoder().decode(RunResults.self, from: data)
+            run = try decoder.decode(RunResults.self, from: data)
         } catch let DecodingError.keyNotFound(key, context) {
             throw ReadError(description: "\(url.path): missing field '\(key.stringValue)' at \(Self.path(context.codingPath))")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
@@ -60,6 +73,46 @@ public struct RunResults: Codable, Sendable {
         } catch {
             throw ReadError(description: "\(url.path): corrupt results file: \(error)")
         }
+        if let problem = run.firstRangeProblem() { throw ReadError(description: "\(url.path): \(problem)") }
+        return run
+    }
+
+    /// How non-finite numbers are spelled in results.json (JSON has no literal for them). The
+    /// writer and the reader share it, so every file hvbench writes, hvbench reads back.
+    static let nonFiniteStrings = (
+        encoding: JSONEncoder.NonConformingFloatEncodingStrategy.convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan"),
+        decoding: JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    )
+
+    /// The first value a results file holds that no run can produce (so that reports, comparisons
+    /// and claims never meet it), named by its path; nil when every value is in range.
+    func firstRangeProblem() -> String? {
+        for (index, result) in results.enumerated() {
+            let at = "results[\(index)] (\(result.system) \(result.benchmark))"
+            if let repetitions = result.repetitions, !(0...Limits.repetitions.upperBound * 1000).contains(repetitions) {
+                return "\(at).repetitions \(repetitions) is out of range"
+            }
+            if let warmups = result.warmups, !Limits.warmups.contains(warmups) {
+                return "\(at).warmups \(warmups) is out of range"
+            }
+            if let rounds = result.rounds, rounds < 1 { return "\(at).rounds \(rounds) is out of range" }
+            if let wall = result.wallSeconds, !(wall.isFinite && wall >= 0) { return "\(at).wallSeconds \(wall) is out of range" }
+            if let exits = result.exits {
+                let counts = [
+                    exits.portIO, exits.mmio, exits.halts, exits.interruptions, exits.unclaimedPortReads,
+                    exits.unclaimedMMIOReads, exits.notifications, exits.operations,
+                ]
+                if counts.contains(where: { $0 < 0 }) { return "\(at).exits holds a negative count" }
+            }
+            for (metricIndex, metric) in result.metrics.enumerated() {
+                let field = "\(at).metrics[\(metricIndex)] (\(metric.name))"
+                if result.status == .ok && metric.samples.isEmpty { return "\(field) of an ok result has no samples" }
+                if metric.samples.contains(where: { !$0.isFinite }) { return "\(field) holds a non-finite sample" }
+            }
+        }
+        return nil
     }
 
     private static func path(_ keys: [any CodingKey]) -> String {
@@ -69,8 +122,7 @@ public struct RunResults: Codable, Sendable {
     public func encoded() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder.nonConformingFloatEncodingStrategy = Self.nonFiniteStrings.encoding
         return try encoder.encode(self)
     }
 }
@@ -193,6 +245,7 @@ extension RunResults {
             merged.startedAt = runs.map(\.startedAt).min() ?? merged.startedAt
             merged.suite = Array(Set(runs.compactMap(\.suite))).sorted().joined(separator: "+")
             merged.derived = nil
+            merged.injectedSlowdownPercent = runs.compactMap(\.injectedSlowdownPercent).max()
             return merged
         }
         var hosts: [String: EnvironmentRecord] = [:]
@@ -212,6 +265,7 @@ extension RunResults {
         }
         merged.hosts = hosts
         merged.results = results
+        merged.injectedSlowdownPercent = runs.compactMap(\.injectedSlowdownPercent).max()
         merged.startedAt = runs.map(\.startedAt).min() ?? merged.startedAt
         let suites = Array(Set(runs.compactMap(\.suite))).sorted()
         merged.suite = suites.isEmpty ? nil : suites.joined(separator: "+")

@@ -235,7 +235,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
         merged.metrics = zip(a.metrics, b.metrics).map {
             MetricSamples(name: $0.name, unit: $0.unit, better: $0.better, values: $0.values + $1.values)
         }
-        merged.latency.add(b.latency.counts.map { LatencyBuckets.Bucket(index: $0.key, count: $0.value) })
+        merged.latency.merge(b.latency)
         if var exits = a.exits, let more = b.exits {
             exits.portIO += more.portIO
             exits.mmio += more.mmio
@@ -500,10 +500,14 @@ public final class BenchmarkRunner: @unchecked Sendable {
             guard transcript.samples.count == entry.repetitions else {
                 return .failed("expected \(entry.repetitions) samples, got \(transcript.samples.count)")
             }
+            let metrics = MetricDerivation.metrics(for: entry.id, samples: transcript.samples, tscHertz: tscHertz)
+            if let broken = metrics.first(where: { $0.values.contains { !$0.isFinite } }) {
+                return .failed("\(broken.name) is not a finite number (\(broken.values)); TSC rate \(tscHertz) Hz")
+            }
             return .measured(
                 Round(
-                    metrics: MetricDerivation.metrics(for: entry.id, samples: transcript.samples, tscHertz: tscHertz),
-                    latency: transcript.latency, tscHertz: tscHertz, privilege: transcript.privilegeLevel.map(privilege)))
+                    metrics: metrics, latency: transcript.latency, tscHertz: tscHertz,
+                    privilege: transcript.privilegeLevel.map(privilege)))
         case .skipped(let reason): return .skipped(reason)
         case .failed(let reason): return .failed(reason)
         }

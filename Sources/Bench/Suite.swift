@@ -85,7 +85,7 @@ public struct Suite: Sendable, Equatable {
             }
             root = node
         } catch let error as YamlError {
-            throw LoadError(file: file, line: yamlErrorLine(error), message: "malformed YAML: \(yamlErrorMessage(error))")
+            throw LoadError(file: file, line: YAMLLocation.line(of: error), message: "malformed YAML: \(YAMLLocation.message(of: error))")
         }
         func fail(_ node: Node?, _ message: String) -> LoadError {
             LoadError(file: file, line: node?.mark.map { $0.line }, message: message)
@@ -97,17 +97,21 @@ public struct Suite: Sendable, Equatable {
                 throw fail(key, "unknown key '\(key.string ?? "?")' (allowed: \(allowedTop.sorted().joined(separator: ", ")))")
             }
         }
-        func integer(_ node: Node, _ what: String, minimum: Int) throws -> Int {
-            guard let scalar = node.scalar, let value = Int(scalar.string), value >= minimum else {
-                throw fail(node, "\(what) must be an integer >= \(minimum)")
+        func integer<T: FixedWidthInteger>(_ node: Node, _ what: String, _ range: ClosedRange<T>) throws -> T {
+            guard let scalar = node.scalar, let value = T(scalar.string), range.contains(value) else {
+                throw fail(
+                    node,
+                    "\(what) must be an integer from \(range.lowerBound) to \(range.upperBound) (got '\(node.scalar?.string ?? "a non-scalar")')"
+                )
             }
             return value
         }
+        let timeoutRange = Int(Limits.timeoutSeconds.lowerBound)...Int(Limits.timeoutSeconds.upperBound)
         guard let nameNode = top["name"], let name = nameNode.string, !name.isEmpty else { throw fail(root, "missing 'name'") }
         let description = top["description"]?.string ?? ""
-        let repetitions = try top["repetitions"].map { try integer($0, "repetitions", minimum: 1) } ?? 5
-        let warmups = try top["warmups"].map { try integer($0, "warmups", minimum: 0) } ?? 1
-        let timeout = try top["timeout"].map { try integer($0, "timeout", minimum: 1) } ?? 120
+        let repetitions = try top["repetitions"].map { try integer($0, "repetitions", Limits.repetitions) } ?? 5
+        let warmups = try top["warmups"].map { try integer($0, "warmups", Limits.warmups) } ?? 1
+        let timeout = try top["timeout"].map { try integer($0, "timeout", timeoutRange) } ?? 120
         guard let listNode = top["benchmarks"] else { throw fail(root, "missing 'benchmarks'") }
         guard let list = listNode.sequence, !list.isEmpty else { throw fail(listNode, "'benchmarks' must be a non-empty list") }
 
@@ -125,31 +129,18 @@ public struct Suite: Sendable, Equatable {
             guard let definition = BenchmarkDefinition.named(id) else { throw fail(idNode, BenchmarkDefinition.unknown(id)) }
             guard !entries.contains(where: { $0.id == id }) else { throw fail(idNode, "benchmark '\(id)' is listed twice") }
             let iterations =
-                try mapping["iterations"].map { UInt64(try integer($0, "iterations", minimum: 1)) }
+                try mapping["iterations"].map { try integer($0, "iterations", Limits.iterations) }
                 ?? definition.defaultIterations
-            let size = try mapping["size"].map { UInt64(try integer($0, "size", minimum: 4096)) }
+            let size = try mapping["size"].map { try integer($0, "size", Limits.sizeBytes) }
             entries.append(
                 Entry(
                     id: id, iterations: iterations,
-                    repetitions: try mapping["repetitions"].map { try integer($0, "repetitions", minimum: 1) } ?? repetitions,
-                    warmups: try mapping["warmups"].map { try integer($0, "warmups", minimum: 0) } ?? warmups, sizeBytes: size,
-                    timeoutSeconds: Double(try mapping["timeout"].map { try integer($0, "timeout", minimum: 1) } ?? timeout)))
+                    repetitions: try mapping["repetitions"].map { try integer($0, "repetitions", Limits.repetitions) }
+                        ?? repetitions,
+                    warmups: try mapping["warmups"].map { try integer($0, "warmups", Limits.warmups) } ?? warmups,
+                    sizeBytes: size,
+                    timeoutSeconds: Double(try mapping["timeout"].map { try integer($0, "timeout", timeoutRange) } ?? timeout)))
         }
         return Suite(name: name, description: description, entries: entries)
-    }
-
-    private static func yamlErrorLine(_ error: YamlError) -> Int? {
-        switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _): return mark.line
-        default: return nil
-        }
-    }
-
-    private static func yamlErrorMessage(_ error: YamlError) -> String {
-        switch error {
-        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _):
-            return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-        default: return "\(error)"
-        }
     }
 }

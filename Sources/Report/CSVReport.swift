@@ -11,7 +11,7 @@ public enum CSVReport {
         "percent_of_native",
         "samples", "exits_pio", "exits_mmio", "exits_per_op", "doorbells_per_op",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
-        "git_commit", "started_at",
+        "git_commit", "started_at", "injected_slowdown_percent",
     ]
 
     public static func render(_ run: RunResults) throws -> Data {
@@ -22,7 +22,7 @@ public enum CSVReport {
         let context = [
             environment.hostname, environment.cpuModel, environment.kernel, environment.kvm.module,
             String(environment.kvm.softwareAssisted), String(environment.tscKHz), environment.guestImageHash ?? "",
-            run.tool.version, run.tool.gitCommit ?? "", run.startedAt,
+            run.tool.version, run.tool.gitCommit ?? "", run.startedAt, run.injectedSlowdownPercent.map { String($0) } ?? "",
         ]
         for result in run.results {
             let exits = [

@@ -9,13 +9,18 @@ public enum ComparisonOutput {
 
     static func interesting(_ report: ComparisonReport) -> [MetricComparison] {
         report.metrics.sorted { a, b in
-            let rank: [MetricComparison.Verdict: Int] = [.regression: 0, .improvement: 1, .missing: 2, .new: 3, .unchanged: 4]
+            let rank: [MetricComparison.Verdict: Int] = [.lost: 0, .regression: 1, .improvement: 2, .new: 3, .unchanged: 4]
             return (rank[a.verdict]!, a.system, a.benchmark, a.metric) < (rank[b.verdict]!, b.system, b.benchmark, b.metric)
         }
     }
 
     static var verdictHelp: String {
-        "regression/improvement = Mann-Whitney p < alpha AND the change exceeds the metric's threshold in that direction"
+        "regression/improvement = Mann-Whitney p < alpha AND the change exceeds the metric's threshold in that direction; "
+            + "lost = ok in the baseline, failed, skipped or absent now (fails the gate)"
+    }
+
+    static func counts(_ report: ComparisonReport) -> String {
+        "\(report.regressions.count) regressions, \(report.lost.count) lost, \(report.improvements.count) improvements"
     }
 
     public static func terminal(_ report: ComparisonReport) -> String {
@@ -24,7 +29,8 @@ public enum ComparisonOutput {
             rows.append([
                 m.system, m.benchmark, m.metric, number(m.baselineMedian), number(m.currentMedian), percent(m.changePercent),
                 p(m.pValue),
-                String(format: "%.0f%%", m.thresholdPercent), m.verdict.rawValue.uppercased() + (m.noisy ? " (noisy)" : ""),
+                String(format: "%.0f%%", m.thresholdPercent),
+                m.verdict.rawValue.uppercased() + (m.noisy ? " (noisy)" : "") + (m.reason.map { ": \($0)" } ?? ""),
             ])
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
@@ -36,7 +42,7 @@ public enum ComparisonOutput {
         }
         .joined(separator: "\n")
         text +=
-            "\n\n\(report.regressions.count) regressions, \(report.improvements.count) improvements (alpha \(report.alpha); \(verdictHelp))."
+            "\n\n\(counts(report)) (alpha \(report.alpha); \(verdictHelp))."
         return text
     }
 
@@ -45,11 +51,13 @@ public enum ComparisonOutput {
         for problem in report.incompatibilities { text += "> **Incompatible:** \(problem)\n>\n" }
         for warning in report.warnings { text += "> Warning: \(warning)\n>\n" }
         text +=
-            "**\(report.regressions.count) regressions, \(report.improvements.count) improvements** (alpha \(report.alpha)).\n\n"
+            "**\(counts(report))** (alpha \(report.alpha)).\n\n"
         text +=
             "| verdict | system | benchmark | metric | baseline | current | change | p | threshold |\n|---|---|---|---|---|---|---|---|---|\n"
         for m in interesting(report) {
-            let verdict = m.verdict == .regression ? "**REGRESSION**" : m.verdict.rawValue
+            let verdict =
+                m.verdict == .regression
+                ? "**REGRESSION**" : m.verdict == .lost ? "**LOST**: \(escapeMarkdownCell(m.reason ?? ""))" : m.verdict.rawValue
             text +=
                 "| \(verdict)\(m.noisy ? " (noisy)" : "") | \(m.system) | `\(m.benchmark)` | \(m.metric) | \(number(m.baselineMedian)) | "
                 + "\(number(m.currentMedian)) \(m.unit) | \(percent(m.changePercent)) | \(p(m.pValue)) | \(String(format: "%.0f%%", m.thresholdPercent)) |\n"
@@ -60,11 +68,15 @@ public enum ComparisonOutput {
     /// One test case per metric; regressions are failures, an incompatible baseline an error.
     public static func junit(_ report: ComparisonReport) -> String {
         let cases = report.metrics
+        let failures = report.failures.count
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         xml +=
-            "<testsuites name=\"hvbench compare\" tests=\"\(cases.count)\" failures=\"\(report.regressions.count)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\">\n"
+            "<testsuites name=\"hvbench compare\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\">\n"
         xml +=
-            "  <testsuite name=\"\(escapeXML("\(report.currentLabel) vs \(report.baselineLabel)"))\" tests=\"\(cases.count)\" failures=\"\(report.regressions.count)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\" skipped=\"\(cases.filter { $0.verdict == .new || $0.verdict == .missing }.count)\">\n"
+            "  <testsuite name=\"\(escapeXML("\(report.currentLabel) vs \(report.baselineLabel)"))\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\" skipped=\"\(cases.filter { $0.verdict == .new }.count)\">\n"
+        if !report.warnings.isEmpty {
+            xml += "    <system-out>\(escapeXML(report.warnings.map { "warning: \($0)" }.joined(separator: "\n")))</system-out>\n"
+        }
         if !report.incompatibilities.isEmpty {
             xml += "    <testcase classname=\"hvbench.environment\" name=\"compatibility\">\n"
             xml += "      <error message=\"\(escapeXML(report.incompatibilities.joined(separator: "; ")))\"/>\n    </testcase>\n"
@@ -78,7 +90,10 @@ public enum ComparisonOutput {
             switch m.verdict {
             case .regression:
                 xml += "\n      <failure message=\"\(escapeXML("regression: \(detail)"))\" type=\"regression\"/>\n    "
-            case .new, .missing:
+            case .lost:
+                xml +=
+                    "\n      <failure message=\"\(escapeXML("lost: ok in the baseline (\(number(m.baselineMedian)) \(m.unit)); \(m.reason ?? "")"))\" type=\"lost\"/>\n    "
+            case .new:
                 xml += "<skipped message=\"\(m.verdict.rawValue)\"/>"
             case .improvement, .unchanged:
                 xml += "<system-out>\(escapeXML("\(m.verdict.rawValue): \(detail)"))</system-out>"

@@ -63,7 +63,7 @@ struct ReportModel {
     }
 
     var warnings: [String] {
-        var warnings: [String] = []
+        var warnings: [String] = run.slowdownWarning.map { [$0] } ?? []
         for (host, environment) in environments where environment.kvm.softwareAssisted || !environment.kvm.usable {
             warnings.append((host.isEmpty ? "" : "\(host): ") + environment.virtualizationNote)
         }

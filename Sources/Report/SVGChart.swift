@@ -246,3 +246,8 @@ struct PercentilePlot {
         return svg + "</svg>"
     }
 }
+
+/// Makes text safe inside one Markdown table cell (a '|' would end the cell, a newline the row).
+func escapeMarkdownCell(_ text: String) -> String {
+    text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+}

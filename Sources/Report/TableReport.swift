@@ -23,12 +23,13 @@ public enum TableReport {
             }
         }
         let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.enumerated().map { index, row in
+        let table = rows.enumerated().map { index, row in
             let line = row.enumerated().map { column, cell in
                 column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
             return index == 0 ? line + "\n" + String(repeating: "-", count: min(line.count + 10, 140)) : line
         }.joined(separator: "\n")
+        return run.slowdownWarning.map { "WARNING: \($0)\n\n" + table } ?? table
     }
 
     /// Three significant figures, without exponent notation for ordinary magnitudes.

@@ -45,7 +45,9 @@ struct BootCommand: AsyncParsableCommand {
                 "--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB"
             )
         }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)") {
+            throw ValidationError(problem)
+        }
         guard ["kvm", "emulator"].contains(cpu) else { throw ValidationError("unknown --cpu '\(cpu)': kvm or emulator") }
         guard ["none", "legacy", "virtio"].contains(io) else {
             throw ValidationError("unknown --io '\(io)': none, legacy or virtio")

@@ -22,7 +22,9 @@ struct CompareOptions: ParsableArguments {
 
     func validate() throws {
         guard alpha > 0 && alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
-        if let threshold, threshold < 0 { throw ValidationError("--threshold must not be negative") }
+        if let threshold, let problem = Limits.check(threshold, in: Limits.thresholdPercent, "--threshold (percent)") {
+            throw ValidationError(problem)
+        }
     }
 
     func policy(default fallback: URL? = nil) throws -> ThresholdPolicy {
@@ -119,9 +121,25 @@ struct BaselineCommand: AsyncParsableCommand {
         @Option(help: "Threshold = margin x the spread of the runs' medians.")
         var margin: Double = 2
 
+        func validate() throws {
+            if let problem = Limits.check(threshold, in: Limits.thresholdPercent, "--threshold (percent)")
+                ?? Limits.check(margin, in: Limits.margin, "--margin")
+            {
+                throw ValidationError(problem)
+            }
+            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                throw ValidationError("--name must be letters, digits, '-' or '_' (got '\(name)')")
+            }
+        }
+
         func run() async throws {
             do {
                 let results = try runs.map { try RunResults.load(path: $0) }
+                for (path, run) in zip(runs, results) where run.injectedSlowdownPercent ?? 0 > 0 {
+                    throw UsageError(
+                        "\(path) was slowed down on purpose (--inject-slowdown \(run.injectedSlowdownPercent ?? 0)): "
+                            + "it is not this host's performance and cannot be a baseline")
+                }
                 let folder = BaselineCommand.folder(for: results[0].environment, in: try Workspace.locate())
                 let file = folder.appendingPathComponent("\(name).json")
                 try writeAtomically(try results[0].encoded(), to: file)

@@ -20,6 +20,25 @@ struct HVBench: AsyncParsableCommand {
             BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self, MipsCommand.self,
         ]
     )
+
+    /// As ArgumentParser's own entry point, except that bad input (an unknown option, a value out
+    /// of range) exits with status 2, hvbench's documented status for bad input, instead of 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Errors the CLI reports as one clear line and a non-zero exit status.

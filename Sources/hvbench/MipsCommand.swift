@@ -28,8 +28,12 @@ struct MipsCommand: AsyncParsableCommand {
     var noQEMU = false
 
     func validate() throws {
-        guard repetitions >= 1, intIterations >= 1000, latencyIterations >= 1000 else {
-            throw ValidationError("--repetitions must be at least 1 and iterations at least 1000")
+        let iterations = 1000...Limits.iterations.upperBound
+        if let problem = Limits.check(repetitions, in: Limits.repetitions, "--repetitions")
+            ?? Limits.check(intIterations, in: iterations, "--int-iterations")
+            ?? Limits.check(latencyIterations, in: iterations, "--lat-iterations")
+        {
+            throw ValidationError(problem)
         }
     }
 

@@ -72,16 +72,17 @@ struct RunOptions: ParsableArguments {
     var injectSlowdown: UInt64 = 0
 
     func validate() throws {
-        if let repetitions, repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
-        if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
-        if let timeout, timeout < 1 { throw ValidationError("--timeout must be at least 1 second") }
-        if targetCI <= 0 || targetCI >= 100 { throw ValidationError("--target-ci must be between 0 and 100 percent") }
-        if budget <= 0 { throw ValidationError("--budget must be positive") }
-        if !VMLauncher.memoryRangeMiB.contains(memory) {
-            throw ValidationError(
-                "--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB"
-            )
-        }
+        var problems: [String?] = [
+            repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
+            iterations.flatMap { Limits.check($0, in: Limits.iterations, "--iterations") },
+            timeout.flatMap { Limits.check(Double($0), in: Limits.timeoutSeconds, "--timeout (seconds)") },
+            Limits.check(injectSlowdown, in: Limits.slowdownPercent, "--inject-slowdown (percent)"),
+            Limits.check(budget, in: Limits.budgetSeconds, "--budget (seconds)"),
+            Limits.check(memory, in: VMLauncher.memoryRangeMiB, "--memory (MiB)"),
+        ]
+        if !(targetCI > 0 && targetCI < 100) { problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))") }
+        if let numaNode, numaNode < 0 { problems.append("--numa-node must not be negative (got \(numaNode))") }
+        if let problem = problems.compactMap({ $0 }).first { throw ValidationError(problem) }
     }
 
     static func parseModes(_ values: [String]) throws -> [SystemKind] {
@@ -208,9 +209,10 @@ struct RunOptions: ParsableArguments {
         let results = await runner.run(configuration)
         progress.finish()
 
-        let run = RunResults(
+        var run = RunResults(
             tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment,
             results: results)
+        run.injectedSlowdownPercent = injectSlowdown > 0 ? injectSlowdown : nil
         let files = try RunOutput.write(run, to: output, claims: (try? Claim.loadAll(in: workspace)) ?? [])
         print(TableReport.render(run))
         print("")

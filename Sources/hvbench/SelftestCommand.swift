@@ -43,8 +43,9 @@ struct EmulatorSelftestCommand: AsyncParsableCommand {
     var show: Int = 20
 
     func validate() throws {
-        guard cases > 0 else { throw ValidationError("--cases must be positive") }
-        if let only, only < 0 { throw ValidationError("--case must not be negative") }
+        guard (1...100_000_000).contains(cases) else { throw ValidationError("--cases must be between 1 and 100000000") }
+        if let only, !(0...1_000_000_000).contains(only) { throw ValidationError("--case must be between 0 and 1000000000") }
+        guard show >= 0 else { throw ValidationError("--show must not be negative") }
     }
 
     func run() async throws {
