@@ -62,6 +62,9 @@ public struct BenchmarkDefinition: Sendable, Equatable {
 
     public var needsNIC: Bool { group == .network }
     public var needsDisk: Bool { group == .disk }
+    /// Disk benchmarks that write (their image must be hvbench's own, or the user must allow
+    /// overwriting it; the written region is verified afterwards).
+    public var writesDisk: Bool { group == .disk && id.contains("write") }
 
     public static func named(_ id: String) -> BenchmarkDefinition? { all.first { $0.id == id } }
 

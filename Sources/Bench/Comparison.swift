@@ -384,7 +384,7 @@ public struct ComparisonReport: Sendable {
         }
         return ComparisonReport(
             baselineLabel: baselineLabel, currentLabel: currentLabel, alpha: alpha, incompatibilities: blocking,
-            warnings: warnings,
+            warnings: allWarnings,
             metrics: metrics)
     }
 }

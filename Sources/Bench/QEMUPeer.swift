@@ -25,7 +25,10 @@ public enum QEMUPeer {
     /// I/O devices matching hvbench's modes: e1000 + IDE for qemu-tcg and qemu-kvm, virtio-net +
     /// virtio-blk for qemu-kvm-virtio. The NIC's backend is a UDP socket sending to itself, so
     /// every transmitted frame comes back: an echo for net.rr.
-    public static func deviceArguments(_ peer: PeerKind, nic: Bool, diskPath: String?) -> (arguments: [String], words: [String]) {
+    /// - Parameter diskReadOnly: a user's image for read benchmarks: QEMU opens it read-only too.
+    public static func deviceArguments(_ peer: PeerKind, nic: Bool, diskPath: String?, diskReadOnly: Bool = false) -> (
+        arguments: [String], words: [String]
+    ) {
         var arguments: [String] = []
         var words: [String] = []
         let virtio = peer == .qemuKVMVirtio
@@ -38,10 +41,12 @@ public enum QEMUPeer {
             words.append("nic=\(virtio ? "virtio" : "e1000")")
         }
         if let diskPath {
+            // QEMU's option syntax doubles a comma that belongs to a value.
+            let file = "file=\(diskPath.replacingOccurrences(of: ",", with: ",,")),format=raw\(diskReadOnly ? ",readonly=on" : "")"
             arguments +=
                 virtio
-                ? ["-drive", "file=\(diskPath),if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0"]
-                : ["-drive", "file=\(diskPath),if=ide,format=raw"]
+                ? ["-drive", "\(file),if=none,id=d0", "-device", "virtio-blk-pci,drive=d0"]
+                : ["-drive", "\(file),if=ide"]
             words.append("disk=\(virtio ? "virtio" : "ide")")
         }
         return (arguments, words)
@@ -113,11 +118,17 @@ extension BenchmarkRunner {
         let definition = BenchmarkDefinition.named(entry.id)
         if entry.id == "net.rx-1500" { return .skipped("QEMU's network backends have no frame source to receive from") }
         var disk: DiskImage?
-        if definition?.needsDisk == true {
-            do { disk = try prepareDisk(configuration) } catch { return .failed("\(error)") }
+        var diskPatterned = true
+        if let definition, definition.needsDisk {
+            do {
+                let opened = try openDisk(definition, configuration)
+                (disk, diskPatterned) = (opened.image, opened.patterned)
+            } catch { return .failed("\(error)") }
             words.append("region_sectors=\(configuration.diskRegionSectors)")
+            if !diskPatterned { words.append("disk_verify=0") }
         }
-        let devices = QEMUPeer.deviceArguments(peer, nic: definition?.needsNIC == true, diskPath: disk?.path)
+        let devices = QEMUPeer.deviceArguments(
+            peer, nic: definition?.needsNIC == true, diskPath: disk?.path, diskReadOnly: !diskPatterned)
         words += devices.words
         let arguments =
             QEMUPeer.arguments(

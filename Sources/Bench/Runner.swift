@@ -43,6 +43,9 @@ public struct AdaptivePolicy: Sendable, Equatable {
     public var targetRelativeHalfWidth: Double
     public var budgetSeconds: Double
     public var maxRounds: Int
+    /// Samples needed before a CI counts: a percentile bootstrap of the median from fewer than
+    /// five values has so few distinct resample medians that its width says nothing.
+    public var minimumSamples = 5
 
     public init(targetRelativeHalfWidth: Double = 0.02, budgetSeconds: Double = 60, maxRounds: Int = 20) {
         self.targetRelativeHalfWidth = targetRelativeHalfWidth
@@ -66,8 +69,12 @@ public struct RunConfiguration: Sendable {
     /// Disk benchmarks: the raw image (default: disk.img, 64 MiB, sparse, in the output folder),
     /// O_DIRECT, and how many sectors of it the benchmarks use.
     public var diskImagePath: String?
+    /// The user allowed write benchmarks to overwrite the region of an image hvbench did not create.
+    public var overwriteDiskImage = false
     public var directIO = false
-    public var diskRegionSectors: UInt64 = 32768
+    public var diskRegionSectors: UInt64 = RunConfiguration.defaultDiskRegionSectors
+    /// 16 MiB: what the disk benchmarks read and write of their image (nothing outside it).
+    public static let defaultDiskRegionSectors: UInt64 = 32768
 
     public init(systems: [SystemKind], suite: Suite, outputDirectory: URL, numaNode: Int? = nil) {
         self.systems = systems
@@ -210,10 +217,14 @@ public final class BenchmarkRunner: @unchecked Sendable {
                 merged = merged.map { Self.merge($0, round) } ?? round
             }
             guard let policy = configuration.adaptive, let current = merged, let primary = current.metrics.first else { break }
-            let width = Summary(primary.values).relativeCIHalfWidth
+            // A CI from fewer samples than the policy's minimum is not evidence of precision (one
+            // sample has a zero-width interval), so the target cannot be met before that.
+            let met =
+                primary.values.count >= policy.minimumSamples
+                && Summary(primary.values).relativeCIHalfWidth <= policy.targetRelativeHalfWidth
             let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
-            if width <= policy.targetRelativeHalfWidth || elapsed >= policy.budgetSeconds || rounds >= policy.maxRounds {
-                result.ciTargetMet = width <= policy.targetRelativeHalfWidth
+            if met || elapsed >= policy.budgetSeconds || rounds >= policy.maxRounds {
+                result.ciTargetMet = met
                 break
             }
         }
@@ -286,11 +297,12 @@ public final class BenchmarkRunner: @unchecked Sendable {
         let definition = BenchmarkDefinition.named(entry.id)
         var disk: DiskImage?
         if definition?.needsNIC == true { words.append("nic=loopback") }
-        if definition?.needsDisk == true {
+        if let definition, definition.needsDisk {
             do {
-                let prepared = try prepareDisk(configuration)
-                disk = prepared
-                words += ["disk_path=\(prepared.path)", "region_sectors=\(configuration.diskRegionSectors)"]
+                let opened = try openDisk(definition, configuration)
+                disk = opened.image
+                words += ["disk_path=\(opened.image.path)", "region_sectors=\(configuration.diskRegionSectors)"]
+                if !opened.patterned { words += ["disk_verify=0", "disk_readonly=1"] }
             } catch { return .failed("\(error)") }
         }
         var command = [artifacts.nativeRunner.path] + words
@@ -332,9 +344,11 @@ public final class BenchmarkRunner: @unchecked Sendable {
     private func bootGuest(
         _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, repetitions: Int,
         warmups: Int,
-        io: IOConfiguration? = nil
+        io: IOConfiguration? = nil, extraWords: [String] = []
     ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
-        var words = jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
+        var words =
+            jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
+            + extraWords
         if let io {
             if io.peer != nil { words.append("nic=\(io.kind == .legacy ? "e1000" : "virtio")") }
             if io.disk != nil {
@@ -363,21 +377,27 @@ public final class BenchmarkRunner: @unchecked Sendable {
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
         var io: IOConfiguration?
+        var diskPatterned = true
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {
             var peer: NetworkPeer?
             var disk: DiskImage?
             if definition?.needsNIC == true {
                 peer = NetworkPeer(mode: entry.id == "net.rx-1500" ? .source : entry.id == "net.rr" ? .echo : .sink)
             }
-            if definition?.needsDisk == true {
-                do { disk = try prepareDisk(configuration) } catch { return .failed("\(error)") }
+            if let definition, definition.needsDisk {
+                do {
+                    let opened = try openDisk(definition, configuration)
+                    disk = opened.image
+                    diskPatterned = opened.patterned
+                } catch { return .failed("\(error)") }
             }
             io = IOConfiguration(kind: kind, disk: disk, peer: peer)
         }
         let commandLine: String
         let boot: VMLauncher.Boot
         switch bootGuest(
-            entry, configuration, kernel: kernel, cpu: cpu, repetitions: entry.repetitions, warmups: entry.warmups, io: io)
+            entry, configuration, kernel: kernel, cpu: cpu, repetitions: entry.repetitions, warmups: entry.warmups, io: io,
+            extraWords: diskPatterned ? [] : ["disk_verify=0"])
         {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)
@@ -415,24 +435,23 @@ public final class BenchmarkRunner: @unchecked Sendable {
         return .measured(round)
     }
 
-    /// The disk image for a disk benchmark, with its benchmark region set to the prepared pattern.
-    func prepareDisk(_ configuration: RunConfiguration) throws -> DiskImage {
+    /// The disk image for a disk benchmark, opened and prepared by the data-safety rules of
+    /// `BenchmarkDisk`.
+    func openDisk(_ definition: BenchmarkDefinition, _ configuration: RunConfiguration) throws -> BenchmarkDisk.Opened {
         let path = configuration.diskImagePath ?? configuration.outputDirectory.appendingPathComponent("disk.img").path
-        try FileManager.default.createDirectory(
-            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
-        let disk = try DiskImage(path: path, createSize: 64 << 20, direct: configuration.directIO)
-        guard disk.sectors >= configuration.diskRegionSectors else {
-            throw DiskError(
-                "disk image \(path) has \(disk.sectors) sectors; the benchmarks need \(configuration.diskRegionSectors)")
+        if configuration.diskImagePath == nil {
+            try FileManager.default.createDirectory(at: configuration.outputDirectory, withIntermediateDirectories: true)
         }
-        try DiskPattern.prepare(disk, sectors: configuration.diskRegionSectors)
-        return disk
+        return try BenchmarkDisk.open(
+            path: path, isDefault: configuration.diskImagePath == nil, writes: definition.writesDisk,
+            overwrite: configuration.overwriteDiskImage, regionSectors: configuration.diskRegionSectors,
+            direct: configuration.directIO)
     }
 
     /// After a write benchmark: the region must hold only the prepared and the written pattern,
     /// and some sectors must have been written.
     func verifyWrites(_ entry: Suite.Entry, _ disk: DiskImage, _ configuration: RunConfiguration) -> String? {
-        guard entry.id.contains("write") else { return nil }
+        guard BenchmarkDefinition.named(entry.id)?.writesDisk == true else { return nil }
         do {
             switch try DiskPattern.verify(disk, sectors: configuration.diskRegionSectors) {
             case .success(let written): return written > 0 ? nil : "no sector of the disk holds the written pattern"

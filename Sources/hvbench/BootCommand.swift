@@ -32,7 +32,9 @@ struct BootCommand: AsyncParsableCommand {
     @Option(help: "I/O devices: none, legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
     var io: String = "none"
 
-    @Option(name: .customLong("disk-image"), help: "Raw disk image for the disk device (created sparse, 64 MiB, if missing).")
+    @Option(
+        name: .customLong("disk-image"),
+        help: "An existing raw disk image for the disk device; the guest may write to it (create one with: truncate -s 64M FILE).")
     var diskImage: String?
 
     @Option(
@@ -67,7 +69,7 @@ struct BootCommand: AsyncParsableCommand {
             let engine: VMLauncher.CPU = cpu == "emulator" ? .emulator : .kvm(try KVMSystem())
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io) {
-                let disk = try diskImage.map { try DiskImage(path: $0, createSize: 64 << 20) }
+                let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
                 devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: NetworkPeer.Mode(rawValue: netPeer)!))
             }
             boot = try VMLauncher.boot(

@@ -45,8 +45,20 @@ struct RunOptions: ParsableArguments {
 
     @Option(
         name: .customLong("disk-image"),
-        help: "Raw image for the disk benchmarks (default: disk.img, 64 MiB, sparse, in the output folder).")
+        help: ArgumentHelp(
+            "An existing raw image for the disk benchmarks (default: a new disk.img, 64 MiB, sparse, in the output folder).",
+            discussion:
+                "An image hvbench did not create is opened read-only for read benchmarks; write benchmarks refuse it unless --overwrite-disk-image is given."
+        ))
     var diskImage: String?
+
+    @Flag(
+        name: .customLong("overwrite-disk-image"),
+        help: "Allow write benchmarks to overwrite the benchmark region (the first 16 MiB) of a --disk-image hvbench did not create.")
+    var overwriteDiskImage = false
+
+    @Flag(help: "Replace the run already in --out (only hvbench's own files there are removed).")
+    var force = false
 
     @Flag(help: "Open the disk image with O_DIRECT (bypass the host page cache).")
     var direct = false
@@ -183,6 +195,15 @@ struct RunOptions: ParsableArguments {
         let host = ProcessInfo.processInfo.hostName
         let stamp = ISO8601DateFormatter.string(from: startedAt, timeZone: .gmt, formatOptions: [.withFullDate, .withTime])
         let output = out.map { URL(fileURLWithPath: $0) } ?? workspace.results.appendingPathComponent("\(stamp)-\(host)")
+        // Everything that can make the run unusable is checked before anything is measured.
+        let claims = try Claim.loadAll(in: workspace)
+        let regionSectors = RunConfiguration.defaultDiskRegionSectors
+        if let diskImage {
+            let writes = selected.entries.contains { BenchmarkDefinition.named($0.id)?.writesDisk == true }
+            try BenchmarkDisk.check(
+                path: diskImage, writes: writes, overwrite: overwriteDiskImage, regionSectors: regionSectors)
+        }
+        try RunFolder.prepare(output, replacing: force)
 
         let progress = ProgressPrinter()
         progress.note("building the benchmark guest and native runner (cached by source hash)")
@@ -203,6 +224,7 @@ struct RunOptions: ParsableArguments {
         configuration.slowdownPercent = injectSlowdown
         configuration.peers = peers
         configuration.diskImagePath = diskImage
+        configuration.overwriteDiskImage = overwriteDiskImage
         configuration.directIO = direct
         if adaptive { configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
         let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
@@ -213,7 +235,10 @@ struct RunOptions: ParsableArguments {
             tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment,
             results: results)
         run.injectedSlowdownPercent = injectSlowdown > 0 ? injectSlowdown : nil
-        let files = try RunOutput.write(run, to: output, claims: (try? Claim.loadAll(in: workspace)) ?? [])
+        let files: [URL]
+        do { files = try RunOutput.write(run, to: output, claims: claims) } catch {
+            throw UsageError("cannot write the results into \(output.path): \(RunFolder.reason(error))")
+        }
         print(TableReport.render(run))
         print("")
         for file in files { print("wrote \(file.path)") }

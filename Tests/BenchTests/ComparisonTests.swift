@@ -89,10 +89,59 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         #expect(report.incompatibilities.first?.contains("fnv1a64:aaaa") == true)
     }
 
-    @Test func newAndMissingMetricsAreListedNotFailed() {
+    @Test func aMetricMissingNowFailsTheGateAndANewOneDoesNot() {
         let report = ComparisonReport.compare(baseline: run(["native": base]), current: run(["hardware-assist": base]))
-        #expect(Set(report.metrics.map(\.verdict)) == [.new, .missing])
+        #expect(Set(report.metrics.map(\.verdict)) == [.new, .lost])
+        #expect(report.lost.first?.reason == "not in the current run")
+        #expect(report.exitCode == 2)
+        let onlyNew = ComparisonReport.compare(
+            baseline: run(["native": base]), current: run(["native": base, "hardware-assist": base]))
+        #expect(onlyNew.exitCode == 0)
+    }
+
+    /// Replays the finding: cpu.int ok in the baseline, failed (watchdog) now, and compare said
+    /// MISSING with exit 0.
+    @Test func aBenchmarkThatFailsNowIsARegressionNamedWithItsReason() throws {
+        var current = run(["native": base])
+        current.results[0].status = .failed
+        current.results[0].reason = "watchdog stopped the guest after 60.0 s"
+        current.results[0].metrics = []
+        let report = ComparisonReport.compare(baseline: run(["native": base]), current: current)
+        #expect(report.exitCode == 2)
+        let lost = try #require(report.lost.first)
+        #expect(lost.reason == "failed in the current run: watchdog stopped the guest after 60.0 s")
+        #expect(ComparisonOutput.terminal(report).contains("LOST: failed in the current run: watchdog"))
+        #expect(ComparisonOutput.markdown(report).contains("**LOST**"))
+        let junit = ComparisonOutput.junit(report)
+        #expect(junit.contains("failures=\"1\""))
+        #expect(junit.contains("type=\"lost\""))
+        var skipped = current
+        skipped.results[0].status = .skipped
+        #expect(ComparisonReport.compare(baseline: run(["native": base]), current: skipped).exitCode == 2)
+    }
+
+    @Test func tooFewSamplesToReachAlphaIsAWarningInEveryOutput() {
+        let four = [10.0, 10.1, 10.2, 10.3]
+        let report = ComparisonReport.compare(baseline: run(["native": four]), current: run(["native": four.map { $0 * 2 }]))
+        // 4 against 4: the smallest two-sided p is 2/70 = 0.029 > 0.01, so not even doubling is flagged.
         #expect(report.exitCode == 0)
+        let warning = report.warnings.first { $0.hasPrefix("too few samples") }
+        #expect(warning?.contains("0.0286") == true, "\(report.warnings)")
+        #expect(ComparisonOutput.terminal(report).contains("warning: too few samples"))
+        #expect(ComparisonOutput.markdown(report).contains("too few samples"))
+        #expect(ComparisonOutput.junit(report).contains("too few samples"))
+        #expect(abs(ComparisonReport.smallestPValue(5, 5) - 2.0 / 252) < 1e-12)
+        // At alpha 0.05, 4 against 4 can reach significance: no warning.
+        let loose = ComparisonReport.compare(
+            baseline: run(["native": four]), current: run(["native": four]), alpha: 0.05)
+        #expect(!loose.warnings.contains { $0.hasPrefix("too few samples") })
+    }
+
+    @Test func aDeliberatelySlowedRunIsNamedInTheComparison() {
+        var slowed = run(["native": base])
+        slowed.injectedSlowdownPercent = 10
+        let report = ComparisonReport.compare(baseline: run(["native": base]), current: slowed)
+        #expect(report.warnings.contains { $0.contains("--inject-slowdown 10") })
     }
 
     @Test func junitIsWellFormedWithOneCasePerMetric() throws {
@@ -151,6 +200,42 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         let verdict = missing.evaluate(tight)
         #expect(verdict.outcome == .insufficientData)
         #expect(verdict.evidence.contains("paravirt-io"))
+    }
+
+    @Test func aClaimOverAMetricWithNoSamplesIsInsufficientDataNotATrap() {
+        let reference = Claim.Reference(system: "hardware-assist", benchmark: "cpu.pio", metric: "ns_per_op")
+        var empty = run(["hardware-assist": [100, 101], "native": [50, 51]])
+        empty.results[0].metrics[0].samples = []
+        let value = claim(.init(value: reference, atMost: 150)).evaluate(empty)
+        #expect(value.outcome == .insufficientData)
+        #expect(value.evidence.contains("no samples"))
+        let ratio = Claim.Ratio(numerator: reference, denominator: .init(system: "native", benchmark: "cpu.pio", metric: "ns_per_op"))
+        #expect(claim(.init(ratio: ratio, atLeast: 1)).evaluate(empty).outcome == .insufficientData)
+    }
+
+    @Test func aMalformedClaimFileNamesTheFileAndLine() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-claims-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let broken = directory.appendingPathComponent("broken.yaml")
+        try "id: x\nsource:\n  title: T\n  year: 2000\nclaim: c\ncheck:\n  value: [unclosed\n".write(
+            to: broken, atomically: true, encoding: .utf8)
+        do {
+            _ = try Claim.load(from: broken)
+            Issue.record("a malformed claim loaded")
+        } catch {
+            #expect("\(error)".contains("broken.yaml:"), "\(error)")
+        }
+        let incomplete = directory.appendingPathComponent("incomplete.yaml")
+        try "id: x\nsource:\n  title: T\nclaim: c\ncheck:\n  atLeast: 1\n".write(
+            to: incomplete, atomically: true, encoding: .utf8)
+        do {
+            _ = try Claim.load(from: incomplete)
+            Issue.record("a claim without source.year loaded")
+        } catch {
+            #expect("\(error)".contains("incomplete.yaml:3:"), "\(error)")  // where the source mapping starts
+            #expect("\(error)".contains("missing key 'year'"), "\(error)")
+        }
     }
 
     @Test func ratioClaims() {

@@ -39,9 +39,54 @@ import Testing
         "HVB1 end bench=",  // empty value
         "HVB1 end Bench=cpu.int",  // bad key
         "HVB1 sample bench=cpu.int rep=0 ops=10 cycles=99999999999999999999999 bytes=0",  // overflow
+        // A guest's numbers are range-checked, never converted with a trap:
+        "HVB1 begin bench=cpu.int cpl=18446744073709551615 iterations=1 repetitions=1 warmups=0",  // cpl above Int.max
+        "HVB1 begin bench=vm.boot cpl=4",  // x86 has four privilege levels
+        "HVB1 fault vector=13 error=0x0 rip=0x1 cr2=0x0 cpl=9223372036854775808",
+        "HVB1 hist bench=cpu.pio buckets=99999:1",  // bucket index beyond the log-linear range
     ])
     func rejectsMalformedLines(_ line: String) {
         #expect(throws: ResultLine.ParseError.self) { try ResultLine.parse(line) }
+    }
+}
+
+@Suite struct GuestNumberRangeTests {
+    func transcript(_ lines: [String]) -> String {
+        (["HVB1 begin bench=cpu.pio cpl=3 iterations=10 repetitions=1 warmups=0"] + lines + [
+            "HVB1 end bench=cpu.pio", "HVB1 done",
+        ]).joined(separator: "\n")
+    }
+
+    /// Counts that would overflow UInt64 when summed (or Int when converted) are a broken
+    /// transcript, so the benchmark fails with the line quoted instead of the VMM trapping.
+    @Test func histogramCountsPastTheLimitAreRejected() throws {
+        let huge = transcript([
+            "HVB1 sample bench=cpu.pio rep=0 ops=10 cycles=100 bytes=0",
+            "HVB1 hist bench=cpu.pio buckets=20:18446744073709551615,21:18446744073709551615",
+        ])
+        do {
+            _ = try BenchmarkTranscript.parse(console: huge, bench: "cpu.pio")
+            Issue.record("an overflowing histogram parsed")
+        } catch let error as ResultLine.ParseError {
+            #expect(error.problem.contains("histogram counts more than"))
+        }
+        // Two lines that are each fine but together pass the limit.
+        let half = LatencyBuckets.maximumOperations / 2 + 1
+        let split = transcript([
+            "HVB1 sample bench=cpu.pio rep=0 ops=10 cycles=100 bytes=0", "HVB1 hist bench=cpu.pio buckets=20:\(half)",
+            "HVB1 hist bench=cpu.pio buckets=21:\(half)",
+        ])
+        #expect(throws: ResultLine.ParseError.self) { try BenchmarkTranscript.parse(console: split, bench: "cpu.pio") }
+        let fine = transcript([
+            "HVB1 sample bench=cpu.pio rep=0 ops=10 cycles=100 bytes=0", "HVB1 hist bench=cpu.pio buckets=20:5,21:7",
+        ])
+        #expect(try BenchmarkTranscript.parse(console: fine, bench: "cpu.pio").latency.operations == 12)
+    }
+
+    /// cycles=0 would make every rate infinite (and results.json unreadable before the fix).
+    @Test func aRepetitionOfZeroCyclesIsRejected() {
+        let zero = transcript(["HVB1 sample bench=cpu.pio rep=0 ops=10 cycles=0 bytes=0"])
+        #expect(throws: ResultLine.ParseError.self) { try BenchmarkTranscript.parse(console: zero, bench: "cpu.pio") }
     }
 }
 

@@ -84,6 +84,61 @@ func sampleRun() -> RunResults {
         #expect(abs(percent - 25) < 0.01)  // 4x slower than native
     }
 
+    /// Replays the finding: a non-finite value was written as "inf" and the reader rejected it.
+    @Test func everyFileHvbenchWritesItReadsBack() throws {
+        var run = sampleRun()
+        run.derived = [
+            DerivedFigure(
+                kind: .speedup, benchmark: "cpu.cpuid", metric: "ns_per_op", numerator: "a", denominator: "b", value: .infinity,
+                ci95Low: -.infinity, ci95High: .nan)
+        ]
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("results.json")
+        try writeAtomically(try run.encoded(), to: file)
+        let loaded = try RunResults.load(from: file)
+        #expect(loaded.derived?.first?.value == .infinity)
+        #expect(loaded.derived?.first?.ci95High.isNaN == true)
+    }
+
+    @Test func outOfRangeValuesAreErrorsNamingTheField() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("results.json")
+        func problem(_ change: (inout RunResults) -> Void) -> String {
+            var run = sampleRun()
+            change(&run)
+            do {
+                try writeAtomically(try run.encoded(), to: file)
+                _ = try RunResults.load(from: file)
+                return ""
+            } catch { return "\(error)" }
+        }
+        #expect(problem { $0.results[0].metrics[0].samples = [] }.contains("results[0] (native cpu.cpuid).metrics[0] (ns_per_op) of an ok result has no samples"))
+        #expect(problem { $0.results[1].metrics[1].samples = [1, .infinity] }.contains("non-finite sample"))
+        #expect(problem { $0.results[0].repetitions = -1 }.contains("results[0] (native cpu.cpuid).repetitions -1"))
+        #expect(problem { $0.results[0].wallSeconds = -.infinity }.contains("wallSeconds"))
+        #expect(problem { _ in }.isEmpty)
+    }
+
+    @Test func injectedSlowdownIsRecordedAndWarnedAboutInEveryReport() throws {
+        var run = sampleRun()
+        run.injectedSlowdownPercent = 25
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try RunOutput.write(run, to: directory)
+        #expect(try RunResults.load(path: directory.path).injectedSlowdownPercent == 25)
+        for file in ["summary.md", "report.html"] {
+            let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            #expect(text.contains("--inject-slowdown 25"), "\(file)")
+        }
+        #expect(TableReport.render(run).hasPrefix("WARNING: This run was slowed down on purpose"))
+        let csv = try String(contentsOf: directory.appendingPathComponent("results.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n")[0].hasSuffix("injected_slowdown_percent"))
+        #expect(csv.split(separator: "\n")[1].hasSuffix(",25"))
+        #expect(sampleRun().slowdownWarning == nil)
+    }
+
     @Test func rejectsFutureVersionsAndCorruptFiles() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }

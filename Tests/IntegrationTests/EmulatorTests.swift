@@ -132,7 +132,7 @@ import Testing
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(systems: [system], suite: ioSuite(id), outputDirectory: output)
+        var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
         configuration.diskRegionSectors = 4096
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")

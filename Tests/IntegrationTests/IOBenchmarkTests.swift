@@ -6,20 +6,12 @@ import Testing
 
 let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk }.map(\.id)
 
-/// Tiny counts: IDE writes cost ~257 exits per sector on kvm_pvm.
-func ioSuite(_ id: String) -> Suite {
-    let iterations: UInt64 = id.hasPrefix("disk.seq") ? 1 : id.hasPrefix("disk") ? 4 : 64
-    return Suite(
-        name: "io-test", description: "",
-        entries: [Suite.Entry(id: id, iterations: iterations, repetitions: 2, warmups: 0, sizeBytes: nil, timeoutSeconds: 120)])
-}
-
 @Suite(.serialized) struct IOBenchmarkTests {
     func run(_ id: String, on system: SystemKind) async throws -> BenchmarkResult {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(systems: [system], suite: ioSuite(id), outputDirectory: output)
+        var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
         configuration.diskRegionSectors = 4096
         return try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
     }
@@ -55,7 +47,7 @@ func ioSuite(_ id: String) -> Suite {
     @Test func corruptedWritesAreCaught() throws {
         let path = temporaryDirectory().path + ".img"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let disk = try DiskImage(path: path, createSize: 1 << 20)
+        let disk = try DiskImage.create(path: path, size: 1 << 20)
         try DiskPattern.prepare(disk, sectors: 256)
         guard case .success(let untouched) = try DiskPattern.verify(disk, sectors: 256) else {
             Issue.record("prepared image fails"); return
@@ -107,7 +99,7 @@ func ioSuite(_ id: String) -> Suite {
     func diskDrivers(_ kind: String) async throws {
         let path = temporaryDirectory().path + ".img"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let disk = try DiskImage(path: path, createSize: 16 << 20)
+        let disk = try DiskImage.create(path: path, size: 16 << 20)
         try DiskPattern.prepare(disk, sectors: 4096)
         let drive =
             kind == "ide"

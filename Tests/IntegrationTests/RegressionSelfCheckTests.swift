@@ -18,7 +18,7 @@ import Testing
         let suite = Suite(
             name: "selfcheck", description: "",
             entries: [
-                Suite.Entry(id: "cpu.int", iterations: 2_000_000, repetitions: 3, warmups: 1, sizeBytes: nil, timeoutSeconds: 60)
+                Suite.Entry(id: "cpu.int", iterations: 2_000_000, repetitions: 3, warmups: 1, sizeBytes: nil, timeoutSeconds: 600)
             ])
         var arms: [[BenchmarkResult]] = [[], [], []]
         for _ in 0..<10 {

@@ -61,7 +61,7 @@ import Testing
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString).img").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let models: [VirtioDeviceModel] = [
-            VirtioNet(peer: NetworkPeer(mode: .echo)), VirtioBlock(disk: try DiskImage(path: path, createSize: 1 << 20)),
+            VirtioNet(peer: NetworkPeer(mode: .echo)), VirtioBlock(disk: try DiskImage.create(path: path, size: 1 << 20)),
         ]
         for model in models {
             let transport = VirtioPCITransport(model: model, memory: memory, mmio: IOBus())
@@ -93,7 +93,7 @@ import Testing
         var random = SplitMix64(seed: seed)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString).img").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let ide = IDEDisk(disk: try DiskImage(path: path, createSize: 1 << 20))
+        let ide = IDEDisk(disk: try DiskImage.create(path: path, size: 1 << 20))
         for _ in 0..<50000 {
             let register = random.next() % 8
             let width = [1, 2, 4][Int(random.next() % 3)]

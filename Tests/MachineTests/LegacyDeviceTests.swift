@@ -151,7 +151,7 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
 @Suite struct IDETests {
     func make() throws -> (IDEDisk, DiskImage) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ide-\(UUID().uuidString).img").path
-        let disk = try DiskImage(path: path, createSize: 1 << 20)
+        let disk = try DiskImage.create(path: path, size: 1 << 20)
         return (IDEDisk(disk: disk), disk)
     }
 

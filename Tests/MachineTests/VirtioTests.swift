@@ -171,7 +171,7 @@ struct TransportDriver {
     func makeBlock() throws -> (GuestMemory, VirtioPCITransport, TransportDriver, DiskImage) {
         let memory = try GuestMemory(size: 4 << 20)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("vblk-\(UUID().uuidString).img").path
-        let disk = try DiskImage(path: path, createSize: 1 << 20)
+        let disk = try DiskImage.create(path: path, size: 1 << 20)
         let transport = VirtioPCITransport(model: VirtioBlock(disk: disk), memory: memory, mmio: IOBus())
         _ = transport.configuration.write(offset: 4, count: 2, value: 0x6)  // memory + bus master
         return (memory, transport, TransportDriver(transport: transport), disk)

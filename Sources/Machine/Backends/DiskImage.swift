@@ -9,34 +9,61 @@ public struct DiskError: Error, CustomStringConvertible {
 
 /// A raw disk image file. Requests copy straight between the file and guest RAM; with
 /// `direct` (O_DIRECT) they go through an aligned bounce buffer, as O_DIRECT requires.
+///
+/// Opening never creates a file and creating never opens an existing one, so a mistyped path is
+/// an error rather than a new empty disk, and a user's image is never truncated or resized.
 public final class DiskImage {
+    public enum Access: Sendable { case readOnly, readWrite }
+
     public static let sectorSize = 512
     public let path: String
     public let sectors: UInt64
+    /// A read-only image fails every write (the device reports an I/O error to the guest).
+    public let isReadOnly: Bool
     private let descriptor: Int32
     private let direct: Bool
     private var bounce: UnsafeMutableRawPointer?
     private var bounceSize = 0
 
-    /// Opens `path`, creating a sparse file of `size` bytes when it does not exist.
-    public init(path: String, createSize size: UInt64, direct: Bool = false) throws {
-        var flags = O_RDWR | O_CLOEXEC | O_CREAT
-        if direct { flags |= 0o40000 }  // O_DIRECT on x86-64 Linux (the macro is not imported)
-        let fd = open(path, flags, 0o644)
+    private static let oDirect: Int32 = 0o40000  // O_DIRECT on x86-64 Linux (the macro is not imported)
+
+    /// Opens an existing image.
+    public convenience init(path: String, access: Access = .readWrite, direct: Bool = false) throws {
+        var flags = (access == .readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+        if direct { flags |= Self.oDirect }
+        let fd = open(path, flags)
         guard fd >= 0 else { throw DiskError("cannot open disk image \(path): \(String(cString: strerror(errno)))") }
-        var info = stat()
-        fstat(fd, &info)
-        if info.st_size == 0 {
-            guard ftruncate(fd, off_t(size)) == 0 else {
-                close(fd)
-                throw DiskError("cannot size disk image \(path): \(String(cString: strerror(errno)))")
-            }
-            info.st_size = off_t(size)
+        try self.init(descriptor: fd, path: path, readOnly: access == .readOnly, direct: direct)
+    }
+
+    /// Creates a new sparse image of `size` bytes; an existing file at `path` is an error.
+    public static func create(path: String, size: UInt64, direct: Bool = false) throws -> DiskImage {
+        var flags = O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL
+        if direct { flags |= oDirect }
+        let fd = open(path, flags, 0o644)
+        guard fd >= 0 else { throw DiskError("cannot create disk image \(path): \(String(cString: strerror(errno)))") }
+        guard size <= UInt64(Int64.max), ftruncate(fd, off_t(size)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            unlink(path)
+            throw DiskError("cannot size disk image \(path): \(reason)")
         }
+        return try DiskImage(descriptor: fd, path: path, readOnly: false, direct: direct)
+    }
+
+    private init(descriptor fd: Int32, path: String, readOnly: Bool, direct: Bool) throws {
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
+            close(fd)
+            throw DiskError("disk image \(path) is not a regular file or block device")
+        }
+        var size = UInt64(max(0, info.st_size))
+        if (info.st_mode & S_IFMT) == S_IFBLK { size = UInt64(max(0, lseek(fd, 0, SEEK_END))) }
         self.path = path
         self.descriptor = fd
         self.direct = direct
-        self.sectors = UInt64(info.st_size) / UInt64(Self.sectorSize)
+        self.isReadOnly = readOnly
+        self.sectors = size / UInt64(Self.sectorSize)
     }
 
     deinit {
@@ -80,6 +107,7 @@ public final class DiskImage {
     }
 
     public func write(from buffer: UnsafeRawBufferPointer, at byteOffset: UInt64) throws {
+        guard !isReadOnly else { throw DiskError("write to read-only disk image \(path) at \(byteOffset)") }
         var source = buffer
         if direct {
             let bounce = bounceBuffer(buffer.count)

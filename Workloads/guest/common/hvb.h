@@ -22,6 +22,7 @@ struct hvb_job {
     uint64_t tsc_khz;    /* informational: the host converts cycles itself */
     uint64_t slowdown_percent; /* lengthen each timed repetition by this much (self-check) */
     uint64_t region_sectors;   /* disk benchmarks: sectors of the image they use (0 = 64 MiB) */
+    uint64_t disk_verify;      /* 1: the region holds hvbench's pattern, check reads (0: a user's image) */
     char nic[16];              /* e1000, virtio (guest) or loopback (native) */
     char disk[16];             /* ide, virtio (guest) or a file path is given separately (native) */
 };

@@ -32,6 +32,7 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->tsc_khz = 0;
     job->slowdown_percent = 0;
     job->region_sectors = 0;
+    job->disk_verify = 1;
     job->nic[0] = 0;
     job->disk[0] = 0;
     const char *p = cmdline;
@@ -68,6 +69,9 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             if (value_length >= sizeof job->nic) return "bad-device-name";
             for (size_t i = 0; i < value_length; i++) target[i] = value[i];
             target[value_length] = 0;
+        } else if (word_equals(word, eq, "disk_verify")) {
+            error = parse_u64(value, value_length, &job->disk_verify);
+            if (!error && job->disk_verify > 1) error = "disk-verify-not-0-or-1";
         } else if (word_equals(word, eq, "slowdown_percent")) {
             error = parse_u64(value, value_length, &job->slowdown_percent);
         }

@@ -157,9 +157,13 @@ int main(int argc, char **argv) {
     if (guard != MAP_FAILED) plat.fault_page = guard;
     else plat.no_fault = "cannot-map-guard-page";
 
+    /* A user's image is opened read-only for read benchmarks: nothing here may change it. */
+    int disk_flags = O_RDWR;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "disk_readonly=1") == 0) disk_flags = O_RDONLY;
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "disk_path=", 10) == 0) {
-            disk_fd = open(argv[i] + 10, O_RDWR);
+            disk_fd = open(argv[i] + 10, disk_flags);
             if (disk_fd < 0) {
                 printf("HVB1 fail reason=cannot-open-disk-image\n");
                 return 2;
