@@ -59,11 +59,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Coverage-guided fuzz targets (parsers, the emulator, device models) and their driver:
+        // replays inputs normally; built by scripts/fuzz with -sanitize=fuzzer for libFuzzer.
+        .target(name: "FuzzTargets", dependencies: ["Bench", "Report", "Machine", "X86"]),
+        .target(name: "CFuzzerDriver"),
+        .executableTarget(name: "hvbench-fuzz", dependencies: ["FuzzTargets", "CFuzzerDriver"]),
         // Hand-assembled kernels shared by the unit and integration tests.
         .target(name: "TestSupport", dependencies: ["Machine"], path: "Tests/TestSupport"),
         .testTarget(name: "MachineTests", dependencies: ["Machine", "TestSupport"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "Machine", "TestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "Report"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "X86", "Machine", "TestSupport"]),
     ]
 )

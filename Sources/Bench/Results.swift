@@ -44,20 +44,25 @@ public struct RunResults: Codable, Sendable {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw ReadError(description: "\(url.path): cannot read the file")
         }
+        return try decode(data, source: url.path)
+    }
+
+    /// Reads results from bytes; `source` names them in errors (a path).
+    public static func decode(_ data: Data, source: String) throws -> RunResults {
         struct VersionProbe: Decodable { let schemaVersion: Int? }
         let probe: VersionProbe
         do {
             probe = try JSONDecoder().decode(VersionProbe.self, from: data)
         } catch {
-            throw ReadError(description: "\(url.path): not a hvbench results file (invalid JSON: \(error.localizedDescription))")
+            throw ReadError(description: "\(source): not a hvbench results file (invalid JSON: \(error.localizedDescription))")
         }
         guard let version = probe.schemaVersion else {
-            throw ReadError(description: "\(url.path): not a hvbench results file (no schemaVersion)")
+            throw ReadError(description: "\(source): not a hvbench results file (no schemaVersion)")
         }
         guard version == currentSchemaVersion else {
             throw ReadError(
                 description:
-                    "\(url.path): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))"
+                    "\(source): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))"
             )
         }
         let decoder = JSONDecoder()
@@ -66,14 +71,14 @@ public struct RunResults: Codable, Sendable {
         do {
             run = try decoder.decode(RunResults.self, from: data)
         } catch let DecodingError.keyNotFound(key, context) {
-            throw ReadError(description: "\(url.path): missing field '\(key.stringValue)' at \(Self.path(context.codingPath))")
+            throw ReadError(description: "\(source): missing field '\(key.stringValue)' at \(Self.path(context.codingPath))")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             throw ReadError(
-                description: "\(url.path): wrong type at \(Self.path(context.codingPath)): \(context.debugDescription)")
+                description: "\(source): wrong type at \(Self.path(context.codingPath)): \(context.debugDescription)")
         } catch {
-            throw ReadError(description: "\(url.path): corrupt results file: \(error)")
+            throw ReadError(description: "\(source): corrupt results file: \(error)")
         }
-        if let problem = run.firstRangeProblem() { throw ReadError(description: "\(url.path): \(problem)") }
+        if let problem = run.firstRangeProblem() { throw ReadError(description: "\(source): \(problem)") }
         return run
     }
 

@@ -75,7 +75,7 @@ public final class PCIConfiguration {
     }
 
     /// Returns the BARs whose placement may have changed.
-    func write(offset: Int, count: Int, value: UInt32) -> [Int] {
+    public func write(offset: Int, count: Int, value: UInt32) -> [Int] {
         var touched: Set<Int> = []
         for index in 0..<count {
             let position = (offset + index) & 0xFF

@@ -1,0 +1,2 @@
+/* Declarations only: see include/cfuzzer_driver.h. */
+#include "cfuzzer_driver.h"

@@ -1,0 +1,26 @@
+import Machine
+import X86
+
+/// Any bytes as 64-bit code at CPL0 in a small identity-mapped machine: the decoder and the
+/// executor must turn every byte string into instructions, exceptions or a stop, never a trap.
+enum X86Fuzz {
+    static let codeAddress: UInt64 = 0x10000
+
+    static func run(_ bytes: [UInt8]) -> FuzzProperty {
+        guard let memory = try? GuestMemory(size: 4 << 20) else { return "cannot allocate guest memory" }
+        do {
+            // PML4 at 0x1000 -> PDPT at 0x2000 -> PD at 0x3000: 2 MiB pages over the first 4 MiB.
+            try memory.writeValue(UInt64(0x2000 | 7), at: 0x1000)
+            try memory.writeValue(UInt64(0x3000 | 7), at: 0x2000)
+            for index in 0..<2 { try memory.writeValue(UInt64(index) << 21 | 0x87, at: 0x3000 + UInt64(index) * 8) }
+            try memory.writeValue(UInt64(0x00AF_9A00_0000_FFFF), at: 0x508)  // GDT at 0x500: 0x08 = code64
+            try memory.write(Array(bytes.prefix(0x8000)), at: codeAddress)
+        } catch { return "cannot lay out the test machine: \(error)" }
+        let cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { 0 })
+        cpu.enterLongMode(
+            rip: codeAddress, cr3: 0x1000, cpl: 0, codeSelector: 0x08, stackSelector: 0x10, gdtBase: 0x500, gdtLimit: 0xF)
+        cpu.registers[4] = 0x80000
+        _ = cpu.run(maxInstructions: 256)
+        return nil
+    }
+}
