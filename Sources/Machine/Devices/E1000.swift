@@ -18,8 +18,7 @@ public final class E1000: PCIFunction, BusDevice {
     public let memory: GuestMemory
     public let peer: NetworkPeer
     public let mac: [UInt8]
-    private let mmio: IOBus
-    private var mappedAt: UInt64?
+    private var bar: MemoryBAR
     private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
     private var eeprom = [UInt16](repeating: 0, count: 64)
     private var frame = [UInt8](repeating: 0, count: 16384)
@@ -30,7 +29,7 @@ public final class E1000: PCIFunction, BusDevice {
 
     public init(memory: GuestMemory, mmio: IOBus, peer: NetworkPeer, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x02]) {
         self.memory = memory
-        self.mmio = mmio
+        self.bar = MemoryBAR(bus: mmio, length: UInt64(Self.barSize))
         self.peer = peer
         self.mac = mac
         for word in 0..<3 { eeprom[word] = UInt16(mac[2 * word]) | UInt16(mac[2 * word + 1]) << 8 }
@@ -51,10 +50,8 @@ public final class E1000: PCIFunction, BusDevice {
     }
 
     public func barMoved(_ index: Int, to address: UInt64?) {
-        guard index == 0, address != mappedAt else { return }
-        mmio.remove(self)
-        mappedAt = nil
-        if let address, (try? mmio.insert(self, at: address, length: UInt64(Self.barSize))) != nil { mappedAt = address }
+        guard index == 0 else { return }
+        bar.move(self, to: address)
     }
 
     private func fail(_ reason: String) {

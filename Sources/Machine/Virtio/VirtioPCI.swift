@@ -31,8 +31,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     public let model: VirtioDeviceModel
     public let memory: GuestMemory
     public let queues: [VirtQueue]
-    private let mmio: IOBus
-    private var mappedAt: UInt64?
+    private var bar: MemoryBAR
 
     private var deviceFeatureSelect: UInt32 = 0
     private var driverFeatureSelect: UInt32 = 0
@@ -50,7 +49,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     public init(model: VirtioDeviceModel, memory: GuestMemory, mmio: IOBus) {
         self.model = model
         self.memory = memory
-        self.mmio = mmio
+        self.bar = MemoryBAR(bus: mmio, length: UInt64(Self.barSize))
         queues = model.queueSizes.map { VirtQueue(maximumSize: $0) }
         configuration = PCIConfiguration(
             vendor: 0x1AF4, device: 0x1040 + model.deviceID, classCode: model.pciClass.0, subclass: model.pciClass.1,
@@ -68,10 +67,8 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     private func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 
     public func barMoved(_ index: Int, to address: UInt64?) {
-        guard index == 0, address != mappedAt else { return }
-        mmio.remove(self)
-        mappedAt = nil
-        if let address, (try? mmio.insert(self, at: address, length: UInt64(Self.barSize))) != nil { mappedAt = address }
+        guard index == 0 else { return }
+        bar.move(self, to: address)
     }
 
     /// Marks the device broken: it stops processing until the driver resets it.
