@@ -68,8 +68,11 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
             for (slot, address) in [(bus.plug(e1000), 0xE000_0000), (bus.plug(virtio), 0xE100_0000)] {
                 write(bus, 0, 0x8000_0000 | UInt64(slot) << 11 | 0x10)
                 write(bus, 4, UInt64(address))
+                write(bus, 0, 0x8000_0000 | UInt64(slot) << 11 | 0x04)
+                write(bus, 4, 0x6)  // memory space + bus mastering: the BAR decodes
             }
-            #expect(read(mmio, 0xE000_0008) & 0x2 == 0x2)  // mapped: the bus holds the NIC
+            #expect(read(mmio, 0xE000_0008) & 0x2 == 0x2)  // STATUS.LU through the BAR: the bus holds the NIC
+            #expect(mmio.unclaimedReads == 0)
         }
         #expect(nic == nil && transport == nil && ram == nil)
     }
