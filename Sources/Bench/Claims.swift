@@ -54,7 +54,10 @@ public struct Claim: Codable, Sendable, Equatable {
             guard let node = try Yams.compose(yaml: text) else { throw LoadError(description: "\(url.path): the file is empty") }
             root = node
         } catch let error as YamlError {
-            throw LoadError(description: "\(url.path)\(YAMLLocation.line(of: error).map { ":\($0)" } ?? ""): malformed YAML: \(YAMLLocation.message(of: error))")
+            throw LoadError(
+                description:
+                    "\(url.path)\(YAMLLocation.line(of: error).map { ":\($0)" } ?? ""): malformed YAML: \(YAMLLocation.message(of: error))"
+            )
         }
         let claim: Claim
         do {

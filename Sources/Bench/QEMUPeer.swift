@@ -42,7 +42,8 @@ public enum QEMUPeer {
         }
         if let diskPath {
             // QEMU's option syntax doubles a comma that belongs to a value.
-            let file = "file=\(diskPath.replacingOccurrences(of: ",", with: ",,")),format=raw\(diskReadOnly ? ",readonly=on" : "")"
+            let file =
+                "file=\(diskPath.replacingOccurrences(of: ",", with: ",,")),format=raw\(diskReadOnly ? ",readonly=on" : "")"
             arguments +=
                 virtio
                 ? ["-drive", "\(file),if=none,id=d0", "-device", "virtio-blk-pci,drive=d0"]

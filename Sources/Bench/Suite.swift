@@ -85,7 +85,8 @@ public struct Suite: Sendable, Equatable {
             }
             root = node
         } catch let error as YamlError {
-            throw LoadError(file: file, line: YAMLLocation.line(of: error), message: "malformed YAML: \(YAMLLocation.message(of: error))")
+            throw LoadError(
+                file: file, line: YAMLLocation.line(of: error), message: "malformed YAML: \(YAMLLocation.message(of: error))")
         }
         func fail(_ node: Node?, _ message: String) -> LoadError {
             LoadError(file: file, line: node?.mark.map { $0.line }, message: message)

@@ -14,7 +14,9 @@ import FuzzTargets
 nonisolated(unsafe) private var selected: (([UInt8]) -> FuzzProperty)?
 
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzerInitialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>)
+public func fuzzerInitialize(
+    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>
+)
     -> Int32
 {
     let name = ProcessInfo.processInfo.environment["HVBENCH_FUZZ_TARGET"] ?? ""

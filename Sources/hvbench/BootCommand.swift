@@ -34,7 +34,8 @@ struct BootCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("disk-image"),
-        help: "An existing raw disk image for the disk device; the guest may write to it (create one with: truncate -s 64M FILE).")
+        help: "An existing raw disk image for the disk device; the guest may write to it (create one with: truncate -s 64M FILE)."
+    )
     var diskImage: String?
 
     @Option(

@@ -54,7 +54,9 @@ struct RunOptions: ParsableArguments {
 
     @Flag(
         name: .customLong("overwrite-disk-image"),
-        help: "Allow write benchmarks to overwrite the benchmark region (the first 16 MiB) of a --disk-image hvbench did not create.")
+        help:
+            "Allow write benchmarks to overwrite the benchmark region (the first 16 MiB) of a --disk-image hvbench did not create."
+    )
     var overwriteDiskImage = false
 
     @Flag(help: "Replace the run already in --out (only hvbench's own files there are removed).")
@@ -92,7 +94,9 @@ struct RunOptions: ParsableArguments {
             Limits.check(budget, in: Limits.budgetSeconds, "--budget (seconds)"),
             Limits.check(memory, in: VMLauncher.memoryRangeMiB, "--memory (MiB)"),
         ]
-        if !(targetCI > 0 && targetCI < 100) { problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))") }
+        if !(targetCI > 0 && targetCI < 100) {
+            problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))")
+        }
         if let numaNode, numaNode < 0 { problems.append("--numa-node must not be negative (got \(numaNode))") }
         if let problem = problems.compactMap({ $0 }).first { throw ValidationError(problem) }
     }

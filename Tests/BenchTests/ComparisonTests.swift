@@ -209,7 +209,8 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         let value = claim(.init(value: reference, atMost: 150)).evaluate(empty)
         #expect(value.outcome == .insufficientData)
         #expect(value.evidence.contains("no samples"))
-        let ratio = Claim.Ratio(numerator: reference, denominator: .init(system: "native", benchmark: "cpu.pio", metric: "ns_per_op"))
+        let ratio = Claim.Ratio(
+            numerator: reference, denominator: .init(system: "native", benchmark: "cpu.pio", metric: "ns_per_op"))
         #expect(claim(.init(ratio: ratio, atLeast: 1)).evaluate(empty).outcome == .insufficientData)
     }
 

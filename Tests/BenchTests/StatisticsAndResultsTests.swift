@@ -114,7 +114,9 @@ func sampleRun() -> RunResults {
                 return ""
             } catch { return "\(error)" }
         }
-        #expect(problem { $0.results[0].metrics[0].samples = [] }.contains("results[0] (native cpu.cpuid).metrics[0] (ns_per_op) of an ok result has no samples"))
+        #expect(
+            problem { $0.results[0].metrics[0].samples = [] }.contains(
+                "results[0] (native cpu.cpuid).metrics[0] (ns_per_op) of an ok result has no samples"))
         #expect(problem { $0.results[1].metrics[1].samples = [1, .infinity] }.contains("non-finite sample"))
         #expect(problem { $0.results[0].repetitions = -1 }.contains("results[0] (native cpu.cpuid).repetitions -1"))
         #expect(problem { $0.results[0].wallSeconds = -.infinity }.contains("wallSeconds"))

@@ -165,8 +165,10 @@ import Testing
         let executable = try #require(CommandLineTests.executable)
         let output = try await ProcessRunner.run(
             "/usr/bin/env",
-            ["HVBENCH_ROOT=\(workspace.path)", executable, "run", "--mode", "native", "--bench", "cpu.int", "--out",
-             workspace.appendingPathComponent("run").path], timeout: 300)
+            [
+                "HVBENCH_ROOT=\(workspace.path)", executable, "run", "--mode", "native", "--bench", "cpu.int", "--out",
+                workspace.appendingPathComponent("run").path,
+            ], timeout: 300)
         #expect(output.exitCode == 2)
         #expect(output.standardError.contains("zz-broken.yaml:"), "\(output.standardError)")
     }
