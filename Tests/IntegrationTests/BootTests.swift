@@ -13,7 +13,7 @@ import Testing
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func multibootKernelPrintsAndExitsWithItsStatus() throws {
         let boot = try VMLauncher.boot(
-            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 30, kvm: try KVMSystem())
+            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300, kvm: try KVMSystem())
         #expect(boot.bootProtocol == "multiboot")
         #expect(boot.console == "hi")
         #expect(boot.outcome.ending == .exitDevice(status: 11))
@@ -33,11 +33,11 @@ import Testing
         let kvm = try KVMSystem()
         let image = try await Built.guestImage()
         let good = try VMLauncher.boot(
-            kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 30, kvm: kvm)
+            kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 300, kvm: kvm)
         #expect(good.outcome.ending == .exitDevice(status: 1))
         #expect(good.console.contains("HVB1 done"))
         let bad = try VMLauncher.boot(
-            kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 30, kvm: kvm)
+            kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 300, kvm: kvm)
         #expect(bad.outcome.ending == .exitDevice(status: 5))
         #expect(bad.console.contains("HVB1 fail reason=not-a-number"))
     }
@@ -56,7 +56,7 @@ import Testing
                 "-append", "bench=\(id) iterations=50 repetitions=2 warmups=0", "-device", "isa-debug-exit,iobase=0xf4",
                 "-serial", "stdio",
                 "-monitor", "none",
-            ], timeout: 120)
+            ], timeout: 600)
         #expect(output.exitCode == 1, "qemu \(output.statusDescription): \(output.standardError)")
         let transcript = try BenchmarkTranscript.parse(console: output.standardOutput.joined(separator: "\n"), bench: id)
         #expect(transcript.status == .ok)

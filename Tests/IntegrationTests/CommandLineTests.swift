@@ -14,7 +14,7 @@ import Testing
         return nil
     }()
 
-    func hvbench(_ arguments: [String], timeout: Double = 300) async throws -> ProcessRunner.Output {
+    func hvbench(_ arguments: [String], timeout: Double = 900) async throws -> ProcessRunner.Output {
         let executable = try #require(Self.executable, "the hvbench executable must be built next to the tests")
         return try await ProcessRunner.run(executable, arguments, timeout: timeout)
     }

