@@ -23,16 +23,29 @@ let package = Package(
         .systemLibrary(
             name: "CNUMA", pkgConfig: "numa",
             providers: [.apt(["libnuma-dev"])]),
+        // The results model and schema, result lines, statistics, comparison, derived figures,
+        // claims, suites and the benchmark catalogue: pure, nothing kernel-facing.
+        .target(
+            name: "Results",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
         // Guest memory, buses, devices, boot loaders, the engine protocol and the VM.
         .target(
             name: "Machine",
-            dependencies: ["CNUMA"]),
+            dependencies: ["CNUMA", "Results"]),
         // The host's time-stamp counter for the emulator's rdtsc (no KVM dependency).
         .target(name: "CHostTimer"),
         // hvbench's x86-64 interpreter and its CPU engine; no KVM import.
         .target(
             name: "X86",
             dependencies: ["Machine", "CHostTimer"]),
+        // Differential testing of the emulator against KVM: a generated long-mode test kernel,
+        // a seeded case generator and a small assembler (used by `selftest` and the tests).
+        .target(
+            name: "Differential",
+            dependencies: ["X86", "Machine", "Results"]),
         // KVM system/VM/vCPU wrappers and the KVM CPU engine.
         .target(
             name: "KVM",
@@ -41,35 +54,35 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Machine", "KVM", "X86", "CNUMA", "CKVM",
-                .product(name: "Yams", package: "Yams"),
+                "Results", "Machine", "KVM", "X86", "Differential", "CNUMA", "CHostTimer",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
-        // Output writers: JSON, CSV, terminal table.
+        // Output writers: JSON, CSV, Markdown, HTML with SVG charts, terminal table, JUnit.
         .target(
             name: "Report",
-            dependencies: ["Bench", .product(name: "CSV", package: "CSV.swift")]),
+            dependencies: ["Results", .product(name: "CSV", package: "CSV.swift")]),
         .executableTarget(
             name: "hvbench",
             dependencies: [
-                "Bench", "Report", "Machine", "KVM", "X86",
+                "Results", "Bench", "Report", "Machine", "KVM", "X86",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Coverage-guided fuzz targets (parsers, the emulator, device models) and their driver:
         // replays inputs normally; built by scripts/fuzz with -sanitize=fuzzer for libFuzzer.
-        .target(name: "FuzzTargets", dependencies: ["Bench", "Report", "Machine", "X86"]),
+        .target(name: "FuzzTargets", dependencies: ["Results", "Report", "Machine", "X86"]),
         .target(name: "CFuzzerDriver"),
         .executableTarget(name: "hvbench-fuzz", dependencies: ["FuzzTargets", "CFuzzerDriver"]),
         // Hand-assembled kernels shared by the unit and integration tests.
         .target(name: "TestSupport", dependencies: ["Machine"], path: "Tests/TestSupport"),
-        .testTarget(name: "MachineTests", dependencies: ["Machine", "TestSupport"]),
+        .testTarget(name: "MachineTests", dependencies: ["Machine", "Results", "TestSupport"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "Machine", "TestSupport"]),
-        .testTarget(name: "BenchTests", dependencies: ["Bench", "Report"]),
+        .testTarget(name: "ResultsTests", dependencies: ["Results", "Report"]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Bench", "Report", "KVM", "X86", "Machine", "TestSupport"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Results", "Bench", "Report", "KVM", "X86", "Differential", "Machine", "TestSupport"]),
     ]
 )

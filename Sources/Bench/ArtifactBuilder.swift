@@ -1,4 +1,5 @@
 import Foundation
+import Results
 
 /// Builds the benchmark guest (freestanding ELF) and the native runner from
 /// `Workloads/guest` with the Swift toolchain's own clang and ld.lld, and caches both by a hash of

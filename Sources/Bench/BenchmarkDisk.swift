@@ -1,4 +1,5 @@
 import Foundation
+import Results
 import Machine
 
 /// The disk image a disk benchmark runs on, and the rules that keep a user's data safe:

@@ -1,3 +1,4 @@
+import Results
 import Machine
 
 /// The sector pattern the guest's disk benchmarks read and write (Workloads/guest/common/io.h):

@@ -1,5 +1,7 @@
 import Foundation
+import Results
 import KVM
+import Differential
 import Machine
 import X86
 

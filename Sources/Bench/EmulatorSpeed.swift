@@ -1,4 +1,5 @@
 import Foundation
+import Results
 import Machine
 
 /// The emulator's own speed: guest instructions retired per second on real workloads.

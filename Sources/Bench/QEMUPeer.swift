@@ -1,14 +1,9 @@
 import Foundation
+import Results
 import KVM
 import Machine
 
 /// QEMU running the same guest image, for side-by-side comparison with hvbench's VMM.
-public enum PeerKind: String, CaseIterable, Sendable, Codable {
-    case qemuTCG = "qemu-tcg"
-    case qemuKVM = "qemu-kvm"
-    case qemuKVMVirtio = "qemu-kvm-virtio"
-}
-
 public enum QEMUPeer {
     public static var executable: String? { ProcessRunner.find("qemu-system-x86_64") }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Results
 
 #if canImport(Glibc)
     import Glibc

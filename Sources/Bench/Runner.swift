@@ -2,40 +2,7 @@ import Foundation
 import KVM
 import Logging
 import Machine
-
-/// The systems a run can measure. VM modes are presets over the CPU engine and the I/O devices.
-public enum SystemKind: String, CaseIterable, Sendable, Codable {
-    case native
-    case hardwareAssist = "hardware-assist"
-    case fullEmulation = "full-emulation"
-    case paravirtIO = "paravirt-io"
-    /// The fourth combination of the two axes (`--cpu emulator --io virtio`); not a preset mode.
-    case emulatorVirtio = "emulator-virtio"
-
-    /// What `--mode all` runs: the three preset VM modes and native.
-    public static let implemented: [SystemKind] = [.hardwareAssist, .paravirtIO, .fullEmulation, .native]
-
-    /// Every system this build can run is implemented; kept so the CLI can refuse future ones clearly.
-    public var notImplementedReason: String? { nil }
-
-    /// The devices a VM mode gives the guest.
-    public var ioKind: IOConfiguration.Kind? {
-        switch self {
-        case .hardwareAssist, .fullEmulation: return .legacy
-        case .paravirtIO, .emulatorVirtio: return .virtio
-        case .native: return nil
-        }
-    }
-
-    /// Whether the VM's CPU is hvbench's emulator (else KVM); nil for native.
-    public var usesEmulator: Bool? {
-        switch self {
-        case .fullEmulation, .emulatorVirtio: return true
-        case .hardwareAssist, .paravirtIO: return false
-        case .native: return nil
-        }
-    }
-}
+import Results
 
 /// Adaptive measurement: keep adding rounds (fresh VM or process, same repetitions) until the 95%
 /// CI of the primary metric's median is within ±`targetRelativeHalfWidth`, or the budget is spent.
@@ -247,17 +214,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
             MetricSamples(name: $0.name, unit: $0.unit, better: $0.better, values: $0.values + $1.values)
         }
         merged.latency.merge(b.latency)
-        if var exits = a.exits, let more = b.exits {
-            exits.portIO += more.portIO
-            exits.mmio += more.mmio
-            exits.halts += more.halts
-            exits.interruptions += more.interruptions
-            exits.unclaimedPortReads += more.unclaimedPortReads
-            exits.unclaimedMMIOReads += more.unclaimedMMIOReads
-            exits.notifications += more.notifications
-            exits.operations += more.operations
-            merged.exits = exits
-        }
+        if let more = b.exits { merged.exits?.add(more) }
         return merged
     }
 

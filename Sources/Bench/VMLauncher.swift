@@ -1,4 +1,5 @@
 import Foundation
+import Results
 import KVM
 import Machine
 import X86

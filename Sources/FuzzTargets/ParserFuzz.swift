@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 import Report
 

@@ -1,25 +1,6 @@
 import Foundation
+import Results
 import Synchronization
-
-/// Exits by kind, recorded with every result so a report can say why one mode is faster.
-public struct ExitCounters: Equatable, Sendable, Codable {
-    public var portIO = 0
-    public var mmio = 0
-    public var halts = 0
-    public var interruptions = 0
-    public var unclaimedPortReads = 0
-    public var unclaimedMMIOReads = 0
-    /// Doorbells rung by the guest's drivers (virtio notifications, e1000 tail writes).
-    public var notifications = 0
-    /// Benchmark operations the guest performed during these exits (warm-ups and the latency
-    /// pass included), so that exits per operation can be derived; 0 when not known.
-    public var operations = 0
-    public init() {}
-
-    /// (port I/O + MMIO exits) per operation.
-    public var exitsPerOperation: Double? { operations > 0 ? Double(portIO + mmio) / Double(operations) : nil }
-    public var notificationsPerOperation: Double? { operations > 0 ? Double(notifications) / Double(operations) : nil }
-}
 
 /// How a VM run ended.
 public enum VMEnding: Equatable, Sendable {

@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// Claim verdicts on the terminal, in summary.md and in report.html.

@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// Terminal, Markdown and JUnit renderings of a comparison.

@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// report.html: one self-contained file (inline CSS and SVG, no external resources) that works

@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// history.html: each metric over a series of runs, with the regressions `compare` would flag

@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// summary.md: a compact table fit for a CI comment or a pull request.

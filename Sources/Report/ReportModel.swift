@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// What the Markdown and HTML reports show, computed once from a run.
@@ -7,10 +7,6 @@ struct ReportModel {
     let systems: [String]
     let derived: [DerivedFigure]
 
-    static let modeOrder = [
-        "native", "hardware-assist", "full-emulation", "paravirt-io", "qemu-tcg", "qemu-kvm", "qemu-kvm-virtio",
-    ]
-
     init(_ run: RunResults) {
         self.run = run
         var seen: [String] = []
@@ -18,7 +14,7 @@ struct ReportModel {
         func rank(_ system: String) -> (String, Int) {
             let parts = system.split(separator: "/").map(String.init)
             let mode = parts.last ?? system
-            return (parts.count > 1 ? parts[0] : "", Self.modeOrder.firstIndex(of: mode) ?? Self.modeOrder.count)
+            return (parts.count > 1 ? parts[0] : "", SystemCatalogue.order(mode))
         }
         systems = seen.sorted { rank($0) < rank($1) }
         derived = run.derived ?? run.derivedFigures()

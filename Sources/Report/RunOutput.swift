@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// Writes a run's files into its output folder, each atomically.

@@ -1,4 +1,5 @@
 import Foundation
+import Results
 
 /// Escapes text for XML/HTML content and attributes.
 func escapeXML(_ text: String) -> String {
@@ -19,11 +20,7 @@ func escapeXML(_ text: String) -> String {
 
 /// The colour of each system in every chart and legend.
 enum Palette {
-    static let known: [String: String] = [
-        "native": "#4c78a8", "hardware-assist": "#f58518", "full-emulation": "#e45756", "paravirt-io": "#54a24b",
-        "qemu-tcg": "#b279a2", "qemu-kvm": "#9d755d", "qemu-kvm-virtio": "#72b7b2",
-    ]
-    static let fallback = ["#eeca3b", "#ff9da6", "#bab0ac", "#79706e", "#d67195", "#a0cbe8"]
+    static let fallback = ["#ff9da6", "#bab0ac", "#79706e", "#d67195", "#a0cbe8", "#8cd17d"]
 
     static func colour(_ system: String, index: Int) -> String {
         let mode = system.split(separator: "/").last.map(String.init) ?? system
@@ -31,7 +28,7 @@ enum Palette {
             // Merged hosts: same mode, shifted shade per host so bars stay distinguishable.
             return fallback[index % fallback.count]
         }
-        return known[mode] ?? fallback[index % fallback.count]
+        return SystemCatalogue.colour(mode) ?? fallback[index % fallback.count]
     }
 }
 

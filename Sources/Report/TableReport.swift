@@ -1,4 +1,4 @@
-import Bench
+import Results
 import Foundation
 
 /// The table `hvbench run` prints: median, 95% CI, CV and % of native per metric.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bench
+import Results
 import Foundation
 
 struct ListCommand: AsyncParsableCommand {
@@ -16,7 +17,7 @@ struct ListCommand: AsyncParsableCommand {
         print("\nModes:")
         for system in SystemKind.allCases {
             print(
-                "  \(system.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(system.notImplementedReason ?? "available")"
+                "  \(system.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(system.summary)"
             )
         }
         if let workspace = try? Workspace.locate() {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bench
+import Results
 import Foundation
 import Machine
 

@@ -1,4 +1,5 @@
 import Bench
+import Results
 import Foundation
 
 /// Shows progress on stderr. On a terminal: one line rewritten in place with the current

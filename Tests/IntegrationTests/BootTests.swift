@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 
 @testable import Bench
+import Results
 @testable import KVM
 @testable import Machine
 

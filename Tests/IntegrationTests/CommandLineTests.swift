@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Bench
+import Results
 
 /// The hvbench executable itself: the run contract and its clear errors.
 @Suite struct CommandLineTests {

@@ -3,6 +3,7 @@ import Machine
 import Testing
 
 @testable import Bench
+import Results
 
 /// The findings of the fresh-clone review, replayed through the hvbench executable: a user's
 /// files are never destroyed, bad input is exit 2 with a plain message (never a trap), and

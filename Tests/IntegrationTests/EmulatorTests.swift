@@ -1,8 +1,10 @@
+import Differential
 import Foundation
 import TestSupport
 import Testing
 
 @testable import Bench
+import Results
 @testable import KVM
 @testable import Machine
 @testable import X86
@@ -76,7 +78,8 @@ import Testing
 
     @Test func multibootKernelPrintsAndExitsUnderTheEmulator() throws {
         let boot = try VMLauncher.boot(
-            kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300,
+            kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16,
+            timeout: 300,
             cpu: .emulator)
         #expect(boot.engineName == "emulator")
         #expect(boot.console == "hi")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Bench
+import Results
 @testable import KVM
 @testable import Machine
 

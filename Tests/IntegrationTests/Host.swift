@@ -2,6 +2,7 @@ import Foundation
 import KVM
 
 @testable import Bench
+import Results
 
 /// What this host offers the integration tests. Tests that need something missing are skipped
 /// with the reason, never passed silently.

@@ -3,6 +3,7 @@ import Machine
 import Testing
 
 @testable import Bench
+import Results
 
 let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk }.map(\.id)
 

@@ -5,6 +5,7 @@ import Foundation
 import Testing
 
 @testable import Bench
+import Results
 
 /// The statistics self-check: a known slowdown injected into real guest and native runs must be
 /// flagged, and two arms of the same build must not be. Rounds of the three arms are interleaved

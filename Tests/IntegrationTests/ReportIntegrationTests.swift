@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Bench
+import Results
 
 /// Reports from real runs: re-rendering, and the HTML in a real browser.
 @Suite struct ReportIntegrationTests {

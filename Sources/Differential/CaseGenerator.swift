@@ -1,4 +1,6 @@
 import Machine
+import Results
+import X86
 
 /// Generates differential test cases: 1-4 random instructions from every implemented integer
 /// opcode form (operand sizes, register and memory operands in seven addressing forms, immediates,

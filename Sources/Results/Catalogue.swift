@@ -79,6 +79,13 @@ public struct MetricSamples: Sendable, Equatable {
     public let unit: String
     public let better: Better
     public let values: [Double]
+
+    public init(name: String, unit: String, better: Better, values: [Double]) {
+        self.name = name
+        self.unit = unit
+        self.better = better
+        self.values = values
+    }
 }
 
 public enum Better: String, Codable, Sendable { case higher, lower }

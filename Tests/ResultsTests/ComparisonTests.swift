@@ -4,7 +4,7 @@ import Foundation
 #endif
 import Testing
 
-@testable import Bench
+@testable import Results
 @testable import Report
 
 @Suite struct MannWhitneyTests {

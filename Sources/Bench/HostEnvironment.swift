@@ -1,51 +1,12 @@
-import CKVM
+import CHostTimer
 import CNUMA
 import Foundation
 import KVM
 import Machine
+import Results
 
-/// What the results were measured on. `hvbench env` prints it; every results file carries it.
-public struct EnvironmentRecord: Codable, Sendable {
-    public struct KVMInfo: Codable, Sendable {
-        /// "kvm_intel", "kvm_amd", "kvm_pvm" or "none".
-        public var module: String
-        public var devicePresent: Bool
-        public var usable: Bool
-        public var unavailableReason: String?
-        /// The CPU advertises vmx or svm to this host.
-        public var hardwareVirtualization: Bool
-        /// KVM without VT-x/AMD-V (kvm_pvm): guest CPL0 code is emulated by the host kernel.
-        public var softwareAssisted: Bool
-        /// For kvm_intel/kvm_amd: whether the module lets guests use nested virtualization.
-        public var nestedParameter: String?
-        public var tscKHz: Int?
-    }
-
-    public struct NUMANode: Codable, Sendable {
-        public var id: Int
-        public var memoryMiB: Int
-        public var cpus: [Int]
-    }
-
-    public var hostname: String
-    public var cpuModel: String
-    public var cpuVendor: String
-    public var cpuFlags: [String]
-    public var logicalCPUs: Int
-    public var memoryMiB: Int
-    public var kernel: String
-    public var operatingSystem: String
-    /// This host is itself a virtual machine (the cpuid "hypervisor" bit is set).
-    public var runningInVM: Bool
-    public var kvm: KVMInfo
-    /// Host TSC frequency calibrated against CLOCK_MONOTONIC.
-    public var tscKHz: Int
-    public var numaAvailable: Bool
-    public var numaNodes: [NUMANode]
-    public var numaNodeUsed: Int?
-    public var qemuVersion: String?
-    public var guestImageHash: String?
-
+extension EnvironmentRecord {
+    /// Reads this host: CPU, kernel, KVM module and its parameters, TSC, NUMA nodes.
     public static func capture(guestImageHash: String?, qemuVersion: String? = nil, numaNodeUsed: Int? = nil) -> EnvironmentRecord
     {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -112,27 +73,15 @@ public struct EnvironmentRecord: Codable, Sendable {
     private static func readTrimmed(_ path: String) -> String? {
         (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
-
-    /// The sentence every report shows about what "hardware-assist" means on this host.
-    public var virtualizationNote: String {
-        if !kvm.usable {
-            return "KVM is not usable here (\(kvm.unavailableReason ?? "unknown reason")): hardware-assist results are skipped."
-        }
-        if kvm.softwareAssisted {
-            return
-                "KVM here is software-assisted (\(kvm.module), no VT-x/AMD-V): guest CPL0 code is emulated by the host kernel; the guest runs its benchmarks at CPL3, where it runs near native, but every exit costs microseconds."
-        }
-        return "KVM with hardware virtualization (\(kvm.module))\(runningInVM ? ", nested inside another hypervisor" : "")."
-    }
 }
 
 /// The host TSC frequency, measured once per process against CLOCK_MONOTONIC over 200 ms.
 public enum TSC {
     public static let calibratedKilohertz: Int = {
         let startNanoseconds = MonotonicClock.nanoseconds()
-        let startCycles = ckvm_rdtsc()
+        let startCycles = chosttimer_rdtsc()
         while MonotonicClock.nanoseconds() - startNanoseconds < 200_000_000 {}
-        let cycles = ckvm_rdtsc() - startCycles
+        let cycles = chosttimer_rdtsc() - startCycles
         let nanoseconds = MonotonicClock.nanoseconds() - startNanoseconds
         return Int((Double(cycles) / Double(nanoseconds) * 1e6).rounded())
     }()

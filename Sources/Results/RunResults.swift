@@ -1,5 +1,4 @@
 import Foundation
-import Machine
 
 /// results.json, schemaVersion 1 (documented in docs/results-schema.md).
 public struct RunResults: Codable, Sendable {

@@ -1,4 +1,5 @@
 import Machine
+import X86
 
 /// One differential test case: a short instruction sequence with its starting state.
 public struct DifferentialCase: Sendable, Equatable {

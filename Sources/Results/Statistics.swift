@@ -1,6 +1,5 @@
 import Foundation
 import Histogram
-import Machine
 
 /// Summary of one metric's samples (one sample per repetition). The 95% confidence interval is
 /// a percentile bootstrap of the median (seeded: the same samples always give the same

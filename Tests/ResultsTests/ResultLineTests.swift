@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Bench
+@testable import Results
 
 @Suite struct ResultLineTests {
     @Test func parsesEveryKind() throws {

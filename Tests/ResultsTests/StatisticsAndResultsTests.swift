@@ -2,7 +2,7 @@ import CSV
 import Foundation
 import Testing
 
-@testable import Bench
+@testable import Results
 @testable import Report
 
 @Suite struct StatisticsTests {
@@ -48,8 +48,20 @@ import Testing
     }
 }
 
+/// A fixed host, so these tests read nothing from the machine they run on.
+func testEnvironment(guestImageHash: String?) -> EnvironmentRecord {
+    EnvironmentRecord(
+        hostname: "testhost", cpuModel: "Test CPU @ 2.00GHz", cpuVendor: "GenuineTest", cpuFlags: ["hypervisor"],
+        logicalCPUs: 2, memoryMiB: 24576, kernel: "6.1.0-test", operatingSystem: "Debian GNU/Linux 12", runningInVM: true,
+        kvm: .init(
+            module: "kvm_pvm", devicePresent: true, usable: true, unavailableReason: nil, hardwareVirtualization: false,
+            softwareAssisted: true, nestedParameter: nil, tscKHz: 2_000_000),
+        tscKHz: 2_000_000, numaAvailable: true, numaNodes: [.init(id: 0, memoryMiB: 24576, cpus: [0, 1])],
+        numaNodeUsed: nil, qemuVersion: nil, guestImageHash: guestImageHash)
+}
+
 func sampleRun() -> RunResults {
-    let environment = EnvironmentRecord.capture(guestImageHash: "fnv1a64:0123")
+    let environment = testEnvironment(guestImageHash: "fnv1a64:0123")
     func result(_ system: String, _ values: [Double]) -> BenchmarkResult {
         BenchmarkResult(
             system: system, benchmark: "cpu.cpuid", privilege: "cpl3", engine: "kvm", status: .ok, iterations: 10,

@@ -247,7 +247,7 @@ public struct LatencyBuckets: Equatable, Sendable {
     }
 
     /// Merges the histograms of two rounds (each within `maximumOperations`, so this cannot overflow).
-    mutating func merge(_ other: LatencyBuckets) {
+    public mutating func merge(_ other: LatencyBuckets) {
         for (index, count) in other.counts { counts[index, default: 0] += count }
         operations += other.operations
     }

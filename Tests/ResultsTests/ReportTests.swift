@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Bench
+@testable import Results
 @testable import Report
 
 @Suite struct MeasurementDisciplineTests {
