@@ -1,23 +1,6 @@
 import Foundation
 import Results
 
-/// Escapes text for XML/HTML content and attributes.
-func escapeXML(_ text: String) -> String {
-    var escaped = ""
-    escaped.reserveCapacity(text.count)
-    for character in text {
-        switch character {
-        case "&": escaped += "&amp;"
-        case "<": escaped += "&lt;"
-        case ">": escaped += "&gt;"
-        case "\"": escaped += "&quot;"
-        case "'": escaped += "&#39;"
-        default: escaped.append(character)
-        }
-    }
-    return escaped
-}
-
 /// The colour of each system in every chart and legend.
 enum Palette {
     static let fallback = ["#ff9da6", "#bab0ac", "#79706e", "#d67195", "#a0cbe8", "#8cd17d"]
@@ -242,9 +225,4 @@ struct PercentilePlot {
         svg += BarChart(title: "", unit: "", groups: [], series: series.map(\.system)).legend(y: Double(height) - 10, left: left)
         return svg + "</svg>"
     }
-}
-
-/// Makes text safe inside one Markdown table cell (a '|' would end the cell, a newline the row).
-func escapeMarkdownCell(_ text: String) -> String {
-    text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
 }

@@ -93,19 +93,3 @@ public enum MultibootLoader {
         return header.entryAddress
     }
 }
-
-/// Picks the boot protocol for a kernel file: PVH when the ELF carries the PVH note, otherwise
-/// Multiboot v1 when it has a multiboot header.
-public enum KernelLoader {
-    public static func load(_ bytes: [UInt8], into memory: GuestMemory, commandLine: String) throws -> (
-        entry: ProtectedModeEntry, protocolName: String
-    ) {
-        if ELFImage.isELF(bytes), let image = try? ELFImage(bytes), PVHLoader.entryPoint(of: image) != nil {
-            return (try PVHLoader.load(bytes, into: memory, commandLine: commandLine), "pvh")
-        }
-        if MultibootLoader.findHeader(in: bytes) != nil {
-            return (try MultibootLoader.load(bytes, into: memory, commandLine: commandLine), "multiboot")
-        }
-        throw BootError.notBootable("neither a PVH ELF (Xen note type 18) nor a Multiboot v1 kernel")
-    }
-}
