@@ -78,7 +78,7 @@ extension BenchmarkRunner {
     func qemuRound(_ peer: PeerKind, _ entry: Suite.Entry, _ configuration: RunConfiguration) async -> RoundOutcome {
         guard let qemu = QEMUPeer.executable else { return .skipped("qemu-system-x86_64 is not installed") }
         let tscHertz = Double(TSC.calibratedKilohertz) * 1000
-        if entry.id == "vm.boot" {
+        if BenchmarkDefinition.named(entry.id)?.roundKind == .boot {
             var samples: [Double] = []
             for boot in 0..<(entry.warmups + entry.repetitions) {
                 let words = jobWords(entry, configuration, repetitions: 1, warmups: 0, tscKHz: TSC.calibratedKilohertz)
@@ -112,7 +112,7 @@ extension BenchmarkRunner {
         var words = jobWords(
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
         let definition = BenchmarkDefinition.named(entry.id)
-        if entry.id == "net.rx-1500" { return .skipped("QEMU's network backends have no frame source to receive from") }
+        if let why = definition?.qemuUnsupported { return .skipped(why) }
         var disk: DiskImage?
         var diskPatterned = true
         if let definition, definition.needsDisk {

@@ -130,7 +130,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
                                 reason: kvmProblem ?? "KVM is not available")
                         }
                         var result = await measure(system.rawValue, entry, configuration) {
-                            entry.id == "vm.boot"
+                            BenchmarkDefinition.named(entry.id)?.roundKind == .boot
                                 ? self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
                                 : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
                         }
@@ -253,7 +253,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
         let definition = BenchmarkDefinition.named(entry.id)
         var disk: DiskImage?
-        if definition?.needsNIC == true { words.append("nic=loopback") }
+        if let role = definition?.peerRole { words += ["nic=loopback", "peer=\(role.rawValue)"] }
         if let definition, definition.needsDisk {
             do {
                 let opened = try openDisk(definition, configuration)
@@ -338,9 +338,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {
             var peer: NetworkPeer?
             var disk: DiskImage?
-            if definition?.needsNIC == true {
-                peer = NetworkPeer(mode: entry.id == "net.rx-1500" ? .source : entry.id == "net.rr" ? .echo : .sink)
-            }
+            if let role = definition?.peerRole { peer = NetworkPeer(mode: NetworkPeer.Mode(role)) }
             if let definition, definition.needsDisk {
                 do {
                     let opened = try openDisk(definition, configuration)

@@ -11,3 +11,14 @@ extension SystemKind {
         }
     }
 }
+
+extension NetworkPeer.Mode {
+    /// The VMM's peer plays the role the catalogue gives a network benchmark.
+    init(_ role: BenchmarkDefinition.PeerRole) {
+        switch role {
+        case .sink: self = .sink
+        case .source: self = .source
+        case .echo: self = .echo
+        }
+    }
+}

@@ -3,10 +3,38 @@
 public struct BenchmarkDefinition: Sendable, Equatable {
     public enum Group: String, Sendable, Codable { case cpu, platform, boot, network, disk }
 
+    /// How one sample is made: by a benchmark inside one guest boot, or by timing whole boots.
+    public enum RoundKind: String, Sendable { case guest, boot }
+
+    /// What the network peer (the VMM's, or the native runner's own) does with the frames.
+    public enum PeerRole: String, Sendable { case sink, source, echo }
+
     public let id: String
     public let group: Group
     public let summary: String
     public let defaultIterations: UInt64
+    public let roundKind: RoundKind
+    /// Network benchmarks: the peer's role.
+    public let peerRole: PeerRole?
+    /// Disk benchmarks that write (their image must be hvbench's own, or the user must allow
+    /// overwriting it; the written region is verified afterwards).
+    public let writesDisk: Bool
+    /// Why QEMU cannot run this benchmark as a peer (nil: it can).
+    public let qemuUnsupported: String?
+
+    init(
+        id: String, group: Group, summary: String, defaultIterations: UInt64, roundKind: RoundKind = .guest,
+        peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil
+    ) {
+        self.id = id
+        self.group = group
+        self.summary = summary
+        self.defaultIterations = defaultIterations
+        self.roundKind = roundKind
+        self.peerRole = peerRole
+        self.writesDisk = writesDisk
+        self.qemuUnsupported = qemuUnsupported
+    }
 
     public static let all: [BenchmarkDefinition] = [
         .init(
@@ -38,33 +66,34 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             defaultIterations: 2_000),
         .init(id: "cpu.hypercall", group: .platform, summary: "vmcall/vmmcall round trip, ns", defaultIterations: 2_000),
         .init(
-            id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1),
+            id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1,
+            roundKind: .boot),
         .init(
             id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s",
-            defaultIterations: 5_000),
+            defaultIterations: 5_000, peerRole: .sink),
         .init(
-            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s", defaultIterations: 5_000
-        ),
+            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s", defaultIterations: 5_000,
+            peerRole: .sink),
         .init(
             id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the VMM's source, Gbit/s",
-            defaultIterations: 5_000),
+            defaultIterations: 5_000, peerRole: .source,
+            qemuUnsupported: "QEMU's network backends have no frame source to receive from"),
         .init(
             id: "net.rr", group: .network, summary: "64-byte request/response through the VMM's echo, ns (p50/p99)",
-            defaultIterations: 500),
+            defaultIterations: 500, peerRole: .echo),
         .init(
             id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
-        .init(id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16),
+        .init(
+            id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16, writesDisk: true),
         .init(id: "disk.rand-read-4k", group: .disk, summary: "random 4 KiB reads, IOPS", defaultIterations: 100),
-        .init(id: "disk.rand-write-4k", group: .disk, summary: "random 4 KiB writes, IOPS", defaultIterations: 100),
+        .init(
+            id: "disk.rand-write-4k", group: .disk, summary: "random 4 KiB writes, IOPS", defaultIterations: 100, writesDisk: true),
         .init(
             id: "disk.lat-4k", group: .disk, summary: "4 KiB read latency at queue depth 1, ns (p50/p99)", defaultIterations: 100),
     ]
 
     public var needsNIC: Bool { group == .network }
     public var needsDisk: Bool { group == .disk }
-    /// Disk benchmarks that write (their image must be hvbench's own, or the user must allow
-    /// overwriting it; the written region is verified afterwards).
-    public var writesDisk: Bool { group == .disk && id.contains("write") }
 
     public static func named(_ id: String) -> BenchmarkDefinition? { all.first { $0.id == id } }
 

@@ -77,9 +77,7 @@ public struct Claim: Codable, Sendable, Equatable {
             throw LoadError(description: "\(url.path): check needs 'atLeast' and/or 'atMost'")
         }
         for reference in [check.value, check.ratio?.numerator, check.ratio?.denominator].compactMap({ $0 })
-        where BenchmarkDefinition.named(reference.benchmark) == nil && !reference.benchmark.hasPrefix("net.")
-            && !reference.benchmark.hasPrefix("disk.")
-        {
+        where BenchmarkDefinition.named(reference.benchmark) == nil {
             throw LoadError(description: "\(url.path): \(BenchmarkDefinition.unknown(reference.benchmark))")
         }
         return claim

@@ -171,7 +171,10 @@ struct RunOptions: ParsableArguments {
         }
         for index in selected.entries.indices {
             if let repetitions { selected.entries[index].repetitions = repetitions }
-            if let iterations, selected.entries[index].id != "vm.boot" { selected.entries[index].iterations = iterations }
+            // A boot round times whole boots: it has no iterations to override.
+            if let iterations, BenchmarkDefinition.named(selected.entries[index].id)?.roundKind != .boot {
+                selected.entries[index].iterations = iterations
+            }
             if let timeout { selected.entries[index].timeoutSeconds = Double(timeout) }
         }
         return selected

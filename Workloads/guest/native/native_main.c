@@ -174,7 +174,12 @@ int main(int argc, char **argv) {
     }
     if (strcmp(job.nic, "loopback") == 0) {
         hvb_nic = &loopback;
-        peer_mode = strcmp(job.bench, "net.rx-1500") == 0 ? PEER_SOURCE : strcmp(job.bench, "net.rr") == 0 ? PEER_ECHO : PEER_SINK;
+        /* The peer's role comes from hvbench's benchmark catalogue: peer=sink|source|echo. */
+        peer_mode = PEER_SINK;
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "peer=source") == 0) peer_mode = PEER_SOURCE;
+            if (strcmp(argv[i], "peer=echo") == 0) peer_mode = PEER_ECHO;
+        }
     }
     plat_write("HVB1 hello guest=hvbench-native-1\n", 34);
     int status = hvb_run_job(&job);
