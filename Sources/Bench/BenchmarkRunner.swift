@@ -1,0 +1,219 @@
+import Foundation
+import KVM
+import Logging
+import Machine
+import Results
+
+/// Runs every (system, benchmark) pair of a configuration. Failures are results, not aborts:
+/// a guest that hangs, faults or prints garbage is recorded as `failed` with the reason, and
+/// the run goes on.
+public final class BenchmarkRunner: @unchecked Sendable {
+    let artifacts: ArtifactBuilder.Artifacts
+    let progress: @Sendable (ProgressEvent) -> Void
+    let logger = Logger(label: "hvbench.runner")
+
+    public init(artifacts: ArtifactBuilder.Artifacts, progress: @escaping @Sendable (ProgressEvent) -> Void) {
+        self.artifacts = artifacts
+        self.progress = progress
+    }
+
+    /// What one VM boot or native process measured.
+    struct Round {
+        var metrics: [MetricSamples]
+        var latency = LatencyBuckets()
+        var tscHertz: Double
+        var privilege: String?
+        var exits: ExitCounters?
+    }
+
+    enum RoundOutcome {
+        case measured(Round)
+        case skipped(String)
+        case failed(String)
+    }
+
+    public func run(_ configuration: RunConfiguration) async -> [BenchmarkResult] {
+        var results: [BenchmarkResult] = []
+        let total = (configuration.systems.count + configuration.peers.count) * configuration.suite.entries.count
+        var index = 0
+        var kvm: KVMSystem?
+        var kvmProblem: String?
+        if configuration.systems.contains(where: { $0 == .hardwareAssist || $0 == .paravirtIO }) {
+            do { kvm = try KVMSystem() } catch {
+                kvmProblem = "\(error)"
+                progress(.notice("KVM modes skipped: \(error)"))
+            }
+        }
+        let guestImage = (try? Data(contentsOf: artifacts.guestImage)).map { [UInt8]($0) } ?? []
+        /// Announces, times and records one (system, benchmark) pair.
+        func record(_ system: String, _ entry: Suite.Entry, _ body: () async -> BenchmarkResult) async {
+            index += 1
+            progress(.starting(system: system, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
+            let started = MonotonicClock.nanoseconds()
+            var result = await body()
+            result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
+            progress(.finished(result))
+            results.append(result)
+        }
+        for system in configuration.systems {
+            for entry in configuration.suite.entries {
+                await record(system.rawValue, entry) {
+                    switch system {
+                    case .native:
+                        return await measure(system.rawValue, entry, configuration) {
+                            await self.nativeRound(entry, configuration)
+                        }
+                    case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
+                        let cpu: VMLauncher.CPU
+                        if system.usesEmulator == true {
+                            cpu = .emulator
+                        } else if let kvm {
+                            cpu = .kvm(kvm)
+                        } else {
+                            return BenchmarkResult(
+                                system: system.rawValue, benchmark: entry.id, status: .skipped,
+                                reason: kvmProblem ?? "KVM is not available")
+                        }
+                        var result = await measure(system.rawValue, entry, configuration) {
+                            BenchmarkDefinition.named(entry.id)?.roundKind == .boot
+                                ? self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
+                                : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
+                        }
+                        result.engine = system.usesEmulator == true ? "emulator" : "kvm"
+                        return result
+                    }
+                }
+            }
+        }
+        for peer in configuration.peers {
+            for entry in configuration.suite.entries {
+                await record(peer.rawValue, entry) {
+                    if let why = QEMUPeer.unavailability(peer) {
+                        return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
+                    }
+                    var result = await measure(peer.rawValue, entry, configuration) {
+                        await self.qemuRound(peer, entry, configuration)
+                    }
+                    result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
+                    return result
+                }
+            }
+        }
+        return results
+    }
+
+    /// Runs rounds until one is enough (or, adaptively, until the CI target or budget is reached)
+    /// and merges their samples.
+    func measure(
+        _ system: String, _ entry: Suite.Entry, _ configuration: RunConfiguration, round: () async -> RoundOutcome
+    ) async -> BenchmarkResult {
+        var result = BenchmarkResult(
+            system: system, benchmark: entry.id, engine: system == SystemKind.native.rawValue ? "host" : nil, status: .failed,
+            iterations: entry.iterations, repetitions: entry.repetitions, warmups: entry.warmups)
+        let started = MonotonicClock.nanoseconds()
+        var merged: Round?
+        var rounds = 0
+        while true {
+            let outcome = await round()
+            rounds += 1
+            switch outcome {
+            case .skipped(let reason):
+                result.status = .skipped
+                result.reason = reason
+                return result
+            case .failed(let reason):
+                // Samples of earlier rounds are not mixed with a failed one: the benchmark failed.
+                result.reason = rounds > 1 ? "round \(rounds): \(reason)" : reason
+                return result
+            case .measured(let round):
+                merged = merged.map { Self.merge($0, round) } ?? round
+            }
+            guard let policy = configuration.adaptive, let current = merged, let primary = current.metrics.first else { break }
+            // A CI from fewer samples than the policy's minimum is not evidence of precision (one
+            // sample has a zero-width interval), so the target cannot be met before that.
+            let met =
+                primary.values.count >= policy.minimumSamples
+                && Summary(primary.values).relativeCIHalfWidth <= policy.targetRelativeHalfWidth
+            let elapsed = Double(MonotonicClock.nanoseconds() - started) / 1e9
+            if met || elapsed >= policy.budgetSeconds || rounds >= policy.maxRounds {
+                result.ciTargetMet = met
+                break
+            }
+        }
+        guard let merged else { return result }
+        result.status = .ok
+        result.rounds = rounds
+        result.repetitions = merged.metrics.first?.values.count
+        result.privilege = merged.privilege
+        result.exits = merged.exits
+        result.metrics = merged.metrics.map(Metric.init)
+        if !merged.latency.isEmpty, let index = result.metrics.firstIndex(where: { $0.name == "ns_per_op" }) {
+            result.metrics[index].summary.addLatencyPercentiles(merged.latency, tscHertz: merged.tscHertz)
+        }
+        return result
+    }
+
+    static func merge(_ a: Round, _ b: Round) -> Round {
+        var merged = a
+        merged.metrics = zip(a.metrics, b.metrics).map {
+            MetricSamples(name: $0.name, unit: $0.unit, better: $0.better, values: $0.values + $1.values)
+        }
+        merged.latency.merge(b.latency)
+        if let more = b.exits { merged.exits?.add(more) }
+        return merged
+    }
+
+    func jobWords(_ entry: Suite.Entry, _ configuration: RunConfiguration, repetitions: Int, warmups: Int, tscKHz: Int)
+        -> [String]
+    {
+        var words = [
+            "bench=\(entry.id)", "iterations=\(entry.iterations)", "repetitions=\(repetitions)", "warmups=\(warmups)",
+            "tsc_khz=\(tscKHz)",
+        ]
+        if let size = entry.sizeBytes { words.append("size=\(size)") }
+        if configuration.slowdownPercent > 0 { words.append("slowdown_percent=\(configuration.slowdownPercent)") }
+        return words
+    }
+
+    func saveLog(_ text: String, system: String, benchmark: String, _ configuration: RunConfiguration) {
+        let url = configuration.outputDirectory.appendingPathComponent("logs/\(system)/\(benchmark).log")
+        // Adaptive runs append one section per round.
+        if let handle = try? FileHandle(forWritingTo: url) {
+            handle.seekToEndOfFile()
+            handle.write(Data(text.utf8))
+            try? handle.close()
+        } else {
+            try? writeAtomically(Data(text.utf8), to: url)
+        }
+    }
+
+    func reportSamples(_ line: String) {
+        if line.hasPrefix("HVB1 sample ") { progress(.sample) }
+    }
+
+    /// Reads a transcript into a round, a skip or a failure.
+    func interpret(_ console: String, entry: Suite.Entry, tscHertz: Double, privilege: (Int) -> String) -> RoundOutcome {
+        let transcript: BenchmarkTranscript
+        do {
+            transcript = try BenchmarkTranscript.parse(console: console, bench: entry.id)
+        } catch {
+            return .failed("\(error)")
+        }
+        switch transcript.status {
+        case .ok:
+            guard transcript.samples.count == entry.repetitions else {
+                return .failed("expected \(entry.repetitions) samples, got \(transcript.samples.count)")
+            }
+            let metrics = MetricDerivation.metrics(for: entry.id, samples: transcript.samples, tscHertz: tscHertz)
+            if let broken = metrics.first(where: { $0.values.contains { !$0.isFinite } }) {
+                return .failed("\(broken.name) is not a finite number (\(broken.values)); TSC rate \(tscHertz) Hz")
+            }
+            return .measured(
+                Round(
+                    metrics: metrics, latency: transcript.latency, tscHertz: tscHertz,
+                    privilege: transcript.privilegeLevel.map(privilege)))
+        case .skipped(let reason): return .skipped(reason)
+        case .failed(let reason): return .failed(reason)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import KVM
+import Logging
+import Machine
+import Results
+
+/// A native round: the same workload source built for the host, run as a fresh process.
+extension BenchmarkRunner {
+    func nativeRound(_ entry: Suite.Entry, _ configuration: RunConfiguration) async -> RoundOutcome {
+        var words = jobWords(
+            entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
+        let definition = BenchmarkDefinition.named(entry.id)
+        var disk: DiskImage?
+        if let role = definition?.peerRole { words += ["nic=loopback", "peer=\(role.rawValue)"] }
+        if let definition, definition.needsDisk {
+            do {
+                let opened = try openDisk(definition, configuration)
+                disk = opened.image
+                words += ["disk_path=\(opened.image.path)", "region_sectors=\(configuration.diskRegionSectors)"]
+                if !opened.patterned { words += ["disk_verify=0", "disk_readonly=1"] }
+            } catch { return .failed("\(error)") }
+        }
+        var command = [artifacts.nativeRunner.path] + words
+        if let node = configuration.numaNode {
+            // Same placement as the VM: run the native process on the node's CPUs and memory.
+            guard let numactl = ProcessRunner.find("numactl") else {
+                return .failed(
+                    "numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)")
+            }
+            command = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + command
+        }
+        let output: ProcessRunner.Output
+        do {
+            output = try await ProcessRunner.run(command[0], Array(command.dropFirst()), timeout: entry.timeoutSeconds) {
+                self.reportSamples($0)
+            }
+        } catch {
+            return .failed("\(error)")
+        }
+        let console = output.standardOutput.joined(separator: "\n")
+        saveLog(
+            "$ \(command.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
+            system: "native",
+            benchmark: entry.id, configuration)
+        if output.timedOut { return .failed("native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
+        let outcome = interpret(
+            console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
+        if case .measured = outcome, let disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
+        return outcome
+    }
+}

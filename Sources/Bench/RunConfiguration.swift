@@ -1,0 +1,57 @@
+import Foundation
+import Results
+
+/// Adaptive measurement: keep adding rounds (fresh VM or process, same repetitions) until the 95%
+/// CI of the primary metric's median is within ±`targetRelativeHalfWidth`, or the budget is spent.
+public struct AdaptivePolicy: Sendable, Equatable {
+    public var targetRelativeHalfWidth: Double
+    public var budgetSeconds: Double
+    public var maxRounds: Int
+    /// Samples needed before a CI counts: a percentile bootstrap of the median from fewer than
+    /// five values has so few distinct resample medians that its width says nothing.
+    public var minimumSamples = 5
+
+    public init(targetRelativeHalfWidth: Double = 0.02, budgetSeconds: Double = 60, maxRounds: Int = 20) {
+        self.targetRelativeHalfWidth = targetRelativeHalfWidth
+        self.budgetSeconds = budgetSeconds
+        self.maxRounds = maxRounds
+    }
+}
+
+public struct RunConfiguration: Sendable {
+    public var systems: [SystemKind]
+    public var suite: Suite
+    public var outputDirectory: URL
+    public var numaNode: Int?
+    public var memoryMiB: Int = 256
+    /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
+    /// of regression detection); 0 in normal runs.
+    public var slowdownPercent: UInt64 = 0
+    public var adaptive: AdaptivePolicy?
+    /// Other VMMs running the same guest, after hvbench's own systems.
+    public var peers: [PeerKind] = []
+    /// Disk benchmarks: the raw image (default: disk.img, 64 MiB, sparse, in the output folder),
+    /// O_DIRECT, and how many sectors of it the benchmarks use.
+    public var diskImagePath: String?
+    /// The user allowed write benchmarks to overwrite the region of an image hvbench did not create.
+    public var overwriteDiskImage = false
+    public var directIO = false
+    public var diskRegionSectors: UInt64 = RunConfiguration.defaultDiskRegionSectors
+    /// 16 MiB: what the disk benchmarks read and write of their image (nothing outside it).
+    public static let defaultDiskRegionSectors: UInt64 = 32768
+
+    public init(systems: [SystemKind], suite: Suite, outputDirectory: URL, numaNode: Int? = nil) {
+        self.systems = systems
+        self.suite = suite
+        self.outputDirectory = outputDirectory
+        self.numaNode = numaNode
+    }
+}
+
+public enum ProgressEvent: Sendable {
+    case starting(system: String, benchmark: String, index: Int, total: Int, repetitions: Int)
+    /// A measured repetition arrived from the guest or native process.
+    case sample
+    case finished(BenchmarkResult)
+    case notice(String)
+}
