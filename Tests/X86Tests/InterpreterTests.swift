@@ -53,6 +53,23 @@ final class LongModeMachine {
         #expect(machine.cpu.registers[1] == 2)
     }
 
+    /// Relative branches land relative to the end of the instruction (the decoder once read the
+    /// end before the displacement for jmp and call, which the differential tests caught).
+    @Test func relativeJumpsAndCallsLandAfterTheirDisplacement() throws {
+        // 0: jmp +2 (EB 02) / 2: hlt hlt / 4: jmp rel32 +1 (E9 01 00 00 00) / 9: hlt /
+        // 10: call rel32 +1 (E8 01 00 00 00) / 15: hlt / 16: mov eax, 7 / 21: hlt
+        let code: [UInt8] = [
+            0xEB, 0x02, 0xF4, 0xF4, 0xE9, 0x01, 0x00, 0x00, 0x00, 0xF4, 0xE8, 0x01, 0x00, 0x00, 0x00, 0xF4, 0xB8, 7, 0, 0, 0,
+            0xF4,
+        ]
+        let machine = try LongModeMachine(code: code)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(machine.cpu.registers[0] == 7)
+        #expect(machine.cpu.rip == LongModeMachine.codeAddress + 22, "halted at the last hlt")
+        let pushed = try machine.memory.readValue(UInt64.self, at: machine.cpu.registers[4])
+        #expect(pushed == LongModeMachine.codeAddress + 15, "call pushed the address after itself")
+    }
+
     @Test func pageFaultDeliversErrorCodeAndCR2() throws {
         // mov rax, [0x123456] with that page not present; the #PF handler is a hlt.
         let code: [UInt8] = [0x48, 0x8B, 0x04, 0x25, 0x56, 0x34, 0x12, 0x00, 0xF4, 0xF4]

@@ -1,0 +1,74 @@
+/// The state of decoding one instruction once its prefixes are read: the byte window, the REX
+/// bits and operand sizes they set, and whether the memory operand is RIP-relative. The opcode
+/// maps (X86OneByteMap.swift, X86TwoByteMap.swift) are its methods, so each stays a plain
+/// switch the optimiser can inline into `decode(at:)`.
+struct InstructionDecoder {
+    var window: FetchWindow
+    let rip: UInt64
+    let longMode: Bool
+    let rex: UInt8
+    let operandOverride: Bool
+    var ripRelative = false
+
+    var rexW: Bool { rex & 8 != 0 }
+    var rexR: UInt8 { rex & 4 != 0 ? 8 : 0 }
+    var rexX: UInt8 { rex & 2 != 0 ? 8 : 0 }
+    var rexB: UInt8 { rex & 1 != 0 ? 8 : 0 }
+    /// Near branches and stack operations default to 64-bit in long mode.
+    var stackSize: UInt8 { longMode ? (operandOverride ? 2 : 8) : (operandOverride ? 2 : 4) }
+
+    mutating func modrm(_ instruction: inout Instruction) throws(X86Fault) {
+        let byte = try window.byte()
+        let mode = byte >> 6
+        instruction.reg = ((byte >> 3) & 7) | rexR
+        let rmField = byte & 7
+        if mode == 3 {
+            instruction.isRegister = true
+            instruction.rm = rmField | rexB
+            return
+        }
+        var base: UInt8 = 0xFF
+        var displacementSize = mode == 1 ? 1 : (mode == 2 ? 4 : 0)
+        if rmField == 4 {
+            let sib = try window.byte()
+            instruction.scale = sib >> 6
+            let index = ((sib >> 3) & 7) | rexX
+            instruction.index = index == 4 ? 0xFF : index
+            if sib & 7 == 5 && mode == 0 {
+                displacementSize = 4
+            } else {
+                base = (sib & 7) | rexB
+            }
+        } else if rmField == 5 && mode == 0 {
+            displacementSize = 4
+            ripRelative = longMode
+        } else {
+            base = rmField | rexB
+        }
+        instruction.rm = base
+        if displacementSize > 0 { instruction.displacement = try window.signed(displacementSize) }
+        if !longMode && instruction.segment == 0xFF {
+            instruction.segment = base != 0xFF && (base & 7 == 4 || base & 7 == 5) ? 2 : 3
+        }
+    }
+
+    mutating func immediateOfOperandSize(_ instruction: inout Instruction) throws(X86Fault) {
+        instruction.immediate = try window.signed(instruction.size == 2 ? 2 : 4) & X86CPU.mask(size: instruction.size)
+    }
+
+    /// Without REX, byte registers 4...7 are AH, CH, DH, BH (encoded 16...19).
+    func byteRegisters(_ instruction: inout Instruction, reg: Bool, rm: Bool, byteSource: Bool = false) {
+        guard rex == 0, instruction.size == 1 || byteSource else { return }
+        if reg && (4...7).contains(instruction.reg) { instruction.reg += 12 }
+        if rm && instruction.isRegister && (4...7).contains(instruction.rm) { instruction.rm += 12 }
+    }
+
+    /// Reads a relative displacement of `size` bytes (the last bytes of a near branch) and
+    /// returns the target: relative to the end of the instruction. One method does both, so the
+    /// end is read after the displacement, whatever order the caller's expressions evaluate in.
+    mutating func branchTarget(displacementSize size: Int) throws(X86Fault) -> UInt64 {
+        let relative = try window.signed(size)
+        let target = rip &+ UInt64(window.position) &+ relative
+        return longMode ? target : target & 0xFFFF_FFFF
+    }
+}
