@@ -414,6 +414,15 @@ extension X86CPU {
             writeRegister(2, size: size, negative ? mask : 0)
         case .jmpRm:
             rip = try readOperand(instruction, size: size)
+        default:
+            try executeMoreRarely(instruction)
+        }
+    }
+
+    @inline(never)
+    func executeMoreRarely(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
+        let size = instruction.pointee.size
+        switch instruction.pointee.op {
         case .callRm:
             let target = try readOperand(instruction, size: size)
             try push(rip, size: size)

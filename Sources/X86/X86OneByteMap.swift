@@ -100,6 +100,14 @@ extension InstructionDecoder {
             instruction.op = .movToSreg
             instruction.size = 2
             try modrm(&instruction)
+        default:
+            try oneByteMiddle(opcode, &instruction)
+        }
+    }
+
+    @inline(never)
+    mutating func oneByteMiddle(_ opcode: UInt8, _ instruction: inout Instruction) throws(X86Fault) {
+        switch opcode {
         case 0x8F:
             instruction.op = .popRm
             try modrm(&instruction)
@@ -196,6 +204,14 @@ extension InstructionDecoder {
         case 0xC9:
             instruction.op = .leave
             instruction.size = stackSize
+        default:
+            try oneByteHigh(opcode, &instruction)
+        }
+    }
+
+    @inline(never)
+    mutating func oneByteHigh(_ opcode: UInt8, _ instruction: inout Instruction) throws(X86Fault) {
+        switch opcode {
         case 0xCB:
             instruction.op = .farRet
             instruction.size = rexW ? 8 : 4

@@ -258,6 +258,15 @@ extension X86CPU {
             taskLimit = UInt32(truncatingIfNeeded: (low & 0xFFFF) | ((low >> 32) & 0xF_0000))
             if low & (1 << 55) != 0 { taskLimit = (taskLimit << 12) | 0xFFF }
             try systemWrite(gdtBase &+ UInt64(selector & ~7), size: 8, low | (2 << 40))  // mark busy
+        default:
+            try executeSystemTables(instruction)
+        }
+    }
+
+    @inline(never)
+    func executeSystemTables(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
+        let size = instruction.pointee.size
+        switch instruction.pointee.op {
         case .str:
             try writeOperand(instruction, size: instruction.pointee.isRegister ? size : 2, UInt64(taskSelector))
         case .invlpg:

@@ -72,6 +72,14 @@ extension InstructionDecoder {
             instruction.op = .jcc
             instruction.sub = opcode & 0xF
             instruction.immediate = try branchTarget(displacementSize: 4)
+        default:
+            try twoByteHigh(opcode, &instruction)
+        }
+    }
+
+    @inline(never)
+    mutating func twoByteHigh(_ opcode: UInt8, _ instruction: inout Instruction) throws(X86Fault) {
+        switch opcode {
         case 0x90...0x9F:
             instruction.op = .setcc
             instruction.sub = opcode & 0xF
