@@ -1,5 +1,6 @@
 import Foundation
 import Results
+import Synchronization
 import KVM
 import Machine
 
@@ -149,17 +150,8 @@ extension BenchmarkRunner {
 }
 
 /// The time the first matching console line arrived (set from the output reader).
-final class FirstLineClock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: UInt64?
-    func mark() {
-        lock.lock()
-        if value == nil { value = MonotonicClock.nanoseconds() }
-        lock.unlock()
-    }
-    var nanoseconds: UInt64? {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
+final class FirstLineClock: Sendable {
+    private let value = Mutex<UInt64?>(nil)
+    func mark() { value.withLock { if $0 == nil { $0 = MonotonicClock.nanoseconds() } } }
+    var nanoseconds: UInt64? { value.withLock { $0 } }
 }

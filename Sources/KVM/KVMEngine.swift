@@ -2,6 +2,7 @@ import CKVM
 import Foundation
 import Glibc
 import Machine
+import Synchronization
 
 /// A one-vCPU KVM virtual machine behind the `CPUEngine` protocol.
 ///
@@ -14,78 +15,50 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     private static let kickSignalInstalled: Bool = ckvm_install_kick_signal(kickSignal) == 0
 
     private let system: KVMSystem
-    private let vmDescriptor: Int32
-    private let vcpuDescriptor: Int32
+    private let vm: KVMDescriptor
+    private let vcpu: KVMDescriptor
     private let runArea: UnsafeMutablePointer<kvm_run>
     private let runAreaSize: Int
 
-    private let threadLock = NSLock()
-    private var vcpuThread: pthread_t?
-    /// Touched only by the vCPU thread, so the first run() alone needs the lock.
+    /// The vCPU thread, for the signal that kicks it out of KVM_RUN; set by its first run().
+    private let vcpuThread = Mutex<pthread_t?>(nil)
+    /// Touched only by the vCPU thread, so the first run() alone takes the mutex.
     private var threadRecorded = false
 
     public init(system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry) throws {
         self.system = system
         _ = Self.kickSignalInstalled
-        let vm = ckvm_ioctl_value(system.fileDescriptor, CKVM_CREATE_VM, 0)
-        guard vm >= 0 else { throw KVMError.call("KVM_CREATE_VM", errno: errno) }
-        vmDescriptor = vm
+        let vm = try system.descriptor.create("KVM_CREATE_VM", CKVM_CREATE_VM)
         // Only VMX needs it (real-mode emulation); harmless elsewhere, so a failure is ignored.
-        _ = ckvm_ioctl_value(vm, CKVM_SET_TSS_ADDR, 0xFFFB_D000)
-
+        _ = try? vm.call("KVM_SET_TSS_ADDR", CKVM_SET_TSS_ADDR, value: 0xFFFB_D000)
         var region = kvm_userspace_memory_region(
             slot: 0, flags: 0, guest_phys_addr: 0, memory_size: memory.size,
             userspace_addr: UInt64(UInt(bitPattern: memory.base)))
-        guard ckvm_ioctl(vm, CKVM_SET_USER_MEMORY_REGION, &region) == 0 else {
-            let error = errno
-            close(vm)
-            throw KVMError.call("KVM_SET_USER_MEMORY_REGION", errno: error)
-        }
-        let vcpu = ckvm_ioctl_value(vm, CKVM_CREATE_VCPU, 0)
-        guard vcpu >= 0 else {
-            let error = errno
-            close(vm)
-            throw KVMError.call("KVM_CREATE_VCPU", errno: error)
-        }
-        vcpuDescriptor = vcpu
-        runAreaSize = system.vcpuMappingSize
-        let mapping = mmap(nil, runAreaSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0)
-        guard let mapping, mapping != MAP_FAILED else {
-            let error = errno
-            close(vcpu)
-            close(vm)
-            throw KVMError.call("mmap of the vCPU run area", errno: error)
-        }
+        try vm.call("KVM_SET_USER_MEMORY_REGION", CKVM_SET_USER_MEMORY_REGION, &region)
+        let vcpu = try vm.create("KVM_CREATE_VCPU", CKVM_CREATE_VCPU)
+        // The guest switches itself to long mode, which KVM allows only when the guest's CPUID
+        // advertises it: give the guest what KVM supports.
+        let cpuidResult = ckvm_copy_supported_cpuid(system.fileDescriptor, vcpu.rawValue)
+        guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
+        try Self.setProtectedModeEntry(entry, on: vcpu)
+        tscKilohertz = max(0, Int((try? vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ)) ?? 0))
+        let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)
+        guard let mapping, mapping != MAP_FAILED else { throw KVMError.call("mmap of the vCPU run area", errno: errno) }
         runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
-
-        do {
-            // The guest switches itself to long mode, which KVM allows only when the guest's
-            // CPUID advertises it: give the guest what KVM supports.
-            let cpuidResult = ckvm_copy_supported_cpuid(system.fileDescriptor, vcpu)
-            guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
-            try setProtectedModeEntry(entry)
-            tscKilohertz = max(0, Int(ckvm_ioctl_value(vcpu, CKVM_GET_TSC_KHZ, 0)))
-        } catch {
-            munmap(mapping, runAreaSize)
-            close(vcpu)
-            close(vm)
-            throw error
-        }
+        runAreaSize = system.vcpuMappingSize
+        self.vm = vm
+        self.vcpu = vcpu
     }
 
-    deinit {
-        munmap(runArea, runAreaSize)
-        close(vcpuDescriptor)
-        close(vmDescriptor)
-    }
+    deinit { munmap(runArea, runAreaSize) }
 
     /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell). Read at creation:
     /// vCPU ioctls block while another thread is inside KVM_RUN.
     public private(set) var tscKilohertz = 0
 
-    private func setProtectedModeEntry(_ entry: ProtectedModeEntry) throws {
+    private static func setProtectedModeEntry(_ entry: ProtectedModeEntry, on vcpu: borrowing KVMDescriptor) throws {
         var sregs = kvm_sregs()
-        guard ckvm_ioctl(vcpuDescriptor, CKVM_GET_SREGS, &sregs) == 0 else { throw KVMError.call("KVM_GET_SREGS", errno: errno) }
+        try vcpu.call("KVM_GET_SREGS", CKVM_GET_SREGS, &sregs)
         func flat(_ selector: UInt16, type: UInt8) -> kvm_segment {
             kvm_segment(
                 base: 0, limit: 0xFFFF_FFFF, selector: selector, type: type, present: 1, dpl: 0, db: 1, s: 1, l: 0, g: 1,
@@ -109,26 +82,25 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         sregs.cr3 = 0
         sregs.cr4 = 0
         sregs.efer = 0
-        guard ckvm_ioctl(vcpuDescriptor, CKVM_SET_SREGS, &sregs) == 0 else { throw KVMError.call("KVM_SET_SREGS", errno: errno) }
+        try vcpu.call("KVM_SET_SREGS", CKVM_SET_SREGS, &sregs)
 
         var regs = kvm_regs()
         regs.rip = UInt64(entry.entryPoint)
         regs.rax = UInt64(entry.eax)
         regs.rbx = UInt64(entry.ebx)
         regs.rflags = 0x2
-        guard ckvm_ioctl(vcpuDescriptor, CKVM_SET_REGS, &regs) == 0 else { throw KVMError.call("KVM_SET_REGS", errno: errno) }
+        try vcpu.call("KVM_SET_REGS", CKVM_SET_REGS, &regs)
     }
 
     public func run() throws -> VMExit {
         if !threadRecorded {
             _ = ckvm_unblock_kick_signal(Self.kickSignal)
-            threadLock.lock()
-            vcpuThread = pthread_self()
-            threadLock.unlock()
+            vcpuThread.withLock { $0 = pthread_self() }
             threadRecorded = true
         }
         while true {
-            if ckvm_ioctl_value(vcpuDescriptor, CKVM_RUN, 0) < 0 {
+            // KVM_RUN is the hot path: the raw call, with errno read at once.
+            if ckvm_ioctl_value(vcpu.rawValue, CKVM_RUN, 0) < 0 {
                 let error = errno
                 if error == EINTR {
                     ckvm_set_immediate_exit(runArea, 0)
@@ -171,14 +143,11 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
 
     public func requestStop() {
         ckvm_set_immediate_exit(runArea, 1)
-        threadLock.lock()
-        let thread = vcpuThread
-        threadLock.unlock()
-        if let thread { pthread_kill(thread, Self.kickSignal) }
+        if let thread = vcpuThread.withLock({ $0 }) { pthread_kill(thread, Self.kickSignal) }
     }
 
     public func currentInstructionPointer() -> UInt64 {
         var regs = kvm_regs()
-        return ckvm_ioctl(vcpuDescriptor, CKVM_GET_REGS, &regs) == 0 ? regs.rip : 0
+        return (try? vcpu.call("KVM_GET_REGS", CKVM_GET_REGS, &regs)) != nil ? regs.rip : 0
     }
 }

@@ -1,7 +1,6 @@
 import CKVM
 import Glibc
 import Machine
-import SystemPackage
 
 public enum KVMError: Error, CustomStringConvertible {
     /// /dev/kvm cannot be used at all; the text says why and what to do.
@@ -21,7 +20,8 @@ public final class KVMSystem: @unchecked Sendable {
     public static let devicePath = "/dev/kvm"
     public static let expectedAPIVersion: Int32 = 12
 
-    public let fileDescriptor: Int32
+    let descriptor: KVMDescriptor
+    public var fileDescriptor: Int32 { descriptor.rawValue }
     public let vcpuMappingSize: Int
 
     public init(path: String = KVMSystem.devicePath) throws {
@@ -40,21 +40,14 @@ public final class KVMSystem: @unchecked Sendable {
                 throw KVMError.unavailable("cannot open \(path): \(String(cString: strerror(error)))")
             }
         }
-        let version = ckvm_ioctl_value(fd, CKVM_GET_API_VERSION, 0)
+        let descriptor = KVMDescriptor(taking: fd)
+        let version = try descriptor.call("KVM_GET_API_VERSION", CKVM_GET_API_VERSION)
         guard version == Self.expectedAPIVersion else {
-            close(fd)
             throw KVMError.unavailable("\(path) speaks KVM API \(version); hvbench needs \(Self.expectedAPIVersion)")
         }
-        let size = ckvm_ioctl_value(fd, CKVM_GET_VCPU_MMAP_SIZE, 0)
-        guard size > 0 else {
-            close(fd)
-            throw KVMError.call("KVM_GET_VCPU_MMAP_SIZE", errno: errno)
-        }
-        fileDescriptor = fd
-        vcpuMappingSize = Int(size)
+        vcpuMappingSize = Int(try descriptor.call("KVM_GET_VCPU_MMAP_SIZE", CKVM_GET_VCPU_MMAP_SIZE))
+        self.descriptor = descriptor
     }
-
-    deinit { close(fileDescriptor) }
 
     /// nil when KVM can be used here, otherwise the reason it cannot.
     public static func unavailabilityReason() -> String? {

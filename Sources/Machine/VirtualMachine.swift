@@ -49,8 +49,8 @@ public final class VirtualMachine: @unchecked Sendable {
 
     private let startedAt: UInt64
     private var exitStatus: Int32?
-    private let stopLock = NSLock()
-    private var stopRequested = false
+    /// Set by the watchdog, read by the vCPU thread when the engine returns `.interrupted`.
+    private let stopRequested = Atomic<Bool>(false)
 
     /// - Parameters:
     ///   - startedAt: monotonic time at which building this VM began (for boot timing).
@@ -74,12 +74,6 @@ public final class VirtualMachine: @unchecked Sendable {
         exit(70)
     })
 
-    private var isStopRequested: Bool {
-        stopLock.lock()
-        defer { stopLock.unlock() }
-        return stopRequested
-    }
-
     /// Runs the guest to its end or until `timeout` seconds pass.
     /// - Parameter numaNode: when given, the vCPU thread runs on that node's CPUs.
     public func run(timeout: Double, numaNode: Int? = nil) -> VMOutcome {
@@ -101,9 +95,7 @@ public final class VirtualMachine: @unchecked Sendable {
         thread.start()
 
         if finished.wait(timeout: .now() + timeout) == .timedOut {
-            stopLock.lock()
-            stopRequested = true
-            stopLock.unlock()
+            stopRequested.store(true, ordering: .releasing)
             // The vCPU may be between KVM_RUN calls when the first request lands; repeat until it stops.
             var stopped = false
             for _ in 0..<500 where !stopped {
@@ -166,7 +158,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 return .shutdown(why)
             case .interrupted:
                 counters.interruptions += 1
-                if isStopRequested { return .timedOut(seconds: 0) }
+                if stopRequested.load(ordering: .acquiring) { return .timedOut(seconds: 0) }
             }
         }
     }

@@ -72,7 +72,8 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s",
             defaultIterations: 5_000, peerRole: .sink),
         .init(
-            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s", defaultIterations: 5_000,
+            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s",
+            defaultIterations: 5_000,
             peerRole: .sink),
         .init(
             id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the VMM's source, Gbit/s",
@@ -84,10 +85,12 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         .init(
             id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
         .init(
-            id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16, writesDisk: true),
+            id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16,
+            writesDisk: true),
         .init(id: "disk.rand-read-4k", group: .disk, summary: "random 4 KiB reads, IOPS", defaultIterations: 100),
         .init(
-            id: "disk.rand-write-4k", group: .disk, summary: "random 4 KiB writes, IOPS", defaultIterations: 100, writesDisk: true),
+            id: "disk.rand-write-4k", group: .disk, summary: "random 4 KiB writes, IOPS", defaultIterations: 100, writesDisk: true
+        ),
         .init(
             id: "disk.lat-4k", group: .disk, summary: "4 KiB read latency at queue depth 1, ns (p50/p99)", defaultIterations: 100),
     ]

@@ -28,10 +28,10 @@ struct BootCommand: AsyncParsableCommand {
     var timeout: Double = 60
 
     @Option(help: "CPU engine: kvm, or emulator (hvbench's x86-64 interpreter, no /dev/kvm needed).")
-    var cpu: String = "kvm"
+    var cpu: CPUChoice = .kvm
 
     @Option(help: "I/O devices: none, legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
-    var io: String = "none"
+    var io: BootDeviceChoice = .none
 
     @Option(
         name: .customLong("disk-image"),
@@ -41,7 +41,7 @@ struct BootCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("net-peer"), help: "What the VMM's network peer does with the guest's frames: sink, source or echo.")
-    var netPeer: String = "sink"
+    var netPeer: NetworkPeer.Mode = .sink
 
     func validate() throws {
         guard VMLauncher.memoryRangeMiB.contains(memory) else {
@@ -52,13 +52,6 @@ struct BootCommand: AsyncParsableCommand {
         if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)") {
             throw ValidationError(problem)
         }
-        guard ["kvm", "emulator"].contains(cpu) else { throw ValidationError("unknown --cpu '\(cpu)': kvm or emulator") }
-        guard ["none", "legacy", "virtio"].contains(io) else {
-            throw ValidationError("unknown --io '\(io)': none, legacy or virtio")
-        }
-        guard NetworkPeer.Mode(rawValue: netPeer) != nil else {
-            throw ValidationError("unknown --net-peer '\(netPeer)': sink, source or echo")
-        }
     }
 
     func run() async throws {
@@ -68,11 +61,11 @@ struct BootCommand: AsyncParsableCommand {
         }
         let boot: VMLauncher.Boot
         do {
-            let engine: VMLauncher.CPU = cpu == "emulator" ? .emulator : .kvm(try KVMSystem())
+            let engine: VMLauncher.CPU = cpu == .emulator ? .emulator : .kvm(try KVMSystem())
             var devices: IOConfiguration?
-            if let kind = IOConfiguration.Kind(rawValue: io) {
+            if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
-                devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: NetworkPeer.Mode(rawValue: netPeer)!))
+                devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer))
             }
             boot = try VMLauncher.boot(
                 kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,

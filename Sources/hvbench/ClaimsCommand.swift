@@ -26,7 +26,7 @@ struct ClaimsCommand: AsyncParsableCommand {
             let loaded: [Claim]
             if let claims {
                 var isDirectory: ObjCBool = false
-                FileManager.default.fileExists(atPath: claims, isDirectory: &isDirectory)
+                _ = FileManager.default.fileExists(atPath: claims, isDirectory: &isDirectory)
                 loaded =
                     isDirectory.boolValue
                     ? try Claim.loadAll(

@@ -11,13 +11,13 @@ struct RunOptions: ParsableArguments {
     @Option(
         name: .long, parsing: .upToNextOption,
         help: "Modes to run: hardware-assist, paravirt-io, full-emulation, native, or all (comma-separated or repeated).")
-    var mode: [String] = ["all"]
+    var mode: [ModeSelection] = [ModeSelection(argument: "all")!]
 
     @Option(help: "VM CPU engine, instead of --mode: kvm or emulator (with --io: the two axes the modes are presets of).")
-    var cpu: String?
+    var cpu: CPUChoice?
 
     @Option(help: "VM devices, instead of --mode: legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
-    var io: String?
+    var io: DeviceChoice?
 
     @Option(help: "Suite name in Workloads/suites (quick, cpu, net, disk) or a path to a suite YAML file.")
     var suite: String = "quick"
@@ -102,36 +102,24 @@ struct RunOptions: ParsableArguments {
         if let problem = problems.compactMap({ $0 }).first { throw ValidationError(problem) }
     }
 
-    static func parseModes(_ values: [String]) throws -> [SystemKind] {
-        var systems: [SystemKind] = []
-        for value in values.flatMap({ $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }) {
-            if value == "all" {
-                systems += SystemKind.implemented
-                continue
-            }
-            guard let system = SystemKind(rawValue: value) else {
-                throw UsageError(
-                    "unknown mode '\(value)'; modes: \(SystemKind.allCases.map(\.rawValue).joined(separator: ", ")), all")
-            }
-            systems.append(system)
-        }
+    /// The systems of every `--mode`, each once, native first.
+    static func systems(_ selections: [ModeSelection]) -> [SystemKind] {
         var seen = Set<SystemKind>()
         // Native first, so "% of native" can be printed as soon as VM results arrive.
-        return systems.filter { seen.insert($0).inserted }.sorted { ($0 == .native ? 0 : 1) < ($1 == .native ? 0 : 1) }
+        return selections.flatMap(\.systems).filter { seen.insert($0).inserted }
+            .sorted { ($0 == .native ? 0 : 1) < ($1 == .native ? 0 : 1) }
     }
 
     /// `--cpu` and `--io` select one VM configuration: kvm + legacy is hardware-assist, kvm +
     /// virtio is paravirt-io, emulator + legacy is full-emulation, emulator + virtio is emulator-virtio.
-    static func parseAxes(cpu: String?, io: String?) throws -> SystemKind? {
+    static func system(cpu: CPUChoice?, io: DeviceChoice?) -> SystemKind? {
         guard cpu != nil || io != nil else { return nil }
-        let engine = cpu ?? "kvm"
-        let devices = io ?? "legacy"
-        guard ["kvm", "emulator"].contains(engine) else { throw UsageError("unknown --cpu '\(engine)'; engines: kvm, emulator") }
-        guard ["legacy", "virtio"].contains(devices) else {
-            throw UsageError("unknown --io '\(devices)'; devices: legacy, virtio")
+        switch (cpu ?? .kvm, io ?? .legacy) {
+        case (.kvm, .legacy): return .hardwareAssist
+        case (.kvm, .virtio): return .paravirtIO
+        case (.emulator, .legacy): return .fullEmulation
+        case (.emulator, .virtio): return .emulatorVirtio
         }
-        if engine == "emulator" { return devices == "legacy" ? .fullEmulation : .emulatorVirtio }
-        return devices == "legacy" ? .hardwareAssist : .paravirtIO
     }
 
     static func parsePeers(_ values: [String]) throws -> [PeerKind] {
@@ -189,10 +177,10 @@ struct RunOptions: ParsableArguments {
             return handler
         }
         let workspace = try Workspace.locate()
-        var systems = try Self.parseModes(mode)
-        if let axes = try Self.parseAxes(cpu: cpu, io: io) {
+        var systems = Self.systems(mode)
+        if let axes = Self.system(cpu: cpu, io: io) {
             // The axes replace the VM modes of --mode; an explicit native baseline stays.
-            systems = (mode.contains { $0.contains("native") } ? [.native] : []) + [axes]
+            systems = (mode.contains { $0.namesNative } ? [.native] : []) + [axes]
         }
         let peers = try Self.parsePeers(peer)
         let selected = try selectedSuite(workspace)

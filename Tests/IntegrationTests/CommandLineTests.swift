@@ -23,7 +23,7 @@ import Results
     @Test func unknownModeBenchmarkAndSuiteAreClearErrors() async throws {
         let mode = try await hvbench(["run", "--mode", "warp"])
         #expect(mode.exitCode == 2)
-        #expect(mode.standardError.contains("unknown mode 'warp'"))
+        #expect(mode.standardError.contains("'warp' is invalid for '--mode"), "\(mode.standardError)")
         let bench = try await hvbench(["run", "--bench", "cpu.nope"])
         #expect(bench.exitCode == 2)
         #expect(bench.standardError.contains("unknown benchmark 'cpu.nope'"))
@@ -82,7 +82,7 @@ import Results
         #expect(results.results.map(\.system) == ["emulator-virtio"])
         let badEngine = try await hvbench(["run", "--cpu", "bochs"])
         #expect(badEngine.exitCode == 2)
-        #expect(badEngine.standardError.contains("unknown --cpu 'bochs'"))
+        #expect(badEngine.standardError.contains("'bochs' is invalid for '--cpu"), "\(badEngine.standardError)")
         let corpus = try Workspace.locate().root.appendingPathComponent("Workloads/emulator/differential-corpus.txt").path
         let selftest = try await hvbench(["selftest", "emulator", "--corpus", corpus])
         #expect(selftest.exitCode == 0, "\(selftest.standardOutput.joined(separator: "\n"))")

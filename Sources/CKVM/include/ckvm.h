@@ -12,7 +12,6 @@
 
 static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
 static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
-static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
 static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
 static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
 static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
@@ -80,10 +79,4 @@ int ckvm_install_kick_signal(int signal_number);
  * the watchdog whenever the guest runs without exiting. */
 int ckvm_unblock_kick_signal(int signal_number);
 
-/* rdtsc, for calibrating the TSC against the monotonic clock. */
-static inline uint64_t ckvm_rdtsc(void) {
-    uint32_t low, high;
-    __asm__ volatile("lfence\n\trdtsc" : "=a"(low), "=d"(high) : : "memory");
-    return (uint64_t)high << 32 | low;
-}
 #endif

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Machine
+import Results
+
+/// `--cpu`: the VM's CPU engine.
+enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
+    case kvm, emulator
+}
+
+/// `--io` of `hvbench run`: the devices a VM gives the guest.
+enum DeviceChoice: String, ExpressibleByArgument, CaseIterable {
+    case legacy, virtio
+}
+
+/// `--io` of `hvbench boot`, which may boot a kernel with no devices at all.
+enum BootDeviceChoice: String, ExpressibleByArgument, CaseIterable {
+    case none, legacy, virtio
+}
+
+extension NetworkPeer.Mode: ExpressibleByArgument, CaseIterable {
+    public static var allCases: [NetworkPeer.Mode] { [.sink, .source, .echo] }
+}
+
+/// One `--mode` value: a mode, several separated by commas, or `all`.
+struct ModeSelection: ExpressibleByArgument {
+    let systems: [SystemKind]
+    /// Whether `native` was named (not only implied by `all`): with `--cpu`/`--io`, the axes
+    /// replace the VM modes but a named native baseline stays.
+    let namesNative: Bool
+
+    init?(argument: String) {
+        var systems: [SystemKind] = []
+        for word in argument.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            if word == "all" {
+                systems += SystemKind.implemented
+            } else if let system = SystemKind(rawValue: word) {
+                systems.append(system)
+            } else {
+                return nil
+            }
+        }
+        guard !systems.isEmpty else { return nil }
+        self.systems = systems
+        namesNative = argument.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "native" }
+    }
+
+    static var allValueStrings: [String] { SystemKind.allCases.map(\.rawValue) + ["all"] }
+}
