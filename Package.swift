@@ -50,11 +50,16 @@ let package = Package(
         .target(
             name: "KVM",
             dependencies: ["CKVM", "Machine", .product(name: "SystemPackage", package: "swift-system")]),
-        // Benchmark catalogue, suites, guest builder, runners, statistics, results model.
+        // The VM builder: a VM description (engine, memory, kernel, command line, devices) ->
+        // a running VM, with the engine factory. Knows KVM and the emulator; devices do not.
+        .target(
+            name: "VMM",
+            dependencies: ["Machine", "KVM", "X86", "CHostTimer"]),
+        // Scheduling, guest/native/QEMU rounds, artifacts, host environment, disk safety.
         .target(
             name: "Bench",
             dependencies: [
-                "Results", "Machine", "KVM", "X86", "Differential", "CNUMA", "CHostTimer",
+                "Results", "Machine", "VMM", "KVM", "X86", "Differential", "CNUMA",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
@@ -66,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "hvbench",
             dependencies: [
-                "Results", "Bench", "Report", "Machine", "KVM", "X86",
+                "Results", "Bench", "Report", "Machine", "VMM", "KVM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -83,6 +88,6 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Results", "Bench", "Report", "KVM", "X86", "Differential", "Machine", "TestSupport"]),
+            dependencies: ["Results", "Bench", "Report", "VMM", "KVM", "X86", "Differential", "Machine", "TestSupport"]),
     ]
 )

@@ -2,6 +2,7 @@ import Foundation
 import KVM
 import Logging
 import Machine
+import VMM
 import Results
 
 /// Runs every (system, benchmark) pair of a configuration. Failures are results, not aborts:
@@ -64,7 +65,7 @@ public final class BenchmarkRunner: @unchecked Sendable {
                             await self.nativeRound(entry, configuration)
                         }
                     case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
-                        let cpu: VMLauncher.CPU
+                        let cpu: VMBuilder.CPU
                         if system.usesEmulator == true {
                             cpu = .emulator
                         } else if let kvm {

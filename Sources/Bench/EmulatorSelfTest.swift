@@ -3,6 +3,7 @@ import Results
 import KVM
 import Differential
 import Machine
+import VMM
 import X86
 
 /// Differential testing of the emulator against KVM: the same generated instruction sequences run
@@ -56,12 +57,12 @@ public enum EmulatorSelfTest {
     }
 
     /// Runs `cases` in the test kernel under one engine and reads back what each left behind.
-    public static func outcomes(of cases: [DifferentialCase], cpu: VMLauncher.CPU, timeout: Double = 120) throws -> (
+    public static func outcomes(of cases: [DifferentialCase], cpu: VMBuilder.CPU, timeout: Double = 120) throws -> (
         [DifferentialOutcome], Double
     ) {
         var outcomes: [DifferentialOutcome] = []
         var readError: Error?
-        let boot = try VMLauncher.boot(
+        let boot = try VMBuilder.boot(
             kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB,
             timeout: timeout,
             cpu: cpu, prepare: { try DifferentialHarness.prepare($0, cases: cases) },

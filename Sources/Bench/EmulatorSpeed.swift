@@ -1,6 +1,7 @@
 import Foundation
 import Results
 import Machine
+import VMM
 
 /// The emulator's own speed: guest instructions retired per second on real workloads.
 ///
@@ -29,7 +30,7 @@ public enum EmulatorSpeed {
         for multiple: UInt64 in [1, 2] {
             var words = ["bench=\(benchmark)", "iterations=\(iterations * multiple)", "repetitions=1", "warmups=0"]
             if let sizeBytes { words.append("size=\(sizeBytes)") }
-            let boot = try VMLauncher.boot(
+            let boot = try VMBuilder.boot(
                 kernel: guestImage, commandLine: words.joined(separator: " "), memoryMiB: memoryMiB, timeout: 600, cpu: .emulator)
             guard case .exitDevice(1) = boot.outcome.ending, let retired = boot.instructionsRetired else {
                 throw SpeedError(description: "\(benchmark) under the emulator: \(boot.outcome.ending.summary)")

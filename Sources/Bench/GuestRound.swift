@@ -2,6 +2,7 @@ import Foundation
 import KVM
 import Logging
 import Machine
+import VMM
 import Results
 
 /// Guest rounds: one boot of the benchmark guest runs one benchmark; a boot round times whole boots.
@@ -12,10 +13,10 @@ extension BenchmarkRunner {
 
     /// Boots one guest for `entry` under the watchdog and logs how the VM ended.
     func bootGuest(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, repetitions: Int,
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMBuilder.CPU, repetitions: Int,
         warmups: Int,
         io: IOConfiguration? = nil, extraWords: [String] = []
-    ) -> Result<(commandLine: String, boot: VMLauncher.Boot), StartProblem> {
+    ) -> Result<(commandLine: String, boot: VMBuilder.Boot), StartProblem> {
         var words =
             jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
             + extraWords
@@ -27,7 +28,7 @@ extension BenchmarkRunner {
         }
         let commandLine = words.joined(separator: " ")
         do {
-            let boot = try VMLauncher.boot(
+            let boot = try VMBuilder.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
                 numaNode: configuration.numaNode, cpu: cpu, io: io, onConsoleLine: { self.reportSamples($0) })
             logger.debug(
@@ -43,7 +44,7 @@ extension BenchmarkRunner {
     }
 
     func guestRound(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, system: SystemKind
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMBuilder.CPU, system: SystemKind
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
         var io: IOConfiguration?
@@ -62,7 +63,7 @@ extension BenchmarkRunner {
             io = IOConfiguration(kind: kind, disk: disk, peer: peer)
         }
         let commandLine: String
-        let boot: VMLauncher.Boot
+        let boot: VMBuilder.Boot
         switch bootGuest(
             entry, configuration, kernel: kernel, cpu: cpu, repetitions: entry.repetitions, warmups: entry.warmups, io: io,
             extraWords: diskPatterned ? [] : ["disk_verify=0"])
@@ -106,7 +107,7 @@ extension BenchmarkRunner {
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's
     /// "main at CPL3" milestone on port 0x80.
     func bootRound(
-        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMLauncher.CPU, system: SystemKind
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMBuilder.CPU, system: SystemKind
     ) -> RoundOutcome {
         var toMain: [Double] = []
         var toFirstInstruction: [Double] = []
@@ -115,7 +116,7 @@ extension BenchmarkRunner {
         var log = ""
         defer { saveLog(log, system: system.rawValue, benchmark: entry.id, configuration) }
         for boot in 0..<(entry.warmups + entry.repetitions) {
-            let run: VMLauncher.Boot
+            let run: VMBuilder.Boot
             switch bootGuest(entry, configuration, kernel: kernel, cpu: cpu, repetitions: 1, warmups: 0) {
             case .success(let started): run = started.boot
             case .failure(let problem): return .failed(problem.description)

@@ -2,6 +2,7 @@ import Foundation
 import KVM
 import Logging
 import Machine
+import VMM
 import Results
 
 /// A native round: the same workload source built for the host, run as a fresh process.

@@ -3,6 +3,7 @@ import Results
 import Synchronization
 import KVM
 import Machine
+import VMM
 
 /// QEMU running the same guest image, for side-by-side comparison with hvbench's VMM.
 public enum QEMUPeer {

@@ -1,4 +1,5 @@
 import Machine
+import VMM
 import Results
 
 extension SystemKind {

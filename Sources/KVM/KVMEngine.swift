@@ -56,6 +56,8 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     /// vCPU ioctls block while another thread is inside KVM_RUN.
     public private(set) var tscKilohertz = 0
 
+    public var guestTSCKilohertz: Int? { tscKilohertz > 0 ? tscKilohertz : nil }
+
     private static func setProtectedModeEntry(_ entry: ProtectedModeEntry, on vcpu: borrowing KVMDescriptor) throws {
         var sregs = kvm_sregs()
         try vcpu.call("KVM_GET_SREGS", CKVM_GET_SREGS, &sregs)

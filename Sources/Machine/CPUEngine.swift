@@ -76,6 +76,19 @@ public protocol CPUEngine: AnyObject {
     func run() throws -> VMExit
     /// Makes a `run()` in progress on another thread return `.interrupted` soon. Thread-safe.
     func requestStop()
+    /// Findings worth reporting with a result (e.g. instructions the emulator does not implement).
+    var diagnostics: [String] { get }
+    /// Guest instructions retired, where the engine can count them (the emulator; not KVM).
+    var instructionsRetired: UInt64? { get }
+    /// The TSC rate the guest sees in kHz, where the engine knows it (KVM's figure); nil when the
+    /// guest sees the host's TSC.
+    var guestTSCKilohertz: Int? { get }
+}
+
+extension CPUEngine {
+    public var diagnostics: [String] { [] }
+    public var instructionsRetired: UInt64? { nil }
+    public var guestTSCKilohertz: Int? { nil }
 }
 
 /// Engine errors the VM reports as the reason a run failed.

@@ -44,8 +44,10 @@ public final class VirtualMachine: @unchecked Sendable {
     public let mmioBus = IOBus()
     public let milestones = BootMilestoneDevice()
     public private(set) var counters = ExitCounters()
-    /// I/O devices added by `attach(_:)`.
-    public internal(set) var ioDevices: [AttachedDevice] = []
+    /// What devices plug into (`add(_:)`).
+    public let platform: Platform
+    /// The devices added with `add(_:)`, in order.
+    public private(set) var devices: [any Device] = []
 
     private let startedAt: UInt64
     private var exitStatus: Int32?
@@ -59,11 +61,24 @@ public final class VirtualMachine: @unchecked Sendable {
         self.memory = memory
         self.engine = engine
         self.startedAt = startedAt
+        platform = Platform(memory: memory, portBus: portBus, mmioBus: mmioBus)
         try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
     }
+
+    /// Places a device on this VM's platform.
+    public func add(_ device: any Device) throws {
+        try device.attach(to: platform)
+        devices.append(device)
+    }
+
+    /// Doorbells rung on every device so far.
+    public var notifications: Int { devices.reduce(0) { $0 + $1.doorbells } }
+
+    /// Devices the guest drove into an error state, each with its name and the reason.
+    public var brokenDevices: [String] { devices.compactMap { device in device.brokenReason.map { "\(device.name): \($0)" } } }
 
     /// What happens when the watchdog cannot stop a vCPU thread. The thread still runs guest
     /// code in memory that would be freed when `run` returns, so the process cannot go on

@@ -46,7 +46,7 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public func requestStop() { cpu.requestStop() }
 
     /// Guest instructions retired so far.
-    public var instructionsRetired: UInt64 { cpu.retired }
+    public var instructionsRetired: UInt64? { cpu.retired }
 
     /// Instructions the guest tried that the emulator does not implement (each raised #UD).
     public var diagnostics: [String] {

@@ -4,6 +4,7 @@ import Results
 import Foundation
 import KVM
 import Machine
+import VMM
 
 struct BootCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,9 +45,9 @@ struct BootCommand: AsyncParsableCommand {
     var netPeer: NetworkPeer.Mode = .sink
 
     func validate() throws {
-        guard VMLauncher.memoryRangeMiB.contains(memory) else {
+        guard VMBuilder.memoryRangeMiB.contains(memory) else {
             throw ValidationError(
-                "--memory must be between \(VMLauncher.memoryRangeMiB.lowerBound) and \(VMLauncher.memoryRangeMiB.upperBound) MiB"
+                "--memory must be between \(VMBuilder.memoryRangeMiB.lowerBound) and \(VMBuilder.memoryRangeMiB.upperBound) MiB"
             )
         }
         if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)") {
@@ -59,15 +60,15 @@ struct BootCommand: AsyncParsableCommand {
             printError("cannot read kernel '\(kernel)'")
             throw ExitCode(2)
         }
-        let boot: VMLauncher.Boot
+        let boot: VMBuilder.Boot
         do {
-            let engine: VMLauncher.CPU = cpu == .emulator ? .emulator : .kvm(try KVMSystem())
+            let engine: VMBuilder.CPU = cpu == .emulator ? .emulator : .kvm(try KVMSystem())
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
                 devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer))
             }
-            boot = try VMLauncher.boot(
+            boot = try VMBuilder.boot(
                 kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,
                 io: devices)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }

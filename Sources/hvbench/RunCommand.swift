@@ -4,6 +4,7 @@ import Results
 import Foundation
 import Logging
 import Machine
+import VMM
 import Report
 
 /// The options of `hvbench run`, shared with `hvbench baseline check`.
@@ -93,7 +94,7 @@ struct RunOptions: ParsableArguments {
             timeout.flatMap { Limits.check(Double($0), in: Limits.timeoutSeconds, "--timeout (seconds)") },
             Limits.check(injectSlowdown, in: Limits.slowdownPercent, "--inject-slowdown (percent)"),
             Limits.check(budget, in: Limits.budgetSeconds, "--budget (seconds)"),
-            Limits.check(memory, in: VMLauncher.memoryRangeMiB, "--memory (MiB)"),
+            Limits.check(memory, in: VMBuilder.memoryRangeMiB, "--memory (MiB)"),
         ]
         if !(targetCI > 0 && targetCI < 100) {
             problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))")

@@ -1,4 +1,5 @@
 import Foundation
+import VMM
 import TestSupport
 import Testing
 
@@ -13,8 +14,9 @@ import Results
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func multibootKernelPrintsAndExitsWithItsStatus() throws {
-        let boot = try VMLauncher.boot(
-            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300, kvm: try KVMSystem())
+        let boot = try VMBuilder.boot(
+            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300,
+            cpu: .kvm(try KVMSystem()))
         #expect(boot.bootProtocol == "multiboot")
         #expect(boot.console == "hi")
         #expect(boot.outcome.ending == .exitDevice(status: 11))
@@ -23,8 +25,8 @@ import Results
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func watchdogStopsAGuestThatNeverExits() throws {
         let started = Date()
-        let boot = try VMLauncher.boot(
-            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, kvm: try KVMSystem())
+        let boot = try VMBuilder.boot(
+            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .kvm(try KVMSystem()))
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
         #expect(Date().timeIntervalSince(started) < 15)
     }
@@ -33,12 +35,12 @@ import Results
     func theQEMUKernelRunsUnchangedAndReportsBadJobs() async throws {
         let kvm = try KVMSystem()
         let image = try await Built.guestImage()
-        let good = try VMLauncher.boot(
-            kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 300, kvm: kvm)
+        let good = try VMBuilder.boot(
+            kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 300, cpu: .kvm(kvm))
         #expect(good.outcome.ending == .exitDevice(status: 1))
         #expect(good.console.contains("HVB1 done"))
-        let bad = try VMLauncher.boot(
-            kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 300, kvm: kvm)
+        let bad = try VMBuilder.boot(
+            kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 300, cpu: .kvm(kvm))
         #expect(bad.outcome.ending == .exitDevice(status: 5))
         #expect(bad.console.contains("HVB1 fail reason=not-a-number"))
     }

@@ -1,5 +1,6 @@
 import Differential
 import Foundation
+import VMM
 import TestSupport
 import Testing
 
@@ -63,7 +64,7 @@ import Results
             [0xD9, 0xE8] + [0xFF, 0x14, 0x25]
             + withUnsafeBytes(of: UInt32(DifferentialHarness.returnSlot).littleEndian, Array.init)
         var diagnostics: [String] = []
-        let boot = try VMLauncher.boot(
+        let boot = try VMBuilder.boot(
             kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: 300,
             cpu: .emulator, prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
             inspect: { memory in
@@ -77,7 +78,7 @@ import Results
     }
 
     @Test func multibootKernelPrintsAndExitsUnderTheEmulator() throws {
-        let boot = try VMLauncher.boot(
+        let boot = try VMBuilder.boot(
             kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16,
             timeout: 300,
             cpu: .emulator)
@@ -89,7 +90,7 @@ import Results
 
     @Test func watchdogStopsASpinningGuestUnderTheEmulator() throws {
         let started = Date()
-        let boot = try VMLauncher.boot(
+        let boot = try VMBuilder.boot(
             kernel: TestKernels.multiboot(code: TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1,
             cpu: .emulator)
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
@@ -99,7 +100,7 @@ import Results
     @Test func aGuestThatJumpsOutOfRAMIsStoppedNotTheVMM() throws {
         // 32-bit: jmp to 0xF0000000 (no RAM there) -> the VM ends with a reason; the process lives on.
         let code: [UInt8] = [0xB8, 0x00, 0x00, 0x00, 0xF0, 0xFF, 0xE0]
-        let boot = try VMLauncher.boot(
+        let boot = try VMBuilder.boot(
             kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator)
         guard case .shutdown(let why) = boot.outcome.ending else {
             Issue.record("expected a shutdown, got \(boot.outcome.ending)")

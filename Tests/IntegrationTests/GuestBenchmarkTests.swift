@@ -1,4 +1,5 @@
 import Foundation
+import VMM
 import Testing
 
 @testable import Bench
@@ -80,8 +81,8 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func bootTimeIsMeasuredFromMilestones() async throws {
         let kvm = try KVMSystem()
-        let boot = try VMLauncher.boot(
-            kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, timeout: 300, kvm: kvm)
+        let boot = try VMBuilder.boot(
+            kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, timeout: 300, cpu: .kvm(kvm))
         #expect(boot.outcome.ending == .exitDevice(status: 1))
         #expect(boot.outcome.milestones.map(\.code) == [1, 2, 3])
         #expect(boot.bootProtocol == "pvh")

@@ -189,3 +189,8 @@ public final class E1000: PCIFunction, BusDevice {
         }
     }
 }
+
+extension E1000: Device {
+    public var name: String { "e1000" }
+    public func attach(to platform: Platform) throws { try platform.pci().plug(self) }
+}

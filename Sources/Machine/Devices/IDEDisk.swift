@@ -199,3 +199,12 @@ public final class IDEDisk {
         status = Status.ready | Status.dataRequest
     }
 }
+
+extension IDEDisk: Device {
+    public var name: String { "ide" }
+    /// The primary channel's legacy ports, where every PC has them.
+    public func attach(to platform: Platform) throws {
+        try platform.portBus.insert(commandBlock, at: Self.commandBase, length: 8)
+        try platform.portBus.insert(controlBlock, at: Self.controlPort, length: 1)
+    }
+}

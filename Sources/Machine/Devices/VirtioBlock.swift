@@ -2,6 +2,7 @@
 /// reach past the disk complete with VIRTIO_BLK_S_IOERR, as the specification says; malformed
 /// chains break the device (the transport records why).
 public final class VirtioBlock: VirtioDeviceModel {
+    public let name = "blk"
     public let deviceID: UInt16 = 2
     public let pciClass: (UInt8, UInt8) = (0x01, 0x00)
     public let deviceFeatures: UInt64 = 1 << 9  // VIRTIO_BLK_F_FLUSH

@@ -1,6 +1,7 @@
 /// virtio-net (device type 1): queue 0 receives, queue 1 transmits, each buffer starting with
 /// the 12-byte virtio_net_hdr. Frames go to and come from the VMM's `NetworkPeer`.
 public final class VirtioNet: VirtioDeviceModel {
+    public let name = "net"
     public let deviceID: UInt16 = 1
     public let pciClass: (UInt8, UInt8) = (0x02, 0x00)
     public let deviceFeatures: UInt64 = 1 << 5  // VIRTIO_NET_F_MAC

@@ -1,5 +1,7 @@
 /// What a virtio device type (net, blk) adds to the PCI transport.
 public protocol VirtioDeviceModel: AnyObject {
+    /// "net", "blk": the device's name after "virtio-".
+    var name: String { get }
     var deviceID: UInt16 { get }
     /// Class code, subclass of the PCI function.
     var pciClass: (UInt8, UInt8) { get }
@@ -203,4 +205,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         default: break
         }
     }
+}
+
+extension VirtioPCITransport: Device {
+    public var name: String { "virtio-\(model.name)" }
+    public var doorbells: Int { notifications }
+    public func attach(to platform: Platform) throws { try platform.pci().plug(self) }
 }

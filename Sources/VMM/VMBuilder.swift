@@ -1,5 +1,4 @@
 import Foundation
-import Results
 import KVM
 import Machine
 import X86
@@ -35,7 +34,7 @@ final class ConsoleCapture: @unchecked Sendable {
 }
 
 /// Builds a VM for one kernel boot and runs it under the watchdog.
-public enum VMLauncher {
+public enum VMBuilder {
     public struct Boot: Sendable {
         public let outcome: VMOutcome
         public let console: String
@@ -56,17 +55,18 @@ public enum VMLauncher {
         case kvm(KVMSystem)
         /// hvbench's x86-64 interpreter.
         case emulator
+
+        /// The engine factory: every engine starts at a boot protocol's 32-bit entry.
+        func makeEngine(memory: GuestMemory, entry: ProtectedModeEntry) throws -> any CPUEngine {
+            switch self {
+            case .kvm(let system): return try KVMEngine(system: system, memory: memory, entry: entry)
+            case .emulator: return EmulatorEngine(memory: memory, entry: entry)
+            }
+        }
     }
 
-    public static func boot(
-        kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
-        kvm: KVMSystem, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil
-    ) throws -> Boot {
-        try boot(
-            kernel: kernel, commandLine: commandLine, memoryMiB: memoryMiB, timeout: timeout, numaNode: numaNode,
-            echoConsole: echoConsole, cpu: .kvm(kvm), io: io, onConsoleLine: onConsoleLine)
-    }
-
+    /// Builds the VM a description asks for — memory, the kernel and its command line, the
+    /// engine, the devices — runs it under the watchdog and tears it down.
     /// - Parameters:
     ///   - prepare: runs after the kernel is loaded and before the CPU starts (test corpora).
     ///   - inspect: runs after the guest ended, with its memory (test results).
@@ -79,29 +79,17 @@ public enum VMLauncher {
         let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
         let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine)
         try prepare?(memory)
-        let engine: any CPUEngine
-        var tsc = 0
-        var emulator: EmulatorEngine?
-        switch cpu {
-        case .kvm(let kvm):
-            let kvmEngine = try KVMEngine(system: kvm, memory: memory, entry: entry)
-            tsc = kvmEngine.tscKilohertz
-            engine = kvmEngine
-        case .emulator:
-            // The emulator's rdtsc is the host TSC, so the guest converts cycles with the host rate.
-            let emulatorEngine = EmulatorEngine(memory: memory, entry: entry)
-            emulator = emulatorEngine
-            engine = emulatorEngine
-        }
+        let engine = try cpu.makeEngine(memory: memory, entry: entry)
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }
-        if let io { try machine.attach(io) }
+        for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)
         inspect?(memory)
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,
-            guestTSCKilohertz: tsc > 0 ? tsc : TSC.calibratedKilohertz, brokenDevices: machine.brokenDevices,
-            instructionsRetired: emulator?.instructionsRetired, engineDiagnostics: emulator?.diagnostics ?? [])
+            // The emulator's rdtsc is the host TSC, so its guest converts cycles with the host rate.
+            guestTSCKilohertz: engine.guestTSCKilohertz ?? TSC.calibratedKilohertz, brokenDevices: machine.brokenDevices,
+            instructionsRetired: engine.instructionsRetired, engineDiagnostics: engine.diagnostics)
     }
 
     /// Guest memory sizes hvbench accepts: enough for the guest, and below the 3 GiB MMIO hole.

@@ -1,0 +1,42 @@
+/// What devices plug into: one VM's guest memory, its port-I/O and MMIO buses, and the PCI host
+/// bridge (created, and placed at 0xCF8, when the first PCI device asks for it, so a VM without
+/// PCI devices has no configuration ports at all).
+public final class Platform {
+    public let memory: GuestMemory
+    public let portBus: IOBus
+    public let mmioBus: IOBus
+    private var hostBridge: PCIBus?
+
+    public init(memory: GuestMemory, portBus: IOBus, mmioBus: IOBus) {
+        self.memory = memory
+        self.portBus = portBus
+        self.mmioBus = mmioBus
+    }
+
+    /// PCI bus 0, with its type-1 configuration ports on the port bus.
+    public func pci() throws -> PCIBus {
+        if let hostBridge { return hostBridge }
+        let bus = PCIBus(mmio: mmioBus)
+        try portBus.insert(bus, at: PCIBus.base, length: 8)
+        hostBridge = bus
+        return bus
+    }
+}
+
+/// A device model in a VM. It places itself on the platform (ports, a PCI slot whose BARs it
+/// maps itself) and reports its health; the VM and the VMM know devices only through this, so a
+/// new device is one file that conforms and one line where a VM's devices are listed.
+public protocol Device: AnyObject {
+    /// How reports name it ("e1000", "virtio-blk", ...).
+    var name: String { get }
+    func attach(to platform: Platform) throws
+    /// Why the guest drove the device into an error state; nil while it is healthy.
+    var brokenReason: String? { get }
+    /// Doorbells the guest's driver rang (virtio notifications, e1000 tail writes).
+    var doorbells: Int { get }
+}
+
+extension Device {
+    public var brokenReason: String? { nil }
+    public var doorbells: Int { 0 }
+}

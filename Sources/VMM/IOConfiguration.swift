@@ -1,0 +1,33 @@
+import Machine
+
+/// Which I/O devices a VM gets: emulated legacy ones (e1000 + IDE) or paravirtual ones
+/// (virtio-net + virtio-blk), each with its backend.
+public struct IOConfiguration {
+    public enum Kind: String, Sendable { case legacy, virtio }
+    public var kind: Kind
+    public var disk: DiskImage?
+    public var peer: NetworkPeer?
+
+    public init(kind: Kind, disk: DiskImage?, peer: NetworkPeer?) {
+        self.kind = kind
+        self.disk = disk
+        self.peer = peer
+    }
+
+    /// The devices, in the order they are placed: the one list a new device model joins.
+    public func devices(on platform: Platform) -> [any Device] {
+        let memory = platform.memory
+        let mmio = platform.mmioBus
+        let nic: (any Device)?
+        let storage: (any Device)?
+        switch kind {
+        case .legacy:
+            nic = peer.map { E1000(memory: memory, mmio: mmio, peer: $0) }
+            storage = disk.map { IDEDisk(disk: $0) }
+        case .virtio:
+            nic = peer.map { VirtioPCITransport(model: VirtioNet(peer: $0), memory: memory, mmio: mmio) }
+            storage = disk.map { VirtioPCITransport(model: VirtioBlock(disk: $0), memory: memory, mmio: mmio) }
+        }
+        return [nic, storage].compactMap { $0 }
+    }
+}
