@@ -8,7 +8,7 @@ import Results
 /// Runs every (system, benchmark) pair of a configuration. Failures are results, not aborts:
 /// a guest that hangs, faults or prints garbage is recorded as `failed` with the reason, and
 /// the run goes on.
-public final class BenchmarkRunner: @unchecked Sendable {
+public final class BenchmarkRunner: Sendable {
     let artifacts: ArtifactBuilder.Artifacts
     let progress: @Sendable (ProgressEvent) -> Void
     let logger = Logger(label: "hvbench.runner")

@@ -5,7 +5,7 @@ import SystemPackage
 /// A KVM file descriptor — /dev/kvm, a VM or a vCPU — with one owner that closes it, and the
 /// one place where an ioctl's failure becomes an error naming the call. Non-copyable, so a
 /// descriptor is closed exactly once, however construction of what holds it ends.
-struct KVMDescriptor: ~Copyable {
+struct KVMDescriptor: ~Copyable, Sendable {
     let fileDescriptor: FileDescriptor
 
     /// Takes ownership of `raw` (from open or a creating ioctl).

@@ -16,7 +16,7 @@ public enum KVMError: Error, CustomStringConvertible {
 }
 
 /// An open /dev/kvm: the system-level file descriptor VMs are created from.
-public final class KVMSystem: @unchecked Sendable {
+public final class KVMSystem: Sendable {
     public static let devicePath = "/dev/kvm"
     public static let expectedAPIVersion: Int32 = 12
 

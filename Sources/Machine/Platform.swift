@@ -34,6 +34,8 @@ public protocol Device: AnyObject {
     var brokenReason: String? { get }
     /// Doorbells the guest's driver rang (virtio notifications, e1000 tail writes).
     var doorbells: Int { get }
+    /// Back to the power-on state, as a driver's reset leaves it (and healed if it was broken).
+    func reset()
 }
 
 extension Device {

@@ -93,16 +93,18 @@ public final class VirtualMachine: @unchecked Sendable {
     /// - Parameter numaNode: when given, the vCPU thread runs on that node's CPUs.
     public func run(timeout: Double, numaNode: Int? = nil) -> VMOutcome {
         let finished = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var ending: VMEnding = .failed("vCPU thread did not start")
+        // Written by the vCPU thread before it signals `finished`, read here after the wait.
+        let ending = Mutex<VMEnding>(.failed("vCPU thread did not start"))
         let thread = Thread { [self] in
             if let numaNode {
                 do { try NUMAPlacement.bindCurrentThread(to: numaNode) } catch {
-                    ending = .failed("\(error)")
+                    ending.withLock { $0 = .failed("\(error)") }
                     finished.signal()
                     return
                 }
             }
-            ending = vcpuLoop()
+            let result = vcpuLoop()
+            ending.withLock { $0 = result }
             finished.signal()
         }
         thread.name = "hvbench-vcpu0"
@@ -128,13 +130,14 @@ public final class VirtualMachine: @unchecked Sendable {
                     ending: .failed(reason), milestones: milestones.milestones, counters: counters,
                     startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
             }
-            ending = .timedOut(seconds: timeout)
+            ending.withLock { $0 = .timedOut(seconds: timeout) }
         }
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
         return VMOutcome(
-            ending: ending, milestones: milestones.milestones, counters: counters, startedAtNanoseconds: startedAt,
+            ending: ending.withLock { $0 }, milestones: milestones.milestones, counters: counters,
+            startedAtNanoseconds: startedAt,
             endedAtNanoseconds: MonotonicClock.nanoseconds())
     }
 

@@ -1,44 +1,47 @@
 import Bench
-import Results
 import Foundation
+import Results
+import Synchronization
 
 /// Shows progress on stderr. On a terminal: one line rewritten in place with the current
 /// system/benchmark, repetitions done and an ETA. Otherwise (CI logs): a plain line when each
-/// benchmark starts and ends.
-final class ProgressPrinter: @unchecked Sendable {
-    private let lock = NSLock()
+/// benchmark starts and ends. Events arrive from the runner and from output readers, so the
+/// state lives behind one mutex.
+final class ProgressPrinter: Sendable {
+    private struct State {
+        var current = ""
+        var index = 0
+        var total = 0
+        var samples = 0
+        var expectedSamples = 0
+        var finishedWallSeconds: [Double] = []
+        var lineIsOpen = false
+    }
+
+    private let state = Mutex(State())
     private let isTerminal = isatty(STDERR_FILENO) == 1
     private let started = Date()
-    private var current = ""
-    private var index = 0
-    private var total = 0
-    private var samples = 0
-    private var expectedSamples = 0
-    private var finishedWallSeconds: [Double] = []
-    private var lineIsOpen = false
 
-    private func write(_ text: String) {
+    private static func write(_ text: String) {
         FileHandle.standardError.write(Data(text.utf8))
     }
 
-    private func closeLine() {
-        if lineIsOpen {
+    private static func closeLine(_ state: inout State) {
+        if state.lineIsOpen {
             write("\r\u{1B}[2K")
-            lineIsOpen = false
+            state.lineIsOpen = false
         }
     }
 
     func note(_ text: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        closeLine()
-        write("hvbench: \(text)\n")
+        state.withLock { state in
+            Self.closeLine(&state)
+            Self.write("hvbench: \(text)\n")
+        }
     }
 
     func finish() {
-        lock.lock()
-        defer { lock.unlock() }
-        closeLine()
+        state.withLock { Self.closeLine(&$0) }
     }
 
     private static func clock(_ seconds: Double) -> String {
@@ -47,45 +50,47 @@ final class ProgressPrinter: @unchecked Sendable {
     }
 
     /// Remaining time from the average wall time of finished benchmarks.
-    private var eta: String {
-        guard !finishedWallSeconds.isEmpty else { return "ETA -" }
-        let average = finishedWallSeconds.reduce(0, +) / Double(finishedWallSeconds.count)
-        return "ETA " + Self.clock(average * Double(total - index + 1))
+    private static func eta(_ state: State) -> String {
+        guard !state.finishedWallSeconds.isEmpty else { return "ETA -" }
+        let average = state.finishedWallSeconds.reduce(0, +) / Double(state.finishedWallSeconds.count)
+        return "ETA " + clock(average * Double(state.total - state.index + 1))
     }
 
-    private func redraw() {
+    private func redraw(_ state: inout State) {
         let elapsed = Self.clock(Date().timeIntervalSince(started))
-        write("\r\u{1B}[2K[\(index)/\(total)] \(current)  rep \(samples)/\(expectedSamples)  elapsed \(elapsed)  \(eta)")
-        lineIsOpen = true
+        Self.write(
+            "\r\u{1B}[2K[\(state.index)/\(state.total)] \(state.current)  rep \(state.samples)/\(state.expectedSamples)  elapsed \(elapsed)  \(Self.eta(state))"
+        )
+        state.lineIsOpen = true
     }
 
     func handle(_ event: ProgressEvent) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch event {
-        case .starting(let system, let benchmark, let index, let total, let repetitions):
-            current = "\(system) \(benchmark)"
-            self.index = index
-            self.total = total
-            samples = 0
-            expectedSamples = repetitions
-            if isTerminal { redraw() } else { write("hvbench: [\(index)/\(total)] \(current) ...\n") }
-        case .sample:
-            samples += 1
-            if isTerminal { redraw() }
-        case .finished(let result):
-            finishedWallSeconds.append(result.wallSeconds ?? 0)
-            let seconds = String(format: "%.1f s", result.wallSeconds ?? 0)
-            let detail = result.status == .ok ? "" : ": \(result.reason ?? "")"
-            if isTerminal {
-                closeLine()
-                if result.status != .ok { write("hvbench: \(current): \(result.status.rawValue)\(detail)\n") }
-            } else {
-                write("hvbench:     \(result.status.rawValue) (\(seconds))\(detail)\n")
+        state.withLock { state in
+            switch event {
+            case .starting(let system, let benchmark, let index, let total, let repetitions):
+                state.current = "\(system) \(benchmark)"
+                state.index = index
+                state.total = total
+                state.samples = 0
+                state.expectedSamples = repetitions
+                if isTerminal { redraw(&state) } else { Self.write("hvbench: [\(index)/\(total)] \(state.current) ...\n") }
+            case .sample:
+                state.samples += 1
+                if isTerminal { redraw(&state) }
+            case .finished(let result):
+                state.finishedWallSeconds.append(result.wallSeconds ?? 0)
+                let seconds = String(format: "%.1f s", result.wallSeconds ?? 0)
+                let detail = result.status == .ok ? "" : ": \(result.reason ?? "")"
+                if isTerminal {
+                    Self.closeLine(&state)
+                    if result.status != .ok { Self.write("hvbench: \(state.current): \(result.status.rawValue)\(detail)\n") }
+                } else {
+                    Self.write("hvbench:     \(result.status.rawValue) (\(seconds))\(detail)\n")
+                }
+            case .notice(let text):
+                Self.closeLine(&state)
+                Self.write("hvbench: \(text)\n")
             }
-        case .notice(let text):
-            closeLine()
-            write("hvbench: \(text)\n")
         }
     }
 }

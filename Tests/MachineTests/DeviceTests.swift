@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Machine
@@ -63,4 +64,43 @@ import Testing
         for _ in 0..<1000 { [UInt8(9)].withUnsafeBytes { device.write(offset: 0, from: $0) } }
         #expect(device.milestones.count == 256)
     }
+}
+
+/// The one protocol every device model conforms to: it places itself on a platform, names
+/// itself in reports, and `reset()` returns it to its power-on state, healed.
+@Suite struct DeviceProtocolTests {
+    @Test func devicesPlaceThemselvesNameThemselvesAndResetHeals() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        let ports = IOBus()
+        let mmio = IOBus()
+        let platform = Platform(memory: memory, portBus: ports, mmioBus: mmio)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("device-\(UUID().uuidString).img").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let nic = E1000(memory: memory, mmio: mmio, peer: NetworkPeer(mode: .sink))
+        let ide = IDEDisk(disk: try DiskImage.create(path: path, size: 1 << 20))
+        let virtioNet = VirtioPCITransport(model: VirtioNet(peer: NetworkPeer(mode: .sink)), memory: memory, mmio: mmio)
+        let devices: [any Device] = [nic, ide, virtioNet]
+        for device in devices { try device.attach(to: platform) }
+        #expect(devices.map(\.name) == ["e1000", "ide", "virtio-net"])
+        write(ports, 0xCF8, 0x8000_0000 | 1 << 11)
+        #expect(read(ports, 0xCFC) == 0x100E_8086, "the e1000 plugged itself into slot 1")
+        write(ide.commandBlock, 7, 0x99, width: 1)  // an unknown command: the disk reports an error
+        #expect(read(ide.commandBlock, 7, width: 1) & 0x01 != 0)
+        ide.reset()
+        #expect(read(ide.commandBlock, 7, width: 1) & 0x01 == 0)
+        // Break the NIC with a ring outside RAM, then reset it.
+        _ = nic.configuration.write(offset: 4, count: 2, value: 0x6)
+        write(nic, 0x3800, 0xF000_0000)
+        write(nic, 0x3808, 16 * 8)
+        write(nic, 0x0400, 0x2)
+        write(nic, 0x3818, 1)
+        #expect(nic.brokenReason != nil)
+        nic.reset()
+        #expect(nic.brokenReason == nil)
+    }
+}
+
+private func write(_ bus: IOBus, _ address: UInt64, _ value: UInt64) {
+    let bytes = (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
+    bytes.withUnsafeBytes { _ = bus.write(address, from: $0) }
 }

@@ -39,7 +39,7 @@ public final class E1000: PCIFunction, BusDevice {
         reset()
     }
 
-    private func reset() {
+    public func reset() {
         brokenReason = nil  // a reset is how a driver recovers the device
         for index in registers.indices { registers[index] = 0 }
         registers[Register.status / 4] = 0x0000_0083  // full duplex, link up, 1000 Mb/s

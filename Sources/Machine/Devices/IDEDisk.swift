@@ -97,12 +97,15 @@ public final class IDEDisk {
     }
 
     func writeControl(_ value: UInt8) {
-        if value & 0x04 != 0 {  // software reset
-            status = Status.ready
-            error = 0x01  // diagnostic: no error
-            remaining = 0
-            position = 512
-        }
+        if value & 0x04 != 0 { reset() }  // SRST: software reset
+    }
+
+    /// The state after a software reset: ready, diagnostics passed, no transfer pending.
+    public func reset() {
+        status = Status.ready
+        error = 0x01  // diagnostic: no error
+        remaining = 0
+        position = 512
     }
 
     private var lba28: UInt64 {

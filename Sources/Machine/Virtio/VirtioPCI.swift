@@ -84,7 +84,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
 
     private var selectedQueue: VirtQueue? { Int(queueSelect) < queues.count ? queues[Int(queueSelect)] : nil }
 
-    private func reset() {
+    public func reset() {
         status = 0
         driverFeatures = 0
         brokenReason = nil
