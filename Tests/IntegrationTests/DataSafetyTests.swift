@@ -189,6 +189,31 @@ import Results
         #expect(save.standardError.contains("cannot be a baseline"), "\(save.standardError)")
     }
 
+    /// The CI gate: cpu.int ok in the baseline and failed in the current run used to print
+    /// MISSING and exit 0.
+    @Test func compareFailsTheGateWhenABenchmarkStopsWorking() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let good = try await hvbench([
+            "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "1000", "--repetitions", "5", "--out",
+            directory.appendingPathComponent("baseline").path,
+        ])
+        #expect(good.exitCode == 0, "\(good.standardError)")
+        var failed = try RunResults.load(path: directory.appendingPathComponent("baseline").path)
+        failed.results[0].status = .failed
+        failed.results[0].reason = "watchdog stopped the guest after 60.0 s"
+        failed.results[0].metrics = []
+        let current = directory.appendingPathComponent("current.json")
+        try writeAtomically(try failed.encoded(), to: current)
+        let junit = directory.appendingPathComponent("compare.xml")
+        let compare = try await hvbench([
+            "compare", directory.appendingPathComponent("baseline").path, current.path, "--junit", junit.path,
+        ])
+        #expect(compare.exitCode == 2, "\(compare.standardOutput)")
+        #expect(compare.standardOutput.contains { $0.contains("LOST: failed in the current run: watchdog") })
+        #expect(try String(contentsOf: junit, encoding: .utf8).contains("type=\"lost\""))
+    }
+
     /// `--adaptive --repetitions 1` stopped after one round claiming its CI target was met.
     @Test func anAdaptiveRunNeedsFiveSamplesBeforeItsCICounts() async throws {
         let artifacts = try await Built.artifacts.value
