@@ -36,8 +36,10 @@ public enum BenchmarkDisk {
         return sector.starts(with: signature)
     }
 
-    /// Checks, before anything is measured, that the benchmarks may use the image at `path`.
-    public static func check(path: String, writes: Bool, overwrite: Bool, regionSectors: UInt64) throws {
+    /// Checks, before anything is measured, that the benchmarks may use the image at `path`;
+    /// returns whether it is hvbench's own.
+    @discardableResult
+    public static func check(path: String, writes: Bool, overwrite: Bool, regionSectors: UInt64) throws -> Bool {
         guard FileManager.default.fileExists(atPath: path) else {
             throw Problem(
                 description:
@@ -46,7 +48,8 @@ public enum BenchmarkDisk {
         }
         let image: DiskImage
         do { image = try DiskImage(path: path, access: .readOnly) } catch { throw Problem(description: "\(error)") }
-        guard writes, !isOwn(image), !overwrite else { return }
+        let own = isOwn(image)
+        guard writes, !own, !overwrite else { return own }
         let mebibytes = Double(regionSectors * UInt64(DiskImage.sectorSize)) / 1_048_576
         throw Problem(
             description:
@@ -66,8 +69,7 @@ public enum BenchmarkDisk {
             try prepareRegion(image, regionSectors)
             return Opened(image: image, patterned: true)
         }
-        try check(path: path, writes: writes, overwrite: overwrite, regionSectors: regionSectors)
-        let own = isOwn(try DiskImage(path: path, access: .readOnly))
+        let own = try check(path: path, writes: writes, overwrite: overwrite, regionSectors: regionSectors)
         if !own && !writes {
             return Opened(image: try DiskImage(path: path, access: .readOnly, direct: direct), patterned: false)
         }
