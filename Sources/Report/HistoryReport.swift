@@ -1,17 +1,9 @@
 import Results
 import Foundation
 
-/// history.html: each metric over a series of runs, with the regressions `compare` would flag
-/// between consecutive runs marked in red.
+/// history.html: each metric over a series of runs, with its change points (E-divisive means,
+/// see `ChangePoints`) marked where the new regime starts, with the size of the step.
 public enum HistoryReport {
-    public struct Point {
-        public let label: String
-        public let median: Double
-        public let low: Double
-        public let high: Double
-        public let regression: Bool
-    }
-
     /// Finds every results.json under `folder`, oldest first; unreadable ones are reported.
     public static func loadRuns(under folder: URL) -> (runs: [(URL, RunResults)], problems: [String]) {
         var runs: [(URL, RunResults)] = []
@@ -25,64 +17,73 @@ public enum HistoryReport {
         return (runs, problems)
     }
 
-    public static func render(_ runs: [RunResults], alpha: Double = 0.01, thresholds: ThresholdPolicy = ThresholdPolicy())
-        -> String
-    {
-        var series: [String: [Point]] = [:]
-        var order: [String] = []
-        var units: [String: String] = [:]
-        for (index, run) in runs.enumerated() {
-            let label = String(run.startedAt.prefix(16)) + (run.tool.gitCommit.map { " " + String($0.prefix(7)) } ?? "")
-            let flagged =
-                index > 0
-                ? Set(
-                    ComparisonReport.compare(baseline: runs[index - 1], current: run, alpha: alpha, thresholds: thresholds)
-                        .regressions.map {
-                            "\($0.system) \($0.benchmark) \($0.metric)"
-                        }) : []
-            for result in run.results where result.status == .ok {
-                guard let metric = result.metrics.first else { continue }
-                let key = "\(result.system) \(result.benchmark) \(metric.name)"
-                if series[key] == nil { order.append(key) }
-                units[key] = metric.unit
-                let s = metric.summary
-                series[key, default: []].append(
-                    Point(label: label, median: s.median, low: s.ci95Low, high: s.ci95High, regression: flagged.contains(key)))
-            }
-        }
+    public static func render(_ runs: [RunResults], history: History? = nil) -> String {
+        let history = history ?? History(runs)
+        let changes = history.series.reduce(0) { $0 + $1.changePoints.count }
         var body =
-            "<header><h1>hvbench history</h1><p>\(runs.count) runs from \(escapeXML(runs.first?.startedAt ?? "-")) to \(escapeXML(runs.last?.startedAt ?? "-")). Red points: regressions that <code>hvbench compare</code> flags against the previous run (alpha \(alpha)).</p></header>"
+            "<header><h1>hvbench history</h1><p>\(runs.count) runs from \(escapeXML(runs.first?.startedAt ?? "-")) to \(escapeXML(runs.last?.startedAt ?? "-")). "
+            + "Marked: \(changes) change points (E-divisive means with a permutation test, p &lt; 0.05), each where the new level starts, "
+            + "red when the metric got worse. Run-to-run drift without a lasting step is not marked.</p></header>"
         body += "<div class=\"grid\">"
-        for key in order { body += lineChart(title: key, unit: units[key] ?? "", points: series[key] ?? []) }
+        for series in history.series
+        where series.metric
+            == history.series.first(where: {
+                $0.system == series.system && $0.benchmark == series.benchmark
+            })?.metric
+        {
+            body += lineChart(series, labels: history.runLabels)
+        }
         body += "</div>"
         return HTMLReport.page(title: "hvbench history", body: body)
     }
 
-    static func lineChart(title: String, unit: String, points: [Point]) -> String {
-        let width = 560.0
-        let height = 240.0
-        let left = 64.0
+    /// Approximate width of chart text (11 px sans-serif), for margins that fit the labels.
+    static func textWidth(_ text: String) -> Double { Double(text.count) * 6.2 }
+
+    static func lineChart(_ series: History.Series, labels: [String]) -> String {
+        let points = series.medians.indices
+        let pointLabels = series.runIndices.map { labels[$0] }
+        let axis = ValueAxis(values: series.lows + series.highs)
+        let tickLabels = axis.ticks.map { "\(formatNumber($0)) \(series.unit)" }
+        // Margins from the labels themselves: ticks on the left, run labels slanted down-right.
+        let left = 12 + (tickLabels.map(textWidth).max() ?? 40)
+        let longestRunLabel = pointLabels.map(textWidth).max() ?? 0
+        let right = 16 + longestRunLabel * 0.87
+        let plotWidth = 480.0
         let top = 30.0
-        let plotWidth = width - left - 16
-        let plotHeight = height - top - 60
-        let axis = ValueAxis(values: points.flatMap { [$0.low, $0.high] })
+        let plotHeight = 170.0
+        let width = left + plotWidth + right
+        let height = top + plotHeight + 24 + longestRunLabel * 0.5
+        let changeAt = Dictionary(uniqueKeysWithValues: series.changePoints.map { ($0.index, $0) })
         func x(_ i: Int) -> Double { left + plotWidth * (points.count > 1 ? Double(i) / Double(points.count - 1) : 0.5) }
         func y(_ v: Double) -> Double { top + plotHeight * (1 - axis.fraction(v)) }
         var svg =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"\(Int(width))\" height=\"\(Int(height))\"><text x=\"\(left)\" y=\"18\" class=\"chart-title\">\(escapeXML(title))</text>"
-        for tick in axis.ticks {
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"\(Int(width))\" height=\"\(Int(height))\"><text x=\"\(left)\" y=\"18\" class=\"chart-title\">\(escapeXML(series.key))</text>"
+        for (tick, label) in zip(axis.ticks, tickLabels) {
             svg +=
-                "<line x1=\"\(left)\" x2=\"\(left + plotWidth)\" y1=\"\(y(tick))\" y2=\"\(y(tick))\" class=\"grid\"/><text x=\"\(left - 6)\" y=\"\(y(tick) + 4)\" class=\"tick\" text-anchor=\"end\">\(formatNumber(tick)) \(escapeXML(unit))</text>"
+                "<line x1=\"\(left)\" x2=\"\(left + plotWidth)\" y1=\"\(y(tick))\" y2=\"\(y(tick))\" class=\"grid\"/><text x=\"\(left - 6)\" y=\"\(y(tick) + 4)\" class=\"tick\" text-anchor=\"end\">\(escapeXML(label))</text>"
         }
-        let line = points.enumerated().map { "\(x($0.offset)),\(y($0.element.median))" }.joined(separator: " ")
-        svg += "<polyline points=\"\(line)\" fill=\"none\" stroke=\"#4c78a8\" stroke-width=\"2\"/>"
-        for (i, p) in points.enumerated() {
-            svg += "<line class=\"ci\" x1=\"\(x(i))\" x2=\"\(x(i))\" y1=\"\(y(p.high))\" y2=\"\(y(p.low))\"/>"
+        for (index, change) in changeAt.sorted(by: { $0.key < $1.key }) {
+            let colour = series.isWorse(change) ? "#d62728" : "#2ca02c"
+            let marker = x(index) - (points.count > 1 ? plotWidth / Double(points.count - 1) / 2 : 0)
             svg +=
-                "<circle class=\"\(p.regression ? "regression" : "point")\" cx=\"\(x(i))\" cy=\"\(y(p.median))\" r=\"\(p.regression ? 6 : 3.5)\" fill=\"\(p.regression ? "#d62728" : "#4c78a8")\"><title>\(escapeXML("\(p.label): \(formatNumber(p.median)) \(unit) [\(formatNumber(p.low)), \(formatNumber(p.high))]\(p.regression ? " REGRESSION" : "")"))</title></circle>"
+                "<line class=\"change\" x1=\"\(marker)\" x2=\"\(marker)\" y1=\"\(top)\" y2=\"\(top + plotHeight)\" style=\"stroke:\(colour);stroke-width:1.5\" stroke-dasharray=\"4 3\"/>"
+                + "<text x=\"\(marker + 4)\" y=\"\(top + 12)\" class=\"tick\" style=\"fill:\(colour)\">\(String(format: "%+.1f%%", change.changePercent)) from \(escapeXML(pointLabels[index]))</text>"
+        }
+        let line = points.map { "\(x($0)),\(y(series.medians[$0]))" }.joined(separator: " ")
+        svg += "<polyline points=\"\(line)\" fill=\"none\" stroke=\"#4c78a8\" stroke-width=\"2\"/>"
+        for i in points {
+            svg += "<line class=\"ci\" x1=\"\(x(i))\" x2=\"\(x(i))\" y1=\"\(y(series.highs[i]))\" y2=\"\(y(series.lows[i]))\"/>"
+            let change = changeAt[i]
+            let title =
+                "\(pointLabels[i]): \(formatNumber(series.medians[i])) \(series.unit) [\(formatNumber(series.lows[i])), \(formatNumber(series.highs[i]))]"
+                + (change.map { String(format: "; change point %+.1f%% (p %.3f)", $0.changePercent, $0.pValue) } ?? "")
+            svg +=
+                "<circle class=\"\(change == nil ? "point" : "change-point")\" cx=\"\(x(i))\" cy=\"\(y(series.medians[i]))\" r=\"\(change == nil ? 3.5 : 6)\" fill=\"\(change.map { series.isWorse($0) ? "#d62728" : "#2ca02c" } ?? "#4c78a8")\"><title>\(escapeXML(title))</title></circle>"
             if points.count <= 12 || i % max(1, points.count / 8) == 0 {
+                let baseline = top + plotHeight + 14
                 svg +=
-                    "<text x=\"\(x(i))\" y=\"\(top + plotHeight + 14)\" class=\"category\" text-anchor=\"end\" transform=\"rotate(-30 \(x(i)) \(top + plotHeight + 14))\">\(escapeXML(p.label))</text>"
+                    "<text x=\"\(x(i))\" y=\"\(baseline)\" class=\"category\" text-anchor=\"start\" transform=\"rotate(30 \(x(i)) \(baseline))\">\(escapeXML(pointLabels[i]))</text>"
             }
         }
         return svg + "</svg>"

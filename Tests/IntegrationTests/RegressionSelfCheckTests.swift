@@ -149,4 +149,31 @@ import Results
         #expect(history.exitCode == 0)
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("h/history.html").path))
     }
+
+    /// history --check on real runs: six at the build's speed, then four with a 30% injected
+    /// slowdown (four runs on the new level put the permutation p near 0.01, well inside 0.05).
+    /// The step is found where it starts and fails the check; before it, nothing does.
+    @Test func historyCheckFindsAStepAtTheNewestRuns() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for index in 1...10 {
+            let output = try await hvbench(
+                [
+                    "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "100000", "--repetitions", "3", "--out",
+                    directory.appendingPathComponent(String(format: "run%02d", index)).path,
+                ] + (index > 6 ? ["--inject-slowdown", "30"] : []))
+            #expect(output.exitCode == 0, "\(output.standardError)")
+            if index == 6 {
+                let flat = try await hvbench(["history", directory.path, "--check"])
+                #expect(flat.exitCode == 0, "\(flat.standardOutput) \(flat.standardError)")
+            }
+        }
+        let stepped = try await hvbench([
+            "history", directory.path, "--check", "--out", directory.appendingPathComponent("h").path,
+        ])
+        #expect(stepped.exitCode == 2, "\(stepped.standardOutput)")
+        #expect(stepped.standardError.contains("regression: native cpu.int ns_per_op +"), "\(stepped.standardError)")
+        let html = try String(contentsOf: directory.appendingPathComponent("h/history.html"), encoding: .utf8)
+        #expect(html.contains("class=\"change\""))
+    }
 }
