@@ -34,9 +34,13 @@ public final class BenchmarkRunner: Sendable {
     }
 
     public func run(_ configuration: RunConfiguration) async -> [BenchmarkResult] {
-        var results: [BenchmarkResult] = []
-        let total = (configuration.systems.count + configuration.peers.count) * configuration.suite.entries.count
-        var index = 0
+        await schedule(configuration).results
+    }
+
+    /// Runs the configuration's rounds: in each, every (system or peer, benchmark) pair once, in
+    /// the order the schedule's seed gives that round. Returns one result per pair (its rounds
+    /// combined) and the schedule with the order things ran in.
+    public func schedule(_ configuration: RunConfiguration) async -> (results: [BenchmarkResult], schedule: Schedule) {
         var kvm: KVMSystem?
         var kvmProblem: String?
         if configuration.systems.contains(where: { $0 == .hardwareAssist || $0 == .paravirtIO }) {
@@ -46,61 +50,73 @@ public final class BenchmarkRunner: Sendable {
             }
         }
         let guestImage = (try? Data(contentsOf: artifacts.guestImage)).map { [UInt8]($0) } ?? []
-        /// Announces, times and records one (system, benchmark) pair.
-        func record(_ system: String, _ entry: Suite.Entry, _ body: () async -> BenchmarkResult) async {
-            index += 1
-            progress(.starting(system: system, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
-            let started = MonotonicClock.nanoseconds()
-            var result = await body()
-            result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
-            progress(.finished(result))
-            results.append(result)
-        }
+        var tasks: [(system: String, entry: Suite.Entry)] = []
         for system in configuration.systems {
-            for entry in configuration.suite.entries {
-                await record(system.rawValue, entry) {
-                    switch system {
-                    case .native:
-                        return await measure(system.rawValue, entry, configuration) {
-                            await self.nativeRound(entry, configuration)
-                        }
-                    case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
-                        let cpu: VMBuilder.CPU
-                        if system.usesEmulator == true {
-                            cpu = .emulator
-                        } else if let kvm {
-                            cpu = .kvm(kvm)
-                        } else {
-                            return BenchmarkResult(
-                                system: system.rawValue, benchmark: entry.id, status: .skipped,
-                                reason: kvmProblem ?? "KVM is not available")
-                        }
-                        var result = await measure(system.rawValue, entry, configuration) {
-                            BenchmarkDefinition.named(entry.id)?.roundKind == .boot
-                                ? self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
-                                : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: system)
-                        }
-                        result.engine = system.usesEmulator == true ? "emulator" : "kvm"
-                        return result
-                    }
-                }
-            }
+            for entry in configuration.suite.entries { tasks.append((system.rawValue, entry)) }
         }
         for peer in configuration.peers {
-            for entry in configuration.suite.entries {
-                await record(peer.rawValue, entry) {
-                    if let why = QEMUPeer.unavailability(peer) {
-                        return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
-                    }
-                    var result = await measure(peer.rawValue, entry, configuration) {
-                        await self.qemuRound(peer, entry, configuration)
-                    }
-                    result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
-                    return result
-                }
+            for entry in configuration.suite.entries { tasks.append((peer.rawValue, entry)) }
+        }
+        var schedule = Schedule(rounds: configuration.rounds, seed: configuration.seed)
+        var perTask: [[BenchmarkResult]] = Array(repeating: [], count: tasks.count)
+        let total = tasks.count * configuration.rounds
+        var index = 0
+        for round in 0..<configuration.rounds {
+            for task in schedule.permutation(round: round, count: tasks.count) {
+                let (system, entry) = tasks[task]
+                index += 1
+                progress(
+                    .starting(system: system, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
+                let started = MonotonicClock.nanoseconds()
+                var result = await runOnce(system, entry, configuration, kvm: kvm, kvmProblem: kvmProblem, guestImage: guestImage)
+                result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
+                progress(.finished(result))
+                perTask[task].append(result)
+                schedule.order.append(Schedule.Slot(round: round, system: system, benchmark: entry.id))
             }
         }
-        return results
+        return (perTask.map { BenchmarkResult.combining(rounds: $0) }, schedule)
+    }
+
+    /// One (system or peer, benchmark) pair, once: a fresh VM, process or QEMU.
+    private func runOnce(
+        _ system: String, _ entry: Suite.Entry, _ configuration: RunConfiguration, kvm: KVMSystem?, kvmProblem: String?,
+        guestImage: [UInt8]
+    ) async -> BenchmarkResult {
+        if let peer = PeerKind(rawValue: system) {
+            if let why = QEMUPeer.unavailability(peer) {
+                return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
+            }
+            var result = await measure(peer.rawValue, entry, configuration) {
+                await self.qemuRound(peer, entry, configuration)
+            }
+            result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
+            return result
+        }
+        guard let kind = SystemKind(rawValue: system) else {
+            return BenchmarkResult(system: system, benchmark: entry.id, status: .skipped, reason: "unknown system")
+        }
+        switch kind {
+        case .native:
+            return await measure(system, entry, configuration) { await self.nativeRound(entry, configuration) }
+        case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
+            let cpu: VMBuilder.CPU
+            if kind.usesEmulator == true {
+                cpu = .emulator
+            } else if let kvm {
+                cpu = .kvm(kvm)
+            } else {
+                return BenchmarkResult(
+                    system: system, benchmark: entry.id, status: .skipped, reason: kvmProblem ?? "KVM is not available")
+            }
+            var result = await measure(system, entry, configuration) {
+                BenchmarkDefinition.named(entry.id)?.roundKind == .boot
+                    ? self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
+                    : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
+            }
+            result.engine = kind.usesEmulator == true ? "emulator" : "kvm"
+            return result
+        }
     }
 
     /// Runs rounds until one is enough (or, adaptively, until the CI target or budget is reached)
@@ -147,7 +163,7 @@ public final class BenchmarkRunner: Sendable {
         result.repetitions = merged.metrics.first?.values.count
         result.privilege = merged.privilege
         result.exits = merged.exits
-        result.metrics = merged.metrics.map(Metric.init)
+        result.metrics = merged.metrics.map { Metric($0) }
         if !merged.latency.isEmpty, let index = result.metrics.firstIndex(where: { $0.name == "ns_per_op" }) {
             result.metrics[index].summary.addLatencyPercentiles(merged.latency, tscHertz: merged.tscHertz)
         }

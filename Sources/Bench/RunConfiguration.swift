@@ -28,6 +28,10 @@ public struct RunConfiguration: Sendable {
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
     public var adaptive: AdaptivePolicy?
+    /// Rounds: every (system, benchmark) pair runs once per round, in an order shuffled per round
+    /// from `seed` (see `Schedule`). 1 keeps the listed order.
+    public var rounds = 1
+    public var seed: UInt64 = 0
     /// Other VMMs running the same guest, after hvbench's own systems.
     public var peers: [PeerKind] = []
     /// Disk benchmarks: the raw image (default: disk.img, 64 MiB, sparse, in the output folder),

@@ -111,9 +111,9 @@ public struct ClaimVerdict: Codable, Sendable, Equatable {
 
 extension Claim {
     public func evaluate(_ run: RunResults) -> ClaimVerdict {
-        func samples(_ reference: Reference) -> [Double]? {
+        func metric(_ reference: Reference) -> Metric? {
             run.results.first { $0.system == reference.system && $0.benchmark == reference.benchmark && $0.status == .ok }?
-                .metrics.first { $0.name == reference.metric }?.samples
+                .metrics.first { $0.name == reference.metric }
         }
         func status(_ reference: Reference) -> String {
             guard let result = run.results.first(where: { $0.system == reference.system && $0.benchmark == reference.benchmark })
@@ -128,27 +128,27 @@ extension Claim {
         let high: Double
         let what: String
         if let reference = check.value {
-            guard let values = samples(reference) else {
+            guard let found = metric(reference) else {
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(reference))
             }
-            guard !values.isEmpty else {
+            guard !found.samples.isEmpty else {
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: "\(reference) has no samples")
             }
-            let summary = Summary(values)
+            let summary = Summary(found.replicates)
             (value, low, high) = (summary.median, summary.ci95Low, summary.ci95High)
             what = "median \(reference)"
         } else if let ratio = check.ratio {
-            guard let numerator = samples(ratio.numerator) else {
+            guard let numerator = metric(ratio.numerator) else {
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(ratio.numerator))
             }
-            guard let denominator = samples(ratio.denominator) else {
+            guard let denominator = metric(ratio.denominator) else {
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: status(ratio.denominator))
             }
-            guard !numerator.isEmpty, !denominator.isEmpty else {
-                let empty = numerator.isEmpty ? ratio.numerator : ratio.denominator
+            guard !numerator.samples.isEmpty, !denominator.samples.isEmpty else {
+                let empty = numerator.samples.isEmpty ? ratio.numerator : ratio.denominator
                 return ClaimVerdict(claim: self, outcome: .insufficientData, evidence: "\(empty) has no samples")
             }
-            guard let interval = Summary.ratioInterval(numerator, denominator) else {
+            guard let interval = numerator.ratio(to: denominator) else {
                 return ClaimVerdict(
                     claim: self, outcome: .insufficientData, evidence: "the ratio is undefined (zero denominator)")
             }

@@ -253,7 +253,8 @@ extension ComparisonReport {
         for result in current.results where result.status == .ok {
             for metric in result.metrics {
                 guard let (_, old) = baseline["\(result.system)|\(result.benchmark)|\(metric.name)"] else { continue }
-                let counts = Counts(baseline: old.samples.count, current: metric.samples.count)
+                let (before, after) = replicates(old, metric)
+                let counts = Counts(baseline: before.count, current: after.count)
                 if smallestPValue(counts.baseline, counts.current) >= alpha {
                     blind[counts, default: []].append("\(result.system) \(result.benchmark)/\(metric.name)")
                 }
@@ -266,6 +267,15 @@ extension ComparisonReport {
                 + "current samples the smallest possible p is \(String(format: "%.4f", p)), so \(names.count) metric(s) "
                 + "can never be flagged (\(listed)); use more repetitions"
         }
+    }
+
+    /// What the test compares: per-round values when both runs have several rounds (the unit of
+    /// replication), else the repetitions.
+    static func replicates(_ baseline: Metric, _ current: Metric) -> ([Double], [Double]) {
+        guard let before = baseline.roundValues, let after = current.roundValues, before.count > 1, after.count > 1 else {
+            return (baseline.samples, current.samples)
+        }
+        return (before, after)
     }
 
     /// 2 / C(n1 + n2, n1): the two-sided p of the most extreme arrangement.
@@ -346,7 +356,8 @@ public struct ComparisonReport: Sendable {
                     comparison.noisy = comparison.noisy || old.summary.noisy
                     let change = (metric.summary.median - old.summary.median) / abs(old.summary.median) * 100
                     comparison.changePercent = change
-                    let p = MannWhitney.pValue(old.samples, metric.samples)
+                    let (before, after) = Self.replicates(old, metric)
+                    let p = MannWhitney.pValue(before, after)
                     comparison.pValue = p
                     let worse = metric.better == .higher ? -change : change
                     if p < alpha && worse > threshold {

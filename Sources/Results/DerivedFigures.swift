@@ -47,9 +47,7 @@ extension RunResults {
                 // Performance is the value when higher is better and its reciprocal otherwise,
                 // so the ratio reads the same way for throughputs and for times.
                 let ratio =
-                    metric.better == .higher
-                    ? Summary.ratioInterval(metric.samples, otherMetric.samples)
-                    : Summary.ratioInterval(otherMetric.samples, metric.samples)
+                    metric.better == .higher ? metric.ratio(to: otherMetric) : otherMetric.ratio(to: metric)
                 guard let ratio else { return nil }
                 let scale = kind == .percentOfNative ? 100.0 : 1.0
                 return DerivedFigure(

@@ -6,6 +6,8 @@ public enum Limits {
     /// Operations per repetition: 10^12 at ~1 ns each is already 15 minutes.
     public static let iterations: ClosedRange<UInt64> = 1...1_000_000_000_000
     public static let repetitions: ClosedRange<Int> = 1...10_000
+    /// Rounds of a run: each one boots every (system, benchmark) pair once.
+    public static let rounds: ClosedRange<Int> = 1...1_000
     public static let warmups: ClosedRange<Int> = 0...1_000
     /// Watchdog seconds for one guest or native process: up to a day.
     public static let timeoutSeconds: ClosedRange<Double> = 1...86_400

@@ -1,8 +1,10 @@
 import Foundation
 
-/// results.json, schemaVersion 1 (documented in docs/results-schema.md).
+/// results.json, schemaVersion 2 (documented in docs/results-schema.md); version 1 files (no
+/// rounds) are read as well.
 public struct RunResults: Codable, Sendable {
-    public static let currentSchemaVersion = 1
+    public static let currentSchemaVersion = 2
+    public static let readableSchemaVersions = 1...2
 
     public var schemaVersion: Int
     public var tool: ToolInfo
@@ -17,6 +19,8 @@ public struct RunResults: Codable, Sendable {
     /// `--inject-slowdown`: every timed repetition was made this many percent longer on purpose
     /// (absent in real runs). Reports warn about it and `baseline save` refuses such a run.
     public var injectedSlowdownPercent: UInt64?
+    /// The rounds, their seed and the order everything ran in (absent in version 1 files).
+    public var schedule: Schedule?
 
     /// The warning every report shows for a deliberately slowed run; nil for a real run.
     public var slowdownWarning: String? {
@@ -58,10 +62,10 @@ public struct RunResults: Codable, Sendable {
         guard let version = probe.schemaVersion else {
             throw ReadError(description: "\(source): not a hvbench results file (no schemaVersion)")
         }
-        guard version == currentSchemaVersion else {
+        guard readableSchemaVersions.contains(version) else {
             throw ReadError(
                 description:
-                    "\(source): schemaVersion \(version) is not supported by this hvbench (it reads version \(currentSchemaVersion))"
+                    "\(source): schemaVersion \(version) is not supported by this hvbench (it reads versions \(readableSchemaVersions.lowerBound) to \(readableSchemaVersions.upperBound))"
             )
         }
         let decoder = JSONDecoder()
@@ -114,6 +118,9 @@ public struct RunResults: Codable, Sendable {
                 let field = "\(at).metrics[\(metricIndex)] (\(metric.name))"
                 if result.status == .ok && metric.samples.isEmpty { return "\(field) of an ok result has no samples" }
                 if metric.samples.contains(where: { !$0.isFinite }) { return "\(field) holds a non-finite sample" }
+                if metric.roundValues?.contains(where: { !$0.isFinite }) == true {
+                    return "\(field) holds a non-finite round value"
+                }
             }
         }
         return nil
@@ -191,16 +198,25 @@ public struct Metric: Codable, Sendable {
     public var name: String
     public var unit: String
     public var better: Better
+    /// Every measured repetition, of every round.
     public var samples: [Double]
+    /// Runs of several rounds: the median of each round's repetitions, in round order.
+    public var roundValues: [Double]?
+    /// Across rounds when there are several (the unit of replication), else across repetitions.
     public var summary: Summary
 
-    public init(_ samples: MetricSamples) {
+    public init(_ samples: MetricSamples, roundValues: [Double]? = nil) {
         name = samples.name
         unit = samples.unit
         better = samples.better
         self.samples = samples.values
-        summary = Summary(samples.values)
+        self.roundValues = roundValues
+        summary = Summary(roundValues.flatMap { $0.count > 1 ? $0 : nil } ?? samples.values)
     }
+
+    /// What statistics compare: the per-round values when there are several rounds, else the
+    /// repetitions.
+    public var replicates: [Double] { roundValues.flatMap { $0.count > 1 ? $0 : nil } ?? samples }
 }
 
 extension RunResults {
@@ -250,6 +266,7 @@ extension RunResults {
             merged.suite = Array(Set(runs.compactMap(\.suite))).sorted().joined(separator: "+")
             merged.derived = nil
             merged.injectedSlowdownPercent = runs.compactMap(\.injectedSlowdownPercent).max()
+            merged.schedule = nil  // several runs: no single order
             return merged
         }
         var hosts: [String: EnvironmentRecord] = [:]
@@ -270,6 +287,7 @@ extension RunResults {
         merged.hosts = hosts
         merged.results = results
         merged.injectedSlowdownPercent = runs.compactMap(\.injectedSlowdownPercent).max()
+        merged.schedule = nil
         merged.startedAt = runs.map(\.startedAt).min() ?? merged.startedAt
         let suites = Array(Set(runs.compactMap(\.suite))).sorted()
         merged.suite = suites.isEmpty ? nil : suites.joined(separator: "+")

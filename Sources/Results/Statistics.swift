@@ -118,4 +118,30 @@ public struct Summary: Codable, Equatable, Sendable {
         ratios.sort()
         return (ratio, quantile(ratios, 0.025), quantile(ratios, 0.975))
     }
+
+    /// Ratios paired by round: a[i] / b[i] for each round i (both measured in the same round, so
+    /// the host's drift between rounds cancels), their median, and a percentile-bootstrap CI of
+    /// that median resampling rounds. nil unless both sides have the same number (> 1) of values.
+    public static func pairedRatioInterval(_ a: [Double], _ b: [Double], resamples: Int = 2000) -> (
+        ratio: Double, low: Double, high: Double
+    )? {
+        guard a.count == b.count, a.count > 1 else { return nil }
+        let ratios = zip(a, b).map { $0 / $1 }
+        guard ratios.allSatisfy(\.isFinite) else { return nil }
+        let (low, high) = bootstrapMedianInterval(ratios, resamples: resamples)
+        return (quantile(ratios.sorted(), 0.5), low, high)
+    }
+}
+
+extension Metric {
+    /// This metric over `other`'s: paired by round when both come from the same rounds, else the
+    /// ratio of medians with independent resampling.
+    public func ratio(to other: Metric) -> (ratio: Double, low: Double, high: Double)? {
+        if let mine = roundValues, let theirs = other.roundValues,
+            let paired = Summary.pairedRatioInterval(mine, theirs)
+        {
+            return paired
+        }
+        return Summary.ratioInterval(samples, other.samples)
+    }
 }

@@ -6,6 +6,7 @@ import Yams
 ///
 ///     name: quick
 ///     description: ...
+///     rounds: 3             # each round runs every (system, benchmark) once (default 1)
 ///     repetitions: 5        # measured repetitions per benchmark (default 5)
 ///     warmups: 1            # unmeasured repetitions first (default 1)
 ///     timeout: 120          # seconds one guest or native process may run (default 120)
@@ -36,11 +37,14 @@ public struct Suite: Sendable, Equatable {
     public var name: String
     public var description: String
     public var entries: [Entry]
+    /// Rounds of the run (see `Schedule`); 1 unless the suite says otherwise.
+    public var rounds: Int
 
-    public init(name: String, description: String, entries: [Entry]) {
+    public init(name: String, description: String, entries: [Entry], rounds: Int = 1) {
         self.name = name
         self.description = description
         self.entries = entries
+        self.rounds = rounds
     }
 
     public struct LoadError: Error, CustomStringConvertible, Equatable {
@@ -92,7 +96,7 @@ public struct Suite: Sendable, Equatable {
             LoadError(file: file, line: node?.mark.map { $0.line }, message: message)
         }
         guard let top = root.mapping else { throw fail(root, "a suite must be a mapping with 'name' and 'benchmarks'") }
-        let allowedTop: Set<String> = ["name", "description", "repetitions", "warmups", "timeout", "benchmarks"]
+        let allowedTop: Set<String> = ["name", "description", "rounds", "repetitions", "warmups", "timeout", "benchmarks"]
         for (key, _) in top {
             guard let name = key.string, allowedTop.contains(name) else {
                 throw fail(key, "unknown key '\(key.string ?? "?")' (allowed: \(allowedTop.sorted().joined(separator: ", ")))")
@@ -110,6 +114,7 @@ public struct Suite: Sendable, Equatable {
         let timeoutRange = Int(Limits.timeoutSeconds.lowerBound)...Int(Limits.timeoutSeconds.upperBound)
         guard let nameNode = top["name"], let name = nameNode.string, !name.isEmpty else { throw fail(root, "missing 'name'") }
         let description = top["description"]?.string ?? ""
+        let rounds = try top["rounds"].map { try integer($0, "rounds", Limits.rounds) } ?? 1
         let repetitions = try top["repetitions"].map { try integer($0, "repetitions", Limits.repetitions) } ?? 5
         let warmups = try top["warmups"].map { try integer($0, "warmups", Limits.warmups) } ?? 1
         let timeout = try top["timeout"].map { try integer($0, "timeout", timeoutRange) } ?? 120
@@ -142,6 +147,6 @@ public struct Suite: Sendable, Equatable {
                     sizeBytes: size,
                     timeoutSeconds: Double(try mapping["timeout"].map { try integer($0, "timeout", timeoutRange) } ?? timeout)))
         }
-        return Suite(name: name, description: description, entries: entries)
+        return Suite(name: name, description: description, entries: entries, rounds: rounds)
     }
 }

@@ -26,6 +26,12 @@ struct RunOptions: ParsableArguments {
     @Option(name: .long, help: "Run only this benchmark id (repeatable). Ids outside the suite use catalogue defaults.")
     var bench: [String] = []
 
+    @Option(help: "Rounds, overriding the suite: each round runs every (system, benchmark) once, in an order shuffled per round.")
+    var rounds: Int?
+
+    @Option(help: "Seed of the per-round order (default: from the clock; recorded in results.json).")
+    var seed: UInt64?
+
     @Option(help: "Measured repetitions per benchmark, overriding the suite.")
     var repetitions: Int?
 
@@ -90,6 +96,7 @@ struct RunOptions: ParsableArguments {
     func validate() throws {
         var problems: [String?] = [
             repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
+            rounds.flatMap { Limits.check($0, in: Limits.rounds, "--rounds") },
             iterations.flatMap { Limits.check($0, in: Limits.iterations, "--iterations") },
             timeout.flatMap { Limits.check(Double($0), in: Limits.timeoutSeconds, "--timeout (seconds)") },
             Limits.check(injectSlowdown, in: Limits.slowdownPercent, "--inject-slowdown (percent)"),
@@ -218,19 +225,22 @@ struct RunOptions: ParsableArguments {
         var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
         configuration.memoryMiB = memory
         configuration.slowdownPercent = injectSlowdown
+        configuration.rounds = rounds ?? selected.rounds
+        configuration.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
         configuration.peers = peers
         configuration.diskImagePath = diskImage
         configuration.overwriteDiskImage = overwriteDiskImage
         configuration.directIO = direct
         if adaptive { configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
         let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
-        let results = await runner.run(configuration)
+        let (results, schedule) = await runner.schedule(configuration)
         progress.finish()
 
         var run = RunResults(
             tool: await toolInfo(workspace), startedAt: startedAt, suite: selected.name, environment: environment,
             results: results)
         run.injectedSlowdownPercent = injectSlowdown > 0 ? injectSlowdown : nil
+        run.schedule = schedule
         let files: [URL]
         do { files = try RunOutput.write(run, to: output, claims: claims) } catch {
             throw UsageError("cannot write the results into \(output.path): \(RunFolder.reason(error))")

@@ -114,3 +114,31 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
         #expect(easy.rounds == 2 && easy.ciTargetMet == true)
     }
 }
+
+@Suite struct RoundSchedulingTests {
+    /// Each round runs every (system, benchmark) pair once, in an order shuffled from the seed;
+    /// each result carries one value per round and its summary is across rounds.
+    @Test func everyPairRunsOncePerRoundInTheSeedsOrder() async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var suite = tinySuite("cpu.int", iterations: 20_000, repetitions: 2)
+        suite.entries += tinySuite("cpu.callret", iterations: 20_000, repetitions: 2).entries
+        var configuration = RunConfiguration(systems: [.native], suite: suite, outputDirectory: output)
+        configuration.rounds = 4
+        configuration.seed = 11
+        let (results, schedule) = await BenchmarkRunner(artifacts: artifacts) { _ in }.schedule(configuration)
+        #expect(results.map(\.benchmark) == ["cpu.int", "cpu.callret"])
+        #expect(schedule.order.count == 8)
+        for round in 0..<4 {
+            #expect(Set(schedule.order.filter { $0.round == round }.map(\.benchmark)) == ["cpu.int", "cpu.callret"])
+        }
+        let expected = (0..<4).flatMap { Schedule(rounds: 4, seed: 11).permutation(round: $0, count: 2) }
+        #expect(schedule.order.map { $0.benchmark == "cpu.int" ? 0 : 1 } == expected)
+        for result in results {
+            #expect(result.status == .ok, "\(result.reason ?? "")")
+            #expect(result.rounds == 4)
+            #expect(result.metrics.allSatisfy { $0.roundValues?.count == 4 && $0.samples.count == 8 })
+        }
+    }
+}

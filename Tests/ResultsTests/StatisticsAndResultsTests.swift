@@ -88,7 +88,7 @@ func sampleRun() -> RunResults {
         defer { try? FileManager.default.removeItem(at: directory) }
         _ = try RunOutput.write(run, to: directory)
         let loaded = try RunResults.load(from: directory.appendingPathComponent("results.json"))
-        #expect(loaded.schemaVersion == 1)
+        #expect(loaded.schemaVersion == RunResults.currentSchemaVersion)
         #expect(loaded.results.count == 3)
         #expect(loaded.results[1].metrics[0].samples == [400, 410, 390])
         let percent = try #require(
@@ -158,10 +158,10 @@ func sampleRun() -> RunResults {
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("results.json")
         var json = String(decoding: try sampleRun().encoded(), as: UTF8.self)
-        json = json.replacingOccurrences(of: "\"schemaVersion\" : 1", with: "\"schemaVersion\" : 2")
+        json = json.replacingOccurrences(of: "\"schemaVersion\" : 2", with: "\"schemaVersion\" : 3")
         try writeAtomically(Data(json.utf8), to: file)
         #expect(throws: RunResults.ReadError.self) { try RunResults.load(from: file) }
-        do { _ = try RunResults.load(from: file) } catch { #expect("\(error)".contains("schemaVersion 2 is not supported")) }
+        do { _ = try RunResults.load(from: file) } catch { #expect("\(error)".contains("schemaVersion 3 is not supported")) }
         try writeAtomically(Data("{\"schemaVersion\": 1, \"results\": [".utf8), to: file)
         #expect(throws: RunResults.ReadError.self) { try RunResults.load(from: file) }
         try writeAtomically(Data("{\"schemaVersion\": 1}".utf8), to: file)
