@@ -5,6 +5,11 @@ import Foundation
 public enum ComparisonOutput {
     static func number(_ value: Double?) -> String { value.map(formatNumber) ?? "-" }
     static func percent(_ value: Double?) -> String { value.map { String(format: "%+.1f%%", $0) } ?? "-" }
+    /// The change, with its CI when there is one (`ab`).
+    static func change(_ m: MetricComparison) -> String {
+        guard let interval = m.changeInterval, interval.count == 2 else { return percent(m.changePercent) }
+        return percent(m.changePercent) + String(format: " [%+.1f, %+.1f]", interval[0], interval[1])
+    }
     static func p(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "-" }
 
     static func interesting(_ report: ComparisonReport) -> [MetricComparison] {
@@ -15,7 +20,8 @@ public enum ComparisonOutput {
     }
 
     static var verdictHelp: String {
-        "regression/improvement = Mann-Whitney p < alpha AND the change exceeds the metric's threshold in that direction; "
+        "regression/improvement = p < alpha (compare: Mann-Whitney; ab: sign-flip test on round-paired ratios, Holm-adjusted) "
+            + "AND the change exceeds the metric's threshold in that direction; "
             + "lost = ok in the baseline, failed, skipped or absent now (fails the gate)"
     }
 
@@ -27,7 +33,7 @@ public enum ComparisonOutput {
         var rows = [["system", "benchmark", "metric", "baseline", "current", "change", "p", "threshold", "verdict"]]
         for m in interesting(report) {
             rows.append([
-                m.system, m.benchmark, m.metric, number(m.baselineMedian), number(m.currentMedian), percent(m.changePercent),
+                m.system, m.benchmark, m.metric, number(m.baselineMedian), number(m.currentMedian), change(m),
                 p(m.pValue),
                 String(format: "%.0f%%", m.thresholdPercent),
                 m.verdict.rawValue.uppercased() + (m.noisy ? " (noisy)" : "") + (m.reason.map { ": \($0)" } ?? ""),
@@ -60,7 +66,7 @@ public enum ComparisonOutput {
                 ? "**REGRESSION**" : m.verdict == .lost ? "**LOST**: \(escapeMarkdownCell(m.reason ?? ""))" : m.verdict.rawValue
             text +=
                 "| \(verdict)\(m.noisy ? " (noisy)" : "") | \(m.system) | `\(m.benchmark)` | \(m.metric) | \(number(m.baselineMedian)) | "
-                + "\(number(m.currentMedian)) \(m.unit) | \(percent(m.changePercent)) | \(p(m.pValue)) | \(String(format: "%.0f%%", m.thresholdPercent)) |\n"
+                + "\(number(m.currentMedian)) \(m.unit) | \(change(m)) | \(p(m.pValue)) | \(String(format: "%.0f%%", m.thresholdPercent)) |\n"
         }
         return text + "\n_\(verdictHelp)._\n"
     }

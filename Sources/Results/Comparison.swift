@@ -231,6 +231,8 @@ public struct MetricComparison: Codable, Sendable, Equatable {
     public var noisy: Bool
     /// Why a metric is `lost` (the current run's status and reason).
     public var reason: String? = nil
+    /// `ab`: the 95% CI of the change, in percent.
+    public var changeInterval: [Double]? = nil
 
     /// Signed so that positive always means "worse".
     public var worsePercent: Double? { changePercent.map { better == .higher ? -$0 : $0 } }
@@ -311,8 +313,9 @@ public struct ComparisonReport: Sendable {
     }
 
     /// Environment fields that make two runs incomparable, and fields that only deserve a warning.
-    static func environmentDifferences(_ a: EnvironmentRecord, _ b: EnvironmentRecord) -> (blocking: [String], warnings: [String])
-    {
+    public static func environmentDifferences(_ a: EnvironmentRecord, _ b: EnvironmentRecord) -> (
+        blocking: [String], warnings: [String]
+    ) {
         var blocking: [String] = []
         var warnings: [String] = []
         func check(_ field: String, _ x: String, _ y: String, blocks: Bool) {

@@ -81,7 +81,7 @@ public struct Summary: Codable, Equatable, Sendable {
         return sorted[lower] + (sorted[upper] - sorted[lower]) * (position - Double(lower))
     }
 
-    static func bootstrapMedianInterval(_ samples: [Double], resamples: Int) -> (Double, Double) {
+    public static func bootstrapMedianInterval(_ samples: [Double], resamples: Int) -> (Double, Double) {
         guard samples.count > 1 else { return (samples[0], samples[0]) }
         var generator = SplitMix64(seed: 0x6876_6265_6E63_6821)
         var medians: [Double] = []

@@ -18,7 +18,8 @@ struct HVBench: AsyncParsableCommand {
         version: version,
         subcommands: [
             RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self, CompareCommand.self,
-            BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self, MipsCommand.self,
+            ABCommand.self, BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self,
+            MipsCommand.self,
         ]
     )
 

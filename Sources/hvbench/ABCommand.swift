@@ -1,0 +1,118 @@
+import ArgumentParser
+import Bench
+import Foundation
+import Report
+import Results
+
+struct ABCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ab",
+        abstract: "Compare two builds or two sets of options, interleaved round by round in one invocation.",
+        discussion: """
+            Each round runs A and B once (each a full `hvbench run` of one round), in an order shuffled from
+            --seed. Per metric, the round-paired log-ratios ln(B/A) are tested with a sign-flip permutation
+            test, corrected across metrics with Holm's method; a metric regresses when the adjusted p is below
+            --alpha AND B is worse by more than the threshold. Every option `ab` does not know goes to both
+            arms' `hvbench run` (e.g. --mode native --bench cpu.int); --a-args/--b-args add arm-specific ones
+            (split at spaces). Example self-check: hvbench ab --rounds 10 --mode native --bench cpu.int
+            --b-args "--inject-slowdown 10". Exit status as for compare: 0, 2 regression (or a metric B lost),
+            4 improvement only.
+            """)
+
+    @Option(name: .customLong("a-binary"), help: "hvbench executable for A (default: this one).")
+    var aBinary: String?
+
+    @Option(name: .customLong("b-binary"), help: "hvbench executable for B (default: this one).")
+    var bBinary: String?
+
+    @Option(name: .customLong("a-args"), parsing: .unconditional, help: "Extra `hvbench run` options for A, separated by spaces.")
+    var aArgs: String = ""
+
+    @Option(name: .customLong("b-args"), parsing: .unconditional, help: "Extra `hvbench run` options for B, separated by spaces.")
+    var bArgs: String = ""
+
+    @Option(help: "Rounds (each runs A and B once).")
+    var rounds: Int = 10
+
+    @Option(help: "Seed of the A/B order per round (default: from the clock; printed).")
+    var seed: UInt64?
+
+    @Option(help: "Folder for every round's run folders and the comparison (must be new or empty).")
+    var out: String?
+
+    @Option(help: "Family-wise significance level (Holm) of the sign-flip tests.")
+    var alpha: Double = 0.01
+
+    @Option(help: "Practical threshold in percent: smaller effects are never flagged.")
+    var threshold: Double = 5
+
+    @Option(help: "Also write the comparison as Markdown to this file.")
+    var markdown: String?
+
+    @Option(help: "Also write the comparison as JUnit XML to this file.")
+    var junit: String?
+
+    @Argument(parsing: .allUnrecognized, help: "Options for both arms' `hvbench run`.")
+    var runArguments: [String] = []
+
+    func validate() throws {
+        guard Limits.rounds.contains(rounds) else { throw ValidationError("--rounds must be between 1 and 1000") }
+        guard alpha > 0 && alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
+        if let problem = Limits.check(threshold, in: Limits.thresholdPercent, "--threshold (percent)") {
+            throw ValidationError(problem)
+        }
+        for reserved in ["--out", "--rounds", "--seed", "--force"] where runArguments.contains(reserved) {
+            throw ValidationError("\(reserved) belongs to ab itself, not to the arms' runs")
+        }
+    }
+
+    func run() async throws {
+        let own = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        let folder = URL(fileURLWithPath: out ?? "Results/ab-\(Int(Date().timeIntervalSince1970))")
+        do {
+            try RunFolder.prepare(folder, replacing: false)
+        } catch {
+            printError("\(error)")
+            throw ExitCode(2)
+        }
+        let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
+        print("ab: \(rounds) rounds, seed \(seed), folder \(folder.path)")
+        let arms: [(name: String, binary: String, extra: [String])] = [
+            ("a", aBinary ?? own, aArgs.split(separator: " ").map(String.init)),
+            ("b", bBinary ?? own, bArgs.split(separator: " ").map(String.init)),
+        ]
+        let schedule = Schedule(rounds: max(2, rounds), seed: seed)
+        var pairs: [(a: RunResults, b: RunResults)] = []
+        for round in 0..<rounds {
+            var measured: [String: RunResults] = [:]
+            for arm in schedule.permutation(round: round, count: 2).map({ arms[$0] }) {
+                let runFolder = folder.appendingPathComponent(String(format: "%@-r%03d", arm.name, round + 1))
+                // One round per run (the default), and nothing newer than `run --out`, so that an
+                // older hvbench build can be an arm.
+                let arguments = ["run"] + runArguments + arm.extra + ["--out", runFolder.path]
+                let output = try await ProcessRunner.run(arm.binary, arguments, timeout: 86_400)
+                // 0: all ok; 1: some benchmark failed (its results are written; the comparison sees it).
+                guard output.exitCode == 0 || output.exitCode == 1 else {
+                    printError(
+                        "round \(round + 1) \(arm.name.uppercased()): \(arm.binary) \(arguments.joined(separator: " ")) "
+                            + "\(output.statusDescription): \(output.standardError.suffix(600))")
+                    throw ExitCode(2)
+                }
+                measured[arm.name] = try RunResults.load(path: runFolder.path)
+                print("round \(round + 1)/\(rounds): \(arm.name.uppercased()) done")
+            }
+            pairs.append((measured["a"]!, measured["b"]!))
+        }
+        let report = ABComparison.compare(
+            rounds: pairs, alpha: alpha, thresholds: ThresholdPolicy(defaultPercent: threshold),
+            labels: (
+                "A " + ([arms[0].binary == own ? "" : arms[0].binary, aArgs].filter { !$0.isEmpty }.joined(separator: " ")),
+                "B " + ([arms[1].binary == own ? "" : arms[1].binary, bArgs].filter { !$0.isEmpty }.joined(separator: " "))
+            ))
+        print(ComparisonOutput.terminal(report))
+        try writeAtomically(Data(ComparisonOutput.markdown(report).utf8), to: folder.appendingPathComponent("ab.md"))
+        if let markdown { try writeAtomically(Data(ComparisonOutput.markdown(report).utf8), to: URL(fileURLWithPath: markdown)) }
+        if let junit { try writeAtomically(Data(ComparisonOutput.junit(report).utf8), to: URL(fileURLWithPath: junit)) }
+        throw ExitCode(report.exitCode)
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+@testable import Results
+
+@Suite struct ABComparisonTests {
+    /// A run of one round whose cpu.int ns_per_op median is `value`.
+    func round(_ value: Double, system: String = "native", status: ResultStatus = .ok) -> RunResults {
+        var result = run([system: [value * 0.999, value, value * 1.001]], benchmark: "cpu.int")
+        if status != .ok {
+            result.results[0].status = status
+            result.results[0].reason = "watchdog"
+            result.results[0].metrics = []
+        }
+        return result
+    }
+
+    func drifting(_ count: Int, seed: UInt64) -> [Double] {
+        var generator = SplitMix64(seed: seed)
+        // Rounds drift by up to ±30% (time blocks on a shared host); A and B share each round's drift.
+        return (0..<count).map { _ in 100 * (1 + 0.3 * (Double(generator.next() % 2001) / 1000 - 1)) }
+    }
+
+    @Test func aSlowdownIsFoundThroughDriftThatWouldHideItUnpaired() throws {
+        let drift = drifting(12, seed: 1)
+        var generator = SplitMix64(seed: 2)
+        let pairs = drift.map { level -> (a: RunResults, b: RunResults) in
+            let jitter = 1 + 0.01 * (Double(generator.next() % 2001) / 1000 - 1)
+            return (round(level), round(level * 1.10 * jitter))
+        }
+        let report = ABComparison.compare(rounds: pairs)
+        let metric = try #require(report.metrics.first { $0.metric == "ns_per_op" })
+        #expect(metric.verdict == .regression, "\(metric)")
+        #expect(abs((metric.changePercent ?? 0) - 10) < 2)
+        #expect(metric.changeInterval.map { $0[0] > 5 && $0[1] < 15 } == true, "\(metric.changeInterval ?? [])")
+        #expect(report.exitCode == 2)
+        // The same samples unpaired: the drift swamps the 10%.
+        let unpaired = MannWhitney.pValue(
+            pairs.map { $0.a.results[0].metrics[0].summary.median }, pairs.map { $0.b.results[0].metrics[0].summary.median })
+        #expect(unpaired > 0.01)
+    }
+
+    @Test func identicalArmsAreNotFlagged() {
+        let drift = drifting(12, seed: 3)
+        var generator = SplitMix64(seed: 4)
+        let pairs = drift.map { level -> (a: RunResults, b: RunResults) in
+            (round(level * (1 + 0.02 * (Double(generator.next() % 2001) / 1000 - 1))), round(level))
+        }
+        let report = ABComparison.compare(rounds: pairs)
+        #expect(report.exitCode == 0, "\(report.metrics.map { "\($0.metric) \($0.verdict) p=\($0.pValue ?? 1)" })")
+    }
+
+    @Test func aMetricThatBLosesFailsTheGate() {
+        let pairs = (0..<10).map { index in (round(100), index == 4 ? round(100, status: .failed) : round(100)) }
+        let report = ABComparison.compare(rounds: pairs)
+        #expect(report.exitCode == 2)
+        #expect(report.lost.first?.reason == "round 5: failed: watchdog")
+    }
+
+    @Test func signFlipPValuesAndTheRoundsNeeded() {
+        #expect(ABComparison.signFlipPValue([1, 1, 1, 1]) == 2.0 / 16)
+        #expect(ABComparison.signFlipPValue([1, -1, 1, -1]) == 1)
+        #expect(ABComparison.smallestPValue(rounds: 8) == 2.0 / 256)
+        // Five rounds can never reach 0.01: the report says so.
+        let report = ABComparison.compare(rounds: (0..<5).map { _ in (round(100), round(150)) })
+        #expect(report.warnings.contains { $0.hasPrefix("too few rounds") })
+        #expect(report.exitCode == 0)
+    }
+}
