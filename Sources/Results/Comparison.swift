@@ -271,10 +271,16 @@ extension ComparisonReport {
         }
     }
 
-    /// What the test compares: per-round values when both runs have several rounds (the unit of
-    /// replication), else the repetitions.
+    /// Rounds each run needs before `compare` tests per-round values: 5 against 5 is the fewest
+    /// whose most extreme outcome (p = 0.0079) passes alpha 0.01.
+    public static let minimumRoundsForTest = 5
+
+    /// What the test compares: per-round values when both runs have enough rounds (the unit of
+    /// replication), else the repetitions, as before rounds existed.
     static func replicates(_ baseline: Metric, _ current: Metric) -> ([Double], [Double]) {
-        guard let before = baseline.roundValues, let after = current.roundValues, before.count > 1, after.count > 1 else {
+        guard let before = baseline.roundValues, let after = current.roundValues, before.count >= minimumRoundsForTest,
+            after.count >= minimumRoundsForTest
+        else {
             return (baseline.samples, current.samples)
         }
         return (before, after)

@@ -87,9 +87,8 @@ struct ABCommand: AsyncParsableCommand {
             var measured: [String: RunResults] = [:]
             for arm in schedule.permutation(round: round, count: 2).map({ arms[$0] }) {
                 let runFolder = folder.appendingPathComponent(String(format: "%@-r%03d", arm.name, round + 1))
-                // One round per run (the default), and nothing newer than `run --out`, so that an
-                // older hvbench build can be an arm.
-                let arguments = ["run"] + runArguments + arm.extra + ["--out", runFolder.path]
+                // ab's rounds are the replication: each arm's run is one round of its suite.
+                let arguments = ["run"] + runArguments + arm.extra + ["--rounds", "1", "--out", runFolder.path]
                 let output = try await ProcessRunner.run(arm.binary, arguments, timeout: 86_400)
                 // 0: all ok; 1: some benchmark failed (its results are written; the comparison sees it).
                 guard output.exitCode == 0 || output.exitCode == 1 else {
