@@ -231,9 +231,10 @@ extension RunResults {
             let native = nativeResult.metrics.first(where: { $0.name == metric.name }),
             native.summary.median > 0, metric.summary.median > 0
         else { return nil }
+        // Paired by round when both come from the same rounds (`Metric.ratio(to:)`).
         switch metric.better {
-        case .higher: return metric.summary.median / native.summary.median * 100
-        case .lower: return native.summary.median / metric.summary.median * 100
+        case .higher: return metric.ratio(to: native).map { $0.ratio * 100 }
+        case .lower: return native.ratio(to: metric).map { $0.ratio * 100 }
         }
     }
 }
