@@ -74,3 +74,23 @@ import Testing
         }
     }
 }
+
+@Suite struct PairedFigureTests {
+    /// hvbench vs its QEMU peer is a derived figure, paired by round like % of native.
+    @Test func hvbenchAgainstQEMUIsAFigurePairedByRound() throws {
+        func result(_ system: String, _ rounds: [Double]) -> BenchmarkResult {
+            BenchmarkResult(
+                system: system, benchmark: "cpu.pio", status: .ok,
+                metrics: [
+                    Metric(MetricSamples(name: "ns_per_op", unit: "ns", better: .lower, values: rounds), roundValues: rounds)
+                ])
+        }
+        var run = sampleRun()
+        // The host drifts 2x across rounds; hvbench is 0.8x QEMU's time in every round.
+        run.results = [result("qemu-kvm", [100, 200, 150, 120]), result("hardware-assist", [80, 160, 120, 96])]
+        let figure = try #require(
+            run.derivedFigures().first { $0.numerator == "hardware-assist" && $0.denominator == "qemu-kvm" })
+        #expect(abs(figure.value - 1.25) < 1e-9, "speedup = QEMU's time / hvbench's")
+        #expect(abs(figure.ci95Low - 1.25) < 1e-9 && abs(figure.ci95High - 1.25) < 1e-9, "pairing removes the drift")
+    }
+}
