@@ -37,7 +37,7 @@ struct ABCommand: AsyncParsableCommand {
     @Option(help: "Seed of the A/B order per round (default: from the clock; printed).")
     var seed: UInt64?
 
-    @Option(help: "Folder for every round's run folders and the comparison (must be new or empty).")
+    @Option(help: "Folder for every round's run folders and the comparison (new or empty; default Results/ab-<time>).")
     var out: String?
 
     @Option(help: "Family-wise significance level (Holm) of the sign-flip tests.")
@@ -68,7 +68,9 @@ struct ABCommand: AsyncParsableCommand {
 
     func run() async throws {
         let own = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        let folder = URL(fileURLWithPath: out ?? "Results/ab-\(Int(Date().timeIntervalSince1970))")
+        let folder =
+            try out.map { URL(fileURLWithPath: $0) }
+            ?? Workspace.locate().results.appendingPathComponent("ab-\(Int(Date().timeIntervalSince1970))")
         do {
             try RunFolder.prepare(folder, replacing: false)
         } catch {
