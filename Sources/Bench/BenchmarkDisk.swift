@@ -24,6 +24,9 @@ public enum BenchmarkDisk {
     public struct Opened {
         public let image: DiskImage
         public let patterned: Bool
+
+        /// What the workload must be told: a region without hvbench's pattern is read unchecked.
+        public var jobWords: [String] { patterned ? [] : ["disk_verify=0"] }
     }
 
     /// Whether the image was created by hvbench (its last sector holds the signature).
@@ -66,7 +69,7 @@ public enum BenchmarkDisk {
         if isDefault && !FileManager.default.fileExists(atPath: path) {
             let image = try DiskImage.create(path: path, size: defaultSize, direct: direct)
             try sign(image)
-            try prepareRegion(image, regionSectors)
+            try prepareRegion(image, regionSectors, own: true)
             return Opened(image: image, patterned: true)
         }
         let own = try check(path: path, writes: writes, overwrite: overwrite, regionSectors: regionSectors)
@@ -74,13 +77,13 @@ public enum BenchmarkDisk {
             return Opened(image: try DiskImage(path: path, access: .readOnly, direct: direct), patterned: false)
         }
         let image = try DiskImage(path: path, access: .readWrite, direct: direct)
-        try prepareRegion(image, regionSectors)
+        try prepareRegion(image, regionSectors, own: own)
         return Opened(image: image, patterned: true)
     }
 
-    private static func prepareRegion(_ image: DiskImage, _ regionSectors: UInt64) throws {
+    private static func prepareRegion(_ image: DiskImage, _ regionSectors: UInt64, own: Bool) throws {
         // The signature sector lies past the region of an own image; a user's image must hold the region.
-        guard image.sectors >= regionSectors + (isOwn(image) ? 1 : 0) else {
+        guard image.sectors >= regionSectors + (own ? 1 : 0) else {
             throw Problem(
                 description: "disk image \(image.path) has \(image.sectors) sectors; the benchmarks need \(regionSectors)")
         }

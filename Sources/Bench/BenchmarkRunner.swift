@@ -50,40 +50,51 @@ public final class BenchmarkRunner: Sendable {
             }
         }
         let guestImage = (try? Data(contentsOf: artifacts.guestImage)).map { [UInt8]($0) } ?? []
-        var tasks: [(system: String, entry: Suite.Entry)] = []
-        for system in configuration.systems {
-            for entry in configuration.suite.entries { tasks.append((system.rawValue, entry)) }
-        }
-        for peer in configuration.peers {
-            for entry in configuration.suite.entries { tasks.append((peer.rawValue, entry)) }
-        }
+        let targets = configuration.systems.map(Target.system) + configuration.peers.map(Target.peer)
+        let tasks = targets.flatMap { target in configuration.suite.entries.map { (target, $0) } }
         var schedule = Schedule(rounds: configuration.rounds, seed: configuration.seed)
         var perTask: [[BenchmarkResult]] = Array(repeating: [], count: tasks.count)
         let total = tasks.count * configuration.rounds
         var index = 0
         for round in 0..<configuration.rounds {
             for task in schedule.permutation(round: round, count: tasks.count) {
-                let (system, entry) = tasks[task]
+                let (target, entry) = tasks[task]
                 index += 1
                 progress(
-                    .starting(system: system, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
+                    .starting(
+                        system: target.name, benchmark: entry.id, index: index, total: total, repetitions: entry.repetitions))
                 let started = MonotonicClock.nanoseconds()
-                var result = await runOnce(system, entry, configuration, kvm: kvm, kvmProblem: kvmProblem, guestImage: guestImage)
+                var result = await runOnce(target, entry, configuration, kvm: kvm, kvmProblem: kvmProblem, guestImage: guestImage)
                 result.wallSeconds = Double(MonotonicClock.nanoseconds() - started) / 1e9
                 progress(.finished(result))
                 perTask[task].append(result)
-                schedule.order.append(Schedule.Slot(round: round, system: system, benchmark: entry.id))
+                schedule.order.append(Schedule.Slot(round: round, system: target.name, benchmark: entry.id))
             }
         }
         return (perTask.map { BenchmarkResult.combining(rounds: $0) }, schedule)
     }
 
+    /// What a run measures: one of hvbench's systems, or a peer VMM running the same guest.
+    enum Target {
+        case system(SystemKind)
+        case peer(PeerKind)
+
+        var name: String {
+            switch self {
+            case .system(let system): return system.rawValue
+            case .peer(let peer): return peer.rawValue
+            }
+        }
+    }
+
     /// One (system or peer, benchmark) pair, once: a fresh VM, process or QEMU.
     private func runOnce(
-        _ system: String, _ entry: Suite.Entry, _ configuration: RunConfiguration, kvm: KVMSystem?, kvmProblem: String?,
+        _ target: Target, _ entry: Suite.Entry, _ configuration: RunConfiguration, kvm: KVMSystem?, kvmProblem: String?,
         guestImage: [UInt8]
     ) async -> BenchmarkResult {
-        if let peer = PeerKind(rawValue: system) {
+        let kind: SystemKind
+        switch target {
+        case .peer(let peer):
             if let why = QEMUPeer.unavailability(peer) {
                 return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
             }
@@ -92,10 +103,9 @@ public final class BenchmarkRunner: Sendable {
             }
             result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
             return result
+        case .system(let system): kind = system
         }
-        guard let kind = SystemKind(rawValue: system) else {
-            return BenchmarkResult(system: system, benchmark: entry.id, status: .skipped, reason: "unknown system")
-        }
+        let system = kind.rawValue
         switch kind {
         case .native:
             return await measure(system, entry, configuration) { await self.nativeRound(entry, configuration) }

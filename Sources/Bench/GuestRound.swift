@@ -1,6 +1,4 @@
 import Foundation
-import KVM
-import Logging
 import Machine
 import VMM
 import Results
@@ -48,7 +46,7 @@ extension BenchmarkRunner {
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
         var io: IOConfiguration?
-        var diskPatterned = true
+        var diskWords: [String] = []
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {
             var peer: NetworkPeer?
             var disk: DiskImage?
@@ -57,7 +55,7 @@ extension BenchmarkRunner {
                 do {
                     let opened = try openDisk(definition, configuration)
                     disk = opened.image
-                    diskPatterned = opened.patterned
+                    diskWords = opened.jobWords
                 } catch { return .failed("\(error)") }
             }
             io = IOConfiguration(kind: kind, disk: disk, peer: peer)
@@ -66,7 +64,7 @@ extension BenchmarkRunner {
         let boot: VMBuilder.Boot
         switch bootGuest(
             entry, configuration, kernel: kernel, cpu: cpu, repetitions: entry.repetitions, warmups: entry.warmups, io: io,
-            extraWords: diskPatterned ? [] : ["disk_verify=0"])
+            extraWords: diskWords)
         {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)

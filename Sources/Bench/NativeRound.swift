@@ -1,6 +1,4 @@
 import Foundation
-import KVM
-import Logging
 import Machine
 import VMM
 import Results
@@ -18,7 +16,8 @@ extension BenchmarkRunner {
                 let opened = try openDisk(definition, configuration)
                 disk = opened.image
                 words += ["disk_path=\(opened.image.path)", "region_sectors=\(configuration.diskRegionSectors)"]
-                if !opened.patterned { words += ["disk_verify=0", "disk_readonly=1"] }
+                words += opened.jobWords
+                if !opened.patterned { words.append("disk_readonly=1") }  // the native runner opens it O_RDONLY
             } catch { return .failed("\(error)") }
         }
         var command = [artifacts.nativeRunner.path] + words

@@ -115,18 +115,14 @@ extension BenchmarkRunner {
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
         let definition = BenchmarkDefinition.named(entry.id)
         if let why = definition?.qemuUnsupported { return .skipped(why) }
-        var disk: DiskImage?
-        var diskPatterned = true
+        var opened: BenchmarkDisk.Opened?
         if let definition, definition.needsDisk {
-            do {
-                let opened = try openDisk(definition, configuration)
-                (disk, diskPatterned) = (opened.image, opened.patterned)
-            } catch { return .failed("\(error)") }
-            words.append("region_sectors=\(configuration.diskRegionSectors)")
-            if !diskPatterned { words.append("disk_verify=0") }
+            do { opened = try openDisk(definition, configuration) } catch { return .failed("\(error)") }
+            words += ["region_sectors=\(configuration.diskRegionSectors)"] + (opened?.jobWords ?? [])
         }
+        let disk = opened?.image
         let devices = QEMUPeer.deviceArguments(
-            peer, nic: definition?.needsNIC == true, diskPath: disk?.path, diskReadOnly: !diskPatterned)
+            peer, nic: definition?.needsNIC == true, diskPath: disk?.path, diskReadOnly: opened?.patterned == false)
         words += devices.words
         let arguments =
             QEMUPeer.arguments(

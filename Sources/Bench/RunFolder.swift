@@ -35,7 +35,8 @@ public enum RunFolder {
                 let foreign = entries.filter { !ownEntries.contains($0) }.sorted()
                 let holdsRun = entries.contains(marker) || entries.contains("results.json")
                 guard holdsRun, foreign.isEmpty else {
-                    let listed = foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", ..." : "")
+                    let named = foreign.isEmpty ? entries.sorted() : foreign  // hvbench files without a run are named too
+                    let listed = named.prefix(5).joined(separator: ", ") + (named.count > 5 ? ", ..." : "")
                     throw Problem(
                         description:
                             "output folder \(path) is not empty and not only a hvbench run (it holds \(listed)); "

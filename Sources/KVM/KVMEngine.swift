@@ -15,10 +15,10 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     private static let kickSignalInstalled: Bool = ckvm_install_kick_signal(kickSignal) == 0
 
     private let system: KVMSystem
+    /// Held for its lifetime: closing the VM descriptor would tear the VM down under the vCPU.
     private let vm: KVMDescriptor
     private let vcpu: KVMDescriptor
     private let runArea: UnsafeMutablePointer<kvm_run>
-    private let runAreaSize: Int
 
     /// The vCPU thread, for the signal that kicks it out of KVM_RUN; set by its first run().
     private let vcpuThread = Mutex<pthread_t?>(nil)
@@ -45,12 +45,11 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)
         guard let mapping, mapping != MAP_FAILED else { throw KVMError.call("mmap of the vCPU run area", errno: errno) }
         runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
-        runAreaSize = system.vcpuMappingSize
         self.vm = vm
         self.vcpu = vcpu
     }
 
-    deinit { munmap(runArea, runAreaSize) }
+    deinit { munmap(runArea, system.vcpuMappingSize) }
 
     /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell). Read at creation:
     /// vCPU ioctls block while another thread is inside KVM_RUN.

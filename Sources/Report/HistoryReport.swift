@@ -25,12 +25,9 @@ public enum HistoryReport {
             + "Marked: \(changes) change points (E-divisive means with a permutation test, p &lt; 0.05), each where the new level starts, "
             + "red when the metric got worse. Run-to-run drift without a lasting step is not marked.</p></header>"
         body += "<div class=\"grid\">"
-        for series in history.series
-        where series.metric
-            == history.series.first(where: {
-                $0.system == series.system && $0.benchmark == series.benchmark
-            })?.metric
-        {
+        // One chart per (system, benchmark): its primary (first) metric, as in the run report.
+        var charted = Set<String>()
+        for series in history.series where charted.insert("\(series.system) \(series.benchmark)").inserted {
             body += lineChart(series, labels: history.runLabels)
         }
         body += "</div>"

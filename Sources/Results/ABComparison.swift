@@ -81,13 +81,7 @@ public enum ABComparison {
         var result: [MetricComparison] = []
         for (index, (comparison, _)) in comparisons.enumerated() {
             var decided = comparison
-            decided.pValue = adjusted[index]
-            let worse = decided.worsePercent ?? 0
-            if adjusted[index] < alpha && worse > decided.thresholdPercent {
-                decided.verdict = .regression
-            } else if adjusted[index] < alpha && -worse > decided.thresholdPercent {
-                decided.verdict = .improvement
-            }
+            decided.judge(pValue: adjusted[index], alpha: alpha)
             result.append(decided)
         }
         var warnings: [String] = []

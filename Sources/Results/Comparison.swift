@@ -236,6 +236,20 @@ public struct MetricComparison: Codable, Sendable, Equatable {
 
     /// Signed so that positive always means "worse".
     public var worsePercent: Double? { changePercent.map { better == .higher ? -$0 : $0 } }
+
+    /// Records the test's p-value and decides: a regression (or improvement) needs both p below
+    /// `alpha` and a change beyond the practical threshold in that direction.
+    public mutating func judge(pValue: Double, alpha: Double) {
+        self.pValue = pValue
+        let worse = worsePercent ?? 0
+        if pValue < alpha && worse > thresholdPercent {
+            verdict = .regression
+        } else if pValue < alpha && -worse > thresholdPercent {
+            verdict = .improvement
+        } else {
+            verdict = .unchanged
+        }
+    }
 }
 
 extension ComparisonReport {
@@ -366,16 +380,7 @@ public struct ComparisonReport: Sendable {
                     let change = (metric.summary.median - old.summary.median) / abs(old.summary.median) * 100
                     comparison.changePercent = change
                     let (before, after) = Self.replicates(old, metric)
-                    let p = MannWhitney.pValue(before, after)
-                    comparison.pValue = p
-                    let worse = metric.better == .higher ? -change : change
-                    if p < alpha && worse > threshold {
-                        comparison.verdict = .regression
-                    } else if p < alpha && -worse > threshold {
-                        comparison.verdict = .improvement
-                    } else {
-                        comparison.verdict = .unchanged
-                    }
+                    comparison.judge(pValue: MannWhitney.pValue(before, after), alpha: alpha)
                 }
                 metrics.append(comparison)
             }

@@ -27,10 +27,15 @@ public struct Schedule: Codable, Sendable, Equatable {
         self.order = order
     }
 
-    /// The order of `count` tasks in `round`: shuffled from the seed when there are several rounds.
+    /// The order of `count` tasks in `round`: shuffled from the seed when there are several
+    /// rounds, the listed order for a single one.
     public func permutation(round: Int, count: Int) -> [Int] {
+        rounds > 1 ? Self.shuffled(count: count, round: round, seed: seed) : Array(0..<count)
+    }
+
+    /// 0..<count in the order `seed` gives `round`: the same seed and round, the same order.
+    public static func shuffled(count: Int, round: Int, seed: UInt64) -> [Int] {
         var order = Array(0..<count)
-        guard rounds > 1 else { return order }
         var generator = SplitMix64(seed: seed &+ UInt64(round) &* 0x9E37_79B9_7F4A_7C15)
         order.shuffle(using: &generator)
         return order
@@ -74,10 +79,9 @@ extension BenchmarkResult {
         combined.repetitions = combined.metrics.first?.samples.count ?? combined.repetitions
         combined.rounds = results.map { $0.rounds ?? 1 }.reduce(0, +)
         combined.wallSeconds = results.compactMap(\.wallSeconds).reduce(0, +)
-        if results.allSatisfy({ $0.exits != nil }) {
-            var exits = ExitCounters()
-            for result in results { exits.add(result.exits!) }
-            combined.exits = exits
+        let exits = results.compactMap(\.exits)
+        if exits.count == results.count {
+            combined.exits = exits.dropFirst().reduce(into: exits[0]) { $0.add($1) }
         }
         if results.contains(where: { $0.ciTargetMet != nil }) {
             combined.ciTargetMet = results.allSatisfy { $0.ciTargetMet == true }

@@ -79,15 +79,24 @@ struct ABCommand: AsyncParsableCommand {
         }
         let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
         print("ab: \(rounds) rounds, seed \(seed), folder \(folder.path)")
-        let arms: [(name: String, binary: String, extra: [String])] = [
-            ("a", aBinary ?? own, aArgs.split(separator: " ").map(String.init)),
-            ("b", bBinary ?? own, bArgs.split(separator: " ").map(String.init)),
+        struct Arm {
+            let name: String
+            let binary: String
+            let arguments: String
+            var extra: [String] { arguments.split(separator: " ").map(String.init) }
+            /// "A", plus the binary when it is another build, plus the arm's own options.
+            func label(own: String) -> String {
+                ([name.uppercased(), binary == own ? "" : binary, arguments].filter { !$0.isEmpty }).joined(separator: " ")
+            }
+        }
+        let arms = [
+            Arm(name: "a", binary: aBinary ?? own, arguments: aArgs), Arm(name: "b", binary: bBinary ?? own, arguments: bArgs),
         ]
-        let schedule = Schedule(rounds: max(2, rounds), seed: seed)
         var pairs: [(a: RunResults, b: RunResults)] = []
         for round in 0..<rounds {
             var measured: [String: RunResults] = [:]
-            for arm in schedule.permutation(round: round, count: 2).map({ arms[$0] }) {
+            // A and B in an order shuffled per round, whatever the number of rounds.
+            for arm in Schedule.shuffled(count: 2, round: round, seed: seed).map({ arms[$0] }) {
                 let runFolder = folder.appendingPathComponent(String(format: "%@-r%03d", arm.name, round + 1))
                 // ab's rounds are the replication: each arm's run is one round of its suite.
                 let arguments = ["run"] + runArguments + arm.extra + ["--rounds", "1", "--out", runFolder.path]
@@ -106,10 +115,7 @@ struct ABCommand: AsyncParsableCommand {
         }
         let report = ABComparison.compare(
             rounds: pairs, alpha: alpha, thresholds: ThresholdPolicy(defaultPercent: threshold),
-            labels: (
-                "A " + ([arms[0].binary == own ? "" : arms[0].binary, aArgs].filter { !$0.isEmpty }.joined(separator: " ")),
-                "B " + ([arms[1].binary == own ? "" : arms[1].binary, bArgs].filter { !$0.isEmpty }.joined(separator: " "))
-            ))
+            labels: (arms[0].label(own: own), arms[1].label(own: own)))
         print(ComparisonOutput.terminal(report))
         try writeAtomically(Data(ComparisonOutput.markdown(report).utf8), to: folder.appendingPathComponent("ab.md"))
         if let markdown { try writeAtomically(Data(ComparisonOutput.markdown(report).utf8), to: URL(fileURLWithPath: markdown)) }

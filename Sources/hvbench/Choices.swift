@@ -17,9 +17,7 @@ enum BootDeviceChoice: String, ExpressibleByArgument, CaseIterable {
     case none, legacy, virtio
 }
 
-extension NetworkPeer.Mode: ExpressibleByArgument, CaseIterable {
-    public static var allCases: [NetworkPeer.Mode] { [.sink, .source, .echo] }
-}
+extension NetworkPeer.Mode: ExpressibleByArgument {}
 
 /// One `--mode` value: a mode, several separated by commas, or `all`.
 struct ModeSelection: ExpressibleByArgument {

@@ -93,11 +93,27 @@ import Testing
         #expect(html.contains("class=\"change\""))
         #expect(html.contains("from 2026-11-17T10:00"))
         #expect(!html.contains("class=\"regression\""), "previous-run red points flagged ordinary drift")
-        // Every text element starts at a non-negative x: nothing is cut off at the left edge.
-        let xs = html.components(separatedBy: "<text x=\"").dropFirst().compactMap { Double($0.prefix { $0 != "\"" }) }
-        #expect(!xs.isEmpty && xs.allSatisfy { $0 >= 0 })
-        // The left margin holds the widest tick label, drawn right-aligned at it.
-        let tickEnd = xs.min()!
-        #expect(tickEnd >= HistoryReport.textWidth("100 x"))
+        // Every label fits its chart: right-aligned tick labels end at x, so they need x ≥ their
+        // width (the old fixed 64 px margin cut long ones); run labels start at x and slant 30°
+        // down-right, so they need x + 0.87 × width ≤ the chart's width.
+        let chartWidth = try #require(
+            html.components(separatedBy: "class=\"chart\" width=\"").dropFirst().first.flatMap {
+                Double($0.prefix { $0 != "\"" })
+            })
+        func labels(_ marker: String) -> [(x: Double, text: String)] {
+            html.components(separatedBy: "<text x=\"").dropFirst().compactMap { piece in
+                guard piece.contains(marker), let x = Double(piece.prefix { $0 != "\"" }),
+                    let open = piece.firstIndex(of: ">"), let close = piece.range(of: "</text>")
+                else { return nil }
+                return (x, String(piece[piece.index(after: open)..<close.lowerBound]))
+            }
+        }
+        let ticks = labels("class=\"tick\" text-anchor=\"end\"")
+        let runs = labels("class=\"category\" text-anchor=\"start\"")
+        #expect(!ticks.isEmpty && !runs.isEmpty)
+        for tick in ticks { #expect(tick.x - HistoryReport.textWidth(tick.text) >= 0, "tick \(tick.text) cut at the left") }
+        for run in runs {
+            #expect(run.x + 0.87 * HistoryReport.textWidth(run.text) <= chartWidth, "run label \(run.text) cut at the right")
+        }
     }
 }

@@ -5,7 +5,7 @@
 /// bytes 0-13 Ethernet header (ethertype 0x88B5, "local experimental"), 14-17 sequence number,
 /// 18-21 frame length, then byte i = (sequence * 31 + i * 7 + 0x5A) & 0xFF.
 public final class NetworkPeer {
-    public enum Mode: String, Sendable { case sink, source, echo }
+    public enum Mode: String, Sendable, CaseIterable { case sink, source, echo }
 
     public var mode: Mode
     public let sourceFrameLength: Int
