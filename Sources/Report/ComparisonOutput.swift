@@ -19,6 +19,9 @@ public enum ComparisonOutput {
         }
     }
 
+    /// A noisy baseline explains a doubtful verdict; it says nothing about a metric that is lost.
+    static func noisyMark(_ m: MetricComparison) -> String { m.noisy && m.verdict != .lost ? " (noisy)" : "" }
+
     static var verdictHelp: String {
         "regression/improvement = p < alpha (compare: Mann-Whitney; ab: sign-flip test on round-paired ratios, Holm-adjusted) "
             + "AND the change exceeds the metric's threshold in that direction; "
@@ -36,7 +39,7 @@ public enum ComparisonOutput {
                 m.system, m.benchmark, m.metric, number(m.baselineMedian), number(m.currentMedian), change(m),
                 p(m.pValue),
                 String(format: "%.0f%%", m.thresholdPercent),
-                m.verdict.rawValue.uppercased() + (m.noisy ? " (noisy)" : "") + (m.reason.map { ": \($0)" } ?? ""),
+                m.verdict.rawValue.uppercased() + noisyMark(m) + (m.reason.map { ": \($0)" } ?? ""),
             ])
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
@@ -65,7 +68,7 @@ public enum ComparisonOutput {
                 m.verdict == .regression
                 ? "**REGRESSION**" : m.verdict == .lost ? "**LOST**: \(escapeMarkdownCell(m.reason ?? ""))" : m.verdict.rawValue
             text +=
-                "| \(verdict)\(m.noisy ? " (noisy)" : "") | \(m.system) | `\(m.benchmark)` | \(m.metric) | \(number(m.baselineMedian)) | "
+                "| \(verdict)\(noisyMark(m)) | \(m.system) | `\(m.benchmark)` | \(m.metric) | \(number(m.baselineMedian)) | "
                 + "\(number(m.currentMedian)) \(m.unit) | \(change(m)) | \(p(m.pValue)) | \(String(format: "%.0f%%", m.thresholdPercent)) |\n"
         }
         return text + "\n_\(verdictHelp)._\n"

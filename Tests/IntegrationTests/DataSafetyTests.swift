@@ -211,7 +211,9 @@ import Results
             "compare", directory.appendingPathComponent("baseline").path, current.path, "--junit", junit.path,
         ])
         #expect(compare.exitCode == 2, "\(compare.standardOutput)")
-        #expect(compare.standardOutput.contains { $0.contains("LOST: failed in the current run: watchdog") })
+        #expect(
+            compare.standardOutput.contains { $0.contains("LOST: failed in the current run: watchdog") },
+            "\(compare.standardOutput.joined(separator: "\n"))")
         #expect(try String(contentsOf: junit, encoding: .utf8).contains("type=\"lost\""))
     }
 

@@ -99,6 +99,21 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         #expect(onlyNew.exitCode == 0)
     }
 
+    /// CI found this: a baseline noisy enough to be marked "(noisy)" printed "LOST (noisy): …",
+    /// which says nothing about the loss and broke the line the gate is read by.
+    @Test func aLostMetricIsNotMarkedNoisy() throws {
+        let noisy = run(["native": [1, 9, 2, 8, 1, 9]])
+        var current = noisy
+        current.results[0].status = .failed
+        current.results[0].reason = "watchdog"
+        current.results[0].metrics = []
+        let report = ComparisonReport.compare(baseline: noisy, current: current)
+        #expect(try #require(report.lost.first).noisy)
+        #expect(ComparisonOutput.terminal(report).contains("LOST: failed in the current run: watchdog"))
+        #expect(!ComparisonOutput.terminal(report).contains("(noisy)"))
+        #expect(!ComparisonOutput.markdown(report).contains("(noisy)"))
+    }
+
     /// Replays the finding: cpu.int ok in the baseline, failed (watchdog) now, and compare said
     /// MISSING with exit 0.
     @Test func aBenchmarkThatFailsNowIsARegressionNamedWithItsReason() throws {
