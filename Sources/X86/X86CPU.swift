@@ -5,7 +5,7 @@ import Synchronization
 public enum X86Stop: Equatable, Sendable {
     /// The current instruction needs a device the VMM owns (port I/O or MMIO); see `pendingAccess`.
     case deviceAccess
-    /// `hlt` with nothing that could wake the CPU (no interrupt controller is modelled).
+    /// `hlt` with nothing that could wake the CPU: interrupts disabled, or no timer armed.
     case halt
     /// Triple fault or an execution state the interpreter cannot continue from.
     case shutdown(String)
@@ -112,6 +112,15 @@ public final class X86CPU {
     var stopReason: X86Stop? { didSet { stopPending = stopReason != nil } }
     /// `stopReason != nil`, as a plain flag for the per-instruction check.
     var stopPending = false
+    /// The local APIC; its page and MSRs are handled inside the CPU, never as VMM exits.
+    public let apic = LocalAPIC()
+    /// Set while the APIC needs attention at instruction boundaries (see X86Interrupts.swift).
+    var interruptWork = false
+    /// `hlt` executed with IF set: no instructions run until an interrupt is taken.
+    public internal(set) var halted = false
+    var timerPollCountdown = 0
+    /// `retired` at the boundary an STI shadow covers (no interrupt is taken there).
+    var interruptShadowEnds: UInt64 = .max
     /// Exception being delivered, to detect double and triple faults.
     var deliveringVector: Int = -1
 

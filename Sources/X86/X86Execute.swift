@@ -6,6 +6,14 @@ extension X86CPU {
         while budget > 0 {
             let chunk = min(budget, 8192)
             for _ in 0..<chunk {
+                if interruptWork {
+                    if let stop = serviceInterrupts() { return stop }
+                    if stopPending {
+                        let reason = stopReason ?? .interrupted
+                        stopReason = nil
+                        return reason
+                    }
+                }
                 if step() {
                     let reason = stopReason ?? .interrupted
                     stopReason = nil

@@ -121,6 +121,7 @@ extension X86CPU {
             let pointer = hostPointer(physical: physical)
             return Self.load(pointer, size: size)
         }
+        if apicPage(contains: physical) { return apicRead(physical: physical, size: size) }
         return try deviceAccess(.mmio, address: physical, size: Int(size), count: 1, isWrite: false, value: 0)
     }
 
@@ -141,6 +142,7 @@ extension X86CPU {
             Self.store(pointer, size: size, value)
             return
         }
+        if apicPage(contains: physical) { return apicWrite(physical: physical, size: size, value) }
         _ = try deviceAccess(.mmio, address: physical, size: Int(size), count: 1, isWrite: true, value: value)
     }
 

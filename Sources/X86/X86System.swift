@@ -159,10 +159,15 @@ extension X86CPU {
         switch instruction.pointee.op {
         case .hlt:
             try requireKernel()
-            stopReason = .halt
+            halt()
         case .cli, .sti:
             if cpl > iopl { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
-            if instruction.pointee.op == .cli { otherFlags &= ~Self.interruptFlag } else { otherFlags |= Self.interruptFlag }
+            if instruction.pointee.op == .cli {
+                otherFlags &= ~Self.interruptFlag
+            } else {
+                noteInterruptsEnabledBySTI(wasEnabled: otherFlags & Self.interruptFlag != 0)
+                otherFlags |= Self.interruptFlag
+            }
         case .inImm, .inDX:
             let port = instruction.pointee.op == .inImm ? instruction.pointee.displacement : registers[2] & 0xFFFF
             try checkIOPermission(port: port, size: size)
@@ -413,7 +418,6 @@ extension X86CPU {
     func readMSR(_ index: UInt32) throws(X86Fault) -> UInt64 {
         switch index {
         case 0x10: return timestamp()
-        case 0x1B: return 0xFEE0_0900  // APIC base: BSP, enabled (no APIC is modelled behind it)
         case 0x174: return msrSysenter[0]
         case 0x175: return msrSysenter[1]
         case 0x176: return msrSysenter[2]
@@ -428,6 +432,7 @@ extension X86CPU {
         case 0xC000_0101: return segmentBases[5]
         case 0xC000_0102: return msrKernelGSBase
         case 0xC000_0103: return msrTSCAux
+        case _ where LocalAPIC.owns(msr: index): return try apicReadMSR(index)
         default: throw .exception(vector: X86Vector.generalProtection, errorCode: 0)
         }
     }
@@ -452,6 +457,7 @@ extension X86CPU {
         case 0xC000_0101: segmentBases[5] = value
         case 0xC000_0102: msrKernelGSBase = value
         case 0xC000_0103: msrTSCAux = value & 0xFFFF_FFFF
+        case _ where LocalAPIC.owns(msr: index): try apicWriteMSR(index, value)
         default: throw .exception(vector: X86Vector.generalProtection, errorCode: 0)
         }
     }

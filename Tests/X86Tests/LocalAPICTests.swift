@@ -1,0 +1,199 @@
+import Machine
+import Testing
+
+@testable import X86
+
+/// The emulator's local APIC: priority rules, EOI, the three timer modes and x2APIC, then the
+/// CPU taking interrupts through the IDT (IF, the STI shadow, hlt until an interrupt).
+@Suite struct LocalAPICTests {
+    static let timerVector: UInt32 = 0x40
+
+    func enabled() -> LocalAPIC {
+        let apic = LocalAPIC()
+        apic.write(offset: 0xF0, value: 0x1FF, now: 0)  // software enable, spurious vector 0xFF
+        return apic
+    }
+
+    @Test func higherPriorityClassPreemptsAndEOIEndsTheHighestInService() {
+        let apic = enabled()
+        apic.accept(vector: 0x31)
+        apic.accept(vector: 0x51)
+        #expect(apic.deliverableVector == 0x51)
+        apic.acknowledge(0x51)
+        #expect(apic.deliverableVector == nil, "class 3 waits while class 5 is in service")
+        #expect(apic.read(offset: 0xA0, now: 0) == 0x50, "PPR follows the in-service class")
+        apic.accept(vector: 0x61)
+        #expect(apic.deliverableVector == 0x61, "class 6 preempts class 5")
+        apic.acknowledge(0x61)
+        apic.write(offset: 0xB0, value: 0, now: 0)  // EOI ends 0x61, the highest in service
+        #expect(apic.deliverableVector == nil)
+        apic.write(offset: 0xB0, value: 0, now: 0)  // ... then 0x51
+        #expect(apic.deliverableVector == 0x31)
+        apic.write(offset: 0x80, value: 0x40, now: 0)  // TPR class 4 masks class 3
+        #expect(apic.deliverableVector == nil)
+        apic.write(offset: 0x80, value: 0x20, now: 0)
+        #expect(apic.deliverableVector == 0x31)
+        #expect(apic.endOfInterrupts == 2)
+        apic.acknowledge(0x31)
+        apic.write(offset: 0xB0, value: 0, now: 0)
+        apic.write(offset: 0xB0, value: 0, now: 0)  // an EOI with nothing in service is ignored
+        #expect(apic.endOfInterrupts == 3)
+    }
+
+    @Test func illegalVectorsSetTheErrorStatusInsteadOfPending() {
+        let apic = enabled()
+        apic.accept(vector: 3)
+        #expect(!apic.hasPending)
+        #expect(apic.read(offset: 0x280, now: 0) == 1 << 6)
+    }
+
+    @Test func oneShotTimerFiresOnceAfterCountTimesDivisor() {
+        let apic = enabled()
+        apic.write(offset: 0x3E0, value: 0x0, now: 0)  // divide by 2
+        apic.write(offset: 0x320, value: Self.timerVector, now: 0)  // one-shot, unmasked
+        apic.write(offset: 0x380, value: 50, now: 1000)
+        #expect(apic.read(offset: 0x390, now: 1040) == 30)
+        apic.poll(now: 1099)
+        #expect(!apic.hasPending)
+        apic.poll(now: 1100)
+        #expect(apic.deliverableVector == UInt8(Self.timerVector))
+        #expect(apic.timerDeadline == nil)
+        #expect(apic.read(offset: 0x390, now: 1200) == 0)
+    }
+
+    @Test func periodicTimerRearmsFromItsOwnDeadline() {
+        let apic = enabled()
+        apic.write(offset: 0x3E0, value: 0xB, now: 0)  // divide by 1
+        apic.write(offset: 0x320, value: Self.timerVector | 1 << 17, now: 0)
+        apic.write(offset: 0x380, value: 100, now: 0)
+        apic.poll(now: 130)  // noticed late: the next period still ends at 200
+        #expect(apic.timerDeadline == 200)
+        apic.poll(now: 450)  // several periods missed: one interrupt, next deadline 500
+        #expect(apic.timerDeadline == 500)
+        #expect(apic.timerFirings == 2)
+    }
+
+    @Test func tscDeadlineModeFiresAtTheDeadlineAndDisarms() {
+        let apic = enabled()
+        #expect(apic.writeMSR(0x6E0, 5000, now: 0), "ignored (not #GP) outside deadline mode")
+        #expect(apic.timerDeadline == nil)
+        apic.write(offset: 0x320, value: Self.timerVector | 2 << 17, now: 0)
+        #expect(apic.writeMSR(0x6E0, 5000, now: 0))
+        #expect(apic.readMSR(0x6E0, now: 0) == 5000)
+        apic.poll(now: 4999)
+        #expect(!apic.hasPending)
+        apic.poll(now: 5000)
+        #expect(apic.deliverableVector == UInt8(Self.timerVector))
+        #expect(apic.readMSR(0x6E0, now: 5001) == 0)
+        apic.write(offset: 0x380, value: 10, now: 0)  // the initial count is ignored in deadline mode
+        #expect(apic.timerDeadline == nil)
+    }
+
+    @Test func maskedTimerCountsButRaisesNothing() {
+        let apic = enabled()
+        apic.write(offset: 0x320, value: Self.timerVector | 1 << 16, now: 0)
+        apic.write(offset: 0x380, value: 1, now: 0)
+        apic.poll(now: 10)
+        #expect(apic.timerFirings == 1)
+        #expect(!apic.hasPending)
+    }
+
+    @Test func x2APICModeMovesTheRegistersToMSRs() {
+        let apic = enabled()
+        #expect(apic.readMSR(0x808, now: 0) == nil, "x2APIC MSRs #GP in xAPIC mode")
+        #expect(!apic.writeMSR(0x1B, 0xFEE0_0000 | 1 << 10, now: 0), "x2APIC without enable is invalid")
+        #expect(apic.writeMSR(0x1B, 0xFEE0_0000 | 3 << 10, now: 0))
+        #expect(apic.mmioBase == nil, "the xAPIC page is gone in x2APIC mode")
+        #expect(apic.writeMSR(0x808, 0x30, now: 0))
+        #expect(apic.readMSR(0x80A, now: 0) == 0x30, "PPR")
+        #expect(apic.writeMSR(0x830, 0x4_0041, now: 0), "ICR: fixed, shorthand self, vector 0x41")
+        #expect(apic.deliverableVector == 0x41)
+        #expect(apic.writeMSR(0x83F, 0x45, now: 0), "SELF IPI register")
+        #expect(apic.deliverableVector == 0x45)
+        #expect(apic.readMSR(0x83F, now: 0) == nil, "SELF IPI is write-only")
+        #expect(apic.readMSR(0x802, now: 0) == 0, "the x2APIC ID is the full 32-bit ID")
+    }
+
+    @Test func anIPIToAnotherCPUGoesToThePlatform() {
+        let apic = enabled()
+        var sent: [(UInt32, UInt32)] = []
+        apic.sendIPI = { sent.append(($0, $1)) }
+        apic.write(offset: 0x310, value: 1 << 24, now: 0)
+        apic.write(offset: 0x300, value: 0x4500, now: 0)  // INIT to APIC 1
+        #expect(sent.count == 1 && sent[0].0 == 1 && sent[0].1 == 0x4500)
+        #expect(!apic.hasPending)
+    }
+}
+
+/// The CPU side: interrupts arrive through the IDT at instruction boundaries.
+@Suite struct InterruptDeliveryTests {
+    /// handler: mov ecx, eax / mov edi, 0xFEE000B0 / mov dword [rdi], 0 (EOI) / iretq
+    static let handler: [UInt8] = [0x89, 0xC1, 0xBF, 0xB0, 0x00, 0xE0, 0xFE, 0xC7, 0x07, 0, 0, 0, 0, 0x48, 0xCF]
+    static let handlerAddress: UInt64 = 0x11000
+
+    func machine(code: [UInt8], clock: @escaping () -> UInt64 = { 0 }) throws -> LongModeMachine {
+        let machine = try LongModeMachine(code: code)
+        try machine.memory.write(Self.handler, at: Self.handlerAddress)
+        try machine.memory.writeValue(UInt64(0x00CF_9200_0000_FFFF), at: 0x510)  // 0x10: data, for iretq's SS
+        machine.cpu.gdtLimit = 0x17
+        try machine.installGate(0x40, handler: Self.handlerAddress)
+        machine.cpu.timestamp = clock
+        machine.cpu.apic.write(offset: 0xF0, value: 0x1FF, now: 0)
+        return machine
+    }
+
+    @Test func aPendingInterruptWaitsForIFAndTheSTIShadow() throws {
+        // mov eax, 1 / sti / mov eax, 2 / mov eax, 3 / cli / hlt
+        let code: [UInt8] = [0xB8, 1, 0, 0, 0, 0xFB, 0xB8, 2, 0, 0, 0, 0xB8, 3, 0, 0, 0, 0xFA, 0xF4]
+        let machine = try machine(code: code)
+        machine.cpu.raiseInterrupt(vector: 0x40)
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(machine.cpu.registers[1] == 2, "taken after the instruction behind sti, not before")
+        #expect(machine.cpu.registers[0] == 3, "iretq came back and the code ran on")
+        #expect(machine.cpu.apic.delivered == 1)
+        #expect(machine.cpu.apic.endOfInterrupts == 1)
+    }
+
+    @Test func hltSleepsUntilTheTimerAndResumesAfterIt() throws {
+        // mov edi, 0xFEE00320 / mov dword [rdi], 0x40 | 2 << 17 (TSC-deadline) / mov ecx, 0x6E0 /
+        // mov eax, 5000 / xor edx, edx / wrmsr / mov eax, 9 / sti / hlt / mov ebx, 7 / cli / hlt
+        let code: [UInt8] = [
+            0xBF, 0x20, 0x03, 0xE0, 0xFE, 0xC7, 0x07, 0x40, 0x00, 0x04, 0x00, 0xB9, 0xE0, 0x06, 0, 0, 0xB8, 0x88, 0x13, 0, 0,
+            0x31, 0xD2, 0x0F, 0x30, 0xB8, 9, 0, 0, 0, 0xFB, 0xF4, 0xBB, 7, 0, 0, 0, 0xFA, 0xF4,
+        ]
+        var now: UInt64 = 0
+        let machine = try machine(code: code) {
+            now += 100
+            return now
+        }
+        #expect(machine.cpu.run(maxInstructions: 1000) == .halt)
+        #expect(machine.cpu.registers[1] == 9, "the handler ran")
+        #expect(machine.cpu.registers[3] == 7, "execution resumed after hlt")
+        #expect(now >= 5000, "not before the deadline")
+        #expect(machine.cpu.apic.timerFirings == 1)
+    }
+
+    @Test func hltWithNothingThatCanWakeTheCPUEndsTheRun() throws {
+        let machine = try machine(code: [0xFB, 0xF4])  // sti / hlt, no timer armed
+        #expect(machine.cpu.run(maxInstructions: 100) == .halt)
+        #expect(!machine.cpu.halted)
+    }
+
+    @Test func anInterruptStormCannotStarveAStopRequest() throws {
+        // sti / jmp $ : a periodic timer with period 1 fires at every poll.
+        let machine = try machine(code: [0xFB, 0xEB, 0xFE])
+        var now: UInt64 = 0
+        machine.cpu.timestamp = {
+            now += 10
+            return now
+        }
+        machine.cpu.apic.write(offset: 0x3E0, value: 0xB, now: 0)
+        machine.cpu.apic.write(offset: 0x320, value: 0x40 | 1 << 17, now: 0)
+        machine.cpu.apic.write(offset: 0x380, value: 1, now: 0)
+        machine.cpu.raiseInterrupt(vector: 0x40)
+        machine.cpu.requestStop()
+        #expect(machine.cpu.run() == .interrupted, "a stop request ends the run within one chunk")
+        #expect(machine.cpu.apic.delivered > 100, "the storm was taken")
+        #expect(machine.cpu.apic.delivered - machine.cpu.apic.endOfInterrupts <= 1, "every handler but the last ended")
+    }
+}
