@@ -69,6 +69,14 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1,
             roundKind: .boot),
         .init(
+            id: "irq.timer", group: .platform,
+            summary: "local APIC one-shot timer armed to expire at once -> its handler ran, interrupts taken at CPL3, ns",
+            defaultIterations: 500),
+        .init(
+            id: "irq.hlt-wake", group: .platform,
+            summary: "hlt until a TSC-deadline timer interrupt: deadline -> first instruction after hlt, ns",
+            defaultIterations: 200),
+        .init(
             id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s",
             defaultIterations: 5_000, peerRole: .sink),
         .init(

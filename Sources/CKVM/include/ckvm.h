@@ -22,12 +22,23 @@ static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
 static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
 static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
 static const unsigned long CKVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+static const unsigned long CKVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
+static const unsigned long CKVM_CAP_TSC_DEADLINE_TIMER = KVM_CAP_TSC_DEADLINE_TIMER;
+
+/* KVM_IRQ_LINE: drive input `line` of the in-kernel IOAPIC/PIC. 0 or -errno. */
+int ckvm_irq_line(int vm_fd, uint32_t line, int level);
+/* KVM_SIGNAL_MSI: deliver one MSI message. >0 delivered, 0 blocked by the guest, or -errno. */
+int ckvm_signal_msi(int vm_fd, uint64_t address, uint32_t data);
 
 int ckvm_ioctl(int fd, unsigned long request, void *argument);
 int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
 
-/* KVM_GET_SUPPORTED_CPUID then KVM_SET_CPUID2 on the vCPU; 0 or -errno. */
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd);
+/* KVM_GET_SUPPORTED_CPUID then KVM_SET_CPUID2 on the vCPU; 0 or -errno. KVM leaves the
+ * TSC-deadline timer out of the supported list (it depends on the in-kernel LAPIC):
+ * tsc_deadline != 0 adds it. */
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline);
 
 /* Accessors for the exit-reason union of struct kvm_run. */
 static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }

@@ -42,14 +42,23 @@ void *plat_alloc(size_t bytes); /* 4 KiB aligned, never freed; 0 when out of mem
 /* Privileged or VM-specific operations. Each returns 0 when the platform has no
  * equivalent and sets *why to a short hyphenated reason. */
 typedef int (*plat_op_fn)(uint64_t count);
+/* Returns the cycles the operations themselves measured (not the wall time around them), or
+ * UINT64_MAX on failure with plat.failure set. */
+typedef uint64_t (*plat_timed_op_fn)(uint64_t count);
 struct plat_ops {
     plat_op_fn null_syscall;   /* syscall/sysret round trip, count times */
     plat_op_fn pte_modify;     /* write a PTE, invlpg, touch the page */
     plat_op_fn port_read;      /* in from an unclaimed port */
     plat_op_fn mmio_read;      /* read from an unclaimed MMIO page */
     volatile uint64_t *fault_page; /* an address whose access faults with #PF / SIGSEGV */
+    /* irq.timer: arm a one-shot timer that expires at once and wait, interrupts on, until its
+     * handler has run; count times. */
+    plat_op_fn timer_interrupt;
+    /* irq.hlt-wake: sleep until a timer deadline a fixed lead ahead; the measured cycles are
+     * from each deadline to the first instruction after the wake-up. */
+    plat_timed_op_fn halt_wake;
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
-        *no_boot;
+        *no_boot, *no_timer, *no_halt;
     int has_hypercall;
     const char *failure; /* set by an op that failed, with the reason */
 };

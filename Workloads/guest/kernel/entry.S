@@ -98,23 +98,82 @@ syscall_entry:
  * Stack on entry (no error code): rip, cs, rflags, rsp, ss.
  */
 #define INVLPG_SERVICE 0x1a7e
+#define IRQ_ENABLE_SERVICE 0x1a7f
+#define IRQ_DISABLE_SERVICE 0x1a80
+#define HALT_UNTIL_SERVICE 0x1a81
 exception_6:
-    cmpq $INVLPG_SERVICE, %rax
-    jne 2f
-    testb $3, 8(%rsp)
+    testb $3, 8(%rsp)             /* services are for user mode only */
     jz 2f
     pushq %rbx
     movq 8(%rsp), %rbx
     cmpw $0x0b0f, (%rbx)          /* the faulting instruction is ud2 */
-    jne 1f
-    invlpg (%rdi)
-    addq $2, 8(%rsp)
     popq %rbx
-    iretq
-1:  popq %rbx
+    jne 2f
+    cmpq $INVLPG_SERVICE, %rax
+    je 3f
+    cmpq $IRQ_ENABLE_SERVICE, %rax
+    je 4f
+    cmpq $IRQ_DISABLE_SERVICE, %rax
+    je 5f
+    cmpq $HALT_UNTIL_SERVICE, %rax
+    je 6f
 2:  pushq $0
     pushq $6
     jmp exception_common
+3:  invlpg (%rdi)
+    jmp 7f
+4:  orq $0x200, 16(%rsp)          /* the caller's saved RFLAGS.IF */
+    jmp 7f
+5:  andq $~0x200, 16(%rsp)
+    jmp 7f
+/*
+ * Halt until the TSC deadline in rdi: arm IA32_TSC_DEADLINE, then sti; hlt (the STI shadow
+ * means an interrupt already pending wakes the hlt instead of slipping in before it). The
+ * handler returns to the cli; the TSC read right after is the wake-up time.
+ */
+6:  pushq %rcx
+    pushq %rdx
+    movl $0x6E0, %ecx
+    movl %edi, %eax
+    movq %rdi, %rdx
+    shrq $32, %rdx
+    wrmsr
+    sti
+    hlt
+    cli
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    movq %rax, hvb_wake_tsc(%rip)
+    popq %rdx
+    popq %rcx
+    movq $HALT_UNTIL_SERVICE, %rax
+7:  addq $2, (%rsp)               /* past the ud2 */
+    iretq
+
+/*
+ * The local APIC timer: note the time and the count, end the interrupt, return. Kept to a few
+ * instructions because CPL0 code may be emulated by the host.
+ */
+.globl timer_interrupt_entry
+timer_interrupt_entry:
+    pushq %rax
+    pushq %rdx
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    movq %rax, hvb_irq_tsc(%rip)
+    incq hvb_irq_count(%rip)
+    movq $0xFEE000B0, %rax        /* EOI (a register: a 32-bit displacement would sign-extend) */
+    movl $0, (%rax)
+    popq %rdx
+    popq %rax
+    iretq
+
+/* The spurious vector needs no EOI. */
+.globl spurious_interrupt_entry
+spurious_interrupt_entry:
+    iretq
 
 /* Exception stubs: push a dummy error code where the CPU does not, then the vector. */
 .macro STUB_NO_ERROR vector

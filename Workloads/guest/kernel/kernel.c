@@ -33,12 +33,16 @@ struct exception_frame {
 extern uint64_t gdt[];
 extern uint64_t page_directories[];
 extern const uint64_t exception_stubs[32];
+extern char timer_interrupt_entry[], spurious_interrupt_entry[];
 extern char syscall_entry[];
 void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument)
     __attribute__((noreturn));
 
-static struct interrupt_gate idt[32] __attribute__((aligned(16)));
+/* All 256 vectors: exceptions, the timer and the spurious vector are present; any other vector
+ * arriving raises #NP, which the exception path reports. */
+static struct interrupt_gate idt[256] __attribute__((aligned(16)));
 volatile uint64_t hvb_syscall_stayed_in_user_mode;
+volatile uint64_t hvb_irq_count, hvb_irq_tsc, hvb_wake_tsc;
 static struct task_state_segment tss __attribute__((aligned(16)));
 static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
 static uint8_t double_fault_stack[4096] __attribute__((aligned(16)));
@@ -55,20 +59,28 @@ static inline void write_msr(uint32_t msr, uint64_t value) {
     __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)value), "d"((uint32_t)(value >> 32)));
 }
 
+static void set_gate(int vector, uint64_t handler, uint8_t ist) {
+    idt[vector] = (struct interrupt_gate){
+        .offset_low = (uint16_t)handler,
+        .selector = 0x08,
+        .ist = ist,
+        .type_attributes = 0x8E, /* interrupt gate: IF cleared on entry */
+        .offset_middle = (uint16_t)(handler >> 16),
+        .offset_high = (uint32_t)(handler >> 32),
+    };
+}
+
 void kernel_main(uint32_t start_info) {
     outb(BOOT_MILESTONE_PORT, 2); /* milestone 2: long mode, kernel C code */
 
-    for (int v = 0; v < 32; v++) {
-        uint64_t handler = exception_stubs[v];
-        idt[v] = (struct interrupt_gate){
-            .offset_low = (uint16_t)handler,
-            .selector = 0x08,
-            .ist = v == 8 ? 1 : 0, /* #DF on its own stack */
-            .type_attributes = 0x8E,
-            .offset_middle = (uint16_t)(handler >> 16),
-            .offset_high = (uint32_t)(handler >> 32),
-        };
-    }
+    for (int v = 0; v < 32; v++) set_gate(v, exception_stubs[v], v == 8 ? 1 : 0); /* #DF: own stack */
+    set_gate(TIMER_VECTOR, (uint64_t)timer_interrupt_entry, 0);
+    set_gate(SPURIOUS_VECTOR, (uint64_t)spurious_interrupt_entry, 0);
+    /* The legacy PICs stay masked (QEMU's firmware leaves its PIT ticking on IRQ 0); interrupts
+     * come through the local APIC, which is software-enabled here with its spurious vector. */
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
+    *lapic_register(LAPIC_SPURIOUS) = 0x100 | SPURIOUS_VECTOR;
     struct {
         uint16_t limit;
         uint64_t base;

@@ -14,6 +14,24 @@
 /* rax value with which ud2 asks the kernel for invlpg (see entry.S). */
 #define INVLPG_SERVICE 0x1a7e
 #define BENCHMARK_REGION ((uint64_t)BENCHMARK_PD_INDEX << 21)
+/* More kernel services requested with ud2 (rax = the service): interrupts on or off for the
+ * caller (its saved RFLAGS.IF), and "halt until the TSC deadline in rdi" (see entry.S). */
+#define IRQ_ENABLE_SERVICE 0x1a7f
+#define IRQ_DISABLE_SERVICE 0x1a80
+#define HALT_UNTIL_SERVICE 0x1a81
+
+/* The local APIC's xAPIC page (identity-mapped, uncached, user-accessible like all MMIO). */
+#define LAPIC_BASE 0xFEE00000ull
+#define LAPIC_SPURIOUS 0xF0
+#define LAPIC_EOI 0xB0
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_TIMER_INITIAL 0x380
+#define LAPIC_TIMER_DIVIDE 0x3E0
+#define TIMER_VECTOR 0xEF
+#define SPURIOUS_VECTOR 0xFF
+static inline volatile uint32_t *lapic_register(uint32_t offset) {
+    return (volatile uint32_t *)(LAPIC_BASE + offset);
+}
 
 /* Exit codes written to DEBUG_EXIT_PORT; the VMM reports (code << 1) | 1. */
 #define GUEST_EXIT_OK 0
@@ -40,4 +58,6 @@ void hvb_report_line(const char *kind, const char *key, const char *value);
 uint64_t pte_frame_address(int which);
 extern uint64_t benchmark_page_table[512];
 extern volatile uint64_t hvb_syscall_stayed_in_user_mode;
+/* Written by the timer interrupt handler and the halt service (entry.S). */
+extern volatile uint64_t hvb_irq_count, hvb_irq_tsc, hvb_wake_tsc;
 #endif

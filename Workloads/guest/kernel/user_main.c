@@ -69,6 +69,65 @@ static int mmio_read(uint64_t count) {
     return 1;
 }
 
+/* ---- interrupts: the local APIC timer, taken at CPL3 with interrupts on (irq.timer) or in
+ * the kernel's halt service (irq.hlt-wake) */
+
+static void set_user_interrupts(int on) {
+    __asm__ volatile("ud2" : : "a"(on ? IRQ_ENABLE_SERVICE : IRQ_DISABLE_SERVICE) : "memory");
+}
+
+static int has_tsc_deadline_timer(void) {
+    uint32_t eax = 1, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    return (ecx >> 24) & 1;
+}
+
+/* A handler that never comes must fail the benchmark, not hang it: give up after about 2^34
+ * cycles (seconds on any host). */
+#define IRQ_WAIT_LIMIT (1ull << 34)
+
+static int timer_interrupt(uint64_t count) {
+    *lapic_register(LAPIC_TIMER_DIVIDE) = 0xB; /* divide by 1 */
+    *lapic_register(LAPIC_LVT_TIMER) = TIMER_VECTOR; /* one-shot, unmasked */
+    set_user_interrupts(1);
+    int ok = 1;
+    for (uint64_t i = 0; i < count && ok; i++) {
+        uint64_t before = hvb_irq_count, start = plat_cycles();
+        *lapic_register(LAPIC_TIMER_INITIAL) = 1; /* expires after one count: now */
+        while (hvb_irq_count == before) {
+            if (plat_cycles() - start > IRQ_WAIT_LIMIT) {
+                ok = 0;
+                plat.failure = "timer-interrupt-not-delivered";
+                break;
+            }
+        }
+    }
+    set_user_interrupts(0);
+    *lapic_register(LAPIC_LVT_TIMER) = 0x10000; /* masked */
+    return ok;
+}
+
+/* The deadline lies this far ahead so the kernel has reached hlt before it passes, even where
+ * CPL0 code is emulated: 2^21 cycles, about 1 ms at 2 GHz. */
+#define HALT_LEAD_CYCLES (1ull << 21)
+
+static uint64_t halt_wake(uint64_t count) {
+    *lapic_register(LAPIC_LVT_TIMER) = TIMER_VECTOR | (2u << 17); /* TSC-deadline mode */
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t deadline = plat_cycles() + HALT_LEAD_CYCLES, before = hvb_irq_count;
+        __asm__ volatile("ud2" : : "a"(HALT_UNTIL_SERVICE), "D"(deadline) : "memory");
+        if (hvb_irq_count == before || hvb_wake_tsc < deadline) {
+            plat.failure = hvb_irq_count == before ? "woke-without-the-timer" : "woke-before-the-deadline";
+            total = UINT64_MAX;
+            break;
+        }
+        total += hvb_wake_tsc - deadline;
+    }
+    *lapic_register(LAPIC_LVT_TIMER) = 0x10000;
+    return total;
+}
+
 struct plat_ops plat = {
     .null_syscall = null_syscall,
     .pte_modify = pte_modify,
@@ -76,6 +135,8 @@ struct plat_ops plat = {
     .mmio_read = mmio_read,
     .fault_page = (volatile uint64_t *)BENCHMARK_REGION,
     .has_hypercall = 1,
+    .timer_interrupt = timer_interrupt,
+    .halt_wake = halt_wake,
 };
 
 extern char _end[];
@@ -104,6 +165,10 @@ void user_main(uint32_t start_info) {
         guest_exit(GUEST_EXIT_BAD_JOB);
     }
     find_heap(info);
+    if (!has_tsc_deadline_timer()) {
+        plat.halt_wake = 0;
+        plat.no_halt = "no-tsc-deadline-timer";
+    }
     hvb_report_line("hello", "guest", "hvbench-guest-1");
     const char *cmdline = info->cmdline_paddr ? (const char *)info->cmdline_paddr : "";
     struct hvb_job job;
