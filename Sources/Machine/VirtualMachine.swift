@@ -135,6 +135,10 @@ public final class VirtualMachine: @unchecked Sendable {
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
+        if let counts = engine.interruptCounts {
+            counters.interrupts = counts.taken
+            counters.endOfInterrupts = counts.endOfInterrupts
+        }
         return VMOutcome(
             ending: ending.withLock { $0 }, milestones: milestones.milestones, counters: counters,
             startedAtNanoseconds: startedAt,

@@ -9,7 +9,7 @@ public enum CSVReport {
         "system", "benchmark", "metric", "unit", "better", "status", "reason", "privilege", "engine", "n", "median", "mean",
         "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers",
         "percent_of_native",
-        "samples", "exits_pio", "exits_mmio", "exits_per_op", "doorbells_per_op",
+        "samples", "exits_pio", "exits_mmio", "exits_per_op", "doorbells_per_op", "interrupts_per_op",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
         "git_commit", "started_at", "injected_slowdown_percent",
     ]
@@ -28,6 +28,7 @@ public enum CSVReport {
             let exits = [
                 result.exits.map { String($0.portIO) } ?? "", result.exits.map { String($0.mmio) } ?? "",
                 result.exits?.exitsPerOperation.map(number) ?? "", result.exits?.notificationsPerOperation.map(number) ?? "",
+                result.exits?.interruptsPerOperation.map(number) ?? "",
             ]
             let common = [result.system, result.benchmark]
             if result.metrics.isEmpty {

@@ -12,6 +12,10 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// Benchmark operations the guest performed during these exits (warm-ups and the latency
     /// pass included), so that exits per operation can be derived; 0 when not known.
     public var operations = 0
+    /// Interrupts the CPU took and EOIs the guest wrote, where the engine can count them (the
+    /// emulator's local APIC; KVM's in-kernel one is not visible from here): nil when unknown.
+    public var interrupts: Int?
+    public var endOfInterrupts: Int?
     public init() {}
 
     /// Adds another boot's counts (the rounds of one result are merged this way).
@@ -24,9 +28,17 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         unclaimedMMIOReads += other.unclaimedMMIOReads
         notifications += other.notifications
         operations += other.operations
+        interrupts = Self.sum(interrupts, other.interrupts)
+        endOfInterrupts = Self.sum(endOfInterrupts, other.endOfInterrupts)
     }
+
+    static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }
 
     /// (port I/O + MMIO exits) per operation.
     public var exitsPerOperation: Double? { operations > 0 ? Double(portIO + mmio) / Double(operations) : nil }
     public var notificationsPerOperation: Double? { operations > 0 ? Double(notifications) / Double(operations) : nil }
+    public var interruptsPerOperation: Double? {
+        guard operations > 0, let interrupts else { return nil }
+        return Double(interrupts) / Double(operations)
+    }
 }
