@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 int ckvm_ioctl(int fd, unsigned long request, void *argument) {
     return ioctl(fd, request, argument);
@@ -13,6 +14,33 @@ int ckvm_ioctl(int fd, unsigned long request, void *argument) {
 
 int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value) {
     return ioctl(fd, request, value);
+}
+
+int ckvm_stats_fd(int fd) {
+    int result = ioctl(fd, KVM_GET_STATS_FD, 0);
+    return result < 0 ? -errno : result;
+}
+
+int64_t ckvm_read_stat(int stats_fd, const char *name) {
+    struct kvm_stats_header header;
+    if (pread(stats_fd, &header, sizeof header, 0) != (ssize_t)sizeof header) return -1;
+    if (header.name_size == 0 || header.name_size > 4096 || header.num_desc > 4096) return -1;
+    size_t stride = sizeof(struct kvm_stats_desc) + header.name_size;
+    char *descriptor = malloc(stride);
+    if (!descriptor) return -1;
+    int64_t value = -1;
+    for (uint32_t i = 0; i < header.num_desc; i++) {
+        if (pread(stats_fd, descriptor, stride, header.desc_offset + (off_t)i * (off_t)stride) != (ssize_t)stride) break;
+        struct kvm_stats_desc *d = (struct kvm_stats_desc *)descriptor;
+        d->name[header.name_size - 1] = 0;
+        if (strcmp(d->name, name) != 0) continue;
+        uint64_t data;
+        if (pread(stats_fd, &data, sizeof data, header.data_offset + (off_t)d->offset) == (ssize_t)sizeof data)
+            value = (int64_t)data;
+        break;
+    }
+    free(descriptor);
+    return value;
 }
 
 int ckvm_irq_line(int vm_fd, uint32_t line, int level) {

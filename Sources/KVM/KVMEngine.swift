@@ -19,6 +19,8 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     private let vm: KVMDescriptor
     private let vcpu: KVMDescriptor
     private let runArea: UnsafeMutablePointer<kvm_run>
+    /// The vCPU's binary statistics file (KVM_GET_STATS_FD); negative where the kernel has none.
+    private let statisticsFD: Int32
 
     /// The vCPU thread, for the signal that kicks it out of KVM_RUN; set by its first run().
     private let vcpuThread = Mutex<pthread_t?>(nil)
@@ -54,11 +56,23 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)
         guard let mapping, mapping != MAP_FAILED else { throw KVMError.call("mmap of the vCPU run area", errno: errno) }
         runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
+        statisticsFD = ckvm_stats_fd(vcpu.rawValue)
         self.vm = vm
         self.vcpu = vcpu
     }
 
-    deinit { munmap(runArea, system.vcpuMappingSize) }
+    /// Interrupts KVM injected into this vCPU (its `irq_injections` statistic); the in-kernel
+    /// local APIC handles EOIs without telling anyone, so those are unknown.
+    public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? {
+        guard statisticsFD >= 0 else { return nil }
+        let injected = ckvm_read_stat(statisticsFD, "irq_injections")
+        return injected >= 0 ? (Int(injected), nil) : nil
+    }
+
+    deinit {
+        munmap(runArea, system.vcpuMappingSize)
+        if statisticsFD >= 0 { close(statisticsFD) }
+    }
 
     /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell). Read at creation:
     /// vCPU ioctls block while another thread is inside KVM_RUN.

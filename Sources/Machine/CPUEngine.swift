@@ -83,15 +83,16 @@ public protocol CPUEngine: AnyObject {
     /// The TSC rate the guest sees in kHz, where the engine knows it (KVM's figure); nil when the
     /// guest sees the host's TSC.
     var guestTSCKilohertz: Int? { get }
-    /// Interrupts taken and EOIs written so far, where the engine models the local APIC itself.
-    var interruptCounts: (taken: Int, endOfInterrupts: Int)? { get }
+    /// Interrupts taken so far, and EOIs written where the engine sees them: the emulator's own
+    /// local APIC counts both; KVM's statistics count injections only.
+    var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { get }
 }
 
 extension CPUEngine {
     public var diagnostics: [String] { [] }
     public var instructionsRetired: UInt64? { nil }
     public var guestTSCKilohertz: Int? { nil }
-    public var interruptCounts: (taken: Int, endOfInterrupts: Int)? { nil }
+    public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { nil }
 }
 
 /// Engine errors the VM reports as the reason a run failed.

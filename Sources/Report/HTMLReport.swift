@@ -196,7 +196,7 @@ public enum HTMLReport {
                 "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td><td>\(interruptsPerOperation)</td></tr>"
         }
         return html
-            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts are counted where hvbench models the local APIC (the emulator); KVM's in-kernel one shows a dash.</p></section>\n"
+            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic).</p></section>\n"
     }
 
     static func environment(_ model: ReportModel) -> String {

@@ -12,8 +12,8 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// Benchmark operations the guest performed during these exits (warm-ups and the latency
     /// pass included), so that exits per operation can be derived; 0 when not known.
     public var operations = 0
-    /// Interrupts the CPU took and EOIs the guest wrote, where the engine can count them (the
-    /// emulator's local APIC; KVM's in-kernel one is not visible from here): nil when unknown.
+    /// Interrupts the CPU took (the emulator's local APIC; KVM's `irq_injections` statistic) and
+    /// EOIs the guest wrote (the emulator only; KVM keeps no such statistic): nil when unknown.
     public var interrupts: Int?
     public var endOfInterrupts: Int?
     public init() {}

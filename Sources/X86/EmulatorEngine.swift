@@ -45,7 +45,7 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
 
     public func requestStop() { cpu.requestStop() }
 
-    public var interruptCounts: (taken: Int, endOfInterrupts: Int)? { (cpu.apic.delivered, cpu.apic.endOfInterrupts) }
+    public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { (cpu.apic.delivered, cpu.apic.endOfInterrupts) }
 
     /// Guest instructions retired so far.
     public var instructionsRetired: UInt64? { cpu.retired }

@@ -27,6 +27,12 @@ static const unsigned long CKVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
 static const unsigned long CKVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
 static const unsigned long CKVM_CAP_TSC_DEADLINE_TIMER = KVM_CAP_TSC_DEADLINE_TIMER;
 
+/* KVM_GET_STATS_FD on a VM or vCPU descriptor: the binary statistics file, or -errno. */
+int ckvm_stats_fd(int fd);
+/* The first value of the statistic called `name` in a binary statistics file; -1 when the file
+ * has no such statistic or cannot be read. */
+int64_t ckvm_read_stat(int stats_fd, const char *name);
+
 /* KVM_IRQ_LINE: drive input `line` of the in-kernel IOAPIC/PIC. 0 or -errno. */
 int ckvm_irq_line(int vm_fd, uint32_t line, int level);
 /* KVM_SIGNAL_MSI: deliver one MSI message. >0 delivered, 0 blocked by the guest, or -errno. */
