@@ -25,8 +25,11 @@ struct ModeSelection: ExpressibleByArgument {
     /// Whether `native` was named (not only implied by `all`): with `--cpu`/`--io`, the axes
     /// replace the VM modes but a named native baseline stays.
     let namesNative: Bool
+    /// As the user wrote it: what `--help` shows for the default ("all").
+    let argument: String
 
     init?(argument: String) {
+        self.argument = argument
         var systems: [SystemKind] = []
         for word in argument.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             if word == "all" {
@@ -43,4 +46,5 @@ struct ModeSelection: ExpressibleByArgument {
     }
 
     static var allValueStrings: [String] { SystemKind.allCases.map(\.rawValue) + ["all"] }
+    var defaultValueDescription: String { argument }
 }
