@@ -69,6 +69,23 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         return injected >= 0 ? (Int(injected), nil) : nil
     }
 
+    private var interrupts: KVMInterrupts?
+
+    /// The in-kernel IOAPIC and local APIC; nothing is placed on the MMIO bus, since KVM
+    /// handles the IOAPIC's page itself.
+    public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController {
+        let controller = KVMInterrupts(vmFileDescriptor: vm.rawValue)
+        interrupts = controller
+        return controller
+    }
+
+    public var diagnostics: [String] {
+        guard let interrupts, interrupts.failedCalls > 0 else { return [] }
+        return [
+            "kvm: \(interrupts.failedCalls) interrupt calls (KVM_IRQ_LINE/KVM_SIGNAL_MSI) failed, last with errno \(interrupts.lastError)"
+        ]
+    }
+
     deinit {
         munmap(runArea, system.vcpuMappingSize)
         if statisticsFD >= 0 { close(statisticsFD) }

@@ -1,22 +1,25 @@
-/// What devices plug into: one VM's guest memory, its port-I/O and MMIO buses, and the PCI host
-/// bridge (created, and placed at 0xCF8, when the first PCI device asks for it, so a VM without
-/// PCI devices has no configuration ports at all).
+/// What devices plug into: one VM's guest memory, its port-I/O and MMIO buses, its interrupt
+/// controller, and the PCI host bridge (created, and placed at 0xCF8, when the first PCI device
+/// asks for it, so a VM without PCI devices has no configuration ports at all).
 public final class Platform {
     public let memory: GuestMemory
     public let portBus: IOBus
     public let mmioBus: IOBus
+    /// Where device interrupts go: the engine's (see `CPUEngine.connectInterrupts`).
+    public let interrupts: any InterruptController
     private var hostBridge: PCIBus?
 
-    public init(memory: GuestMemory, portBus: IOBus, mmioBus: IOBus) {
+    public init(memory: GuestMemory, portBus: IOBus, mmioBus: IOBus, interrupts: any InterruptController = InterruptRecorder()) {
         self.memory = memory
         self.portBus = portBus
         self.mmioBus = mmioBus
+        self.interrupts = interrupts
     }
 
     /// PCI bus 0, with its type-1 configuration ports on the port bus.
     public func pci() throws -> PCIBus {
         if let hostBridge { return hostBridge }
-        let bus = PCIBus(mmio: mmioBus)
+        let bus = PCIBus(mmio: mmioBus, interrupts: interrupts)
         try portBus.insert(bus, at: PCIBus.base, length: 8)
         hostBridge = bus
         return bus
@@ -36,9 +39,13 @@ public protocol Device: AnyObject {
     var doorbells: Int { get }
     /// Back to the power-on state, as a driver's reset leaves it (and healed if it was broken).
     func reset()
+    /// Reads of an interrupt-cause register (e1000 ICR, virtio ISR): the per-interrupt register
+    /// traffic that message-signalled interrupts avoid.
+    var interruptCauseReads: Int { get }
 }
 
 extension Device {
     public var brokenReason: String? { nil }
     public var doorbells: Int { 0 }
+    public var interruptCauseReads: Int { 0 }
 }

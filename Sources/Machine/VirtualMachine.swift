@@ -61,7 +61,8 @@ public final class VirtualMachine: @unchecked Sendable {
         self.memory = memory
         self.engine = engine
         self.startedAt = startedAt
-        platform = Platform(memory: memory, portBus: portBus, mmioBus: mmioBus)
+        platform = Platform(
+            memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus))
         try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
@@ -76,6 +77,8 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Doorbells rung on every device so far.
     public var notifications: Int { devices.reduce(0) { $0 + $1.doorbells } }
+    /// Interrupt-cause register reads on every device so far.
+    public var interruptCauseReads: Int { devices.reduce(0) { $0 + $1.interruptCauseReads } }
 
     /// Devices the guest drove into an error state, each with its name and the reason.
     public var brokenDevices: [String] { devices.compactMap { device in device.brokenReason.map { "\(device.name): \($0)" } } }
@@ -135,6 +138,7 @@ public final class VirtualMachine: @unchecked Sendable {
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
+        counters.interruptCauseReads = interruptCauseReads
         if let counts = engine.interruptCounts {
             counters.interrupts = counts.taken
             counters.endOfInterrupts = counts.endOfInterrupts

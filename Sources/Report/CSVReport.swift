@@ -10,6 +10,7 @@ public enum CSVReport {
         "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers",
         "percent_of_native",
         "samples", "exits_pio", "exits_mmio", "exits_per_op", "doorbells_per_op", "interrupts_per_op",
+        "cause_reads_per_op",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
         "git_commit", "started_at", "injected_slowdown_percent",
     ]
@@ -29,6 +30,7 @@ public enum CSVReport {
                 result.exits.map { String($0.portIO) } ?? "", result.exits.map { String($0.mmio) } ?? "",
                 result.exits?.exitsPerOperation.map(number) ?? "", result.exits?.notificationsPerOperation.map(number) ?? "",
                 result.exits?.interruptsPerOperation.map(number) ?? "",
+                result.exits?.interruptCauseReadsPerOperation.map(number) ?? "",
             ]
             let common = [result.system, result.benchmark]
             if result.metrics.isEmpty {

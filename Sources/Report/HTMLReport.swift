@@ -184,19 +184,20 @@ public enum HTMLReport {
         let rows = model.run.results.filter { $0.exits != nil && $0.status == .ok }
         guard !rows.isEmpty else { return "" }
         var html =
-            "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th><th>interrupts per operation</th></tr></thead><tbody>"
+            "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th><th>interrupts per operation</th><th>cause reads per operation</th></tr></thead><tbody>"
         for result in rows {
             guard let exits = result.exits else { continue }
             let perOperation = exits.exitsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
             let doorbellsPerOperation = exits.notificationsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
             let interruptsPerOperation = exits.interruptsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
+            let causeReadsPerOperation = exits.interruptCauseReadsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
             html +=
                 "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td><td>\(exits.notifications)</td>"
             html +=
-                "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td><td>\(interruptsPerOperation)</td></tr>"
+                "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td><td>\(interruptsPerOperation)</td><td>\(causeReadsPerOperation)</td></tr>"
         }
         return html
-            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic).</p></section>\n"
+            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic). Cause reads: the guest reading an interrupt-cause register (e1000 ICR, virtio ISR), which MSI-X makes unnecessary.</p></section>\n"
     }
 
     static func environment(_ model: ReportModel) -> String {

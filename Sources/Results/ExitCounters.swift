@@ -16,6 +16,8 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// EOIs the guest wrote (the emulator only; KVM keeps no such statistic): nil when unknown.
     public var interrupts: Int?
     public var endOfInterrupts: Int?
+    /// Reads of device interrupt-cause registers (e1000 ICR, virtio ISR): nil in older files.
+    public var interruptCauseReads: Int?
     public init() {}
 
     /// Adds another boot's counts (the rounds of one result are merged this way).
@@ -30,6 +32,7 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         operations += other.operations
         interrupts = Self.sum(interrupts, other.interrupts)
         endOfInterrupts = Self.sum(endOfInterrupts, other.endOfInterrupts)
+        interruptCauseReads = Self.sum(interruptCauseReads, other.interruptCauseReads)
     }
 
     static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }
@@ -40,5 +43,9 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     public var interruptsPerOperation: Double? {
         guard operations > 0, let interrupts else { return nil }
         return Double(interrupts) / Double(operations)
+    }
+    public var interruptCauseReadsPerOperation: Double? {
+        guard operations > 0, let interruptCauseReads else { return nil }
+        return Double(interruptCauseReads) / Double(operations)
     }
 }

@@ -47,6 +47,13 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
 
     public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { (cpu.apic.delivered, cpu.apic.endOfInterrupts) }
 
+    /// hvbench's IOAPIC at its usual address, feeding this CPU's local APIC.
+    public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController {
+        let controller = EmulatorInterrupts(cpu: cpu)
+        try mmioBus.insert(controller.ioapic, at: IOAPIC.base, length: IOAPIC.length)
+        return controller
+    }
+
     /// Guest instructions retired so far.
     public var instructionsRetired: UInt64? { cpu.retired }
 

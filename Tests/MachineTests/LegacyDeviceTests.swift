@@ -82,12 +82,14 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
         let transport = VirtioPCITransport(model: VirtioNet(peer: NetworkPeer(mode: .sink)), memory: memory, mmio: IOBus())
         let config = transport.configuration
         var types: [UInt8] = []
+        var identifiers: [UInt8] = []
         var cursor = Int(config.bytes[0x34])
         while cursor != 0 {
-            #expect(config.bytes[cursor] == 0x09)
-            types.append(config.bytes[cursor + 3])
+            identifiers.append(config.bytes[cursor])
+            if config.bytes[cursor] == 0x09 { types.append(config.bytes[cursor + 3]) }
             cursor = Int(config.bytes[cursor + 1])
         }
+        #expect(identifiers == [0x11, 0x09, 0x09, 0x09, 0x09])  // MSI-X, then the virtio structures
         #expect(types == [1, 2, 3, 4])
         #expect(config.bytes[0x06] & 0x10 != 0)
     }

@@ -1,11 +1,15 @@
 /// An Intel 82540EM (e1000) subset: CTRL/STATUS, EEPROM reads through EERD (MAC and checksum),
-/// RAL/RAH, ICR/IMS/IMC, RCTL/TCTL and the legacy receive and transmit descriptor rings.
-/// Interrupt causes are latched in ICR but never raised: hvbench's drivers poll.
+/// RAL/RAH, RCTL/TCTL, the legacy receive and transmit descriptor rings, and interrupts as the
+/// 82540EM raises them: causes latch in ICR (TXDW when a descriptor asking for status is written
+/// back, TXQE when the transmit ring runs empty, RXT0 per received frame), INTA# is asserted
+/// while ICR & IMS is non-zero, and reading ICR clears it — the register read per interrupt that
+/// an emulated NIC's driver cannot avoid. ITR is stored but not applied: interrupts are not
+/// throttled.
 public final class E1000: PCIFunction, BusDevice {
     public static let barSize: UInt32 = 0x20000
     enum Register {
         static let ctrl = 0x0000, status = 0x0008, eecd = 0x0010, eerd = 0x0014
-        static let icr = 0x00C0, ics = 0x00C8, ims = 0x00D0, imc = 0x00D8
+        static let icr = 0x00C0, itr = 0x00C4, ics = 0x00C8, ims = 0x00D0, imc = 0x00D8
         static let rctl = 0x0100, tctl = 0x0400
         static let rdbal = 0x2800, rdbah = 0x2804, rdlen = 0x2808, rdh = 0x2810, rdt = 0x2818
         static let tdbal = 0x3800, tdbah = 0x3804, tdlen = 0x3808, tdh = 0x3810, tdt = 0x3818
@@ -26,6 +30,14 @@ public final class E1000: PCIFunction, BusDevice {
     public private(set) var brokenReason: String?
     /// Writes to the transmit and receive tail registers: the doorbells of this device.
     public private(set) var doorbells = 0
+    /// ICR reads: each one an exit under KVM, one per interrupt for an interrupt-driven driver.
+    public private(set) var interruptCauseReads = 0
+
+    enum Cause {
+        static let transmitWrittenBack: UInt32 = 0x01  // TXDW
+        static let transmitQueueEmpty: UInt32 = 0x02  // TXQE
+        static let receiveTimer: UInt32 = 0x80  // RXT0
+    }
 
     public init(memory: GuestMemory, mmio: IOBus, peer: NetworkPeer, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x02]) {
         self.memory = memory
@@ -47,6 +59,17 @@ public final class E1000: PCIFunction, BusDevice {
         registers[Register.ral0 / 4] = UInt32(mac[0]) | UInt32(mac[1]) << 8 | UInt32(mac[2]) << 16 | UInt32(mac[3]) << 24
         registers[Register.rah0 / 4] = UInt32(mac[4]) | UInt32(mac[5]) << 8 | 0x8000_0000
         frameLength = 0
+        updateInterrupt()
+    }
+
+    /// INTA# follows ICR & IMS.
+    private func updateInterrupt() {
+        configuration.requestInterrupt(registers[Register.icr / 4] & registers[Register.ims / 4] != 0)
+    }
+
+    private func raise(_ causes: UInt32) {
+        registers[Register.icr / 4] |= causes
+        updateInterrupt()
     }
 
     public func barMoved(_ index: Int, to address: UInt64?) {
@@ -61,7 +84,11 @@ public final class E1000: PCIFunction, BusDevice {
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         let register = Int(offset) & ~3
         var value = registers[register / 4]
-        if register == Register.icr { registers[register / 4] = 0 }  // read to clear
+        if register == Register.icr {  // read to clear, which drops INTA#
+            registers[register / 4] = 0
+            interruptCauseReads += 1
+            updateInterrupt()
+        }
         value >>= 8 * UInt32(offset & 3)
         data.storeLittleEndian(UInt64(value))
     }
@@ -79,9 +106,13 @@ public final class E1000: PCIFunction, BusDevice {
                 let word = address < eeprom.count ? eeprom[address] : 0xFFFF
                 registers[register / 4] = UInt32(word) << 16 | UInt32(address) << 8 | 0x10  // DONE
             }
-        case Register.ims: registers[register / 4] |= value
-        case Register.imc: registers[Register.ims / 4] &= ~value
-        case Register.ics: registers[Register.icr / 4] |= value
+        case Register.ims:
+            registers[register / 4] |= value
+            updateInterrupt()
+        case Register.imc:
+            registers[Register.ims / 4] &= ~value
+            updateInterrupt()
+        case Register.ics: raise(value)
         case Register.rctl:
             registers[register / 4] = value
             receive()  // enabling the receiver starts filling buffers already posted
@@ -133,6 +164,8 @@ public final class E1000: PCIFunction, BusDevice {
                 registers: (Register.tdbal, Register.tdbah, Register.tdlen, Register.tdh, Register.tdt))
         else { return }
         var head = start
+        var causes: UInt32 = 0
+        defer { if causes != 0 { raise(causes) } }
         do {
             while head != tail {
                 let entry = try descriptor(base, head)
@@ -150,11 +183,14 @@ public final class E1000: PCIFunction, BusDevice {
                     frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
                     frameLength = 0
                 }
-                if command & 0x08 != 0 { entry[12] = 0x01 }  // DD
+                if command & 0x08 != 0 {  // RS: write back DD
+                    entry[12] = 0x01
+                    causes |= Cause.transmitWrittenBack
+                }
                 head = (head + 1) % count
                 registers[Register.tdh / 4] = head
             }
-            registers[Register.icr / 4] |= 0x01  // TXDW
+            if head != start { causes |= Cause.transmitQueueEmpty }
         } catch {
             fail("transmit descriptor ring: \(error)")
         }
@@ -182,11 +218,12 @@ public final class E1000: PCIFunction, BusDevice {
                 entry[12] = 0x03  // DD | EOP
                 head = (head + 1) % count
                 registers[Register.rdh / 4] = head
-                registers[Register.icr / 4] |= 0x80  // RXT0
+                registers[Register.icr / 4] |= Cause.receiveTimer
             }
         } catch {
             fail("receive descriptor ring: \(error)")
         }
+        updateInterrupt()
     }
 }
 

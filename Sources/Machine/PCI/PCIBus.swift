@@ -28,8 +28,38 @@ public final class PCIConfiguration {
         bytes[0x0B] = classCode
         set16(0x2C, subsystemVendor)
         set16(0x2E, subsystem)
-        bytes[0x3D] = 1  // INTA#, never raised: hvbench's guests poll
+        bytes[0x3D] = 1  // INTA#
     }
+
+    // MARK: INTx
+
+    /// The platform input INTA# is wired to; set when the function is plugged.
+    public internal(set) var interruptLine: InterruptLine? {
+        didSet { bytes[0x3C] = UInt8(truncatingIfNeeded: interruptLine?.gsi ?? 0xFF) }
+    }
+    private var interruptRequested = false
+
+    /// The device raises (or drops) INTA#. The line follows unless the driver set Interrupt
+    /// Disable in the command register; the status register's Interrupt Status bit shows the
+    /// request either way, as PCI 2.3 has it.
+    public func requestInterrupt(_ requested: Bool) {
+        interruptRequested = requested
+        if requested { bytes[0x06] |= 0x08 } else { bytes[0x06] &= ~0x08 }
+        interruptLine?.set(requested && !interruptDisabled)
+    }
+
+    public var interruptDisabled: Bool { bytes[0x05] & 0x04 != 0 }
+    /// The platform's interrupt controller, for message-signalled interrupts; set when plugged.
+    public internal(set) var interruptController: (any InterruptController)?
+
+    // MARK: Writable capability registers
+
+    /// Bits of capability bytes the guest may write (MSI-X message control), by offset.
+    private var writableCapabilityBits: [Int: UInt8] = [:]
+    /// Called after the guest wrote any of them, so the capability's owner can act.
+    public var capabilityWritten: (() -> Void)?
+
+    public func makeWritable(offset: Int, bits: UInt8) { writableCapabilityBits[offset] = bits }
 
     func set16(_ offset: Int, _ value: UInt16) {
         bytes[offset] = UInt8(truncatingIfNeeded: value)
@@ -77,6 +107,7 @@ public final class PCIConfiguration {
     /// Returns the BARs whose placement may have changed.
     public func write(offset: Int, count: Int, value: UInt32) -> [Int] {
         var touched: Set<Int> = []
+        var wroteCapability = false
         for index in 0..<count {
             let position = (offset + index) & 0xFF
             let byte = UInt8(truncatingIfNeeded: value >> (8 * index))
@@ -84,7 +115,9 @@ public final class PCIConfiguration {
             case 0x04:
                 bytes[position] = byte & 0x07  // I/O, memory, bus master
                 touched.formUnion(0..<6)
-            case 0x05: bytes[position] = byte & 0x04  // interrupt disable
+            case 0x05:
+                bytes[position] = byte & 0x04  // interrupt disable
+                interruptLine?.set(interruptRequested && !interruptDisabled)
             case 0x0C, 0x0D, 0x3C: bytes[position] = byte  // cache line, latency, interrupt line
             case 0x10..<0x28:
                 let bar = (position - 0x10) / 4
@@ -96,36 +129,49 @@ public final class PCIConfiguration {
                 let maskByte = UInt8(truncatingIfNeeded: mask >> (8 * byteInBar))
                 bytes[position] = byte & maskByte & (byteInBar == 0 ? 0xF0 : 0xFF)
                 touched.insert(bar)
-            default: break  // read-only
+            default:
+                guard let writable = writableCapabilityBits[position] else { break }  // read-only
+                bytes[position] = (bytes[position] & ~writable) | (byte & writable)
+                wroteCapability = true
             }
         }
+        if wroteCapability { capabilityWritten?() }
         return touched.sorted()
     }
 }
 
 /// The type-1 configuration mechanism at 0xCF8 (address) / 0xCFC-0xCFF (data), bus 0 only.
 /// Slot 0 is a host bridge so that enumeration finds a well-formed bus.
+///
+/// INTA# of slot n is wired to IOAPIC input 16 + n mod 4 (the usual swizzle onto the four PCI
+/// inputs above the ISA ones) and the interrupt line register says so, which is all a driver
+/// without ACPI needs; under QEMU's pc machine the firmware writes its own routing there.
 public final class PCIBus: BusDevice {
     public static let base: UInt64 = 0xCF8
+    public static let firstINTxInput = 16
     private var address: UInt32 = 0
     private var slots: [PCIFunction?] = Array(repeating: nil, count: 32)
     private let mmio: IOBus
+    private let interrupts: any InterruptController
 
     final class HostBridge: PCIFunction {
         let configuration = PCIConfiguration(vendor: 0x8086, device: 0x1237, classCode: 0x06, subclass: 0x00)
         func barMoved(_ index: Int, to address: UInt64?) {}
     }
 
-    public init(mmio: IOBus) {
+    public init(mmio: IOBus, interrupts: any InterruptController = InterruptRecorder()) {
         self.mmio = mmio
+        self.interrupts = interrupts
         slots[0] = HostBridge()
     }
 
-    /// Plugs `function` into the first free slot; returns the slot number.
+    /// Plugs `function` into the first free slot and wires its INTA#; returns the slot number.
     @discardableResult
     public func plug(_ function: PCIFunction) -> Int {
         let slot = slots.firstIndex { $0 == nil }!
         slots[slot] = function
+        function.configuration.interruptLine = InterruptLine(gsi: Self.firstINTxInput + slot % 4, controller: interrupts)
+        function.configuration.interruptController = interrupts
         return slot
     }
 

@@ -26,6 +26,8 @@ public final class VirtQueue {
     public var enabled = false
     public private(set) var lastAvailableIndex: UInt16 = 0
     public private(set) var usedIndex: UInt16 = 0
+    /// The used index when the device last decided about an interrupt (vhost's signalled_used).
+    private var signalledUsedIndex: UInt16 = 0
 
     static let next: UInt16 = 1
     static let write: UInt16 = 2
@@ -44,6 +46,7 @@ public final class VirtQueue {
         enabled = false
         lastAvailableIndex = 0
         usedIndex = 0
+        signalledUsedIndex = 0
     }
 
     /// Checks the rings lie in guest RAM; called when the driver enables the queue.
@@ -110,6 +113,25 @@ public final class VirtQueue {
             index = following
         }
         throw VirtQueueError("descriptor chain from \(head) is longer than the queue (a loop?)")
+    }
+
+    /// Whether the used buffers added since the last call should interrupt the driver: with
+    /// event index, when the used index passed the driver's used_event (virtio 1.x §2.7.10);
+    /// without, unless the driver set VIRTQ_AVAIL_F_NO_INTERRUPT.
+    public func usedBuffersNeedInterrupt(_ memory: GuestMemory, eventIndex: Bool) throws -> Bool {
+        guard usedIndex != signalledUsedIndex else { return false }
+        let previous = signalledUsedIndex
+        signalledUsedIndex = usedIndex
+        if eventIndex {
+            let usedEvent = try memory.readValue(UInt16.self, at: driverRing + 4 + 2 * UInt64(size))
+            return usedIndex &- usedEvent &- 1 < usedIndex &- previous
+        }
+        return try memory.readValue(UInt16.self, at: driverRing) & 1 == 0
+    }
+
+    /// Publishes avail_event: the driver need not notify until it makes this index available.
+    public func publishAvailableEvent(_ memory: GuestMemory) throws {
+        try memory.writeValue(lastAvailableIndex, at: deviceRing + 4 + 8 * UInt64(size))
     }
 
     /// Returns a chain to the driver with the number of bytes the device wrote into it.

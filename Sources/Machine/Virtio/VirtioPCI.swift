@@ -14,17 +14,27 @@ public protocol VirtioDeviceModel: AnyObject {
     func reset()
 }
 
-/// The virtio 1.x PCI transport ("modern" layout): one 16 KiB memory BAR holding the common
+/// The virtio 1.x PCI transport ("modern" layout): one 32 KiB memory BAR holding the common
 /// configuration, ISR, device configuration and notification regions, each announced by a
-/// vendor-specific capability. Interrupts are never raised: hvbench's drivers poll.
+/// vendor-specific capability, and the MSI-X table and pending bits.
+///
+/// Interrupts: with MSI-X enabled, a queue's interrupt is a message on the vector the driver
+/// gave that queue (none if it gave NO_VECTOR); otherwise ISR bit 0 is set and INTA# asserted
+/// until the driver reads the ISR. Whether a used buffer interrupts at all is the driver's
+/// call: VIRTQ_AVAIL_F_NO_INTERRUPT, or with VIRTIO_F_EVENT_IDX the used_event index, in which
+/// case the device also publishes avail_event after each pass over a queue.
 public final class VirtioPCITransport: PCIFunction, BusDevice {
     public static let versionOne: UInt64 = 1 << 32
+    public static let eventIndex: UInt64 = 1 << 29
     static let commonOffset = 0x0000
     static let isrOffset = 0x1000
     static let deviceOffset = 0x2000
     static let notifyOffset = 0x3000
     static let notifyMultiplier = 4
-    static let barSize: UInt32 = 0x4000
+    static let msixTableOffset = 0x4000
+    static let msixPendingOffset = 0x5000
+    static let barSize: UInt32 = 0x8000
+    static let noVector: UInt16 = 0xFFFF
 
     static let statusFeaturesOK: UInt8 = 8
     static let statusNeedsReset: UInt8 = 0x40
@@ -41,6 +51,13 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     public private(set) var status: UInt8 = 0
     private var queueSelect: UInt16 = 0
     private var configGeneration: UInt8 = 0
+    public let msix: MSIXTable
+    private var configurationVector = VirtioPCITransport.noVector
+    private var queueVectors: [UInt16]
+    /// ISR status: bit 0 a queue interrupt, bit 1 a configuration change; read to clear.
+    private var interruptStatus: UInt8 = 0
+    /// ISR reads (the INTx driver's per-interrupt register read).
+    public private(set) var interruptCauseReads = 0
 
     /// Why the device stopped, if a guest fed it garbage (DEVICE_NEEDS_RESET is set).
     public private(set) var brokenReason: String?
@@ -56,6 +73,12 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         configuration = PCIConfiguration(
             vendor: 0x1AF4, device: 0x1040 + model.deviceID, classCode: model.pciClass.0, subclass: model.pciClass.1,
             subsystemVendor: 0x1AF4, subsystem: 0x40, revision: 1, barSizes: [Self.barSize])
+        queueVectors = Array(repeating: Self.noVector, count: queues.count)
+        msix = MSIXTable(
+            vectorCount: queues.count + 1, configuration: configuration, bar: 0, tableOffset: UInt32(Self.msixTableOffset),
+            pendingOffset: UInt32(Self.msixPendingOffset))
+        let le32 = Self.le32
+        let configuration = configuration
         func capability(type: UInt8, offset: Int, length: Int, extra: [UInt8] = []) {
             let body: [UInt8] = [UInt8(16 + extra.count), type, 0, 0, 0, 0] + le32(UInt32(offset)) + le32(UInt32(length)) + extra
             configuration.addCapability(id: 0x09, body: body)
@@ -66,7 +89,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         capability(type: 4, offset: Self.deviceOffset, length: 0x100)
     }
 
-    private func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+    static let features: UInt64 = versionOne | eventIndex
+    var eventIndexNegotiated: Bool { driverFeatures & Self.eventIndex != 0 }
+
+    private static func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 
     public func barMoved(_ index: Int, to address: UInt64?) {
         guard index == 0 else { return }
@@ -80,6 +106,30 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         status |= Self.statusNeedsReset
         configGeneration &+= 1
         onBroken?(reason)
+        interrupt(vector: configurationVector, status: 2)
+    }
+
+    /// Raises an interrupt: the MSI-X vector when MSI-X is on (nothing for NO_VECTOR), else the
+    /// ISR bit and INTA#.
+    private func interrupt(vector: UInt16, status bit: UInt8) {
+        if msix.isEnabled {
+            if vector != Self.noVector { msix.signal(Int(vector)) }
+        } else {
+            interruptStatus |= bit
+            configuration.requestInterrupt(true)
+        }
+    }
+
+    /// After the device worked on its queues: interrupt for each queue whose new used buffers
+    /// the driver asked to hear about, and tell the driver (avail_event) which index to notify at.
+    private func signalUsedBuffers() throws {
+        let eventIndex = eventIndexNegotiated
+        for (index, queue) in queues.enumerated() where queue.enabled {
+            if eventIndex { try queue.publishAvailableEvent(memory) }
+            if try queue.usedBuffersNeedInterrupt(memory, eventIndex: eventIndex) {
+                interrupt(vector: queueVectors[index], status: 1)
+            }
+        }
     }
 
     private var selectedQueue: VirtQueue? { Int(queueSelect) < queues.count ? queues[Int(queueSelect)] : nil }
@@ -90,6 +140,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         brokenReason = nil
         for queue in queues { queue.reset() }
         model.reset()
+        configurationVector = Self.noVector
+        queueVectors = Array(repeating: Self.noVector, count: queues.count)
+        interruptStatus = 0
+        configuration.requestInterrupt(false)
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
@@ -98,10 +152,17 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         case Self.commonOffset..<Self.isrOffset:
             data.storeLittleEndian(readCommon(offset - Self.commonOffset))
         case Self.isrOffset..<Self.deviceOffset:
-            data.storeLittleEndian(0)  // no interrupts pending, ever
+            data.storeLittleEndian(UInt64(interruptStatus))  // read to clear, which drops INTA#
+            interruptStatus = 0
+            interruptCauseReads += 1
+            configuration.requestInterrupt(false)
         case Self.deviceOffset..<Self.notifyOffset:
             for index in data.indices { data[index] = 0 }
             model.readConfiguration(offset: offset - Self.deviceOffset, into: data)
+        case Self.msixTableOffset..<(Self.msixTableOffset + msix.tableLength):
+            msix.readTable(offset: offset - Self.msixTableOffset, into: data)
+        case Self.msixPendingOffset..<(Self.msixPendingOffset + msix.pendingLength):
+            msix.readPending(offset: offset - Self.msixPendingOffset, into: data)
         default:
             data.storeLittleEndian(0)
         }
@@ -112,17 +173,17 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         switch register {
         case 0x00: return UInt64(deviceFeatureSelect)
         case 0x04:
-            let features = Self.versionOne | model.deviceFeatures
+            let features = Self.features | model.deviceFeatures
             return deviceFeatureSelect < 2 ? (features >> (32 * UInt64(deviceFeatureSelect))) & 0xFFFF_FFFF : 0
         case 0x08: return UInt64(driverFeatureSelect)
         case 0x0C: return driverFeatureSelect < 2 ? (driverFeatures >> (32 * UInt64(driverFeatureSelect))) & 0xFFFF_FFFF : 0
-        case 0x10: return 0xFFFF  // msix_config: no MSI-X
+        case 0x10: return UInt64(configurationVector)
         case 0x12: return UInt64(queues.count)
         case 0x14: return UInt64(status)
         case 0x15: return UInt64(configGeneration)
         case 0x16: return UInt64(queueSelect)
         case 0x18: return UInt64(queue?.size ?? 0)
-        case 0x1A: return 0xFFFF
+        case 0x1A: return UInt64(Int(queueSelect) < queueVectors.count ? queueVectors[Int(queueSelect)] : Self.noVector)
         case 0x1C: return queue?.enabled == true ? 1 : 0
         case 0x1E: return UInt64(queueSelect)  // queue_notify_off: one notify slot per queue
         case 0x20: return (queue?.descriptorTable ?? 0) & 0xFFFF_FFFF
@@ -145,8 +206,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
             notifications += 1
             let index = (offset - Self.notifyOffset) / Self.notifyMultiplier
             notify(index)
+        case Self.msixTableOffset..<(Self.msixTableOffset + msix.tableLength):
+            msix.writeTable(offset: offset - Self.msixTableOffset, from: data)
         default:
-            break  // ISR and device configuration are read-only here
+            break  // ISR, pending bits and device configuration are read-only
         }
     }
 
@@ -157,7 +220,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
             fail("queue \(index) notified while PCI bus mastering (DMA) is disabled")
             return
         }
-        do { try model.queueNotified(index, self) } catch { fail("queue \(index): \(error)") }
+        do {
+            try model.queueNotified(index, self)
+            try signalUsedBuffers()
+        } catch { fail("queue \(index): \(error)") }
     }
 
     private func writeCommon(_ register: Int, _ value: UInt64, width: Int) {
@@ -180,7 +246,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
                 return
             }
             if newStatus & Self.statusFeaturesOK != 0 && status & Self.statusFeaturesOK == 0 {
-                let offered = Self.versionOne | model.deviceFeatures
+                let offered = Self.features | model.deviceFeatures
                 // The driver may only accept offered features, and a modern device needs VERSION_1.
                 guard driverFeatures & ~offered == 0, driverFeatures & Self.versionOne != 0 else {
                     status = newStatus & ~Self.statusFeaturesOK
@@ -188,7 +254,9 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
                 }
             }
             status = (status & Self.statusNeedsReset) | newStatus
+        case 0x10: configurationVector = acceptedVector(value)
         case 0x16: queueSelect = UInt16(truncatingIfNeeded: value)
+        case 0x1A: if Int(queueSelect) < queueVectors.count { queueVectors[Int(queueSelect)] = acceptedVector(value) }
         case 0x18: if let queue, editable { queue.size = UInt16(truncatingIfNeeded: value) }
         case 0x1C:
             guard let queue, value & 1 == 1, !queue.enabled else { return }
@@ -204,6 +272,15 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
         case 0x34: if let queue, editable { queue.deviceRing = high32(queue.deviceRing) }
         default: break
         }
+    }
+}
+
+extension VirtioPCITransport {
+    /// A vector the driver asked for, or NO_VECTOR (which the driver reads back as refusal)
+    /// when the table has no such entry.
+    fileprivate func acceptedVector(_ value: UInt64) -> UInt16 {
+        let vector = UInt16(truncatingIfNeeded: value)
+        return Int(vector) < msix.vectorCount ? vector : Self.noVector
     }
 }
 

@@ -1,0 +1,34 @@
+import Machine
+
+/// The emulator's interrupt controller: hvbench's IOAPIC on the MMIO bus for INTx lines, and
+/// MSI messages decoded straight into the interpreter's local APIC. Everything runs on the vCPU
+/// thread, where device models run too, so no locking is needed.
+final class EmulatorInterrupts: InterruptController {
+    let ioapic: IOAPIC
+    private unowned let cpu: X86CPU
+    /// MSI writes that reached no local APIC (address outside 0xFEExxxxx, another destination,
+    /// or a delivery mode this model does not carry out).
+    private(set) var undeliverableMessages = 0
+
+    init(cpu: X86CPU) {
+        self.cpu = cpu
+        ioapic = IOAPIC { [unowned cpu] vector, levelTriggered in
+            cpu.raiseInterrupt(vector: vector, levelTriggered: levelTriggered)
+        }
+        let ioapic = self.ioapic
+        cpu.apic.levelTriggeredEOI = { vector in ioapic.endOfInterrupt(vector: vector) }
+    }
+
+    func setLine(_ gsi: Int, asserted: Bool) { ioapic.setLine(gsi, asserted: asserted) }
+
+    func signalMessage(_ message: MSIMessage) {
+        guard message.isInterrupt, message.deliveryMode <= 1,
+            message.destination == UInt8(truncatingIfNeeded: cpu.apic.id) || message.destination == 0xFF
+        else {
+            undeliverableMessages += 1
+            return
+        }
+        // A vector below 16 is the local APIC's to refuse (it sets the illegal-vector error).
+        cpu.raiseInterrupt(vector: message.vector, levelTriggered: false)
+    }
+}
