@@ -91,6 +91,14 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "net.rr", group: .network, summary: "64-byte request/response through the VMM's echo, ns (p50/p99)",
             defaultIterations: 500, peerRole: .echo),
         .init(
+            id: "net.tx-1500-irq", group: .network,
+            summary: "net.tx-1500 with interrupt-driven drivers (completions taken back after interrupts), Gbit/s",
+            defaultIterations: 5_000, peerRole: .sink),
+        .init(
+            id: "net.rr-irq", group: .network,
+            summary: "net.rr with interrupt-driven drivers (the response wakes the guest by interrupt), ns (p50/p99)",
+            defaultIterations: 500, peerRole: .echo),
+        .init(
             id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
         .init(
             id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16,
@@ -153,7 +161,7 @@ public enum MetricDerivation {
                 MetricSamples(name: "latency", unit: "ns", better: .lower, values: nsPerOp),
                 MetricSamples(name: "cycles_per_op", unit: "cycles", better: .lower, values: cyclesPerOp),
             ]
-        case "net.tx-64", "net.tx-1500", "net.rx-1500":
+        case "net.tx-64", "net.tx-1500", "net.rx-1500", "net.tx-1500-irq":
             let frames = zip(samples, nanoseconds).map { Double($0.operations) / $1 * 1e6 }
             let gbits = zip(samples, nanoseconds).map { Double($0.bytes) * 8 / $1 }
             let rate = MetricSamples(name: "frame_rate", unit: "kframes/s", better: .higher, values: frames)

@@ -6,7 +6,9 @@ extension X86CPU {
         while budget > 0 {
             let chunk = min(budget, 8192)
             for _ in 0..<chunk {
-                if interruptWork {
+                // Not while an instruction waits for its device access to complete: it is
+                // re-executed against the log, and an interrupt taken first would run it twice.
+                if interruptWork && deviceLog.isEmpty {
                     if let stop = serviceInterrupts() { return stop }
                     if stopPending {
                         let reason = stopReason ?? .interrupted

@@ -137,7 +137,7 @@ import Results
 
     @Test(arguments: [
         ("disk.rand-read-4k", SystemKind.fullEmulation), ("disk.rand-write-4k", .emulatorVirtio), ("net.tx-64", .fullEmulation),
-        ("net.rr", .emulatorVirtio),
+        ("net.rr", .emulatorVirtio), ("net.tx-1500-irq", .fullEmulation), ("net.rr-irq", .emulatorVirtio),
     ])
     func devicesWorkUnderTheEmulator(_ id: String, _ system: SystemKind) async throws {
         let artifacts = try await Built.artifacts.value
@@ -148,5 +148,15 @@ import Results
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")
         #expect(result.engine == "emulator")
+        guard id.hasSuffix("-irq"), let exits = result.exits else { return }
+        // hvbench's IOAPIC and local APIC: exactly one interrupt per frame or response (e1000
+        // INTx, level-triggered; virtio MSI-X), each ended with one EOI; only INTx reads a cause.
+        #expect(exits.interrupts == exits.operations, "\(exits)")
+        #expect(exits.endOfInterrupts == exits.interrupts)
+        if system == .fullEmulation {
+            #expect(try #require(exits.interruptCauseReads) >= exits.operations)
+        } else {
+            #expect(exits.interruptCauseReads == 0)
+        }
     }
 }

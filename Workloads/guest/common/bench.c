@@ -270,6 +270,7 @@ enum kind {
 struct bench_entry {
     const char *id;
     enum kind kind;
+    int interrupt_driven; /* the -irq variants: same workload, interrupt-driven drivers */
 };
 
 static const struct bench_entry catalogue[] = {
@@ -279,7 +280,8 @@ static const struct bench_entry catalogue[] = {
     {"cpu.pio", K_PIO},           {"cpu.mmio", K_MMIO},       {"cpu.hypercall", K_HYPERCALL},
     {"vm.boot", K_BOOT},          {"irq.timer", K_IRQ_TIMER}, {"irq.hlt-wake", K_IRQ_HLT_WAKE},
     {"net.tx-64", K_NET_TX64},    {"net.tx-1500", K_NET_TX1500}, {"net.rx-1500", K_NET_RX},
-    {"net.rr", K_NET_RR},         {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
+    {"net.rr", K_NET_RR},         {"net.tx-1500-irq", K_NET_TX1500, 1}, {"net.rr-irq", K_NET_RR, 1},
+    {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
     {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
 };
 
@@ -459,10 +461,19 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
     return 0;
 }
 
-int hvb_run_job(const struct hvb_job *job) {
-    const struct bench_entry *entry = 0;
+static const struct bench_entry *find_entry(const char *id) {
     for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
-        if (text_equals(catalogue[i].id, job->bench)) entry = &catalogue[i];
+        if (text_equals(catalogue[i].id, id)) return &catalogue[i];
+    return 0;
+}
+
+int hvb_job_interrupt_driven(const struct hvb_job *job) {
+    const struct bench_entry *entry = find_entry(job->bench);
+    return entry && entry->interrupt_driven;
+}
+
+int hvb_run_job(const struct hvb_job *job) {
+    const struct bench_entry *entry = find_entry(job->bench);
     if (!entry) {
         report_unavailable("fail", job->bench, "unknown-benchmark");
         return 1;
@@ -478,7 +489,8 @@ int hvb_run_job(const struct hvb_job *job) {
         line_end(&l);
         return 0;
     }
-    const char *why = unavailable_reason(entry->kind);
+    const char *why = entry->interrupt_driven && plat.no_device_interrupts ? plat.no_device_interrupts
+                                                                          : unavailable_reason(entry->kind);
     if (why) {
         report_unavailable("skip", job->bench, why);
         return 0;

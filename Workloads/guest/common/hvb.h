@@ -32,6 +32,8 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job);
 
 /* Runs the job, printing the strict result lines described in README.md. 0 on success. */
 int hvb_run_job(const struct hvb_job *job);
+/* Whether the job's benchmark is an -irq variant, whose devices are driven by interrupts. */
+int hvb_job_interrupt_driven(const struct hvb_job *job);
 
 /* ---- provided by the platform (guest kernel or native host) ---- */
 void plat_write(const char *text, size_t length);
@@ -59,6 +61,8 @@ struct plat_ops {
     plat_timed_op_fn halt_wake;
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
         *no_boot, *no_timer, *no_halt;
+    /* Why the -irq variants cannot run here (natively: no device of ours raises interrupts). */
+    const char *no_device_interrupts;
     int has_hypercall;
     const char *failure; /* set by an op that failed, with the reason */
 };

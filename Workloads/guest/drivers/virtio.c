@@ -1,12 +1,24 @@
 /*
- * Polling virtio 1.x drivers at CPL3 over the modern PCI transport: capability walk (common,
- * notify, device config; 64-bit BARs as QEMU uses), split virtqueues, batched notifications.
- * virtio-blk: one request (header, data, status) at a time. virtio-net: transmit and receive
- * queues of 256, each buffer = 12-byte header + frame.
+ * virtio 1.x drivers at CPL3 over the modern PCI transport: capability walk (common, notify,
+ * device config; 64-bit BARs as QEMU uses), split virtqueues. virtio-blk: one request (header,
+ * data, status) at a time. virtio-net: transmit and receive queues of 256, each buffer =
+ * 12-byte header + frame.
+ *
+ * Polling: notifications batched, VIRTQ_AVAIL_F_NO_INTERRUPT set. Interrupt-driven (virtio-net,
+ * as Linux's driver works): VIRTIO_F_EVENT_IDX, an MSI-X vector per queue, a notification only
+ * when the device's avail_event asks for one. Receive interrupts stay armed (used_event
+ * re-armed after each frame, as NAPI does); transmit buffers are taken back on each send and a
+ * transmit interrupt is asked for only when the driver must wait (a full ring, a flush), as
+ * Linux's virtio-net does with napi_tx off.
  */
 #include "hvb.h"
 #include "io.h"
+#include "irq.h"
 #include "pci.h"
+
+#define FEATURE_EVENT_IDX (1ull << 29)
+/* used_event this far ahead of the used index: no interrupt until the driver asks again. */
+#define EVENT_OFF 0x8000u
 
 struct virtq_desc {
     uint64_t address;
@@ -24,6 +36,7 @@ struct queue {
 struct device {
     volatile uint8_t *common, *notify, *config;
     uint32_t notify_multiplier;
+    int msix; /* configuration offset of the MSI-X capability, 0 if none */
     struct queue queues[2];
 };
 
@@ -45,15 +58,32 @@ static void make_available(struct queue *q, uint16_t head) {
     q->avail[1] = (uint16_t)(index + 1);
 }
 
-static const char *setup(struct device *d, uint16_t pci_device, uint16_t transitional, uint64_t extra_features, int queue_count) {
+/* MSI-X entry `entry` of the table the capability names: `vector` to APIC 0, unmasked. */
+static const char *program_msix(int slot, int cap, int entry, uint8_t vector) {
+    uint32_t table = pci_read32(slot, cap + 4);
+    uint64_t bar = pci_bar(slot, (int)(table & 7));
+    if (!bar) return "virtio-msix-bar-unusable";
+    volatile uint32_t *words = (volatile uint32_t *)(uintptr_t)(bar + (table & ~7u) + 16u * (uint32_t)entry);
+    words[0] = (uint32_t)irq_msi_address();
+    words[1] = (uint32_t)(irq_msi_address() >> 32);
+    words[2] = irq_msi_data(vector);
+    words[3] = 0;
+    return 0;
+}
+
+/* interrupt_vector: 0 to poll, else the vector every queue's MSI-X entry delivers. */
+static const char *setup(struct device *d, uint16_t pci_device, uint16_t transitional, uint64_t extra_features, int queue_count,
+                         uint8_t interrupt_vector) {
     uint16_t ids[] = {pci_device, transitional, 0};
     int slot = pci_find(0x1AF4, ids);
     if (slot < 0) return "no-virtio-device-on-the-pci-bus";
     uint64_t bars[6] = {0};
     pci_enable(slot);
     d->common = d->notify = d->config = 0;
+    d->msix = 0;
     for (int cap = pci_read32(slot, 0x34) & 0xFC; cap; cap = (pci_read32(slot, cap) >> 8) & 0xFC) {
         uint32_t header = pci_read32(slot, cap);
+        if ((header & 0xFF) == 0x11) d->msix = cap;
         if ((header & 0xFF) != 0x09) continue;
         int type = (header >> 24) & 0xFF;
         int bar = pci_read32(slot, cap + 4) & 0xFF;
@@ -84,6 +114,16 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
     }
     pci_enable(slot); /* again: BARs assigned above must decode */
     if (!d->common || !d->notify) return "virtio-capabilities-missing";
+    if (interrupt_vector) {
+        if (!d->msix) return "virtio-without-msix";
+        for (int i = 0; i < queue_count; i++) {
+            const char *error = program_msix(slot, d->msix, i, interrupt_vector);
+            if (error) return error;
+        }
+        pci_enable(slot);
+        pci_write32(slot, d->msix, pci_read32(slot, d->msix) | 1u << 31); /* MSI-X enable */
+        extra_features |= FEATURE_EVENT_IDX;
+    }
     volatile uint8_t *status = d->common + 0x14;
     *status = 0;
     uint64_t start = plat_cycles();
@@ -118,6 +158,13 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
         for (uint32_t k = 0; k < 16u * size; k++) ((volatile uint8_t *)q->desc)[k] = 0;
         for (uint32_t k = 0; k < 3u + size; k++) q->avail[k] = 0;
         for (uint32_t k = 0; k < 6u + 8u * size; k++) q->used[k] = 0;
+        q->avail[0] = interrupt_vector ? 0 : 1;                /* VIRTQ_AVAIL_F_NO_INTERRUPT when polling */
+        /* used_event: receive interrupts armed from the start, transmit ones off until needed. */
+        q->avail[2 + size] = interrupt_vector && i == 1 ? EVENT_OFF : 0;
+        if (interrupt_vector) {
+            *common16(d, 0x1A) = (uint16_t)i; /* queue i: MSI-X entry i */
+            if (*common16(d, 0x1A) != (uint16_t)i) return "virtio-msix-vector-refused";
+        }
         *common32(d, 0x20) = (uint32_t)(uintptr_t)q->desc;
         *common32(d, 0x24) = 0;
         *common32(d, 0x28) = (uint32_t)(uintptr_t)q->avail;
@@ -177,7 +224,7 @@ static const char *blk_write(uint64_t lba, uint32_t count, const void *buffer) {
 static struct disk_ops blk_ops = {"virtio-blk", 0, blk_read, blk_write};
 
 const char *virtio_blk_init(const struct disk_ops **out) {
-    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1);
+    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1, 0);
     if (error) return error;
     if (!blk.config) return "virtio-blk-without-config";
     blk_ops.sectors = *(volatile uint32_t *)blk.config | (uint64_t) * (volatile uint32_t *)(blk.config + 4) << 32;
@@ -276,8 +323,89 @@ static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *leng
 
 static const struct nic_ops net_ops = {"virtio-net", net_send, net_flush, net_receive};
 
-const char *virtio_net_init(const struct nic_ops **out) {
-    const char *error = setup(&net, 0x1041, 0x1000, 1ull << 5, 2);
+/* ---- interrupt-driven virtio-net */
+
+static inline void memory_barrier(void) { __sync_synchronize(); }
+static volatile uint16_t *used_event(struct queue *q) { return &q->avail[2 + q->size]; }
+static volatile uint16_t *avail_event(struct queue *q) { return (volatile uint16_t *)(q->used + 4 + 8 * q->size); }
+
+/* Notify only if the device's avail_event lies among the buffers just made available. */
+static void kick_if_asked(int index, uint16_t old_available) {
+    struct queue *q = &net.queues[index];
+    memory_barrier();
+    uint16_t now = q->avail[1], event = *avail_event(q);
+    if ((uint16_t)(now - event - 1) < (uint16_t)(now - old_available)) kick(&net, index);
+}
+
+/* Takes back every transmit buffer the device has used (as a send does before queueing). */
+static void take_back_sent(void) {
+    struct queue *q = &net.queues[1];
+    while (used_index(q) != q->last_used) {
+        q->last_used++;
+        tx_in_flight--;
+    }
+}
+
+/* Asks for an interrupt once the transmit queue has `left` buffers in flight or fewer, and
+ * waits for it unless they are back already. */
+static const char *wait_for_transmit(uint16_t left) {
+    struct queue *q = &net.queues[1];
+    while (tx_in_flight > left) {
+        uint64_t seen = irq_count(NIC_VECTOR);
+        *used_event(q) = (uint16_t)(q->last_used + (tx_in_flight - left) - 1);
+        memory_barrier();
+        take_back_sent();
+        if (tx_in_flight <= left) break;
+        const char *error = irq_wait(NIC_VECTOR, seen);
+        if (error) return error;
+        take_back_sent();
+    }
+    *used_event(q) = (uint16_t)(q->last_used + EVENT_OFF);
+    return 0;
+}
+
+static const char *net_send_irq(const uint8_t *frame, uint32_t length) {
+    struct queue *q = &net.queues[1];
+    if (length + NET_HEADER > NET_BUFFER) return "frame-too-long";
+    take_back_sent();
+    if (tx_in_flight >= q->size) {
+        const char *error = wait_for_transmit((uint16_t)(q->size / 4)); /* interrupt at 3/4 used */
+        if (error) return error;
+    }
+    uint16_t slot = (uint16_t)(q->avail[1] % q->size), old = q->avail[1];
+    uint8_t *buffer = tx_buffers + slot * NET_BUFFER;
+    for (uint32_t i = 0; i < NET_HEADER; i++) buffer[i] = 0;
+    for (uint32_t i = 0; i < length; i++) buffer[NET_HEADER + i] = frame[i];
+    q->desc[slot] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, NET_HEADER + length, 0, 0};
+    make_available(q, slot);
+    tx_in_flight++;
+    kick_if_asked(1, old);
+    return 0;
+}
+
+static const char *net_flush_irq(void) { return wait_for_transmit(0); }
+
+static const char *net_receive_irq(uint8_t *frame, uint32_t capacity, uint32_t *length) {
+    struct queue *q = &net.queues[0];
+    while (used_index(q) == q->last_used) {
+        if (rx_unposted) {
+            kick(&net, 0);
+            rx_unposted = 0;
+        }
+        uint64_t seen = irq_count(NIC_VECTOR);
+        if (used_index(q) != q->last_used) break;
+        const char *error = irq_wait(NIC_VECTOR, seen);
+        if (error) return error;
+    }
+    const char *error = net_receive(frame, capacity, length);
+    *used_event(q) = q->last_used; /* re-armed, as NAPI does when a poll completes: the next frame interrupts */
+    return error;
+}
+
+static const struct nic_ops net_irq_ops = {"virtio-net", net_send_irq, net_flush_irq, net_receive_irq};
+
+const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven) {
+    const char *error = setup(&net, 0x1041, 0x1000, 1ull << 5, 2, interrupt_driven ? NIC_VECTOR : 0);
     if (error) return error;
     struct queue *rx = &net.queues[0];
     tx_buffers = plat_alloc(net.queues[1].size * NET_BUFFER);
@@ -289,6 +417,7 @@ const char *virtio_net_init(const struct nic_ops **out) {
     }
     kick(&net, 0);
     tx_in_flight = tx_pending = rx_unposted = 0;
-    *out = &net_ops;
+    if (interrupt_driven) irq_start();
+    *out = interrupt_driven ? &net_irq_ops : &net_ops;
     return 0;
 }

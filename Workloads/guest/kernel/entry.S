@@ -101,6 +101,7 @@ syscall_entry:
 #define IRQ_ENABLE_SERVICE 0x1a7f
 #define IRQ_DISABLE_SERVICE 0x1a80
 #define HALT_UNTIL_SERVICE 0x1a81
+#define WAIT_INTERRUPT_SERVICE 0x1a82
 exception_6:
     testb $3, 8(%rsp)             /* services are for user mode only */
     jz 2f
@@ -117,6 +118,8 @@ exception_6:
     je 5f
     cmpq $HALT_UNTIL_SERVICE, %rax
     je 6f
+    cmpq $WAIT_INTERRUPT_SERVICE, %rax
+    je 8f
 2:  pushq $0
     pushq $6
     jmp exception_common
@@ -150,6 +153,30 @@ exception_6:
     movq $HALT_UNTIL_SERVICE, %rax
 7:  addq $2, (%rsp)               /* past the ud2 */
     iretq
+/*
+ * Wait for an interrupt: unless the 64-bit counter at rsi already differs from rdx (checked
+ * here, with interrupts off, so one that arrived after the caller looked is not slept
+ * through), arm the TSC deadline in rdi as a time limit, sti; hlt, then disarm it.
+ */
+8:  cmpq %rdx, (%rsi)
+    jne 7b
+    pushq %rcx
+    pushq %rdx
+    movl $0x6E0, %ecx
+    movl %edi, %eax
+    movq %rdi, %rdx
+    shrq $32, %rdx
+    wrmsr
+    sti
+    hlt
+    cli
+    xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
+    popq %rdx
+    popq %rcx
+    movq $WAIT_INTERRUPT_SERVICE, %rax
+    jmp 7b
 
 /*
  * The local APIC timer: note the time and the count, end the interrupt, return. Kept to a few
@@ -167,6 +194,41 @@ timer_interrupt_entry:
     movq $0xFEE000B0, %rax        /* EOI (a register: a 32-bit displacement would sign-extend) */
     movl $0, (%rax)
     popq %rdx
+    popq %rax
+    iretq
+
+/*
+ * Device vectors 0x40-0x43: read the device's interrupt-cause register if its driver named one
+ * (e1000 ICR, virtio ISR: reading clears it and drops the line), fold it into the vector's
+ * cause word for the driver, count, EOI. With MSI-X there is no register to read.
+ */
+.macro DEVICE_VECTOR slot
+.globl device_interrupt_\slot
+device_interrupt_\slot:
+    pushq %rax
+    pushq %rcx
+    movl $\slot, %ecx
+    jmp device_interrupt_common
+.endm
+DEVICE_VECTOR 0
+DEVICE_VECTOR 1
+DEVICE_VECTOR 2
+DEVICE_VECTOR 3
+device_interrupt_common:
+    movq hvb_device_cause_register(,%rcx,8), %rax
+    testq %rax, %rax
+    jz 2f
+    cmpb $1, hvb_device_cause_width(%rcx)
+    je 1f
+    movl (%rax), %eax
+    lock orl %eax, hvb_device_causes(,%rcx,4)
+    jmp 2f
+1:  movzbl (%rax), %eax
+    lock orl %eax, hvb_device_causes(,%rcx,4)
+2:  lock incq hvb_device_interrupts(,%rcx,8)
+    movq $0xFEE000B0, %rax
+    movl $0, (%rax)
+    popq %rcx
     popq %rax
     iretq
 

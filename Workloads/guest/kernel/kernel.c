@@ -34,6 +34,7 @@ extern uint64_t gdt[];
 extern uint64_t page_directories[];
 extern const uint64_t exception_stubs[32];
 extern char timer_interrupt_entry[], spurious_interrupt_entry[];
+extern char device_interrupt_0[], device_interrupt_1[], device_interrupt_2[], device_interrupt_3[];
 extern char syscall_entry[];
 void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument)
     __attribute__((noreturn));
@@ -43,6 +44,10 @@ void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument)
 static struct interrupt_gate idt[256] __attribute__((aligned(16)));
 volatile uint64_t hvb_syscall_stayed_in_user_mode;
 volatile uint64_t hvb_irq_count, hvb_irq_tsc, hvb_wake_tsc;
+volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS];
+volatile uint32_t hvb_device_causes[DEVICE_VECTORS];
+volatile void *volatile hvb_device_cause_register[DEVICE_VECTORS];
+volatile uint8_t hvb_device_cause_width[DEVICE_VECTORS];
 static struct task_state_segment tss __attribute__((aligned(16)));
 static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
 static uint8_t double_fault_stack[4096] __attribute__((aligned(16)));
@@ -76,6 +81,10 @@ void kernel_main(uint32_t start_info) {
     for (int v = 0; v < 32; v++) set_gate(v, exception_stubs[v], v == 8 ? 1 : 0); /* #DF: own stack */
     set_gate(TIMER_VECTOR, (uint64_t)timer_interrupt_entry, 0);
     set_gate(SPURIOUS_VECTOR, (uint64_t)spurious_interrupt_entry, 0);
+    set_gate(FIRST_DEVICE_VECTOR + 0, (uint64_t)device_interrupt_0, 0);
+    set_gate(FIRST_DEVICE_VECTOR + 1, (uint64_t)device_interrupt_1, 0);
+    set_gate(FIRST_DEVICE_VECTOR + 2, (uint64_t)device_interrupt_2, 0);
+    set_gate(FIRST_DEVICE_VECTOR + 3, (uint64_t)device_interrupt_3, 0);
     /* The legacy PICs stay masked (QEMU's firmware leaves its PIT ticking on IRQ 0); interrupts
      * come through the local APIC, which is software-enabled here with its spurious vector. */
     outb(0x21, 0xFF);

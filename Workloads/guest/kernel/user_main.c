@@ -179,8 +179,9 @@ void user_main(uint32_t start_info) {
     }
     /* Devices are set up only when the job names them, so CPU benchmarks touch no PCI space. */
     const char *device_error = 0;
-    if (job.nic[0] == 'e') device_error = e1000_init(&hvb_nic);
-    else if (job.nic[0] == 'v') device_error = virtio_net_init(&hvb_nic);
+    int interrupt_driven = hvb_job_interrupt_driven(&job);
+    if (job.nic[0] == 'e') device_error = e1000_init(&hvb_nic, interrupt_driven);
+    else if (job.nic[0] == 'v') device_error = virtio_net_init(&hvb_nic, interrupt_driven);
     if (!device_error && job.disk[0] == 'i') device_error = ide_init(&hvb_disk);
     else if (!device_error && job.disk[0] == 'v') device_error = virtio_blk_init(&hvb_disk);
     if (device_error) {

@@ -146,6 +146,7 @@ struct plat_ops plat = {
     .no_mmio = "host-has-no-unclaimed-mmio-to-trap",
     .no_hypercall = "no-hypervisor-to-call",
     .no_boot = "no-vm-to-boot",
+    .no_device_interrupts = "the-native-peer-is-in-process-no-device-interrupts",
 };
 
 /* ---- host equivalents of the NIC and the disk ---- */
