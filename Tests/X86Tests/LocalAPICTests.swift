@@ -173,6 +173,26 @@ import Testing
         #expect(machine.cpu.apic.timerFirings == 1)
     }
 
+    @Test func anInterruptRaisedByADeviceAccessComesAfterTheInstructionCompletes() throws {
+        // sti / mov esi, 0xFEC00000 / mov dword [rsi], 5 / mov eax, 3 / cli / hlt: the store is a
+        // device exit whose handling raises an interrupt (as a doorbell's completion does).
+        let code: [UInt8] = [
+            0xFB, 0xBE, 0x00, 0x00, 0xC0, 0xFE, 0xC7, 0x06, 5, 0, 0, 0, 0xB8, 3, 0, 0, 0, 0xFA, 0xF4,
+        ]
+        let machine = try machine(code: code)
+        var accesses = 0
+        var stop = machine.cpu.run(maxInstructions: 100)
+        while stop == .deviceAccess, accesses < 5 {
+            accesses += 1
+            if accesses == 1 { machine.cpu.raiseInterrupt(vector: 0x40) }
+            stop = machine.cpu.run(maxInstructions: 100)
+        }
+        #expect(stop == .halt)
+        #expect(accesses == 1, "the store completed once; the interrupt did not make it run again")
+        #expect(machine.cpu.apic.delivered == 1)
+        #expect(machine.cpu.registers[1] == 0, "taken before the instruction after the store")
+    }
+
     @Test func hltWithNothingThatCanWakeTheCPUEndsTheRun() throws {
         let machine = try machine(code: [0xFB, 0xF4])  // sti / hlt, no timer armed
         #expect(machine.cpu.run(maxInstructions: 100) == .halt)
