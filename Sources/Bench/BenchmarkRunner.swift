@@ -25,6 +25,7 @@ public final class BenchmarkRunner: Sendable {
         var tscHertz: Double
         var privilege: String?
         var exits: ExitCounters?
+        var guestInterrupts: GuestInterruptCounts?
     }
 
     enum RoundOutcome {
@@ -173,6 +174,7 @@ public final class BenchmarkRunner: Sendable {
         result.repetitions = merged.metrics.first?.values.count
         result.privilege = merged.privilege
         result.exits = merged.exits
+        result.guestInterrupts = merged.guestInterrupts
         result.metrics = merged.metrics.map { Metric($0) }
         if !merged.latency.isEmpty, let index = result.metrics.firstIndex(where: { $0.name == "ns_per_op" }) {
             result.metrics[index].summary.addLatencyPercentiles(merged.latency, tscHertz: merged.tscHertz)
@@ -187,6 +189,7 @@ public final class BenchmarkRunner: Sendable {
         }
         merged.latency.merge(b.latency)
         if let more = b.exits { merged.exits?.add(more) }
+        if let more = b.guestInterrupts { merged.guestInterrupts?.add(more) }
         return merged
     }
 
@@ -235,10 +238,13 @@ public final class BenchmarkRunner: Sendable {
             if let broken = metrics.first(where: { $0.values.contains { !$0.isFinite } }) {
                 return .failed("\(broken.name) is not a finite number (\(broken.values)); TSC rate \(tscHertz) Hz")
             }
+            var interrupts = transcript.interrupts
+            interrupts?.operations =
+                (entry.warmups + entry.repetitions) * Int(entry.iterations) + Int(transcript.latency.operations)
             return .measured(
                 Round(
                     metrics: metrics, latency: transcript.latency, tscHertz: tscHertz,
-                    privilege: transcript.privilegeLevel.map(privilege)))
+                    privilege: transcript.privilegeLevel.map(privilege), guestInterrupts: interrupts))
         case .skipped(let reason): return .skipped(reason)
         case .failed(let reason): return .failed(reason)
         }

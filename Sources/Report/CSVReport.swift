@@ -10,7 +10,7 @@ public enum CSVReport {
         "stddev", "cv", "ci95_low", "ci95_high", "min", "max", "p50", "p90", "p99", "p999", "noisy", "outliers",
         "percent_of_native",
         "samples", "exits_pio", "exits_mmio", "exits_per_op", "doorbells_per_op", "interrupts_per_op",
-        "cause_reads_per_op",
+        "cause_reads_per_op", "guest_interrupts_per_op", "spurious_interrupts_per_op",
         "host", "cpu_model", "kernel", "kvm_module", "kvm_software_assisted", "tsc_khz", "guest_image_hash", "tool_version",
         "git_commit", "started_at", "injected_slowdown_percent",
     ]
@@ -26,12 +26,15 @@ public enum CSVReport {
             run.tool.version, run.tool.gitCommit ?? "", run.startedAt, run.injectedSlowdownPercent.map { String($0) } ?? "",
         ]
         for result in run.results {
-            let exits = [
+            let counts: [String] = [
                 result.exits.map { String($0.portIO) } ?? "", result.exits.map { String($0.mmio) } ?? "",
-                result.exits?.exitsPerOperation.map(number) ?? "", result.exits?.notificationsPerOperation.map(number) ?? "",
-                result.exits?.interruptsPerOperation.map(number) ?? "",
-                result.exits?.interruptCauseReadsPerOperation.map(number) ?? "",
             ]
+            let rates: [Double?] = [
+                result.exits?.exitsPerOperation, result.exits?.notificationsPerOperation, result.exits?.interruptsPerOperation,
+                result.exits?.interruptCauseReadsPerOperation, result.guestInterrupts?.takenPerOperation,
+                result.guestInterrupts?.spuriousPerOperation,
+            ]
+            let exits = counts + rates.map { $0.map(number) ?? "" }
             let common = [result.system, result.benchmark]
             if result.metrics.isEmpty {
                 let row =

@@ -181,23 +181,26 @@ public enum HTMLReport {
     }
 
     static func exits(_ model: ReportModel) -> String {
-        let rows = model.run.results.filter { $0.exits != nil && $0.status == .ok }
+        let rows = model.run.results.filter { ($0.exits != nil || $0.guestInterrupts != nil) && $0.status == .ok }
         guard !rows.isEmpty else { return "" }
+        func rate(_ value: Double?) -> String { value.map { String(format: "%.3g", $0) } ?? "-" }
         var html =
-            "<section id=\"exits\"><h2>VM exits</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th><th>interrupts per operation</th><th>cause reads per operation</th></tr></thead><tbody>"
+            "<section id=\"exits\"><h2>VM exits and interrupts</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th><th>interrupts per operation</th><th>cause reads per operation</th><th>guest-counted interrupts per operation</th><th>spurious per operation</th></tr></thead><tbody>"
         for result in rows {
-            guard let exits = result.exits else { continue }
-            let perOperation = exits.exitsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
-            let doorbellsPerOperation = exits.notificationsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
-            let interruptsPerOperation = exits.interruptsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
-            let causeReadsPerOperation = exits.interruptCauseReadsPerOperation.map { String(format: "%.3g", $0) } ?? "-"
-            html +=
-                "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td><td>\(exits.portIO)</td><td>\(exits.mmio)</td><td>\(exits.notifications)</td>"
-            html +=
-                "<td>\(exits.unclaimedPortReads)</td><td>\(exits.unclaimedMMIOReads)</td><td>\(perOperation)</td><td>\(doorbellsPerOperation)</td><td>\(interruptsPerOperation)</td><td>\(causeReadsPerOperation)</td></tr>"
+            let exits = result.exits
+            let counts = [exits?.portIO, exits?.mmio, exits?.notifications, exits?.unclaimedPortReads, exits?.unclaimedMMIOReads]
+                .map { $0.map(String.init) ?? "-" }
+            html += "<tr><td>\(escapeXML(result.system))</td><td><code>\(escapeXML(result.benchmark))</code></td>"
+            html += counts.map { "<td>\($0)</td>" }.joined()
+            let rates = [
+                exits?.exitsPerOperation, exits?.notificationsPerOperation, exits?.interruptsPerOperation,
+                exits?.interruptCauseReadsPerOperation, result.guestInterrupts?.takenPerOperation,
+                result.guestInterrupts?.spuriousPerOperation,
+            ]
+            html += rates.map { "<td>\(rate($0))</td>" }.joined() + "</tr>"
         }
         return html
-            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic). Cause reads: the guest reading an interrupt-cause register (e1000 ICR, virtio ISR), which MSI-X makes unnecessary.</p></section>\n"
+            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic). Cause reads: the guest reading an interrupt-cause register (e1000 ICR, virtio ISR), which MSI-X makes unnecessary. Guest-counted: device interrupts the guest's own handlers took (also under QEMU); spurious: those that found the cause register clear.</p></section>\n"
     }
 
     static func environment(_ model: ReportModel) -> String {

@@ -40,6 +40,9 @@ public struct Claim: Codable, Sendable, Equatable {
     /// How the claim is turned into a check here, and what differs from the original setting.
     public var interpretation: String?
     public var check: Check
+    /// A ratio shown beside the verdict but not judged: the figure the claim was judged on
+    /// before (e.g. the polling driver's beside the interrupt-driven one).
+    public var context: Ratio?
 
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
@@ -76,8 +79,11 @@ public struct Claim: Codable, Sendable, Equatable {
         guard check.atLeast != nil || check.atMost != nil else {
             throw LoadError(description: "\(url.path): check needs 'atLeast' and/or 'atMost'")
         }
-        for reference in [check.value, check.ratio?.numerator, check.ratio?.denominator].compactMap({ $0 })
-        where BenchmarkDefinition.named(reference.benchmark) == nil {
+        let references = [
+            check.value, check.ratio?.numerator, check.ratio?.denominator, claim.context?.numerator,
+            claim.context?.denominator,
+        ]
+        for reference in references.compactMap({ $0 }) where BenchmarkDefinition.named(reference.benchmark) == nil {
             throw LoadError(description: "\(url.path): \(BenchmarkDefinition.unknown(reference.benchmark))")
         }
         return claim
@@ -110,11 +116,44 @@ public struct ClaimVerdict: Codable, Sendable, Equatable {
 }
 
 extension Claim {
-    public func evaluate(_ run: RunResults) -> ClaimVerdict {
-        func metric(_ reference: Reference) -> Metric? {
-            run.results.first { $0.system == reference.system && $0.benchmark == reference.benchmark && $0.status == .ok }?
-                .metrics.first { $0.name == reference.metric }
+    /// Per-operation counters a check may name like a metric. They are exact counts of one
+    /// boot (or the sum over rounds), so they carry no sampling interval.
+    static func counter(_ name: String, of result: BenchmarkResult) -> Double? {
+        switch name {
+        case "exits_per_op": return result.exits?.exitsPerOperation
+        case "doorbells_per_op": return result.exits?.notificationsPerOperation
+        case "interrupts_per_op": return result.exits?.interruptsPerOperation
+        case "cause_reads_per_op": return result.exits?.interruptCauseReadsPerOperation
+        case "guest_interrupts_per_op": return result.guestInterrupts?.takenPerOperation
+        case "spurious_interrupts_per_op": return result.guestInterrupts?.spuriousPerOperation
+        default: return nil
         }
+    }
+
+    static func metric(_ reference: Reference, in run: RunResults) -> Metric? {
+        guard
+            let result = run.results.first(where: {
+                $0.system == reference.system && $0.benchmark == reference.benchmark && $0.status == .ok
+            })
+        else { return nil }
+        if let found = result.metrics.first(where: { $0.name == reference.metric }) { return found }
+        guard let value = counter(reference.metric, of: result) else { return nil }
+        return Metric(MetricSamples(name: reference.metric, unit: "per operation", better: .lower, values: [value]))
+    }
+
+    public func evaluate(_ run: RunResults) -> ClaimVerdict {
+        var verdict = judge(run)
+        if let context, let numerator = Self.metric(context.numerator, in: run),
+            let denominator = Self.metric(context.denominator, in: run), let (value, low, high) = numerator.ratio(to: denominator)
+        {
+            verdict.evidence +=
+                "; context, not judged: \(context.numerator) / \(context.denominator.system) = \(formatted(value)) [95% CI \(formatted(low)), \(formatted(high))]"
+        }
+        return verdict
+    }
+
+    private func judge(_ run: RunResults) -> ClaimVerdict {
+        func metric(_ reference: Reference) -> Metric? { Self.metric(reference, in: run) }
         func status(_ reference: Reference) -> String {
             guard let result = run.results.first(where: { $0.system == reference.system && $0.benchmark == reference.benchmark })
             else {

@@ -49,3 +49,30 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         return Double(interruptCauseReads) / Double(operations)
     }
 }
+
+/// Part of the results schema (`guestInterrupts` of a result): device interrupts as the guest's
+/// own handlers counted them, for every system that runs the guest (QEMU peers included, where
+/// the VMM's counters are not available). Spurious: the handler found the cause register clear.
+public struct GuestInterruptCounts: Equatable, Sendable, Codable {
+    /// Larger counts are a broken line, not a boot's worth of interrupts.
+    public static let maximum: UInt64 = 1 << 48
+    public var taken: Int
+    public var spurious: Int
+    /// Operations of the boot (warm-ups and the latency pass included), for per-operation rates.
+    public var operations: Int
+
+    public init(taken: Int, spurious: Int, operations: Int) {
+        self.taken = taken
+        self.spurious = spurious
+        self.operations = operations
+    }
+
+    public mutating func add(_ other: GuestInterruptCounts) {
+        taken += other.taken
+        spurious += other.spurious
+        operations += other.operations
+    }
+
+    public var takenPerOperation: Double? { operations > 0 ? Double(taken) / Double(operations) : nil }
+    public var spuriousPerOperation: Double? { operations > 0 ? Double(spurious) / Double(operations) : nil }
+}

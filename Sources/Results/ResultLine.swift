@@ -6,6 +6,7 @@
 ///     HVB1 sample bench=cpu.int rep=0 ops=1000 cycles=5494 bytes=0
 ///     HVB1 hist bench=cpu.pio buckets=171:3,172:950,173:47
 ///     HVB1 end bench=cpu.int
+///     HVB1 end bench=net.rr-irq interrupts=1200 spurious=600
 ///     HVB1 skip bench=cpu.ptemod reason=no-unprivileged-pte-write-and-invlpg-on-the-host
 ///     HVB1 fail bench=cpu.syscall reason=syscall-did-not-enter-cpl0
 ///     HVB1 fault vector=13 error=0x0 rip=0x10345b cr2=0x0 cpl=3
@@ -21,7 +22,8 @@ public enum ResultLine: Equatable, Sendable {
     case sample(bench: String, repetition: UInt64, operations: UInt64, cycles: UInt64, bytes: UInt64)
     /// Per-operation latency buckets (see `LatencyBuckets`): index -> operations.
     case histogram(bench: String, buckets: [LatencyBuckets.Bucket])
-    case end(bench: String)
+    /// The -irq variants add the device interrupts the guest's handlers took this boot.
+    case end(bench: String, interrupts: GuestInterruptCounts? = nil)
     case skip(bench: String, reason: String)
     case fail(bench: String?, reason: String)
     case fault(vector: UInt64, error: UInt64, rip: UInt64, cr2: UInt64, privilegeLevel: Int)
@@ -78,7 +80,20 @@ public enum ResultLine: Equatable, Sendable {
         case "hist":
             let bench = try reader.text("bench")
             result = .histogram(bench: bench, buckets: try LatencyBuckets.parse(try reader.text("buckets"), line: line))
-        case "end": result = .end(bench: try reader.text("bench"))
+        case "end":
+            let bench = try reader.text("bench")
+            var interrupts: GuestInterruptCounts?
+            if reader.remaining["interrupts"] != nil || reader.remaining["spurious"] != nil {
+                let taken = try reader.number("interrupts")
+                let spurious = try reader.number("spurious")
+                // Counts beyond what a boot can take would overflow sums downstream; a spurious
+                // count above the total is a broken line.
+                guard taken <= GuestInterruptCounts.maximum, spurious <= taken else {
+                    throw ParseError(line: line, problem: "interrupts=\(taken) spurious=\(spurious) is out of range")
+                }
+                interrupts = GuestInterruptCounts(taken: Int(taken), spurious: Int(spurious), operations: 0)
+            }
+            result = .end(bench: bench, interrupts: interrupts)
         case "skip": result = .skip(bench: try reader.text("bench"), reason: try reader.text("reason"))
         case "fail": result = .fail(bench: reader.optionalText("bench"), reason: try reader.text("reason"))
         case "fault":
@@ -140,6 +155,8 @@ public struct BenchmarkTranscript: Equatable, Sendable {
     public var samples: [Sample]
     /// Per-operation latency histogram (cycles), for benchmarks that time operations one by one.
     public var latency = LatencyBuckets()
+    /// Device interrupts the guest counted (the -irq variants); operations are filled in later.
+    public var interrupts: GuestInterruptCounts?
 
     /// Reads the result lines of a console transcript for `bench`. Sequence errors (a sample
     /// before begin, a repetition out of order, no end, no done) are parse errors.
@@ -183,10 +200,11 @@ public struct BenchmarkTranscript: Equatable, Sendable {
                     throw ResultLine.ParseError(
                         line: line, problem: "histogram counts more than \(LatencyBuckets.maximumOperations) operations")
                 }
-            case .end(let id):
+            case .end(let id, let interrupts):
                 try mustBeThis(id)
                 guard begun, !ended else { throw ResultLine.ParseError(line: line, problem: "end without begin") }
                 ended = true
+                transcript.interrupts = interrupts
                 transcript.status = .ok
             case .skip(let id, let reason):
                 try mustBeThis(id)

@@ -83,6 +83,10 @@ extension BenchmarkResult {
         if exits.count == results.count {
             combined.exits = exits.dropFirst().reduce(into: exits[0]) { $0.add($1) }
         }
+        let interrupts = results.compactMap(\.guestInterrupts)
+        if interrupts.count == results.count {
+            combined.guestInterrupts = interrupts.dropFirst().reduce(into: interrupts[0]) { $0.add($1) }
+        }
         if results.contains(where: { $0.ciTargetMet != nil }) {
             combined.ciTargetMet = results.allSatisfy { $0.ciTargetMet == true }
         }

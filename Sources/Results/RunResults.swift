@@ -114,6 +114,11 @@ public struct RunResults: Codable, Sendable {
                 ]
                 if counts.contains(where: { $0 < 0 }) { return "\(at).exits holds a negative count" }
             }
+            if let counts = result.guestInterrupts,
+                counts.taken < 0 || counts.spurious < 0 || counts.spurious > counts.taken || counts.operations < 0
+            {
+                return "\(at).guestInterrupts is out of range"
+            }
             for (metricIndex, metric) in result.metrics.enumerated() {
                 let field = "\(at).metrics[\(metricIndex)] (\(metric.name))"
                 if result.status == .ok && metric.samples.isEmpty { return "\(field) of an ok result has no samples" }
@@ -167,6 +172,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public var metrics: [Metric]
     /// VM exits seen by the VMM during the whole boot (all repetitions), when a VM ran.
     public var exits: ExitCounters?
+    /// Device interrupts the guest's handlers counted (the -irq variants), on any system.
+    public var guestInterrupts: GuestInterruptCounts?
     /// Host wall-clock seconds for the whole benchmark (build of the VM, boot, run, teardown).
     public var wallSeconds: Double?
     /// Guest boots (or native processes) whose samples were merged; > 1 in adaptive runs.

@@ -31,6 +31,10 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
             let interrupts = try #require(exits.interrupts)
             #expect(interrupts >= exits.operations, "\(id): \(exits)")
             #expect(try #require(exits.interruptCauseReads) >= interrupts)
+            // The guest's own handlers count what KVM injected, spurious deliveries included.
+            let counted = try #require(result.guestInterrupts)
+            #expect(counted.taken == interrupts, "\(counted) vs \(exits)")
+            #expect(counted.operations == exits.operations)
         }
     }
 
@@ -108,6 +112,9 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
             let transcript = try await boot("bench=\(bench) iterations=20 repetitions=2 warmups=0 nic=\(nic)", devices: netdev)
             #expect(transcript.status == .ok, "\(device) \(bench): \(transcript.status)")
             #expect(transcript.samples.count == 2)
+            // The interrupt-driven variants say how many device interrupts QEMU delivered.
+            if bench.hasSuffix("-irq") { #expect(transcript.interrupts != nil, "\(device) \(bench)") }
+            if bench == "net.rr-irq" { #expect((transcript.interrupts?.taken ?? 0) >= 40, "\(device): one per response") }
         }
     }
 

@@ -265,6 +265,35 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         #expect(verdict.evidence.contains("0.97"))
     }
 
+    @Test func countersCanBeCheckedAndAContextRatioIsShownButNotJudged() {
+        var results = run(
+            ["hardware-assist": [10, 10.5, 9.5, 10, 10.2], "paravirt-io": [31, 30, 32, 30.5, 31.5]], better: .higher)
+        var emulated = ExitCounters()
+        emulated.mmio = 300
+        emulated.operations = 100
+        var paravirtual = ExitCounters()
+        paravirtual.mmio = 120
+        paravirtual.operations = 100
+        results.results[0].exits = emulated
+        results.results[1].exits = paravirtual
+        let exits = Claim.Ratio(
+            numerator: .init(system: "hardware-assist", benchmark: "cpu.pio", metric: "exits_per_op"),
+            denominator: .init(system: "paravirt-io", benchmark: "cpu.pio", metric: "exits_per_op"))
+        let counted = claim(.init(ratio: exits, atLeast: 2)).evaluate(results)
+        #expect(counted.outcome == .reproduced, "\(counted.evidence)")
+        #expect(counted.value == 2.5)
+        #expect(claim(.init(ratio: exits, atLeast: 3)).evaluate(results).outcome == .notReproduced, "exact counts: no interval")
+        var withContext = claim(.init(ratio: exits, atLeast: 2))
+        withContext.context = Claim.Ratio(
+            numerator: .init(system: "paravirt-io", benchmark: "cpu.pio", metric: "throughput"),
+            denominator: .init(system: "hardware-assist", benchmark: "cpu.pio", metric: "throughput"))
+        let verdict = withContext.evaluate(results)
+        #expect(verdict.outcome == .reproduced)
+        #expect(
+            verdict.evidence.contains("context, not judged: paravirt-io cpu.pio throughput / hardware-assist = 3.1"),
+            "\(verdict.evidence)")
+    }
+
     @Test func shippedClaimsLoad() throws {
         let claims = try Claim.loadAll(in: try Workspace.locate())
         #expect(claims.count >= 5)

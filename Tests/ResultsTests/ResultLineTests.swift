@@ -13,6 +13,9 @@ import Testing
             try ResultLine.parse("HVB1 sample bench=cpu.int rep=0 ops=10 cycles=5494 bytes=0")
                 == .sample(bench: "cpu.int", repetition: 0, operations: 10, cycles: 5494, bytes: 0))
         #expect(try ResultLine.parse("HVB1 end bench=cpu.int") == .end(bench: "cpu.int"))
+        #expect(
+            try ResultLine.parse("HVB1 end bench=net.rr-irq interrupts=1200 spurious=600")
+                == .end(bench: "net.rr-irq", interrupts: GuestInterruptCounts(taken: 1200, spurious: 600, operations: 0)))
         #expect(try ResultLine.parse("HVB1 skip bench=cpu.pio reason=no-port") == .skip(bench: "cpu.pio", reason: "no-port"))
         #expect(try ResultLine.parse("HVB1 fail reason=missing-bench") == .fail(bench: nil, reason: "missing-bench"))
         #expect(
@@ -44,6 +47,9 @@ import Testing
         "HVB1 begin bench=vm.boot cpl=4",  // x86 has four privilege levels
         "HVB1 fault vector=13 error=0x0 rip=0x1 cr2=0x0 cpl=9223372036854775808",
         "HVB1 hist bench=cpu.pio buckets=99999:1",  // bucket index beyond the log-linear range
+        "HVB1 end bench=net.rr-irq interrupts=10 spurious=11",  // more spurious than taken
+        "HVB1 end bench=net.rr-irq interrupts=10",  // half of the pair
+        "HVB1 end bench=net.rr-irq interrupts=18446744073709551615 spurious=0",  // would overflow a sum
     ])
     func rejectsMalformedLines(_ line: String) {
         #expect(throws: ResultLine.ParseError.self) { try ResultLine.parse(line) }

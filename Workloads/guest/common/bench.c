@@ -553,6 +553,12 @@ int hvb_run_job(const struct hvb_job *job) {
         print_histogram(job->bench);
     }
     line_begin(&l, "end", job->bench);
+    if (entry->interrupt_driven && plat.device_interrupts) {
+        uint64_t taken, spurious;
+        plat.device_interrupts(&taken, &spurious);
+        line_key_u64(&l, "interrupts", taken);
+        line_key_u64(&l, "spurious", spurious);
+    }
     line_end(&l);
     return 0;
 }

@@ -200,7 +200,8 @@ timer_interrupt_entry:
 /*
  * Device vectors 0x40-0x43: read the device's interrupt-cause register if its driver named one
  * (e1000 ICR, virtio ISR: reading clears it and drops the line), fold it into the vector's
- * cause word for the driver, count, EOI. With MSI-X there is no register to read.
+ * cause word for the driver, count (a cause of 0 also as spurious), EOI. With MSI-X there is
+ * no register to read.
  */
 .macro DEVICE_VECTOR slot
 .globl device_interrupt_\slot
@@ -221,10 +222,12 @@ device_interrupt_common:
     cmpb $1, hvb_device_cause_width(%rcx)
     je 1f
     movl (%rax), %eax
-    lock orl %eax, hvb_device_causes(,%rcx,4)
-    jmp 2f
+    jmp 3f
 1:  movzbl (%rax), %eax
-    lock orl %eax, hvb_device_causes(,%rcx,4)
+3:  testl %eax, %eax              /* nothing pending: a spurious delivery, counted */
+    jnz 4f
+    lock incq hvb_device_spurious(,%rcx,8)
+4:  lock orl %eax, hvb_device_causes(,%rcx,4)
 2:  lock incq hvb_device_interrupts(,%rcx,8)
     movq $0xFEE000B0, %rax
     movl $0, (%rax)

@@ -44,7 +44,7 @@ void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument)
 static struct interrupt_gate idt[256] __attribute__((aligned(16)));
 volatile uint64_t hvb_syscall_stayed_in_user_mode;
 volatile uint64_t hvb_irq_count, hvb_irq_tsc, hvb_wake_tsc;
-volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS];
+volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS], hvb_device_spurious[DEVICE_VECTORS];
 volatile uint32_t hvb_device_causes[DEVICE_VECTORS];
 volatile void *volatile hvb_device_cause_register[DEVICE_VECTORS];
 volatile uint8_t hvb_device_cause_width[DEVICE_VECTORS];

@@ -65,8 +65,9 @@ extern uint64_t benchmark_page_table[512];
 extern volatile uint64_t hvb_syscall_stayed_in_user_mode;
 /* Written by the timer interrupt handler and the halt service (entry.S). */
 extern volatile uint64_t hvb_irq_count, hvb_irq_tsc, hvb_wake_tsc;
-/* Per device vector, written by its handler: interrupts taken and the cause bits it read. */
-extern volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS];
+/* Per device vector, written by its handler: interrupts taken, those whose cause register read
+ * 0 (spurious), and the cause bits it read. */
+extern volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS], hvb_device_spurious[DEVICE_VECTORS];
 extern volatile uint32_t hvb_device_causes[DEVICE_VECTORS];
 extern volatile void *volatile hvb_device_cause_register[DEVICE_VECTORS];
 extern volatile uint8_t hvb_device_cause_width[DEVICE_VECTORS];

@@ -128,6 +128,15 @@ static uint64_t halt_wake(uint64_t count) {
     return total;
 }
 
+/* Device interrupts the kernel's handlers took this boot, and how many found no cause. */
+static void device_interrupts(uint64_t *taken, uint64_t *spurious) {
+    *taken = *spurious = 0;
+    for (int i = 0; i < DEVICE_VECTORS; i++) {
+        *taken += hvb_device_interrupts[i];
+        *spurious += hvb_device_spurious[i];
+    }
+}
+
 struct plat_ops plat = {
     .null_syscall = null_syscall,
     .pte_modify = pte_modify,
@@ -137,6 +146,7 @@ struct plat_ops plat = {
     .has_hypercall = 1,
     .timer_interrupt = timer_interrupt,
     .halt_wake = halt_wake,
+    .device_interrupts = device_interrupts,
 };
 
 extern char _end[];
