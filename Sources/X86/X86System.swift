@@ -319,6 +319,9 @@ extension X86CPU {
             }
             selectors[index] = selector
             if !is64BitCode || index >= 4 { segmentBases[index] = base }
+            // MOV SS holds off interrupts for one instruction, so `mov ss; mov rsp` switches
+            // stacks atomically (the same shadow as STI's).
+            if index == 2 { interruptShadowEnds = retired &+ 1 }
         case .farJmpImm:
             let selector = UInt16(truncatingIfNeeded: instruction.pointee.displacement)
             let codeDescriptor = try descriptor(selector)

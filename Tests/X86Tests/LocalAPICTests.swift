@@ -193,6 +193,24 @@ import Testing
         #expect(machine.cpu.registers[1] == 0, "taken before the instruction after the store")
     }
 
+    @Test func movSSHoldsOffAnInterruptForOneInstruction() throws {
+        // sti / nop / mov esi, 0xFEC00000 / mov ss, [rsi] / mov eax, 7 / mov eax, 9 / cli / hlt.
+        // The selector comes from a device read, during which the interrupt becomes pending.
+        let code: [UInt8] = [
+            0xFB, 0x90, 0xBE, 0x00, 0x00, 0xC0, 0xFE, 0x8E, 0x16, 0xB8, 7, 0, 0, 0, 0xB8, 9, 0, 0, 0, 0xFA, 0xF4,
+        ]
+        let machine = try machine(code: code)
+        var stop = machine.cpu.run(maxInstructions: 100)
+        #expect(stop == .deviceAccess)
+        let access = try #require(machine.cpu.pendingDeviceAccess)
+        machine.cpu.deviceLog.buffer.storeBytes(of: UInt16(0x10), toByteOffset: access.offset, as: UInt16.self)
+        machine.cpu.raiseInterrupt(vector: 0x40)
+        stop = machine.cpu.run(maxInstructions: 100)
+        #expect(stop == .halt)
+        #expect(machine.cpu.selectors[2] == 0x10)
+        #expect(machine.cpu.registers[1] == 7, "taken after the instruction behind mov ss, not before it")
+    }
+
     @Test func hltWithNothingThatCanWakeTheCPUEndsTheRun() throws {
         let machine = try machine(code: [0xFB, 0xF4])  // sti / hlt, no timer armed
         #expect(machine.cpu.run(maxInstructions: 100) == .halt)
