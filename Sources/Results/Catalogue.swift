@@ -109,6 +109,14 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         ),
         .init(
             id: "disk.lat-4k", group: .disk, summary: "4 KiB read latency at queue depth 1, ns (p50/p99)", defaultIterations: 100),
+        .init(
+            id: "disk.rand-read-4k-irq", group: .disk,
+            summary: "disk.rand-read-4k with interrupt-driven drivers (IDE: bus-master DMA and IRQ 14), IOPS",
+            defaultIterations: 100),
+        .init(
+            id: "disk.lat-4k-irq", group: .disk,
+            summary: "disk.lat-4k with interrupt-driven drivers (the completion interrupt wakes the guest), ns (p50/p99)",
+            defaultIterations: 100),
     ]
 
     public var needsNIC: Bool { group == .network }
@@ -170,7 +178,7 @@ public enum MetricDerivation {
         case "disk.seq-read", "disk.seq-write":
             let mibPerSecond = zip(samples, nanoseconds).map { Double($0.bytes) / ($1 / 1e9) / 1_048_576 }
             return [MetricSamples(name: "bandwidth", unit: "MiB/s", better: .higher, values: mibPerSecond), perOp[0]]
-        case "disk.rand-read-4k", "disk.rand-write-4k":
+        case "disk.rand-read-4k", "disk.rand-write-4k", "disk.rand-read-4k-irq":
             let iops = zip(samples, nanoseconds).map { Double($0.operations) / ($1 / 1e9) }
             return [MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: iops), perOp[0]]
         default:

@@ -1,9 +1,15 @@
-/// An ATA disk on the primary IDE channel (ports 0x1F0-0x1F7, control 0x3F6) with PIO data
-/// transfers: IDENTIFY, READ/WRITE SECTORS and their LBA48 EXT forms, FLUSH CACHE. Register
+/// An ATA disk on the primary IDE channel (ports 0x1F0-0x1F7, control 0x3F6): IDENTIFY,
+/// READ/WRITE SECTORS and READ/WRITE DMA with their LBA48 EXT forms, FLUSH CACHE. Register
 /// writes keep the previous byte as the "high order byte" that LBA48 commands use.
+///
+/// Interrupts: INTRQ on IRQ 14 (IOAPIC input 14, as on every PC) when a PIO sector is ready or
+/// taken, when a command without data completes, and when a DMA transfer ends; reading the
+/// status register clears it, and nIEN in the device control register holds the line low.
+/// DMA goes through the PIIX bus-master function (`IDEBusMaster`) and its PRD table.
 public final class IDEDisk {
     public static let commandBase: UInt64 = 0x1F0
     public static let controlPort: UInt64 = 0x3F6
+    public static let interruptInput = 14
 
     enum Status {
         static let error: UInt8 = 0x01, dataRequest: UInt8 = 0x08, ready: UInt8 = 0x40, busy: UInt8 = 0x80
@@ -22,6 +28,23 @@ public final class IDEDisk {
     private var currentSector: UInt64 = 0
     private var writing = false
     public private(set) var commands = 0
+    /// INTRQ as the device drives it, and whether nIEN lets it reach the line.
+    private var interruptPending = false
+    private var interruptsEnabled = true
+    var interruptLine: InterruptLine?
+    /// Status reads that cleared a pending INTRQ: the driver's per-interrupt register read.
+    public private(set) var interruptCauseReads = 0
+    /// A DMA command waiting for the bus master to move its data.
+    struct DMARequest: Equatable {
+        let sector: UInt64
+        let count: Int
+        let toMemory: Bool
+    }
+    private(set) var dmaRequest: DMARequest?
+    /// Guest RAM, for DMA; set when the disk attaches.
+    var memory: GuestMemory?
+    /// The PCI function whose PRD table the DMA commands use.
+    public private(set) lazy var busMaster = IDEBusMaster(disk: self)
 
     /// The two port ranges as bus devices.
     public private(set) lazy var commandBlock = Ports(disk: self, control: false)
@@ -51,11 +74,26 @@ public final class IDEDisk {
     private var masterSelected: Bool { device & 0x10 == 0 }
     var currentStatus: UInt8 { masterSelected ? status : 0 }
 
-    private func abort(_ code: UInt8 = 0x04) {
+    private func raiseInterrupt() {
+        interruptPending = true
+        interruptLine?.set(interruptsEnabled)
+    }
+
+    /// A read of the status register (not the alternate status) acknowledges INTRQ.
+    private func acknowledgeInterrupt() {
+        guard interruptPending else { return }
+        interruptPending = false
+        if interruptsEnabled { interruptCauseReads += 1 }  // a polling driver's reads are not that
+        interruptLine?.set(false)
+    }
+
+    func abort(_ code: UInt8 = 0x04) {
         error = code  // ABRT (or IDNF 0x10 for a bad address)
         status = Status.ready | Status.error
         remaining = 0
         position = 512
+        dmaRequest = nil
+        raiseInterrupt()
     }
 
     func readRegister(_ register: Int, into data: UnsafeMutableRawBufferPointer) {
@@ -66,7 +104,9 @@ public final class IDEDisk {
         case 2: data.storeLittleEndian(UInt64(sectorCount.low))
         case 3, 4, 5: data.storeLittleEndian(UInt64(lba[register - 3].low))
         case 6: data.storeLittleEndian(UInt64(device))
-        default: data.storeLittleEndian(UInt64(currentStatus))
+        default:
+            data.storeLittleEndian(UInt64(currentStatus))
+            acknowledgeInterrupt()
         }
     }
 
@@ -97,6 +137,8 @@ public final class IDEDisk {
     }
 
     func writeControl(_ value: UInt8) {
+        interruptsEnabled = value & 0x02 == 0  // nIEN
+        interruptLine?.set(interruptPending && interruptsEnabled)
         if value & 0x04 != 0 { reset() }  // SRST: software reset
     }
 
@@ -106,6 +148,9 @@ public final class IDEDisk {
         error = 0x01  // diagnostic: no error
         remaining = 0
         position = 512
+        dmaRequest = nil
+        interruptPending = false
+        interruptLine?.set(false)
     }
 
     private var lba28: UInt64 {
@@ -133,16 +178,28 @@ public final class IDEDisk {
             writing = command == 0x30 || command == 0x34
             if writing {
                 position = 0
-                status = Status.ready | Status.dataRequest
+                status = Status.ready | Status.dataRequest  // the first sector needs no interrupt
             } else {
                 loadSector()
             }
+        case 0xC8, 0x25, 0xCA, 0x35:  // READ/WRITE DMA (EXT)
+            let extended = command == 0x25 || command == 0x35
+            let count = extended ? Int(sectorCount.high) << 8 | Int(sectorCount.low) : Int(sectorCount.low)
+            let sectors = count == 0 ? (extended ? 65536 : 256) : count
+            let start = extended ? lba48 : lba28
+            guard device & 0x40 != 0, disk.contains(sector: start, count: sectors) else { return abort(0x10) }
+            dmaRequest = DMARequest(sector: start, count: sectors, toMemory: command == 0xC8 || command == 0x25)
+            status = Status.ready | Status.dataRequest
+            busMaster.transferIfStarted()
         case 0xE7, 0xEA:
             do {
                 try disk.flush()
                 status = Status.ready
+                raiseInterrupt()
             } catch { abort() }
-        case 0xEF, 0x91, 0xE0, 0xE1, 0xE3, 0xE5: status = Status.ready  // set features, idle, check power
+        case 0xEF, 0x91, 0xE0, 0xE1, 0xE3, 0xE5:  // set features, idle, check power
+            status = Status.ready
+            raiseInterrupt()
         default: abort()
         }
     }
@@ -152,6 +209,7 @@ public final class IDEDisk {
             try buffer.withUnsafeMutableBytes { try disk.read(into: $0, at: currentSector * 512) }
             position = 0
             status = Status.ready | Status.dataRequest
+            raiseInterrupt()
         } catch { abort() }
     }
 
@@ -164,9 +222,11 @@ public final class IDEDisk {
         if remaining <= 0 {
             status = Status.ready
             position = 512
+            if writing { raiseInterrupt() }
             writing = false
         } else if writing {
             position = 0
+            raiseInterrupt()
         } else {
             loadSector()
         }
@@ -200,14 +260,32 @@ public final class IDEDisk {
         remaining = 1
         position = 0
         status = Status.ready | Status.dataRequest
+        raiseInterrupt()
+    }
+
+    /// The bus master moves the pending DMA request's data: `move(sector, bytes, toMemory)`
+    /// copies each part between the disk and guest memory. Ends the command either way.
+    func performDMA(_ move: (DMARequest) throws -> Bool) {
+        guard let request = dmaRequest else { return }
+        dmaRequest = nil
+        do {
+            guard try move(request) else { return abort() }
+            status = Status.ready
+            raiseInterrupt()
+        } catch { abort() }
     }
 }
 
 extension IDEDisk: Device {
     public var name: String { "ide" }
-    /// The primary channel's legacy ports, where every PC has them.
+    /// The primary channel's legacy ports and IRQ 14, where every PC has them, and the PIIX
+    /// bus-master function on the PCI bus.
     public func attach(to platform: Platform) throws {
         try platform.portBus.insert(commandBlock, at: Self.commandBase, length: 8)
         try platform.portBus.insert(controlBlock, at: Self.controlPort, length: 1)
+        interruptLine = InterruptLine(gsi: Self.interruptInput, controller: platform.interrupts)
+        memory = platform.memory
+        busMaster.ports = platform.portBus
+        try platform.pci().plug(busMaster)
     }
 }

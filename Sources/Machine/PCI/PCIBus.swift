@@ -1,5 +1,5 @@
 /// A PCI function as the configuration mechanism sees it: 256 bytes of configuration space and
-/// up to six memory BARs, which the guest sizes and places itself.
+/// up to six BARs (32-bit memory, or I/O ports), which the guest sizes and places itself.
 public protocol PCIFunction: AnyObject {
     var configuration: PCIConfiguration { get }
     /// Called when the guest moves or enables a BAR: the device at `address` (nil = unmapped).
@@ -10,16 +10,23 @@ public protocol PCIFunction: AnyObject {
 /// writable command/BARs, BAR sizing (write all ones, read back the size mask), capabilities.
 public final class PCIConfiguration {
     public private(set) var bytes = [UInt8](repeating: 0, count: 256)
-    /// Size of each 32-bit memory BAR (0 = not implemented).
+    /// Size of each BAR (0 = not implemented).
     public let barSizes: [UInt32]
+    /// Which BARs decode I/O ports rather than memory.
+    public let ioBARs: Set<Int>
     private var nextCapability: UInt8 = 0x40
 
     public init(
         vendor: UInt16, device: UInt16, classCode: UInt8, subclass: UInt8, programmingInterface: UInt8 = 0,
-        subsystemVendor: UInt16 = 0, subsystem: UInt16 = 0, revision: UInt8 = 0, barSizes: [UInt32] = []
+        subsystemVendor: UInt16 = 0, subsystem: UInt16 = 0, revision: UInt8 = 0, barSizes: [UInt32] = [],
+        ioBARs: Set<Int> = []
     ) {
-        precondition(barSizes.allSatisfy { $0 == 0 || ($0 >= 16 && $0 & ($0 - 1) == 0) }, "BAR sizes are powers of two >= 16")
+        precondition(
+            barSizes.enumerated().allSatisfy { index, size in
+                size == 0 || (size >= (ioBARs.contains(index) ? 4 : 16) && size & (size - 1) == 0)
+            }, "BAR sizes are powers of two (>= 16 for memory, >= 4 for I/O)")
         self.barSizes = barSizes + Array(repeating: 0, count: 6 - barSizes.count)
+        self.ioBARs = ioBARs
         set16(0x00, vendor)
         set16(0x02, device)
         bytes[0x08] = revision
@@ -29,6 +36,7 @@ public final class PCIConfiguration {
         set16(0x2C, subsystemVendor)
         set16(0x2E, subsystem)
         bytes[0x3D] = 1  // INTA#
+        for bar in ioBARs { bytes[0x10 + 4 * bar] = 0x01 }  // "I/O space"
     }
 
     // MARK: INTx
@@ -49,6 +57,9 @@ public final class PCIConfiguration {
     }
 
     public var interruptDisabled: Bool { bytes[0x05] & 0x04 != 0 }
+
+    /// For functions that interrupt some other way (the IDE channel's IRQ 14): no INTx pin.
+    public func clearInterruptPin() { bytes[0x3D] = 0 }
     /// The platform's interrupt controller, for message-signalled interrupts; set when plugged.
     public internal(set) var interruptController: (any InterruptController)?
 
@@ -90,13 +101,17 @@ public final class PCIConfiguration {
         return offset
     }
 
+    public var ioEnabled: Bool { bytes[0x04] & 0x01 != 0 }
     public var memoryEnabled: Bool { bytes[0x04] & 0x02 != 0 }
     public var busMasterEnabled: Bool { bytes[0x04] & 0x04 != 0 }
 
-    /// The guest-assigned address of a BAR, or nil while unassigned or memory decoding is off.
+    /// The guest-assigned address (or port) of a BAR, or nil while unassigned or its kind of
+    /// decoding is off.
     public func barAddress(_ index: Int) -> UInt64? {
-        guard barSizes[index] > 0, memoryEnabled else { return nil }
-        let address = UInt64(value32(0x10 + 4 * index) & ~0xF)
+        guard barSizes[index] > 0 else { return nil }
+        let isIO = ioBARs.contains(index)
+        guard isIO ? ioEnabled : memoryEnabled else { return nil }
+        let address = UInt64(value32(0x10 + 4 * index) & (isIO ? 0xFFFC : ~0xF))
         return address == 0 ? nil : address
     }
 
@@ -123,11 +138,14 @@ public final class PCIConfiguration {
                 let bar = (position - 0x10) / 4
                 let size = barSizes[bar]
                 guard size > 0 else { continue }
-                // Address bits below the size read as zero; bits 0-3 say "32-bit memory".
-                let mask = ~(size - 1)
+                // Address bits below the size read as zero; the low bits say "32-bit memory"
+                // (0-3) or "I/O space" (bit 0 set), and I/O addresses stop at 64 KiB.
+                let isIO = ioBARs.contains(bar)
+                let mask = ~(size - 1) & (isIO ? 0xFFFF : 0xFFFF_FFFF)
                 let byteInBar = (position - 0x10) % 4
                 let maskByte = UInt8(truncatingIfNeeded: mask >> (8 * byteInBar))
-                bytes[position] = byte & maskByte & (byteInBar == 0 ? 0xF0 : 0xFF)
+                let typeBits: UInt8 = byteInBar == 0 ? (isIO ? 0x01 : 0x00) : 0x00
+                bytes[position] = (byte & maskByte & (byteInBar == 0 ? (isIO ? 0xFC : 0xF0) : 0xFF)) | typeBits
                 touched.insert(bar)
             default:
                 guard let writable = writableCapabilityBits[position] else { break }  // read-only

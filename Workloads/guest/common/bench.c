@@ -283,6 +283,7 @@ static const struct bench_entry catalogue[] = {
     {"net.rr", K_NET_RR},         {"net.tx-1500-irq", K_NET_TX1500, 1}, {"net.rr-irq", K_NET_RR, 1},
     {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
     {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
+    {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},
 };
 
 static int text_equals(const char *a, const char *b) {

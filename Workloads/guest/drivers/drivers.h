@@ -4,6 +4,6 @@
 /* interrupt_driven: the driver's interrupt-driven variant (the -irq benchmarks), else polling. */
 const char *e1000_init(const struct nic_ops **out, int interrupt_driven);
 const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven);
-const char *ide_init(const struct disk_ops **out);
-const char *virtio_blk_init(const struct disk_ops **out);
+const char *ide_init(const struct disk_ops **out, int interrupt_driven);
+const char *virtio_blk_init(const struct disk_ops **out, int interrupt_driven);
 #endif

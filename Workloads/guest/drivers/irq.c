@@ -26,6 +26,11 @@ void irq_route_line(uint32_t gsi, uint8_t vector) {
     ioapic_write(0x10 + 2 * gsi, vector | 1u << 15); /* level-triggered, unmasked, fixed */
 }
 
+void irq_route_edge(uint32_t gsi, uint8_t vector) {
+    ioapic_write(0x11 + 2 * gsi, 0);
+    ioapic_write(0x10 + 2 * gsi, vector); /* edge-triggered, active-high, unmasked, fixed */
+}
+
 uint64_t irq_msi_address(void) { return 0xFEE00000ull; }
 uint32_t irq_msi_data(uint8_t vector) { return vector; }
 

@@ -14,12 +14,16 @@
 
 /* Interrupts on at CPL3, the local APIC timer in TSC-deadline mode for wait time limits. */
 void irq_start(void);
-/* IOAPIC input `gsi` to `vector`: level-triggered, active-high, fixed delivery to APIC 0. */
+/* IOAPIC input `gsi` to `vector`: level-triggered, active-high, fixed delivery to APIC 0 (a
+ * PCI INTx line); or edge-triggered (an ISA interrupt such as IDE's IRQ 14). */
 void irq_route_line(uint32_t gsi, uint8_t vector);
+void irq_route_edge(uint32_t gsi, uint8_t vector);
 /* The MSI message (address, data) that delivers `vector` to APIC 0, edge-triggered. */
 uint64_t irq_msi_address(void);
 uint32_t irq_msi_data(uint8_t vector);
-/* The register the handler of `vector` reads on each interrupt (width 1 or 4 bytes); 0: none. */
+/* The register the handler of `vector` reads on each interrupt: a 1- or 4-byte MMIO register,
+ * or (IRQ_CAUSE_PORT8) an I/O port whose number is the "address"; 0: none. */
+#define IRQ_CAUSE_PORT8 0x81
 void irq_set_cause_register(uint8_t vector, volatile void *reg, int width);
 /* Interrupts taken on `vector` so far, and the cause bits gathered since the last take. */
 uint64_t irq_count(uint8_t vector);

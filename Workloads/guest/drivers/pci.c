@@ -1,4 +1,5 @@
-/* PCI configuration access through ports 0xCF8/0xCFC (type 1), bus 0, function 0. */
+/* PCI configuration access through ports 0xCF8/0xCFC (type 1), bus 0. A function is named by
+ * its devfn (slot << 3 | function): QEMU's PIIX IDE is function 1 of the ISA bridge's slot. */
 #include "pci.h"
 #include "kernel.h"
 
@@ -9,7 +10,7 @@ static inline uint32_t inl(uint16_t port) {
     return value;
 }
 
-static uint32_t address_of(int slot, int offset) { return 0x80000000u | (uint32_t)slot << 11 | (uint32_t)(offset & 0xFC); }
+static uint32_t address_of(int devfn, int offset) { return 0x80000000u | (uint32_t)devfn << 8 | (uint32_t)(offset & 0xFC); }
 
 uint32_t pci_read32(int slot, int offset) {
     outl(0xCF8, address_of(slot, offset));
@@ -23,10 +24,15 @@ void pci_write32(int slot, int offset, uint32_t value) {
 
 int pci_find(uint16_t vendor, const uint16_t *devices) {
     for (int slot = 0; slot < 32; slot++) {
-        uint32_t id = pci_read32(slot, 0);
-        if ((id & 0xFFFF) != vendor) continue;
-        for (const uint16_t *d = devices; *d; d++)
-            if ((id >> 16) == *d) return slot;
+        /* Functions 1-7 exist only where function 0 says it is a multi-function device. */
+        int functions = (pci_read32(slot << 3, 0x0C) >> 16) & 0x80 ? 8 : 1;
+        for (int function = 0; function < functions; function++) {
+            int devfn = slot << 3 | function;
+            uint32_t id = pci_read32(devfn, 0);
+            if ((id & 0xFFFF) != vendor) continue;
+            for (const uint16_t *d = devices; *d; d++)
+                if ((id >> 16) == *d) return devfn;
+        }
     }
     return -1;
 }
@@ -59,6 +65,28 @@ uint64_t pci_bar(int slot, int bar) {
     if (is64) pci_write32(slot, offset + 4, 0);
     pci_write32(slot, 4, command);
     return address;
+}
+
+/* I/O BARs the firmware left unassigned are placed from here up. */
+static uint32_t next_free_port = 0xC000;
+
+uint16_t pci_io_bar(int slot, int bar) {
+    int offset = 0x10 + 4 * bar;
+    uint32_t low = pci_read32(slot, offset);
+    if (!(low & 1)) return 0; /* a memory BAR */
+    if (low & 0xFFFC) return (uint16_t)(low & 0xFFFC);
+    uint32_t command = pci_read32(slot, 4);
+    pci_write32(slot, 4, command & ~1u);
+    pci_write32(slot, offset, 0xFFFFFFFFu);
+    uint32_t mask = pci_read32(slot, offset) & 0xFFFC;
+    if (!mask) return 0;
+    uint32_t size = (~mask & 0xFFFF) + 1;
+    next_free_port = (next_free_port + size - 1) & ~(size - 1);
+    uint32_t port = next_free_port;
+    next_free_port += size;
+    pci_write32(slot, offset, port);
+    pci_write32(slot, 4, command);
+    return (uint16_t)port;
 }
 
 void pci_enable(int slot) {

@@ -200,6 +200,7 @@ static struct {
     uint64_t sector;
 } *blk_header;
 static volatile uint8_t *blk_status;
+static int blk_interrupts;
 
 static const char *blk_request(uint32_t type, uint64_t lba, uint32_t count, void *buffer) {
     struct queue *q = &blk.queues[0];
@@ -211,10 +212,20 @@ static const char *blk_request(uint32_t type, uint64_t lba, uint32_t count, void
     q->desc[1] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, count * HVB_SECTOR, (uint16_t)(1 | (type == 0 ? 2 : 0)), 2};
     q->desc[2] = (struct virtq_desc){(uint64_t)(uintptr_t)blk_status, 1, 2, 0};
     make_available(q, 0);
+    uint64_t seen = irq_count(DISK_VECTOR);
     kick(&blk, 0);
+    if (blk_interrupts) {
+        /* The completion interrupts (used_event is kept armed); sleep until it has. */
+        while (used_index(q) == q->last_used) {
+            const char *error = irq_wait(DISK_VECTOR, seen);
+            if (error) return error;
+            seen = irq_count(DISK_VECTOR);
+        }
+    }
     uint32_t id, length;
     const char *error = wait_used(q, &id, &length);
     if (error) return error;
+    if (blk_interrupts) *(volatile uint16_t *)&q->avail[2 + q->size] = q->last_used; /* re-armed */
     return *blk_status == 0 ? 0 : "virtio-blk-request-failed";
 }
 
@@ -223,14 +234,16 @@ static const char *blk_write(uint64_t lba, uint32_t count, const void *buffer) {
 
 static struct disk_ops blk_ops = {"virtio-blk", 0, blk_read, blk_write};
 
-const char *virtio_blk_init(const struct disk_ops **out) {
-    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1, 0);
+const char *virtio_blk_init(const struct disk_ops **out, int interrupt_driven) {
+    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1, interrupt_driven ? DISK_VECTOR : 0);
     if (error) return error;
     if (!blk.config) return "virtio-blk-without-config";
     blk_ops.sectors = *(volatile uint32_t *)blk.config | (uint64_t) * (volatile uint32_t *)(blk.config + 4) << 32;
     blk_header = plat_alloc(4096);
     blk_status = (volatile uint8_t *)blk_header + 64;
     if (!blk_header) return "out-of-memory";
+    blk_interrupts = interrupt_driven;
+    if (interrupt_driven) irq_start();
     *out = &blk_ops;
     return 0;
 }

@@ -216,12 +216,20 @@ DEVICE_VECTOR 1
 DEVICE_VECTOR 2
 DEVICE_VECTOR 3
 device_interrupt_common:
+    pushq %rdx
     movq hvb_device_cause_register(,%rcx,8), %rax
     testq %rax, %rax
     jz 2f
-    cmpb $1, hvb_device_cause_width(%rcx)
+    movb hvb_device_cause_width(%rcx), %dl
+    cmpb $1, %dl
     je 1f
+    cmpb $0x81, %dl               /* an I/O port (IDE status) */
+    je 5f
     movl (%rax), %eax
+    jmp 3f
+5:  movl %eax, %edx
+    inb %dx, %al
+    movzbl %al, %eax
     jmp 3f
 1:  movzbl (%rax), %eax
 3:  testl %eax, %eax              /* nothing pending: a spurious delivery, counted */
@@ -231,6 +239,7 @@ device_interrupt_common:
 2:  lock incq hvb_device_interrupts(,%rcx,8)
     movq $0xFEE000B0, %rax
     movl $0, (%rax)
+    popq %rdx
     popq %rcx
     popq %rax
     iretq

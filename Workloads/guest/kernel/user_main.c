@@ -192,8 +192,8 @@ void user_main(uint32_t start_info) {
     int interrupt_driven = hvb_job_interrupt_driven(&job);
     if (job.nic[0] == 'e') device_error = e1000_init(&hvb_nic, interrupt_driven);
     else if (job.nic[0] == 'v') device_error = virtio_net_init(&hvb_nic, interrupt_driven);
-    if (!device_error && job.disk[0] == 'i') device_error = ide_init(&hvb_disk);
-    else if (!device_error && job.disk[0] == 'v') device_error = virtio_blk_init(&hvb_disk);
+    if (!device_error && job.disk[0] == 'i') device_error = ide_init(&hvb_disk, interrupt_driven);
+    else if (!device_error && job.disk[0] == 'v') device_error = virtio_blk_init(&hvb_disk, interrupt_driven);
     if (device_error) {
         hvb_report_line("fail", "reason", device_error);
         guest_exit(GUEST_EXIT_FAILED);

@@ -146,7 +146,7 @@ struct plat_ops plat = {
     .no_mmio = "host-has-no-unclaimed-mmio-to-trap",
     .no_hypercall = "no-hypervisor-to-call",
     .no_boot = "no-vm-to-boot",
-    .no_device_interrupts = "the-native-peer-is-in-process-no-device-interrupts",
+    .no_device_interrupts = "native-io-has-no-device-of-ours-to-interrupt",
 };
 
 /* ---- host equivalents of the NIC and the disk ---- */
