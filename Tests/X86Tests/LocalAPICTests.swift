@@ -235,3 +235,48 @@ import Testing
         #expect(machine.cpu.apic.delivered - machine.cpu.apic.endOfInterrupts <= 1, "every handler but the last ended")
     }
 }
+
+/// Hostile interrupt traffic at the emulator's platform: what a guest can make devices send.
+@Suite struct HostileInterruptTests {
+    func engine() throws -> (EmulatorEngine, any InterruptController, IOBus) {
+        let memory = try GuestMemory(size: 1 << 20)
+        let entry = ProtectedModeEntry(entryPoint: 0x1000, ebx: 0, gdtBase: 0x500, gdtLimit: 0x27)
+        let engine = EmulatorEngine(memory: memory, entry: entry)
+        let mmio = IOBus()
+        let controller = try engine.connectInterrupts(mmioBus: mmio)
+        engine.cpu.apic.write(offset: 0xF0, value: 0x1FF, now: 0)
+        return (engine, controller, mmio)
+    }
+
+    @Test func messagesToReservedVectorsOrNowhereAreRefusedNotDelivered() throws {
+        let (engine, controller, _) = try engine()
+        controller.signalMessage(MSIMessage(address: 0xFEE0_0000, data: 0x02))  // vector 2: reserved
+        #expect(!engine.cpu.apic.hasPending)
+        #expect(engine.cpu.apic.read(offset: 0x280, now: 0)! & (1 << 6) != 0, "received illegal vector")
+        controller.signalMessage(MSIMessage(address: 0x1000, data: 0x41))  // not the APIC window: a DMA write
+        controller.signalMessage(MSIMessage(address: 0xFEE0_5000, data: 0x41))  // APIC 5: no such CPU
+        controller.signalMessage(MSIMessage(address: 0xFEE0_0000, data: 0x0441))  // NMI delivery mode
+        #expect(!engine.cpu.apic.hasPending)
+        controller.signalMessage(MSIMessage(address: 0xFEE0_0000, data: 0x41))
+        #expect(engine.cpu.apic.deliverableVector == 0x41)
+    }
+
+    @Test func eoisWithNothingInServiceAndAStormOfLineChangesChangeNothingElse() throws {
+        let (engine, controller, mmio) = try engine()
+        for _ in 0..<1000 { engine.cpu.apic.write(offset: 0xB0, value: 0, now: 0) }  // EOI, nothing in service
+        #expect(engine.cpu.apic.endOfInterrupts == 0)
+        // The IOAPIC's registers sit on the bus; a level line toggled a million times while its
+        // vector is still in service delivers once.
+        let select: [UInt8] = [0x10 + 2 * 16, 0, 0, 0]
+        let entry: [UInt8] = [0x41, 0x80, 0, 0]  // vector 0x41, level-triggered, unmasked
+        select.withUnsafeBytes { _ = mmio.write(IOAPIC.base, from: $0) }
+        entry.withUnsafeBytes { _ = mmio.write(IOAPIC.base + 0x10, from: $0) }
+        for index in 0..<1_000_000 { controller.setLine(16, asserted: index % 2 == 0) }
+        #expect(engine.cpu.apic.deliverableVector == 0x41)
+        engine.cpu.apic.acknowledge(0x41)
+        #expect(!engine.cpu.apic.hasPending, "Remote IRR holds the line until the EOI")
+        controller.setLine(16, asserted: true)
+        engine.cpu.apic.write(offset: 0xB0, value: 0, now: 0)  // EOI: the line is still up, so again
+        #expect(engine.cpu.apic.deliverableVector == 0x41)
+    }
+}
