@@ -18,6 +18,7 @@ public enum HTMLReport {
         body += percentOfNative(model)
         body += ClaimsOutput.html(claims)
         body += percentiles(model)
+        body += DriverComparison.html(model)
         body += exits(model)
         body += environment(model)
         return page(title: "hvbench report", body: body)

@@ -49,6 +49,7 @@ public enum MarkdownReport {
                     + "\(String(format: "%.2f", ratio.value))× [\(String(format: "%.2f", ratio.ci95Low)), \(String(format: "%.2f", ratio.ci95High))] |\n"
             }
         }
+        text += DriverComparison.markdown(model)
         text += "\nMedians ± half-width of the 95% bootstrap CI. % of native: 100 = native speed.\n"
         return text
     }

@@ -149,3 +149,26 @@ import Testing
         #expect(escapeXML("<a href=\"x\">&'") == "&lt;a href=&quot;x&quot;&gt;&amp;&#39;")
     }
 }
+
+@Suite struct DriverComparisonTests {
+    @Test func pollingAndInterruptDrivenVariantsAreShownSideBySideWithTheirCounters() {
+        var results = run(["paravirt-io": [100, 101, 99]], benchmark: "net.rr")
+        var interrupt = run(["paravirt-io": [150, 149, 151], "qemu-kvm-virtio": [80, 81, 79]], benchmark: "net.rr-irq").results
+        var counters = ExitCounters()
+        counters.mmio = 300
+        counters.operations = 100
+        counters.interrupts = 100
+        counters.interruptCauseReads = 0
+        interrupt[0].exits = counters
+        interrupt[0].guestInterrupts = GuestInterruptCounts(taken: 100, spurious: 0, operations: 100)
+        results.results += interrupt
+        let markdown = MarkdownReport.render(results)
+        #expect(markdown.contains("### Polling vs interrupt-driven drivers"))
+        #expect(
+            markdown.contains("| paravirt-io | `net.rr` | ns_per_op (x) | 100 | 150 | 0.67× | - / - / - / - | 3 / 1 / 0 / 0 |"),
+            "\(markdown)")
+        #expect(!markdown.contains("| qemu-kvm-virtio | `net.rr`"), "no polling result for QEMU: no row")
+        #expect(HTMLReport.render(results).contains("<section id=\"drivers\">"))
+        #expect(!MarkdownReport.render(run(["paravirt-io": [1, 2, 3]])).contains("Polling vs"))
+    }
+}
