@@ -58,7 +58,7 @@ extension BenchmarkRunner {
                     diskWords = opened.jobWords
                 } catch { return .failed("\(error)") }
             }
-            io = IOConfiguration(kind: kind, disk: disk, peer: peer)
+            io = IOConfiguration(kind: kind, disk: disk, peer: peer, ioThread: configuration.ioThread)
         }
         let commandLine: String
         let boot: VMBuilder.Boot

@@ -27,6 +27,8 @@ public struct RunConfiguration: Sendable {
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
+    /// KVM doorbells through ioeventfds and an I/O thread (`--no-io-thread` turns it off).
+    public var ioThread = true
     public var adaptive: AdaptivePolicy?
     /// Rounds: every (system, benchmark) pair runs once per round, in an order shuffled per round
     /// from `seed` (see `Schedule`). 1 keeps the listed order.

@@ -1,3 +1,5 @@
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include "ckvm.h"
 
 #include <errno.h>
@@ -93,4 +95,84 @@ int ckvm_unblock_kick_signal(int signal_number) {
     sigemptyset(&set);
     sigaddset(&set, signal_number);
     return pthread_sigmask(SIG_UNBLOCK, &set, 0) == 0 ? 0 : -errno;
+}
+
+int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int event_fd, int deassign) {
+    struct kvm_ioeventfd request = {.addr = address, .len = length, .fd = event_fd,
+                                    .flags = deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0};
+    return ioctl(vm_fd, KVM_IOEVENTFD, &request) < 0 ? -errno : 0;
+}
+
+int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi, int deassign) {
+    struct kvm_irqfd request = {.fd = (uint32_t)event_fd, .gsi = gsi, .flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0};
+    return ioctl(vm_fd, KVM_IRQFD, &request) < 0 ? -errno : 0;
+}
+
+int ckvm_set_msi_routes(int vm_fd, const uint64_t *addresses, const uint32_t *data, uint32_t count) {
+    uint32_t total = 16 * 2 + 8 + count; /* GSI 0-15 on both PICs' inputs and the IOAPIC... */
+    total += 16;                         /* ...and on the IOAPIC; 16-23 on the IOAPIC only */
+    struct kvm_irq_routing *routing = calloc(1, sizeof *routing + total * sizeof(struct kvm_irq_routing_entry));
+    if (!routing) return -ENOMEM;
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < 24; gsi++) {
+        if (gsi < 16) {
+            struct kvm_irq_routing_entry pic = {.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP};
+            pic.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+            pic.u.irqchip.pin = gsi % 8;
+            routing->entries[n++] = pic;
+        }
+        struct kvm_irq_routing_entry ioapic = {.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP};
+        ioapic.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        ioapic.u.irqchip.pin = gsi;
+        routing->entries[n++] = ioapic;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        struct kvm_irq_routing_entry msi = {.gsi = 24 + i, .type = KVM_IRQ_ROUTING_MSI};
+        msi.u.msi.address_lo = (uint32_t)addresses[i];
+        msi.u.msi.address_hi = (uint32_t)(addresses[i] >> 32);
+        msi.u.msi.data = data[i];
+        routing->entries[n++] = msi;
+    }
+    routing->nr = n;
+    int result = ioctl(vm_fd, KVM_SET_GSI_ROUTING, routing) < 0 ? -errno : 0;
+    free(routing);
+    return result;
+}
+
+int ckvm_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int64_t ckvm_eventfd_take(int event_fd) {
+    uint64_t count = 0;
+    ssize_t got = read(event_fd, &count, sizeof count);
+    if (got == sizeof count) return (int64_t)count;
+    return errno == EAGAIN ? 0 : -errno;
+}
+
+int ckvm_eventfd_signal(int event_fd) {
+    uint64_t one = 1;
+    return write(event_fd, &one, sizeof one) == sizeof one ? 0 : -errno;
+}
+
+int ckvm_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int ckvm_epoll_add(int epoll_fd, int fd, uint64_t token) {
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = token};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0 ? -errno : 0;
+}
+
+int ckvm_epoll_remove(int epoll_fd, int fd) {
+    return epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, 0) < 0 ? -errno : 0;
+}
+
+int64_t ckvm_epoll_wait_one(int epoll_fd, int timeout_ms) {
+    struct epoll_event event;
+    int ready = epoll_wait(epoll_fd, &event, 1, timeout_ms);
+    if (ready < 0) return errno == EINTR ? -1 : -errno - 2;
+    return ready == 0 ? -1 : (int64_t)event.data.u64;
 }

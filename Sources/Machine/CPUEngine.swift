@@ -90,6 +90,8 @@ public protocol CPUEngine: AnyObject {
     /// MSI path, placing whatever registers it needs on `mmioBus`. Called once, before devices
     /// are added, on the thread that builds the VM.
     func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController
+    /// The engine's I/O thread for doorbells, where it has one (KVM's ioeventfds).
+    func makeDoorbellRouter() -> (any DoorbellRouter)?
 }
 
 extension CPUEngine {
@@ -98,6 +100,7 @@ extension CPUEngine {
     public var guestTSCKilohertz: Int? { nil }
     public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { nil }
     public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController { InterruptRecorder() }
+    public func makeDoorbellRouter() -> (any DoorbellRouter)? { nil }
 }
 
 /// Engine errors the VM reports as the reason a run failed.

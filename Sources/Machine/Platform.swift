@@ -7,13 +7,20 @@ public final class Platform {
     public let mmioBus: IOBus
     /// Where device interrupts go: the engine's (see `CPUEngine.connectInterrupts`).
     public let interrupts: any InterruptController
+    /// Doorbells the engine catches without a vCPU exit, served on its I/O thread; nil when the
+    /// engine has none (the emulator) or it is switched off.
+    public let doorbells: (any DoorbellRouter)?
     private var hostBridge: PCIBus?
 
-    public init(memory: GuestMemory, portBus: IOBus, mmioBus: IOBus, interrupts: any InterruptController = InterruptRecorder()) {
+    public init(
+        memory: GuestMemory, portBus: IOBus, mmioBus: IOBus, interrupts: any InterruptController = InterruptRecorder(),
+        doorbells: (any DoorbellRouter)? = nil
+    ) {
         self.memory = memory
         self.portBus = portBus
         self.mmioBus = mmioBus
         self.interrupts = interrupts
+        self.doorbells = doorbells
     }
 
     /// PCI bus 0, with its type-1 configuration ports on the port bus.
@@ -42,10 +49,13 @@ public protocol Device: AnyObject {
     /// Reads of an interrupt-cause register (e1000 ICR, virtio ISR): the per-interrupt register
     /// traffic that message-signalled interrupts avoid.
     var interruptCauseReads: Int { get }
+    /// Doorbells that reached the device through the engine's I/O thread, not a vCPU exit.
+    var ioThreadDoorbells: Int { get }
 }
 
 extension Device {
     public var brokenReason: String? { nil }
     public var doorbells: Int { 0 }
     public var interruptCauseReads: Int { 0 }
+    public var ioThreadDoorbells: Int { 0 }
 }

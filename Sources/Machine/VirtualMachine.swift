@@ -62,7 +62,8 @@ public final class VirtualMachine: @unchecked Sendable {
         self.engine = engine
         self.startedAt = startedAt
         platform = Platform(
-            memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus))
+            memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
+            doorbells: engine.makeDoorbellRouter())
         try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
@@ -129,16 +130,20 @@ public final class VirtualMachine: @unchecked Sendable {
                 // Only reached when the handler did not end the process: the thread still runs
                 // guest code in this VM's memory, which must outlive it.
                 finished.wait()
+                platform.doorbells?.shutdown()
                 return VMOutcome(
                     ending: .failed(reason), milestones: milestones.milestones, counters: counters,
                     startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
             }
             ending.withLock { $0 = .timedOut(seconds: timeout) }
         }
+        // No device work may run once the vCPU has stopped: the guest's memory goes with the VM.
+        platform.doorbells?.shutdown()
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
         counters.interruptCauseReads = interruptCauseReads
+        if platform.doorbells != nil { counters.ioThreadNotifications = devices.reduce(0) { $0 + $1.ioThreadDoorbells } }
         if let counts = engine.interruptCounts {
             counters.interrupts = counts.taken
             counters.endOfInterrupts = counts.endOfInterrupts

@@ -18,6 +18,9 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     public var endOfInterrupts: Int?
     /// Reads of device interrupt-cause registers (e1000 ICR, virtio ISR): nil in older files.
     public var interruptCauseReads: Int?
+    /// Doorbells the VMM's I/O thread took (KVM ioeventfds), which cost the vCPU no exit: nil
+    /// when the run had no I/O thread (the emulator, `--no-io-thread`, older files).
+    public var ioThreadNotifications: Int?
     public init() {}
 
     /// Adds another boot's counts (the rounds of one result are merged this way).
@@ -33,6 +36,7 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         interrupts = Self.sum(interrupts, other.interrupts)
         endOfInterrupts = Self.sum(endOfInterrupts, other.endOfInterrupts)
         interruptCauseReads = Self.sum(interruptCauseReads, other.interruptCauseReads)
+        ioThreadNotifications = Self.sum(ioThreadNotifications, other.ioThreadNotifications)
     }
 
     static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }

@@ -7,11 +7,15 @@ public struct IOConfiguration {
     public var kind: Kind
     public var disk: DiskImage?
     public var peer: NetworkPeer?
+    /// Whether an engine that can (KVM) takes doorbells on an I/O thread through ioeventfds
+    /// instead of as vCPU exits.
+    public var ioThread: Bool
 
-    public init(kind: Kind, disk: DiskImage?, peer: NetworkPeer?) {
+    public init(kind: Kind, disk: DiskImage?, peer: NetworkPeer?, ioThread: Bool = true) {
         self.kind = kind
         self.disk = disk
         self.peer = peer
+        self.ioThread = ioThread
     }
 
     /// The devices, in the order they are placed: the one list a new device model joins.

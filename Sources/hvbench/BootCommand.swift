@@ -55,6 +55,11 @@ struct BootCommand: AsyncParsableCommand {
         }
     }
 
+    @Flag(
+        name: .customLong("no-io-thread"),
+        help: "Under KVM, take virtio doorbells as vCPU exits instead of ioeventfds served by an I/O thread.")
+    var noIOThread = false
+
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: kernel) else {
             printError("cannot read kernel '\(kernel)'")
@@ -66,7 +71,7 @@ struct BootCommand: AsyncParsableCommand {
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
-                devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer))
+                devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer), ioThread: !noIOThread)
             }
             boot = try VMBuilder.boot(
                 kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,

@@ -93,6 +93,11 @@ struct RunOptions: ParsableArguments {
         help: "Make every timed repetition this many percent slower (self-check of regression detection).")
     var injectSlowdown: UInt64 = 0
 
+    @Flag(
+        name: .customLong("no-io-thread"),
+        help: "Under KVM, take virtio doorbells as vCPU exits instead of ioeventfds served by an I/O thread.")
+    var noIOThread = false
+
     func validate() throws {
         var problems: [String?] = [
             repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
@@ -225,6 +230,7 @@ struct RunOptions: ParsableArguments {
         var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
         configuration.memoryMiB = memory
         configuration.slowdownPercent = injectSlowdown
+        configuration.ioThread = !noIOThread
         configuration.rounds = rounds ?? selected.rounds
         configuration.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
         configuration.peers = peers

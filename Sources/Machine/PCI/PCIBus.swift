@@ -4,6 +4,13 @@ public protocol PCIFunction: AnyObject {
     var configuration: PCIConfiguration { get }
     /// Called when the guest moves or enables a BAR: the device at `address` (nil = unmapped).
     func barMoved(_ index: Int, to address: UInt64?)
+    /// Runs a configuration-space write; a device whose state another thread also touches (an
+    /// I/O thread) serialises it with its own lock.
+    func configurationAccess(_ body: () -> Void)
+}
+
+extension PCIFunction {
+    public func configurationAccess(_ body: () -> Void) { body() }
 }
 
 /// Configuration space with the semantics guests rely on: read-only identity registers,
@@ -222,8 +229,11 @@ public final class PCIBus: BusDevice {
         }
         guard let function = selected else { return }
         let register = Int(address & 0xFC) + Int(offset - 4)
-        let moved = function.configuration.write(
-            offset: register, count: data.count, value: UInt32(truncatingIfNeeded: data.littleEndianValue))
+        var moved: [Int] = []
+        function.configurationAccess {
+            moved = function.configuration.write(
+                offset: register, count: data.count, value: UInt32(truncatingIfNeeded: data.littleEndianValue))
+        }
         for bar in moved { function.barMoved(bar, to: function.configuration.barAddress(bar)) }
     }
 }

@@ -68,6 +68,11 @@ public final class VirtQueue {
         }
     }
 
+    /// The driver's avail.idx as it is in guest memory now.
+    public func availableIndex(_ memory: GuestMemory) throws -> UInt16 {
+        try memory.readValue(UInt16.self, at: driverRing + 2)
+    }
+
     /// Whether the driver has made a chain available that the device has not taken yet.
     public func hasAvailable(_ memory: GuestMemory) throws -> Bool {
         let available = try memory.readValue(UInt16.self, at: driverRing + 2)

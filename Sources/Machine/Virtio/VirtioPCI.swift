@@ -1,3 +1,6 @@
+import Foundation
+import Synchronization
+
 /// What a virtio device type (net, blk) adds to the PCI transport.
 public protocol VirtioDeviceModel: AnyObject {
     /// "net", "blk": the device's name after "virtio-".
@@ -23,7 +26,11 @@ public protocol VirtioDeviceModel: AnyObject {
 /// until the driver reads the ISR. Whether a used buffer interrupts at all is the driver's
 /// call: VIRTQ_AVAIL_F_NO_INTERRUPT, or with VIRTIO_F_EVENT_IDX the used_event index, in which
 /// case the device also publishes avail_event after each pass over a queue.
-public final class VirtioPCITransport: PCIFunction, BusDevice {
+///
+/// Where the engine routes doorbells to an I/O thread (KVM's ioeventfds), each queue's notify
+/// address is routed there while the BAR is mapped, and the queues are processed on that
+/// thread; one lock serialises it with the register accesses of the vCPU thread.
+public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendable {
     public static let versionOne: UInt64 = 1 << 32
     public static let eventIndex: UInt64 = 1 << 29
     static let commonOffset = 0x0000
@@ -58,6 +65,13 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     private var interruptStatus: UInt8 = 0
     /// ISR reads (the INTx driver's per-interrupt register read).
     public private(set) var interruptCauseReads = 0
+    /// Serialises the I/O thread's queue work with register accesses from the vCPU thread.
+    private let lock = NSLock()
+    /// The engine's I/O thread, where it has one, and the routes of the mapped BAR.
+    private weak var doorbellRouter: (any DoorbellRouter)?
+    private var routes: [any DoorbellRoute] = []
+    /// Doorbells that arrived through the I/O thread rather than as exits.
+    public private(set) var routedNotifications = 0
 
     /// Why the device stopped, if a guest fed it garbage (DEVICE_NEEDS_RESET is set).
     public private(set) var brokenReason: String?
@@ -96,7 +110,28 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
 
     public func barMoved(_ index: Int, to address: UInt64?) {
         guard index == 0 else { return }
-        bar.move(self, to: address)
+        lock.withLock { bar.move(self, to: address) }
+        // Not under the lock: cancelling a route waits for a handler in progress, which takes it.
+        for route in routes { route.cancel() }
+        routes = []
+        guard let address, let doorbellRouter else { return }
+        for queue in queues.indices {
+            let notify = address + UInt64(Self.notifyOffset + Self.notifyMultiplier * queue)
+            let route = doorbellRouter.route(address: notify, length: 2) { [weak self] writes in
+                self?.doorbellFromIOThread(queue, writes: writes)
+            }
+            if let route { routes.append(route) }
+        }
+    }
+
+    public func configurationAccess(_ body: () -> Void) { lock.withLock(body) }
+
+    private func doorbellFromIOThread(_ queue: Int, writes: Int) {
+        lock.withLock {
+            notifications += writes
+            routedNotifications += writes
+            notify(queue)
+        }
     }
 
     /// Marks the device broken: it stops processing until the driver resets it.
@@ -147,7 +182,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        let offset = Int(offset)
+        lock.withLock { readLocked(offset: Int(offset), into: data) }
+    }
+
+    private func readLocked(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         switch offset {
         case Self.commonOffset..<Self.isrOffset:
             data.storeLittleEndian(readCommon(offset - Self.commonOffset))
@@ -197,7 +235,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        let offset = Int(offset)
+        lock.withLock { writeLocked(offset: Int(offset), from: data) }
+    }
+
+    private func writeLocked(offset: Int, from data: UnsafeRawBufferPointer) {
         let value = data.littleEndianValue
         switch offset {
         case Self.commonOffset..<Self.isrOffset:
@@ -221,8 +262,20 @@ public final class VirtioPCITransport: PCIFunction, BusDevice {
             return
         }
         do {
-            try model.queueNotified(index, self)
-            try signalUsedBuffers()
+            // With event index, a chain the driver added while avail_event was being published
+            // (it compared against the old value) would wait for a notification it was told it
+            // need not send: while avail.idx moved during the pass, pass again. A receive queue
+            // whose buffers wait for frames does not move it, so this ends.
+            var again = false
+            repeat {
+                let seen = try queues[index].availableIndex(memory)
+                try model.queueNotified(index, self)
+                try signalUsedBuffers()
+                atomicMemoryFence(ordering: .sequentiallyConsistent)
+                again =
+                    eventIndexNegotiated && brokenReason == nil
+                    ? try queues[index].availableIndex(memory) != seen : false
+            } while again
         } catch { fail("queue \(index): \(error)") }
     }
 
@@ -287,5 +340,9 @@ extension VirtioPCITransport {
 extension VirtioPCITransport: Device {
     public var name: String { "virtio-\(model.name)" }
     public var doorbells: Int { notifications }
-    public func attach(to platform: Platform) throws { try platform.pci().plug(self) }
+    public var ioThreadDoorbells: Int { lock.withLock { routedNotifications } }
+    public func attach(to platform: Platform) throws {
+        doorbellRouter = platform.doorbells
+        try platform.pci().plug(self)
+    }
 }

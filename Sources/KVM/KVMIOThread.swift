@@ -1,0 +1,129 @@
+import CKVM
+import Foundation
+import Machine
+import Synchronization
+
+/// The KVM engine's I/O thread: doorbell addresses become ioeventfds (KVM_IOEVENTFD), so the
+/// guest's write completes in the kernel without an exit to hvbench, and one thread waits on
+/// all of them (epoll) and runs the device work. Routes can be added and cancelled while it
+/// runs (a BAR moves); `shutdown()` joins it.
+final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
+    final class Route: DoorbellRoute, @unchecked Sendable {
+        let eventFD: Int32
+        let address: UInt64
+        let length: Int
+        let handler: @Sendable (Int) -> Void
+        weak var owner: KVMIOThread?
+
+        init(eventFD: Int32, address: UInt64, length: Int, handler: @escaping @Sendable (Int) -> Void) {
+            self.eventFD = eventFD
+            self.address = address
+            self.length = length
+            self.handler = handler
+        }
+
+        func cancel() { owner?.remove(self) }
+    }
+
+    private let vmFileDescriptor: Int32
+    private let epollFD: Int32
+    private let stopFD: Int32
+    /// Routes by token; the lock also serialises handlers against `remove`, so a cancelled
+    /// route's handler never runs after `cancel()` returns.
+    private let routes = Mutex<[UInt64: Route]>([:])
+    private var nextToken: UInt64 = 1
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+    private let running = Atomic<Bool>(false)
+    /// ioeventfd registrations KVM refused (the doorbell then stays an ordinary exit).
+    private(set) var refused = 0
+
+    init?(vmFileDescriptor: Int32) {
+        let epoll = ckvm_epoll_create()
+        let stop = ckvm_eventfd()
+        guard epoll >= 0, stop >= 0, ckvm_epoll_add(epoll, stop, 0) == 0 else {
+            if epoll >= 0 { close(epoll) }
+            if stop >= 0 { close(stop) }
+            return nil
+        }
+        self.vmFileDescriptor = vmFileDescriptor
+        epollFD = epoll
+        stopFD = stop
+    }
+
+    deinit {
+        shutdown()
+        routes.withLock { table in
+            for route in table.values { close(route.eventFD) }
+            table.removeAll()
+        }
+        close(epollFD)
+        close(stopFD)
+    }
+
+    func route(address: UInt64, length: Int, _ handler: @escaping @Sendable (Int) -> Void) -> DoorbellRoute? {
+        let eventFD = ckvm_eventfd()
+        guard eventFD >= 0 else { return nil }
+        guard ckvm_ioeventfd(vmFileDescriptor, address, UInt32(length), eventFD, 0) == 0 else {
+            close(eventFD)
+            refused += 1
+            return nil
+        }
+        let route = Route(eventFD: eventFD, address: address, length: length, handler: handler)
+        route.owner = self
+        let token = nextToken
+        nextToken += 1
+        routes.withLock { $0[token] = route }
+        guard ckvm_epoll_add(epollFD, eventFD, token) == 0 else {
+            remove(route)
+            return nil
+        }
+        startIfNeeded()
+        return route
+    }
+
+    private func remove(_ route: Route) {
+        routes.withLock { table in
+            guard let token = table.first(where: { $0.value === route })?.key else { return }
+            table[token] = nil
+            _ = ckvm_epoll_remove(epollFD, route.eventFD)
+            _ = ckvm_ioeventfd(vmFileDescriptor, route.address, UInt32(route.length), route.eventFD, 1)
+            close(route.eventFD)
+        }
+    }
+
+    private func startIfNeeded() {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let thread = Thread { [unowned self] in
+            self.serve()
+            self.finished.signal()
+        }
+        thread.name = "hvbench-io"
+        thread.stackSize = 1 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    private func serve() {
+        while true {
+            let token = ckvm_epoll_wait_one(epollFD, 1000)
+            if token == 0 { return }  // the stop eventfd
+            guard token > 0 else {
+                if token < -1 { return }  // epoll itself failed: nothing more can be served
+                continue
+            }
+            routes.withLock { table in
+                guard let route = table[UInt64(token)] else { return }
+                let writes = ckvm_eventfd_take(route.eventFD)
+                if writes > 0 { route.handler(Int(min(writes, Int64(Int.max)))) }
+            }
+        }
+    }
+
+    func shutdown() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        _ = ckvm_eventfd_signal(stopFD)
+        finished.wait()
+        thread = nil
+    }
+}

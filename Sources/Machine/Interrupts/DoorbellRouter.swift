@@ -1,0 +1,17 @@
+/// Doorbells an engine can catch without an exit to the VMM's vCPU thread: under KVM an
+/// ioeventfd per doorbell address, served by an I/O thread (device work then runs beside the
+/// guest, on another CPU, as QEMU's iothreads and Firecracker's event loop do). The emulator
+/// has none: its doorbells stay ordinary MMIO exits handled on the vCPU thread.
+public protocol DoorbellRouter: AnyObject {
+    /// Calls `handler` on the I/O thread, with how many writes arrived since the last call,
+    /// whenever the guest writes `length` bytes at MMIO `address`. Nil when the engine cannot.
+    func route(address: UInt64, length: Int, _ handler: @escaping @Sendable (Int) -> Void) -> DoorbellRoute?
+    /// Stops the I/O thread and waits for a handler in progress: after it returns no handler
+    /// runs again, so the VM's memory may be released.
+    func shutdown()
+}
+
+/// One routed doorbell; `cancel()` (or moving the BAR) removes it.
+public protocol DoorbellRoute: AnyObject {
+    func cancel()
+}
