@@ -1,17 +1,20 @@
 import CKVM
 import Machine
+import Synchronization
 
 /// Device interrupts under KVM: INTx lines into the in-kernel IOAPIC (KVM_IRQ_LINE, GSIs by
 /// KVM's default routing, where 0-23 are the IOAPIC's pins) and MSI messages straight to the
 /// in-kernel local APIC (KVM_SIGNAL_MSI). Neither leaves the calling thread: KVM injects the
 /// vector on the vCPU's next entry, or wakes a vCPU halted in the kernel.
-final class KVMInterrupts: InterruptController {
+final class KVMInterrupts: InterruptController, @unchecked Sendable {
     /// The VM descriptor's number; the engine owns (and closes) the descriptor and outlives
     /// every device run, so this is only used while it is open.
     private let vmFileDescriptor: Int32
-    /// Calls KVM refused, with the last errno: reported with the engine's diagnostics.
-    private(set) var failedCalls = 0
-    private(set) var lastError: Int32 = 0
+    /// Calls KVM refused, with the last errno: reported with the engine's diagnostics. Devices
+    /// call from the vCPU thread and the I/O thread alike.
+    private let failures = Mutex<(calls: Int, lastError: Int32)>((0, 0))
+    var failedCalls: Int { failures.withLock { $0.calls } }
+    var lastError: Int32 { failures.withLock { $0.lastError } }
 
     init(vmFileDescriptor: Int32) {
         self.vmFileDescriptor = vmFileDescriptor
@@ -29,7 +32,6 @@ final class KVMInterrupts: InterruptController {
 
     private func record(_ result: Int32) {
         guard result < 0 else { return }
-        failedCalls += 1
-        lastError = -result
+        failures.withLock { $0 = ($0.calls + 1, -result) }
     }
 }
