@@ -47,6 +47,19 @@ static const char *wait_for(volatile uint8_t *status) {
     return 0;
 }
 
+/* Copies a frame into the slot at tx_tail and hands its descriptor to the device (EOP, insert
+ * FCS, report status: the write-back raises TXDW); the caller rings the tail. */
+static void queue_frame(const uint8_t *frame, uint32_t length) {
+    uint8_t *buffer = tx_buffers + tx_tail * BUFFER;
+    for (uint32_t i = 0; i < length; i++) buffer[i] = frame[i];
+    struct descriptor *d = &tx_ring[tx_tail];
+    d->address = (uint64_t)(uintptr_t)buffer;
+    d->length = (uint16_t)length;
+    d->status = 0;
+    d->command = 0x01 | 0x02 | 0x08;
+    tx_tail = (tx_tail + 1) % RING;
+}
+
 static const char *e1000_send(const uint8_t *frame, uint32_t length) {
     if (length > BUFFER) return "frame-too-long";
     /* Keep one slot free so a full ring is distinguishable from an empty one. When full, ring
@@ -62,14 +75,7 @@ static const char *e1000_send(const uint8_t *frame, uint32_t length) {
         if (error) return error;
         while (tx_clean != tx_tail && (tx_ring[tx_clean].status & 1)) tx_clean = (tx_clean + 1) % RING;
     }
-    uint8_t *buffer = tx_buffers + tx_tail * BUFFER;
-    for (uint32_t i = 0; i < length; i++) buffer[i] = frame[i];
-    struct descriptor *d = &tx_ring[tx_tail];
-    d->address = (uint64_t)(uintptr_t)buffer;
-    d->length = (uint16_t)length;
-    d->status = 0;
-    d->command = 0x01 | 0x02 | 0x08; /* EOP, insert FCS, report status */
-    tx_tail = (tx_tail + 1) % RING;
+    queue_frame(frame, length);
     if (++tx_pending == BATCH) {
         barrier();
         set_reg(0x3818, tx_tail);
@@ -147,14 +153,7 @@ static const char *e1000_send_irq(const uint8_t *frame, uint32_t length) {
         const char *error = wait_interrupt();
         if (error) return error;
     }
-    uint8_t *buffer = tx_buffers + tx_tail * BUFFER;
-    for (uint32_t i = 0; i < length; i++) buffer[i] = frame[i];
-    struct descriptor *d = &tx_ring[tx_tail];
-    d->address = (uint64_t)(uintptr_t)buffer;
-    d->length = (uint16_t)length;
-    d->status = 0;
-    d->command = 0x01 | 0x02 | 0x08; /* EOP, insert FCS, report status (TXDW when written back) */
-    tx_tail = (tx_tail + 1) % RING;
+    queue_frame(frame, length);
     barrier();
     set_reg(TDT, tx_tail);
     return 0;

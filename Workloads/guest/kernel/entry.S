@@ -136,11 +136,7 @@ exception_6:
  */
 6:  pushq %rcx
     pushq %rdx
-    movl $0x6E0, %ecx
-    movl %edi, %eax
-    movq %rdi, %rdx
-    shrq $32, %rdx
-    wrmsr
+    call write_tsc_deadline
     sti
     hlt
     cli
@@ -162,11 +158,7 @@ exception_6:
     jne 7b
     pushq %rcx
     pushq %rdx
-    movl $0x6E0, %ecx
-    movl %edi, %eax
-    movq %rdi, %rdx
-    shrq $32, %rdx
-    wrmsr
+    call write_tsc_deadline
     sti
     hlt
     cli
@@ -177,6 +169,15 @@ exception_6:
     popq %rcx
     movq $WAIT_INTERRUPT_SERVICE, %rax
     jmp 7b
+
+/* IA32_TSC_DEADLINE = rdi (0 disarms); leaves ecx = 0x6E0, clobbers eax and edx. */
+write_tsc_deadline:
+    movl $0x6E0, %ecx
+    movl %edi, %eax
+    movq %rdi, %rdx
+    shrq $32, %rdx
+    wrmsr
+    ret
 
 /*
  * The local APIC timer: note the time and the count, end the interrupt, return. Kept to a few
