@@ -103,42 +103,6 @@ int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int event_fd, i
     return ioctl(vm_fd, KVM_IOEVENTFD, &request) < 0 ? -errno : 0;
 }
 
-int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi, int deassign) {
-    struct kvm_irqfd request = {.fd = (uint32_t)event_fd, .gsi = gsi, .flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0};
-    return ioctl(vm_fd, KVM_IRQFD, &request) < 0 ? -errno : 0;
-}
-
-int ckvm_set_msi_routes(int vm_fd, const uint64_t *addresses, const uint32_t *data, uint32_t count) {
-    uint32_t total = 16 * 2 + 8 + count; /* GSI 0-15 on both PICs' inputs and the IOAPIC... */
-    total += 16;                         /* ...and on the IOAPIC; 16-23 on the IOAPIC only */
-    struct kvm_irq_routing *routing = calloc(1, sizeof *routing + total * sizeof(struct kvm_irq_routing_entry));
-    if (!routing) return -ENOMEM;
-    uint32_t n = 0;
-    for (uint32_t gsi = 0; gsi < 24; gsi++) {
-        if (gsi < 16) {
-            struct kvm_irq_routing_entry pic = {.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP};
-            pic.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
-            pic.u.irqchip.pin = gsi % 8;
-            routing->entries[n++] = pic;
-        }
-        struct kvm_irq_routing_entry ioapic = {.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP};
-        ioapic.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
-        ioapic.u.irqchip.pin = gsi;
-        routing->entries[n++] = ioapic;
-    }
-    for (uint32_t i = 0; i < count; i++) {
-        struct kvm_irq_routing_entry msi = {.gsi = 24 + i, .type = KVM_IRQ_ROUTING_MSI};
-        msi.u.msi.address_lo = (uint32_t)addresses[i];
-        msi.u.msi.address_hi = (uint32_t)(addresses[i] >> 32);
-        msi.u.msi.data = data[i];
-        routing->entries[n++] = msi;
-    }
-    routing->nr = n;
-    int result = ioctl(vm_fd, KVM_SET_GSI_ROUTING, routing) < 0 ? -errno : 0;
-    free(routing);
-    return result;
-}
-
 int ckvm_eventfd(void) {
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     return fd < 0 ? -errno : fd;

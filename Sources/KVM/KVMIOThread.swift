@@ -35,8 +35,6 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
     private let running = Atomic<Bool>(false)
-    /// ioeventfd registrations KVM refused (the doorbell then stays an ordinary exit).
-    private(set) var refused = 0
 
     init?(vmFileDescriptor: Int32) {
         let epoll = ckvm_epoll_create()
@@ -65,8 +63,7 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
         let eventFD = ckvm_eventfd()
         guard eventFD >= 0 else { return nil }
         guard ckvm_ioeventfd(vmFileDescriptor, address, UInt32(length), eventFD, 0) == 0 else {
-            close(eventFD)
-            refused += 1
+            close(eventFD)  // KVM refused: the doorbell stays an ordinary exit
             return nil
         }
         let route = Route(eventFD: eventFD, address: address, length: length, handler: handler)

@@ -41,11 +41,6 @@ int ckvm_signal_msi(int vm_fd, uint64_t address, uint32_t data);
 /* KVM_IOEVENTFD: KVM signals `event_fd` when the guest writes `length` bytes at MMIO `address`,
  * without an exit to user space; deassign != 0 removes it. 0 or -errno. */
 int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int event_fd, int deassign);
-/* KVM_IRQFD: a write to `event_fd` injects GSI `gsi` (deassign != 0 removes it). 0 or -errno. */
-int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi, int deassign);
-/* KVM_SET_GSI_ROUTING: the in-kernel irqchip's own routes for GSIs 0-23 (PIC and IOAPIC), then
- * one MSI route per (address, data) pair at GSIs 24, 25, ... 0 or -errno. */
-int ckvm_set_msi_routes(int vm_fd, const uint64_t *addresses, const uint32_t *data, uint32_t count);
 
 /* eventfd and epoll for the I/O thread (epoll_event is packed, which Swift does not import). */
 int ckvm_eventfd(void);
