@@ -79,12 +79,8 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         return controller
     }
 
-    /// Doorbells as ioeventfds served by an I/O thread (see `KVMIOThread`); off when the VMM
-    /// was asked to keep every doorbell an exit on the vCPU thread (`--no-io-thread`).
-    public var usesIOThread = true
-    public func makeDoorbellRouter() -> (any DoorbellRouter)? {
-        usesIOThread ? KVMIOThread(vmFileDescriptor: vm.rawValue) : nil
-    }
+    /// Doorbells as ioeventfds served by an I/O thread (see `KVMIOThread`).
+    public func makeDoorbellRouter() -> (any DoorbellRouter)? { KVMIOThread(vmFileDescriptor: vm.rawValue) }
 
     public var diagnostics: [String] {
         guard let interrupts, interrupts.failedCalls > 0 else { return [] }

@@ -9,13 +9,19 @@ import Synchronization
 /// runs (a BAR moves); `shutdown()` joins it.
 final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     final class Route: DoorbellRoute, @unchecked Sendable {
+        let token: UInt64
         let eventFD: Int32
         let address: UInt64
         let length: Int
         let handler: @Sendable (Int) -> Void
         weak var owner: KVMIOThread?
 
-        init(eventFD: Int32, address: UInt64, length: Int, handler: @escaping @Sendable (Int) -> Void) {
+        init(
+            owner: KVMIOThread, token: UInt64, eventFD: Int32, address: UInt64, length: Int,
+            handler: @escaping @Sendable (Int) -> Void
+        ) {
+            self.owner = owner
+            self.token = token
             self.eventFD = eventFD
             self.address = address
             self.length = length
@@ -66,12 +72,10 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
             close(eventFD)  // KVM refused: the doorbell stays an ordinary exit
             return nil
         }
-        let route = Route(eventFD: eventFD, address: address, length: length, handler: handler)
-        route.owner = self
-        let token = nextToken
+        let route = Route(owner: self, token: nextToken, eventFD: eventFD, address: address, length: length, handler: handler)
         nextToken += 1
-        routes.withLock { $0[token] = route }
-        guard ckvm_epoll_add(epollFD, eventFD, token) == 0 else {
+        routes.withLock { $0[route.token] = route }
+        guard ckvm_epoll_add(epollFD, eventFD, route.token) == 0 else {
             remove(route)
             return nil
         }
@@ -81,8 +85,7 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
 
     private func remove(_ route: Route) {
         routes.withLock { table in
-            guard let token = table.first(where: { $0.value === route })?.key else { return }
-            table[token] = nil
+            guard table.removeValue(forKey: route.token) != nil else { return }  // cancelled before
             _ = ckvm_epoll_remove(epollFD, route.eventFD)
             _ = ckvm_ioeventfd(vmFileDescriptor, route.address, UInt32(route.length), route.eventFD, 1)
             close(route.eventFD)
@@ -103,11 +106,11 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
 
     private func serve() {
         while true {
-            let token = ckvm_epoll_wait_one(epollFD, 1000)
+            let token = ckvm_epoll_wait_one(epollFD, -1)
             if token == 0 { return }  // the stop eventfd
             guard token > 0 else {
                 if token < -1 { return }  // epoll itself failed: nothing more can be served
-                continue
+                continue  // interrupted by a signal
             }
             routes.withLock { table in
                 guard let route = table[UInt64(token)] else { return }

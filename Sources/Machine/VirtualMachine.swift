@@ -56,14 +56,18 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// - Parameters:
     ///   - startedAt: monotonic time at which building this VM began (for boot timing).
+    ///   - routesDoorbells: whether doorbells go to the engine's I/O thread where it has one.
     ///   - console: receives each byte the guest writes to COM1.
-    public init(memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, console: @escaping (UInt8) -> Void) throws {
+    public init(
+        memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, routesDoorbells: Bool = true,
+        console: @escaping (UInt8) -> Void
+    ) throws {
         self.memory = memory
         self.engine = engine
         self.startedAt = startedAt
         platform = Platform(
             memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
-            doorbells: engine.makeDoorbellRouter())
+            doorbells: routesDoorbells ? engine.makeDoorbellRouter() : nil)
         try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)

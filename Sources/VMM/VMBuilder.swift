@@ -80,9 +80,10 @@ public enum VMBuilder {
         let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine)
         try prepare?(memory)
         let engine = try cpu.makeEngine(memory: memory, entry: entry)
-        if let kvm = engine as? KVMEngine { kvm.usesIOThread = io?.ioThread ?? true }
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
-        let machine = try VirtualMachine(memory: memory, engine: engine, startedAt: startedAt) { console.append($0) }
+        let machine = try VirtualMachine(
+            memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: io?.ioThread ?? true
+        ) { console.append($0) }
         for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)
         inspect?(memory)

@@ -21,7 +21,6 @@ final class RecordingDoorbellRouter: DoorbellRouter, @unchecked Sendable {
     }
 
     private(set) var routes: [Route] = []
-    private(set) var shutDown = false
     var active: [UInt64] { routes.filter { !$0.cancelled }.map(\.address) }
 
     func route(address: UInt64, length: Int, _ handler: @escaping @Sendable (Int) -> Void) -> DoorbellRoute? {
@@ -30,7 +29,7 @@ final class RecordingDoorbellRouter: DoorbellRouter, @unchecked Sendable {
         return route
     }
 
-    func shutdown() { shutDown = true }
+    func shutdown() {}  // no thread of its own: `ring` runs each handler to completion
 
     /// Runs the handler of the active route at `address` on a thread of its own and waits.
     func ring(_ address: UInt64, writes: Int = 1) throws {

@@ -75,8 +75,7 @@ public final class VirtQueue {
 
     /// Whether the driver has made a chain available that the device has not taken yet.
     public func hasAvailable(_ memory: GuestMemory) throws -> Bool {
-        let available = try memory.readValue(UInt16.self, at: driverRing + 2)
-        let pending = available &- lastAvailableIndex
+        let pending = try availableIndex(memory) &- lastAvailableIndex
         guard pending <= size else {
             throw VirtQueueError("driver ring index moved by \(pending), more than the queue size \(size)")
         }

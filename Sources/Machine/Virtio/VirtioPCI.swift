@@ -266,16 +266,14 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
             // (it compared against the old value) would wait for a notification it was told it
             // need not send: while avail.idx moved during the pass, pass again. A receive queue
             // whose buffers wait for frames does not move it, so this ends.
-            var again = false
-            repeat {
-                let seen = try queues[index].availableIndex(memory)
+            while true {
+                let before = eventIndexNegotiated ? try queues[index].availableIndex(memory) : nil
                 try model.queueNotified(index, self)
                 try signalUsedBuffers()
+                guard let before, brokenReason == nil else { break }
                 atomicMemoryFence(ordering: .sequentiallyConsistent)
-                again =
-                    eventIndexNegotiated && brokenReason == nil
-                    ? try queues[index].availableIndex(memory) != seen : false
-            } while again
+                if try queues[index].availableIndex(memory) == before { break }
+            }
         } catch { fail("queue \(index): \(error)") }
     }
 
