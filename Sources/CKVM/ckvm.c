@@ -56,6 +56,47 @@ int ckvm_signal_msi(int vm_fd, uint64_t address, uint32_t data) {
     return result < 0 ? -errno : result;
 }
 
+int ckvm_set_msi_routes(int vm_fd, uint32_t first_msi_gsi, const uint64_t *addresses, const uint32_t *data,
+                        uint32_t count) {
+    if (count > 1024) return -EINVAL;
+    uint32_t capacity = 16 * 2 + 8 + count;
+    struct kvm_irq_routing *table =
+        calloc(1, sizeof(struct kvm_irq_routing) + capacity * sizeof(struct kvm_irq_routing_entry));
+    if (!table) return -ENOMEM;
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < 24; gsi++) {
+        if (gsi < 16) {
+            struct kvm_irq_routing_entry *pic = &table->entries[n++];
+            pic->gsi = gsi;
+            pic->type = KVM_IRQ_ROUTING_IRQCHIP;
+            pic->u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+            pic->u.irqchip.pin = gsi % 8;
+        }
+        struct kvm_irq_routing_entry *ioapic = &table->entries[n++];
+        ioapic->gsi = gsi;
+        ioapic->type = KVM_IRQ_ROUTING_IRQCHIP;
+        ioapic->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        ioapic->u.irqchip.pin = gsi;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        struct kvm_irq_routing_entry *msi = &table->entries[n++];
+        msi->gsi = first_msi_gsi + i;
+        msi->type = KVM_IRQ_ROUTING_MSI;
+        msi->u.msi.address_lo = (uint32_t)addresses[i];
+        msi->u.msi.address_hi = (uint32_t)(addresses[i] >> 32);
+        msi->u.msi.data = data[i];
+    }
+    table->nr = n;
+    int result = ioctl(vm_fd, KVM_SET_GSI_ROUTING, table) < 0 ? -errno : 0;
+    free(table);
+    return result;
+}
+
+int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi) {
+    struct kvm_irqfd request = {.fd = (uint32_t)event_fd, .gsi = gsi};
+    return ioctl(vm_fd, KVM_IRQFD, &request) < 0 ? -errno : 0;
+}
+
 int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline) {
     int capacity = 128;
     for (;;) {

@@ -69,7 +69,10 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         return injected >= 0 ? (Int(injected), nil) : nil
     }
 
-    private var interrupts: KVMInterrupts?
+    /// Internal for tests, which look at its routes.
+    private(set) var interrupts: KVMInterrupts?
+
+    public var interruptsByEventFD: Int? { interrupts.map(\.messagesByEventFD) }
 
     /// The in-kernel IOAPIC and local APIC; nothing is placed on the MMIO bus, since KVM
     /// handles the IOAPIC's page itself.
@@ -83,10 +86,20 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     public func makeDoorbellRouter() -> (any DoorbellRouter)? { KVMIOThread(vmFileDescriptor: vm.rawValue) }
 
     public var diagnostics: [String] {
-        guard let interrupts, interrupts.failedCalls > 0 else { return [] }
-        return [
-            "kvm: \(interrupts.failedCalls) interrupt calls (KVM_IRQ_LINE/KVM_SIGNAL_MSI) failed, last with errno \(interrupts.lastError)"
-        ]
+        guard let interrupts else { return [] }
+        var findings: [String] = []
+        if interrupts.failedCalls > 0 {
+            findings.append(
+                "kvm: \(interrupts.failedCalls) interrupt calls (KVM_IRQ_LINE/KVM_SIGNAL_MSI) failed, last with errno \(interrupts.lastError)"
+            )
+        }
+        // A message outside the APIC window, or one past a full (or refused) route table.
+        if interrupts.messagesByIoctl > 0 {
+            findings.append(
+                "kvm: \(interrupts.messagesByIoctl) MSI messages went through KVM_SIGNAL_MSI, not an irqfd (\(interrupts.routes.count) routes)"
+            )
+        }
+        return findings
     }
 
     deinit {

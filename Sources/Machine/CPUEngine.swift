@@ -86,6 +86,8 @@ public protocol CPUEngine: AnyObject {
     /// Interrupts taken so far, and EOIs written where the engine sees them: the emulator's own
     /// local APIC counts both; KVM's statistics count injections only.
     var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { get }
+    /// MSI messages raised by writing an irqfd (KVM's GSI routes), where the engine has them.
+    var interruptsByEventFD: Int? { get }
     /// The interrupt controller devices raise interrupts through: the engine's own IOAPIC and
     /// MSI path, placing whatever registers it needs on `mmioBus`. Called once, before devices
     /// are added, on the thread that builds the VM.
@@ -99,6 +101,7 @@ extension CPUEngine {
     public var instructionsRetired: UInt64? { nil }
     public var guestTSCKilohertz: Int? { nil }
     public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { nil }
+    public var interruptsByEventFD: Int? { nil }
     public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController { InterruptRecorder() }
     public func makeDoorbellRouter() -> (any DoorbellRouter)? { nil }
 }

@@ -148,6 +148,7 @@ public final class VirtualMachine: @unchecked Sendable {
         counters.notifications = notifications
         counters.interruptCauseReads = interruptCauseReads
         if platform.doorbells != nil { counters.ioThreadNotifications = devices.reduce(0) { $0 + $1.ioThreadDoorbells } }
+        counters.interruptsByEventFD = engine.interruptsByEventFD
         if let counts = engine.interruptCounts {
             counters.interrupts = counts.taken
             counters.endOfInterrupts = counts.endOfInterrupts

@@ -21,6 +21,9 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// Doorbells the VMM's I/O thread took (KVM ioeventfds), which cost the vCPU no exit: nil
     /// when the run had no I/O thread (the emulator, `--no-io-thread`, older files).
     public var ioThreadNotifications: Int?
+    /// MSI messages the VMM raised by writing an irqfd bound to a KVM GSI route, not an ioctl
+    /// each: nil for engines without them (the emulator) and older files.
+    public var interruptsByEventFD: Int?
     public init() {}
 
     /// Adds another boot's counts (the rounds of one result are merged this way).
@@ -37,6 +40,7 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         endOfInterrupts = Self.sum(endOfInterrupts, other.endOfInterrupts)
         interruptCauseReads = Self.sum(interruptCauseReads, other.interruptCauseReads)
         ioThreadNotifications = Self.sum(ioThreadNotifications, other.ioThreadNotifications)
+        interruptsByEventFD = Self.sum(interruptsByEventFD, other.interruptsByEventFD)
     }
 
     static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }

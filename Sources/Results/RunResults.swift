@@ -112,7 +112,13 @@ public struct RunResults: Codable, Sendable {
                     exits.portIO, exits.mmio, exits.halts, exits.interruptions, exits.unclaimedPortReads,
                     exits.unclaimedMMIOReads, exits.notifications, exits.operations,
                 ]
-                if counts.contains(where: { $0 < 0 }) { return "\(at).exits holds a negative count" }
+                let optionalCounts = [
+                    exits.interrupts, exits.endOfInterrupts, exits.interruptCauseReads, exits.ioThreadNotifications,
+                    exits.interruptsByEventFD,
+                ]
+                if (counts + optionalCounts.compactMap { $0 }).contains(where: { $0 < 0 }) {
+                    return "\(at).exits holds a negative count"
+                }
             }
             if let counts = result.guestInterrupts,
                 counts.taken < 0 || counts.spurious < 0 || counts.spurious > counts.taken || counts.operations < 0

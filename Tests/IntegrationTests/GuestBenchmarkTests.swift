@@ -88,6 +88,37 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
         #expect(results[1].status == .ok)
     }
 
+    /// Each distinct MSI message gets one GSI route and irqfd; a guest that keeps inventing
+    /// messages fills the bounded table and the rest go through KVM_SIGNAL_MSI, as do writes
+    /// outside the local APIC window. (Delivery itself is checked by the `-irq` benchmarks.)
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func messageRoutesAreBoundedAndReused() throws {
+        let engine = try KVMEngine(
+            system: try KVMSystem(), memory: try GuestMemory(size: 1 << 20),
+            entry: ProtectedModeEntry(entryPoint: 0, ebx: 0, gdtBase: 0, gdtLimit: 0))
+        let controller = try engine.connectInterrupts(mmioBus: IOBus())
+        let interrupts = try #require(engine.interrupts)
+        let capacity = KVMMessageRoutes.capacity
+        // A hostile guest's messages get routes like any other: a reserved vector, INIT, an
+        // absent APIC. KVM refuses none of them (the local APIC drops what it cannot take).
+        let hostile = [
+            MSIMessage(address: 0xFEE0_0000, data: 0x02), MSIMessage(address: 0xFEE0_0000, data: 0x0500),
+            MSIMessage(address: 0xFEE7_7000, data: 0x40),
+        ]
+        for message in hostile { controller.signalMessage(message) }
+        for vector in 0..<(capacity - hostile.count + 6) {
+            controller.signalMessage(MSIMessage(address: 0xFEE0_0000, data: UInt32(0x30 + vector)))
+        }
+        #expect(interrupts.routes.count == capacity)
+        #expect(interrupts.messagesByEventFD == capacity && interrupts.messagesByIoctl == 6)
+        controller.signalMessage(MSIMessage(address: 0xFEE0_0000, data: 0x30))  // routed already
+        controller.signalMessage(MSIMessage(address: 0x1000, data: 0x31))  // a DMA write, not an interrupt
+        #expect(interrupts.messagesByEventFD == capacity + 1 && interrupts.messagesByIoctl == 7)
+        #expect(interrupts.failedCalls == 0)
+        #expect(engine.interruptsByEventFD == capacity + 1)
+        #expect(engine.diagnostics.contains { $0.contains("7 MSI messages went through KVM_SIGNAL_MSI") })
+    }
+
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func bootTimeIsMeasuredFromMilestones() async throws {
         let kvm = try KVMSystem()

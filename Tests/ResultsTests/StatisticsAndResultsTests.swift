@@ -132,6 +132,15 @@ func sampleRun() -> RunResults {
         #expect(problem { $0.results[1].metrics[1].samples = [1, .infinity] }.contains("non-finite sample"))
         #expect(problem { $0.results[0].repetitions = -1 }.contains("results[0] (native cpu.cpuid).repetitions -1"))
         #expect(problem { $0.results[0].wallSeconds = -.infinity }.contains("wallSeconds"))
+        // The optional counters are checked too, not only the ones every result has.
+        for counter in [\ExitCounters.interrupts, \.interruptsByEventFD, \.ioThreadNotifications] {
+            #expect(
+                problem {
+                    var exits = ExitCounters()
+                    exits[keyPath: counter] = -3
+                    $0.results[0].exits = exits
+                }.contains("results[0] (native cpu.cpuid).exits holds a negative count"))
+        }
         #expect(problem { _ in }.isEmpty)
     }
 

@@ -38,6 +38,16 @@ int ckvm_irq_line(int vm_fd, uint32_t line, int level);
 /* KVM_SIGNAL_MSI: deliver one MSI message. >0 delivered, 0 blocked by the guest, or -errno. */
 int ckvm_signal_msi(int vm_fd, uint64_t address, uint32_t data);
 
+/* KVM_SET_GSI_ROUTING: the whole routing table, which replaces KVM's default one, so it holds
+ * the default irqchip routes too (GSIs 0-15 to the PIC and the IOAPIC, 16-23 to the IOAPIC)
+ * followed by `count` MSI routes, GSI first_msi_gsi + i carrying (addresses[i], data[i]).
+ * 0 or -errno. */
+int ckvm_set_msi_routes(int vm_fd, uint32_t first_msi_gsi, const uint64_t *addresses, const uint32_t *data,
+                        uint32_t count);
+/* KVM_IRQFD: a write to `event_fd` raises `gsi` in the kernel, without an ioctl per interrupt.
+ * 0 or -errno. */
+int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi);
+
 /* KVM_IOEVENTFD: KVM signals `event_fd` when the guest writes `length` bytes at MMIO `address`,
  * without an exit to user space; deassign != 0 removes it. 0 or -errno. */
 int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int event_fd, int deassign);

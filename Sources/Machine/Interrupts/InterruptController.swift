@@ -14,7 +14,7 @@ public protocol InterruptController: AnyObject {
 
 /// An MSI message as the guest programmed it (Intel SDM vol. 3 §11.11): the address selects
 /// the destination APIC, the data word the vector, delivery mode and trigger mode.
-public struct MSIMessage: Equatable, Sendable {
+public struct MSIMessage: Hashable, Sendable {
     public var address: UInt64
     public var data: UInt32
 
