@@ -138,6 +138,28 @@ int ckvm_unblock_kick_signal(int signal_number) {
     return pthread_sigmask(SIG_UNBLOCK, &set, 0) == 0 ? 0 : -errno;
 }
 
+int ckvm_coalesced_mmio(int vm_fd, uint64_t address, uint32_t size, int unregister) {
+    struct kvm_coalesced_mmio_zone zone = {.addr = address, .size = size};
+    unsigned long request = unregister ? KVM_UNREGISTER_COALESCED_MMIO : KVM_REGISTER_COALESCED_MMIO;
+    return ioctl(vm_fd, request, &zone) < 0 ? -errno : 0;
+}
+
+int ckvm_coalesced_take(void *ring_page, size_t page_size, uint64_t *address, uint32_t *length, uint8_t data[8]) {
+    struct kvm_coalesced_mmio_ring *ring = ring_page;
+    uint32_t capacity = (uint32_t)((page_size - sizeof *ring) / sizeof(struct kvm_coalesced_mmio));
+    uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+    /* KVM writes the entry before it publishes `last`. */
+    uint32_t last = __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE);
+    if (first == last || first >= capacity || last >= capacity) return 0;
+    struct kvm_coalesced_mmio *entry = &ring->coalesced_mmio[first];
+    *address = entry->phys_addr;
+    *length = entry->len > 8 ? 8 : entry->len;
+    memcpy(data, entry->data, 8);
+    /* The entry is copied before KVM may reuse its slot. */
+    __atomic_store_n(&ring->first, (first + 1) % capacity, __ATOMIC_RELEASE);
+    return 1;
+}
+
 int ckvm_ioeventfd(int vm_fd, uint64_t address, uint32_t length, int event_fd, int deassign) {
     struct kvm_ioeventfd request = {.addr = address, .len = length, .fd = event_fd,
                                     .flags = deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0};

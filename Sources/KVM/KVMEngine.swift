@@ -85,6 +85,18 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     /// Doorbells as ioeventfds served by an I/O thread (see `KVMIOThread`).
     public func makeDoorbellRouter() -> (any DoorbellRouter)? { KVMIOThread(vmFileDescriptor: vm.rawValue) }
 
+    /// KVM's coalesced-MMIO ring, where the kernel has one: KVM_CHECK_EXTENSION gives the page
+    /// of the vCPU mapping it lives in.
+    public func makeWriteCoalescer() -> (any WriteCoalescer)? {
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard let page = try? system.descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_COALESCED_MMIO),
+            page > 0, (Int(page) + 1) * pageSize <= system.vcpuMappingSize
+        else { return nil }
+        return KVMCoalescedMMIO(
+            vmFileDescriptor: vm.rawValue, ring: UnsafeMutableRawPointer(runArea) + Int(page) * pageSize, pageSize: pageSize,
+            mappingOwner: self)
+    }
+
     public var diagnostics: [String] {
         guard let interrupts else { return [] }
         var findings: [String] = []

@@ -94,6 +94,9 @@ public protocol CPUEngine: AnyObject {
     func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController
     /// The engine's I/O thread for doorbells, where it has one (KVM's ioeventfds).
     func makeDoorbellRouter() -> (any DoorbellRouter)?
+    /// The engine's buffer for MMIO writes that need no exit each, where it has one (KVM's
+    /// coalesced MMIO ring).
+    func makeWriteCoalescer() -> (any WriteCoalescer)?
 }
 
 extension CPUEngine {
@@ -104,6 +107,7 @@ extension CPUEngine {
     public var interruptsByEventFD: Int? { nil }
     public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController { InterruptRecorder() }
     public func makeDoorbellRouter() -> (any DoorbellRouter)? { nil }
+    public func makeWriteCoalescer() -> (any WriteCoalescer)? { nil }
 }
 
 /// Engine errors the VM reports as the reason a run failed.

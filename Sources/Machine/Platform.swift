@@ -10,17 +10,21 @@ public final class Platform {
     /// Doorbells the engine catches without a vCPU exit, served on its I/O thread; nil when the
     /// engine has none (the emulator) or it is switched off.
     public let doorbells: (any DoorbellRouter)?
+    /// MMIO writes the engine buffers instead of exiting (KVM's coalesced MMIO); nil when it
+    /// cannot (the emulator, which has no exits to save) or it is switched off.
+    public let coalescedWrites: (any WriteCoalescer)?
     private var hostBridge: PCIBus?
 
     public init(
         memory: GuestMemory, portBus: IOBus, mmioBus: IOBus, interrupts: any InterruptController = InterruptRecorder(),
-        doorbells: (any DoorbellRouter)? = nil
+        doorbells: (any DoorbellRouter)? = nil, coalescedWrites: (any WriteCoalescer)? = nil
     ) {
         self.memory = memory
         self.portBus = portBus
         self.mmioBus = mmioBus
         self.interrupts = interrupts
         self.doorbells = doorbells
+        self.coalescedWrites = coalescedWrites
     }
 
     /// PCI bus 0, with its type-1 configuration ports on the port bus.

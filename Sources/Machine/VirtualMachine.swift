@@ -57,17 +57,19 @@ public final class VirtualMachine: @unchecked Sendable {
     /// - Parameters:
     ///   - startedAt: monotonic time at which building this VM began (for boot timing).
     ///   - routesDoorbells: whether doorbells go to the engine's I/O thread where it has one.
+    ///   - coalescesWrites: whether devices may have the engine buffer some MMIO writes.
     ///   - console: receives each byte the guest writes to COM1.
     public init(
         memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, routesDoorbells: Bool = true,
-        console: @escaping (UInt8) -> Void
+        coalescesWrites: Bool = true, console: @escaping (UInt8) -> Void
     ) throws {
         self.memory = memory
         self.engine = engine
         self.startedAt = startedAt
         platform = Platform(
             memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
-            doorbells: routesDoorbells ? engine.makeDoorbellRouter() : nil)
+            doorbells: routesDoorbells ? engine.makeDoorbellRouter() : nil,
+            coalescedWrites: coalescesWrites ? engine.makeWriteCoalescer() : nil)
         try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
@@ -143,6 +145,9 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         // No device work may run once the vCPU has stopped: the guest's memory goes with the VM.
         platform.doorbells?.shutdown()
+        if platform.coalescedWrites != nil {
+            applyCoalescedWrites()  // the last ones, so device state and counters are complete
+        }
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
@@ -159,6 +164,12 @@ public final class VirtualMachine: @unchecked Sendable {
             endedAtNanoseconds: MonotonicClock.nanoseconds())
     }
 
+    private func applyCoalescedWrites() {
+        guard let buffer = platform.coalescedWrites else { return }
+        let applied = buffer.drain { address, data in mmioBus.write(address, from: data) }
+        counters.coalescedWrites = (counters.coalescedWrites ?? 0) + applied
+    }
+
     private func vcpuLoop() -> VMEnding {
         while true {
             if let exitStatus { return .exitDevice(status: exitStatus) }
@@ -168,6 +179,8 @@ public final class VirtualMachine: @unchecked Sendable {
             } catch {
                 return .failed("\(error)")
             }
+            // Buffered writes come before whatever made the guest exit, as the guest issued them.
+            applyCoalescedWrites()
             switch exit {
             case .portIO(let access):
                 counters.portIO += 1

@@ -24,6 +24,9 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// MSI messages the VMM raised by writing an irqfd bound to a KVM GSI route, not an ioctl
     /// each: nil for engines without them (the emulator) and older files.
     public var interruptsByEventFD: Int?
+    /// MMIO writes KVM buffered in its coalesced-MMIO ring instead of exiting, applied by the
+    /// VMM at the next exit: nil when the run had no such ring (the emulator, older files).
+    public var coalescedWrites: Int?
     public init() {}
 
     /// Adds another boot's counts (the rounds of one result are merged this way).
@@ -41,6 +44,7 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         interruptCauseReads = Self.sum(interruptCauseReads, other.interruptCauseReads)
         ioThreadNotifications = Self.sum(ioThreadNotifications, other.ioThreadNotifications)
         interruptsByEventFD = Self.sum(interruptsByEventFD, other.interruptsByEventFD)
+        coalescedWrites = Self.sum(coalescedWrites, other.coalescedWrites)
     }
 
     static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }

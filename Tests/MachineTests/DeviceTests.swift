@@ -100,6 +100,63 @@ import Testing
     }
 }
 
+/// Records what a device asks the engine to buffer, and buffers writes as KVM's ring does.
+private final class RecordingCoalescer: WriteCoalescer {
+    final class Zone: CoalescedRange {
+        let range: Range<UInt64>
+        var cancelled = false
+        init(_ range: Range<UInt64>) { self.range = range }
+        func cancel() { cancelled = true }
+    }
+    var zones: [Zone] = []
+    var live: [Range<UInt64>] { zones.filter { !$0.cancelled }.map(\.range) }
+    func coalesce(address: UInt64, length: UInt64) -> (any CoalescedRange)? {
+        let zone = Zone(address..<address + length)
+        zones.append(zone)
+        return zone
+    }
+    func drain(_ write: (UInt64, UnsafeRawBufferPointer) -> Void) -> Int { 0 }
+}
+
+@Suite struct CoalescedWriteTests {
+    @Test func rangesLeaveOutTheExcludedRegisters() {
+        #expect(rangesBetween(excludedRegisters: [0, 8, 12, 40], blockLength: 32) == [4..<8, 16..<32])
+        #expect(rangesBetween(excludedRegisters: [], blockLength: 16) == [0..<16])
+    }
+
+    /// The e1000 asks for its configuration registers to be buffered, never for a register a
+    /// driver may wait on, and the ranges follow its BAR.
+    @Test func e1000CoalescesOnlyRegistersNothingWaitsOnAndFollowsItsBAR() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        let ports = IOBus()
+        let mmio = IOBus()
+        let coalescer = RecordingCoalescer()
+        let platform = Platform(memory: memory, portBus: ports, mmioBus: mmio, coalescedWrites: coalescer)
+        let nic = E1000(memory: memory, mmio: mmio, peer: NetworkPeer(mode: .sink))
+        try nic.attach(to: platform)
+        func configure(_ register: UInt64, _ value: UInt64) {
+            write(ports, 0xCF8, 0x8000_0000 | 1 << 11 | register)
+            write(ports, 0xCFC, value)
+        }
+        configure(0x10, 0xE000_0000)
+        #expect(coalescer.live.isEmpty, "memory decoding is off: nothing to buffer")
+        configure(0x04, 0x6)
+        let base: UInt64 = 0xE000_0000
+        #expect(coalescer.live.first?.lowerBound == base + 4 && coalescer.live.last?.upperBound == base + 0x20000)
+        for register: UInt64 in [0x2800, 0x3800, 0x00C4, 0x5400, 0x0014, 0x0400] {  // ring bases, ITR, RAL, EERD, TCTL
+            #expect(coalescer.live.contains { $0.contains(base + register) }, "0x\(String(register, radix: 16))")
+        }
+        for register: UInt64 in [0x0000, 0x00C0, 0x00C8, 0x00D0, 0x00D8, 0x0100, 0x2818, 0x3818] {
+            #expect(!coalescer.live.contains { $0.contains(base + register) }, "0x\(String(register, radix: 16))")
+        }
+        let placed = coalescer.live
+        configure(0x10, 0xE004_0000)
+        #expect(coalescer.live == placed.map { $0.lowerBound + 0x40000..<$0.upperBound + 0x40000 })
+        configure(0x04, 0x4)  // memory decoding off again
+        #expect(coalescer.live.isEmpty)
+    }
+}
+
 private func write(_ bus: IOBus, _ address: UInt64, _ value: UInt64) {
     let bytes = (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
     bytes.withUnsafeBytes { _ = bus.write(address, from: $0) }

@@ -26,6 +26,7 @@ static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
 static const unsigned long CKVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
 static const unsigned long CKVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
 static const unsigned long CKVM_CAP_TSC_DEADLINE_TIMER = KVM_CAP_TSC_DEADLINE_TIMER;
+static const unsigned long CKVM_CAP_COALESCED_MMIO = KVM_CAP_COALESCED_MMIO;
 
 /* KVM_GET_STATS_FD on a VM or vCPU descriptor: the binary statistics file, or -errno. */
 int ckvm_stats_fd(int fd);
@@ -47,6 +48,15 @@ int ckvm_set_msi_routes(int vm_fd, uint32_t first_msi_gsi, const uint64_t *addre
 /* KVM_IRQFD: a write to `event_fd` raises `gsi` in the kernel, without an ioctl per interrupt.
  * 0 or -errno. */
 int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi);
+
+/* KVM_REGISTER_COALESCED_MMIO (unregister != 0: KVM_UNREGISTER_COALESCED_MMIO): guest writes
+ * into [address, address + size) are appended to the coalesced-MMIO ring instead of exiting;
+ * reads still exit. 0 or -errno. */
+int ckvm_coalesced_mmio(int vm_fd, uint64_t address, uint32_t size, int unregister);
+/* The oldest write in the coalesced-MMIO ring (a page of the vCPU mapping, at the page offset
+ * KVM_CHECK_EXTENSION(KVM_CAP_COALESCED_MMIO) gives), removed from it: 1 with its address,
+ * length (1-8) and data filled in, 0 when the ring is empty or its indices are corrupt. */
+int ckvm_coalesced_take(void *ring_page, size_t page_size, uint64_t *address, uint32_t *length, uint8_t data[8]);
 
 /* KVM_IOEVENTFD: KVM signals `event_fd` when the guest writes `length` bytes at MMIO `address`,
  * without an exit to user space; deassign != 0 removes it. 0 or -errno. */

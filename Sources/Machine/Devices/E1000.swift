@@ -4,7 +4,10 @@
 /// back, TXQE when the transmit ring runs empty, RXT0 per received frame), INTA# is asserted
 /// while ICR & IMS is non-zero, and reading ICR clears it — the register read per interrupt that
 /// an emulated NIC's driver cannot avoid. ITR is stored but not applied: interrupts are not
-/// throttled.
+/// throttled. Where the engine buffers MMIO writes (KVM's coalesced MMIO), writes to registers
+/// nothing waits on — ring bases and lengths, addresses, ITR, EERD — cost no exit, as with
+/// QEMU's e1000; doorbells, interrupt registers, resets and the receive control, whose effect a
+/// driver may wait on without another exit, are left out.
 public final class E1000: PCIFunction, BusDevice {
     public static let barSize: UInt32 = 0x20000
     enum Register {
@@ -23,6 +26,9 @@ public final class E1000: PCIFunction, BusDevice {
     public let peer: NetworkPeer
     public let mac: [UInt8]
     private var bar: MemoryBAR
+    /// Where the engine buffers writes, and the ranges of this BAR it buffers now.
+    private var coalescer: (any WriteCoalescer)?
+    private var coalescedRanges: [any CoalescedRange] = []
     private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
     private var eeprom = [UInt16](repeating: 0, count: 64)
     private var frame = [UInt8](repeating: 0, count: 16384)
@@ -75,7 +81,25 @@ public final class E1000: PCIFunction, BusDevice {
     public func barMoved(_ index: Int, to address: UInt64?) {
         guard index == 0 else { return }
         bar.move(self, to: address)
+        for range in coalescedRanges { range.cancel() }
+        coalescedRanges = []
+        guard let coalescer, let base = bar.address else { return }
+        coalescedRanges = Self.coalescedRegisterRanges.compactMap {
+            coalescer.coalesce(address: base + $0.lowerBound, length: UInt64($0.count))
+        }
     }
+
+    /// Every register except those a driver may wait on without another exit: a reset (CTRL),
+    /// the interrupt registers (ICR, ICS, IMS, IMC: they move INTA#), RCTL (it starts
+    /// reception) and the tail doorbells. A receive tail is left out although QEMU buffers it:
+    /// a polling driver posts buffers and then watches memory, and the next exit might never
+    /// come.
+    static let coalescedRegisterRanges = rangesBetween(
+        excludedRegisters: [
+            Register.ctrl, Register.icr, Register.ics, Register.ims, Register.imc, Register.rctl, Register.rdt, Register.tdt,
+        ]
+        .map(UInt64.init),
+        blockLength: UInt64(barSize))
 
     private func fail(_ reason: String) {
         if brokenReason == nil { brokenReason = reason }
@@ -229,5 +253,8 @@ public final class E1000: PCIFunction, BusDevice {
 
 extension E1000: Device {
     public var name: String { "e1000" }
-    public func attach(to platform: Platform) throws { try platform.pci().plug(self) }
+    public func attach(to platform: Platform) throws {
+        coalescer = platform.coalescedWrites
+        try platform.pci().plug(self)
+    }
 }
