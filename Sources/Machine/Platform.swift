@@ -13,12 +13,16 @@ public final class Platform {
     /// MMIO writes the engine buffers instead of exiting (KVM's coalesced MMIO); nil when it
     /// cannot (the emulator, which has no exits to save) or it is switched off.
     public let coalescedWrites: (any WriteCoalescer)?
+    /// Device timers, whose actions the VM runs on the vCPU thread.
+    public let timers: DeviceTimers
     private var hostBridge: PCIBus?
 
     public init(
         memory: GuestMemory, portBus: IOBus, mmioBus: IOBus, interrupts: any InterruptController = InterruptRecorder(),
-        doorbells: (any DoorbellRouter)? = nil, coalescedWrites: (any WriteCoalescer)? = nil
+        doorbells: (any DoorbellRouter)? = nil, coalescedWrites: (any WriteCoalescer)? = nil,
+        timers: DeviceTimers = DeviceTimers()
     ) {
+        self.timers = timers
         self.memory = memory
         self.portBus = portBus
         self.mmioBus = mmioBus

@@ -70,6 +70,10 @@ public final class VirtualMachine: @unchecked Sendable {
             memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
             doorbells: routesDoorbells ? engine.makeDoorbellRouter() : nil,
             coalescedWrites: coalescesWrites ? engine.makeWriteCoalescer() : nil)
+        // A device timer that comes due while the guest runs brings the vCPU thread out of the
+        // engine, which then runs it (see `vcpuLoop`).
+        let kick = EngineKick(engine: engine)
+        platform.timers.setWake { kick.engine.requestStop() }
         try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
@@ -137,6 +141,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 // guest code in this VM's memory, which must outlive it.
                 finished.wait()
                 platform.doorbells?.shutdown()
+                platform.timers.shutdown()
                 return VMOutcome(
                     ending: .failed(reason), milestones: milestones.milestones, counters: counters,
                     startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
@@ -145,6 +150,7 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         // No device work may run once the vCPU has stopped: the guest's memory goes with the VM.
         platform.doorbells?.shutdown()
+        platform.timers.shutdown()
         if platform.coalescedWrites != nil {
             applyCoalescedWrites()  // the last ones, so device state and counters are complete
         }
@@ -172,6 +178,9 @@ public final class VirtualMachine: @unchecked Sendable {
 
     private func vcpuLoop() -> VMEnding {
         while true {
+            // Device timers that came due (what woke the engine, or due by chance at an exit)
+            // run before the guest resumes; one of them may have ended the guest.
+            if let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() { platform.timers.runDue() }
             if let exitStatus { return .exitDevice(status: exitStatus) }
             let exit: VMExit
             do {
@@ -202,13 +211,26 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
             case .halt:
                 counters.halts += 1
-                return .halted
+                // The emulator halted with nothing of its own to wake it, but a device will
+                // raise an interrupt later: sleep until then (bounded by the watchdog's checks).
+                guard let deadline = platform.timers.nextDeadline else { return .halted }
+                let now = platform.timers.now()
+                if deadline > now { usleep(useconds_t(min((deadline - now) / 1000 + 1, 10_000))) }
+                if stopRequested.load(ordering: .acquiring) { return .timedOut(seconds: 0) }
             case .shutdown(let why):
                 return .shutdown(why)
             case .interrupted:
                 counters.interruptions += 1
                 if stopRequested.load(ordering: .acquiring) { return .timedOut(seconds: 0) }
+            // Otherwise a device timer's wake: its action runs at the top of the loop, before the
+            // guest resumes.
             }
         }
     }
+}
+
+/// The engine, for the device timers' waker thread: `requestStop()` is thread-safe on every
+/// engine.
+private struct EngineKick: @unchecked Sendable {
+    let engine: any CPUEngine
 }

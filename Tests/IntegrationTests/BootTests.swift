@@ -5,6 +5,7 @@ import Testing
 
 @testable import Bench
 import Results
+import X86
 @testable import KVM
 @testable import Machine
 
@@ -20,6 +21,38 @@ import Results
         #expect(boot.bootProtocol == "multiboot")
         #expect(boot.console == "hi")
         #expect(boot.outcome.ending == .exitDevice(status: 11))
+    }
+
+    /// A device timer that comes due while the guest sits in `hlt` (KVM: asleep in the kernel;
+    /// the emulator: halted with nothing of its own to wake it) or spins runs on the vCPU thread
+    /// and can end the guest: here its action writes the exit port.
+    func runUntilADeviceTimerEndsIt(halting: Bool, engine makeEngine: (GuestMemory, ProtectedModeEntry) throws -> any CPUEngine)
+        throws
+    {
+        let memory = try GuestMemory(size: 16 << 20)
+        // sti; hlt; jmp back to the hlt — or jmp $.
+        let code: [UInt8] = halting ? [0xFB, 0xF4, 0xEB, 0xFD] : TestKernels.spinForever
+        let (entry, _) = try KernelLoader.load(hand(code), into: memory, commandLine: "")
+        let machine = try VirtualMachine(memory: memory, engine: try makeEngine(memory, entry), startedAt: 0) { _ in }
+        let timers = machine.platform.timers
+        let exitPort = machine.portBus
+        timers.schedule(at: timers.now() + 2_000_000) {
+            [UInt8(7), 0, 0, 0].withUnsafeBytes { _ = exitPort.write(UInt64(DebugExitDevice.port), from: $0) }
+        }
+        let outcome = machine.run(timeout: 120)
+        #expect(outcome.ending == .exitDevice(status: 15), "halting \(halting): \(outcome.ending.summary)")
+        #expect(timers.nextDeadline == nil)
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: [true, false])
+    func deviceTimersRunUnderKVM(halting: Bool) throws {
+        let system = try KVMSystem()
+        try runUntilADeviceTimerEndsIt(halting: halting) { try KVMEngine(system: system, memory: $0, entry: $1) }
+    }
+
+    @Test(arguments: [true, false])
+    func deviceTimersRunUnderTheEmulator(halting: Bool) throws {
+        try runUntilADeviceTimerEndsIt(halting: halting) { EmulatorEngine(memory: $0, entry: $1) }
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))

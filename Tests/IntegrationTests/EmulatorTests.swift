@@ -139,6 +139,7 @@ import Results
         ("disk.rand-read-4k", SystemKind.fullEmulation), ("disk.rand-write-4k", .emulatorVirtio), ("net.tx-64", .fullEmulation),
         ("net.rr", .emulatorVirtio), ("net.tx-1500-irq", .fullEmulation), ("net.rr-irq", .emulatorVirtio),
         ("disk.lat-4k-irq", .fullEmulation), ("disk.rand-read-4k-irq", .emulatorVirtio),
+        ("net.tx-1500-irq-moderated", .fullEmulation),
     ])
     func devicesWorkUnderTheEmulator(_ id: String, _ system: SystemKind) async throws {
         let artifacts = try await Built.artifacts.value
@@ -149,7 +150,14 @@ import Results
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")
         #expect(result.engine == "emulator")
-        guard id.hasSuffix("-irq"), let exits = result.exits else { return }
+        let exits = try #require(result.exits)
+        if id.hasSuffix("-moderated") {
+            // ITR holds interrupts back (how many depends on how fast the emulator sends), and
+            // hvbench's IOAPIC delivers each once: at most one per frame.
+            #expect(try #require(exits.interrupts) <= exits.operations && exits.endOfInterrupts == exits.interrupts)
+            return
+        }
+        guard id.hasSuffix("-irq") else { return }
         // hvbench's IOAPIC and local APIC: exactly one interrupt per frame, response or request
         // (e1000 INTx, level-triggered; IDE IRQ 14, edge; virtio MSI-X), each ended with one EOI;
         // only the legacy devices read a cause register.

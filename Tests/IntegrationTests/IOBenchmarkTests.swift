@@ -36,14 +36,21 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         }
         // INTx or IRQ 14: at least one interrupt per frame (TXDW or RXT0) or request (the end
         // of its DMA), each handler reading ICR or the ATA status.
-        if id.hasSuffix("-irq") {
-            let interrupts = try #require(exits.interrupts)
-            #expect(interrupts >= exits.operations, "\(id): \(exits)")
-            #expect(try #require(exits.interruptCauseReads) >= interrupts)
-            // The guest's own handlers count what KVM injected, spurious deliveries included.
+        if id.contains("-irq") {
+            let injected = try #require(exits.interrupts)
+            // The guest's own handlers count what it took, spurious deliveries included. KVM's
+            // irq_injections statistic counts at least that many: on the AMD host it counts an
+            // injection again when an exit (a device timer's kick, say) interrupts its delivery.
             let counted = try #require(result.guestInterrupts)
-            #expect(counted.taken == interrupts, "\(counted) vs \(exits)")
+            #expect(counted.taken <= injected && counted.taken * 4 >= injected * 3, "\(counted) vs \(exits)")
             #expect(counted.operations == exits.operations)
+            // ITR (the moderated variant) holds interrupts back; kvm_pvm delivers each twice.
+            if id.hasSuffix("-moderated") {
+                #expect(counted.taken > 0 && counted.taken <= 2 * exits.operations, "\(id): \(counted)")
+            } else {
+                #expect(counted.taken >= exits.operations, "\(id): \(counted)")
+            }
+            #expect(try #require(exits.interruptCauseReads) >= counted.taken, "\(exits)")
         }
         #expect(exits.interruptsByEventFD == 0, "the e1000 and IDE raise INTx lines, never messages: \(exits)")
     }
@@ -62,16 +69,16 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         // MSI-X: no cause register to read. Transmit completions interrupt only when the driver
         // must wait for ring space (the I/O thread may lag behind it), never once per frame;
         // each response interrupts.
-        if id == "net.tx-1500-irq" { #expect(try #require(exits.interrupts) * 4 < exits.operations, "\(exits)") }
+        if id.hasPrefix("net.tx-1500-irq") { #expect(try #require(exits.interrupts) * 4 < exits.operations, "\(exits)") }
         if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") {
             #expect(try #require(exits.interrupts) >= exits.operations, "\(exits)")
         }
-        if id.hasSuffix("-irq") { #expect(exits.interruptCauseReads == 0, "\(exits)") }
+        if id.contains("-irq") { #expect(exits.interruptCauseReads == 0, "\(exits)") }
         // MSI-X messages are irqfd writes on GSI routes, each one counted; INTx is never used.
         let byEventFD = try #require(exits.interruptsByEventFD, "\(exits)")
         if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") {
             #expect(byEventFD >= exits.operations, "every response is a message: \(exits)")
-        } else if !id.hasSuffix("-irq") {
+        } else if !id.contains("-irq") {
             #expect(byEventFD == 0, "polling drivers leave MSI-X vectors unprogrammed: \(exits)")
         }
     }
@@ -89,7 +96,7 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
     @Test(arguments: ioBenchmarks)
     func nativeEquivalents(_ id: String) async throws {
         let result = try await run(id, on: .native)
-        if id.hasSuffix("-irq") {  // the native peer is in-process: no device, no interrupts
+        if id.contains("-irq") {  // the native peer is in-process: no device, no interrupts
             #expect(result.status == .skipped && result.reason == "native-io-has-no-device-of-ours-to-interrupt")
             return
         }
@@ -141,12 +148,12 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         let netdev = [
             "-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)", "-device", "\(device),netdev=n0",
         ]
-        for bench in ["net.tx-1500", "net.rr", "net.tx-1500-irq", "net.rr-irq"] {
+        for bench in ["net.tx-1500", "net.rr", "net.tx-1500-irq", "net.rr-irq", "net.tx-1500-irq-moderated"] {
             let transcript = try await boot("bench=\(bench) iterations=20 repetitions=2 warmups=0 nic=\(nic)", devices: netdev)
             #expect(transcript.status == .ok, "\(device) \(bench): \(transcript.status)")
             #expect(transcript.samples.count == 2)
             // The interrupt-driven variants say how many device interrupts QEMU delivered.
-            if bench.hasSuffix("-irq") { #expect(transcript.interrupts != nil, "\(device) \(bench)") }
+            if bench.contains("-irq") { #expect(transcript.interrupts != nil, "\(device) \(bench)") }
             if bench == "net.rr-irq" { #expect((transcript.interrupts?.taken ?? 0) >= 40, "\(device): one per response") }
         }
     }

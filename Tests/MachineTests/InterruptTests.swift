@@ -129,6 +129,95 @@ import Testing
     }
 }
 
+/// The e1000's interrupt throttling (ITR) and the device timers it runs on, on a clock the test
+/// moves by hand.
+@Suite struct InterruptThrottlingTests {
+    final class ManualClock: @unchecked Sendable {
+        var nanoseconds: UInt64 = 1_000_000
+    }
+
+    @Test func itrHoldsINTxUntilTheIntervalSinceItLastRoseHasPassed() throws {
+        let memory = try GuestMemory(size: 1 << 20)
+        let mmio = IOBus()
+        let interrupts = InterruptRecorder()
+        let clock = ManualClock()
+        let timers = DeviceTimers(now: { clock.nanoseconds })
+        let platform = Platform(memory: memory, portBus: IOBus(), mmioBus: mmio, interrupts: interrupts, timers: timers)
+        let nic = E1000(memory: memory, mmio: mmio, peer: NetworkPeer(mode: .sink))
+        try nic.attach(to: platform)
+        let gsi = try #require(nic.configuration.interruptLine?.gsi)
+        _ = nic.configuration.write(offset: 4, count: 2, value: 0x6)
+        write(nic, 0x00C4, 100)  // ITR: 100 x 256 ns = 25.6 us
+        write(nic, 0x00D0, 0x01)  // IMS: TXDW
+        write(nic, 0x00C8, 0x01)  // ICS: the first interrupt is not held
+        #expect(interrupts.levels[gsi] == true)
+        #expect(read(nic, 0x00C0) == 0x01)
+        #expect(interrupts.levels[gsi] == false)
+        clock.nanoseconds += 10_000
+        write(nic, 0x00C8, 0x01)
+        write(nic, 0x00C8, 0x01)
+        #expect(interrupts.levels[gsi] == false, "10 us after the last: held")
+        #expect(nic.throttledInterrupts == 1 && timers.nextDeadline == 1_000_000 + 25_600)
+        clock.nanoseconds += 15_599
+        #expect(timers.runDue() == 0 && interrupts.levels[gsi] == false)
+        clock.nanoseconds += 1
+        #expect(timers.runDue() == 1)
+        #expect(interrupts.levels[gsi] == true, "the interval is over: INTA# rises for the causes held")
+        #expect(read(nic, 0x00C0) == 0x01 && interrupts.assertions[gsi] == 2)
+        // A cause the driver clears while it is held raises nothing when the timer fires.
+        write(nic, 0x00C8, 0x01)
+        #expect(timers.nextDeadline != nil)
+        #expect(read(nic, 0x00C0) == 0x01)
+        clock.nanoseconds += 30_000
+        timers.runDue()
+        #expect(interrupts.levels[gsi] == false && interrupts.assertions[gsi] == 2)
+        // ITR 0: no throttling at all.
+        write(nic, 0x00C4, 0)
+        for _ in 0..<3 {
+            write(nic, 0x00C8, 0x01)
+            #expect(interrupts.levels[gsi] == true)
+            _ = read(nic, 0x00C0)
+        }
+        #expect(interrupts.assertions[gsi] == 5 && timers.nextDeadline == nil)
+        // A reset drops a held interrupt's timer.
+        write(nic, 0x00C4, 0xFFFF)
+        write(nic, 0x00D0, 0x01)
+        write(nic, 0x00C8, 0x01)
+        #expect(timers.nextDeadline != nil)
+        nic.reset()
+        #expect(timers.nextDeadline == nil)
+    }
+
+    @Test func timersRunInDeadlineOrderAndCancelledOnesNever() {
+        let clock = ManualClock()
+        let timers = DeviceTimers(now: { clock.nanoseconds })
+        var ran: [Int] = []
+        timers.schedule(at: clock.nanoseconds + 300) { ran.append(3) }
+        let cancelled = timers.schedule(at: clock.nanoseconds + 200) { ran.append(2) }
+        timers.schedule(at: clock.nanoseconds + 100) {
+            ran.append(1)
+            timers.schedule(at: clock.nanoseconds) { ran.append(10) }  // due at once: runs in the same pass
+        }
+        timers.cancel(cancelled)
+        #expect(timers.nextDeadline == clock.nanoseconds + 100)
+        clock.nanoseconds += 1000
+        #expect(timers.runDue() == 3)
+        #expect(ran == [1, 3, 10] && timers.nextDeadline == nil, "by deadline, the one scheduled late last")
+    }
+
+    /// On the real clock, a timer that comes due calls the wake action from another thread (the
+    /// VM's kick of its vCPU), however long the host takes to get there.
+    @Test func aDueTimerWakesTheVCPU() {
+        let timers = DeviceTimers()
+        let woken = DispatchSemaphore(value: 0)
+        timers.setWake { woken.signal() }
+        timers.schedule(at: timers.now() + 1_000_000) {}
+        #expect(woken.wait(timeout: .now() + 60) == .success)
+        timers.shutdown()
+        #expect(timers.nextDeadline == nil)
+    }
+}
+
 /// virtio-pci interrupts: MSI-X with masking and pending bits, event-index suppression, and
 /// the INTx fallback with its ISR read.
 @Suite struct VirtioInterruptTests {

@@ -3,8 +3,9 @@
 /// 82540EM raises them: causes latch in ICR (TXDW when a descriptor asking for status is written
 /// back, TXQE when the transmit ring runs empty, RXT0 per received frame), INTA# is asserted
 /// while ICR & IMS is non-zero, and reading ICR clears it — the register read per interrupt that
-/// an emulated NIC's driver cannot avoid. ITR is stored but not applied: interrupts are not
-/// throttled. Where the engine buffers MMIO writes (KVM's coalesced MMIO), writes to registers
+/// an emulated NIC's driver cannot avoid. ITR throttles them as the 82540EM does: INTA# rises
+/// no sooner than ITR × 256 ns after it last rose, causes meanwhile accumulating in ICR (a
+/// device timer raises it when the interval ends). Where the engine buffers MMIO writes (KVM's coalesced MMIO), writes to registers
 /// nothing waits on — ring bases and lengths, addresses, ITR, EERD — cost no exit, as with
 /// QEMU's e1000; doorbells, interrupt registers, resets and the receive control, whose effect a
 /// driver may wait on without another exit, are left out.
@@ -29,6 +30,14 @@ public final class E1000: PCIFunction, BusDevice {
     /// Where the engine buffers writes, and the ranges of this BAR it buffers now.
     private var coalescer: (any WriteCoalescer)?
     private var coalescedRanges: [any CoalescedRange] = []
+    /// Interrupt throttling (ITR): when INTA# last rose, and the timer that raises it when the
+    /// interval since then ends.
+    private var timers: DeviceTimers?
+    private var lastAssertion: UInt64?
+    private var throttleTimer: DeviceTimers.Timer?
+    private var lineAsserted = false
+    /// Interrupts ITR held back until its interval ended.
+    public private(set) var throttledInterrupts = 0
     private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
     private var eeprom = [UInt16](repeating: 0, count: 64)
     private var frame = [UInt8](repeating: 0, count: 16384)
@@ -65,12 +74,37 @@ public final class E1000: PCIFunction, BusDevice {
         registers[Register.ral0 / 4] = UInt32(mac[0]) | UInt32(mac[1]) << 8 | UInt32(mac[2]) << 16 | UInt32(mac[3]) << 24
         registers[Register.rah0 / 4] = UInt32(mac[4]) | UInt32(mac[5]) << 8 | 0x8000_0000
         frameLength = 0
+        if let throttleTimer { timers?.cancel(throttleTimer) }
+        throttleTimer = nil
+        lastAssertion = nil
         updateInterrupt()
     }
 
-    /// INTA# follows ICR & IMS.
+    /// INTA# follows ICR & IMS, but rises no sooner than the ITR interval after it last rose.
     private func updateInterrupt() {
-        configuration.requestInterrupt(registers[Register.icr / 4] & registers[Register.ims / 4] != 0)
+        let pending = registers[Register.icr / 4] & registers[Register.ims / 4] != 0
+        guard pending, !lineAsserted else {
+            if !pending { setLine(false) }
+            return
+        }
+        let interval = UInt64(registers[Register.itr / 4] & 0xFFFF) * 256
+        if interval > 0, let timers, let last = lastAssertion, timers.now() < last + interval {
+            if throttleTimer == nil {
+                throttledInterrupts += 1
+                throttleTimer = timers.schedule(at: last + interval) { [unowned self] in
+                    throttleTimer = nil
+                    updateInterrupt()
+                }
+            }
+            return
+        }
+        lastAssertion = timers?.now()
+        setLine(true)
+    }
+
+    private func setLine(_ asserted: Bool) {
+        lineAsserted = asserted
+        configuration.requestInterrupt(asserted)
     }
 
     private func raise(_ causes: UInt32) {
@@ -255,6 +289,7 @@ extension E1000: Device {
     public var name: String { "e1000" }
     public func attach(to platform: Platform) throws {
         coalescer = platform.coalescedWrites
+        timers = platform.timers
         try platform.pci().plug(self)
     }
 }
