@@ -58,7 +58,9 @@ extension BenchmarkRunner {
                     diskWords = opened.jobWords
                 } catch { return .failed("\(error)") }
             }
-            io = IOConfiguration(kind: kind, disk: disk, peer: peer, ioThread: configuration.ioThread)
+            io = IOConfiguration(
+                kind: kind, disk: disk, peer: peer, ioThread: configuration.ioThread,
+                ioThreadPollMicroseconds: configuration.ioThreadPollMicroseconds)
         }
         let commandLine: String
         let boot: VMBuilder.Boot

@@ -1,4 +1,5 @@
 import Foundation
+import Machine
 import Results
 
 /// Adaptive measurement: keep adding rounds (fresh VM or process, same repetitions) until the 95%
@@ -29,6 +30,8 @@ public struct RunConfiguration: Sendable {
     public var slowdownPercent: UInt64 = 0
     /// KVM doorbells through ioeventfds and an I/O thread (`--no-io-thread` turns it off).
     public var ioThread = true
+    /// How long the I/O thread polls for doorbells before it sleeps (`--io-poll-us`).
+    public var ioThreadPollMicroseconds = DoorbellPolling.defaultLimitMicroseconds
     public var adaptive: AdaptivePolicy?
     /// Rounds: every (system, benchmark) pair runs once per round, in an order shuffled per round
     /// from `seed` (see `Schedule`). 1 keeps the listed order.

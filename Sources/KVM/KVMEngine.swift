@@ -83,7 +83,9 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     }
 
     /// Doorbells as ioeventfds served by an I/O thread (see `KVMIOThread`).
-    public func makeDoorbellRouter() -> (any DoorbellRouter)? { KVMIOThread(vmFileDescriptor: vm.rawValue) }
+    public func makeDoorbellRouter(pollLimitNanoseconds: UInt64) -> (any DoorbellRouter)? {
+        KVMIOThread(vmFileDescriptor: vm.rawValue, pollLimitNanoseconds: pollLimitNanoseconds)
+    }
 
     /// KVM's coalesced-MMIO ring, where the kernel has one: KVM_CHECK_EXTENSION gives the page
     /// of the vCPU mapping it lives in.

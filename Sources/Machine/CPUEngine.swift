@@ -93,7 +93,8 @@ public protocol CPUEngine: AnyObject {
     /// are added, on the thread that builds the VM.
     func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController
     /// The engine's I/O thread for doorbells, where it has one (KVM's ioeventfds).
-    func makeDoorbellRouter() -> (any DoorbellRouter)?
+    /// - Parameter pollLimitNanoseconds: how long the thread may poll before it sleeps.
+    func makeDoorbellRouter(pollLimitNanoseconds: UInt64) -> (any DoorbellRouter)?
     /// The engine's buffer for MMIO writes that need no exit each, where it has one (KVM's
     /// coalesced MMIO ring).
     func makeWriteCoalescer() -> (any WriteCoalescer)?
@@ -106,7 +107,7 @@ extension CPUEngine {
     public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? { nil }
     public var interruptsByEventFD: Int? { nil }
     public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController { InterruptRecorder() }
-    public func makeDoorbellRouter() -> (any DoorbellRouter)? { nil }
+    public func makeDoorbellRouter(pollLimitNanoseconds: UInt64) -> (any DoorbellRouter)? { nil }
     public func makeWriteCoalescer() -> (any WriteCoalescer)? { nil }
 }
 

@@ -57,18 +57,21 @@ public final class VirtualMachine: @unchecked Sendable {
     /// - Parameters:
     ///   - startedAt: monotonic time at which building this VM began (for boot timing).
     ///   - routesDoorbells: whether doorbells go to the engine's I/O thread where it has one.
+    ///   - ioThreadPollMicroseconds: how long that thread polls for doorbells before it sleeps.
     ///   - coalescesWrites: whether devices may have the engine buffer some MMIO writes.
     ///   - console: receives each byte the guest writes to COM1.
     public init(
         memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, routesDoorbells: Bool = true,
-        coalescesWrites: Bool = true, console: @escaping (UInt8) -> Void
+        ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds, coalescesWrites: Bool = true,
+        console: @escaping (UInt8) -> Void
     ) throws {
         self.memory = memory
         self.engine = engine
         self.startedAt = startedAt
         platform = Platform(
             memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
-            doorbells: routesDoorbells ? engine.makeDoorbellRouter() : nil,
+            doorbells: routesDoorbells
+                ? engine.makeDoorbellRouter(pollLimitNanoseconds: min(ioThreadPollMicroseconds, 1_000_000) * 1000) : nil,
             coalescedWrites: coalescesWrites ? engine.makeWriteCoalescer() : nil)
         // A device timer that comes due while the guest runs brings the vCPU thread out of the
         // engine, which then runs it (see `vcpuLoop`).
@@ -158,7 +161,10 @@ public final class VirtualMachine: @unchecked Sendable {
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
         counters.interruptCauseReads = interruptCauseReads
-        if platform.doorbells != nil { counters.ioThreadNotifications = devices.reduce(0) { $0 + $1.ioThreadDoorbells } }
+        if let router = platform.doorbells {
+            counters.ioThreadNotifications = devices.reduce(0) { $0 + $1.ioThreadDoorbells }
+            counters.ioThreadPolledNotifications = router.polledEvents
+        }
         counters.interruptsByEventFD = engine.interruptsByEventFD
         if let counts = engine.interruptCounts {
             counters.interrupts = counts.taken

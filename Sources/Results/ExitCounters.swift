@@ -24,6 +24,9 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// MSI messages the VMM raised by writing an irqfd bound to a KVM GSI route, not an ioctl
     /// each: nil for engines without them (the emulator) and older files.
     public var interruptsByEventFD: Int?
+    /// Of the I/O thread's doorbell wake-ups, those it found while polling rather than asleep:
+    /// nil without an I/O thread.
+    public var ioThreadPolledNotifications: Int?
     /// MMIO writes KVM buffered in its coalesced-MMIO ring instead of exiting, applied by the
     /// VMM at the next exit: nil when the run had no such ring (the emulator, older files).
     public var coalescedWrites: Int?
@@ -44,6 +47,7 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         interruptCauseReads = Self.sum(interruptCauseReads, other.interruptCauseReads)
         ioThreadNotifications = Self.sum(ioThreadNotifications, other.ioThreadNotifications)
         interruptsByEventFD = Self.sum(interruptsByEventFD, other.interruptsByEventFD)
+        ioThreadPolledNotifications = Self.sum(ioThreadPolledNotifications, other.ioThreadPolledNotifications)
         coalescedWrites = Self.sum(coalescedWrites, other.coalescedWrites)
     }
 

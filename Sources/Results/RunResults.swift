@@ -114,7 +114,7 @@ public struct RunResults: Codable, Sendable {
                 ]
                 let optionalCounts = [
                     exits.interrupts, exits.endOfInterrupts, exits.interruptCauseReads, exits.ioThreadNotifications,
-                    exits.interruptsByEventFD, exits.coalescedWrites,
+                    exits.interruptsByEventFD, exits.coalescedWrites, exits.ioThreadPolledNotifications,
                 ]
                 if (counts + optionalCounts.compactMap { $0 }).contains(where: { $0 < 0 }) {
                     return "\(at).exits holds a negative count"

@@ -10,12 +10,18 @@ public struct IOConfiguration {
     /// Whether an engine that can (KVM) takes doorbells on an I/O thread through ioeventfds
     /// instead of as vCPU exits.
     public var ioThread: Bool
+    /// How long that thread polls for doorbells before it sleeps (see `DoorbellPolling`).
+    public var ioThreadPollMicroseconds: UInt64
 
-    public init(kind: Kind, disk: DiskImage?, peer: NetworkPeer?, ioThread: Bool = true) {
+    public init(
+        kind: Kind, disk: DiskImage?, peer: NetworkPeer?, ioThread: Bool = true,
+        ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
+    ) {
         self.kind = kind
         self.disk = disk
         self.peer = peer
         self.ioThread = ioThread
+        self.ioThreadPollMicroseconds = ioThreadPollMicroseconds
     }
 
     /// The devices, in the order they are placed: the one list a new device model joins.

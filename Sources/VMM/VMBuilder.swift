@@ -82,7 +82,8 @@ public enum VMBuilder {
         let engine = try cpu.makeEngine(memory: memory, entry: entry)
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(
-            memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: io?.ioThread ?? true
+            memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: io?.ioThread ?? true,
+            ioThreadPollMicroseconds: io?.ioThreadPollMicroseconds ?? DoorbellPolling.defaultLimitMicroseconds
         ) { console.append($0) }
         for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)

@@ -50,7 +50,9 @@ struct BootCommand: AsyncParsableCommand {
                 "--memory must be between \(VMBuilder.memoryRangeMiB.lowerBound) and \(VMBuilder.memoryRangeMiB.upperBound) MiB"
             )
         }
-        if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)") {
+        if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)")
+            ?? Limits.check(ioPollMicroseconds, in: DoorbellPolling.limitMicroseconds, "--io-poll-us")
+        {
             throw ValidationError(problem)
         }
     }
@@ -59,6 +61,13 @@ struct BootCommand: AsyncParsableCommand {
         name: .customLong("no-io-thread"),
         help: "Under KVM, take virtio doorbells as vCPU exits instead of ioeventfds served by an I/O thread.")
     var noIOThread = false
+
+    @Option(
+        name: .customLong("io-poll-us"),
+        help:
+            "Under KVM, how long the I/O thread polls for doorbells before it sleeps, adapting up to this many microseconds (0: never polls; default 32, QEMU's poll-max-ns)."
+    )
+    var ioPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
 
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: kernel) else {
@@ -71,7 +80,9 @@ struct BootCommand: AsyncParsableCommand {
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
-                devices = IOConfiguration(kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer), ioThread: !noIOThread)
+                devices = IOConfiguration(
+                    kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer), ioThread: !noIOThread,
+                    ioThreadPollMicroseconds: ioPollMicroseconds)
             }
             boot = try VMBuilder.boot(
                 kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,

@@ -98,6 +98,13 @@ struct RunOptions: ParsableArguments {
         help: "Under KVM, take virtio doorbells as vCPU exits instead of ioeventfds served by an I/O thread.")
     var noIOThread = false
 
+    @Option(
+        name: .customLong("io-poll-us"),
+        help:
+            "Under KVM, how long the I/O thread polls for doorbells before it sleeps, adapting up to this many microseconds (0: never polls; default 32, QEMU's poll-max-ns)."
+    )
+    var ioPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
+
     func validate() throws {
         var problems: [String?] = [
             repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
@@ -107,6 +114,7 @@ struct RunOptions: ParsableArguments {
             Limits.check(injectSlowdown, in: Limits.slowdownPercent, "--inject-slowdown (percent)"),
             Limits.check(budget, in: Limits.budgetSeconds, "--budget (seconds)"),
             Limits.check(memory, in: VMBuilder.memoryRangeMiB, "--memory (MiB)"),
+            Limits.check(ioPollMicroseconds, in: DoorbellPolling.limitMicroseconds, "--io-poll-us"),
         ]
         if !(targetCI > 0 && targetCI < 100) {
             problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))")
@@ -231,6 +239,7 @@ struct RunOptions: ParsableArguments {
         configuration.memoryMiB = memory
         configuration.slowdownPercent = injectSlowdown
         configuration.ioThread = !noIOThread
+        configuration.ioThreadPollMicroseconds = ioPollMicroseconds
         configuration.rounds = rounds ?? selected.rounds
         configuration.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
         configuration.peers = peers

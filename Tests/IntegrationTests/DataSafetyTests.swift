@@ -107,12 +107,15 @@ import Results
     @Test func hugeNumbersOnTheCommandLineAreErrorsNotTraps() async throws {
         for arguments in [
             ["--timeout", "10000000000000000"], ["--repetitions", "100000000"], ["--iterations", "18446744073709551615"],
-            ["--inject-slowdown", "100000"], ["--budget", "inf"], ["--memory", "999999999999"],
+            ["--inject-slowdown", "100000"], ["--budget", "inf"], ["--memory", "999999999999"], ["--io-poll-us", "1000001"],
         ] {
             let output = try await hvbench(["run", "--mode", "native", "--bench", "cpu.int"] + arguments)
             #expect(output.exitCode == 2, "\(arguments): \(output.statusDescription) \(output.standardError)")
             #expect(output.standardError.contains("must be between"), "\(arguments): \(output.standardError)")
         }
+        let boot = try await hvbench(["boot", "no-such-kernel", "--io-poll-us", "5000"])
+        #expect(
+            boot.exitCode == 2 && boot.standardError.contains("--io-poll-us must be between 0 and 1000"), "\(boot.standardError)")
         let compare = try await hvbench(["compare", "a", "b", "--threshold", "nan"])
         #expect(compare.exitCode == 2, "\(compare.standardError)")
     }

@@ -8,13 +8,16 @@ import Results
 let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk }.map(\.id)
 
 @Suite(.serialized) struct IOBenchmarkTests {
-    func run(_ id: String, on system: SystemKind, ioThread: Bool = true) async throws -> BenchmarkResult {
+    func run(_ id: String, on system: SystemKind, ioThread: Bool = true, pollMicroseconds: UInt64? = nil) async throws
+        -> BenchmarkResult
+    {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
         configuration.diskRegionSectors = 4096
         configuration.ioThread = ioThread
+        if let pollMicroseconds { configuration.ioThreadPollMicroseconds = pollMicroseconds }
         return try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
     }
 
@@ -80,6 +83,22 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
             #expect(byEventFD >= exits.operations, "every response is a message: \(exits)")
         } else if !id.contains("-irq") {
             #expect(byEventFD == 0, "polling drivers leave MSI-X vectors unprogrammed: \(exits)")
+        }
+    }
+
+    /// The I/O thread's adaptive polling: how many of its wake-ups it found while polling is
+    /// counted (how many depends on the host's speed, so only the bounds are checked), and with
+    /// `--io-poll-us 0` it never polls.
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: [0, 1000] as [UInt64])
+    func theIOThreadPollsOnlyWithinItsLimit(_ microseconds: UInt64) async throws {
+        let result = try await run("net.rr", on: .paravirtIO, pollMicroseconds: microseconds)
+        #expect(result.status == .ok, "\(result.reason ?? "")")
+        let exits = try #require(result.exits)
+        let polled = try #require(exits.ioThreadPolledNotifications, "\(exits)")
+        if microseconds == 0 {
+            #expect(polled == 0)
+        } else {
+            #expect(polled <= (exits.ioThreadNotifications ?? 0), "\(exits)")
         }
     }
 

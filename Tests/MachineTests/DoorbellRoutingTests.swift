@@ -30,6 +30,7 @@ final class RecordingDoorbellRouter: DoorbellRouter, @unchecked Sendable {
     }
 
     func shutdown() {}  // no thread of its own: `ring` runs each handler to completion
+    var polledEvents: Int { 0 }
 
     /// Runs the handler of the active route at `address` on a thread of its own and waits.
     func ring(_ address: UInt64, writes: Int = 1) throws {

@@ -9,6 +9,16 @@ public protocol DoorbellRouter: AnyObject {
     /// Stops the I/O thread and waits for a handler in progress: after it returns no handler
     /// runs again, so the VM's memory may be released.
     func shutdown()
+    /// Doorbells the I/O thread found while polling, before it went to sleep.
+    var polledEvents: Int { get }
+}
+
+/// How long an I/O thread polls for doorbells before it sleeps.
+public enum DoorbellPolling {
+    /// 32 µs: QEMU's default `poll-max-ns` for its iothreads.
+    public static let defaultLimitMicroseconds: UInt64 = 32
+    /// Up to a millisecond: longer only burns a host CPU.
+    public static let limitMicroseconds: ClosedRange<UInt64> = 0...1_000
 }
 
 /// One routed doorbell; `cancel()` (or moving the BAR) removes it.
