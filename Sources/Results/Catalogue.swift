@@ -104,6 +104,11 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             summary: "net.rr with interrupt-driven drivers (the response wakes the guest by interrupt), ns (p50/p99)",
             defaultIterations: 500, peerRole: .echo),
         .init(
+            id: "net.rr-irq-intx", group: .network,
+            summary:
+                "net.rr-irq with virtio-net on its legacy INTx line and ISR instead of MSI-X (the e1000 as in net.rr-irq), ns (p50/p99)",
+            defaultIterations: 500, peerRole: .echo),
+        .init(
             id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
         .init(
             id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16,

@@ -42,10 +42,11 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         if id.contains("-irq") {
             let injected = try #require(exits.interrupts)
             // The guest's own handlers count what it took, spurious deliveries included. KVM's
-            // irq_injections statistic counts at least that many: on the AMD host it counts an
-            // injection again when an exit (a device timer's kick, say) interrupts its delivery.
+            // irq_injections statistic agrees within a few: on the AMD host it counts an
+            // injection again when an exit (a device timer's kick, say) interrupts its delivery,
+            // and now and then one fewer.
             let counted = try #require(result.guestInterrupts)
-            #expect(counted.taken <= injected && counted.taken * 4 >= injected * 3, "\(counted) vs \(exits)")
+            #expect(4 * abs(counted.taken - injected) <= max(counted.taken, injected), "\(counted) vs \(exits)")
             #expect(counted.operations == exits.operations)
             // ITR (the moderated variant) holds interrupts back; kvm_pvm delivers each twice.
             if id.hasSuffix("-moderated") {
@@ -73,12 +74,23 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         // must wait for ring space (the I/O thread may lag behind it), never once per frame;
         // each response interrupts.
         if id.hasPrefix("net.tx-1500-irq") { #expect(try #require(exits.interrupts) * 4 < exits.operations, "\(exits)") }
+        // (Counted by the guest's handlers: KVM's irq_injections statistic is off by a few either
+        // way on the AMD host.)
         if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") {
-            #expect(try #require(exits.interrupts) >= exits.operations, "\(exits)")
+            #expect(try #require(result.guestInterrupts).taken >= exits.operations, "\(exits)")
+        }
+        let byEventFD = try #require(exits.interruptsByEventFD, "\(exits)")
+        if id.hasSuffix("-intx") {
+            // MSI-X off: INTA# through the IOAPIC, no messages, and the handler reads the ISR
+            // (which clears it and drops the line) for each response and each spurious delivery.
+            let counted = try #require(result.guestInterrupts)
+            #expect(counted.taken - counted.spurious >= exits.operations, "\(counted)")
+            #expect(try #require(exits.interruptCauseReads) >= counted.taken, "\(exits)")
+            #expect(byEventFD == 0, "\(exits)")
+            return
         }
         if id.contains("-irq") { #expect(exits.interruptCauseReads == 0, "\(exits)") }
-        // MSI-X messages are irqfd writes on GSI routes, each one counted; INTx is never used.
-        let byEventFD = try #require(exits.interruptsByEventFD, "\(exits)")
+        // MSI-X messages are irqfd writes on GSI routes, each one counted.
         if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") {
             #expect(byEventFD >= exits.operations, "every response is a message: \(exits)")
         } else if !id.contains("-irq") {
@@ -167,13 +179,15 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         let netdev = [
             "-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)", "-device", "\(device),netdev=n0",
         ]
-        for bench in ["net.tx-1500", "net.rr", "net.tx-1500-irq", "net.rr-irq", "net.tx-1500-irq-moderated"] {
+        for bench in ["net.tx-1500", "net.rr", "net.tx-1500-irq", "net.rr-irq", "net.tx-1500-irq-moderated", "net.rr-irq-intx"] {
             let transcript = try await boot("bench=\(bench) iterations=20 repetitions=2 warmups=0 nic=\(nic)", devices: netdev)
             #expect(transcript.status == .ok, "\(device) \(bench): \(transcript.status)")
             #expect(transcript.samples.count == 2)
             // The interrupt-driven variants say how many device interrupts QEMU delivered.
             if bench.contains("-irq") { #expect(transcript.interrupts != nil, "\(device) \(bench)") }
-            if bench == "net.rr-irq" { #expect((transcript.interrupts?.taken ?? 0) >= 40, "\(device): one per response") }
+            if bench.hasPrefix("net.rr-irq") {
+                #expect((transcript.interrupts?.taken ?? 0) >= 40, "\(device) \(bench): one per response")
+            }
         }
     }
 

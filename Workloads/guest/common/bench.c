@@ -271,7 +271,9 @@ struct bench_entry {
     const char *id;
     enum kind kind;
     /* The -irq variants: same workload, interrupt-driven drivers; 2: with the interrupt
-     * moderation Linux uses for bulk traffic (the e1000's ITR; virtio-net's event index, always on). */
+     * moderation Linux uses for bulk traffic (the e1000's ITR; virtio-net's event index, always
+     * on); 3: virtio on its legacy INTx line and ISR instead of MSI-X (the e1000 and IDE have
+     * INTx only). */
     int interrupt_driven;
 };
 
@@ -283,7 +285,7 @@ static const struct bench_entry catalogue[] = {
     {"vm.boot", K_BOOT},          {"irq.timer", K_IRQ_TIMER}, {"irq.hlt-wake", K_IRQ_HLT_WAKE},
     {"net.tx-64", K_NET_TX64},    {"net.tx-1500", K_NET_TX1500}, {"net.rx-1500", K_NET_RX},
     {"net.rr", K_NET_RR},         {"net.tx-1500-irq", K_NET_TX1500, 1}, {"net.rr-irq", K_NET_RR, 1},
-    {"net.tx-1500-irq-moderated", K_NET_TX1500, 2},
+    {"net.tx-1500-irq-moderated", K_NET_TX1500, 2}, {"net.rr-irq-intx", K_NET_RR, 3},
     {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
     {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
     {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},

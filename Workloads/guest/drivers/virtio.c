@@ -9,7 +9,9 @@
  * when the device's avail_event asks for one. Receive interrupts stay armed (used_event
  * re-armed after each frame, as NAPI does); transmit buffers are taken back on each send and a
  * transmit interrupt is asked for only when the driver must wait (a full ring, a flush), as
- * Linux's virtio-net does with napi_tx off.
+ * Linux's virtio-net does with napi_tx off. The INTx variant leaves MSI-X off, as a driver
+ * must where MSI is unavailable (Linux with pci=nomsi): the device's INTA# through the IOAPIC,
+ * level-triggered, and the ISR read by the kernel's handler, which clears it and drops the line.
  */
 #include "hvb.h"
 #include "io.h"
@@ -34,7 +36,7 @@ struct queue {
 };
 
 struct device {
-    volatile uint8_t *common, *notify, *config;
+    volatile uint8_t *common, *notify, *config, *isr;
     uint32_t notify_multiplier;
     int msix; /* configuration offset of the MSI-X capability, 0 if none */
     struct queue queues[2];
@@ -71,15 +73,16 @@ static const char *program_msix(int slot, int cap, int entry, uint8_t vector) {
     return 0;
 }
 
-/* interrupt_vector: 0 to poll, else the vector every queue's MSI-X entry delivers. */
+/* interrupt_vector: 0 to poll, else the vector every queue's MSI-X entry delivers, or with
+ * legacy_intx the vector INTA# is routed to. */
 static const char *setup(struct device *d, uint16_t pci_device, uint16_t transitional, uint64_t extra_features, int queue_count,
-                         uint8_t interrupt_vector) {
+                         uint8_t interrupt_vector, int legacy_intx) {
     uint16_t ids[] = {pci_device, transitional, 0};
     int slot = pci_find(0x1AF4, ids);
     if (slot < 0) return "no-virtio-device-on-the-pci-bus";
     uint64_t bars[6] = {0};
     pci_enable(slot);
-    d->common = d->notify = d->config = 0;
+    d->common = d->notify = d->config = d->isr = 0;
     d->msix = 0;
     for (int cap = pci_read32(slot, 0x34) & 0xFC; cap; cap = (pci_read32(slot, cap) >> 8) & 0xFC) {
         uint32_t header = pci_read32(slot, cap);
@@ -88,9 +91,9 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
         int type = (header >> 24) & 0xFF;
         int bar = pci_read32(slot, cap + 4) & 0xFF;
         uint32_t offset = pci_read32(slot, cap + 8);
-        /* Only common (1), notify (2) and device (4) configuration are used; the PCI
+        /* Only common (1), notify (2), ISR (3) and device (4) configuration are used; the PCI
          * configuration access capability (5) names BAR 0 with no region behind it. */
-        if ((type != 1 && type != 2 && type != 4) || bar > 5) continue;
+        if (type < 1 || type > 4 || bar > 5) continue;
         if (!bars[bar]) bars[bar] = pci_bar(slot, bar);
         if (!bars[bar]) {
             static char reason[64];
@@ -110,11 +113,18 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
             d->notify = base;
             d->notify_multiplier = pci_read32(slot, cap + 16);
         }
+        if (type == 3) d->isr = base;
         if (type == 4) d->config = base;
     }
     pci_enable(slot); /* again: BARs assigned above must decode */
     if (!d->common || !d->notify) return "virtio-capabilities-missing";
-    if (interrupt_vector) {
+    if (interrupt_vector && legacy_intx) {
+        if (!d->isr) return "virtio-without-isr";
+        if (d->msix) pci_write32(slot, d->msix, pci_read32(slot, d->msix) & ~(1u << 31)); /* MSI-X off */
+        irq_set_cause_register(interrupt_vector, d->isr, 1);
+        irq_route_line(pci_read32(slot, 0x3C) & 0xFF, interrupt_vector);
+        extra_features |= FEATURE_EVENT_IDX;
+    } else if (interrupt_vector) {
         if (!d->msix) return "virtio-without-msix";
         for (int i = 0; i < queue_count; i++) {
             const char *error = program_msix(slot, d->msix, i, interrupt_vector);
@@ -161,7 +171,7 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
         q->avail[0] = interrupt_vector ? 0 : 1;                /* VIRTQ_AVAIL_F_NO_INTERRUPT when polling */
         /* used_event: receive interrupts armed from the start, transmit ones off until needed. */
         q->avail[2 + size] = interrupt_vector && i == 1 ? EVENT_OFF : 0;
-        if (interrupt_vector) {
+        if (interrupt_vector && !legacy_intx) {
             *common16(d, 0x1A) = (uint16_t)i; /* queue i: MSI-X entry i */
             if (*common16(d, 0x1A) != (uint16_t)i) return "virtio-msix-vector-refused";
         }
@@ -235,7 +245,7 @@ static const char *blk_write(uint64_t lba, uint32_t count, const void *buffer) {
 static struct disk_ops blk_ops = {"virtio-blk", 0, blk_read, blk_write};
 
 const char *virtio_blk_init(const struct disk_ops **out, int interrupt_driven) {
-    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1, interrupt_driven ? DISK_VECTOR : 0);
+    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1, interrupt_driven ? DISK_VECTOR : 0, interrupt_driven == 3);
     if (error) return error;
     if (!blk.config) return "virtio-blk-without-config";
     blk_ops.sectors = *(volatile uint32_t *)blk.config | (uint64_t) * (volatile uint32_t *)(blk.config + 4) << 32;
@@ -418,7 +428,7 @@ static const char *net_receive_irq(uint8_t *frame, uint32_t capacity, uint32_t *
 static const struct nic_ops net_irq_ops = {"virtio-net", net_send_irq, net_flush_irq, net_receive_irq};
 
 const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven) {
-    const char *error = setup(&net, 0x1041, 0x1000, 1ull << 5, 2, interrupt_driven ? NIC_VECTOR : 0);
+    const char *error = setup(&net, 0x1041, 0x1000, 1ull << 5, 2, interrupt_driven ? NIC_VECTOR : 0, interrupt_driven == 3);
     if (error) return error;
     struct queue *rx = &net.queues[0];
     tx_buffers = plat_alloc(net.queues[1].size * NET_BUFFER);
