@@ -7,6 +7,8 @@ public enum VMEnding: Equatable, Sendable {
     /// The guest wrote the debug-exit port; status is `(value << 1) | 1`.
     case exitDevice(status: Int32)
     case halted
+    /// The guest turned the machine off through ACPI (sleep state S5).
+    case poweredOff
     case shutdown(String)
     /// The watchdog stopped a guest that ran longer than its time limit.
     case timedOut(seconds: Double)
@@ -16,6 +18,7 @@ public enum VMEnding: Equatable, Sendable {
         switch self {
         case .exitDevice(let status): return "guest exited with status \(status)"
         case .halted: return "guest halted with interrupts disabled"
+        case .poweredOff: return "guest powered off (ACPI S5)"
         case .shutdown(let why): return "guest shut down: \(why)"
         case .timedOut(let seconds):
             return "watchdog stopped the guest after \(String(format: "%.1f", seconds)) s (it neither exited nor halted)"
@@ -51,6 +54,8 @@ public final class VirtualMachine: @unchecked Sendable {
 
     private let startedAt: UInt64
     private var exitStatus: Int32?
+    /// Set when the guest turned the machine off through ACPI (S5).
+    private var poweredOff = false
     /// Set by the watchdog, read by the vCPU thread when the engine returns `.interrupted`.
     private let stopRequested = Atomic<Bool>(false)
 
@@ -81,6 +86,9 @@ public final class VirtualMachine: @unchecked Sendable {
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
+        try portBus.insert(
+            ACPIPowerControl { [unowned self] in self.poweredOff = true }, at: UInt64(FirmwareTables.pm1aEventPort),
+            length: ACPIPowerControl.length)
     }
 
     /// Places a device on this VM's platform.
@@ -188,6 +196,7 @@ public final class VirtualMachine: @unchecked Sendable {
             // run before the guest resumes; one of them may have ended the guest.
             if let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() { platform.timers.runDue() }
             if let exitStatus { return .exitDevice(status: exitStatus) }
+            if poweredOff { return .poweredOff }
             let exit: VMExit
             do {
                 exit = try engine.run()

@@ -100,7 +100,7 @@ struct BootCommand: AsyncParsableCommand {
         switch boot.outcome.ending {
         case .exitDevice(let status):
             throw ExitCode(status)
-        case .halted:
+        case .halted, .poweredOff:
             printError(boot.outcome.ending.summary)
         case .timedOut:
             printError(boot.outcome.ending.summary)

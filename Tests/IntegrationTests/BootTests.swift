@@ -55,6 +55,22 @@ import X86
         try runUntilADeviceTimerEndsIt(halting: halting) { EmulatorEngine(memory: $0, entry: $1) }
     }
 
+    /// mov dx, 0x604; mov ax, SLP_EN | SLP_TYP 5; out dx, ax; hlt: ACPI power-off through the
+    /// PM1a control block the FADT names.
+    static let powerOff: [UInt8] = [0x66, 0xBA, 0x04, 0x06, 0x66, 0xB8, 0x00, 0x34, 0x66, 0xEF, 0xF4]
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func acpiPowerOffEndsTheVMUnderKVM() throws {
+        let boot = try VMBuilder.boot(
+            kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .kvm(try KVMSystem()))
+        #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary)")
+    }
+
+    @Test func acpiPowerOffEndsTheVMUnderTheEmulator() throws {
+        let boot = try VMBuilder.boot(kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator)
+        #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary)")
+    }
+
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func watchdogStopsAGuestThatNeverExits() throws {
         let started = Date()

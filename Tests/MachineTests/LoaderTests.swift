@@ -38,6 +38,7 @@ import Testing
         #expect(try memory.readValue(UInt32.self, at: info + 4) == 1)
         let cmdline = try memory.readValue(UInt64.self, at: info + 24)
         #expect(try memory.readCString(at: cmdline) == "bench=cpu.int iterations=5")
+        #expect(try memory.readValue(UInt64.self, at: info + 32) == FirmwareTables.rsdp, "rsdp_paddr")
         let map = try memory.readValue(UInt64.self, at: info + 40)
         #expect(try memory.readValue(UInt32.self, at: info + 48) == 3)
         // The last entry is RAM from 1 MiB to the end of guest memory.

@@ -40,6 +40,7 @@ public enum PVHLoader {
         try memory.writeValue(startInfoMagic, at: info)
         try memory.writeValue(UInt32(1), at: info + 4)  // version
         try memory.writeValue(BootLayout.commandLineAddress, at: info + 24)
+        try memory.writeValue(FirmwareTables.rsdp, at: info + 32)  // rsdp_paddr: the ACPI tables
         try memory.writeValue(BootLayout.memoryMapAddress, at: info + 40)
         try memory.writeValue(UInt32(map.count), at: info + 48)
 
