@@ -54,8 +54,11 @@ let hostDependent: [String: String] = ["cpu.syscall": "syscall-did-not-enter-cpl
                 #expect(counted >= exits.operations, "\(id): \(counted) \(exits)")
             }
             #expect(exits.interruptCauseReads.map { $0 >= counted } == true, "\(id): \(exits)")
+        } else if id.hasPrefix("irq.") {
+            // 60 timer interrupts; KVM's statistic may count a re-injected one again (AMD).
+            #expect((60...63).contains(try #require(exits.interrupts)), "\(id): \(exits)")
         } else {
-            #expect(exits.interrupts == (id.hasPrefix("irq.") ? 60 : 0), "\(id): \(exits)")
+            #expect(exits.interrupts == 0, "\(id): \(exits)")
         }
         #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("logs/hardware-assist/\(id).log").path))
     }
