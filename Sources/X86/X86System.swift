@@ -6,6 +6,11 @@ extension X86CPU {
         if cpl != 0 { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
     }
 
+    /// sgdt, sidt, sldt, smsw and str outside CPL0 with CR4.UMIP set raise #GP(0).
+    func requireDescriptorReadsAllowed() throws(X86Fault) {
+        if cpl != 0 && cr4 & (1 << 11) != 0 { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
+    }
+
     /// Reads of descriptor tables and the TSS are supervisor accesses whatever the CPL.
     func systemRead(_ linear: UInt64, size: UInt8) throws(X86Fault) -> UInt64 {
         let saved = cpl
@@ -273,7 +278,27 @@ extension X86CPU {
         let size = instruction.pointee.size
         switch instruction.pointee.op {
         case .str:
-            try writeOperand(instruction, size: instruction.pointee.isRegister ? size : 2, UInt64(taskSelector))
+            try requireDescriptorReadsAllowed()
+            try writeOperand(instruction, size: size, UInt64(taskSelector))
+        case .sldt:
+            try requireDescriptorReadsAllowed()
+            try writeOperand(instruction, size: size, UInt64(ldtSelector))
+        case .lldt:
+            try requireKernel()
+            let selector = UInt16(truncatingIfNeeded: try readOperand(instruction, size: 2))
+            // A null selector leaves the LDT unusable, as 64-bit kernels do; a real LDT would
+            // need segment loads through it, which this CPU does not model.
+            guard selector & ~3 == 0 else { throw unimplementedInstruction(instruction) }
+            ldtSelector = 0
+        case .smsw:
+            try requireDescriptorReadsAllowed()
+            // The whole of CR0, cut to the operand size (what processors and KVM store).
+            try writeOperand(instruction, size: size, cr0)
+        case .lmsw:
+            try requireKernel()
+            // PE, MP, EM and TS from the source; PE can be set but never cleared this way.
+            let source = try readOperand(instruction, size: 2) & 0xF
+            try writeControlRegister(0, (cr0 & ~0xF) | (source & 0xE) | ((cr0 | source) & 1))
         case .invlpg:
             try requireKernel()
             let linear = address(instruction)

@@ -6,11 +6,12 @@ extension InstructionDecoder {
         case 0x00:
             try modrm(&instruction)
             switch instruction.reg & 7 {
-            case 1:
-                instruction.op = .str
+            case 0, 1:
+                // sldt, str: a register gets the operand size (zero-extended), memory 16 bits.
+                instruction.op = instruction.reg & 7 == 0 ? .sldt : .str
                 instruction.size = instruction.isRegister ? instruction.size : 2
-            case 3:
-                instruction.op = .ltr
+            case 2, 3:
+                instruction.op = instruction.reg & 7 == 2 ? .lldt : .ltr
                 instruction.size = 2
             default: instruction.op = .unimplemented
             }
@@ -32,6 +33,17 @@ extension InstructionDecoder {
                 instruction.op = .undefined  // vmmcall: the virtual CPU is not AMD (see CPUIDModel)
             default:
                 try modrm(&instruction)
+                // smsw and lmsw have register forms too (66 0F 01 E0 is smsw ax); the tables' do not.
+                if instruction.reg & 7 == 4 {
+                    instruction.op = .smsw
+                    instruction.size = instruction.isRegister ? instruction.size : 2
+                    return
+                }
+                if instruction.reg & 7 == 6 {
+                    instruction.op = .lmsw
+                    instruction.size = 2
+                    return
+                }
                 if instruction.isRegister {
                     instruction.op = .unimplemented
                     return

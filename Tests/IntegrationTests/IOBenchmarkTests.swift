@@ -71,29 +71,29 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         // virtio moves data through shared memory: far fewer exits per operation than the data size.
         if id.hasPrefix("disk") { #expect(try #require(exits.notificationsPerOperation) <= 1.5) }
         // MSI-X: no cause register to read. Transmit completions interrupt only when the driver
-        // must wait for ring space (the I/O thread may lag behind it), never once per frame;
-        // each response interrupts.
+        // must wait for ring space (the I/O thread may lag behind it), never once per frame.
         if id.hasPrefix("net.tx-1500-irq") { #expect(try #require(exits.interrupts) * 4 < exits.operations, "\(exits)") }
-        // (Counted by the guest's handlers: KVM's irq_injections statistic is off by a few either
-        // way on the AMD host.)
-        if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") {
-            #expect(try #require(result.guestInterrupts).taken >= exits.operations, "\(exits)")
-        }
         let byEventFD = try #require(exits.interruptsByEventFD, "\(exits)")
-        if id.hasSuffix("-intx") {
-            // MSI-X off: INTA# through the IOAPIC, no messages, and the handler reads the ISR
-            // (which clears it and drops the line) for each response and each spurious delivery.
+        // A response or completion interrupts when the driver is still waiting for it; one the
+        // I/O thread finished before the driver looked (it polls) needs none, and the event index
+        // lets the driver say so by moving used_event past it first. So only bounds hold here
+        // (the emulator's tests count exactly): the guest's handlers (not KVM's statistic, which
+        // is off by a few either way on the AMD host) took some, never more than were sent.
+        if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") || id.hasSuffix("-intx") {
             let counted = try #require(result.guestInterrupts)
-            #expect(counted.taken - counted.spurious >= exits.operations, "\(counted)")
-            #expect(try #require(exits.interruptCauseReads) >= counted.taken, "\(exits)")
-            #expect(byEventFD == 0, "\(exits)")
-            return
-        }
-        if id.contains("-irq") { #expect(exits.interruptCauseReads == 0, "\(exits)") }
-        // MSI-X messages are irqfd writes on GSI routes, each one counted.
-        if id == "net.rr-irq" || id.hasPrefix("disk") && id.hasSuffix("-irq") {
-            #expect(byEventFD >= exits.operations, "every response is a message: \(exits)")
-        } else if !id.contains("-irq") {
+            #expect(counted.taken - counted.spurious > 0 && counted.taken <= 2 * exits.operations + 2, "\(counted) \(exits)")
+            if id.hasSuffix("-intx") {
+                // MSI-X off: INTA# through the IOAPIC, no messages, and the handler reads the ISR
+                // (which clears it and drops the line) for each delivery, spurious ones included.
+                #expect(try #require(exits.interruptCauseReads) >= counted.taken, "\(exits)")
+                #expect(byEventFD == 0, "\(exits)")
+                return
+            }
+            #expect(exits.interruptCauseReads == 0, "\(exits)")
+            #expect(byEventFD > 0 && counted.taken <= byEventFD, "MSI-X messages are irqfd writes: \(counted) \(exits)")
+        } else if id.contains("-irq") {
+            #expect(exits.interruptCauseReads == 0, "\(exits)")
+        } else {
             #expect(byEventFD == 0, "polling drivers leave MSI-X vectors unprogrammed: \(exits)")
         }
     }

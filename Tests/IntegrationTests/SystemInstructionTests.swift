@@ -1,0 +1,77 @@
+import Foundation
+import KVM
+import Machine
+import TestSupport
+import Testing
+import VMM
+
+/// The integer system instructions a bare-metal kernel may run at CPL0 beyond the boot path
+/// (smsw in every operand size, lmsw, sldt, lldt with a null selector, str, clts, wbinvd, invd),
+/// run by one 32-bit kernel in the emulator and under KVM: both must leave the same results.
+@Suite struct SystemInstructionTests {
+    /// Results go to 0x8000..0x8023, which starts filled with 0xAA so that 16-bit stores show
+    /// which bytes they left alone.
+    static let code: [UInt8] = [
+        0x0F, 0x01, 0xE0,  // smsw eax
+        0xA3, 0x00, 0x80, 0x00, 0x00,  // mov [0x8000], eax
+        0xB8, 0xFF, 0xFF, 0xFF, 0xFF,  // mov eax, -1
+        0x66, 0x0F, 0x01, 0xE0,  // smsw ax: the encoding a real benchmark kernel used
+        0xA3, 0x04, 0x80, 0x00, 0x00,  // mov [0x8004], eax
+        0x0F, 0x01, 0x25, 0x08, 0x80, 0x00, 0x00,  // smsw [0x8008]: 16 bits
+        0x0F, 0x00, 0x05, 0x0C, 0x80, 0x00, 0x00,  // sldt [0x800C]: 16 bits
+        0xB8, 0xFF, 0xFF, 0xFF, 0xFF,  // mov eax, -1
+        0x0F, 0x00, 0xC0,  // sldt eax: zero-extended
+        0xA3, 0x10, 0x80, 0x00, 0x00,  // mov [0x8010], eax
+        0x66, 0xB8, 0x09, 0x00,  // mov ax, PE | TS
+        0x0F, 0x01, 0xF0,  // lmsw ax
+        0x0F, 0x01, 0xE0, 0xA3, 0x14, 0x80, 0x00, 0x00,  // smsw eax; mov [0x8014], eax
+        0x0F, 0x06,  // clts
+        0x0F, 0x01, 0xE0, 0xA3, 0x18, 0x80, 0x00, 0x00,  // smsw eax; mov [0x8018], eax
+        0x66, 0x31, 0xC0,  // xor ax, ax
+        0x0F, 0x01, 0xF0,  // lmsw ax: cannot clear PE
+        0x0F, 0x01, 0xE0, 0xA3, 0x1C, 0x80, 0x00, 0x00,  // smsw eax; mov [0x801C], eax
+        0x0F, 0x09,  // wbinvd
+        0x0F, 0x08,  // invd
+        0x31, 0xC0,  // xor eax, eax
+        0x0F, 0x00, 0xD0,  // lldt ax (null)
+        0x0F, 0x00, 0xC8,  // str eax
+        0xA3, 0x20, 0x80, 0x00, 0x00,  // mov [0x8020], eax
+        0xB0, 0x00, 0xE6, 0xF4,  // mov al, 0; out 0xF4, al
+    ]
+
+    func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, results: [UInt8]) {
+        var results: [UInt8] = []
+        let boot = try VMBuilder.boot(
+            kernel: TestKernels.multiboot(code: Self.code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu,
+            prepare: { try $0.write([UInt8](repeating: 0xAA, count: 0x24), at: 0x8000) },
+            inspect: { results = (try? $0.read(at: 0x8000, count: 0x24)) ?? [] })
+        return (boot.outcome.ending, results)
+    }
+
+    static func word(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
+    }
+
+    @Test func theEmulatorRunsThemAsTheArchitectureSays() throws {
+        let (ending, results) = try run(.emulator)
+        #expect(ending == .exitDevice(status: 1), "\(ending.summary)")
+        let cr0 = Self.word(results, 0)
+        #expect(cr0 & 1 == 1, "protected mode")
+        #expect(Self.word(results, 4) == 0xFFFF_0000 | cr0 & 0xFFFF, "smsw ax leaves the high half")
+        #expect(Self.word(results, 8) == 0xAAAA_0000 | cr0 & 0xFFFF, "a memory operand takes 16 bits")
+        #expect(Self.word(results, 12) == 0xAAAA_0000, "no LDT")
+        #expect(Self.word(results, 16) == 0)
+        #expect(Self.word(results, 20) == cr0 | 8, "lmsw set TS")
+        #expect(Self.word(results, 24) == cr0, "clts cleared it")
+        #expect(Self.word(results, 28) == cr0, "lmsw cannot clear PE")
+        #expect(Self.word(results, 32) == UInt32(ProtectedModeEntry.taskSelector))
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func kvmAgrees() throws {
+        let emulated = try run(.emulator)
+        let hardware = try run(.kvm(try KVMSystem()))
+        #expect(hardware.ending == .exitDevice(status: 1), "\(hardware.ending.summary)")
+        #expect(hardware.results == emulated.results, "KVM \(hardware.results) vs emulator \(emulated.results)")
+    }
+}
