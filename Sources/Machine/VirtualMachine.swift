@@ -86,6 +86,7 @@ public final class VirtualMachine: @unchecked Sendable {
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
+        try portBus.insert(CMOSClock(memorySize: memory.size), at: CMOSClock.base, length: CMOSClock.length)
         try portBus.insert(
             ACPIPowerControl { [unowned self] in self.poweredOff = true }, at: UInt64(FirmwareTables.pm1aEventPort),
             length: ACPIPowerControl.length)

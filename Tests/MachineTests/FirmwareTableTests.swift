@@ -84,6 +84,7 @@ import Testing
         #expect(try u32(fadt + 56) == UInt64(FirmwareTables.pm1aEventPort))
         #expect(try u32(fadt + 64) == UInt64(FirmwareTables.pm1aControlPort))
         #expect(try bytes(fadt + 88, 2) == [4, 2])
+        #expect(try bytes(fadt + 108, 1) == [0x32], "the century's CMOS byte")
         #expect(try memory.readValue(UInt64.self, at: fadt + 172 + 4) == UInt64(FirmwareTables.pm1aControlPort))
         let dsdt = try u32(fadt + 40)
         #expect(try memory.readValue(UInt64.self, at: fadt + 140) == dsdt)

@@ -156,6 +156,7 @@ public enum FirmwareTables {
         put(le(UInt32(pm1aEventPort)), at: 56)
         put(le(UInt32(pm1aControlPort)), at: 64)
         put([4, 2], at: 88)  // PM1 event block 4 bytes, control block 2
+        body[108 - 36] = 0x32  // CENTURY: the CMOS byte that holds it (`CMOSClock`)
         put(le(UInt32(1 << 0 | 1 << 4)), at: 112)  // WBINVD works; the power button is a control method (none)
         put(le(dsdt), at: 140)
         put(genericAddress(port: pm1aEventPort, bits: 32), at: 148)
