@@ -97,7 +97,7 @@ int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi) {
     return ioctl(vm_fd, KVM_IRQFD, &request) < 0 ? -errno : 0;
 }
 
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline) {
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id) {
     int capacity = 128;
     for (;;) {
         size_t bytes = sizeof(struct kvm_cpuid2) + capacity * sizeof(struct kvm_cpuid_entry2);
@@ -113,8 +113,14 @@ int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline) {
             }
             return -error;
         }
-        for (uint32_t i = 0; i < cpuid->nent; i++)
-            if (cpuid->entries[i].function == 1 && tsc_deadline) cpuid->entries[i].ecx |= 1u << 24;
+        for (uint32_t i = 0; i < cpuid->nent; i++) {
+            struct kvm_cpuid_entry2 *entry = &cpuid->entries[i];
+            if (entry->function == 1) {
+                if (tsc_deadline) entry->ecx |= 1u << 24;
+                entry->ebx = (entry->ebx & 0x00FFFFFFu) | (apic_id & 0xFF) << 24;
+            }
+            if (entry->function == 0xB || entry->function == 0x1F) entry->edx = apic_id;
+        }
         int result = ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
         free(cpuid);
         return result;

@@ -4,7 +4,15 @@ import Glibc
 import Machine
 import Synchronization
 
-/// A one-vCPU KVM virtual machine behind the `CPUEngine` protocol.
+/// The VM descriptor, shared by every vCPU of the VM (closing it would tear the VM down under them).
+final class KVMVirtualMachineHandle: @unchecked Sendable {
+    let descriptor: KVMDescriptor
+    init(_ descriptor: consuming KVMDescriptor) { self.descriptor = descriptor }
+}
+
+/// One vCPU of a KVM virtual machine behind the `CPUEngine` protocol: the bootstrap processor
+/// made by `init`, which creates the VM, and application processors made from it
+/// (`makeApplicationProcessors`), which start in KVM's wait-for-SIPI state.
 ///
 /// Guest RAM is the `GuestMemory` mapping registered as memory slot 0; everything outside it
 /// (the MMIO hole) exits to the VMM. `run()` is KVM_RUN; `requestStop()` sets `immediate_exit`
@@ -16,8 +24,11 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
 
     private let system: KVMSystem
     /// Held for its lifetime: closing the VM descriptor would tear the VM down under the vCPU.
-    private let vm: KVMDescriptor
+    private let machine: KVMVirtualMachineHandle
+    private var vm: KVMDescriptor { _read { yield machine.descriptor } }
     private let vcpu: KVMDescriptor
+    /// This vCPU's index, which is also its local APIC ID; 0 is the bootstrap processor.
+    public let vcpuIndex: Int
     private let runArea: UnsafeMutablePointer<kvm_run>
     /// The vCPU's binary statistics file (KVM_GET_STATS_FD); negative where the kernel has none.
     private let statisticsFD: Int32
@@ -27,9 +38,7 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     /// Touched only by the vCPU thread, so the first run() alone takes the mutex.
     private var threadRecorded = false
 
-    public init(system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry) throws {
-        self.system = system
-        _ = Self.kickSignalInstalled
+    public convenience init(system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry) throws {
         let vm = try system.descriptor.create("KVM_CREATE_VM", CKVM_CREATE_VM)
         // Only VMX needs it (real-mode emulation); harmless elsewhere, so a failure is ignored.
         _ = try? vm.call("KVM_SET_TSS_ADDR", CKVM_SET_TSS_ADDR, value: 0xFFFB_D000)
@@ -43,22 +52,40 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         // be an exit to hvbench, and an exit costs 17-40 us on the software-assisted KVM these
         // machines have.
         _ = try vm.call("KVM_CREATE_IRQCHIP", CKVM_CREATE_IRQCHIP)
-        let vcpu = try vm.create("KVM_CREATE_VCPU", CKVM_CREATE_VCPU)
+        try self.init(system: system, machine: KVMVirtualMachineHandle(vm), index: 0)
+        try Self.setProtectedModeEntry(entry, on: vcpu)
+    }
+
+    /// vCPU `index` of the VM `machine` holds, with the CPUID the guest needs and the run area
+    /// mapped; an application processor keeps KVM's reset state (it waits for INIT and SIPI).
+    private init(system: KVMSystem, machine: KVMVirtualMachineHandle, index: Int) throws {
+        self.system = system
+        _ = Self.kickSignalInstalled
+        let vcpu = try machine.descriptor.create("KVM_CREATE_VCPU", CKVM_CREATE_VCPU, value: UInt(index))
         // The guest switches itself to long mode, which KVM allows only when the guest's CPUID
         // advertises it: give the guest what KVM supports, plus the TSC-deadline timer, which
-        // the in-kernel local APIC provides but the supported list leaves out.
+        // the in-kernel local APIC provides but the supported list leaves out, and this vCPU's
+        // APIC ID.
         let deadlineTimer =
             (try? system.descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_TSC_DEADLINE_TIMER)) ?? 0
-        let cpuidResult = ckvm_copy_supported_cpuid(system.fileDescriptor, vcpu.rawValue, deadlineTimer > 0 ? 1 : 0)
+        let cpuidResult = ckvm_copy_supported_cpuid(
+            system.fileDescriptor, vcpu.rawValue, deadlineTimer > 0 ? 1 : 0, UInt32(index))
         guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
-        try Self.setProtectedModeEntry(entry, on: vcpu)
         tscKilohertz = max(0, Int((try? vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ)) ?? 0))
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)
         guard let mapping, mapping != MAP_FAILED else { throw KVMError.call("mmap of the vCPU run area", errno: errno) }
         runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
         statisticsFD = ckvm_stats_fd(vcpu.rawValue)
-        self.vm = vm
+        self.machine = machine
         self.vcpu = vcpu
+        vcpuIndex = index
+    }
+
+    /// vCPUs 1 ..< 1 + count on this VM, in KVM's wait-for-SIPI state, as a PC's application
+    /// processors come out of reset: the guest starts them with INIT-SIPI-SIPI through its local
+    /// APIC. Interrupts, doorbells and coalesced writes stay the bootstrap processor's (VM-wide).
+    public func makeApplicationProcessors(count: Int) throws -> [any CPUEngine] {
+        try (0..<count).map { try KVMEngine(system: system, machine: machine, index: 1 + $0) }
     }
 
     /// Interrupts KVM injected into this vCPU (its `irq_injections` statistic); the in-kernel

@@ -98,6 +98,9 @@ public protocol CPUEngine: AnyObject {
     /// The engine's buffer for MMIO writes that need no exit each, where it has one (KVM's
     /// coalesced MMIO ring).
     func makeWriteCoalescer() -> (any WriteCoalescer)?
+    /// vCPUs 1 ..< 1 + count on the same machine, waiting for the guest to start them
+    /// (INIT-SIPI-SIPI); an engine that runs one vCPU only throws, saying so.
+    func makeApplicationProcessors(count: Int) throws -> [any CPUEngine]
 }
 
 extension CPUEngine {
@@ -109,6 +112,9 @@ extension CPUEngine {
     public func connectInterrupts(mmioBus: IOBus) throws -> any InterruptController { InterruptRecorder() }
     public func makeDoorbellRouter(pollLimitNanoseconds: UInt64) -> (any DoorbellRouter)? { nil }
     public func makeWriteCoalescer() -> (any WriteCoalescer)? { nil }
+    public func makeApplicationProcessors(count: Int) throws -> [any CPUEngine] {
+        throw EngineError("the \(engineName) engine runs one vCPU")
+    }
 }
 
 /// Engine errors the VM reports as the reason a run failed.

@@ -42,6 +42,7 @@ public struct VMOutcome: Sendable {
 /// instead of hanging the benchmark suite.
 public final class VirtualMachine: @unchecked Sendable {
     public let memory: GuestMemory
+    /// The bootstrap processor.
     public let engine: any CPUEngine
     public let portBus = IOBus()
     public let mmioBus = IOBus()
@@ -58,21 +59,30 @@ public final class VirtualMachine: @unchecked Sendable {
     private var poweredOff = false
     /// Set by the watchdog, read by the vCPU thread when the engine returns `.interrupted`.
     private let stopRequested = Atomic<Bool>(false)
+    /// Set when one vCPU ended the guest, for the others.
+    private let guestEnded = Atomic<Bool>(false)
+    /// Serialises device work between vCPU threads, as QEMU's big lock does: device models are
+    /// written for one thread at a time. Uncontended with one vCPU.
+    private let deviceLock = NSLock()
+    /// Every vCPU: `engine` (the bootstrap processor) first, then the application processors.
+    public let processors: [any CPUEngine]
 
     /// - Parameters:
     ///   - startedAt: monotonic time at which building this VM began (for boot timing).
     ///   - routesDoorbells: whether doorbells go to the engine's I/O thread where it has one.
     ///   - ioThreadPollMicroseconds: how long that thread polls for doorbells before it sleeps.
     ///   - coalescesWrites: whether devices may have the engine buffer some MMIO writes.
+    ///   - vcpus: how many vCPUs; the others wait for the guest to start them (INIT-SIPI-SIPI).
     ///   - console: receives each byte the guest writes to COM1.
     public init(
         memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, routesDoorbells: Bool = true,
         ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds, coalescesWrites: Bool = true,
-        console: @escaping (UInt8) -> Void
+        vcpus: Int = 1, console: @escaping (UInt8) -> Void
     ) throws {
         self.memory = memory
         self.engine = engine
         self.startedAt = startedAt
+        processors = [engine] + (vcpus > 1 ? try engine.makeApplicationProcessors(count: vcpus - 1) : [])
         platform = Platform(
             memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
             doorbells: routesDoorbells
@@ -115,43 +125,57 @@ public final class VirtualMachine: @unchecked Sendable {
         exit(70)
     })
 
-    /// Runs the guest to its end or until `timeout` seconds pass.
-    /// - Parameter numaNode: when given, the vCPU thread runs on that node's CPUs.
+    /// Runs the guest to its end or until `timeout` seconds pass: one thread per vCPU, and the
+    /// first vCPU that ends the guest (exit port, power-off, shutdown, failure) stops the others.
+    /// - Parameter numaNode: when given, the vCPU threads run on that node's CPUs.
     public func run(timeout: Double, numaNode: Int? = nil) -> VMOutcome {
-        let finished = DispatchSemaphore(value: 0)
-        // Written by the vCPU thread before it signals `finished`, read here after the wait.
-        let ending = Mutex<VMEnding>(.failed("vCPU thread did not start"))
-        let thread = Thread { [self] in
-            if let numaNode {
-                do { try NUMAPlacement.bindCurrentThread(to: numaNode) } catch {
-                    ending.withLock { $0 = .failed("\(error)") }
-                    finished.signal()
-                    return
+        let group = DispatchGroup()
+        // Written by the vCPU threads before they leave `group`, read here after the wait.
+        let ending = Mutex<VMEnding?>(nil)
+        let perProcessor = Mutex<[ExitCounters]>(Array(repeating: ExitCounters(), count: processors.count))
+        for index in processors.indices {
+            group.enter()
+            let thread = Thread { [self] in
+                var local = ExitCounters()
+                let result: VMEnding
+                do {
+                    if let numaNode { try NUMAPlacement.bindCurrentThread(to: numaNode) }
+                    result = vcpuLoop(index, &local)
+                } catch {
+                    result = .failed("\(error)")
                 }
+                perProcessor.withLock { $0[index] = local }
+                let first = ending.withLock { current in
+                    guard current == nil else { return false }
+                    current = result
+                    return true
+                }
+                if first {
+                    guestEnded.store(true, ordering: .releasing)
+                    for (other, processor) in processors.enumerated() where other != index { processor.requestStop() }
+                }
+                group.leave()
             }
-            let result = vcpuLoop()
-            ending.withLock { $0 = result }
-            finished.signal()
+            thread.name = "hvbench-vcpu\(index)"
+            thread.stackSize = 1 << 20
+            thread.start()
         }
-        thread.name = "hvbench-vcpu0"
-        thread.stackSize = 1 << 20
-        thread.start()
 
-        if finished.wait(timeout: .now() + timeout) == .timedOut {
+        if group.wait(timeout: .now() + timeout) == .timedOut {
             stopRequested.store(true, ordering: .releasing)
-            // The vCPU may be between KVM_RUN calls when the first request lands; repeat until it stops.
+            // A vCPU may be between KVM_RUN calls when the first request lands; repeat until all stop.
             var stopped = false
             for _ in 0..<500 where !stopped {
-                engine.requestStop()
-                stopped = finished.wait(timeout: .now() + 0.01) == .success
+                for processor in processors { processor.requestStop() }
+                stopped = group.wait(timeout: .now() + 0.01) == .success
             }
             if !stopped {
                 let reason =
-                    "the watchdog fired after \(timeout) s but the vCPU thread did not stop within 5 s of repeated stop requests"
+                    "the watchdog fired after \(timeout) s but a vCPU thread did not stop within 5 s of repeated stop requests"
                 Self.unstoppableVCPUHandler.withLock { $0 }(reason)
                 // Only reached when the handler did not end the process: the thread still runs
                 // guest code in this VM's memory, which must outlive it.
-                finished.wait()
+                group.wait()
                 platform.doorbells?.shutdown()
                 platform.timers.shutdown()
                 return VMOutcome(
@@ -160,11 +184,12 @@ public final class VirtualMachine: @unchecked Sendable {
             }
             ending.withLock { $0 = .timedOut(seconds: timeout) }
         }
-        // No device work may run once the vCPU has stopped: the guest's memory goes with the VM.
+        // No device work may run once the vCPUs have stopped: the guest's memory goes with the VM.
         platform.doorbells?.shutdown()
         platform.timers.shutdown()
+        counters = perProcessor.withLock { all in all.dropFirst().reduce(into: all[0]) { $0.add($1) } }
         if platform.coalescedWrites != nil {
-            applyCoalescedWrites()  // the last ones, so device state and counters are complete
+            applyCoalescedWrites(&counters)  // the last ones, so device state and counters are complete
         }
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
@@ -175,40 +200,52 @@ public final class VirtualMachine: @unchecked Sendable {
             counters.ioThreadPolledNotifications = router.polledEvents
         }
         counters.interruptsByEventFD = engine.interruptsByEventFD
-        if let counts = engine.interruptCounts {
-            counters.interrupts = counts.taken
-            counters.endOfInterrupts = counts.endOfInterrupts
+        let interruptCounts = processors.compactMap(\.interruptCounts)
+        if interruptCounts.count == processors.count {
+            counters.interrupts = interruptCounts.reduce(0) { $0 + $1.taken }
+            let endOfInterrupts = interruptCounts.compactMap(\.endOfInterrupts)
+            counters.endOfInterrupts = endOfInterrupts.count == processors.count ? endOfInterrupts.reduce(0, +) : nil
         }
         return VMOutcome(
-            ending: ending.withLock { $0 }, milestones: milestones.milestones, counters: counters,
-            startedAtNanoseconds: startedAt,
-            endedAtNanoseconds: MonotonicClock.nanoseconds())
+            ending: ending.withLock { $0 } ?? .failed("no vCPU thread ended"), milestones: milestones.milestones,
+            counters: counters, startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
     }
 
-    private func applyCoalescedWrites() {
+    private func applyCoalescedWrites(_ counters: inout ExitCounters) {
         guard let buffer = platform.coalescedWrites else { return }
         let applied = buffer.drain { address, data in mmioBus.write(address, from: data) }
         counters.coalescedWrites = (counters.coalescedWrites ?? 0) + applied
     }
 
-    private func vcpuLoop() -> VMEnding {
+    /// One vCPU's loop. Device work (exits, buffered writes, and device timers, which the
+    /// bootstrap processor runs) happens under `deviceLock`, so device models see one thread at
+    /// a time whichever vCPU exits.
+    private func vcpuLoop(_ index: Int, _ counters: inout ExitCounters) -> VMEnding {
+        let processor = processors[index]
         while true {
             // Device timers that came due (what woke the engine, or due by chance at an exit)
-            // run before the guest resumes; one of them may have ended the guest.
-            if let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() { platform.timers.runDue() }
-            if let exitStatus { return .exitDevice(status: exitStatus) }
-            if poweredOff { return .poweredOff }
+            // run before the guest resumes; one of them, or another vCPU, may have ended it.
+            deviceLock.lock()
+            if index == 0, let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() {
+                platform.timers.runDue()
+            }
+            let status = exitStatus
+            let off = poweredOff
+            deviceLock.unlock()
+            if let status { return .exitDevice(status: status) }
+            if off { return .poweredOff }
             let exit: VMExit
             do {
-                exit = try engine.run()
+                exit = try processor.run()
             } catch {
                 return .failed("\(error)")
             }
-            // Buffered writes come before whatever made the guest exit, as the guest issued them.
-            applyCoalescedWrites()
             switch exit {
             case .portIO(let access):
                 counters.portIO += 1
+                deviceLock.lock()
+                // Buffered writes come before whatever made the guest exit, as it issued them.
+                applyCoalescedWrites(&counters)
                 for index in 0..<access.count {
                     let data = UnsafeMutableRawBufferPointer(start: access.data + index * access.size, count: access.size)
                     if access.isWrite {
@@ -217,14 +254,18 @@ public final class VirtualMachine: @unchecked Sendable {
                         portBus.read(UInt64(access.port), into: data)
                     }
                 }
+                deviceLock.unlock()
             case .mmio(let access):
                 counters.mmio += 1
+                deviceLock.lock()
+                applyCoalescedWrites(&counters)
                 let data = UnsafeMutableRawBufferPointer(start: access.data, count: access.size)
                 if access.isWrite {
                     mmioBus.write(access.address, from: UnsafeRawBufferPointer(data))
                 } else {
                     mmioBus.read(access.address, into: data)
                 }
+                deviceLock.unlock()
             case .halt:
                 counters.halts += 1
                 // The emulator halted with nothing of its own to wake it, but a device will
@@ -238,6 +279,8 @@ public final class VirtualMachine: @unchecked Sendable {
             case .interrupted:
                 counters.interruptions += 1
                 if stopRequested.load(ordering: .acquiring) { return .timedOut(seconds: 0) }
+                // Another vCPU ended the guest: its ending is the VM's.
+                if guestEnded.load(ordering: .acquiring) { return .halted }
             // Otherwise a device timer's wake: its action runs at the top of the loop, before the
             // guest resumes.
             }

@@ -68,22 +68,24 @@ public enum VMBuilder {
     /// Builds the VM a description asks for — memory, the kernel and its command line, the
     /// engine, the devices — runs it under the watchdog and tears it down.
     /// - Parameters:
+    ///   - vcpus: how many vCPUs (the firmware tables list them; the guest starts the others).
     ///   - prepare: runs after the kernel is loaded and before the CPU starts (test corpora).
     ///   - inspect: runs after the guest ended, with its memory (test results).
     public static func boot(
         kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
-        cpu: CPU, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil,
+        cpu: CPU, vcpus: Int = 1, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil,
         prepare: ((GuestMemory) throws -> Void)? = nil, inspect: ((GuestMemory) -> Void)? = nil
     ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
-        let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine)
+        let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine, cpuCount: vcpus)
         try prepare?(memory)
         let engine = try cpu.makeEngine(memory: memory, entry: entry)
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(
             memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: io?.ioThread ?? true,
-            ioThreadPollMicroseconds: io?.ioThreadPollMicroseconds ?? DoorbellPolling.defaultLimitMicroseconds
+            ioThreadPollMicroseconds: io?.ioThreadPollMicroseconds ?? DoorbellPolling.defaultLimitMicroseconds,
+            vcpus: vcpus
         ) { console.append($0) }
         for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
         let outcome = machine.run(timeout: timeout, numaNode: numaNode)

@@ -52,6 +52,7 @@ struct BootCommand: AsyncParsableCommand {
         }
         if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)")
             ?? Limits.check(ioPollMicroseconds, in: DoorbellPolling.limitMicroseconds, "--io-poll-us")
+            ?? Limits.check(vcpus, in: 1...FirmwareTables.maximumCPUs, "--vcpus")
         {
             throw ValidationError(problem)
         }
@@ -68,6 +69,11 @@ struct BootCommand: AsyncParsableCommand {
             "Under KVM, how long the I/O thread polls for doorbells before it sleeps, adapting up to this many microseconds (0: never polls; default 32, QEMU's poll-max-ns)."
     )
     var ioPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
+
+    @Option(
+        name: .customLong("vcpus"),
+        help: "vCPUs (KVM only). The firmware's MP and ACPI tables list them; the guest starts the others with INIT-SIPI-SIPI.")
+    var vcpus = 1
 
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: kernel) else {
@@ -86,7 +92,7 @@ struct BootCommand: AsyncParsableCommand {
             }
             boot = try VMBuilder.boot(
                 kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,
-                io: devices)
+                vcpus: vcpus, io: devices)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }
             for finding in boot.engineDiagnostics { printError(finding) }
             if let retired = boot.instructionsRetired {

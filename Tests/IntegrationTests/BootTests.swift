@@ -71,6 +71,62 @@ import X86
         #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary)")
     }
 
+    /// The bootstrap processor enables its local APIC, sends INIT-SIPI-SIPI to all others (the
+    /// SIPI vector 0x08: start at 0x8000 in real mode) and waits for the flag the application
+    /// processor's trampoline sets at 0x9000; then it exits with status 5.
+    static let startTheOtherCPU: [UInt8] = [
+        0xC7, 0x05, 0xF0, 0x00, 0xE0, 0xFE, 0xFF, 0x01, 0x00, 0x00,  // SVR: APIC enabled
+        0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x00, 0x45, 0x0C, 0x00,  // ICR: INIT, all but self
+        0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x08, 0x46, 0x0C, 0x00,  // ICR: SIPI, vector 0x08
+        0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x08, 0x46, 0x0C, 0x00,  // and the second SIPI
+        0x80, 0x3D, 0x00, 0x90, 0x00, 0x00, 0x00,  // cmp byte [0x9000], 0
+        0x74, 0xF7,  // je back
+        0xB0, 0x02, 0xE6, 0xF4,  // mov al, 2; out 0xF4, al
+    ]
+    /// Real mode at 0x8000: mov byte [0x9000], 1; cli; hlt; jmp back to the hlt.
+    static let trampoline: [UInt8] = [0xC6, 0x06, 0x00, 0x90, 0x01, 0xFA, 0xF4, 0xEB, 0xFD]
+
+    func bootTwoCPUs(vcpus: Int, timeout: Double) throws -> (VMBuilder.Boot, UInt8) {
+        var flag: UInt8 = 0
+        let boot = try VMBuilder.boot(
+            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: timeout,
+            cpu: .kvm(try KVMSystem()), vcpus: vcpus,
+            prepare: { memory in
+                try memory.write(Self.trampoline, at: 0x8000)
+                try memory.write([0], at: 0x9000)
+            },
+            inspect: { flag = (try? $0.read(at: 0x9000, count: 1))?.first ?? 0 })
+        return (boot, flag)
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func aSecondVCPUStartsWithINITSIPISIPI() throws {
+        let (boot, flag) = try bootTwoCPUs(vcpus: 2, timeout: 120)
+        #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
+        #expect(flag == 1, "the application processor ran its real-mode trampoline")
+        // With one vCPU nobody answers: the bootstrap processor waits until the watchdog, which
+        // stops it.
+        let (alone, unset) = try bootTwoCPUs(vcpus: 1, timeout: 2)
+        #expect(alone.outcome.ending == .timedOut(seconds: 2) && unset == 0)
+    }
+
+    /// A guest that never starts its application processors: they wait for SIPI inside KVM,
+    /// and the watchdog still stops every vCPU thread.
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func theWatchdogStopsAPsThatWereNeverStarted() throws {
+        let boot = try VMBuilder.boot(
+            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .kvm(try KVMSystem()),
+            vcpus: 3)
+        #expect(boot.outcome.ending == .timedOut(seconds: 1))
+    }
+
+    @Test func theEmulatorSaysItRunsOneVCPU() throws {
+        #expect {
+            try VMBuilder.boot(
+                kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .emulator, vcpus: 2)
+        } throws: { "\($0)".contains("runs one vCPU") }
+    }
+
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func watchdogStopsAGuestThatNeverExits() throws {
         let started = Date()

@@ -79,8 +79,9 @@ int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
 
 /* KVM_GET_SUPPORTED_CPUID then KVM_SET_CPUID2 on the vCPU; 0 or -errno. KVM leaves the
  * TSC-deadline timer out of the supported list (it depends on the in-kernel LAPIC):
- * tsc_deadline != 0 adds it. */
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline);
+ * tsc_deadline != 0 adds it. apic_id goes into leaf 1 (initial APIC ID) and leaves 0xB/0x1F
+ * (x2APIC ID), as each CPU of a PC reports its own. */
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id);
 
 /* Accessors for the exit-reason union of struct kvm_run. */
 static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
