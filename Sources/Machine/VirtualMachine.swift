@@ -62,7 +62,7 @@ public final class VirtualMachine: @unchecked Sendable {
     /// Set when one vCPU ended the guest, for the others.
     private let guestEnded = Atomic<Bool>(false)
     /// Serialises device work between vCPU threads, as QEMU's big lock does: device models are
-    /// written for one thread at a time. Uncontended with one vCPU.
+    /// written for one thread at a time. Not taken with one vCPU.
     private let deviceLock = NSLock()
     /// Every vCPU: `engine` (the bootstrap processor) first, then the application processors.
     public let processors: [any CPUEngine]
@@ -217,6 +217,11 @@ public final class VirtualMachine: @unchecked Sendable {
         counters.coalescedWrites = (counters.coalescedWrites ?? 0) + applied
     }
 
+    /// With one vCPU there is nothing to serialise, and the emulator's exits are cheap enough
+    /// for a lock to show: take it only with more than one.
+    @inline(__always) private func lockDevices() { if processors.count > 1 { deviceLock.lock() } }
+    @inline(__always) private func unlockDevices() { if processors.count > 1 { deviceLock.unlock() } }
+
     /// One vCPU's loop. Device work (exits, buffered writes, and device timers, which the
     /// bootstrap processor runs) happens under `deviceLock`, so device models see one thread at
     /// a time whichever vCPU exits.
@@ -225,13 +230,13 @@ public final class VirtualMachine: @unchecked Sendable {
         while true {
             // Device timers that came due (what woke the engine, or due by chance at an exit)
             // run before the guest resumes; one of them, or another vCPU, may have ended it.
-            deviceLock.lock()
+            lockDevices()
             if index == 0, let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() {
                 platform.timers.runDue()
             }
             let status = exitStatus
             let off = poweredOff
-            deviceLock.unlock()
+            unlockDevices()
             if let status { return .exitDevice(status: status) }
             if off { return .poweredOff }
             let exit: VMExit
@@ -243,7 +248,7 @@ public final class VirtualMachine: @unchecked Sendable {
             switch exit {
             case .portIO(let access):
                 counters.portIO += 1
-                deviceLock.lock()
+                lockDevices()
                 // Buffered writes come before whatever made the guest exit, as it issued them.
                 applyCoalescedWrites(&counters)
                 for index in 0..<access.count {
@@ -254,10 +259,10 @@ public final class VirtualMachine: @unchecked Sendable {
                         portBus.read(UInt64(access.port), into: data)
                     }
                 }
-                deviceLock.unlock()
+                unlockDevices()
             case .mmio(let access):
                 counters.mmio += 1
-                deviceLock.lock()
+                lockDevices()
                 applyCoalescedWrites(&counters)
                 let data = UnsafeMutableRawBufferPointer(start: access.data, count: access.size)
                 if access.isWrite {
@@ -265,7 +270,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 } else {
                     mmioBus.read(access.address, into: data)
                 }
-                deviceLock.unlock()
+                unlockDevices()
             case .halt:
                 counters.halts += 1
                 // The emulator halted with nothing of its own to wake it, but a device will
