@@ -73,6 +73,10 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             summary: "local APIC one-shot timer armed to expire at once -> its handler ran, interrupts taken at CPL3, ns",
             defaultIterations: 500),
         .init(
+            id: "cpu.ipi-self", group: .platform,
+            summary: "self-IPI: a fixed IPI to this CPU written to the local APIC's ICR -> its handler ran, ns",
+            defaultIterations: 500),
+        .init(
             id: "irq.hlt-wake", group: .platform,
             summary: "hlt until a TSC-deadline timer interrupt: deadline -> first instruction after hlt, ns",
             defaultIterations: 200),

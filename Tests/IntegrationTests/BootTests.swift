@@ -120,6 +120,42 @@ import X86
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
     }
 
+    /// Hostile bring-up: 2000 rounds of a fixed IPI to an APIC ID no vCPU has, INIT and SIPI to
+    /// the other vCPUs (SIPI to one that is already running, INIT to one that is) — then the
+    /// usual wait for the trampoline's flag and the exit. The VMM only sees the end of it.
+    static let storm: [UInt8] =
+        [0xC7, 0x05, 0xF0, 0x00, 0xE0, 0xFE, 0xFF, 0x01, 0x00, 0x00, 0xB9, 0xD0, 0x07, 0x00, 0x00]  // SVR; ecx = 2000
+        + [0xC7, 0x05, 0x10, 0x03, 0xE0, 0xFE, 0x00, 0x00, 0x00, 0x55]  // ICR high: APIC ID 0x55
+        + [0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x40, 0x40, 0x00, 0x00]  // ICR: fixed, vector 0x40
+        + [0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x00, 0x45, 0x0C, 0x00]  // INIT, all but self
+        + [0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x08, 0x46, 0x0C, 0x00]  // SIPI, all but self
+        + [0x49, 0x75, 0xD5]  // dec ecx; jnz the ICR high write
+        + [0x80, 0x3D, 0x00, 0x90, 0x00, 0x00, 0x00, 0x74, 0xF7, 0xB0, 0x02, 0xE6, 0xF4]
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func ipiInitAndSipiStormsEndNormally() throws {
+        var flag: UInt8 = 0
+        let boot = try VMBuilder.boot(
+            kernel: hand(Self.storm), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .kvm(try KVMSystem()), vcpus: 2,
+            prepare: { try $0.write(Self.trampoline, at: 0x8000) },
+            inspect: { flag = (try? $0.read(at: 0x9000, count: 1))?.first ?? 0 })
+        #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
+        #expect(flag == 1)
+    }
+
+    /// The application processor spins forever in guest mode while the bootstrap processor
+    /// exits: the exit ends the VM at once, and the spinning vCPU is stopped, not waited for.
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func aSpinningVCPUDoesNotHoldTheVMWhenAnotherExits() throws {
+        let started = Date()
+        let boot = try VMBuilder.boot(
+            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .kvm(try KVMSystem()),
+            vcpus: 2,
+            prepare: { try $0.write([0xC6, 0x06, 0x00, 0x90, 0x01, 0xEB, 0xFE], at: 0x8000) })  // set the flag; jmp $
+        #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
+        #expect(Date().timeIntervalSince(started) < 60, "not the watchdog's 300 s")
+    }
+
     @Test func theEmulatorSaysItRunsOneVCPU() throws {
         #expect {
             try VMBuilder.boot(

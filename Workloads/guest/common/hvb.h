@@ -59,10 +59,13 @@ struct plat_ops {
     /* irq.hlt-wake: sleep until a timer deadline a fixed lead ahead; the measured cycles are
      * from each deadline to the first instruction after the wake-up. */
     plat_timed_op_fn halt_wake;
+    /* cpu.ipi-self: send this CPU an IPI through its local APIC's ICR and wait, interrupts on,
+     * until its handler has run; count times. */
+    plat_op_fn self_ipi;
     /* Device interrupts taken so far and those that found no cause (guest only; 0 natively). */
     void (*device_interrupts)(uint64_t *taken, uint64_t *spurious);
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
-        *no_boot, *no_timer, *no_halt;
+        *no_boot, *no_timer, *no_halt, *no_self_ipi;
     /* Why the -irq variants cannot run here (natively: no device of ours raises interrupts). */
     const char *no_device_interrupts;
     int has_hypercall;

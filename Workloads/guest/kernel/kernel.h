@@ -26,6 +26,8 @@
 #define LAPIC_BASE 0xFEE00000ull
 #define LAPIC_SPURIOUS 0xF0
 #define LAPIC_EOI 0xB0
+#define LAPIC_ICR_LOW 0x300
+#define LAPIC_ICR_SELF (1u << 18) /* destination shorthand: self */
 #define LAPIC_LVT_TIMER 0x320
 #define LAPIC_TIMER_INITIAL 0x380
 #define LAPIC_TIMER_DIVIDE 0x3E0

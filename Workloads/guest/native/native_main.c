@@ -146,6 +146,7 @@ struct plat_ops plat = {
     .no_mmio = "host-has-no-unclaimed-mmio-to-trap",
     .no_hypercall = "no-hypervisor-to-call",
     .no_boot = "no-vm-to-boot",
+    .no_self_ipi = "a-process-has-no-local-apic-to-interrupt-itself-with",
     .no_device_interrupts = "native-io-has-no-device-of-ours-to-interrupt",
 };
 
