@@ -3,10 +3,11 @@ import Synchronization
 
 /// One-shot device timers on the host's monotonic clock (the e1000's interrupt throttling, and
 /// whatever else a device must do later rather than in answer to a register access). Actions run
-/// on the vCPU thread, between guest instructions or exits, like every other device callback of
-/// the emulated devices, so device models need no locks. A timer that comes due while the guest
-/// runs (or sleeps in `hlt` inside KVM) wakes the engine out of `run()` the way the watchdog
-/// does, without stopping anything: the VM runs the due actions and resumes the guest.
+/// on the bootstrap processor's vCPU thread, between guest instructions or exits and under the
+/// VM's device lock, like every other device callback of the emulated devices, so device models
+/// need no locks of their own. A timer that comes due while the guest runs (or sleeps in `hlt`
+/// inside KVM) wakes the engine out of `run()` the way the watchdog does, without stopping
+/// anything: the VM runs the due actions and resumes the guest.
 public final class DeviceTimers: @unchecked Sendable {
     public final class Timer {
         fileprivate let deadline: UInt64
@@ -21,7 +22,7 @@ public final class DeviceTimers: @unchecked Sendable {
 
     /// The clock deadlines are on; tests substitute their own.
     public let now: () -> UInt64
-    /// Armed timers, earliest first; touched on the vCPU thread only.
+    /// Armed timers, earliest first; touched by device work only (one thread at a time).
     private var pending: [Timer] = []
     /// The earliest deadline (UInt64.max: none), for the waker and for cheap checks on exits.
     private let earliest = Atomic<UInt64>(.max)
@@ -94,7 +95,8 @@ public final class DeviceTimers: @unchecked Sendable {
             waker.schedule(deadline: .distantFuture, leeway: .nanoseconds(0))
             return
         }
-        let delay = deadline > now() ? deadline - now() : 0
+        let current = now()
+        let delay = deadline > current ? deadline - current : 0
         waker.schedule(deadline: .now() + .nanoseconds(Int(min(delay, UInt64(Int.max)))), leeway: .nanoseconds(0))
     }
 }
