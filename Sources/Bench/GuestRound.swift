@@ -28,7 +28,8 @@ extension BenchmarkRunner {
         do {
             let boot = try VMBuilder.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, cpu: cpu, io: io, onConsoleLine: { self.reportSamples($0) })
+                numaNode: configuration.numaNode, pinnedCPUs: configuration.pinnedCPUs, cpu: cpu, io: io,
+                onConsoleLine: { self.reportSamples($0) })
             logger.debug(
                 "VM finished",
                 metadata: [

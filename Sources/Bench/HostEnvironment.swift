@@ -7,8 +7,9 @@ import Results
 
 extension EnvironmentRecord {
     /// Reads this host: CPU, kernel, KVM module and its parameters, TSC, NUMA nodes.
-    public static func capture(guestImageHash: String?, qemuVersion: String? = nil, numaNodeUsed: Int? = nil) -> EnvironmentRecord
-    {
+    public static func capture(
+        guestImageHash: String?, qemuVersion: String? = nil, numaNodeUsed: Int? = nil, pinnedCPUs: [Int]? = nil
+    ) -> EnvironmentRecord {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         func field(_ name: String) -> String? {
             for line in cpuinfo.split(separator: "\n") where line.hasPrefix(name) {
@@ -60,7 +61,7 @@ extension EnvironmentRecord {
             .first { $0.hasPrefix("PRETTY_NAME=") }.map {
                 $0.dropFirst(12).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
             } ?? "unknown"
-        return EnvironmentRecord(
+        var record = EnvironmentRecord(
             hostname: ProcessInfo.processInfo.hostName, cpuModel: field("model name") ?? "unknown",
             cpuVendor: field("vendor_id") ?? "unknown",
             cpuFlags: flags, logicalCPUs: ProcessInfo.processInfo.activeProcessorCount,
@@ -68,6 +69,8 @@ extension EnvironmentRecord {
             runningInVM: flags.contains("hypervisor"), kvm: kvm, tscKHz: TSC.calibratedKilohertz,
             numaAvailable: NUMAPlacement.isAvailable,
             numaNodes: nodes, numaNodeUsed: numaNodeUsed, qemuVersion: qemuVersion, guestImageHash: guestImageHash)
+        record.pinnedCPUs = pinnedCPUs.map { $0.map { PinnedCPU(cpu: $0, node: NUMAPlacement.node(ofCPU: $0)) } }
+        return record
     }
 
     private static func readTrimmed(_ path: String) -> String? {

@@ -29,6 +29,14 @@ extension BenchmarkRunner {
             }
             command = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + command
         }
+        if let cpus = configuration.pinnedCPUs, !cpus.isEmpty {
+            // Pinned as the vCPU thread is: the native process (one thread) on the first CPU.
+            guard let numactl = ProcessRunner.find("numactl") else {
+                return .failed(
+                    "numactl is not installed, so the native run cannot be pinned to CPU \(cpus[0]) (apt-get install numactl)")
+            }
+            command = [numactl, "--physcpubind=\(cpus[0])"] + command
+        }
         let output: ProcessRunner.Output
         do {
             output = try await ProcessRunner.run(command[0], Array(command.dropFirst()), timeout: entry.timeoutSeconds) {

@@ -24,6 +24,8 @@ public struct RunConfiguration: Sendable {
     public var suite: Suite
     public var outputDirectory: URL
     public var numaNode: Int?
+    /// `--pin`: host CPUs for the vCPU threads (vCPU i on entry i mod count) and the native runs.
+    public var pinnedCPUs: [Int]?
     public var memoryMiB: Int = 256
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.

@@ -29,6 +29,8 @@ public enum VMEnding: Equatable, Sendable {
 
 public struct VMOutcome: Sendable {
     public let ending: VMEnding
+    /// The host CPU each vCPU thread last ran on (vCPU order), for checking placement.
+    public var vcpuHostCPUs: [Int] = []
     public let milestones: [BootMilestoneDevice.Milestone]
     public let counters: ExitCounters
     public let startedAtNanoseconds: UInt64
@@ -127,12 +129,15 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Runs the guest to its end or until `timeout` seconds pass: one thread per vCPU, and the
     /// first vCPU that ends the guest (exit port, power-off, shutdown, failure) stops the others.
-    /// - Parameter numaNode: when given, the vCPU threads run on that node's CPUs.
-    public func run(timeout: Double, numaNode: Int? = nil) -> VMOutcome {
+    /// - Parameters:
+    ///   - numaNode: when given, the vCPU threads run on that node's CPUs.
+    ///   - pinnedCPUs: when given, vCPU thread i runs on `pinnedCPUs[i % count]` alone.
+    public func run(timeout: Double, numaNode: Int? = nil, pinnedCPUs: [Int]? = nil) -> VMOutcome {
         let group = DispatchGroup()
         // Written by the vCPU threads before they leave `group`, read here after the wait.
         let ending = Mutex<VMEnding?>(nil)
         let perProcessor = Mutex<[ExitCounters]>(Array(repeating: ExitCounters(), count: processors.count))
+        let hostCPUs = Mutex<[Int]>(Array(repeating: -1, count: processors.count))
         for index in processors.indices {
             group.enter()
             let thread = Thread { [self] in
@@ -140,11 +145,16 @@ public final class VirtualMachine: @unchecked Sendable {
                 let result: VMEnding
                 do {
                     if let numaNode { try NUMAPlacement.bindCurrentThread(to: numaNode) }
+                    if let pinnedCPUs, !pinnedCPUs.isEmpty {
+                        try NUMAPlacement.pinCurrentThread(to: pinnedCPUs[index % pinnedCPUs.count])
+                    }
                     result = vcpuLoop(index, &local)
                 } catch {
                     result = .failed("\(error)")
                 }
                 perProcessor.withLock { $0[index] = local }
+                let cpu = NUMAPlacement.currentCPU
+                hostCPUs.withLock { $0[index] = cpu }
                 let first = ending.withLock { current in
                     guard current == nil else { return false }
                     current = result
@@ -206,9 +216,11 @@ public final class VirtualMachine: @unchecked Sendable {
             let endOfInterrupts = interruptCounts.compactMap(\.endOfInterrupts)
             counters.endOfInterrupts = endOfInterrupts.count == processors.count ? endOfInterrupts.reduce(0, +) : nil
         }
-        return VMOutcome(
+        var outcome = VMOutcome(
             ending: ending.withLock { $0 } ?? .failed("no vCPU thread ended"), milestones: milestones.milestones,
             counters: counters, startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
+        outcome.vcpuHostCPUs = hostCPUs.withLock { $0 }
+        return outcome
     }
 
     private func applyCoalescedWrites(_ counters: inout ExitCounters) {

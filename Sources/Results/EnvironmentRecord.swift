@@ -59,6 +59,9 @@ public struct EnvironmentRecord: Codable, Sendable {
     public var numaAvailable: Bool
     public var numaNodes: [NUMANode]
     public var numaNodeUsed: Int?
+    /// `--pin`: the host CPUs hvbench's vCPU threads and the native runs were pinned to, each
+    /// with its NUMA node where known; nil when nothing was pinned (and in older files).
+    public var pinnedCPUs: [PinnedCPU]?
     public var qemuVersion: String?
     public var guestImageHash: String?
 
@@ -95,5 +98,16 @@ public struct EnvironmentRecord: Codable, Sendable {
                 "KVM here is software-assisted (\(kvm.module), no VT-x/AMD-V): guest CPL0 code is emulated by the host kernel; the guest runs its benchmarks at CPL3, where it runs near native, but every exit costs microseconds."
         }
         return "KVM with hardware virtualization (\(kvm.module))\(runningInVM ? ", nested inside another hypervisor" : "")."
+    }
+}
+
+/// One host CPU threads were pinned to, with its NUMA node where libnuma knows it.
+public struct PinnedCPU: Equatable, Sendable, Codable {
+    public var cpu: Int
+    public var node: Int?
+
+    public init(cpu: Int, node: Int?) {
+        self.cpu = cpu
+        self.node = node
     }
 }

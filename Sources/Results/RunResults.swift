@@ -97,6 +97,9 @@ public struct RunResults: Codable, Sendable {
     /// The first value a results file holds that no run can produce (so that reports, comparisons
     /// and claims never meet it), named by its path; nil when every value is in range.
     func firstRangeProblem() -> String? {
+        if environment.pinnedCPUs?.contains(where: { $0.cpu < 0 || ($0.node ?? 0) < 0 }) == true {
+            return "environment.pinnedCPUs holds a negative CPU or node"
+        }
         for (index, result) in results.enumerated() {
             let at = "results[\(index)] (\(result.system) \(result.benchmark))"
             if let repetitions = result.repetitions, !(0...Limits.repetitions.upperBound * 1000).contains(repetitions) {

@@ -69,10 +69,12 @@ public enum VMBuilder {
     /// engine, the devices — runs it under the watchdog and tears it down.
     /// - Parameters:
     ///   - vcpus: how many vCPUs (the firmware tables list them; the guest starts the others).
+    ///   - pinnedCPUs: host CPUs for the vCPU threads (vCPU i on entry i mod count).
     ///   - prepare: runs after the kernel is loaded and before the CPU starts (test corpora).
     ///   - inspect: runs after the guest ended, with its memory (test results).
     public static func boot(
-        kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil, echoConsole: Bool = false,
+        kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil,
+        pinnedCPUs: [Int]? = nil, echoConsole: Bool = false,
         cpu: CPU, vcpus: Int = 1, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil,
         prepare: ((GuestMemory) throws -> Void)? = nil, inspect: ((GuestMemory) -> Void)? = nil
     ) throws -> Boot {
@@ -88,7 +90,7 @@ public enum VMBuilder {
             vcpus: vcpus
         ) { console.append($0) }
         for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
-        let outcome = machine.run(timeout: timeout, numaNode: numaNode)
+        let outcome = machine.run(timeout: timeout, numaNode: numaNode, pinnedCPUs: pinnedCPUs)
         inspect?(memory)
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,

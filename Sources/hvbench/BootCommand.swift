@@ -53,6 +53,7 @@ struct BootCommand: AsyncParsableCommand {
         if let problem = Limits.check(timeout, in: Limits.timeoutSeconds, "--timeout (seconds)")
             ?? Limits.check(ioPollMicroseconds, in: DoorbellPolling.limitMicroseconds, "--io-poll-us")
             ?? Limits.check(vcpus, in: 1...FirmwareTables.maximumCPUs, "--vcpus")
+            ?? pin.flatMap(CPUList.problem)
         {
             throw ValidationError(problem)
         }
@@ -75,6 +76,9 @@ struct BootCommand: AsyncParsableCommand {
         help: "vCPUs (KVM only). The firmware's MP and ACPI tables list them; the guest starts the others with INIT-SIPI-SIPI.")
     var vcpus = 1
 
+    @Option(name: .customLong("pin"), help: "Pin vCPU thread i to host CPU i mod the list, e.g. 1 or 0,1.")
+    var pin: String?
+
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: kernel) else {
             printError("cannot read kernel '\(kernel)'")
@@ -90,9 +94,11 @@ struct BootCommand: AsyncParsableCommand {
                     kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer), ioThread: !noIOThread,
                     ioThreadPollMicroseconds: ioPollMicroseconds)
             }
+            let pinnedCPUs = pin.flatMap(CPUList.parse)
+            if let pinnedCPUs { try NUMAPlacement.validate(cpus: pinnedCPUs) }
             boot = try VMBuilder.boot(
-                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, echoConsole: true, cpu: engine,
-                vcpus: vcpus, io: devices)
+                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, pinnedCPUs: pinnedCPUs,
+                echoConsole: true, cpu: engine, vcpus: vcpus, io: devices)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }
             for finding in boot.engineDiagnostics { printError(finding) }
             if let retired = boot.instructionsRetired {

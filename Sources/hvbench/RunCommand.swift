@@ -45,6 +45,11 @@ struct RunOptions: ParsableArguments {
         name: .customLong("numa-node"), help: "Bind guest RAM and the vCPU thread (and the native process) to this NUMA node.")
     var numaNode: Int?
 
+    @Option(
+        name: .customLong("pin"),
+        help: "Pin vCPU thread i to host CPU i mod the list (and the native process to the first), e.g. 1 or 0,1.")
+    var pin: String?
+
     @Option(help: "Seconds one guest or native process may run before the watchdog stops it, overriding the suite.")
     var timeout: Int?
 
@@ -120,6 +125,10 @@ struct RunOptions: ParsableArguments {
             problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))")
         }
         if let numaNode, numaNode < 0 { problems.append("--numa-node must not be negative (got \(numaNode))") }
+        if let pin {
+            if let problem = CPUList.problem(pin) { problems.append(problem) }
+            if numaNode != nil { problems.append("--pin and --numa-node both place threads: give one") }
+        }
         if let problem = problems.compactMap({ $0 }).first { throw ValidationError(problem) }
     }
 
@@ -206,6 +215,8 @@ struct RunOptions: ParsableArguments {
         let peers = try Self.parsePeers(peer)
         let selected = try selectedSuite(workspace)
         if let numaNode { try NUMAPlacement.validate(node: numaNode) }
+        let pinnedCPUs = pin.flatMap(CPUList.parse)
+        if let pinnedCPUs { try NUMAPlacement.validate(cpus: pinnedCPUs) }
 
         let startedAt = Date()
         let host = ProcessInfo.processInfo.hostName
@@ -232,11 +243,12 @@ struct RunOptions: ParsableArguments {
             }
         }
         let environment = EnvironmentRecord.capture(
-            guestImageHash: artifacts.guestImageHash, qemuVersion: qemuVersion, numaNodeUsed: numaNode)
+            guestImageHash: artifacts.guestImageHash, qemuVersion: qemuVersion, numaNodeUsed: numaNode, pinnedCPUs: pinnedCPUs)
         progress.note(environment.virtualizationNote)
 
         var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
         configuration.memoryMiB = memory
+        configuration.pinnedCPUs = pinnedCPUs
         configuration.slowdownPercent = injectSlowdown
         configuration.ioThread = !noIOThread
         configuration.ioThreadPollMicroseconds = ioPollMicroseconds
@@ -294,5 +306,20 @@ struct RunCommand: AsyncParsableCommand {
             printError("some benchmarks failed; see the status column and the logs")
             throw ExitCode(1)
         }
+    }
+}
+
+/// `--pin`'s list of host CPUs: comma-separated numbers.
+enum CPUList {
+    /// Why `text` is not a CPU list; nil when it is one.
+    static func problem(_ text: String) -> String? {
+        parse(text) == nil ? "--pin takes comma-separated CPU numbers, e.g. 1 or 0,1 (got '\(text)')" : nil
+    }
+
+    static func parse(_ text: String) -> [Int]? {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        let cpus = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, cpus.count == parts.count, cpus.allSatisfy({ (0...4095).contains($0) }) else { return nil }
+        return cpus
     }
 }

@@ -156,6 +156,21 @@ import X86
         #expect(Date().timeIntervalSince(started) < 60, "not the watchdog's 300 s")
     }
 
+    /// `--pin`: each vCPU thread runs on its host CPU (vCPU i on entry i mod count), in both engines.
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func pinnedVCPUThreadsRunWhereTheyWereTold() throws {
+        let last = NUMAPlacement.configuredCPUs - 1
+        let emulated = try VMBuilder.boot(
+            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300, pinnedCPUs: [last],
+            cpu: .emulator)
+        #expect(emulated.outcome.ending == .exitDevice(status: 11) && emulated.outcome.vcpuHostCPUs == [last])
+        let boot = try VMBuilder.boot(
+            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, pinnedCPUs: [last, 0],
+            cpu: .kvm(try KVMSystem()), vcpus: 2, prepare: { try $0.write(Self.trampoline, at: 0x8000) })
+        #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
+        #expect(boot.outcome.vcpuHostCPUs == [last, 0])
+    }
+
     @Test func theEmulatorSaysItRunsOneVCPU() throws {
         #expect {
             try VMBuilder.boot(

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Bench
+import Machine
 import Results
 
 /// The hvbench executable itself: the run contract and its clear errors.
@@ -68,6 +69,25 @@ import Results
         #expect(emulated?.status == .ok && emulated?.engine == "emulator", "\(emulated?.reason ?? "no full-emulation result")")
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("results.csv").path))
         #expect(output.standardOutput.contains { $0.contains("% native") })
+    }
+
+    /// `--pin`: the native process runs under numactl on that CPU, and the results say where
+    /// everything was pinned, with the CPU's NUMA node.
+    @Test(.enabled(if: ProcessRunner.find("numactl") != nil, "needs numactl (scripts/setup installs it)"))
+    func pinningIsAppliedAndRecorded() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cpu = NUMAPlacement.configuredCPUs - 1
+        let output = try await hvbench([
+            "run", "--mode", "native,full-emulation", "--bench", "cpu.int", "--iterations", "20", "--repetitions", "2",
+            "--pin", "\(cpu)", "--out", directory.path,
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let run = try RunResults.load(from: directory.appendingPathComponent("results.json"))
+        #expect(run.environment.pinnedCPUs == [PinnedCPU(cpu: cpu, node: NUMAPlacement.node(ofCPU: cpu))])
+        #expect(run.results.allSatisfy { $0.status == .ok }, "\(run.results.map { $0.reason ?? "" })")
+        let log = try String(contentsOf: directory.appendingPathComponent("logs/native/cpu.int.log"), encoding: .utf8)
+        #expect(log.contains("--physcpubind=\(cpu) "))
     }
 
     @Test func emulatorAxesAndSelftestFromTheCommandLine() async throws {

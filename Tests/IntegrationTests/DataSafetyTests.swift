@@ -113,6 +113,14 @@ import Results
             #expect(output.exitCode == 2, "\(arguments): \(output.statusDescription) \(output.standardError)")
             #expect(output.standardError.contains("must be between"), "\(arguments): \(output.standardError)")
         }
+        for (arguments, message) in [
+            (["--pin", "1,x"], "--pin takes comma-separated CPU numbers"),
+            (["--pin", "4000"], "CPU 4000 does not exist on this host"),
+            (["--pin", "0", "--numa-node", "0"], "--pin and --numa-node both place threads"),
+        ] {
+            let output = try await hvbench(["run", "--mode", "native", "--bench", "cpu.int"] + arguments)
+            #expect(output.exitCode == 2 && output.standardError.contains(message), "\(arguments): \(output.standardError)")
+        }
         let boot = try await hvbench(["boot", "no-such-kernel", "--io-poll-us", "5000"])
         #expect(
             boot.exitCode == 2 && boot.standardError.contains("--io-poll-us must be between 0 and 1000"), "\(boot.standardError)")

@@ -141,6 +141,7 @@ func sampleRun() -> RunResults {
                     $0.results[0].exits = exits
                 }.contains("results[0] (native cpu.cpuid).exits holds a negative count"))
         }
+        #expect(problem { $0.environment.pinnedCPUs = [PinnedCPU(cpu: -1, node: 0)] }.contains("environment.pinnedCPUs"))
         #expect(problem { _ in }.isEmpty)
     }
 
