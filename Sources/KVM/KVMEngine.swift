@@ -27,8 +27,6 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     private let machine: KVMVirtualMachineHandle
     private var vm: KVMDescriptor { _read { yield machine.descriptor } }
     private let vcpu: KVMDescriptor
-    /// This vCPU's index, which is also its local APIC ID; 0 is the bootstrap processor.
-    public let vcpuIndex: Int
     private let runArea: UnsafeMutablePointer<kvm_run>
     /// The vCPU's binary statistics file (KVM_GET_STATS_FD); negative where the kernel has none.
     private let statisticsFD: Int32
@@ -56,8 +54,9 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         try Self.setProtectedModeEntry(entry, on: vcpu)
     }
 
-    /// vCPU `index` of the VM `machine` holds, with the CPUID the guest needs and the run area
-    /// mapped; an application processor keeps KVM's reset state (it waits for INIT and SIPI).
+    /// vCPU `index` (also its local APIC ID) of the VM `machine` holds, with the CPUID the guest
+    /// needs and the run area mapped; an application processor keeps KVM's reset state (it
+    /// waits for INIT and SIPI).
     private init(system: KVMSystem, machine: KVMVirtualMachineHandle, index: Int) throws {
         self.system = system
         _ = Self.kickSignalInstalled
@@ -78,7 +77,6 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         statisticsFD = ckvm_stats_fd(vcpu.rawValue)
         self.machine = machine
         self.vcpu = vcpu
-        vcpuIndex = index
     }
 
     /// vCPUs 1 ..< 1 + count on this VM, in KVM's wait-for-SIPI state, as a PC's application

@@ -73,12 +73,11 @@ public final class VirtualMachine: @unchecked Sendable {
     ///   - startedAt: monotonic time at which building this VM began (for boot timing).
     ///   - routesDoorbells: whether doorbells go to the engine's I/O thread where it has one.
     ///   - ioThreadPollMicroseconds: how long that thread polls for doorbells before it sleeps.
-    ///   - coalescesWrites: whether devices may have the engine buffer some MMIO writes.
     ///   - vcpus: how many vCPUs; the others wait for the guest to start them (INIT-SIPI-SIPI).
     ///   - console: receives each byte the guest writes to COM1.
     public init(
         memory: GuestMemory, engine: any CPUEngine, startedAt: UInt64, routesDoorbells: Bool = true,
-        ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds, coalescesWrites: Bool = true,
+        ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds,
         vcpus: Int = 1, console: @escaping (UInt8) -> Void
     ) throws {
         self.memory = memory
@@ -88,8 +87,10 @@ public final class VirtualMachine: @unchecked Sendable {
         platform = Platform(
             memory: memory, portBus: portBus, mmioBus: mmioBus, interrupts: try engine.connectInterrupts(mmioBus: mmioBus),
             doorbells: routesDoorbells
-                ? engine.makeDoorbellRouter(pollLimitNanoseconds: min(ioThreadPollMicroseconds, 1_000_000) * 1000) : nil,
-            coalescedWrites: coalescesWrites ? engine.makeWriteCoalescer() : nil)
+                ? engine.makeDoorbellRouter(
+                    pollLimitNanoseconds: min(ioThreadPollMicroseconds, DoorbellPolling.limitMicroseconds.upperBound) * 1000)
+                : nil,
+            coalescedWrites: engine.makeWriteCoalescer())
         // A device timer that comes due while the guest runs brings the vCPU thread out of the
         // engine, which then runs it (see `vcpuLoop`).
         let kick = EngineKick(engine: engine)
@@ -198,9 +199,7 @@ public final class VirtualMachine: @unchecked Sendable {
         platform.doorbells?.shutdown()
         platform.timers.shutdown()
         counters = perProcessor.withLock { all in all.dropFirst().reduce(into: all[0]) { $0.add($1) } }
-        if platform.coalescedWrites != nil {
-            applyCoalescedWrites(&counters)  // the last ones, so device state and counters are complete
-        }
+        applyCoalescedWrites(&counters)  // the last ones, so device state and counters are complete
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications

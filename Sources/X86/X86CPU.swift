@@ -66,8 +66,6 @@ public final class X86CPU {
     var idtBase: UInt64 = 0
     var idtLimit: UInt16 = 0
     var taskSelector: UInt16 = 0
-    /// LDTR: only the null selector (no LDT) is modelled.
-    var ldtSelector: UInt16 = 0
     var taskBase: UInt64 = 0
     var taskLimit: UInt32 = 0
     var msrSTAR: UInt64 = 0

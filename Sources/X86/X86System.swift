@@ -6,7 +6,7 @@ extension X86CPU {
         if cpl != 0 { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
     }
 
-    /// sgdt, sidt, sldt, smsw and str outside CPL0 with CR4.UMIP set raise #GP(0).
+    /// sldt, smsw and str outside CPL0 with CR4.UMIP set raise #GP(0).
     func requireDescriptorReadsAllowed() throws(X86Fault) {
         if cpl != 0 && cr4 & (1 << 11) != 0 { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
     }
@@ -281,15 +281,15 @@ extension X86CPU {
             try requireDescriptorReadsAllowed()
             try writeOperand(instruction, size: size, UInt64(taskSelector))
         case .sldt:
+            // No LDT is ever loaded (see lldt): LDTR holds the null selector.
             try requireDescriptorReadsAllowed()
-            try writeOperand(instruction, size: size, UInt64(ldtSelector))
+            try writeOperand(instruction, size: size, 0)
         case .lldt:
             try requireKernel()
             let selector = UInt16(truncatingIfNeeded: try readOperand(instruction, size: 2))
             // A null selector leaves the LDT unusable, as 64-bit kernels do; a real LDT would
             // need segment loads through it, which this CPU does not model.
             guard selector & ~3 == 0 else { throw unimplementedInstruction(instruction) }
-            ldtSelector = 0
         case .smsw:
             try requireDescriptorReadsAllowed()
             // The whole of CR0, cut to the operand size (what processors and KVM store).

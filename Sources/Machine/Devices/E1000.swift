@@ -5,10 +5,10 @@
 /// while ICR & IMS is non-zero, and reading ICR clears it — the register read per interrupt that
 /// an emulated NIC's driver cannot avoid. ITR throttles them as the 82540EM does: INTA# rises
 /// no sooner than ITR × 256 ns after it last rose, causes meanwhile accumulating in ICR (a
-/// device timer raises it when the interval ends). Where the engine buffers MMIO writes (KVM's coalesced MMIO), writes to registers
-/// nothing waits on — ring bases and lengths, addresses, ITR, EERD — cost no exit, as with
-/// QEMU's e1000; doorbells, interrupt registers, resets and the receive control, whose effect a
-/// driver may wait on without another exit, are left out.
+/// device timer raises it when the interval ends). Where the engine buffers MMIO writes (KVM's
+/// coalesced MMIO), writes to registers nothing waits on — ring bases and lengths, addresses,
+/// ITR, EERD — cost no exit, as with QEMU's e1000; doorbells, interrupt registers, resets and
+/// the receive control, whose effect a driver may wait on without another exit, are left out.
 public final class E1000: PCIFunction, BusDevice {
     public static let barSize: UInt32 = 0x20000
     enum Register {
@@ -35,7 +35,6 @@ public final class E1000: PCIFunction, BusDevice {
     private var timers: DeviceTimers?
     private var lastAssertion: UInt64?
     private var throttleTimer: DeviceTimers.Timer?
-    private var lineAsserted = false
     /// Interrupts ITR held back until its interval ended.
     public private(set) var throttledInterrupts = 0
     private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
@@ -83,12 +82,13 @@ public final class E1000: PCIFunction, BusDevice {
     /// INTA# follows ICR & IMS, but rises no sooner than the ITR interval after it last rose.
     private func updateInterrupt() {
         let pending = registers[Register.icr / 4] & registers[Register.ims / 4] != 0
-        guard pending, !lineAsserted else {
-            if !pending { setLine(false) }
+        guard pending, !configuration.interruptRequested else {
+            if !pending { configuration.requestInterrupt(false) }
             return
         }
         let interval = UInt64(registers[Register.itr / 4] & 0xFFFF) * 256
-        if interval > 0, let timers, let last = lastAssertion, timers.now() < last + interval {
+        let now = timers?.now()
+        if interval > 0, let timers, let now, let last = lastAssertion, now < last + interval {
             if throttleTimer == nil {
                 throttledInterrupts += 1
                 throttleTimer = timers.schedule(at: last + interval) { [unowned self] in
@@ -98,13 +98,8 @@ public final class E1000: PCIFunction, BusDevice {
             }
             return
         }
-        lastAssertion = timers?.now()
-        setLine(true)
-    }
-
-    private func setLine(_ asserted: Bool) {
-        lineAsserted = asserted
-        configuration.requestInterrupt(asserted)
+        lastAssertion = now
+        configuration.requestInterrupt(true)
     }
 
     private func raise(_ causes: UInt32) {

@@ -52,7 +52,8 @@ public final class PCIConfiguration {
     public internal(set) var interruptLine: InterruptLine? {
         didSet { bytes[0x3C] = UInt8(truncatingIfNeeded: interruptLine?.gsi ?? 0xFF) }
     }
-    private var interruptRequested = false
+    /// Whether the device asks for INTA# (what `requestInterrupt` last said).
+    public private(set) var interruptRequested = false
 
     /// The device raises (or drops) INTA#. The line follows unless the driver set Interrupt
     /// Disable in the command register; the status register's Interrupt Status bit shows the

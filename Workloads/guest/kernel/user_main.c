@@ -86,23 +86,31 @@ static int has_tsc_deadline_timer(void) {
  * cycles (seconds on any host). */
 #define IRQ_WAIT_LIMIT (1ull << 34)
 
-static int timer_interrupt(uint64_t count) {
-    *lapic_register(LAPIC_TIMER_DIVIDE) = 0xB; /* divide by 1 */
-    *lapic_register(LAPIC_LVT_TIMER) = TIMER_VECTOR; /* one-shot, unmasked */
+/* count times: write `value` to local APIC register `offset`, which raises an interrupt on the
+ * timer's vector at once, and wait with interrupts on at CPL3 until its handler has run. */
+static int interrupt_round_trips(uint64_t count, int offset, uint32_t value, const char *failure) {
     set_user_interrupts(1);
     int ok = 1;
     for (uint64_t i = 0; i < count && ok; i++) {
         uint64_t before = hvb_irq_count, start = plat_cycles();
-        *lapic_register(LAPIC_TIMER_INITIAL) = 1; /* expires after one count: now */
+        *lapic_register(offset) = value;
         while (hvb_irq_count == before) {
             if (plat_cycles() - start > IRQ_WAIT_LIMIT) {
                 ok = 0;
-                plat.failure = "timer-interrupt-not-delivered";
+                plat.failure = failure;
                 break;
             }
         }
     }
     set_user_interrupts(0);
+    return ok;
+}
+
+static int timer_interrupt(uint64_t count) {
+    *lapic_register(LAPIC_TIMER_DIVIDE) = 0xB; /* divide by 1 */
+    *lapic_register(LAPIC_LVT_TIMER) = TIMER_VECTOR; /* one-shot, unmasked */
+    /* An initial count of 1 expires after one count: now. */
+    int ok = interrupt_round_trips(count, LAPIC_TIMER_INITIAL, 1, "timer-interrupt-not-delivered");
     *lapic_register(LAPIC_LVT_TIMER) = 0x10000; /* masked */
     return ok;
 }
@@ -110,21 +118,7 @@ static int timer_interrupt(uint64_t count) {
 /* A fixed IPI to this CPU on the timer's vector (its handler counts and ends it): the write to
  * the ICR and the delivery are what SMP kernels pay for each self-IPI (irq_work, for one). */
 static int self_ipi(uint64_t count) {
-    set_user_interrupts(1);
-    int ok = 1;
-    for (uint64_t i = 0; i < count && ok; i++) {
-        uint64_t before = hvb_irq_count, start = plat_cycles();
-        *lapic_register(LAPIC_ICR_LOW) = TIMER_VECTOR | LAPIC_ICR_SELF;
-        while (hvb_irq_count == before) {
-            if (plat_cycles() - start > IRQ_WAIT_LIMIT) {
-                ok = 0;
-                plat.failure = "self-ipi-not-delivered";
-                break;
-            }
-        }
-    }
-    set_user_interrupts(0);
-    return ok;
+    return interrupt_round_trips(count, LAPIC_ICR_LOW, TIMER_VECTOR | LAPIC_ICR_SELF, "self-ipi-not-delivered");
 }
 
 /* The deadline lies this far ahead so the kernel has reached hlt before it passes, even where
