@@ -98,6 +98,7 @@ public struct ArtifactBuilder: Sendable {
         let guest = workspace.guestSources
         let sources = [
             "common/bench.c", "common/job.c", "common/io_bench.c", "kernel/kernel.c", "kernel/user_main.c", "kernel/entry.S",
+            "kernel/smp.c", "kernel/smp_entry.S", "kernel/smp_user.c",
             "drivers/pci.c", "drivers/irq.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c",
         ]
         var objects: [String] = []
@@ -136,8 +137,9 @@ public struct ArtifactBuilder: Sendable {
             clang,
             ["-O2", "-Wall"] + include + [
                 guest.appendingPathComponent("common/job.c").path, guest.appendingPathComponent("native/native_main.c").path,
+                guest.appendingPathComponent("native/native_smp.c").path,
             ] + objects + [
-                "-o", linked.path,
+                "-pthread", "-o", linked.path,
             ])
         try moveIntoPlace(linked, output)
     }

@@ -28,7 +28,8 @@ extension BenchmarkRunner {
         do {
             let boot = try VMBuilder.boot(
                 kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, pinnedCPUs: configuration.pinnedCPUs, cpu: cpu, io: io,
+                numaNode: configuration.numaNode, pinnedCPUs: configuration.pinnedCPUs, cpu: cpu,
+                vcpus: configuration.vcpus(for: entry.id), io: io,
                 onConsoleLine: { self.reportSamples($0) })
             logger.debug(
                 "VM finished",
@@ -46,6 +47,9 @@ extension BenchmarkRunner {
         _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMBuilder.CPU, system: SystemKind
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
+        if case .emulator = cpu, configuration.vcpus(for: entry.id) > 1 {
+            return .skipped("the emulator runs one vCPU; \(configuration.vcpus(for: entry.id)) need KVM")
+        }
         var io: IOConfiguration?
         var diskWords: [String] = []
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {

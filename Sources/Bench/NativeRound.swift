@@ -30,12 +30,14 @@ extension BenchmarkRunner {
             command = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + command
         }
         if let cpus = configuration.pinnedCPUs, !cpus.isEmpty {
-            // Pinned as the vCPU thread is: the native process (one thread) on the first CPU.
+            // Pinned as the vCPU threads are: the native process on the first CPU, or on the first
+            // two for the SMP benchmarks (whose second thread takes the second).
+            let used = Array(cpus.prefix(configuration.vcpus(for: entry.id)))
             guard let numactl = ProcessRunner.find("numactl") else {
                 return .failed(
                     "numactl is not installed, so the native run cannot be pinned to CPU \(cpus[0]) (apt-get install numactl)")
             }
-            command = [numactl, "--physcpubind=\(cpus[0])"] + command
+            command = [numactl, "--physcpubind=\(used.map(String.init).joined(separator: ","))"] + command
         }
         let output: ProcessRunner.Output
         do {

@@ -50,8 +50,11 @@ public enum QEMUPeer {
         return (arguments, words)
     }
 
-    public static func arguments(_ peer: PeerKind, kernel: URL, commandLine: String, memoryMiB: Int) -> [String] {
+    public static func arguments(_ peer: PeerKind, kernel: URL, commandLine: String, memoryMiB: Int, vcpus: Int = 1)
+        -> [String]
+    {
         var arguments = ["-M", "pc"]
+        if vcpus > 1 { arguments += ["-smp", String(vcpus)] }
         switch peer {
         case .qemuTCG: arguments += ["-accel", "tcg"]
         case .qemuKVM, .qemuKVMVirtio: arguments += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
@@ -92,7 +95,7 @@ extension BenchmarkRunner {
                         qemu,
                         QEMUPeer.arguments(
                             peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "),
-                            memoryMiB: configuration.memoryMiB),
+                            memoryMiB: configuration.memoryMiB, vcpus: configuration.vcpus(for: entry.id)),
                         timeout: entry.timeoutSeconds
                     ) { line in if line.hasPrefix("HVB1 hello") { firstLine.mark() } }
                 } catch {
@@ -126,7 +129,8 @@ extension BenchmarkRunner {
         words += devices.words
         let arguments =
             QEMUPeer.arguments(
-                peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "), memoryMiB: configuration.memoryMiB)
+                peer, kernel: artifacts.guestImage, commandLine: words.joined(separator: " "), memoryMiB: configuration.memoryMiB,
+                vcpus: configuration.vcpus(for: entry.id))
             + devices.arguments
         let output: ProcessRunner.Output
         do {

@@ -27,6 +27,8 @@ public struct RunConfiguration: Sendable {
     /// `--pin`: host CPUs for the vCPU threads (vCPU i on entry i mod count) and the native runs.
     public var pinnedCPUs: [Int]?
     public var memoryMiB: Int = 256
+    /// `--vcpus`: vCPUs of every guest (QEMU's `-smp`); a benchmark that needs more gets its minimum.
+    public var vcpus = 1
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
@@ -56,6 +58,13 @@ public struct RunConfiguration: Sendable {
         self.suite = suite
         self.outputDirectory = outputDirectory
         self.numaNode = numaNode
+    }
+}
+
+extension RunConfiguration {
+    /// The vCPUs a guest running `benchmark` gets: `--vcpus`, or the benchmark's minimum if higher.
+    public func vcpus(for benchmark: String) -> Int {
+        max(vcpus, BenchmarkDefinition.named(benchmark)?.minimumCPUs ?? 1)
     }
 }
 

@@ -21,11 +21,14 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     public let writesDisk: Bool
     /// Why QEMU cannot run this benchmark as a peer (nil: it can).
     public let qemuUnsupported: String?
+    /// The vCPUs (natively: host CPUs) it needs at least: 2 for the SMP benchmarks.
+    public let minimumCPUs: Int
 
     init(
         id: String, group: Group, summary: String, defaultIterations: UInt64, roundKind: RoundKind = .guest,
-        peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil
+        peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil, minimumCPUs: Int = 1
     ) {
+        self.minimumCPUs = minimumCPUs
         self.id = id
         self.group = group
         self.summary = summary
@@ -76,6 +79,24 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "cpu.ipi-self", group: .platform,
             summary: "self-IPI: a fixed IPI to this CPU written to the local APIC's ICR -> its handler ran, ns",
             defaultIterations: 500),
+        .init(
+            id: "cpu.ipi", group: .platform,
+            summary:
+                "IPI round trip: a fixed IPI to the other vCPU, busy at CPL3 with interrupts on, whose handler answers with an IPI -> the answer's handler ran, ns",
+            defaultIterations: 200, minimumCPUs: 2),
+        .init(
+            id: "cpu.ipi-halt", group: .platform,
+            summary: "cpu.ipi with the other vCPU waiting in hlt (the idle loop of an OS), ns", defaultIterations: 200,
+            minimumCPUs: 2),
+        .init(
+            id: "cpu.tlb-shootdown", group: .platform,
+            summary:
+                "PTE change + local invlpg + IPI to the other vCPU, which invalidates, reads the new frame and acknowledges (natively: mprotect read-only and back of a page two threads touch), ns",
+            defaultIterations: 200, minimumCPUs: 2),
+        .init(
+            id: "cpu.cacheline-pingpong", group: .platform,
+            summary: "a cache line handed to the other vCPU and back with locked adds (two pinned threads natively), ns",
+            defaultIterations: 20_000, minimumCPUs: 2),
         .init(
             id: "irq.hlt-wake", group: .platform,
             summary: "hlt until a TSC-deadline timer interrupt: deadline -> first instruction after hlt, ns",

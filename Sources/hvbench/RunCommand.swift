@@ -50,6 +50,12 @@ struct RunOptions: ParsableArguments {
         help: "Pin vCPU thread i to host CPU i mod the list (and the native process to the first), e.g. 1 or 0,1.")
     var pin: String?
 
+    @Option(
+        name: .customLong("vcpus"),
+        help:
+            "vCPUs of each guest (KVM modes and QEMU's -smp; full emulation runs one). The SMP benchmarks use at least 2.")
+    var vcpus = 1
+
     @Option(help: "Seconds one guest or native process may run before the watchdog stops it, overriding the suite.")
     var timeout: Int?
 
@@ -120,6 +126,7 @@ struct RunOptions: ParsableArguments {
             Limits.check(budget, in: Limits.budgetSeconds, "--budget (seconds)"),
             Limits.check(memory, in: VMBuilder.memoryRangeMiB, "--memory (MiB)"),
             Limits.check(ioPollMicroseconds, in: DoorbellPolling.limitMicroseconds, "--io-poll-us"),
+            Limits.check(vcpus, in: 1...FirmwareTables.maximumGuestCPUs, "--vcpus"),
         ]
         if !(targetCI > 0 && targetCI < 100) {
             problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))")
@@ -249,6 +256,7 @@ struct RunOptions: ParsableArguments {
         var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
         configuration.memoryMiB = memory
         configuration.pinnedCPUs = pinnedCPUs
+        configuration.vcpus = vcpus
         configuration.slowdownPercent = injectSlowdown
         configuration.ioThread = !noIOThread
         configuration.ioThreadPollMicroseconds = ioPollMicroseconds

@@ -35,6 +35,8 @@ public enum FirmwareTables {
 
     /// The most CPUs the area has room for (the MP table's processor entries are 20 bytes).
     public static let maximumCPUs = 64
+    /// What hvbench's benchmark guest starts (its kernel's MAX_CPUS): `run --vcpus` stays within it.
+    public static let maximumGuestCPUs = 8
 
     /// The sleep type the DSDT's \_S5 names and `ACPIPowerControl` powers off on.
     public static let softOffSleepType: UInt16 = 5

@@ -263,6 +263,7 @@ static void print_histogram(const char *bench) {
 enum kind {
     K_INT, K_MEM_BW, K_MEM_LAT, K_CALLRET, K_SYSCALL, K_PGFAULT, K_DIVZERO, K_PTEMOD,
     K_CPUID, K_PIO, K_MMIO, K_HYPERCALL, K_BOOT, K_IRQ_TIMER, K_IRQ_HLT_WAKE, K_IPI_SELF,
+    K_IPI, K_IPI_HALT, K_TLB_SHOOTDOWN, K_PINGPONG,
     K_NET_TX64, K_NET_TX1500, K_NET_RX, K_NET_RR,
     K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT
 };
@@ -283,7 +284,8 @@ static const struct bench_entry catalogue[] = {
     {"cpu.divzero", K_DIVZERO},   {"cpu.ptemod", K_PTEMOD},   {"cpu.cpuid", K_CPUID},
     {"cpu.pio", K_PIO},           {"cpu.mmio", K_MMIO},       {"cpu.hypercall", K_HYPERCALL},
     {"vm.boot", K_BOOT},          {"irq.timer", K_IRQ_TIMER}, {"irq.hlt-wake", K_IRQ_HLT_WAKE},
-    {"cpu.ipi-self", K_IPI_SELF},
+    {"cpu.ipi-self", K_IPI_SELF}, {"cpu.ipi", K_IPI}, {"cpu.ipi-halt", K_IPI_HALT},
+    {"cpu.tlb-shootdown", K_TLB_SHOOTDOWN}, {"cpu.cacheline-pingpong", K_PINGPONG},
     {"net.tx-64", K_NET_TX64},    {"net.tx-1500", K_NET_TX1500}, {"net.rx-1500", K_NET_RX},
     {"net.rr", K_NET_RR},         {"net.tx-1500-irq", K_NET_TX1500, 1}, {"net.rr-irq", K_NET_RR, 1},
     {"net.tx-1500-irq-moderated", K_NET_TX1500, 2}, {"net.rr-irq-intx", K_NET_RR, 3},
@@ -323,6 +325,10 @@ static const char *unavailable_reason(enum kind kind) {
     case K_IRQ_TIMER: return plat.timer_interrupt ? 0 : plat.no_timer;
     case K_IRQ_HLT_WAKE: return plat.halt_wake ? 0 : plat.no_halt;
     case K_IPI_SELF: return plat.self_ipi ? 0 : plat.no_self_ipi;
+    case K_IPI: return plat.ipi_round_trips ? 0 : plat.no_ipi;
+    case K_IPI_HALT: return plat.ipi_halt_round_trips ? 0 : plat.no_ipi_halt;
+    case K_TLB_SHOOTDOWN: return plat.tlb_shootdowns ? 0 : plat.no_tlb_shootdown;
+    case K_PINGPONG: return plat.cacheline_pingpong ? 0 : plat.no_cacheline_pingpong;
     default: return 0;
     }
 }
@@ -331,6 +337,7 @@ static int has_latency_pass(enum kind kind) {
     switch (kind) {
     case K_SYSCALL: case K_PGFAULT: case K_DIVZERO: case K_PTEMOD: case K_CPUID: case K_PIO: case K_MMIO:
     case K_HYPERCALL: case K_NET_RR: case K_DISK_LAT: case K_IRQ_TIMER: case K_IRQ_HLT_WAKE: case K_IPI_SELF:
+    case K_IPI: case K_IPI_HALT: case K_TLB_SHOOTDOWN: case K_PINGPONG:
         return 1;
     default:
         return 0;
@@ -440,6 +447,19 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
         return 0;
     case K_IPI_SELF:
         if (!plat.self_ipi(n)) c->failure = plat.failure ? plat.failure : "self-ipi-failed";
+        return 0;
+    case K_IPI: case K_IPI_HALT: {
+        uint64_t cycles = (c->kind == K_IPI ? plat.ipi_round_trips : plat.ipi_halt_round_trips)(n);
+        if (cycles == UINT64_MAX) c->failure = plat.failure ? plat.failure : "ipi-failed";
+        c->self_timed = 1;
+        c->measured_cycles = cycles;
+        return 0;
+    }
+    case K_TLB_SHOOTDOWN:
+        if (!plat.tlb_shootdowns(n)) c->failure = plat.failure ? plat.failure : "tlb-shootdown-failed";
+        return 0;
+    case K_PINGPONG:
+        if (!plat.cacheline_pingpong(n)) c->failure = plat.failure ? plat.failure : "cacheline-pingpong-failed";
         return 0;
     case K_IRQ_HLT_WAKE: {
         uint64_t cycles = plat.halt_wake(n);

@@ -62,10 +62,18 @@ struct plat_ops {
     /* cpu.ipi-self: send this CPU an IPI through its local APIC's ICR and wait, interrupts on,
      * until its handler has run; count times. */
     plat_op_fn self_ipi;
+    /* SMP, this CPU against a second one (guest: the first application processor; natively: a
+     * second thread). cpu.ipi and cpu.ipi-halt time each IPI round trip themselves (the other
+     * CPU busy, or waiting in hlt); cpu.tlb-shootdown changes a mapping both CPUs use and waits
+     * until the other has dropped the old one; cpu.cacheline-pingpong hands a cache line to the
+     * other CPU and back with locked operations. */
+    plat_timed_op_fn ipi_round_trips, ipi_halt_round_trips;
+    plat_op_fn tlb_shootdowns, cacheline_pingpong;
     /* Device interrupts taken so far and those that found no cause (guest only; 0 natively). */
     void (*device_interrupts)(uint64_t *taken, uint64_t *spurious);
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
-        *no_boot, *no_timer, *no_halt, *no_self_ipi;
+        *no_boot, *no_timer, *no_halt, *no_self_ipi, *no_ipi, *no_ipi_halt, *no_tlb_shootdown,
+        *no_cacheline_pingpong;
     /* Why the -irq variants cannot run here (natively: no device of ours raises interrupts). */
     const char *no_device_interrupts;
     int has_hypercall;

@@ -12,6 +12,7 @@
 #define USER_DS   0x1B
 #define USER_CS   0x23
 #define BOOT_MILESTONE_PORT 0x80
+#define MAX_CPUS 8                /* kernel.h */
 
 /* ELF note read by PVH loaders (hvbench, QEMU): XEN_ELFNOTE_PHYS32_ENTRY = 18. */
 .section .note.Xen, "a", @note
@@ -61,7 +62,7 @@ long_mode_entry:
 1:  hlt
     jmp 1b
 
-/* enter_user(rip, rsp, argument): iretq to CPL3 with IOPL=3 and interrupts off. */
+/* enter_user(rip, rsp, argument, rflags): iretq to CPL3 with those flags (IOPL=3). */
 .globl enter_user
 enter_user:
     movw $USER_DS, %ax
@@ -69,7 +70,7 @@ enter_user:
     movw %ax, %es
     pushq $USER_DS
     pushq %rsi
-    pushq $0x3002                 /* IOPL=3, reserved bit 1; IF=0 */
+    pushq %rcx
     pushq $USER_CS
     pushq %rdi
     movq %rdx, %rdi
@@ -325,8 +326,11 @@ gdt:
     .quad 0x00CF92000000FFFF      /* 0x10 kernel data */
     .quad 0x00CFF2000000FFFF      /* 0x18 user data */
     .quad 0x00AFFA000000FFFF      /* 0x20 user code, 64-bit */
-    .quad 0, 0                    /* 0x28 TSS, filled in by kernel_main */
+    /* 0x28 + 16 * cpu: each CPU's TSS (ltr marks its descriptor busy, so each has its own),
+     * filled in by cpu_tables_load */
+    .fill 2 * MAX_CPUS, 8, 0
 gdt_end:
+.globl gdt_descriptor
 gdt_descriptor:
     .word gdt_end - gdt - 1
     .quad gdt

@@ -5,6 +5,7 @@
  */
 #include "hvb.h"
 #include "kernel.h"
+#include "start_info.h"
 
 struct interrupt_gate {
     uint16_t offset_low, selector;
@@ -35,9 +36,8 @@ extern uint64_t page_directories[];
 extern const uint64_t exception_stubs[32];
 extern char timer_interrupt_entry[], spurious_interrupt_entry[];
 extern char device_interrupt_0[], device_interrupt_1[], device_interrupt_2[], device_interrupt_3[];
+extern char ping_interrupt_entry[], shootdown_interrupt_entry[], wake_interrupt_entry[];
 extern char syscall_entry[];
-void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument)
-    __attribute__((noreturn));
 
 /* All 256 vectors: exceptions, the timer and the spurious vector are present; any other vector
  * arriving raises #NP, which the exception path reports. */
@@ -48,9 +48,11 @@ volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS], hvb_device_spurious[DEV
 volatile uint32_t hvb_device_causes[DEVICE_VECTORS];
 volatile void *volatile hvb_device_cause_register[DEVICE_VECTORS];
 volatile uint8_t hvb_device_cause_width[DEVICE_VECTORS];
-static struct task_state_segment tss __attribute__((aligned(16)));
+static struct task_state_segment tss[MAX_CPUS] __attribute__((aligned(16)));
 static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
-static uint8_t double_fault_stack[4096] __attribute__((aligned(16)));
+/* Application processors take interrupts on the stack they run on (smp.c), and a double fault
+ * on their own. */
+static uint8_t double_fault_stacks[MAX_CPUS][4096] __attribute__((aligned(16)));
 static uint8_t user_stack[65536] __attribute__((aligned(16)));
 /* Referenced by entry.S. */
 __asm__(".globl kernel_stack_top\n.set kernel_stack_top, kernel_stack + 16384");
@@ -85,30 +87,15 @@ void kernel_main(uint32_t start_info) {
     set_gate(FIRST_DEVICE_VECTOR + 1, (uint64_t)device_interrupt_1, 0);
     set_gate(FIRST_DEVICE_VECTOR + 2, (uint64_t)device_interrupt_2, 0);
     set_gate(FIRST_DEVICE_VECTOR + 3, (uint64_t)device_interrupt_3, 0);
+    set_gate(PING_VECTOR, (uint64_t)ping_interrupt_entry, 0);
+    set_gate(SHOOTDOWN_VECTOR, (uint64_t)shootdown_interrupt_entry, 0);
+    set_gate(WAKE_VECTOR, (uint64_t)wake_interrupt_entry, 0);
     /* The legacy PICs stay masked (QEMU's firmware leaves its PIT ticking on IRQ 0); interrupts
-     * come through the local APIC, which is software-enabled here with its spurious vector. */
+     * come through the local APIC. */
     outb(0x21, 0xFF);
     outb(0xA1, 0xFF);
-    *lapic_register(LAPIC_SPURIOUS) = 0x100 | SPURIOUS_VECTOR;
-    struct {
-        uint16_t limit;
-        uint64_t base;
-    } __attribute__((packed)) idtr = {sizeof idt - 1, (uint64_t)idt};
-    __asm__ volatile("lidt %0" : : "m"(idtr));
-
-    tss.rsp[0] = (uint64_t)(kernel_stack + sizeof kernel_stack);
-    tss.ist[0] = (uint64_t)(double_fault_stack + sizeof double_fault_stack);
-    tss.io_map_base = __builtin_offsetof(struct task_state_segment, io_bitmap);
-    tss.io_bitmap[8192] = 0xFF;
-    uint64_t base = (uint64_t)&tss, limit = sizeof tss - 1;
-    gdt[5] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
-             ((base >> 24 & 0xFF) << 56);
-    gdt[6] = base >> 32;
-    __asm__ volatile("ltr %w0" : : "r"(0x28));
-
-    write_msr(0xC0000081, (0x10ull << 48) | (0x08ull << 32)); /* STAR */
-    write_msr(0xC0000082, (uint64_t)syscall_entry);            /* LSTAR */
-    write_msr(0xC0000084, 0x700);                              /* FMASK: TF, IF, DF */
+    tss[0].rsp[0] = (uint64_t)(kernel_stack + sizeof kernel_stack);
+    cpu_tables_load(0);
 
     benchmark_page_table[0] = 0;
     benchmark_page_table[1] = (uint64_t)pte_frames[0] | 0x7;
@@ -117,8 +104,39 @@ void kernel_main(uint32_t start_info) {
     page_directories[BENCHMARK_PD_INDEX] = (uint64_t)benchmark_page_table | 0x7;
     __asm__ volatile("invlpg (%0)" : : "r"(BENCHMARK_REGION) : "memory");
 
-    enter_user(user_main, user_stack + sizeof user_stack, start_info);
+    const struct hvm_start_info *info = (const void *)(uint64_t)start_info;
+    smp_start(info->magic == HVM_START_MAGIC ? info->rsdp_paddr : 0);
+    enter_user(user_main, user_stack + sizeof user_stack, start_info, USER_RFLAGS);
 }
+
+/* The IDT is shared; each CPU has its own TSS (its kernel stack for interrupts from user mode,
+ * its double-fault stack, the I/O bitmap that lets user mode use ports), syscall MSRs and
+ * local APIC, software-enabled with the spurious vector. */
+void cpu_tables_load(int cpu) {
+    *lapic_register(LAPIC_SPURIOUS) = 0x100 | SPURIOUS_VECTOR;
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) idtr = {sizeof idt - 1, (uint64_t)idt};
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+
+    struct task_state_segment *t = &tss[cpu];
+    t->ist[0] = (uint64_t)(double_fault_stacks[cpu] + sizeof double_fault_stacks[cpu]);
+    t->io_map_base = __builtin_offsetof(struct task_state_segment, io_bitmap);
+    t->io_bitmap[8192] = 0xFF;
+    uint64_t base = (uint64_t)t, limit = sizeof *t - 1;
+    gdt[5 + 2 * cpu] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
+                       ((base >> 24 & 0xFF) << 56);
+    gdt[6 + 2 * cpu] = base >> 32;
+    __asm__ volatile("ltr %w0" : : "r"(0x28 + 16 * cpu));
+
+    write_msr(0xC0000081, (0x10ull << 48) | (0x08ull << 32)); /* STAR */
+    write_msr(0xC0000082, (uint64_t)syscall_entry);            /* LSTAR */
+    write_msr(0xC0000084, 0x700);                              /* FMASK: TF, IF, DF */
+}
+
+/* An application processor's kernel stack top, for interrupts it takes in user mode. */
+void cpu_set_kernel_stack(int cpu, uint64_t top) { tss[cpu].rsp[0] = top; }
 
 /* Only unexpected exceptions get here (expected ones take the fast path in entry.S). */
 void exception_handler(struct exception_frame *frame) {

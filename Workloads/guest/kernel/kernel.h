@@ -36,6 +36,16 @@
 #define FIRST_DEVICE_VECTOR 0x40
 #define DEVICE_VECTORS 4
 #define SPURIOUS_VECTOR 0xFF
+/* SMP: vectors an application processor handles for the benchmarks (smp_entry.S), the CPUs
+ * the kernel supports, and where the real-mode trampoline is copied (a SIPI's vector is its
+ * page number, so it lies below 1 MiB and clear of the start-of-day data at 0x6000-0x7FFF). */
+#define PING_VECTOR 0xE0
+#define SHOOTDOWN_VECTOR 0xE1
+#define WAKE_VECTOR 0xE2
+#define MAX_CPUS 8
+#define TRAMPOLINE_BASE 0x8000
+#define LAPIC_ID 0x20
+#define LAPIC_ICR_HIGH 0x310
 static inline volatile uint32_t *lapic_register(uint32_t offset) {
     return (volatile uint32_t *)(LAPIC_BASE + offset);
 }
@@ -60,6 +70,38 @@ static inline __attribute__((noreturn)) void guest_exit(uint8_t code) {
 }
 
 void user_main(uint32_t start_info);
+/* The flags user code starts with: IOPL=3 (port I/O without the kernel), reserved bit 1, and
+ * interrupts off or on. */
+#define USER_RFLAGS 0x3002ull
+#define USER_RFLAGS_INTERRUPTS 0x3202ull
+void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument, uint64_t rflags)
+    __attribute__((noreturn));
+
+/* ---- SMP (smp.c, smp_user.c) */
+/* Loads this CPU's IDT, TSS, syscall MSRs and enables its local APIC (kernel.c). */
+void cpu_tables_load(int cpu);
+void cpu_set_kernel_stack(int cpu, uint64_t top);
+/* Starts the application processors the ACPI MADT lists, the way an OS does (INIT-SIPI-SIPI
+ * into the real-mode trampoline); returns how many CPUs run, this one included. */
+int smp_start(uint64_t rsdp_address);
+/* What an application processor does next: idle in hlt (where cpu.ipi-halt finds it), or run
+ * ap_user_main at CPL3 with interrupts on (the running target of cpu.ipi, cpu.tlb-shootdown
+ * and cpu.cacheline-pingpong). Set by the bootstrap processor, followed by a WAKE_VECTOR IPI. */
+enum ap_command { AP_IDLE = 0, AP_SPIN = 1, AP_TOUCH = 2, AP_PINGPONG = 3 };
+extern volatile uint64_t hvb_ap_command[MAX_CPUS];
+/* The command each AP's user loop is running, once it runs it. */
+extern volatile uint64_t hvb_ap_running[MAX_CPUS];
+extern volatile uint32_t hvb_cpu_count;
+extern volatile uint8_t hvb_cpu_apic_ids[MAX_CPUS];
+extern volatile uint64_t hvb_pings_answered, hvb_shootdown_address, hvb_shootdown_seen, hvb_shootdown_acks;
+extern volatile uint64_t hvb_pingpong_line[8];
+void ap_user_main(uint32_t cpu);
+/* CPL3: interrupts on or off for the caller (a kernel service). */
+void hvb_user_interrupts(int on);
+uint64_t hvb_ipi_round_trips(uint64_t count);
+uint64_t hvb_ipi_halt_round_trips(uint64_t count);
+int hvb_tlb_shootdowns(uint64_t count);
+int hvb_cacheline_pingpong(uint64_t count);
 void hvb_report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2, uint64_t cs);
 void hvb_report_line(const char *kind, const char *key, const char *value);
 uint64_t pte_frame_address(int which);

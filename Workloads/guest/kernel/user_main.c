@@ -72,7 +72,7 @@ static int mmio_read(uint64_t count) {
 /* ---- interrupts: the local APIC timer, taken at CPL3 with interrupts on (irq.timer) or in
  * the kernel's halt service (irq.hlt-wake) */
 
-static void set_user_interrupts(int on) {
+void hvb_user_interrupts(int on) {
     __asm__ volatile("ud2" : : "a"(on ? IRQ_ENABLE_SERVICE : IRQ_DISABLE_SERVICE) : "memory");
 }
 
@@ -89,7 +89,7 @@ static int has_tsc_deadline_timer(void) {
 /* count times: write `value` to local APIC register `offset`, which raises an interrupt on the
  * timer's vector at once, and wait with interrupts on at CPL3 until its handler has run. */
 static int interrupt_round_trips(uint64_t count, int offset, uint32_t value, const char *failure) {
-    set_user_interrupts(1);
+    hvb_user_interrupts(1);
     int ok = 1;
     for (uint64_t i = 0; i < count && ok; i++) {
         uint64_t before = hvb_irq_count, start = plat_cycles();
@@ -102,7 +102,7 @@ static int interrupt_round_trips(uint64_t count, int offset, uint32_t value, con
             }
         }
     }
-    set_user_interrupts(0);
+    hvb_user_interrupts(0);
     return ok;
 }
 
@@ -161,6 +161,10 @@ struct plat_ops plat = {
     .timer_interrupt = timer_interrupt,
     .halt_wake = halt_wake,
     .self_ipi = self_ipi,
+    .ipi_round_trips = hvb_ipi_round_trips,
+    .ipi_halt_round_trips = hvb_ipi_halt_round_trips,
+    .tlb_shootdowns = hvb_tlb_shootdowns,
+    .cacheline_pingpong = hvb_cacheline_pingpong,
     .device_interrupts = device_interrupts,
 };
 

@@ -210,7 +210,10 @@ static const char *file_write(uint64_t lba, uint32_t count, const void *buffer) 
 
 static struct disk_ops file_disk = {"host-file", 0, file_read, file_write};
 
+void native_smp_install(void); /* native_smp.c */
+
 int main(int argc, char **argv) {
+    native_smp_install();
     char cmdline[1024] = "";
     for (int i = 1; i < argc; i++) {
         if (strlen(cmdline) + strlen(argv[i]) + 2 > sizeof cmdline) {
