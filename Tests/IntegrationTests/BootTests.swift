@@ -222,4 +222,30 @@ import X86
         #expect(transcript.samples.count == 2)
         #expect(transcript.privilegeLevel == 3)
     }
+
+    /// The SMP benchmarks under `qemu -smp 2`: the guest finds the second CPU in SeaBIOS's ACPI
+    /// tables and starts it with INIT-SIPI-SIPI, as it does under hvbench's VMM.
+    @Test(
+        .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
+        arguments: ["cpu.ipi", "cpu.ipi-halt", "cpu.tlb-shootdown", "cpu.cacheline-pingpong"])
+    func smpBenchmarksRunUnderQEMUWithTwoCPUs(_ id: String) async throws {
+        let artifacts = try await Built.artifacts.value
+        let arguments =
+            QEMUPeer.arguments(
+                .qemuTCG, kernel: artifacts.guestImage, commandLine: "bench=\(id) iterations=20 repetitions=2 warmups=0",
+                memoryMiB: 128, vcpus: 2)
+        #expect(arguments.contains("-smp"))
+        let output = try await ProcessRunner.run(Host.qemu!, arguments, timeout: 600)
+        #expect(output.exitCode == 1, "qemu \(output.statusDescription): \(output.standardOutput) \(output.standardError)")
+        let transcript = try BenchmarkTranscript.parse(console: output.standardOutput.joined(separator: "\n"), bench: id)
+        #expect(transcript.status == .ok, "\(output.standardOutput)")
+        #expect(transcript.samples.count == 2)
+        // With one CPU there is nobody to answer: a clear failure, not a hang.
+        let alone = try await ProcessRunner.run(
+            Host.qemu!,
+            QEMUPeer.arguments(
+                .qemuTCG, kernel: artifacts.guestImage, commandLine: "bench=\(id) iterations=20 repetitions=2 warmups=0",
+                memoryMiB: 128, vcpus: 1), timeout: 600)
+        #expect(alone.standardOutput.contains("HVB1 fail bench=\(id) reason=no-second-cpu"), "\(alone.standardOutput)")
+    }
 }

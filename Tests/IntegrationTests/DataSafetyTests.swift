@@ -108,6 +108,7 @@ import Results
         for arguments in [
             ["--timeout", "10000000000000000"], ["--repetitions", "100000000"], ["--iterations", "18446744073709551615"],
             ["--inject-slowdown", "100000"], ["--budget", "inf"], ["--memory", "999999999999"], ["--io-poll-us", "1000001"],
+            ["--vcpus", "9"], ["--vcpus", "0"],
         ] {
             let output = try await hvbench(["run", "--mode", "native", "--bench", "cpu.int"] + arguments)
             #expect(output.exitCode == 2, "\(arguments): \(output.statusDescription) \(output.standardError)")
