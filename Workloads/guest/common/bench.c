@@ -7,6 +7,7 @@
  * The host turns those integers into ns/op, cycles/op, GiB/s, ... (see README.md).
  */
 #include "hvb.h"
+#include "operations.h"
 #include "io_bench.h"
 
 volatile uint64_t hvb_fixup_rip;
@@ -157,66 +158,6 @@ static uint64_t call_return(uint64_t n) {
     uint64_t x = 0;
     for (uint64_t i = 0; i < n; i++) x = callee(x);
     return x;
-}
-
-/* The faulting instruction sits right before local label 1; the handler resumes there. */
-static void fault_once(volatile uint64_t *address) {
-    __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
-                     "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
-                     "movq (%0), %%rax\n\t"
-                     "1:\n\t"
-                     :
-                     : "r"(address)
-                     : "rax", "memory");
-}
-
-static void divide_by_zero_once(void) {
-    __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
-                     "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
-                     "xorl %%ecx, %%ecx\n\t"
-                     "xorl %%edx, %%edx\n\t"
-                     "movl $1, %%eax\n\t"
-                     "divl %%ecx\n\t"
-                     "1:\n\t"
-                     :
-                     :
-                     : "rax", "rcx", "rdx", "memory");
-}
-
-static void cpuid_leaf(uint32_t leaf, uint32_t regs[4]) {
-    __asm__ volatile("cpuid"
-                     : "=a"(regs[0]), "=b"(regs[1]), "=c"(regs[2]), "=d"(regs[3])
-                     : "a"(leaf), "c"(0));
-}
-
-static int cpu_is_amd_like(void) {
-    uint32_t r[4];
-    cpuid_leaf(0, r);
-    /* "AuthenticAMD" / "HygonGenuine": ebx starts with "Auth" / "Hygo". */
-    return r[1] == 0x68747541u || r[1] == 0x6f677948u;
-}
-
-/* vmcall on Intel, vmmcall on AMD; rax = an unassigned hypercall number. A CPU or VMM
- * without a hypercall interface raises #UD, which the benchmark reports as a failure. */
-static void hypercall_once(int amd) {
-    if (amd)
-        __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
-                         "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
-                         "movl $0xFFFF, %%eax\n\t"
-                         "vmmcall\n\t"
-                         "1:\n\t"
-                         :
-                         :
-                         : "rax", "rbx", "rcx", "rdx", "rsi", "memory");
-    else
-        __asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
-                         "movq %%rax, hvb_fixup_rip(%%rip)\n\t"
-                         "movl $0xFFFF, %%eax\n\t"
-                         "vmcall\n\t"
-                         "1:\n\t"
-                         :
-                         :
-                         : "rax", "rbx", "rcx", "rdx", "rsi", "memory");
 }
 
 /* ---------------------------------------------------------------- latency histogram */
