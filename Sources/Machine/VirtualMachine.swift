@@ -215,6 +215,15 @@ public final class VirtualMachine: @unchecked Sendable {
             let endOfInterrupts = interruptCounts.compactMap(\.endOfInterrupts)
             counters.endOfInterrupts = endOfInterrupts.count == processors.count ? endOfInterrupts.reduce(0, +) : nil
         }
+        if processors.count > 1 {
+            let each = perProcessor.withLock { $0 }
+            counters.perVCPU = each.indices.map { index in
+                VCPUExitCounters(
+                    portIO: each[index].portIO, mmio: each[index].mmio, halts: each[index].halts,
+                    interruptions: each[index].interruptions,
+                    interrupts: interruptCounts.count == processors.count ? interruptCounts[index].taken : nil)
+            }
+        }
         var outcome = VMOutcome(
             ending: ending.withLock { $0 } ?? .failed("no vCPU thread ended"), milestones: milestones.milestones,
             counters: counters, startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())

@@ -186,7 +186,7 @@ public enum HTMLReport {
         guard !rows.isEmpty else { return "" }
         func rate(_ value: Double?) -> String { value.map { String(format: "%.3g", $0) } ?? "-" }
         var html =
-            "<section id=\"exits\"><h2>VM exits and interrupts</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th><th>interrupts per operation</th><th>cause reads per operation</th><th>guest-counted interrupts per operation</th><th>spurious per operation</th></tr></thead><tbody>"
+            "<section id=\"exits\"><h2>VM exits and interrupts</h2><table><thead><tr><th>system</th><th>benchmark</th><th>port I/O exits</th><th>MMIO exits</th><th>doorbells</th><th>unclaimed port reads</th><th>unclaimed MMIO reads</th><th>exits per operation</th><th>doorbells per operation</th><th>interrupts per operation</th><th>cause reads per operation</th><th>guest-counted interrupts per operation</th><th>spurious per operation</th><th>per vCPU: exits / interrupts per operation</th></tr></thead><tbody>"
         for result in rows {
             let exits = result.exits
             let counts = [exits?.portIO, exits?.mmio, exits?.notifications, exits?.unclaimedPortReads, exits?.unclaimedMMIOReads]
@@ -198,10 +198,12 @@ public enum HTMLReport {
                 exits?.interruptCauseReadsPerOperation, result.guestInterrupts?.takenPerOperation,
                 result.guestInterrupts?.spuriousPerOperation,
             ]
-            html += rates.map { "<td>\(rate($0))</td>" }.joined() + "</tr>"
+            html += rates.map { "<td>\(rate($0))</td>" }.joined()
+            let perVCPU = exits?.perVCPURates?.map { "\(rate($0.exits)) / \(rate($0.interrupts))" }
+            html += "<td>\(perVCPU.map { $0.joined(separator: "; ") } ?? "-")</td></tr>"
         }
         return html
-            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic). Cause reads: the guest reading an interrupt-cause register (e1000 ICR, virtio ISR), which MSI-X makes unnecessary. Guest-counted: device interrupts the guest's own handlers took (also under QEMU); spurious: those that found the cause register clear.</p></section>\n"
+            + "</tbody></table><p class=\"hint\">Counts for the whole boot, console output included. Interrupts: taken by the emulator's local APIC, or injected by KVM (its irq_injections statistic). Cause reads: the guest reading an interrupt-cause register (e1000 ICR, virtio ISR), which MSI-X makes unnecessary. Guest-counted: device interrupts the guest's own handlers took (also under QEMU); spurious: those that found the cause register clear. Per vCPU (guests with more than one, in vCPU order): which CPU of an SMP benchmark exits and takes the interrupts.</p></section>\n"
     }
 
     static func environment(_ model: ReportModel) -> String {

@@ -30,6 +30,9 @@ public struct ExitCounters: Equatable, Sendable, Codable {
     /// MMIO writes KVM buffered in its coalesced-MMIO ring instead of exiting, applied by the
     /// VMM at the next exit: nil when the run had no such ring (the emulator, older files).
     public var coalescedWrites: Int?
+    /// With more than one vCPU, each vCPU's own exits and interrupts (vCPU order): which CPU of
+    /// an SMP benchmark pays for what. nil with one vCPU and in older files.
+    public var perVCPU: [VCPUExitCounters]?
     public init() {}
 
     /// Adds another boot's counts (the rounds of one result are merged this way).
@@ -49,6 +52,11 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         interruptsByEventFD = Self.sum(interruptsByEventFD, other.interruptsByEventFD)
         ioThreadPolledNotifications = Self.sum(ioThreadPolledNotifications, other.ioThreadPolledNotifications)
         coalescedWrites = Self.sum(coalescedWrites, other.coalescedWrites)
+        if let mine = perVCPU, let theirs = other.perVCPU, mine.count == theirs.count {
+            perVCPU = zip(mine, theirs).map { $0.adding($1) }
+        } else if perVCPU != nil || other.perVCPU != nil {
+            perVCPU = nil  // boots with different vCPU counts: no per-vCPU sum means anything
+        }
     }
 
     static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }
@@ -60,10 +68,42 @@ public struct ExitCounters: Equatable, Sendable, Codable {
         guard operations > 0, let interrupts else { return nil }
         return Double(interrupts) / Double(operations)
     }
+    /// Per vCPU, (port I/O + MMIO exits) and interrupts per operation of the benchmark.
+    public var perVCPURates: [(exits: Double?, interrupts: Double?)]? {
+        guard let perVCPU, operations > 0 else { return nil }
+        let operations = Double(operations)
+        return perVCPU.map { (Double($0.portIO + $0.mmio) / operations, $0.interrupts.map { Double($0) / operations }) }
+    }
     public var interruptCauseReadsPerOperation: Double? {
         guard operations > 0, let interruptCauseReads else { return nil }
         return Double(interruptCauseReads) / Double(operations)
     }
+}
+
+/// Part of the results schema (`exits.perVCPU`): one vCPU's exits by kind and the interrupts it
+/// took (nil when its engine does not count them).
+public struct VCPUExitCounters: Equatable, Sendable, Codable {
+    public var portIO = 0
+    public var mmio = 0
+    public var halts = 0
+    public var interruptions = 0
+    public var interrupts: Int?
+
+    public init(portIO: Int = 0, mmio: Int = 0, halts: Int = 0, interruptions: Int = 0, interrupts: Int? = nil) {
+        self.portIO = portIO
+        self.mmio = mmio
+        self.halts = halts
+        self.interruptions = interruptions
+        self.interrupts = interrupts
+    }
+
+    func adding(_ other: VCPUExitCounters) -> VCPUExitCounters {
+        VCPUExitCounters(
+            portIO: portIO + other.portIO, mmio: mmio + other.mmio, halts: halts + other.halts,
+            interruptions: interruptions + other.interruptions, interrupts: ExitCounters.sum(interrupts, other.interrupts))
+    }
+
+    var counts: [Int] { [portIO, mmio, halts, interruptions] + (interrupts.map { [$0] } ?? []) }
 }
 
 /// Part of the results schema (`guestInterrupts` of a result): device interrupts as the guest's

@@ -122,6 +122,13 @@ public struct RunResults: Codable, Sendable {
                 if (counts + optionalCounts.compactMap { $0 }).contains(where: { $0 < 0 }) {
                     return "\(at).exits holds a negative count"
                 }
+                if let perVCPU = exits.perVCPU {
+                    // KVM's own limit on vCPUs per VM.
+                    if !(1...1024).contains(perVCPU.count) { return "\(at).exits.perVCPU lists \(perVCPU.count) vCPUs" }
+                    if perVCPU.contains(where: { $0.counts.contains { $0 < 0 } }) {
+                        return "\(at).exits.perVCPU holds a negative count"
+                    }
+                }
             }
             if let counts = result.guestInterrupts,
                 counts.taken < 0 || counts.spurious < 0 || counts.spurious > counts.taken || counts.operations < 0

@@ -66,6 +66,13 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
             // statistic may count a re-injected one again (AMD).
             let interrupts = try #require(exits.interrupts)
             #expect((perBoot...perBoot + 3).contains(interrupts), "\(id): \(exits)")
+            // Per vCPU: the answering CPU takes the pings, shootdowns and the wake-up; CPU 0
+            // takes the answers of cpu.ipi and cpu.ipi-halt, nothing else.
+            let perVCPU = try #require(exits.perVCPU)
+            #expect(perVCPU.count == 2)
+            let answers = id.hasPrefix("cpu.ipi") ? 60 : 0
+            #expect((answers...answers + 3).contains(perVCPU[0].interrupts ?? -1), "\(id): \(perVCPU)")
+            #expect((perBoot - answers...perBoot - answers + 3).contains(perVCPU[1].interrupts ?? -1), "\(id): \(perVCPU)")
         } else if id.hasPrefix("irq.") || id == "cpu.ipi-self" {
             // 60 timer interrupts; KVM's statistic may count a re-injected one again (AMD).
             #expect((60...63).contains(try #require(exits.interrupts)), "\(id): \(exits)")

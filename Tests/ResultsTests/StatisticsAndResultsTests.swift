@@ -141,8 +141,31 @@ func sampleRun() -> RunResults {
                     $0.results[0].exits = exits
                 }.contains("results[0] (native cpu.cpuid).exits holds a negative count"))
         }
+        for perVCPU in [[VCPUExitCounters(halts: -1)], [VCPUExitCounters(interrupts: -2)], []] {
+            #expect(
+                problem {
+                    var exits = ExitCounters()
+                    exits.perVCPU = perVCPU
+                    $0.results[0].exits = exits
+                }.contains("results[0] (native cpu.cpuid).exits.perVCPU"))
+        }
         #expect(problem { $0.environment.pinnedCPUs = [PinnedCPU(cpu: -1, node: 0)] }.contains("environment.pinnedCPUs"))
         #expect(problem { _ in }.isEmpty)
+    }
+
+    /// Boots of one result add up per vCPU; boots with different vCPU counts have no per-vCPU sum.
+    @Test func perVCPUCountersAddUpAcrossBoots() {
+        var first = ExitCounters()
+        first.perVCPU = [VCPUExitCounters(portIO: 2, interrupts: 60), VCPUExitCounters(interrupts: 61)]
+        first.operations = 60
+        var total = first
+        total.add(first)
+        #expect(total.perVCPU == [VCPUExitCounters(portIO: 4, interrupts: 120), VCPUExitCounters(interrupts: 122)])
+        #expect(total.perVCPURates?.map(\.interrupts) == [1, 122.0 / 120])
+        var single = ExitCounters()
+        single.perVCPU = [VCPUExitCounters()]
+        total.add(single)
+        #expect(total.perVCPU == nil)
     }
 
     @Test func injectedSlowdownIsRecordedAndWarnedAboutInEveryReport() throws {
