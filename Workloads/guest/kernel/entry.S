@@ -7,6 +7,7 @@
  * and the handlers benchmarks hit have short fast paths.
  */
 
+#include "long_mode.h"
 #define KERNEL_CS 0x08
 #define KERNEL_DS 0x10
 #define USER_DS   0x1B
@@ -33,19 +34,7 @@ pvh_entry:
     outb %al, $BOOT_MILESTONE_PORT
     movl %ebx, %esi               /* physical address of hvm_start_info */
     lgdt gdt_descriptor
-    movl %cr4, %eax
-    orl $0x20, %eax               /* PAE */
-    movl %eax, %cr4
-    movl $pml4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx        /* EFER */
-    rdmsr
-    orl $0x101, %eax              /* LME | SCE */
-    wrmsr
-    movl %cr0, %eax
-    orl $0x80010001, %eax         /* PG | WP | PE */
-    movl %eax, %cr0
-    ljmp $KERNEL_CS, $long_mode_entry
+    ENTER_LONG_MODE long_mode_entry
 
 .code64
 long_mode_entry:

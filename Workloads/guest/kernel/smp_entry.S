@@ -8,6 +8,7 @@
  * selectors match the kernel's (0x08 64-bit code, 0x10 data) plus a 32-bit code segment for
  * the step through protected mode, as OS trampolines do.
  */
+#include "long_mode.h"
 #define KERNEL_CS 0x08
 #define KERNEL_DS 0x10
 #define TRAMPOLINE_CS32 0x18
@@ -36,19 +37,7 @@ ap_protected_mode:
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
-    movl %cr4, %eax
-    orl $0x20, %eax               /* PAE */
-    movl %eax, %cr4
-    movl $pml4, %eax              /* the bootstrap processor's page tables */
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx        /* EFER */
-    rdmsr
-    orl $0x101, %eax              /* LME | SCE */
-    wrmsr
-    movl %cr0, %eax
-    orl $0x80010001, %eax         /* PG | WP | PE */
-    movl %eax, %cr0
-    ljmp $KERNEL_CS, $ap_long_mode_entry
+    ENTER_LONG_MODE ap_long_mode_entry
 
 .p2align 3
 ap_trampoline_gdt:
