@@ -103,6 +103,7 @@ public final class BenchmarkRunner: Sendable {
                 await self.qemuRound(peer, entry, configuration)
             }
             result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
+            if result.status == .ok { result.vcpus = configuration.vcpus(for: entry.id) }
             return result
         case .system(let system): kind = system
         }
@@ -126,6 +127,7 @@ public final class BenchmarkRunner: Sendable {
                     : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
             }
             result.engine = kind.usesEmulator == true ? "emulator" : "kvm"
+            if result.status == .ok { result.vcpus = configuration.vcpus(for: entry.id) }
             return result
         }
     }

@@ -109,6 +109,8 @@ public struct RunResults: Codable, Sendable {
                 return "\(at).warmups \(warmups) is out of range"
             }
             if let rounds = result.rounds, rounds < 1 { return "\(at).rounds \(rounds) is out of range" }
+            // KVM's own limit on vCPUs per VM.
+            if let vcpus = result.vcpus, !(1...1024).contains(vcpus) { return "\(at).vcpus \(vcpus) is out of range" }
             if let wall = result.wallSeconds, !(wall.isFinite && wall >= 0) { return "\(at).wallSeconds \(wall) is out of range" }
             if let exits = result.exits {
                 let counts = [
@@ -196,6 +198,9 @@ public struct BenchmarkResult: Codable, Sendable {
     public var rounds: Int?
     /// Adaptive runs: whether the CI target was reached within the budget.
     public var ciTargetMet: Bool?
+    /// The vCPUs of the guest that measured it (`--vcpus`, or the benchmark's minimum): nil
+    /// natively and in older files.
+    public var vcpus: Int?
 
     public init(
         system: String, benchmark: String, privilege: String? = nil, engine: String? = nil, status: ResultStatus,

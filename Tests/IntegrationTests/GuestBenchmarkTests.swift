@@ -35,6 +35,7 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
         #expect(result.privilege == "cpl3")
         #expect(result.engine == "kvm")
+        #expect(result.vcpus == (interProcessorInterruptsPerBoot[id] == nil ? 1 : 2))
         #expect(!result.metrics.isEmpty)
         for metric in result.metrics {
             #expect(metric.samples.count == 2)
@@ -115,6 +116,7 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         #expect(configuration.vcpus(for: id) == 3)
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
+        #expect(result.vcpus == 3)
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
