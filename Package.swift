@@ -37,10 +37,13 @@ let package = Package(
             dependencies: ["CNUMA", "Results"]),
         // The host's time-stamp counter for the emulator's rdtsc (no KVM dependency).
         .target(name: "CHostTimer"),
+        // Guest RAM shared by the emulator's vCPU threads: TSO-ordered loads and stores,
+        // compare-and-swap for locked instructions, and a futex for halted vCPUs.
+        .target(name: "CGuestAtomics"),
         // hvbench's x86-64 interpreter and its CPU engine; no KVM import.
         .target(
             name: "X86",
-            dependencies: ["Machine", "CHostTimer"]),
+            dependencies: ["Machine", "CHostTimer", "CGuestAtomics"]),
         // Differential testing of the emulator against KVM: a generated long-mode test kernel,
         // a seeded case generator and a small assembler (used by `selftest` and the tests).
         .target(

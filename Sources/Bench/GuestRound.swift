@@ -47,9 +47,6 @@ extension BenchmarkRunner {
         _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMBuilder.CPU, system: SystemKind
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
-        if case .emulator = cpu, configuration.vcpus(for: entry.id) > 1 {
-            return .skipped("the emulator runs one vCPU; \(configuration.vcpus(for: entry.id)) need KVM")
-        }
         var io: IOConfiguration?
         var diskWords: [String] = []
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {

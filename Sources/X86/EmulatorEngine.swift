@@ -9,6 +9,7 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public let cpu: X86CPU
     private let memory: GuestMemory
 
+    /// The bootstrap processor, at the boot protocol's entry state.
     public init(memory: GuestMemory, entry: ProtectedModeEntry) {
         self.memory = memory
         cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() })
@@ -16,6 +17,27 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
             entryPoint: entry.entryPoint, eax: entry.eax, ebx: entry.ebx, gdtBase: entry.gdtBase, gdtLimit: entry.gdtLimit,
             codeSelector: ProtectedModeEntry.codeSelector, dataSelector: ProtectedModeEntry.dataSelector,
             taskSelector: ProtectedModeEntry.taskSelector)
+    }
+
+    /// An application processor of the same machine, waiting for its SIPI.
+    private init(memory: GuestMemory, sharing bootstrap: X86CPU, index: Int) {
+        self.memory = memory
+        cpu = X86CPU(
+            ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() }, codeMap: bootstrap.codeMap,
+            index: index)
+        cpu.waitForStartup()
+    }
+
+    /// One host thread per vCPU over the same RAM (see `EmulatedProcessors`); each application
+    /// processor waits for the guest's INIT-SIPI-SIPI, starting in real mode at the SIPI vector.
+    public func makeApplicationProcessors(count: Int) throws -> [any CPUEngine] {
+        guard cpu.processors == nil else { throw EngineError("this machine's application processors exist already") }
+        guard (1..<CodeMap.maximumProcessors).contains(count) else {
+            throw EngineError("the emulator runs at most \(CodeMap.maximumProcessors) vCPUs; \(count + 1) asked for")
+        }
+        let processors = (1...count).map { EmulatorEngine(memory: memory, sharing: cpu, index: $0) }
+        _ = EmulatedProcessors([cpu] + processors.map(\.cpu))
+        return processors
     }
 
     public func run() throws -> VMExit {

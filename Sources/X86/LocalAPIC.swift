@@ -63,6 +63,25 @@ public final class LocalAPIC {
         baseMSR = Self.defaultBase | (1 << 11) | (bootstrap ? 1 << 8 : 0)
     }
 
+    /// INIT: every register to its power-on value except the ID and IA32_APIC_BASE (the counters
+    /// a report reads are kept).
+    public func reset() {
+        taskPriority = 0
+        spurious = 0xFF
+        logicalDestination = 0
+        destinationFormat = 0xFFFF_FFFF
+        errorStatus = 0
+        icr = 0
+        lvt = Array(repeating: 0x1_0000, count: 6)
+        initialCount = 0
+        divideConfiguration = 0
+        irr = [0, 0, 0, 0]
+        isr = [0, 0, 0, 0]
+        tmr = [0, 0, 0, 0]
+        timerDeadline = nil
+        tscDeadline = 0
+    }
+
     public var isEnabled: Bool { baseMSR & (1 << 11) != 0 }
     public var isX2APIC: Bool { baseMSR & (1 << 10) != 0 }
     var softwareEnabled: Bool { spurious & 0x100 != 0 }

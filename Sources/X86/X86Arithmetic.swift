@@ -237,6 +237,7 @@ extension X86CPU {
         }
         let value =
             instruction.pointee.isRegister ? readRegister(instruction.pointee.rm, size: size) : try read(target, size: size)
+        if instruction.pointee.locked { beginLockedAccess(value) }
         let wasSet = (value >> bit) & 1 != 0
         let result: UInt64
         switch instruction.pointee.sub {

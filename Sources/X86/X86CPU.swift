@@ -21,6 +21,9 @@ public enum X86Fault: Error, Equatable {
     case deviceExit
     /// The machine cannot continue (triple fault, unsupported mode).
     case shutdown(String)
+    /// Another vCPU changed a locked instruction's operand between its load and its store:
+    /// nothing was written, and the instruction runs again from the start.
+    case retry
 }
 
 /// Exception vectors the interpreter raises.
@@ -113,7 +116,7 @@ public final class X86CPU {
     /// `stopReason != nil`, as a plain flag for the per-instruction check.
     var stopPending = false
     /// The local APIC; its page and MSRs are handled inside the CPU, never as VMM exits.
-    public let apic = LocalAPIC()
+    public let apic: LocalAPIC
     /// Set while the APIC needs attention at instruction boundaries (see X86Interrupts.swift).
     var interruptWork = false
     /// `hlt` executed with IF set: no instructions run until an interrupt is taken.
@@ -121,6 +124,10 @@ public final class X86CPU {
     var timerPollCountdown = 0
     /// `retired` at the boundary an STI shadow covers (no interrupt is taken there).
     var interruptShadowEnds: UInt64 = .max
+    /// A locked read-modify-write in progress: the value its load saw, and the lazy flags from
+    /// before it (restored if another vCPU changed the operand and the instruction runs again).
+    var lockedOriginal: UInt64 = 0
+    var lockedSavedFlags = SavedFlags()
     /// Exception being delivered, to detect double and triple faults.
     var deliveringVector: Int = -1
 
@@ -128,10 +135,14 @@ public final class X86CPU {
     static let decodeCacheEntries = 1 << 15
     let decodeCache: UnsafeMutablePointer<Instruction>
     var decodeGeneration: UInt32 = 1
-    /// One byte per 64-byte line of guest RAM: nonzero when a cached instruction came from it.
-    let codeLines: UnsafeMutablePointer<UInt8>
-    /// One byte per 4 KiB page of guest RAM: nonzero when any line of it holds cached code.
-    let codePages: UnsafeMutablePointer<UInt8>
+    /// Which RAM lines and pages hold instructions some vCPU has cached (shared by all vCPUs).
+    let codeMap: CodeMap
+    /// This vCPU's bit in `codeMap`.
+    let codeBit: UInt8
+    /// One byte per 64-byte line of guest RAM: bit i set when vCPU i cached an instruction from it.
+    var codeLines: UnsafeMutablePointer<UInt8> { codeMap.lines }
+    /// One byte per 4 KiB page of guest RAM: bit i set when any line of it holds vCPU i's code.
+    var codePages: UnsafeMutablePointer<UInt8> { codeMap.pages }
     var markedCodeLines: [Int] = []
     var markedCodePages: [Int] = []
     /// Linear pages that hold cached code: an invlpg of one of them invalidates the cache.
@@ -148,22 +159,45 @@ public final class X86CPU {
     /// Called for the CPUID model, rdtsc and MSRs that depend on the host.
     public var timestamp: () -> UInt64
 
-    public init(ram: UnsafeMutableRawPointer, ramSize: UInt64, timestamp: @escaping () -> UInt64) {
+    // MARK: Other vCPUs
+
+    /// The vCPUs sharing this CPU's RAM, when there are several (nil: a uniprocessor).
+    var processors: EmulatedProcessors?
+    /// Requests from other threads (IPIs, INIT, SIPI, code and TLB invalidations, stop), as
+    /// `Mail` bits: read at every instruction boundary, slept on by a halted vCPU.
+    let mail: UnsafeMutablePointer<UInt32>
+    /// Interrupt vectors other threads posted, merged into the APIC by this vCPU's thread.
+    let postedVectors = Mutex(PostedInterrupts())
+    /// An application processor after reset or INIT: it runs nothing until a SIPI arrives.
+    public internal(set) var waitingForStartup = false
+    /// The vector of the last SIPI that started this vCPU (tests and diagnostics).
+    public internal(set) var startupVector: UInt8?
+    /// CS is a 16-bit code segment (real mode, or a 16-bit protected-mode segment): operands and
+    /// addresses default to 16 bits, and RIP holds CS.base + IP.
+    public internal(set) var is16BitCode = false
+
+    /// - Parameters:
+    ///   - codeMap: the code map of the vCPUs this one shares RAM with; nil for a new machine.
+    ///   - index: this vCPU's index on the machine (0 ..< `CodeMap.maximumProcessors`).
+    ///   - apicID: its local APIC's ID; the bootstrap processor is index 0.
+    public init(
+        ram: UnsafeMutableRawPointer, ramSize: UInt64, timestamp: @escaping () -> UInt64, codeMap: CodeMap? = nil,
+        index: Int = 0
+    ) {
         self.ram = ram
         self.ramSize = ramSize
         self.timestamp = timestamp
+        self.codeMap = codeMap ?? CodeMap(ramSize: ramSize)
+        codeBit = UInt8(1) << UInt8(index & (CodeMap.maximumProcessors - 1))
+        apic = LocalAPIC(id: UInt32(index), bootstrap: index == 0)
+        mail = .allocate(capacity: 1)
+        mail.initialize(to: 0)
         registers = .allocate(capacity: 16)
         registers.initialize(repeating: 0, count: 16)
         segmentBases = .allocate(capacity: 6)
         segmentBases.initialize(repeating: 0, count: 6)
         decodeCache = .allocate(capacity: Self.decodeCacheEntries)
         decodeCache.initialize(repeating: Instruction(), count: Self.decodeCacheEntries)
-        let lineCount = Int((ramSize + 63) >> 6)
-        codeLines = .allocate(capacity: lineCount)
-        codeLines.initialize(repeating: 0, count: lineCount)
-        let pageCount = Int((ramSize + 4095) >> 12)
-        codePages = .allocate(capacity: pageCount)
-        codePages.initialize(repeating: 0, count: pageCount)
         tlb = .allocate(capacity: Self.tlbEntries)
         tlb.initialize(repeating: TLBEntry(), count: Self.tlbEntries)
     }
@@ -172,13 +206,15 @@ public final class X86CPU {
         registers.deallocate()
         segmentBases.deallocate()
         decodeCache.deallocate()
-        codeLines.deallocate()
-        codePages.deallocate()
+        mail.deallocate()
         tlb.deallocate()
     }
 
     /// Asks a `run` in progress on another thread to return `.interrupted` soon. Thread-safe.
-    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+    public func requestStop() {
+        stopRequested.store(true, ordering: .relaxed)
+        if processors != nil { post(Mail.stop) }  // a halted vCPU sleeps on its mail
+    }
 
     // MARK: Registers
 

@@ -28,6 +28,8 @@ enum Op: UInt8 {
     case movFromCR, movToCR, movFromSreg, movToSreg
     case farJmpImm, farJmpRm, farRet
     case vmcall
+    /// mfence: a full barrier against the other vCPUs.
+    case fence
 }
 
 /// A decoded instruction as the cache holds it. `rip` and `generation` are the cache tag.
@@ -40,9 +42,11 @@ struct Instruction {
     var size: UInt8 = 4
     /// Second size: movzx/movsx source, string element, etc.
     var size2: UInt8 = 0
-    /// Address size in bytes (4, 8).
+    /// Address size in bytes (2, 4, 8).
     var addressSize: UInt8 = 8
     var isRegister = false
+    /// A locked read-modify-write of memory (`lock` prefix, or `xchg` with memory).
+    var locked = false
     /// ModRM.reg (with REX.R), or the register of a +r opcode.
     var reg: UInt8 = 0
     /// The register operand when `isRegister`, else the base register (0xFF: none).
@@ -178,7 +182,7 @@ extension X86CPU {
             switch opcode {
             case 0x66: operandOverride = true
             case 0x67: addressOverride = true
-            case 0xF0: locked = true  // one vCPU: every access is already atomic; only validity is checked
+            case 0xF0: locked = true
             case 0xF2, 0xF3: instruction.repeatPrefix = opcode
             case 0x26: segment = 0
             case 0x2E: segment = 1
@@ -203,13 +207,9 @@ extension X86CPU {
             default: break prefixes
             }
         }
-        let operandSize: UInt8 = rex & 8 != 0 ? 8 : (operandOverride ? 2 : 4)
-        instruction.addressSize = longMode ? (addressOverride ? 4 : 8) : 4
-        if !longMode && addressOverride {
-            instruction.op = .unimplemented  // 16-bit addressing
-            instruction.length = UInt8(window.position)
-            return instruction
-        }
+        let sixteenBitCode = is16BitCode
+        let operandSize: UInt8 = rex & 8 != 0 ? 8 : (operandOverride != sixteenBitCode ? 2 : 4)
+        instruction.addressSize = longMode ? (addressOverride ? 4 : 8) : (addressOverride != sixteenBitCode ? 2 : 4)
         if longMode {
             instruction.segment = segment == 4 || segment == 5 ? segment : 0xFF
         } else {
@@ -217,10 +217,13 @@ extension X86CPU {
         }
         instruction.size = operandSize
         var decoder = InstructionDecoder(
-            window: window, rip: rip, longMode: longMode, rex: rex, operandOverride: operandOverride)
+            window: window, rip: rip, longMode: longMode, rex: rex, operandOverride: operandOverride,
+            sixteenBitCode: sixteenBitCode, addressSize16: instruction.addressSize == 2)
         try decoder.oneByte(opcode, &instruction)
         window = decoder.window
         if locked && !Self.lockable(instruction) { instruction.op = .undefined }
+        // xchg with memory is locked without the prefix.
+        instruction.locked = Self.lockable(instruction) && (locked || instruction.op == .xchgRmReg)
         instruction.length = UInt8(window.position)
         if decoder.ripRelative { instruction.displacement &+= rip &+ UInt64(instruction.length) }
         markCode(physical: physical, length: min(Int(instruction.length), Int(4096 - (rip & 0xFFF))))

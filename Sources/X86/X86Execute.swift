@@ -1,3 +1,5 @@
+import CGuestAtomics
+
 extension X86CPU {
     /// Runs guest instructions until one needs the VMM, the guest halts or shuts down, or
     /// `maxInstructions` retire / `requestStop()` is called (`.interrupted`).
@@ -8,7 +10,7 @@ extension X86CPU {
             for _ in 0..<chunk {
                 // Not while an instruction waits for its device access to complete: it is
                 // re-executed against the log, and an interrupt taken first would run it twice.
-                if interruptWork && deviceLog.isEmpty {
+                if (interruptWork || hasMail) && deviceLog.isEmpty {
                     if let stop = serviceInterrupts() { return stop }
                     if stopPending {
                         let reason = stopReason ?? .interrupted
@@ -80,6 +82,8 @@ extension X86CPU {
         case .shutdown(let why):
             stopReason = .shutdown(why)
             return true
+        case .retry:
+            return false
         case .exception(let vector, let errorCode):
             deviceLog.instructionCompleted()
             deliverException(vector: vector, errorCode: errorCode, returnAddress: start)
@@ -111,6 +115,7 @@ extension X86CPU {
         let index = instruction.pointee.index
         if index != 0xFF { address &+= registers[Int(index & 15)] << UInt64(instruction.pointee.scale) }
         if instruction.pointee.addressSize == 4 { address &= 0xFFFF_FFFF }
+        if instruction.pointee.addressSize == 2 { address &= 0xFFFF }
         return address
     }
 
@@ -128,7 +133,9 @@ extension X86CPU {
     ) {
         if instruction.pointee.isRegister { return (readRegister(instruction.pointee.rm, size: size), 0) }
         let address = address(instruction)
-        return (try read(address, size: size), address)
+        let value = try read(address, size: size)
+        if instruction.pointee.locked { beginLockedAccess(value) }
+        return (value, address)
     }
 
     @inline(__always)
@@ -137,6 +144,8 @@ extension X86CPU {
     ) throws(X86Fault) {
         if instruction.pointee.isRegister {
             writeRegister(instruction.pointee.rm, size: size, value)
+        } else if instruction.pointee.locked {
+            try lockedWrite(address, size: size, value)
         } else {
             try write(address, size: size, value)
         }
@@ -153,7 +162,14 @@ extension X86CPU {
 
     // MARK: Stack
 
-    @inline(__always) var stackPointerMask: UInt64 { is64BitCode ? ~0 : 0xFFFF_FFFF }
+    @inline(__always) var stackPointerMask: UInt64 { is64BitCode ? ~0 : (is16BitCode ? 0xFFFF : 0xFFFF_FFFF) }
+
+    /// RIP holds the linear address of the next instruction; in 16-bit code that is CS.base + IP,
+    /// and near calls push (and returns and indirect branches load) IP.
+    @inline(__always) var instructionPointer: UInt64 { is16BitCode ? (rip &- segmentBases[1]) & 0xFFFF : rip }
+    @inline(__always) func linearCodeAddress(_ pointer: UInt64) -> UInt64 {
+        is16BitCode ? segmentBases[1] &+ (pointer & 0xFFFF) : pointer
+    }
 
     @inline(__always)
     func stackAddress(_ pointer: UInt64) -> UInt64 {
@@ -268,14 +284,14 @@ extension X86CPU {
         case .jmp:
             rip = instruction.pointee.immediate
         case .call:
-            try push(rip, size: size)
+            try push(instructionPointer, size: size)
             rip = instruction.pointee.immediate
         case .ret:
             let target = try pop(size: size)
             if instruction.pointee.immediate != 0 {
                 setStackPointer((registers[4] &+ instruction.pointee.immediate) & stackPointerMask)
             }
-            rip = target
+            rip = linearCodeAddress(target)
         case .pushReg:
             try push(readRegister(instruction.pointee.reg, size: size), size: size)
         case .popReg:
@@ -333,6 +349,8 @@ extension X86CPU {
             writeRegister(instruction.pointee.reg, size: size, low)
             flagCarry = !fits
             setFlags(.mul, 0, 0, low, size: size)
+        case .fence:
+            cga_fence()
         case .nop, .pause:
             break
         default:
@@ -374,7 +392,7 @@ extension X86CPU {
                 try storeDestination(instruction, address: target, size: size, readRegister(instruction.pointee.reg, size: size))
             } else {
                 // A memory destination is written back unchanged (the access is a locked read-modify-write).
-                if !instruction.pointee.isRegister { try write(target, size: size, current) }
+                if !instruction.pointee.isRegister { try storeDestination(instruction, address: target, size: size, current) }
                 writeRegister(0, size: size, current)
             }
             setFlags(.sub, accumulator, current, (accumulator &- current) & mask, size: size)
@@ -383,7 +401,7 @@ extension X86CPU {
             let (current, target) = try loadDestination(instruction, size: size)
             let sum = (current &+ source) & mask
             // Memory is written first (it may fault); with two registers the destination is written last.
-            if !instruction.pointee.isRegister { try write(target, size: size, sum) }
+            if !instruction.pointee.isRegister { try storeDestination(instruction, address: target, size: size, sum) }
             writeRegister(instruction.pointee.reg, size: size, current)
             if instruction.pointee.isRegister { writeRegister(instruction.pointee.rm, size: size, sum) }
             setFlags(.add, current, source, sum, size: size)
@@ -423,7 +441,7 @@ extension X86CPU {
             let negative = registers[0] & Self.signBit(size: size) != 0
             writeRegister(2, size: size, negative ? mask : 0)
         case .jmpRm:
-            rip = try readOperand(instruction, size: size)
+            rip = linearCodeAddress(try readOperand(instruction, size: size))
         default:
             try executeMoreRarely(instruction)
         }
@@ -435,8 +453,8 @@ extension X86CPU {
         switch instruction.pointee.op {
         case .callRm:
             let target = try readOperand(instruction, size: size)
-            try push(rip, size: size)
-            rip = target
+            try push(instructionPointer, size: size)
+            rip = linearCodeAddress(target)
         case .loop:
             let counterSize: UInt8 = instruction.pointee.addressSize
             let counter = (readRegister(1, size: counterSize) &- 1) & Self.mask(size: counterSize)

@@ -12,12 +12,14 @@ extension X86CPU {
 
     /// Recomputes `interruptWork` after anything that may have changed the APIC's state.
     func refreshInterruptWork() {
-        interruptWork = halted || apic.timerDeadline != nil || apic.hasPending
+        interruptWork = halted || waitingForStartup || apic.timerDeadline != nil || apic.hasPending
     }
 
     /// Raises `vector` at this CPU's local APIC (an IOAPIC or MSI delivery, a device model in
-    /// tests). Must be called on the thread that runs the CPU.
+    /// tests). With one vCPU it must be called on the thread that runs the CPU; with several,
+    /// device work runs on whichever vCPU's thread exited, so the vector is posted.
     public func raiseInterrupt(vector: UInt8, levelTriggered: Bool = false) {
+        if processors != nil { return postInterrupt(vector: vector, levelTriggered: levelTriggered) }
         apic.accept(vector: vector, levelTriggered: levelTriggered)
         refreshInterruptWork()
     }
@@ -26,6 +28,7 @@ extension X86CPU {
     /// `run` (a halted CPU nothing can wake, or a stop request while halted), else nil.
     @inline(never)
     func serviceInterrupts() -> X86Stop? {
+        if hasMail { readMail() }
         if apic.timerDeadline != nil {
             timerPollCountdown -= 1
             if timerPollCountdown <= 0 || halted {
@@ -34,10 +37,18 @@ extension X86CPU {
             }
         }
         while true {
-            if takeInterruptIfAllowed() { break }
-            guard halted else { break }
+            if !waitingForStartup && takeInterruptIfAllowed() { break }
+            guard halted || waitingForStartup else { break }
             // Halted: an interrupt that is still to come is the only way on.
             if stopRequested.exchange(false, ordering: .relaxed) { return .interrupted }
+            if processors != nil {
+                // Another vCPU may send an IPI, INIT or SIPI at any time: sleep on the mail
+                // (polling the clock instead while the APIC timer is armed).
+                if apic.timerDeadline == nil { sleepForMail(nanoseconds: 10_000_000) } else { sched_yield() }
+                if hasMail { readMail() }
+                if apic.timerDeadline != nil { apic.poll(now: timestamp()) }
+                continue
+            }
             guard apic.timerDeadline != nil else {
                 halted = false
                 refreshInterruptWork()
@@ -64,7 +75,9 @@ extension X86CPU {
     /// `hlt` at CPL0: with IF clear nothing can ever wake the CPU (NMIs are not modelled), so
     /// the run ends; with IF set the CPU sleeps until an interrupt is taken.
     func halt() {
-        if otherFlags & Self.interruptFlag == 0 {
+        // With other vCPUs, even `cli; hlt` is not the end: an INIT can restart this one, and
+        // the others go on (a parked application processor); the VM ends when the guest says.
+        if otherFlags & Self.interruptFlag == 0 && processors == nil {
             stopReason = .halt
             return
         }

@@ -1,3 +1,5 @@
+import CGuestAtomics
+
 /// One software-TLB entry: a 4 KiB linear page mapped to guest RAM.
 ///
 /// Tags are the linear page address with bit 0 set for user-mode (CPL3) lookups; an entry
@@ -84,23 +86,25 @@ extension X86CPU {
         try writeSlow(linear, size: size, value)
     }
 
+    /// Guest RAM is shared with other vCPU threads: loads and stores keep x86's ordering (see
+    /// CGuestAtomics) and are never torn or merged by the compiler.
     @inline(__always)
     static func load(_ pointer: UnsafeMutableRawPointer, size: UInt8) -> UInt64 {
         switch size {
-        case 1: return UInt64(pointer.load(as: UInt8.self))
-        case 2: return UInt64(UInt16(littleEndian: pointer.loadUnaligned(as: UInt16.self)))
-        case 4: return UInt64(UInt32(littleEndian: pointer.loadUnaligned(as: UInt32.self)))
-        default: return UInt64(littleEndian: pointer.loadUnaligned(as: UInt64.self))
+        case 1: return UInt64(cga_load_8(pointer))
+        case 2: return UInt64(cga_load_16(pointer))
+        case 4: return UInt64(cga_load_32(pointer))
+        default: return cga_load_64(pointer)
         }
     }
 
     @inline(__always)
     static func store(_ pointer: UnsafeMutableRawPointer, size: UInt8, _ value: UInt64) {
         switch size {
-        case 1: pointer.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-        case 2: pointer.storeBytes(of: UInt16(truncatingIfNeeded: value).littleEndian, as: UInt16.self)
-        case 4: pointer.storeBytes(of: UInt32(truncatingIfNeeded: value).littleEndian, as: UInt32.self)
-        default: pointer.storeBytes(of: value.littleEndian, as: UInt64.self)
+        case 1: cga_store_8(pointer, UInt8(truncatingIfNeeded: value))
+        case 2: cga_store_16(pointer, UInt16(truncatingIfNeeded: value))
+        case 4: cga_store_32(pointer, UInt32(truncatingIfNeeded: value))
+        default: cga_store_64(pointer, value)
         }
     }
 
@@ -146,11 +150,14 @@ extension X86CPU {
         _ = try deviceAccess(.mmio, address: physical, size: Int(size), count: 1, isWrite: true, value: value)
     }
 
-    /// A write hit a page holding cached instructions: drop the cache if it hit their lines.
+    /// A write hit a page holding cached instructions: drop this vCPU's cache if it hit its
+    /// lines, and tell the other vCPUs whose lines it hit.
     func noteCodeWrite(physical: UInt64, size: UInt8) {
         let first = Int(physical >> 6)
         let last = Int((physical &+ UInt64(size) &- 1) >> 6)
-        if codeLines[first] != 0 || codeLines[last] != 0 { invalidateDecodedCode() }
+        let holders = codeLines[first] | codeLines[last]
+        if holders & codeBit != 0 { invalidateDecodedCode() }
+        if holders & ~codeBit != 0 { processors?.codeWritten(holders: holders & ~codeBit) }
     }
 
     /// Up to `count` bytes of RAM from linear `linear`, for reports: no device access, no fault,
@@ -200,7 +207,7 @@ extension X86CPU {
                     "page table at 0x\(String(entryAddress, radix: 16)) is outside guest RAM (walking 0x\(String(linear, radix: 16)))"
                 )
             }
-            entry = hostPointer(physical: entryAddress).loadUnaligned(as: UInt64.self)
+            entry = cga_load_64(hostPointer(physical: entryAddress))
             if entry & 1 == 0 {
                 throw pageFault(linear, present: false, write: write, user: user, fetch: fetch, reserved: false)
             }
@@ -211,9 +218,10 @@ extension X86CPU {
             userAllowed = userAllowed && entry & 4 != 0
             executable = executable && (entry & (1 << 63) == 0 || !noExecuteEnabled)
             // Accessed bit on every level that was used.
+            // (An atomic OR, as the hardware's: another vCPU may be changing the same entry.)
             if entry & 0x20 == 0 {
                 entry |= 0x20
-                hostPointer(physical: entryAddress).storeBytes(of: entry, as: UInt64.self)
+                _ = cga_fetch_or_64(hostPointer(physical: entryAddress), 0x20)
             }
             let isLeaf = level == 1 || (entry & 0x80 != 0 && (level == 2 || level == 3))
             if entry & 0x80 != 0 && level == 4 {
@@ -230,7 +238,7 @@ extension X86CPU {
         }
         if write && entry & 0x40 == 0 {
             entry |= 0x40
-            hostPointer(physical: entryAddress).storeBytes(of: entry, as: UInt64.self)
+            _ = cga_fetch_or_64(hostPointer(physical: entryAddress), 0x40)
         }
         let pageSize: UInt64 = level == 1 ? 1 << 12 : (level == 2 ? 1 << 21 : 1 << 30)
         let frame = entry & 0x000F_FFFF_FFFF_F000 & ~(pageSize - 1)
@@ -272,15 +280,17 @@ extension X86CPU {
     func markCode(physical: UInt64, length: Int) {
         guard physical < ramSize else { return }
         let lastByte = min(physical &+ UInt64(length) &- 1, ramSize - 1)
-        for line in Int(physical >> 6)...Int(lastByte >> 6) where codeLines[line] == 0 {
-            codeLines[line] = 1
+        for line in Int(physical >> 6)...Int(lastByte >> 6) where codeLines[line] & codeBit == 0 {
+            _ = cga_fetch_or_8(codeLines + line, codeBit)
             markedCodeLines.append(line)
         }
-        for page in Int(physical >> 12)...Int(lastByte >> 12) where codePages[page] == 0 {
-            codePages[page] = 1
+        for page in Int(physical >> 12)...Int(lastByte >> 12) where codePages[page] & codeBit == 0 {
+            let holders = cga_fetch_or_8(codePages + page, codeBit)
             markedCodePages.append(page)
-            // Writes to this page must now take the slow path, which checks for code.
+            // Writes to this page must now take the slow path, which checks for code: here, and
+            // on the other vCPUs if no one held code in it before.
             flushTLB()
+            if holders == 0 { processors?.codePageMarked(by: self) }
         }
     }
 
@@ -291,8 +301,8 @@ extension X86CPU {
             decodeCache.update(repeating: Instruction(), count: Self.decodeCacheEntries)
             decodeGeneration = 1
         }
-        for line in markedCodeLines { codeLines[line] = 0 }
-        for page in markedCodePages { codePages[page] = 0 }
+        for line in markedCodeLines { _ = cga_fetch_and_8(codeLines + line, ~codeBit) }
+        for page in markedCodePages { _ = cga_fetch_and_8(codePages + page, ~codeBit) }
         markedCodeLines.removeAll(keepingCapacity: true)
         markedCodePages.removeAll(keepingCapacity: true)
         codeLinearPages.removeAll(keepingCapacity: true)

@@ -42,7 +42,7 @@ extension InstructionDecoder {
             try modrm(&instruction)
         case 0x68:
             instruction.op = .pushImm
-            instruction.immediate = try window.signed(operandOverride ? 2 : 4)
+            instruction.immediate = try window.signed(operand16 ? 2 : 4)
             instruction.size = stackSize
         case 0x6A:
             instruction.op = .pushImm
@@ -54,10 +54,10 @@ extension InstructionDecoder {
             instruction.immediate = opcode == 0x6B ? try window.signed(1) : try window.signed(instruction.size == 2 ? 2 : 4)
         case 0x6C, 0x6D:
             instruction.op = .ins
-            instruction.size = opcode == 0x6C ? 1 : (operandOverride ? 2 : 4)
+            instruction.size = opcode == 0x6C ? 1 : (operand16 ? 2 : 4)
         case 0x6E, 0x6F:
             instruction.op = .outs
-            instruction.size = opcode == 0x6E ? 1 : (operandOverride ? 2 : 4)
+            instruction.size = opcode == 0x6E ? 1 : (operand16 ? 2 : 4)
         case 0x70...0x7F:
             instruction.op = .jcc
             instruction.sub = opcode & 0xF
@@ -231,21 +231,21 @@ extension InstructionDecoder {
             instruction.immediate = try branchTarget(displacementSize: 1)
         case 0xE4, 0xE5, 0xE6, 0xE7:
             instruction.op = opcode < 0xE6 ? .inImm : .outImm
-            instruction.size = opcode & 1 == 0 ? 1 : (operandOverride ? 2 : 4)
+            instruction.size = opcode & 1 == 0 ? 1 : (operand16 ? 2 : 4)
             instruction.displacement = UInt64(try window.byte())
         case 0xEC, 0xED, 0xEE, 0xEF:
             instruction.op = opcode < 0xEE ? .inDX : .outDX
-            instruction.size = opcode & 1 == 0 ? 1 : (operandOverride ? 2 : 4)
+            instruction.size = opcode & 1 == 0 ? 1 : (operand16 ? 2 : 4)
         case 0xE8:
             instruction.op = .call
-            instruction.immediate = try branchTarget(displacementSize: 4)
+            instruction.immediate = try branchTarget(displacementSize: nearDisplacementSize)
             instruction.size = stackSize
         case 0xE9:
             instruction.op = .jmp
-            instruction.immediate = try branchTarget(displacementSize: 4)
+            instruction.immediate = try branchTarget(displacementSize: nearDisplacementSize)
         case 0xEA where !longMode:
             instruction.op = .farJmpImm
-            instruction.immediate = try window.immediate(operandOverride ? 2 : 4)
+            instruction.immediate = try window.immediate(operand16 ? 2 : 4)
             instruction.displacement = try window.immediate(2)
         case 0xEB:
             instruction.op = .jmp

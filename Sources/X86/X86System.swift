@@ -39,14 +39,36 @@ extension X86CPU {
         ((descriptor >> 16) & 0xFF_FFFF) | (((descriptor >> 56) & 0xFF) << 24)
     }
 
-    /// Loads CS; switching between 32- and 64-bit code changes how bytes decode.
-    func setCodeSegment(_ selector: UInt16, is64Bit: Bool) {
+    /// Loads CS; switching between 16-, 32- and 64-bit code changes how bytes decode.
+    func setCodeSegment(_ selector: UInt16, is64Bit: Bool, is16Bit: Bool = false) {
         selectors[1] = selector
         cpl = Int(selector & 3)
-        if is64Bit != is64BitCode {
+        if is64Bit != is64BitCode || is16Bit != is16BitCode {
             is64BitCode = is64Bit
+            is16BitCode = is16Bit
             invalidateDecodedCode()
         }
+    }
+
+    /// Real mode: CR0.PE clear, segments are selector × 16 with no descriptors.
+    var realMode: Bool { cr0 & 1 == 0 }
+
+    /// A far jump to selector:offset: in real mode CS = selector with base selector × 16; in
+    /// protected mode CS comes from the GDT, 64-bit (L), 32-bit (D) or 16-bit code.
+    func farJump(selector: UInt16, offset: UInt64) throws(X86Fault) {
+        if realMode {
+            setCodeSegment(selector, is64Bit: false, is16Bit: true)
+            cpl = 0
+            segmentBases[1] = UInt64(selector) << 4
+            rip = segmentBases[1] &+ (offset & 0xFFFF)
+            return
+        }
+        let codeDescriptor = try descriptor(selector)
+        let is64Bit = codeSegmentIs64Bit(codeDescriptor)
+        let base = is64Bit ? 0 : Self.descriptorBase(codeDescriptor)
+        setCodeSegment(selector, is64Bit: is64Bit, is16Bit: !is64Bit && codeDescriptor & (1 << 54) == 0)
+        segmentBases[1] = base
+        rip = is64Bit ? offset : (base &+ offset) & 0xFFFF_FFFF
     }
 
     func codeSegmentIs64Bit(_ descriptor: UInt64) -> Bool {
@@ -217,7 +239,8 @@ extension X86CPU {
             let subleaf = UInt32(truncatingIfNeeded: registers[1])
             let result = CPUIDModel.query(leaf: leaf, subleaf: subleaf)
             registers[0] = UInt64(result.eax)
-            registers[3] = UInt64(result.ebx)
+            // Leaf 1 EBX[31:24]: this vCPU's initial APIC ID.
+            registers[3] = UInt64(result.ebx) | (leaf == 1 ? UInt64(apic.id & 0xFF) << 24 : 0)
             registers[1] = UInt64(result.ecx)
             registers[2] = UInt64(result.edx)
         case .rdtsc, .rdtscp:
@@ -339,7 +362,9 @@ extension X86CPU {
             guard index < 6, index != 1 else { throw .exception(vector: X86Vector.invalidOpcode, errorCode: nil) }
             let selector = UInt16(truncatingIfNeeded: try readOperand(instruction, size: 2))
             var base: UInt64 = 0
-            if selector & ~3 != 0 && (!is64BitCode || index >= 4) {
+            if realMode {
+                base = UInt64(selector) << 4
+            } else if selector & ~3 != 0 && (!is64BitCode || index >= 4) {
                 base = Self.descriptorBase(try descriptor(selector))
             }
             selectors[index] = selector
@@ -348,10 +373,8 @@ extension X86CPU {
             // stacks atomically (the same shadow as STI's).
             if index == 2 { interruptShadowEnds = retired &+ 1 }
         case .farJmpImm:
-            let selector = UInt16(truncatingIfNeeded: instruction.pointee.displacement)
-            let codeDescriptor = try descriptor(selector)
-            setCodeSegment(selector, is64Bit: codeSegmentIs64Bit(codeDescriptor))
-            rip = instruction.pointee.immediate
+            try farJump(
+                selector: UInt16(truncatingIfNeeded: instruction.pointee.displacement), offset: instruction.pointee.immediate)
         case .farJmpRm:
             let operand = address(instruction)
             let offsetSize: UInt8 = size == 8 ? 8 : 4

@@ -83,7 +83,7 @@ extension InstructionDecoder {
         case 0x80...0x8F:
             instruction.op = .jcc
             instruction.sub = opcode & 0xF
-            instruction.immediate = try branchTarget(displacementSize: 4)
+            instruction.immediate = try branchTarget(displacementSize: nearDisplacementSize)
         default:
             try twoByteHigh(opcode, &instruction)
         }
@@ -111,10 +111,12 @@ extension InstructionDecoder {
             if !byCL { instruction.immediate = UInt64(try window.byte()) }
         case 0xAE:
             try modrm(&instruction)
-            // lfence, mfence, sfence, clflush: ordering and cache control have no effect on one interpreted CPU.
+            // mfence orders stores before loads, the one reordering x86 allows, so it is a host
+            // fence; lfence and sfence order nothing TSO does not, and clflush has no effect.
             instruction.op =
                 instruction.isRegister
-                ? (instruction.reg & 7 >= 5 ? .nop : .unimplemented) : (instruction.reg & 7 == 7 ? .nop : .unimplemented)
+                ? (instruction.reg & 7 == 6 ? .fence : (instruction.reg & 7 >= 5 ? .nop : .unimplemented))
+                : (instruction.reg & 7 == 7 ? .nop : .unimplemented)
         case 0xAF:
             instruction.op = .imulRegRm
             try modrm(&instruction)

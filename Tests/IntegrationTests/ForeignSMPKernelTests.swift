@@ -39,11 +39,22 @@ import VMM
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: [2, 3])
     func bootsItsCPUsAndPowersOffUnderKVM(vcpus: Int) async throws {
+        try await bootsItsCPUsAndPowersOff(vcpus: vcpus, cpu: .kvm(try KVMSystem()))
+    }
+
+    /// The emulator's application processors start in real mode at the SIPI vector and run the
+    /// trampoline's 16-bit code, lgdt, the switch to protected mode and the far jump.
+    @Test(arguments: [2, 3])
+    func bootsItsCPUsAndPowersOffInTheEmulator(vcpus: Int) async throws {
+        try await bootsItsCPUsAndPowersOff(vcpus: vcpus, cpu: .emulator)
+    }
+
+    func bootsItsCPUsAndPowersOff(vcpus: Int, cpu: VMBuilder.CPU) async throws {
         let kernel = try await Self.build()
         defer { try? FileManager.default.removeItem(at: kernel.deletingLastPathComponent()) }
         let boot = try VMBuilder.boot(
-            kernel: [UInt8](try Data(contentsOf: kernel)), commandLine: "", memoryMiB: 32, timeout: 300,
-            cpu: .kvm(try KVMSystem()), vcpus: vcpus)
+            kernel: [UInt8](try Data(contentsOf: kernel)), commandLine: "", memoryMiB: 32, timeout: 300, cpu: cpu,
+            vcpus: vcpus)
         #expect(boot.bootProtocol == "multiboot")
         #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary): \(boot.console)")
         for id in 1..<vcpus { #expect(boot.console.contains("foreign-smp: cpu up, APIC id \(id)\n"), "\(boot.console)") }
