@@ -86,11 +86,10 @@ import X86
     /// Real mode at 0x8000: mov byte [0x9000], 1; cli; hlt; jmp back to the hlt.
     static let trampoline: [UInt8] = [0xC6, 0x06, 0x00, 0x90, 0x01, 0xFA, 0xF4, 0xEB, 0xFD]
 
-    func bootTwoCPUs(vcpus: Int, timeout: Double) throws -> (VMBuilder.Boot, UInt8) {
+    func bootTwoCPUs(vcpus: Int, timeout: Double, cpu: VMBuilder.CPU) throws -> (VMBuilder.Boot, UInt8) {
         var flag: UInt8 = 0
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: timeout,
-            cpu: .kvm(try KVMSystem()), vcpus: vcpus,
+            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: timeout, cpu: cpu, vcpus: vcpus,
             prepare: { memory in
                 try memory.write(Self.trampoline, at: 0x8000)
                 try memory.write([0], at: 0x9000)
@@ -100,23 +99,34 @@ import X86
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
-    func aSecondVCPUStartsWithINITSIPISIPI() throws {
-        let (boot, flag) = try bootTwoCPUs(vcpus: 2, timeout: 120)
+    func aSecondVCPUStartsWithINITSIPISIPI() throws { try aSecondVCPUStarts(cpu: .kvm(try KVMSystem())) }
+
+    @Test func aSecondEmulatedVCPUStartsWithINITSIPISIPI() throws { try aSecondVCPUStarts(cpu: .emulator) }
+
+    func aSecondVCPUStarts(cpu: VMBuilder.CPU) throws {
+        let (boot, flag) = try bootTwoCPUs(vcpus: 2, timeout: 120, cpu: cpu)
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
         #expect(flag == 1, "the application processor ran its real-mode trampoline")
         // With one vCPU nobody answers: the bootstrap processor waits until the watchdog, which
         // stops it.
-        let (alone, unset) = try bootTwoCPUs(vcpus: 1, timeout: 2)
+        let (alone, unset) = try bootTwoCPUs(vcpus: 1, timeout: 2, cpu: cpu)
         #expect(alone.outcome.ending == .timedOut(seconds: 2) && unset == 0)
     }
 
-    /// A guest that never starts its application processors: they wait for SIPI inside KVM,
-    /// and the watchdog still stops every vCPU thread.
+    /// A guest that never starts its application processors: they wait for SIPI (inside KVM, or
+    /// asleep on their mail in the emulator), and the watchdog still stops every vCPU thread.
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func theWatchdogStopsAPsThatWereNeverStarted() throws {
+        try theWatchdogStopsAPsThatWereNeverStarted(cpu: .kvm(try KVMSystem()))
+    }
+
+    @Test func theWatchdogStopsEmulatedAPsThatWereNeverStarted() throws {
+        try theWatchdogStopsAPsThatWereNeverStarted(cpu: .emulator)
+    }
+
+    func theWatchdogStopsAPsThatWereNeverStarted(cpu: VMBuilder.CPU) throws {
         let boot = try VMBuilder.boot(
-            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .kvm(try KVMSystem()),
-            vcpus: 3)
+            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: cpu, vcpus: 3)
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
     }
 
@@ -133,10 +143,14 @@ import X86
         + [0x80, 0x3D, 0x00, 0x90, 0x00, 0x00, 0x00, 0x74, 0xF7, 0xB0, 0x02, 0xE6, 0xF4]
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
-    func ipiInitAndSipiStormsEndNormally() throws {
+    func ipiInitAndSipiStormsEndNormally() throws { try ipiInitAndSipiStormsEndNormally(cpu: .kvm(try KVMSystem())) }
+
+    @Test func ipiInitAndSipiStormsEndNormallyInTheEmulator() throws { try ipiInitAndSipiStormsEndNormally(cpu: .emulator) }
+
+    func ipiInitAndSipiStormsEndNormally(cpu: VMBuilder.CPU) throws {
         var flag: UInt8 = 0
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.storm), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .kvm(try KVMSystem()), vcpus: 2,
+            kernel: hand(Self.storm), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu, vcpus: 2,
             prepare: { try $0.write(Self.trampoline, at: 0x8000) },
             inspect: { flag = (try? $0.read(at: 0x9000, count: 1))?.first ?? 0 })
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
@@ -147,10 +161,17 @@ import X86
     /// exits: the exit ends the VM at once, and the spinning vCPU is stopped, not waited for.
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func aSpinningVCPUDoesNotHoldTheVMWhenAnotherExits() throws {
+        try aSpinningVCPUDoesNotHoldTheVM(cpu: .kvm(try KVMSystem()))
+    }
+
+    @Test func aSpinningEmulatedVCPUDoesNotHoldTheVMWhenAnotherExits() throws {
+        try aSpinningVCPUDoesNotHoldTheVM(cpu: .emulator)
+    }
+
+    func aSpinningVCPUDoesNotHoldTheVM(cpu: VMBuilder.CPU) throws {
         let started = Date()
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .kvm(try KVMSystem()),
-            vcpus: 2,
+            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu, vcpus: 2,
             prepare: { try $0.write([0xC6, 0x06, 0x00, 0x90, 0x01, 0xEB, 0xFE], at: 0x8000) })  // set the flag; jmp $
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
         #expect(Date().timeIntervalSince(started) < 60, "not the watchdog's 300 s")
@@ -171,11 +192,11 @@ import X86
         #expect(boot.outcome.vcpuHostCPUs == [last, 0])
     }
 
-    @Test func theEmulatorSaysItRunsOneVCPU() throws {
+    @Test func theEmulatorRunsAtMostEightVCPUs() throws {
         #expect {
             try VMBuilder.boot(
-                kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .emulator, vcpus: 2)
-        } throws: { "\($0)".contains("runs one vCPU") }
+                kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .emulator, vcpus: 9)
+        } throws: { "\($0)".contains("at most 8 vCPUs") }
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
