@@ -9,7 +9,7 @@ struct SelftestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest",
         abstract: "Self-checks of hvbench's own components.",
-        subcommands: [EmulatorSelftestCommand.self])
+        subcommands: [EmulatorSelftestCommand.self, LitmusSelftestCommand.self])
 }
 
 /// `hvbench selftest emulator`: differential testing of the x86-64 emulator against KVM.

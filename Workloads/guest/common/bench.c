@@ -556,3 +556,11 @@ void hvb_report_line(const char *kind, const char *key, const char *value) {
     if (key) line_key_text(&l, key, value);
     line_end(&l);
 }
+
+/* A line of named counts: "HVB1 <kind> <name> key=value ...". */
+void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count) {
+    struct line l;
+    line_begin(&l, kind, name);
+    for (int i = 0; i < count; i++) line_key_u64(&l, keys[i], values[i]);
+    line_end(&l);
+}

@@ -23,12 +23,16 @@ struct hvb_job {
     uint64_t slowdown_percent; /* lengthen each timed repetition by this much (self-check) */
     uint64_t region_sectors;   /* disk benchmarks: sectors of the image they use (0 = 64 MiB) */
     uint64_t disk_verify;      /* 1: the region holds hvbench's pattern, check reads (0: a user's image) */
+    uint64_t inject_violation; /* litmus self-check: plant one forbidden outcome per test */
     char nic[16];              /* e1000, virtio (guest) or loopback (native) */
     char disk[16];             /* ide, virtio (guest) or a file path is given separately (native) */
 };
 
 /* Parses "bench=cpu.int iterations=100 ..." into job. Returns 0, or a static error text. */
 const char *hvb_parse_job(const char *cmdline, struct hvb_job *job);
+
+/* Prints "HVB1 <kind> <name> key=value ..." with count keys (the litmus tests' lines). */
+void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count);
 
 /* Runs the job, printing the strict result lines described in README.md. 0 on success. */
 int hvb_run_job(const struct hvb_job *job);

@@ -33,6 +33,7 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->slowdown_percent = 0;
     job->region_sectors = 0;
     job->disk_verify = 1;
+    job->inject_violation = 0;
     job->nic[0] = 0;
     job->disk[0] = 0;
     const char *p = cmdline;
@@ -72,6 +73,9 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
         } else if (word_equals(word, eq, "disk_verify")) {
             error = parse_u64(value, value_length, &job->disk_verify);
             if (!error && job->disk_verify > 1) error = "disk-verify-not-0-or-1";
+        } else if (word_equals(word, eq, "inject_violation")) {
+            error = parse_u64(value, value_length, &job->inject_violation);
+            if (!error && job->inject_violation > 1) error = "inject-violation-not-0-or-1";
         } else if (word_equals(word, eq, "slowdown_percent")) {
             error = parse_u64(value, value_length, &job->slowdown_percent);
         }

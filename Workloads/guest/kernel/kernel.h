@@ -87,7 +87,7 @@ int smp_start(uint64_t rsdp_address);
 /* What an application processor does next: idle in hlt (where cpu.ipi-halt finds it), or run
  * ap_user_main at CPL3 with interrupts on (the running target of cpu.ipi, cpu.tlb-shootdown
  * and cpu.cacheline-pingpong). Set by the bootstrap processor, followed by a WAKE_VECTOR IPI. */
-enum ap_command { AP_IDLE = 0, AP_SPIN = 1, AP_TOUCH = 2, AP_PINGPONG = 3 };
+enum ap_command { AP_IDLE = 0, AP_SPIN = 1, AP_TOUCH = 2, AP_PINGPONG = 3, AP_LITMUS = 4 };
 extern volatile uint64_t hvb_ap_command[MAX_CPUS];
 /* The command each AP's user loop is running, once it runs it. */
 extern volatile uint64_t hvb_ap_running[MAX_CPUS];
@@ -102,6 +102,9 @@ uint64_t hvb_ipi_round_trips(uint64_t count);
 uint64_t hvb_ipi_halt_round_trips(uint64_t count);
 int hvb_tlb_shootdowns(uint64_t count);
 int hvb_cacheline_pingpong(uint64_t count);
+/* The memory-model litmus tests (litmus.c): the job, and an application processor's part. */
+int hvb_litmus(uint64_t iterations, int inject_violation);
+void hvb_litmus_ap(uint32_t cpu);
 void hvb_report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2, uint64_t cs);
 void hvb_report_line(const char *kind, const char *key, const char *value);
 uint64_t pte_frame_address(int which);

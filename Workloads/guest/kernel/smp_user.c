@@ -30,6 +30,7 @@ void ap_user_main(uint32_t cpu) {
         if (command == AP_PINGPONG) answer_pingpong(cpu);
         /* AP_TOUCH keeps the benchmark page's translation in this CPU's TLB. */
         else if (command == AP_TOUCH) (void)*page;
+        else if (command == AP_LITMUS) hvb_litmus_ap(cpu);
         relax();
     }
 }
