@@ -210,6 +210,7 @@ extension X86CPU {
         rflags = 0x2
         flushTLB()
         invalidateDecodedCode()
+        refreshInterruptWork()  // so `run` waits at the first boundary instead of executing
     }
 
     /// SIPI: real mode at vector:0000, i.e. CS = vector << 8 with base vector << 12, IP = 0.

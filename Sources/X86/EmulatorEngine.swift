@@ -59,7 +59,7 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
         case .halt:
             return .halt
         case .shutdown(let why):
-            return .shutdown("\(why) [emulator, rip 0x\(String(cpu.rip, radix: 16))]")
+            return .shutdown("\(why) [emulator vCPU \(cpu.apic.id), rip 0x\(String(cpu.rip, radix: 16))]")
         case .interrupted:
             return .interrupted
         }

@@ -1,8 +1,11 @@
 import Machine
 
 /// The emulator's interrupt controller: hvbench's IOAPIC on the MMIO bus for INTx lines, and
-/// MSI messages decoded straight into the interpreter's local APIC. Everything runs on the vCPU
-/// thread, where device models run too, so no locking is needed.
+/// MSI messages decoded straight into the bootstrap processor's local APIC. With one vCPU
+/// everything runs on its thread, where device models run too; with several, device work runs on
+/// whichever vCPU exited (under the VM's device lock), so the vector is posted to the bootstrap
+/// processor (`X86CPU.raiseInterrupt`) and the IOAPIC locks itself against the EOIs that come
+/// from that processor's thread.
 final class EmulatorInterrupts: InterruptController {
     let ioapic: IOAPIC
     private unowned let cpu: X86CPU

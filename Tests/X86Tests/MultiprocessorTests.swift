@@ -112,6 +112,23 @@ import Testing
         #expect(cpu.rip == 0x8000 + 58, "stopped at the out, in 32-bit code")
     }
 
+    /// An application processor runs nothing before its SIPI, however early its thread starts
+    /// (it once ran from address 0 when its thread beat the guest's INIT), and a stop request
+    /// ends its wait.
+    @Test func anApplicationProcessorWaitsForItsSIPI() throws {
+        let machine = try LongModeMachine(code: [0xEB, 0xFE])
+        let other = X86CPU(
+            ram: machine.memory.base, ramSize: machine.memory.size, timestamp: { 0 }, codeMap: machine.cpu.codeMap, index: 1)
+        other.waitForStartup()
+        _ = EmulatedProcessors([machine.cpu, other])
+        let waiting = start(other)
+        usleep(50_000)
+        #expect(waiting.value == nil && other.retired == 0)
+        other.requestStop()
+        #expect(wait(for: waiting, seconds: 30) == .interrupted)
+        #expect(other.retired == 0 && other.waitingForStartup)
+    }
+
     /// rdmsr and wrmsr of an MSR the CPU does not have raise #GP(0), as on hardware and KVM.
     @Test func unknownMSRsRaiseGeneralProtection() throws {
         // mov ecx, 0x12345678 / rdmsr / hlt / (handler at +8) hlt

@@ -1,3 +1,5 @@
+import Foundation
+
 /// An I/O APIC with the version 0x20 register set (the one KVM's and QEMU's model, with the
 /// directed-EOI register): 24 input pins, each with a 64-bit redirection entry, reached through
 /// the index register at +0x00 and the data window at +0x10.
@@ -6,6 +8,9 @@
 /// pins deliver on a rising edge; level-triggered pins deliver while asserted and set Remote IRR
 /// until the local APIC's EOI for their vector comes back (`endOfInterrupt`), then deliver again
 /// if the line is still asserted — which is how an unacknowledged device keeps interrupting.
+///
+/// Thread-safe: devices drive lines under the VM's device lock, but with several emulated vCPUs
+/// the EOI comes from the bootstrap processor's thread while another vCPU's exit runs a device.
 public final class IOAPIC: BusDevice {
     public static let base: UInt64 = 0xFEC0_0000
     public static let length: UInt64 = 0x100
@@ -27,6 +32,7 @@ public final class IOAPIC: BusDevice {
     public typealias Delivery = (UInt8, Bool) -> Void
 
     private let deliver: Delivery
+    private let lock = NSLock()
     private var selected: UInt32 = 0
     private var identification: UInt32 = 0
     private(set) var entries = [UInt64](repeating: Bit.masked, count: IOAPIC.pinCount)
@@ -49,6 +55,10 @@ public final class IOAPIC: BusDevice {
     /// A device drives input `pin`. Pins outside the IOAPIC are ignored (a platform wiring
     /// mistake, not something a guest can cause).
     public func setLine(_ pin: Int, asserted: Bool) {
+        lock.withLock { setLineLocked(pin, asserted: asserted) }
+    }
+
+    private func setLineLocked(_ pin: Int, asserted: Bool) {
         guard entries.indices.contains(pin) else { return }
         let wasAsserted = lineAsserted[pin]
         lineAsserted[pin] = asserted
@@ -62,6 +72,10 @@ public final class IOAPIC: BusDevice {
     /// The local APIC ended a level-triggered `vector` (its EOI broadcast, or a write to the
     /// directed-EOI register).
     public func endOfInterrupt(vector: UInt8) {
+        lock.withLock { endOfInterruptLocked(vector: vector) }
+    }
+
+    private func endOfInterruptLocked(vector: UInt8) {
         for pin in entries.indices
         where entries[pin] & Bit.remoteIRR != 0 && UInt8(truncatingIfNeeded: entries[pin]) == vector {
             entries[pin] &= ~Bit.remoteIRR
@@ -96,6 +110,8 @@ public final class IOAPIC: BusDevice {
     // MARK: Registers
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        lock.lock()
+        defer { lock.unlock() }
         switch offset {
         case 0x00: data.storeLittleEndian(UInt64(selected))
         case 0x10: data.storeLittleEndian(UInt64(readWindow(selected)))
@@ -105,10 +121,12 @@ public final class IOAPIC: BusDevice {
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
+        lock.lock()
+        defer { lock.unlock() }
         switch offset {
         case 0x00: selected = value & 0xFF
         case 0x10: writeWindow(selected, value)
-        case 0x40: endOfInterrupt(vector: UInt8(truncatingIfNeeded: value))
+        case 0x40: endOfInterruptLocked(vector: UInt8(truncatingIfNeeded: value))
         default: break
         }
     }
