@@ -4,13 +4,19 @@ extension X86CPU {
     /// Runs guest instructions until one needs the VMM, the guest halts or shuts down, or
     /// `maxInstructions` retire / `requestStop()` is called (`.interrupted`).
     public func run(maxInstructions: Int = .max) -> X86Stop {
+        // Two copies of the loop: a uniprocessor has no mail to look for at every boundary.
+        processors == nil ? run(maxInstructions, sharesRAM: false) : run(maxInstructions, sharesRAM: true)
+    }
+
+    @inline(__always)
+    private func run(_ maxInstructions: Int, sharesRAM: Bool) -> X86Stop {
         var budget = maxInstructions
         while budget > 0 {
             let chunk = min(budget, 8192)
             for _ in 0..<chunk {
                 // Not while an instruction waits for its device access to complete: it is
                 // re-executed against the log, and an interrupt taken first would run it twice.
-                if (interruptWork || hasMail) && deviceLog.isEmpty {
+                if (interruptWork || (sharesRAM && hasMail)) && deviceLog.isEmpty {
                     if let stop = serviceInterrupts() { return stop }
                     if stopPending {
                         let reason = stopReason ?? .interrupted
