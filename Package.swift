@@ -31,10 +31,13 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
+        // Host networking at the bottom: a private network namespace, TAP devices, interface
+        // addresses, neighbours and bridges through the classic ioctls.
+        .target(name: "CHostNet"),
         // Guest memory, buses, devices, boot loaders, the engine protocol and the VM.
         .target(
             name: "Machine",
-            dependencies: ["CNUMA", "Results"]),
+            dependencies: ["CNUMA", "CHostNet", "Results"]),
         // The host's time-stamp counter for the emulator's rdtsc (no KVM dependency).
         .target(name: "CHostTimer"),
         // Guest RAM shared by the emulator's vCPU threads: TSO-ordered loads and stores,
@@ -91,6 +94,8 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Results", "Bench", "Report", "VMM", "KVM", "X86", "Differential", "Machine", "TestSupport"]),
+            dependencies: [
+                "Results", "Bench", "Report", "VMM", "KVM", "X86", "Differential", "Machine", "CHostNet", "TestSupport",
+            ]),
     ]
 )

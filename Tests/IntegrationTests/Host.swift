@@ -1,5 +1,6 @@
 import Foundation
 import KVM
+import Machine
 
 @testable import Bench
 import Results
@@ -12,6 +13,18 @@ enum Host {
     static let kvmSkipMessage: Comment = "needs a usable /dev/kvm: \(kvmProblem ?? "")"
     static let qemu: String? = ProcessRunner.find("qemu-system-x86_64")
     static let qemuSkipMessage: Comment = "needs qemu-system-x86_64 (Debian package qemu-system-x86)"
+    /// Why this process cannot have a network namespace of its own with TAP devices, or nil.
+    static let namespaceProblem: String? = {
+        guard FileManager.default.fileExists(atPath: "/dev/net/tun") else { return "/dev/net/tun does not exist" }
+        do {
+            try NetworkNamespace().close()
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }()
+    static var canMakeNamespaces: Bool { namespaceProblem == nil }
+    static let namespaceSkipMessage: Comment = "needs /dev/net/tun and network namespaces: \(namespaceProblem ?? "")"
 }
 
 import Testing

@@ -1,0 +1,34 @@
+/*
+ * The thin, unsafe bottom of hvbench's host networking: a private network namespace, TAP
+ * devices, and interface configuration through the classic ioctls (no netlink). Every function
+ * returns 0 (or a descriptor) on success and -errno on failure; Swift above turns that into
+ * typed errors.
+ */
+#ifndef CHOSTNET_H
+#define CHOSTNET_H
+
+#include <stdint.h>
+
+/* The calling thread leaves the process's network namespace for a new, empty one. */
+int chn_unshare_network(void);
+/* A descriptor of the calling thread's network namespace (/proc/thread-self/ns/net). */
+int chn_open_own_network_namespace(void);
+/* The calling thread joins the network namespace `fd` refers to. */
+int chn_enter_network_namespace(int fd);
+
+/* Opens /dev/net/tun and attaches a TAP interface (IFF_TAP | IFF_NO_PI) called `name`, in the
+ * calling thread's namespace; non-blocking. Returns the descriptor. */
+int chn_open_tap(const char *name);
+/* Sets or clears IFF_UP on interface `name`. */
+int chn_set_interface_up(const char *name, int up);
+/* Gives interface `name` the IPv4 address `address` (host byte order) with `prefix_length`. */
+int chn_set_interface_ipv4(const char *name, uint32_t address, int prefix_length);
+/* Whether interface `name` exists in the calling thread's namespace: 1, 0, or -errno. */
+int chn_interface_exists(const char *name);
+/* A permanent ARP entry: `address` (host byte order) is at `mac` on interface `name`. */
+int chn_set_neighbour(const char *name, uint32_t address, const uint8_t mac[6]);
+/* Creates the bridge `name`, and adds interface `port` to bridge `name`. */
+int chn_add_bridge(const char *name);
+int chn_add_bridge_port(const char *name, const char *port);
+
+#endif

@@ -1,0 +1,153 @@
+import Foundation
+import Synchronization
+
+/// The far end of a TAP benchmark: an ordinary UDP socket of the host kernel, bound inside
+/// hvbench's network namespace, so the host's network stack is part of every measurement.
+/// As a sink it checks each datagram's sequence number and payload pattern; as an echo it
+/// sends each datagram back to where it came from.
+///
+/// Payload: bytes 0-3 sequence number, 4-7 payload length (both little-endian), then byte i =
+/// (sequence * 31 + i * 7 + 0x5A) & 0xFF, the pattern of the in-VMM peer's frames.
+public final class KernelUDPPeer: @unchecked Sendable {
+    public enum Mode: String, Sendable { case sink, echo }
+
+    public struct Counts: Equatable, Sendable {
+        public var datagrams = 0
+        public var bytes = 0
+        /// Sequence numbers skipped (datagrams lost on the way) and ones that came back in time.
+        public var missing = 0
+        public var outOfOrder = 0
+        public var echoed = 0
+        public var errors: [String] = []
+    }
+
+    public let mode: Mode
+    public let address: IPv4Address
+    public let port: UInt16
+    private let descriptor: Int32
+    private let counts = Mutex(Counts())
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private var nextSequence: UInt32 = 0
+
+    /// Binds a UDP socket to `address`:`port` inside `namespace` and starts serving it.
+    public init(namespace: NetworkNamespace, mode: Mode, address: IPv4Address, port: UInt16) throws {
+        self.mode = mode
+        self.address = address
+        self.port = port
+        descriptor = try namespace.perform {
+            let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard descriptor >= 0 else {
+                throw NetworkNamespace.Failure("cannot open a UDP socket: \(String(cString: strerror(errno)))")
+            }
+            var socketAddress = Self.socketAddress(address, port)
+            let bound = withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                let reason = String(cString: strerror(errno))
+                Glibc.close(descriptor)
+                throw NetworkNamespace.Failure("cannot bind UDP \(address):\(port): \(reason)")
+            }
+            return descriptor
+        }
+        let thread = Thread { [self] in serve() }
+        thread.name = "hvbench-udp-\(mode.rawValue)"
+        thread.start()
+    }
+
+    deinit { Glibc.close(descriptor) }
+
+    static func socketAddress(_ address: IPv4Address, _ port: UInt16) -> sockaddr_in {
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = port.bigEndian
+        socketAddress.sin_addr.s_addr = address.value.bigEndian
+        return socketAddress
+    }
+
+    @inline(__always)
+    static func patternByte(sequence: UInt32, index: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: sequence &* 31 &+ UInt32(truncatingIfNeeded: index) &* 7 &+ 0x5A)
+    }
+
+    /// The payload of datagram `sequence`, `length` bytes (at least 8).
+    public static func payload(sequence: UInt32, length: Int) -> [UInt8] {
+        var payload = [UInt8](repeating: 0, count: max(length, 8))
+        for index in 0..<4 { payload[index] = UInt8(truncatingIfNeeded: sequence >> (8 * index)) }
+        for index in 0..<4 { payload[4 + index] = UInt8(truncatingIfNeeded: UInt32(payload.count) >> (8 * index)) }
+        for index in 8..<payload.count { payload[index] = patternByte(sequence: sequence, index: index) }
+        return payload
+    }
+
+    /// The sequence number of a valid payload, or why it is not one.
+    public static func check(_ payload: UnsafeRawBufferPointer) -> Result<UInt32, NetworkNamespace.Failure> {
+        guard payload.count >= 8 else { return .failure(.init("a \(payload.count)-byte payload")) }
+        let sequence = UInt32(littleEndian: payload.loadUnaligned(as: UInt32.self))
+        let length = Int(UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+        guard length == payload.count else {
+            return .failure(.init("datagram \(sequence): says \(length) bytes, \(payload.count) arrived"))
+        }
+        for index in 8..<payload.count where payload[index] != patternByte(sequence: sequence, index: index) {
+            return .failure(.init("datagram \(sequence): byte \(index) is corrupt"))
+        }
+        return .success(sequence)
+    }
+
+    public var snapshot: Counts { counts.withLock { $0 } }
+
+    /// Stops serving (within a poll interval) and waits for the thread to end. Idempotent.
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        finished.wait()
+    }
+
+    private func serve() {
+        defer { finished.signal() }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !stopping.load(ordering: .acquiring) {
+            var waiting = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&waiting, 1, 50) > 0 else { continue }
+            var sender = sockaddr_in()
+            var senderLength = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let count = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &sender) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, &senderLength)
+                    }
+                }
+            }
+            guard count >= 0 else { continue }
+            let checked = buffer.withUnsafeBytes { Self.check(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            var echoed = false
+            if mode == .echo {
+                let sent = buffer.withUnsafeBytes { bytes in
+                    withUnsafePointer(to: &sender) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(descriptor, bytes.baseAddress, count, 0, $0, senderLength)
+                        }
+                    }
+                }
+                echoed = sent == count
+            }
+            counts.withLock { counts in
+                counts.datagrams += 1
+                counts.bytes += count
+                if echoed { counts.echoed += 1 }
+                switch checked {
+                case .failure(let failure):
+                    if counts.errors.count < 16 { counts.errors.append(failure.description) }
+                case .success(let sequence):
+                    if sequence >= nextSequence {
+                        counts.missing += Int(sequence - nextSequence)
+                        nextSequence = sequence &+ 1
+                    } else {
+                        counts.outOfOrder += 1
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import CHostNet
+import Foundation
+
+/// A network namespace of hvbench's own, for one run: every TAP device, bridge, address and
+/// kernel socket of the TAP backend lives in it, so no frame a guest sends can reach the host's
+/// own namespace or leave the machine (the namespace has no route out).
+///
+/// One thread leaves the process's namespace for a new, empty one and stays there, running
+/// the work that must happen inside it (`perform`): creating TAP devices and sockets, which then
+/// stay bound to the namespace whichever thread uses them. The namespace, and every interface in
+/// it, is gone once that thread has ended (`close`) and the last descriptor into it is closed.
+public final class NetworkNamespace: @unchecked Sendable {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    private let worker = Worker()
+    /// The namespace's identity (its nsfs inode), for checks that it is not the host's.
+    public let inode: UInt64
+
+    /// Creates the namespace and brings its loopback interface up. Fails, saying why, where the
+    /// process may not create namespaces (no CAP_SYS_ADMIN, or a seccomp filter).
+    public init() throws {
+        let host = try Self.ownNamespaceInode()
+        let started = Outcome<UInt64>()
+        let worker = self.worker
+        let thread = Thread {
+            let unshared = chn_unshare_network()
+            guard unshared == 0 else {
+                return started.set(
+                    .failure(Failure("cannot create a network namespace: \(String(cString: strerror(-unshared)))")))
+            }
+            let up = chn_set_interface_up("lo", 1)
+            guard up == 0 else {
+                return started.set(
+                    .failure(Failure("cannot bring up lo in the new namespace: \(String(cString: strerror(-up)))")))
+            }
+            worker.markServing()  // from here on, close() waits for this thread to end
+            started.set(Result { try Self.ownNamespaceInode() })
+            worker.serve()  // this thread is what keeps the namespace alive
+        }
+        thread.name = "hvbench-netns"
+        thread.start()
+        switch started.wait() {
+        case .success(let inode): self.inode = inode
+        case .failure(let error):
+            worker.close()
+            throw error
+        }
+        guard inode != host else {
+            close()
+            throw Failure("the new network namespace is the host's own (inode \(host))")
+        }
+    }
+
+    deinit { close() }
+
+    /// The inode of the calling thread's network namespace.
+    static func ownNamespaceInode() throws -> UInt64 {
+        var status = stat()
+        guard stat("/proc/thread-self/ns/net", &status) == 0 else {
+            throw Failure("cannot identify the network namespace: \(String(cString: strerror(errno)))")
+        }
+        return UInt64(status.st_ino)
+    }
+
+    /// Runs `body` on the namespace's thread, inside the namespace, and returns what it returns.
+    public func perform<T>(_ body: @escaping () throws -> T) throws -> T {
+        let outcome = Outcome<T>()
+        guard worker.enqueue({ outcome.set(Result { try body() }) }) else {
+            throw Failure("the network namespace is closed")
+        }
+        return try outcome.wait().get()  // queued work always runs, even when closing
+    }
+
+    /// Ends the namespace's thread once the queued work is done; the namespace goes with the
+    /// last descriptor into it. Idempotent.
+    public func close() { worker.close() }
+
+    /// Whether interface `name` exists in the namespace.
+    public func hasInterface(_ name: String) throws -> Bool {
+        let answer = try perform { chn_interface_exists(name) }
+        guard answer >= 0 else { throw Failure("cannot look up \(name): \(String(cString: strerror(-answer)))") }
+        return answer == 1
+    }
+
+    /// A TAP device `name` in the namespace, with `address`/`prefixLength` and up.
+    public func makeTAP(name: String, address: IPv4Address?, prefixLength: Int = 24) throws -> TAPDevice {
+        try perform {
+            let descriptor = chn_open_tap(name)
+            guard descriptor >= 0 else {
+                throw Failure("cannot create TAP device \(name): \(String(cString: strerror(-descriptor)))")
+            }
+            let device = TAPDevice(name: name, descriptor: descriptor)
+            if let address {
+                try Self.check(chn_set_interface_ipv4(name, address.value, Int32(prefixLength)), "give \(name) \(address)")
+            }
+            try Self.check(chn_set_interface_up(name, 1), "bring \(name) up")
+            return device
+        }
+    }
+
+    /// A permanent neighbour entry: `address` is at `mac` on `interface` (no ARP needed).
+    public func setNeighbour(_ address: IPv4Address, mac: MACAddress, on interface: String) throws {
+        guard mac.count == 6 else { throw Failure("a MAC address has 6 bytes, not \(mac.count)") }
+        try perform { try Self.check(chn_set_neighbour(interface, address.value, mac), "add neighbour \(address)") }
+    }
+
+    static func check(_ result: Int32, _ what: String) throws {
+        if result != 0 { throw Failure("cannot \(what): \(String(cString: strerror(-result)))") }
+    }
+}
+
+/// The namespace thread's work queue.
+private final class Worker: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [() -> Void] = []
+    private var closing = false
+    private var finished = false
+
+    /// Runs jobs until closed and drained. Called once, on the namespace's thread.
+    func serve() {
+        condition.lock()
+        while true {
+            while jobs.isEmpty && !closing { condition.wait() }
+            if jobs.isEmpty { break }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job()
+            condition.lock()
+        }
+        finished = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// false once closing: the job is not taken.
+    func enqueue(_ job: @escaping () -> Void) -> Bool {
+        condition.withLock {
+            guard !closing else { return false }
+            jobs.append(job)
+            condition.broadcast()
+            return true
+        }
+    }
+
+    /// Stops taking work and waits until the thread has drained its queue and ended (at once if
+    /// it never started serving).
+    func close() {
+        condition.withLock {
+            closing = true
+            condition.broadcast()
+            while !finished && serving { condition.wait() }
+        }
+    }
+
+    /// Set by the namespace thread once the namespace exists; a thread that failed never does.
+    private var serving = false
+
+    func markServing() { condition.withLock { serving = true } }
+}
+
+/// One job's result, handed from the namespace's thread to the caller.
+private final class Outcome<T>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var result: Result<T, Error>?
+
+    func set(_ result: Result<T, Error>) {
+        condition.withLock {
+            self.result = result
+            condition.signal()
+        }
+    }
+
+    func wait() -> Result<T, Error> {
+        condition.withLock {
+            while result == nil { condition.wait() }
+            return result!
+        }
+    }
+}

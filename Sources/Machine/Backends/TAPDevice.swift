@@ -1,0 +1,50 @@
+import Foundation
+
+/// A TAP interface's descriptor (`IFF_TAP | IFF_NO_PI`, non-blocking): each read is one Ethernet
+/// frame the host kernel sends towards the guest, each write one frame from the guest. Created
+/// inside a `NetworkNamespace`; closing the descriptor removes the interface.
+public final class TAPDevice: @unchecked Sendable {
+    public let name: String
+    private let descriptor: Int32
+    /// The largest frame a read can return (MTU 1500 plus the Ethernet header).
+    public static let maximumFrame = 1514
+
+    init(name: String, descriptor: Int32) {
+        self.name = name
+        self.descriptor = descriptor
+    }
+
+    deinit { Glibc.close(descriptor) }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Hands a frame to the host kernel. false when the kernel's queue is full (try again).
+    public func send(_ frame: [UInt8]) throws -> Bool {
+        let written = frame.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written == frame.count { return true }
+        if written < 0 && (errno == EAGAIN || errno == ENOBUFS) { return false }
+        throw Failure(
+            description: written < 0
+                ? "TAP \(name): write failed: \(String(cString: strerror(errno)))"
+                : "TAP \(name): wrote \(written) of \(frame.count) bytes")
+    }
+
+    /// The next frame the host kernel sent, or nil if none arrives within `timeout` seconds.
+    public func receive(timeout: Double) throws -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: Self.maximumFrame + 64)
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count >= 0 { return Array(buffer.prefix(count)) }
+            guard errno == EAGAIN || errno == EINTR else {
+                throw Failure(description: "TAP \(name): read failed: \(String(cString: strerror(errno)))")
+            }
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { return nil }
+            var waiting = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&waiting, 1, Int32(min(left * 1000, 1000)) + 1)
+        }
+    }
+}
