@@ -97,7 +97,7 @@ public struct ArtifactBuilder: Sendable {
     private func buildGuest(clang: String, linker: String, scratch: URL, output: URL) async throws {
         let guest = workspace.guestSources
         let sources = [
-            "common/bench.c", "common/job.c", "common/io_bench.c", "kernel/kernel.c", "kernel/user_main.c", "kernel/entry.S",
+            "common/bench.c", "common/job.c", "common/io_bench.c", "common/udp_frames.c", "kernel/kernel.c", "kernel/user_main.c", "kernel/entry.S",
             "kernel/smp.c", "kernel/smp_entry.S", "kernel/smp_user.c", "kernel/litmus.c",
             "drivers/pci.c", "drivers/irq.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c",
         ]
@@ -126,7 +126,7 @@ public struct ArtifactBuilder: Sendable {
         let guest = workspace.guestSources
         let include = ["-I", guest.appendingPathComponent("common").path]
         var objects: [String] = []
-        for source in ["common/bench.c", "common/io_bench.c"] {
+        for source in ["common/bench.c", "common/io_bench.c", "common/udp_frames.c"] {
             let object = scratch.appendingPathComponent("native_" + URL(fileURLWithPath: source).lastPathComponent + ".o").path
             try await compile(
                 clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent(source).path, "-o", object])

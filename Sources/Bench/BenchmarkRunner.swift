@@ -128,6 +128,9 @@ public final class BenchmarkRunner: Sendable {
             }
             result.engine = kind.usesEmulator == true ? "emulator" : "kvm"
             if result.status == .ok { result.vcpus = configuration.vcpus(for: entry.id) }
+            if result.status == .ok, BenchmarkDefinition.named(entry.id)?.needsNIC == true {
+                result.netBackend = configuration.netBackend.rawValue
+            }
             return result
         }
     }

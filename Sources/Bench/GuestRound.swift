@@ -49,10 +49,26 @@ extension BenchmarkRunner {
         let definition = BenchmarkDefinition.named(entry.id)
         var io: IOConfiguration?
         var diskWords: [String] = []
+        var link: TAPLink?
+        defer { link?.close() }
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {
-            var peer: NetworkPeer?
+            var peer: (any NetworkBackend)?
             var disk: DiskImage?
-            if let role = definition?.peerRole { peer = NetworkPeer(mode: NetworkPeer.Mode(role)) }
+            if let role = definition?.peerRole {
+                let mode = NetworkPeer.Mode(role)
+                if configuration.netBackend == .tap {
+                    guard mode != .source else {
+                        return .skipped("the TAP backend has no kernel source peer yet (--net-backend vmm runs it)")
+                    }
+                    do { link = try TAPLink(mode: mode == .echo ? .echo : .sink) } catch {
+                        return .skipped("the TAP backend is unavailable here: \(error)")
+                    }
+                    peer = link?.backend
+                    diskWords += link?.jobWords ?? []
+                } else {
+                    peer = NetworkPeer(mode: mode)
+                }
+            }
             if let definition, definition.needsDisk {
                 do {
                     let opened = try openDisk(definition, configuration)
@@ -92,12 +108,17 @@ extension BenchmarkRunner {
             return .failed("\(guestSaid); \(finding)")
         }
         guard case .measured(var round) = outcome else { return outcome }
-        if let peer = io?.peer {
+        if let peer = io?.peer as? NetworkPeer {
             if let error = peer.errors.first { return .failed("the network peer found a bad frame: \(error)") }
             let expected = (entry.warmups + entry.repetitions) * Int(entry.iterations)
             if peer.mode == .sink && peer.framesFromGuest < expected {
                 return .failed("the sink received \(peer.framesFromGuest) frames, the guest reported \(expected)")
             }
+        }
+        if let link {
+            let problem = link.problem(afterGuestSent: (entry.warmups + entry.repetitions) * Int(entry.iterations))
+            saveLog("# \(link.summary)\n", system: system.rawValue, benchmark: entry.id + ".tap", configuration)
+            if let problem { return .failed(problem) }
         }
         if let disk = io?.disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
         var exits = boot.outcome.counters

@@ -32,6 +32,8 @@ public struct RunConfiguration: Sendable {
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
+    /// `--net-backend`: the NIC benchmarks' far end, the in-VMM peer or a TAP into the host kernel.
+    public var netBackend: NetBackend = .vmm
     /// KVM doorbells through ioeventfds and an I/O thread (`--no-io-thread` turns it off).
     public var ioThread = true
     /// How long the I/O thread polls for doorbells before it sleeps (`--io-poll-us`).

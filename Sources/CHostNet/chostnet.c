@@ -77,6 +77,15 @@ int chn_set_interface_ipv4(const char *name, uint32_t address, int prefix_length
     return socket_ioctl(AF_INET, SIOCSIFNETMASK, &request);
 }
 
+int chn_interface_mac(const char *name, uint8_t mac[6]) {
+    struct ifreq request;
+    int error = copy_name(&request, name);
+    if (error) return error;
+    if ((error = socket_ioctl(AF_INET, SIOCGIFHWADDR, &request))) return error;
+    memcpy(mac, request.ifr_hwaddr.sa_data, 6);
+    return 0;
+}
+
 int chn_interface_exists(const char *name) {
     struct ifreq request;
     int error = copy_name(&request, name);

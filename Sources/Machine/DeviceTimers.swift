@@ -28,6 +28,9 @@ public final class DeviceTimers: @unchecked Sendable {
     private let earliest = Atomic<UInt64>(.max)
     private let waker: DispatchSourceTimer
     private let wake = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Work other threads handed in (`post`), run as timers that are due now.
+    private let posted = Mutex<[@Sendable () -> Void]>([])
+    private let hasPosted = Atomic<Bool>(false)
 
     public init(now: @escaping () -> UInt64 = MonotonicClock.nanoseconds) {
         self.now = now
@@ -58,8 +61,17 @@ public final class DeviceTimers: @unchecked Sendable {
         rearm()
     }
 
-    /// The earliest deadline, nil when no timer is armed. Any thread.
+    /// Runs `action` on the vCPU thread as soon as it can, under the device lock: how a thread of
+    /// a backend (a TAP's reader, when frames arrive) hands work to a device model. Any thread.
+    public func post(_ action: @escaping @Sendable () -> Void) {
+        posted.withLock { $0.append(action) }
+        hasPosted.store(true, ordering: .releasing)
+        wake.withLock { $0 }?()
+    }
+
+    /// The earliest deadline, nil when no timer is armed (0 while posted work waits). Any thread.
     public var nextDeadline: UInt64? {
+        if hasPosted.load(ordering: .acquiring) { return 0 }
         let deadline = earliest.load(ordering: .acquiring)
         return deadline == .max ? nil : deadline
     }
@@ -69,6 +81,14 @@ public final class DeviceTimers: @unchecked Sendable {
     @discardableResult
     public func runDue() -> Int {
         var ran = 0
+        if hasPosted.exchange(false, ordering: .acquiringAndReleasing) {
+            let work = posted.withLock { work in
+                defer { work.removeAll() }
+                return work
+            }
+            for action in work { action() }
+            ran += work.count
+        }
         while let first = pending.first, first.deadline <= now() {
             pending.removeFirst()
             first.armed = false
@@ -83,6 +103,8 @@ public final class DeviceTimers: @unchecked Sendable {
     public func shutdown() {
         for timer in pending { timer.armed = false }
         pending.removeAll()
+        posted.withLock { $0.removeAll() }
+        hasPosted.store(false, ordering: .releasing)
         earliest.store(.max, ordering: .releasing)
         wake.withLock { $0 = nil }
         waker.schedule(deadline: .distantFuture, leeway: .nanoseconds(0))

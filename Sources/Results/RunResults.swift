@@ -111,6 +111,9 @@ public struct RunResults: Codable, Sendable {
             if let rounds = result.rounds, rounds < 1 { return "\(at).rounds \(rounds) is out of range" }
             // KVM's own limit on vCPUs per VM.
             if let vcpus = result.vcpus, !(1...1024).contains(vcpus) { return "\(at).vcpus \(vcpus) is out of range" }
+            if let backend = result.netBackend, !["vmm", "tap"].contains(backend) {
+                return "\(at).netBackend \"\(backend)\" is not vmm or tap"
+            }
             if let wall = result.wallSeconds, !(wall.isFinite && wall >= 0) { return "\(at).wallSeconds \(wall) is out of range" }
             if let exits = result.exits {
                 let counts = [
@@ -201,6 +204,9 @@ public struct BenchmarkResult: Codable, Sendable {
     /// The vCPUs of the guest that measured it (`--vcpus`, or the benchmark's minimum): nil
     /// natively and in older files.
     public var vcpus: Int?
+    /// Network benchmarks in hvbench's VMs: the far end, "vmm" (the in-VMM peer) or "tap" (a TAP
+    /// device and a kernel socket); nil elsewhere and in older files.
+    public var netBackend: String?
 
     public init(
         system: String, benchmark: String, privilege: String? = nil, engine: String? = nil, status: ResultStatus,

@@ -6,7 +6,8 @@ public struct IOConfiguration {
     public enum Kind: String, Sendable { case legacy, virtio }
     public var kind: Kind
     public var disk: DiskImage?
-    public var peer: NetworkPeer?
+    /// The NIC's backend: the in-VMM peer, or a TAP device into the host kernel.
+    public var peer: (any NetworkBackend)?
     /// Whether an engine that can (KVM) takes doorbells on an I/O thread through ioeventfds
     /// instead of as vCPU exits.
     public var ioThread: Bool
@@ -14,7 +15,7 @@ public struct IOConfiguration {
     public var ioThreadPollMicroseconds: UInt64
 
     public init(
-        kind: Kind, disk: DiskImage?, peer: NetworkPeer?, ioThread: Bool = true,
+        kind: Kind, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
         ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
     ) {
         self.kind = kind

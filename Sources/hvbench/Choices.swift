@@ -1,6 +1,7 @@
 import ArgumentParser
 import Machine
 import Results
+import Bench
 
 /// `--cpu`: the VM's CPU engine.
 enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
@@ -48,3 +49,4 @@ struct ModeSelection: ExpressibleByArgument {
     static var allValueStrings: [String] { SystemKind.allCases.map(\.rawValue) + ["all"] }
     var defaultValueDescription: String { argument }
 }
+extension NetBackend: ExpressibleByArgument {}

@@ -104,6 +104,13 @@ struct RunOptions: ParsableArguments {
         help: "Make every timed repetition this many percent slower (self-check of regression detection).")
     var injectSlowdown: UInt64 = 0
 
+    @Option(
+        name: .customLong("net-backend"),
+        help:
+            "The NIC benchmarks' far end: vmm (the in-VMM peer) or tap (a TAP device and a kernel UDP socket in a network namespace of the run's own)."
+    )
+    var netBackend: NetBackend = .vmm
+
     @Flag(
         name: .customLong("no-io-thread"),
         help: "Under KVM, take virtio doorbells as vCPU exits instead of ioeventfds served by an I/O thread.")
@@ -259,6 +266,7 @@ struct RunOptions: ParsableArguments {
         configuration.vcpus = vcpus
         configuration.slowdownPercent = injectSlowdown
         configuration.ioThread = !noIOThread
+        configuration.netBackend = netBackend
         configuration.ioThreadPollMicroseconds = ioPollMicroseconds
         configuration.rounds = rounds ?? selected.rounds
         configuration.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1000)

@@ -1,103 +1,160 @@
 import CHostNet
 import Foundation
+import Results
 import Testing
 
+@testable import Bench
 @testable import Machine
 
 /// The TAP backend's host side: a namespace of hvbench's own, a TAP device in it, and kernel
 /// UDP peers behind it. Frames written into the TAP as a guest would (valid IPv4/UDP) reach the
 /// kernel's socket; the echo's answer comes back out of the TAP after the kernel's ARP, which
 /// the test answers; nothing appears in the host's own namespace, and nothing is left behind.
-@Suite(.serialized) struct TAPNamespaceTests {
-    static let guestMAC: MACAddress = [0x02, 0x68, 0x76, 0x62, 0x00, 0x02]
-    static let hostAddress = IPv4Address("10.77.0.1")!
-    static let guestAddress = IPv4Address("10.77.0.2")!
+/// One at a time: the last checks count this process's namespace threads.
+@Suite(.serialized) struct NetworkNamespaceTests {}
 
-    func datagram(to port: UInt16, sequence: UInt32, length: Int, hostMAC: MACAddress) -> [UInt8] {
-        IPv4Packets.frame(
-            IPv4Packets.Datagram(
-                sourceMAC: Self.guestMAC, destinationMAC: hostMAC, source: Self.guestAddress, destination: Self.hostAddress,
-                sourcePort: 40000, destinationPort: port,
-                payload: KernelUDPPeer.payload(sequence: sequence, length: length)))
-    }
+extension NetworkNamespaceTests {
+    @Suite struct TAPNamespaceTests {
+        static let guestMAC: MACAddress = [0x02, 0x68, 0x76, 0x62, 0x00, 0x02]
+        static let hostAddress = IPv4Address("10.77.0.1")!
+        static let guestAddress = IPv4Address("10.77.0.2")!
 
-    @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
-    func aGuestsDatagramsReachAKernelSocketInTheNamespaceOnly() throws {
-        let namespace = try NetworkNamespace()
-        defer { namespace.close() }
-        let tap = try namespace.makeTAP(name: "hvbtap0", address: Self.hostAddress)
-        #expect(try namespace.hasInterface("hvbtap0"))
-        #expect(chn_interface_exists("hvbtap0") == 0, "the TAP is not in the host's namespace")
-        let sink = try KernelUDPPeer(namespace: namespace, mode: .sink, address: Self.hostAddress, port: 9000)
-        defer { sink.stop() }
-        // The kernel accepts frames for its address whatever their destination MAC says on a
-        // TAP's point-to-point link; the guest learns the real one through ARP (next test).
-        for sequence in UInt32(0)..<200 {
-            let frame = datagram(to: 9000, sequence: sequence, length: 1472, hostMAC: IPv4Packets.broadcastMAC)
-            while try !tap.send(frame) { usleep(100) }
+        func datagram(to port: UInt16, sequence: UInt32, length: Int, hostMAC: MACAddress) -> [UInt8] {
+            IPv4Packets.frame(
+                IPv4Packets.Datagram(
+                    sourceMAC: Self.guestMAC, destinationMAC: hostMAC, source: Self.guestAddress, destination: Self.hostAddress,
+                    sourcePort: 40000, destinationPort: port,
+                    payload: KernelUDPPeer.payload(sequence: sequence, length: length)))
         }
-        let deadline = Date().addingTimeInterval(30)
-        while sink.snapshot.datagrams < 200 && Date() < deadline { usleep(1000) }
-        let counts = sink.snapshot
-        #expect(counts.datagrams == 200 && counts.bytes == 200 * 1472)
-        #expect(counts.missing == 0 && counts.outOfOrder == 0 && counts.errors.isEmpty, "\(counts)")
-    }
 
-    @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
-    func theEchoAnswersThroughTheKernelAfterARP() throws {
-        let namespace = try NetworkNamespace()
-        defer { namespace.close() }
-        let tap = try namespace.makeTAP(name: "hvbtap1", address: Self.hostAddress)
-        let echo = try KernelUDPPeer(namespace: namespace, mode: .echo, address: Self.hostAddress, port: 9001)
-        defer { echo.stop() }
-        _ = try tap.send(datagram(to: 9001, sequence: 5, length: 64, hostMAC: IPv4Packets.broadcastMAC))
-        // The kernel does not know the guest's MAC: it asks, the "guest" answers, the answer follows.
-        var answer: IPv4Packets.Datagram?
-        var hostMAC: MACAddress?
-        let deadline = Date().addingTimeInterval(30)
-        while answer == nil, Date() < deadline, let frame = try tap.receive(timeout: 1) {
-            if let request = IPv4Packets.parseARP(frame),
-                let reply = IPv4Packets.reply(to: request, from: Self.guestAddress, mac: Self.guestMAC)
-            {
-                hostMAC = request.senderMAC
-                _ = try tap.send(IPv4Packets.frame(reply))
-            } else if case .success(let datagram) = IPv4Packets.parseUDP(frame) {
-                answer = datagram
+        @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
+        func aGuestsDatagramsReachAKernelSocketInTheNamespaceOnly() throws {
+            let namespace = try NetworkNamespace()
+            defer { namespace.close() }
+            let tap = try namespace.makeTAP(name: "hvbtap0", address: Self.hostAddress)
+            #expect(try namespace.hasInterface("hvbtap0"))
+            #expect(chn_interface_exists("hvbtap0") == 0, "the TAP is not in the host's namespace")
+            let sink = try KernelUDPPeer(namespace: namespace, mode: .sink, address: Self.hostAddress, port: 9000)
+            defer { sink.stop() }
+            // The kernel accepts frames for its address whatever their destination MAC says on a
+            // TAP's point-to-point link; the guest learns the real one through ARP (next test).
+            for sequence in UInt32(0)..<200 {
+                let frame = datagram(to: 9000, sequence: sequence, length: 1472, hostMAC: IPv4Packets.broadcastMAC)
+                while try !tap.send(frame) { usleep(100) }
             }
+            let deadline = Date().addingTimeInterval(30)
+            while sink.snapshot.datagrams < 200 && Date() < deadline { usleep(1000) }
+            let counts = sink.snapshot
+            #expect(counts.datagrams == 200 && counts.bytes == 200 * 1472)
+            #expect(counts.missing == 0 && counts.outOfOrder == 0 && counts.errors.isEmpty, "\(counts)")
         }
-        let echoed = try #require(answer, "no answer came out of the TAP")
-        #expect(hostMAC != nil, "the kernel asked for the guest's MAC")
-        #expect(echoed.source == Self.hostAddress && echoed.sourcePort == 9001)
-        #expect(echoed.destination == Self.guestAddress && echoed.destinationPort == 40000)
-        #expect(echoed.destinationMAC == Self.guestMAC && echoed.sourceMAC == hostMAC)
-        #expect(echoed.payload == KernelUDPPeer.payload(sequence: 5, length: 64))
-        // The peer counts after its sendto returns, which can be after the answer left the TAP.
-        let counted = Date().addingTimeInterval(10)
-        while echo.snapshot.echoed < 1 && Date() < counted { usleep(1000) }
-        #expect(echo.snapshot.echoed == 1 && echo.snapshot.errors.isEmpty)
+
+        @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
+        func theEchoAnswersThroughTheKernelAfterARP() throws {
+            let namespace = try NetworkNamespace()
+            defer { namespace.close() }
+            let tap = try namespace.makeTAP(name: "hvbtap1", address: Self.hostAddress)
+            let echo = try KernelUDPPeer(namespace: namespace, mode: .echo, address: Self.hostAddress, port: 9001)
+            defer { echo.stop() }
+            _ = try tap.send(datagram(to: 9001, sequence: 5, length: 64, hostMAC: IPv4Packets.broadcastMAC))
+            // The kernel does not know the guest's MAC: it asks, the "guest" answers, the answer follows.
+            var answer: IPv4Packets.Datagram?
+            var hostMAC: MACAddress?
+            let deadline = Date().addingTimeInterval(30)
+            while answer == nil, Date() < deadline, let frame = try tap.receive(timeout: 1) {
+                if let request = IPv4Packets.parseARP(frame),
+                    let reply = IPv4Packets.reply(to: request, from: Self.guestAddress, mac: Self.guestMAC)
+                {
+                    hostMAC = request.senderMAC
+                    _ = try tap.send(IPv4Packets.frame(reply))
+                } else if case .success(let datagram) = IPv4Packets.parseUDP(frame) {
+                    answer = datagram
+                }
+            }
+            let echoed = try #require(answer, "no answer came out of the TAP")
+            #expect(hostMAC != nil, "the kernel asked for the guest's MAC")
+            #expect(echoed.source == Self.hostAddress && echoed.sourcePort == 9001)
+            #expect(echoed.destination == Self.guestAddress && echoed.destinationPort == 40000)
+            #expect(echoed.destinationMAC == Self.guestMAC && echoed.sourceMAC == hostMAC)
+            #expect(echoed.payload == KernelUDPPeer.payload(sequence: 5, length: 64))
+            // The peer counts after its sendto returns, which can be after the answer left the TAP.
+            let counted = Date().addingTimeInterval(10)
+            while echo.snapshot.echoed < 1 && Date() < counted { usleep(1000) }
+            #expect(echo.snapshot.echoed == 1 && echo.snapshot.errors.isEmpty)
+        }
+
+        /// This process's threads whose network namespace is `namespace`'s.
+        func threadsIn(_ namespace: NetworkNamespace) -> Int {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.filter { task in
+                var status = stat()
+                return stat("/proc/self/task/\(task)/ns/net", &status) == 0 && UInt64(status.st_ino) == namespace.inode
+            }.count
+        }
+
+        /// Closing the namespace ends its thread; work after that is refused, not run in the host's
+        /// namespace, and the TAP's interface never existed in the host's.
+        @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
+        func aClosedNamespaceRunsNothing() throws {
+            let namespace = try NetworkNamespace()
+            #expect(namespace.inode != (try NetworkNamespace.ownNamespaceInode()))
+            _ = try namespace.makeTAP(name: "hvbtap2", address: nil)
+            #expect(threadsIn(namespace) == 1, "its thread lives in it")
+            namespace.close()
+            namespace.close()
+            #expect(threadsIn(namespace) == 0, "no thread of this process is left in the namespace")
+            #expect(throws: NetworkNamespace.Failure.self) { try namespace.makeTAP(name: "hvbtap3", address: nil) }
+            #expect(chn_interface_exists("hvbtap2") == 0 && chn_interface_exists("hvbtap3") == 0)
+        }
     }
 
-    /// This process's threads whose network namespace is `namespace`'s.
-    func threadsIn(_ namespace: NetworkNamespace) -> Int {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-        return tasks.filter { task in
-            var status = stat()
-            return stat("/proc/self/task/\(task)/ns/net", &status) == 0 && UInt64(status.st_ino) == namespace.inode
-        }.count
-    }
+}
 
-    /// Closing the namespace ends its thread; work after that is refused, not run in the host's
-    /// namespace, and the TAP's interface never existed in the host's.
-    @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
-    func aClosedNamespaceRunsNothing() throws {
-        let namespace = try NetworkNamespace()
-        #expect(namespace.inode != (try NetworkNamespace.ownNamespaceInode()))
-        _ = try namespace.makeTAP(name: "hvbtap2", address: nil)
-        #expect(threadsIn(namespace) == 1, "its thread lives in it")
-        namespace.close()
-        namespace.close()
-        #expect(threadsIn(namespace) == 0, "no thread of this process is left in the namespace")
-        #expect(throws: NetworkNamespace.Failure.self) { try namespace.makeTAP(name: "hvbtap3", address: nil) }
-        #expect(chn_interface_exists("hvbtap2") == 0 && chn_interface_exists("hvbtap3") == 0)
+extension NetworkNamespaceTests {
+    /// The NIC benchmarks with `--net-backend tap`: the guest speaks IPv4/UDP through a TAP into the
+    /// host kernel, whose socket in the run's namespace checks every datagram; results record the
+    /// backend, the receive benchmarks (no kernel source peer yet) are skipped with the reason, and
+    /// no namespace thread outlives the run.
+    @Suite struct TAPBackendBenchmarkTests {
+        static let benchmarks = ["net.tx-64", "net.tx-1500", "net.rr", "net.tx-1500-irq", "net.rr-irq", "net.rx-1500"]
+
+        func run(_ id: String, system: SystemKind) async throws -> BenchmarkResult {
+            let artifacts = try await Built.artifacts.value
+            let output = temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: output) }
+            var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
+            configuration.netBackend = .tap
+            let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+            #expect(namespaceThreads() == 0, "no namespace thread is left after \(id)")
+            return result
+        }
+
+        func namespaceThreads() -> Int {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.filter {
+                (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?.hasPrefix("hvbench-netns") == true
+            }.count
+        }
+
+        func expectOutcome(_ result: BenchmarkResult, _ id: String) {
+            if id.hasPrefix("net.rx") {
+                #expect(result.status == .skipped && result.reason?.contains("no kernel source peer yet") == true)
+                return
+            }
+            #expect(result.status == .ok, "\(result.system) \(id): \(result.reason ?? "")")
+            #expect(result.netBackend == "tap")
+        }
+
+        @Test(
+            .enabled(if: Host.hasKVM && Host.canMakeNamespaces, "needs /dev/kvm, /dev/net/tun and network namespaces"),
+            arguments: benchmarks)
+        func eachRunsThroughTheHostKernelUnderKVM(_ id: String) async throws {
+            for system in [SystemKind.hardwareAssist, .paravirtIO] { expectOutcome(try await run(id, system: system), id) }
+        }
+
+        @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage), arguments: ["net.tx-1500", "net.rr"])
+        func theEmulatorsNICsUseItToo(_ id: String) async throws {
+            for system in [SystemKind.fullEmulation, .emulatorVirtio] { expectOutcome(try await run(id, system: system), id) }
+        }
     }
 }

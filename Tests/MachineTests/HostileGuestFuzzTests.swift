@@ -72,7 +72,7 @@ import Testing
 
     /// A well-formed one-descriptor transmit on a ring the scribbling does not reach.
     static func transmitsOneGoodFrame(_ nic: E1000, _ memory: GuestMemory, sequence: UInt32) throws -> Bool {
-        let peer = nic.peer
+        let peer = try #require(nic.peer as? NetworkPeer)
         let before = peer.framesFromGuest
         try memory.write(NetworkPeer.frame(sequence: sequence, length: 100), at: 0x90000)
         try memory.writeValue(UInt64(0x90000), at: 0x80000)

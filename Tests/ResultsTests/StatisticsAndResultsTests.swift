@@ -150,6 +150,7 @@ func sampleRun() -> RunResults {
                 }.contains("results[0] (native cpu.cpuid).exits.perVCPU"))
         }
         #expect(problem { $0.results[0].vcpus = 0 }.contains("results[0] (native cpu.cpuid).vcpus 0 is out of range"))
+        #expect(problem { $0.results[0].netBackend = "wire" }.contains("results[0] (native cpu.cpuid).netBackend \"wire\""))
         #expect(problem { $0.environment.pinnedCPUs = [PinnedCPU(cpu: -1, node: 0)] }.contains("environment.pinnedCPUs"))
         #expect(problem { _ in }.isEmpty)
     }

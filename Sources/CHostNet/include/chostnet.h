@@ -23,6 +23,8 @@ int chn_open_tap(const char *name);
 int chn_set_interface_up(const char *name, int up);
 /* Gives interface `name` the IPv4 address `address` (host byte order) with `prefix_length`. */
 int chn_set_interface_ipv4(const char *name, uint32_t address, int prefix_length);
+/* The hardware address of interface `name`, into mac[6]. */
+int chn_interface_mac(const char *name, uint8_t mac[6]);
 /* Whether interface `name` exists in the calling thread's namespace: 1, 0, or -errno. */
 int chn_interface_exists(const char *name);
 /* A permanent ARP entry: `address` (host byte order) is at `mac` on interface `name`. */

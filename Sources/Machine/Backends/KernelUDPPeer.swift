@@ -6,8 +6,10 @@ import Synchronization
 /// As a sink it checks each datagram's sequence number and payload pattern; as an echo it
 /// sends each datagram back to where it came from.
 ///
-/// Payload: bytes 0-3 sequence number, 4-7 payload length (both little-endian), then byte i =
-/// (sequence * 31 + i * 7 + 0x5A) & 0xFF, the pattern of the in-VMM peer's frames.
+/// Payload: bytes 0-3 sequence number, 4-7 payload length (both little-endian), then the
+/// in-VMM peer's frame pattern at the same frame offsets: payload byte i is frame byte 42 + i
+/// (after Ethernet, IPv4 and UDP headers), (sequence * 31 + (42 + i) * 7 + 0x5A) & 0xFF, so the
+/// guest fills both kinds of frame from one template (Workloads/guest/common/udp_frames.c).
 public final class KernelUDPPeer: @unchecked Sendable {
     public enum Mode: String, Sendable { case sink, echo }
 
@@ -40,6 +42,12 @@ public final class KernelUDPPeer: @unchecked Sendable {
             guard descriptor >= 0 else {
                 throw NetworkNamespace.Failure("cannot open a UDP socket: \(String(cString: strerror(errno)))")
             }
+            // A sink that falls behind a burst loses datagrams in its receive buffer, as UDP
+            // does; a large buffer (as netperf's UDP_STREAM sets) keeps that to real overload.
+            var bufferBytes: Int32 = Self.receiveBufferBytes
+            if setsockopt(descriptor, SOL_SOCKET, SO_RCVBUFFORCE, &bufferBytes, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+                _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &bufferBytes, socklen_t(MemoryLayout<Int32>.size))
+            }
             var socketAddress = Self.socketAddress(address, port)
             let bound = withUnsafePointer(to: &socketAddress) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -60,6 +68,9 @@ public final class KernelUDPPeer: @unchecked Sendable {
 
     deinit { Glibc.close(descriptor) }
 
+    /// The socket's receive buffer (SO_RCVBUFFORCE where the process may, else SO_RCVBUF's limit).
+    public static let receiveBufferBytes: Int32 = 64 << 20
+
     static func socketAddress(_ address: IPv4Address, _ port: UInt16) -> sockaddr_in {
         var socketAddress = sockaddr_in()
         socketAddress.sin_family = sa_family_t(AF_INET)
@@ -68,9 +79,12 @@ public final class KernelUDPPeer: @unchecked Sendable {
         return socketAddress
     }
 
+    /// Where the payload starts in its Ethernet frame.
+    public static let frameOffset = IPv4Packets.udpOverhead
+
     @inline(__always)
     static func patternByte(sequence: UInt32, index: Int) -> UInt8 {
-        UInt8(truncatingIfNeeded: sequence &* 31 &+ UInt32(truncatingIfNeeded: index) &* 7 &+ 0x5A)
+        NetworkPeer.patternByte(sequence: sequence, index: frameOffset + index)
     }
 
     /// The payload of datagram `sequence`, `length` bytes (at least 8).

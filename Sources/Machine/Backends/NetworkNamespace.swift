@@ -101,6 +101,28 @@ public final class NetworkNamespace: @unchecked Sendable {
         }
     }
 
+    /// The MAC address of `interface`.
+    public func macAddress(of interface: String) throws -> MACAddress {
+        try perform {
+            var mac = [UInt8](repeating: 0, count: 6)
+            try Self.check(chn_interface_mac(interface, &mac), "read the MAC of \(interface)")
+            return mac
+        }
+    }
+
+    /// Turns IPv6 off on `interface`, so the kernel sends no neighbour discovery or router
+    /// solicitations down a link that carries only the benchmark's IPv4.
+    public func disableIPv6(on interface: String) throws {
+        try perform {
+            // /proc/sys/net shows the namespace of the thread that opens it: this one.
+            let path = "/proc/sys/net/ipv6/conf/\(interface)/disable_ipv6"
+            guard FileManager.default.fileExists(atPath: path) else { return }  // a kernel without IPv6
+            do { try "1".write(toFile: path, atomically: false, encoding: .utf8) } catch {
+                throw Failure("cannot turn IPv6 off on \(interface): \(error)")
+            }
+        }
+    }
+
     /// A permanent neighbour entry: `address` is at `mac` on `interface` (no ARP needed).
     public func setNeighbour(_ address: IPv4Address, mac: MACAddress, on interface: String) throws {
         guard mac.count == 6 else { throw Failure("a MAC address has 6 bytes, not \(mac.count)") }

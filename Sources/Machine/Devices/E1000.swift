@@ -24,7 +24,8 @@ public final class E1000: PCIFunction, BusDevice {
         vendor: 0x8086, device: 0x100E, classCode: 0x02, subclass: 0x00, subsystemVendor: 0x8086, subsystem: 0x001E, revision: 3,
         barSizes: [barSize])
     public let memory: GuestMemory
-    public let peer: NetworkPeer
+    /// Where frames go and come from: the in-VMM peer or a TAP device.
+    public let peer: any NetworkBackend
     public let mac: [UInt8]
     private var bar: MemoryBAR
     /// Where the engine buffers writes, and the ranges of this BAR it buffers now.
@@ -53,7 +54,7 @@ public final class E1000: PCIFunction, BusDevice {
         static let receiveTimer: UInt32 = 0x80  // RXT0
     }
 
-    public init(memory: GuestMemory, mmio: IOBus, peer: NetworkPeer, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x02]) {
+    public init(memory: GuestMemory, mmio: IOBus, peer: any NetworkBackend, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x02]) {
         self.memory = memory
         self.bar = MemoryBAR(bus: mmio, length: UInt64(Self.barSize))
         self.peer = peer
@@ -285,6 +286,11 @@ extension E1000: Device {
     public func attach(to platform: Platform) throws {
         coalescer = platform.coalescedWrites
         timers = platform.timers
+        // Frames that arrive on their own (a TAP) are taken on the vCPU thread, as if the
+        // guest had just returned receive descriptors.
+        let device = UncheckedReference(self)
+        let timers = platform.timers
+        peer.onArrival { timers.post { device.value.receive() } }
         try platform.pci().plug(self)
     }
 }

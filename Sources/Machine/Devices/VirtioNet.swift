@@ -1,18 +1,18 @@
 /// virtio-net (device type 1): queue 0 receives, queue 1 transmits, each buffer starting with
-/// the 12-byte virtio_net_hdr. Frames go to and come from the VMM's `NetworkPeer`.
+/// the 12-byte virtio_net_hdr. Frames go to and come from its `NetworkBackend`.
 public final class VirtioNet: VirtioDeviceModel {
     public let name = "net"
     public let deviceID: UInt16 = 1
     public let pciClass: (UInt8, UInt8) = (0x02, 0x00)
     public let deviceFeatures: UInt64 = 1 << 5  // VIRTIO_NET_F_MAC
     public let queueSizes: [UInt16] = [256, 256]
-    public let peer: NetworkPeer
+    public let peer: any NetworkBackend
     public let mac: [UInt8]
     static let headerLength = 12
     private var chain: [VirtBuffer] = []
     private var frame = [UInt8](repeating: 0, count: 65550)
 
-    public init(peer: NetworkPeer, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x01]) {
+    public init(peer: any NetworkBackend, mac: [UInt8] = [0x52, 0x54, 0x00, 0x68, 0x76, 0x01]) {
         self.peer = peer
         self.mac = mac
         chain.reserveCapacity(64)
@@ -23,6 +23,12 @@ public final class VirtioNet: VirtioDeviceModel {
     }
 
     public func reset() {}
+
+    /// Frames that arrive on their own (a TAP) fill the receive queue on the vCPU thread.
+    public func connect(_ transport: VirtioPCITransport, timers: DeviceTimers) {
+        let reference = UncheckedReference(transport)
+        peer.onArrival { timers.post { reference.value.configurationAccess { reference.value.notify(0) } } }
+    }
 
     public func queueNotified(_ index: Int, _ transport: VirtioPCITransport) throws {
         if index == 1 { try transmit(transport) }

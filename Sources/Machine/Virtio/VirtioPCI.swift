@@ -15,6 +15,13 @@ public protocol VirtioDeviceModel: AnyObject {
     /// The driver made buffers available on queue `index`.
     func queueNotified(_ index: Int, _ transport: VirtioPCITransport) throws
     func reset()
+    /// Called once the transport is on a platform: a model whose input arrives on its own
+    /// (virtio-net on a TAP) arranges to process its queue through the platform's timers.
+    func connect(_ transport: VirtioPCITransport, timers: DeviceTimers)
+}
+
+extension VirtioDeviceModel {
+    public func connect(_ transport: VirtioPCITransport, timers: DeviceTimers) {}
 }
 
 /// The virtio 1.x PCI transport ("modern" layout): one 32 KiB memory BAR holding the common
@@ -340,6 +347,7 @@ extension VirtioPCITransport: Device {
     public var doorbells: Int { notifications }
     public var ioThreadDoorbells: Int { lock.withLock { routedNotifications } }
     public func attach(to platform: Platform) throws {
+        model.connect(self, timers: platform.timers)
         doorbellRouter = platform.doorbells
         try platform.pci().plug(self)
     }

@@ -24,6 +24,9 @@ struct hvb_job {
     uint64_t region_sectors;   /* disk benchmarks: sectors of the image they use (0 = 64 MiB) */
     uint64_t disk_verify;      /* 1: the region holds hvbench's pattern, check reads (0: a user's image) */
     uint64_t inject_violation; /* litmus self-check: plant one forbidden outcome per test */
+    /* udp=1: frames are IPv4/UDP to a kernel peer behind a TAP (udp_frames.c) */
+    uint64_t udp, guest_ip, peer_ip, guest_port, peer_port;
+    uint8_t peer_mac[6];
     char nic[16];              /* e1000, virtio (guest) or loopback (native) */
     char disk[16];             /* ide, virtio (guest) or a file path is given separately (native) */
 };

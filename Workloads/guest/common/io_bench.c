@@ -6,6 +6,7 @@
 #include "hvb.h"
 #include "io.h"
 #include "io_bench.h"
+#include "udp_frames.h"
 
 const struct nic_ops *hvb_nic;
 const struct disk_ops *hvb_disk;
@@ -21,8 +22,12 @@ static uint32_t tx_sequence, rx_expected, rr_sequence;
 static int rx_synchronised;
 static uint64_t region_sectors, sequential_position, rng = 0x9E3779B97F4A7C15ull;
 static int verify_reads = 1; /* 0 on a user's image: its data is not hvbench's pattern */
+static int over_udp;         /* the job's udp=1: IPv4/UDP frames to a kernel peer */
+static struct udp_link link;
+static uint64_t frames_skipped; /* frames on a TAP link that were not for this benchmark */
 
 static void build_frame(uint8_t *out, uint32_t sequence, uint32_t length) {
+    if (over_udp) return udp_build_frame(&link, templates, out, sequence, length);
     const uint8_t *template = templates + (sequence & 0xFF) * HVB_FRAME_MAX;
     for (uint32_t i = HVB_FRAME_HEADER; i < length; i++) out[i] = template[i];
     for (int i = 0; i < 6; i++) out[i] = 0xFF; /* broadcast: every NIC model accepts it */
@@ -35,6 +40,7 @@ static void build_frame(uint8_t *out, uint32_t sequence, uint32_t length) {
 
 /* Checks a received frame; returns its sequence number through *sequence. */
 static const char *check_frame(const uint8_t *in, uint32_t length, uint32_t *sequence) {
+    if (over_udp) return udp_check_frame(&link, templates, in, length, sequence);
     if (length < HVB_FRAME_HEADER || in[12] != HVB_ETHERTYPE_HI || in[13] != HVB_ETHERTYPE_LO) return "received-foreign-frame";
     uint32_t s = 0, l = 0;
     for (int i = 0; i < 4; i++) s |= (uint32_t)in[14 + i] << (8 * i);
@@ -51,6 +57,16 @@ const char *io_prepare(const struct hvb_job *job, int needs_nic, int needs_disk)
     if (job->tsc_khz) timeout_cycles = job->tsc_khz * 2000; /* two seconds */
     if (needs_nic) {
         if (!hvb_nic) return "no-nic-for-this-benchmark";
+        over_udp = job->udp != 0;
+        if (over_udp) {
+            if (!job->guest_ip || !job->peer_ip) return "udp-needs-guest-ip-and-peer-ip";
+            for (int i = 0; i < 6; i++) link.guest_mac[i] = guest_mac[i];
+            for (int i = 0; i < 6; i++) link.peer_mac[i] = job->peer_mac[i];
+            link.guest_ip = (uint32_t)job->guest_ip;
+            link.peer_ip = (uint32_t)job->peer_ip;
+            link.guest_port = (uint32_t)job->guest_port;
+            link.peer_port = (uint32_t)job->peer_port;
+        }
         templates = plat_alloc(256 * HVB_FRAME_MAX);
         frame = plat_alloc(4096);
         if (!templates || !frame) return "out-of-memory";
@@ -69,6 +85,17 @@ const char *io_prepare(const struct hvb_job *job, int needs_nic, int needs_disk)
     return 0;
 }
 
+/* The next frame of this benchmark: on a TAP link the host kernel also sends frames of its own
+ * (IPv6 neighbour discovery, ARP), which are skipped and counted. */
+static const char *receive_checked(uint32_t *length, uint32_t *sequence) {
+    for (;;) {
+        const char *error = hvb_nic->receive(frame, 4096, length);
+        if (!error) error = check_frame(frame, *length, sequence);
+        if (error != UDP_NOT_OURS) return error;
+        frames_skipped++;
+    }
+}
+
 const char *net_transmit(uint64_t count, uint32_t length) {
     for (uint64_t i = 0; i < count; i++) {
         build_frame(frame, tx_sequence++, length);
@@ -81,8 +108,7 @@ const char *net_transmit(uint64_t count, uint32_t length) {
 const char *net_receive(uint64_t count, uint64_t *bytes) {
     for (uint64_t i = 0; i < count; i++) {
         uint32_t length, sequence;
-        const char *error = hvb_nic->receive(frame, 4096, &length);
-        if (!error) error = check_frame(frame, length, &sequence);
+        const char *error = receive_checked(&length, &sequence);
         if (error) return error;
         if (rx_synchronised && sequence != rx_expected) return "received-frame-out-of-sequence";
         rx_synchronised = 1;
@@ -98,8 +124,7 @@ const char *net_request_response(uint64_t count) {
         build_frame(frame, sequence, 64);
         const char *error = hvb_nic->send(frame, 64);
         if (!error) error = hvb_nic->flush();
-        if (!error) error = hvb_nic->receive(frame, 4096, &length);
-        if (!error) error = check_frame(frame, length, &answered);
+        if (!error) error = receive_checked(&length, &answered);
         if (error) return error;
         if (answered != sequence) return "response-for-another-request";
     }

@@ -23,6 +23,49 @@ static const char *parse_u64(const char *text, size_t length, uint64_t *out) {
     return 0;
 }
 
+/* "a.b.c.d" into host byte order. */
+static const char *parse_ipv4(const char *text, size_t length, uint64_t *out) {
+    uint64_t address = 0, part = 0;
+    int parts = 0, digits = 0;
+    for (size_t i = 0; i <= length; i++) {
+        if (i == length || text[i] == '.') {
+            if (digits == 0 || part > 255) return "bad-ipv4-address";
+            address = address << 8 | part;
+            parts++;
+            part = 0;
+            digits = 0;
+        } else if (text[i] >= '0' && text[i] <= '9' && digits < 3) {
+            part = part * 10 + (uint64_t)(text[i] - '0');
+            digits++;
+        } else {
+            return "bad-ipv4-address";
+        }
+    }
+    if (parts != 4) return "bad-ipv4-address";
+    *out = address;
+    return 0;
+}
+
+/* "xx:xx:xx:xx:xx:xx", hexadecimal. */
+static const char *parse_mac(const char *text, size_t length, uint8_t out[6]) {
+    if (length != 17) return "bad-mac-address";
+    for (int i = 0; i < 6; i++) {
+        uint8_t value = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = text[i * 3 + j];
+            uint8_t digit = c >= '0' && c <= '9' ? (uint8_t)(c - '0')
+                            : c >= 'a' && c <= 'f' ? (uint8_t)(c - 'a' + 10)
+                            : c >= 'A' && c <= 'F' ? (uint8_t)(c - 'A' + 10)
+                                                   : 0xFF;
+            if (digit == 0xFF) return "bad-mac-address";
+            value = (uint8_t)(value << 4 | digit);
+        }
+        if (i < 5 && text[i * 3 + 2] != ':') return "bad-mac-address";
+        out[i] = value;
+    }
+    return 0;
+}
+
 const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->bench[0] = 0;
     job->iterations = 1000;
@@ -34,6 +77,10 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->region_sectors = 0;
     job->disk_verify = 1;
     job->inject_violation = 0;
+    job->udp = job->guest_ip = job->peer_ip = 0;
+    job->guest_port = 40000;
+    job->peer_port = 9000;
+    for (int i = 0; i < 6; i++) job->peer_mac[i] = 0;
     job->nic[0] = 0;
     job->disk[0] = 0;
     const char *p = cmdline;
@@ -73,6 +120,19 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
         } else if (word_equals(word, eq, "disk_verify")) {
             error = parse_u64(value, value_length, &job->disk_verify);
             if (!error && job->disk_verify > 1) error = "disk-verify-not-0-or-1";
+        } else if (word_equals(word, eq, "udp")) {
+            error = parse_u64(value, value_length, &job->udp);
+            if (!error && job->udp > 1) error = "udp-not-0-or-1";
+        } else if (word_equals(word, eq, "guest_ip")) {
+            error = parse_ipv4(value, value_length, &job->guest_ip);
+        } else if (word_equals(word, eq, "peer_ip")) {
+            error = parse_ipv4(value, value_length, &job->peer_ip);
+        } else if (word_equals(word, eq, "peer_mac")) {
+            error = parse_mac(value, value_length, job->peer_mac);
+        } else if (word_equals(word, eq, "guest_port") || word_equals(word, eq, "peer_port")) {
+            uint64_t *port = word[0] == 'g' ? &job->guest_port : &job->peer_port;
+            error = parse_u64(value, value_length, port);
+            if (!error && (*port == 0 || *port > 65535)) error = "port-out-of-range";
         } else if (word_equals(word, eq, "inject_violation")) {
             error = parse_u64(value, value_length, &job->inject_violation);
             if (!error && job->inject_violation > 1) error = "inject-violation-not-0-or-1";

@@ -1,0 +1,91 @@
+import Foundation
+import Machine
+
+/// Where the NIC benchmarks' frames go: the in-VMM peer (a memory copy that counts and checks
+/// frames, isolating VMM and device-model cost), or a TAP device into the host kernel's network
+/// stack with an ordinary UDP socket at the other end, in a network namespace of the run's own.
+public enum NetBackend: String, Sendable, CaseIterable {
+    case vmm, tap
+}
+
+/// One boot's link through the host kernel: a namespace, a TAP device with the host's address,
+/// a static neighbour entry for the guest, and the kernel peer the benchmark talks to.
+/// Everything goes when it is closed.
+final class TAPLink {
+    static let interface = "hvbtap0"
+    static let hostAddress = IPv4Address("10.77.0.1")!
+    static let guestAddress = IPv4Address("10.77.0.2")!
+    /// The guest's source MAC (Workloads/guest/common/io_bench.c).
+    static let guestMAC: MACAddress = [0x02, 0x68, 0x76, 0x62, 0x00, 0x02]
+    static let peerPort: UInt16 = 9000
+
+    let namespace: NetworkNamespace
+    let backend: TAPBackend
+    let peer: KernelUDPPeer
+    /// The job's words telling the guest to speak IPv4/UDP to the peer.
+    let jobWords: [String]
+
+    /// - Parameter mode: the kernel peer's part (sink for the transmit benchmarks, echo for
+    ///   request/response).
+    init(mode: KernelUDPPeer.Mode) throws {
+        namespace = try NetworkNamespace()
+        do {
+            let tap = try namespace.makeTAP(name: Self.interface, address: Self.hostAddress)
+            try namespace.disableIPv6(on: Self.interface)
+            try namespace.setNeighbour(Self.guestAddress, mac: Self.guestMAC, on: Self.interface)
+            let hostMAC = try namespace.macAddress(of: Self.interface)
+            peer = try KernelUDPPeer(namespace: namespace, mode: mode, address: Self.hostAddress, port: Self.peerPort)
+            backend = TAPBackend(tap: tap)
+            jobWords = [
+                "udp=1", "guest_ip=\(Self.guestAddress)", "peer_ip=\(Self.hostAddress)",
+                "peer_mac=" + hostMAC.map { String(format: "%02x", $0) }.joined(separator: ":"), "peer_port=\(Self.peerPort)",
+            ]
+        } catch {
+            namespace.close()
+            throw error
+        }
+    }
+
+    /// Stops the reader and the peer and ends the namespace.
+    func close() {
+        backend.stop()
+        peer.stop()
+        namespace.close()
+    }
+
+    /// Why the run must fail after the guest sent `frames` frames, or nil: a datagram that
+    /// arrived damaged, or (sink) fewer datagrams than frames the kernel accepted.
+    func problem(afterGuestSent frames: Int) -> String? {
+        let refused = backend.framesRefused.load(ordering: .relaxed)
+        let accepted = backend.framesFromGuest.load(ordering: .relaxed) - refused
+        if peer.mode == .sink {
+            if accepted < frames - refused { return "the TAP took \(accepted) frames, the guest reported \(frames)" }
+            // The sink may still be reading what its buffer holds: wait while it makes progress.
+            var last = -1
+            var idleSince = Date()
+            while peer.snapshot.datagrams < accepted && Date().timeIntervalSince(idleSince) < 1 {
+                let now = peer.snapshot.datagrams
+                if now != last {
+                    last = now
+                    idleSince = Date()
+                }
+                usleep(1000)
+            }
+        }
+        let counts = peer.snapshot
+        if let error = counts.errors.first { return "the kernel peer found a bad datagram: \(error)" }
+        // A datagram the kernel took from the TAP and then dropped (a full socket buffer) is
+        // UDP's loss; the benchmark's rate would count it as sent, so the run fails instead.
+        if peer.mode == .sink && counts.datagrams < accepted {
+            return "the kernel sink received \(counts.datagrams) of the \(accepted) datagrams the TAP took (UDP dropped the rest)"
+        }
+        return nil
+    }
+
+    /// What the sink saw, for the log.
+    var summary: String {
+        let counts = peer.snapshot
+        return
+            "tap: \(backend.framesFromGuest.load(ordering: .relaxed)) frames from the guest (\(backend.framesRefused.load(ordering: .relaxed)) refused by the kernel), \(backend.framesToGuest.load(ordering: .relaxed)) to it; kernel \(peer.mode.rawValue): \(counts.datagrams) datagrams, \(counts.missing) missing, \(counts.outOfOrder) out of order, \(counts.echoed) echoed"
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Synchronization
+
+/// A NIC's link into the host kernel: frames from the guest are written to a TAP device in
+/// hvbench's network namespace, and a reader thread queues the frames the kernel sends back
+/// (bounded; further ones are dropped and counted, as a full NIC drops them) and tells the
+/// device, which takes them on its own thread.
+public final class TAPBackend: NetworkBackend, @unchecked Sendable {
+    public let tap: TAPDevice
+    /// Frames waiting for the guest, at most `queueLimit`.
+    private let queue = Mutex<[[UInt8]]>([])
+    public static let queueLimit = 1024
+    private let arrival = Mutex<(@Sendable () -> Void)?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    /// Frames from the guest, frames the kernel's queue refused, frames to the guest, and frames
+    /// for the guest dropped because it did not take them.
+    public let framesFromGuest = Atomic<Int>(0)
+    public let framesRefused = Atomic<Int>(0)
+    public let framesToGuest = Atomic<Int>(0)
+    public let framesDropped = Atomic<Int>(0)
+
+    public init(tap: TAPDevice) {
+        self.tap = tap
+        let thread = Thread { [self] in readFrames() }
+        thread.name = "hvbench-tap-reader"
+        thread.start()
+    }
+
+    /// Stops the reader thread (within its poll interval). Idempotent; the owner calls it when
+    /// the VM has ended.
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        finished.wait()
+    }
+
+    private func readFrames() {
+        defer { finished.signal() }
+        while !stopping.load(ordering: .acquiring) {
+            guard let frame = try? tap.receive(timeout: 0.05) else { continue }
+            let wasEmpty = queue.withLock { queue -> Bool? in
+                guard queue.count < Self.queueLimit else { return nil }
+                queue.append(frame)
+                return queue.count == 1
+            }
+            guard let wasEmpty else {
+                framesDropped.add(1, ordering: .relaxed)
+                continue
+            }
+            if wasEmpty { arrival.withLock { $0 }?() }
+        }
+    }
+
+    public func received(_ frame: UnsafeRawBufferPointer) {
+        framesFromGuest.add(1, ordering: .relaxed)
+        // A full kernel queue drops the frame, as a real link would; the peer's sequence check
+        // then reports it missing.
+        if (try? tap.send(Array(frame))) != true { framesRefused.add(1, ordering: .relaxed) }
+    }
+
+    public var hasFrameForGuest: Bool { queue.withLock { !$0.isEmpty } }
+
+    public func frameForGuest(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        queue.withLock { queue in
+            guard let frame = queue.first, frame.count <= buffer.count else { return nil }
+            queue.removeFirst()
+            buffer.copyBytes(from: frame)
+            framesToGuest.add(1, ordering: .relaxed)
+            return frame.count
+        }
+    }
+
+    public func onArrival(_ arrived: @escaping @Sendable () -> Void) { arrival.withLock { $0 = arrived } }
+}
