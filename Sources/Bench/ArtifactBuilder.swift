@@ -97,7 +97,8 @@ public struct ArtifactBuilder: Sendable {
     private func buildGuest(clang: String, linker: String, scratch: URL, output: URL) async throws {
         let guest = workspace.guestSources
         let sources = [
-            "common/bench.c", "common/job.c", "common/io_bench.c", "common/udp_frames.c", "kernel/kernel.c", "kernel/user_main.c", "kernel/entry.S",
+            "common/bench.c", "common/job.c", "common/io_bench.c", "common/udp_frames.c", "kernel/kernel.c", "kernel/user_main.c",
+            "kernel/entry.S",
             "kernel/smp.c", "kernel/smp_entry.S", "kernel/smp_user.c", "kernel/litmus.c",
             "drivers/pci.c", "drivers/irq.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c",
         ]

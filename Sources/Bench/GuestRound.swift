@@ -57,10 +57,8 @@ extension BenchmarkRunner {
             if let role = definition?.peerRole {
                 let mode = NetworkPeer.Mode(role)
                 if configuration.netBackend == .tap {
-                    guard mode != .source else {
-                        return .skipped("the TAP backend has no kernel source peer yet (--net-backend vmm runs it)")
-                    }
-                    do { link = try TAPLink(mode: mode == .echo ? .echo : .sink) } catch {
+                    let kernelMode: KernelUDPPeer.Mode = mode == .echo ? .echo : mode == .source ? .source : .sink
+                    do { link = try TAPLink(mode: kernelMode) } catch {
                         return .skipped("the TAP backend is unavailable here: \(error)")
                     }
                     peer = link?.backend

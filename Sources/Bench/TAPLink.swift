@@ -25,16 +25,23 @@ final class TAPLink {
     /// The job's words telling the guest to speak IPv4/UDP to the peer.
     let jobWords: [String]
 
-    /// - Parameter mode: the kernel peer's part (sink for the transmit benchmarks, echo for
-    ///   request/response).
-    init(mode: KernelUDPPeer.Mode) throws {
+    /// The guest's UDP port (Workloads/guest/common/job.c's default).
+    static let guestPort: UInt16 = 40000
+
+    /// - Parameters:
+    ///   - mode: the kernel peer's part: sink for the transmit benchmarks, echo for
+    ///     request/response, source for the receive benchmarks.
+    ///   - sourceFrameLength: the Ethernet frames a source's datagrams make.
+    init(mode: KernelUDPPeer.Mode, sourceFrameLength: Int = 1514) throws {
         namespace = try NetworkNamespace()
         do {
             let tap = try namespace.makeTAP(name: Self.interface, address: Self.hostAddress)
             try namespace.disableIPv6(on: Self.interface)
             try namespace.setNeighbour(Self.guestAddress, mac: Self.guestMAC, on: Self.interface)
             let hostMAC = try namespace.macAddress(of: Self.interface)
-            peer = try KernelUDPPeer(namespace: namespace, mode: mode, address: Self.hostAddress, port: Self.peerPort)
+            peer = try KernelUDPPeer(
+                namespace: namespace, mode: mode, address: Self.hostAddress, port: Self.peerPort,
+                destination: (Self.guestAddress, Self.guestPort), payloadLength: sourceFrameLength - IPv4Packets.udpOverhead)
             backend = TAPBackend(tap: tap)
             jobWords = [
                 "udp=1", "guest_ip=\(Self.guestAddress)", "peer_ip=\(Self.hostAddress)",

@@ -4,14 +4,16 @@ import Synchronization
 /// The far end of a TAP benchmark: an ordinary UDP socket of the host kernel, bound inside
 /// hvbench's network namespace, so the host's network stack is part of every measurement.
 /// As a sink it checks each datagram's sequence number and payload pattern; as an echo it
-/// sends each datagram back to where it came from.
+/// sends each datagram back to where it came from; as a source it sends numbered datagrams to
+/// the guest as fast as the link takes them (a blocking socket: when the TAP's queue backs up,
+/// the kernel holds the sender back instead of dropping, as a TCP-less UDP_STREAM would not).
 ///
 /// Payload: bytes 0-3 sequence number, 4-7 payload length (both little-endian), then the
 /// in-VMM peer's frame pattern at the same frame offsets: payload byte i is frame byte 42 + i
 /// (after Ethernet, IPv4 and UDP headers), (sequence * 31 + (42 + i) * 7 + 0x5A) & 0xFF, so the
 /// guest fills both kinds of frame from one template (Workloads/guest/common/udp_frames.c).
 public final class KernelUDPPeer: @unchecked Sendable {
-    public enum Mode: String, Sendable { case sink, echo }
+    public enum Mode: String, Sendable { case sink, echo, source }
 
     public struct Counts: Equatable, Sendable {
         public var datagrams = 0
@@ -32,11 +34,27 @@ public final class KernelUDPPeer: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var nextSequence: UInt32 = 0
 
+    /// Where a source sends, and how long its payloads are.
+    private let destination: (address: IPv4Address, port: UInt16)?
+    private let payloadLength: Int
+
     /// Binds a UDP socket to `address`:`port` inside `namespace` and starts serving it.
-    public init(namespace: NetworkNamespace, mode: Mode, address: IPv4Address, port: UInt16) throws {
+    /// - Parameters:
+    ///   - destination: a source's target (the guest's address and port).
+    ///   - payloadLength: a source's payload bytes (8 to 65507).
+    public init(
+        namespace: NetworkNamespace, mode: Mode, address: IPv4Address, port: UInt16,
+        destination: (address: IPv4Address, port: UInt16)? = nil, payloadLength: Int = 1472
+    ) throws {
+        guard mode != .source || destination != nil else { throw NetworkNamespace.Failure("a UDP source needs a destination") }
+        guard (8...65507).contains(payloadLength) else {
+            throw NetworkNamespace.Failure("UDP payload of \(payloadLength) bytes is out of range 8...65507")
+        }
         self.mode = mode
         self.address = address
         self.port = port
+        self.destination = destination
+        self.payloadLength = payloadLength
         descriptor = try namespace.perform {
             let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard descriptor >= 0 else {
@@ -48,6 +66,9 @@ public final class KernelUDPPeer: @unchecked Sendable {
             if setsockopt(descriptor, SOL_SOCKET, SO_RCVBUFFORCE, &bufferBytes, socklen_t(MemoryLayout<Int32>.size)) != 0 {
                 _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &bufferBytes, socklen_t(MemoryLayout<Int32>.size))
             }
+            // A source blocks while the link backs up, but wakes to notice stop().
+            var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
+            _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             var socketAddress = Self.socketAddress(address, port)
             let bound = withUnsafePointer(to: &socketAddress) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -61,7 +82,7 @@ public final class KernelUDPPeer: @unchecked Sendable {
             }
             return descriptor
         }
-        let thread = Thread { [self] in serve() }
+        let thread = Thread { [self] in mode == .source ? produce() : serve() }
         thread.name = "hvbench-udp-\(mode.rawValue)"
         thread.start()
     }
@@ -116,6 +137,39 @@ public final class KernelUDPPeer: @unchecked Sendable {
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         finished.wait()
+    }
+
+    /// The source's loop: numbered datagrams until stopped; a send that times out is retried
+    /// with the same number, so the guest sees every number in order unless the kernel drops one.
+    private func produce() {
+        defer { finished.signal() }
+        guard let destination else { return }
+        var target = Self.socketAddress(destination.address, destination.port)
+        let templates = (0..<256).map { Self.payload(sequence: UInt32($0), length: payloadLength) }
+        var payload = [UInt8](repeating: 0, count: payloadLength)
+        var sequence: UInt32 = 0
+        while !stopping.load(ordering: .acquiring) {
+            payload = templates[Int(sequence & 0xFF)]
+            for index in 0..<4 { payload[index] = UInt8(truncatingIfNeeded: sequence >> (8 * index)) }
+            let sent = payload.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &target) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(descriptor, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            if sent == payload.count {
+                counts.withLock {
+                    $0.datagrams += 1
+                    $0.bytes += sent
+                }
+                sequence &+= 1
+            } else if sent < 0 && errno != EAGAIN && errno != ENOBUFS && errno != EINTR {
+                let reason = String(cString: strerror(errno))
+                counts.withLock { if $0.errors.count < 16 { $0.errors.append("send failed: \(reason)") } }
+                usleep(1000)
+            }
+        }
     }
 
     private func serve() {

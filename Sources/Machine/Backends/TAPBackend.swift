@@ -3,8 +3,9 @@ import Synchronization
 
 /// A NIC's link into the host kernel: frames from the guest are written to a TAP device in
 /// hvbench's network namespace, and a reader thread queues the frames the kernel sends back
-/// (bounded; further ones are dropped and counted, as a full NIC drops them) and tells the
-/// device, which takes them on its own thread.
+/// and tells the device, which takes them on its own thread. The queue is bounded: while it is
+/// full the reader stops reading, so the TAP's own queue backs up and a blocking sender in the
+/// kernel waits, as it would for a NIC whose ring is full.
 public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     public let tap: TAPDevice
     /// Frames waiting for the guest, at most `queueLimit`.
@@ -13,12 +14,10 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     private let arrival = Mutex<(@Sendable () -> Void)?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
-    /// Frames from the guest, frames the kernel's queue refused, frames to the guest, and frames
-    /// for the guest dropped because it did not take them.
+    /// Frames from the guest, frames the kernel's queue refused, and frames to the guest.
     public let framesFromGuest = Atomic<Int>(0)
     public let framesRefused = Atomic<Int>(0)
     public let framesToGuest = Atomic<Int>(0)
-    public let framesDropped = Atomic<Int>(0)
 
     public init(tap: TAPDevice) {
         self.tap = tap
@@ -37,15 +36,15 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     private func readFrames() {
         defer { finished.signal() }
         while !stopping.load(ordering: .acquiring) {
+            if queue.withLock({ $0.count >= Self.queueLimit }) {
+                arrival.withLock { $0 }?()  // the device may have missed the last call
+                usleep(1000)
+                continue
+            }
             guard let frame = try? tap.receive(timeout: 0.05) else { continue }
-            let wasEmpty = queue.withLock { queue -> Bool? in
-                guard queue.count < Self.queueLimit else { return nil }
+            let wasEmpty = queue.withLock { queue -> Bool in
                 queue.append(frame)
                 return queue.count == 1
-            }
-            guard let wasEmpty else {
-                framesDropped.add(1, ordering: .relaxed)
-                continue
             }
             if wasEmpty { arrival.withLock { $0 }?() }
         }
@@ -55,7 +54,7 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
         framesFromGuest.add(1, ordering: .relaxed)
         // A full kernel queue drops the frame, as a real link would; the peer's sequence check
         // then reports it missing.
-        if (try? tap.send(Array(frame))) != true { framesRefused.add(1, ordering: .relaxed) }
+        if (try? tap.send(frame)) != true { framesRefused.add(1, ordering: .relaxed) }
     }
 
     public var hasFrameForGuest: Bool { queue.withLock { !$0.isEmpty } }

@@ -21,8 +21,11 @@ public final class TAPDevice: @unchecked Sendable {
     }
 
     /// Hands a frame to the host kernel. false when the kernel's queue is full (try again).
-    public func send(_ frame: [UInt8]) throws -> Bool {
-        let written = frame.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    public func send(_ frame: [UInt8]) throws -> Bool { try frame.withUnsafeBytes { try send($0) } }
+
+    /// The same, from the device model's buffer (no copy on the transmit path).
+    public func send(_ frame: UnsafeRawBufferPointer) throws -> Bool {
+        let written = write(descriptor, frame.baseAddress, frame.count)
         if written == frame.count { return true }
         if written < 0 && (errno == EAGAIN || errno == ENOBUFS) { return false }
         throw Failure(

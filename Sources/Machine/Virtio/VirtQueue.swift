@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A malformed request from the guest. The device that meets one marks itself broken (virtio
 /// DEVICE_NEEDS_RESET) with this reason; the VMM goes on.
 public struct VirtQueueError: Error, Equatable, CustomStringConvertible {
@@ -77,7 +79,9 @@ public final class VirtQueue {
     public func hasAvailable(_ memory: GuestMemory) throws -> Bool {
         let pending = try availableIndex(memory) &- lastAvailableIndex
         guard pending <= size else {
-            throw VirtQueueError("driver ring index moved by \(pending), more than the queue size \(size)")
+            throw VirtQueueError(
+                "driver ring index moved by \(pending), more than the queue size \(size) (avail.idx \(lastAvailableIndex &+ pending), device at \(lastAvailableIndex), used.idx \(usedIndex))"
+            )
         }
         return pending > 0
     }
@@ -86,6 +90,9 @@ public final class VirtQueue {
     /// allocate) and returns its head index, or nil when none is available.
     public func popChain(_ memory: GuestMemory, into buffers: inout [VirtBuffer]) throws -> UInt16? {
         guard try hasAvailable(memory) else { return nil }
+        // The driver wrote the ring entry before it moved avail.idx; read them in that order too
+        // (the device runs on another thread than the vCPU: an I/O thread, or a backend's).
+        atomicMemoryFence(ordering: .acquiring)
         let slot = UInt64(lastAvailableIndex % size)
         let head = try memory.readValue(UInt16.self, at: driverRing + 4 + 2 * slot)
         lastAvailableIndex &+= 1
@@ -144,6 +151,8 @@ public final class VirtQueue {
         try memory.writeValue(UInt32(head), at: deviceRing + 4 + 8 * slot)
         try memory.writeValue(UInt32(written), at: deviceRing + 8 + 8 * slot)
         usedIndex &+= 1
+        // The element must be visible before the index that publishes it.
+        atomicMemoryFence(ordering: .releasing)
         try memory.writeValue(usedIndex, at: deviceRing + 2)
     }
 }
