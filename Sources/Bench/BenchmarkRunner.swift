@@ -104,6 +104,10 @@ public final class BenchmarkRunner: Sendable {
             }
             result.engine = peer == .qemuTCG ? "qemu-tcg" : "kvm"
             if result.status == .ok { result.vcpus = configuration.vcpus(for: entry.id) }
+            if result.status == .ok, BenchmarkDefinition.named(entry.id)?.needsNIC == true {
+                // QEMU's UDP socket backend stands in for the in-VMM peer; over a TAP it is the same path.
+                result.netBackend = configuration.netBackend.rawValue
+            }
             return result
         case .system(let system): kind = system
         }

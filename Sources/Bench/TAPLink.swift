@@ -20,7 +20,8 @@ final class TAPLink {
     static let peerPort: UInt16 = 9000
 
     let namespace: NetworkNamespace
-    let backend: TAPBackend
+    /// The VMM's end of the TAP; nil when QEMU attaches to it instead.
+    let backend: TAPBackend?
     let peer: KernelUDPPeer
     /// The job's words telling the guest to speak IPv4/UDP to the peer.
     let jobWords: [String]
@@ -32,17 +33,24 @@ final class TAPLink {
     ///   - mode: the kernel peer's part: sink for the transmit benchmarks, echo for
     ///     request/response, source for the receive benchmarks.
     ///   - sourceFrameLength: the Ethernet frames a source's datagrams make.
-    init(mode: KernelUDPPeer.Mode, sourceFrameLength: Int = 1514) throws {
+    ///   - forQEMU: the TAP is left for QEMU to attach to by name (run inside the namespace
+    ///     through `namespace.enterCommand`), instead of being the VMM's backend.
+    init(mode: KernelUDPPeer.Mode, sourceFrameLength: Int = 1514, forQEMU: Bool = false) throws {
         namespace = try NetworkNamespace()
         do {
-            let tap = try namespace.makeTAP(name: Self.interface, address: Self.hostAddress)
+            var tap: TAPDevice?
+            if forQEMU {
+                try namespace.makePersistentTAP(name: Self.interface, address: Self.hostAddress)
+            } else {
+                tap = try namespace.makeTAP(name: Self.interface, address: Self.hostAddress)
+            }
             try namespace.disableIPv6(on: Self.interface)
             try namespace.setNeighbour(Self.guestAddress, mac: Self.guestMAC, on: Self.interface)
             let hostMAC = try namespace.macAddress(of: Self.interface)
             peer = try KernelUDPPeer(
                 namespace: namespace, mode: mode, address: Self.hostAddress, port: Self.peerPort,
                 destination: (Self.guestAddress, Self.guestPort), payloadLength: sourceFrameLength - IPv4Packets.udpOverhead)
-            backend = TAPBackend(tap: tap)
+            backend = tap.map(TAPBackend.init)
             jobWords = [
                 "udp=1", "guest_ip=\(Self.guestAddress)", "peer_ip=\(Self.hostAddress)",
                 "peer_mac=" + hostMAC.map { String(format: "%02x", $0) }.joined(separator: ":"), "peer_port=\(Self.peerPort)",
@@ -55,7 +63,7 @@ final class TAPLink {
 
     /// Stops the reader and the peer and ends the namespace.
     func close() {
-        backend.stop()
+        backend?.stop()
         peer.stop()
         namespace.close()
     }
@@ -63,8 +71,9 @@ final class TAPLink {
     /// Why the run must fail after the guest sent `frames` frames, or nil: a datagram that
     /// arrived damaged, or (sink) fewer datagrams than frames the kernel accepted.
     func problem(afterGuestSent frames: Int) -> String? {
-        let refused = backend.framesRefused.load(ordering: .relaxed)
-        let accepted = backend.framesFromGuest.load(ordering: .relaxed) - refused
+        // QEMU's TAP backend queues rather than refuses: all the guest sent reached the TAP.
+        let refused = backend?.framesRefused.load(ordering: .relaxed) ?? 0
+        let accepted = (backend?.framesFromGuest.load(ordering: .relaxed) ?? frames) - refused
         if peer.mode == .sink {
             if accepted < frames - refused { return "the TAP took \(accepted) frames, the guest reported \(frames)" }
             // The sink may still be reading what its buffer holds: wait while it makes progress.
@@ -92,7 +101,11 @@ final class TAPLink {
     /// What the sink saw, for the log.
     var summary: String {
         let counts = peer.snapshot
+        let vmm =
+            backend.map {
+                "\($0.framesFromGuest.load(ordering: .relaxed)) frames from the guest (\($0.framesRefused.load(ordering: .relaxed)) refused by the kernel), \($0.framesToGuest.load(ordering: .relaxed)) to it"
+            } ?? "QEMU's backend"
         return
-            "tap: \(backend.framesFromGuest.load(ordering: .relaxed)) frames from the guest (\(backend.framesRefused.load(ordering: .relaxed)) refused by the kernel), \(backend.framesToGuest.load(ordering: .relaxed)) to it; kernel \(peer.mode.rawValue): \(counts.datagrams) datagrams, \(counts.missing) missing, \(counts.outOfOrder) out of order, \(counts.echoed) echoed"
+            "tap: \(vmm); kernel \(peer.mode.rawValue): \(counts.datagrams) datagrams, \(counts.missing) missing, \(counts.outOfOrder) out of order, \(counts.echoed) echoed"
     }
 }

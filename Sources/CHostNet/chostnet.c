@@ -45,6 +45,12 @@ int chn_open_tap(const char *name) {
     return fd;
 }
 
+int chn_set_tap_persistent(int fd, int persistent) {
+    return ioctl(fd, TUNSETPERSIST, persistent ? 1 : 0) == 0 ? 0 : -errno;
+}
+
+int chn_thread_id(void) { return (int)gettid(); }
+
 /* An ioctl on a throwaway datagram socket of the calling thread's namespace. */
 static int socket_ioctl(int family, unsigned long request, void *argument) {
     int s = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

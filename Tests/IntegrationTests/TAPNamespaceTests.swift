@@ -148,6 +148,32 @@ extension NetworkNamespaceTests {
             for system in [SystemKind.hardwareAssist, .paravirtIO] { expectOutcome(try await run(id, system: system), id) }
         }
 
+        /// QEMU peers run inside the namespace (nsenter) on a TAP hvbench made, with the same
+        /// kernel peers: hvbench versus QEMU compares VMMs, not backends.
+        @Test(
+            .enabled(
+                if: Host.hasKVM && Host.qemu != nil && Host.canMakeNamespaces, "needs /dev/kvm, QEMU and network namespaces"),
+            arguments: ["net.tx-1500", "net.rr", "net.rx-1500"])
+        func qemuPeersUseTheSameTAP(_ id: String) async throws {
+            let artifacts = try await Built.artifacts.value
+            let output = temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: output) }
+            var configuration = RunConfiguration(systems: [], suite: tinySuite(id), outputDirectory: output)
+            configuration.peers = [.qemuKVM, .qemuKVMVirtio]
+            configuration.netBackend = .tap
+            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+            #expect(results.count == 2)
+            for result in results {
+                if id == "net.rx-1500" {
+                    #expect(result.status == .skipped && result.reason?.contains("unfinished UDP checksums") == true)
+                } else {
+                    #expect(result.status == .ok, "\(result.system) \(id): \(result.reason ?? "")")
+                    #expect(result.netBackend == "tap")
+                }
+            }
+            #expect(namespaceThreads() == 0)
+        }
+
         @Test(
             .enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage), arguments: ["net.tx-1500", "net.rr", "net.rx-1500"])
         func theEmulatorsNICsUseItToo(_ id: String) async throws {

@@ -19,6 +19,11 @@ int chn_enter_network_namespace(int fd);
 /* Opens /dev/net/tun and attaches a TAP interface (IFF_TAP | IFF_NO_PI) called `name`, in the
  * calling thread's namespace; non-blocking. Returns the descriptor. */
 int chn_open_tap(const char *name);
+/* Keeps the TAP interface of descriptor `fd` after the descriptor closes (1), or not (0), so
+ * another process (QEMU) can attach to it by name. */
+int chn_set_tap_persistent(int fd, int persistent);
+/* The calling thread's kernel thread ID. */
+int chn_thread_id(void);
 /* Sets or clears IFF_UP on interface `name`. */
 int chn_set_interface_up(const char *name, int up);
 /* Gives interface `name` the IPv4 address `address` (host byte order) with `prefix_length`. */

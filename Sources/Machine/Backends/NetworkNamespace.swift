@@ -18,12 +18,17 @@ public final class NetworkNamespace: @unchecked Sendable {
     private let worker = Worker()
     /// The namespace's identity (its nsfs inode), for checks that it is not the host's.
     public let inode: UInt64
+    /// The kernel thread ID of the thread that lives in it.
+    public let threadID: Int32
+
+    /// A command prefix that runs a program inside the namespace (QEMU with its own TAP backend).
+    public var enterCommand: [String] { ["nsenter", "--net=/proc/\(getpid())/task/\(threadID)/ns/net", "--"] }
 
     /// Creates the namespace and brings its loopback interface up. Fails, saying why, where the
     /// process may not create namespaces (no CAP_SYS_ADMIN, or a seccomp filter).
     public init() throws {
         let host = try Self.ownNamespaceInode()
-        let started = Outcome<UInt64>()
+        let started = Outcome<(UInt64, Int32)>()
         let worker = self.worker
         let thread = Thread {
             let unshared = chn_unshare_network()
@@ -37,13 +42,15 @@ public final class NetworkNamespace: @unchecked Sendable {
                     .failure(Failure("cannot bring up lo in the new namespace: \(String(cString: strerror(-up)))")))
             }
             worker.markServing()  // from here on, close() waits for this thread to end
-            started.set(Result { try Self.ownNamespaceInode() })
+            started.set(Result { (try Self.ownNamespaceInode(), chn_thread_id()) })
             worker.serve()  // this thread is what keeps the namespace alive
         }
         thread.name = "hvbench-netns"
         thread.start()
         switch started.wait() {
-        case .success(let inode): self.inode = inode
+        case .success(let (inode, thread)):
+            self.inode = inode
+            threadID = thread
         case .failure(let error):
             worker.close()
             throw error
@@ -83,6 +90,13 @@ public final class NetworkNamespace: @unchecked Sendable {
         let answer = try perform { chn_interface_exists(name) }
         guard answer >= 0 else { throw Failure("cannot look up \(name): \(String(cString: strerror(-answer)))") }
         return answer == 1
+    }
+
+    /// A TAP device `name` that outlives this process's descriptor, for QEMU to attach to by
+    /// name from inside the namespace; it goes with the namespace.
+    public func makePersistentTAP(name: String, address: IPv4Address?, prefixLength: Int = 24) throws {
+        let device = try makeTAP(name: name, address: address, prefixLength: prefixLength)
+        try Self.check(device.setPersistent(), "keep \(name) for QEMU")
     }
 
     /// A TAP device `name` in the namespace, with `address`/`prefixLength` and up.

@@ -1,3 +1,4 @@
+import CHostNet
 import Foundation
 
 /// A TAP interface's descriptor (`IFF_TAP | IFF_NO_PI`, non-blocking): each read is one Ethernet
@@ -15,6 +16,8 @@ public final class TAPDevice: @unchecked Sendable {
     }
 
     deinit { Glibc.close(descriptor) }
+
+    func setPersistent() -> Int32 { chn_set_tap_persistent(descriptor, 1) }
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
