@@ -12,6 +12,9 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     private let queue = Mutex<[[UInt8]]>([])
     public static let queueLimit = 1024
     private let arrival = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Set when the device was told frames wait, cleared when it finds the queue empty: frames
+    /// that arrive while it is still taking earlier ones call it again, so none wait unseen.
+    private let arrivalPending = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     /// Frames from the guest, frames the kernel's queue refused, and frames to the guest.
@@ -42,11 +45,8 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
                 continue
             }
             guard let frame = try? tap.receive(timeout: 0.05) else { continue }
-            let wasEmpty = queue.withLock { queue -> Bool in
-                queue.append(frame)
-                return queue.count == 1
-            }
-            if wasEmpty { arrival.withLock { $0 }?() }
+            queue.withLock { $0.append(frame) }
+            if !arrivalPending.exchange(true, ordering: .acquiringAndReleasing) { arrival.withLock { $0 }?() }
         }
     }
 
@@ -57,7 +57,12 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
         if (try? tap.send(frame)) != true { framesRefused.add(1, ordering: .relaxed) }
     }
 
-    public var hasFrameForGuest: Bool { queue.withLock { !$0.isEmpty } }
+    public var hasFrameForGuest: Bool {
+        queue.withLock { queue in
+            if queue.isEmpty { arrivalPending.store(false, ordering: .releasing) }
+            return !queue.isEmpty
+        }
+    }
 
     public func frameForGuest(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
         queue.withLock { queue in
