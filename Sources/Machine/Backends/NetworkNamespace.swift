@@ -81,9 +81,15 @@ public final class NetworkNamespace: @unchecked Sendable {
         return try outcome.wait().get()  // queued work always runs, even when closing
     }
 
-    /// Ends the namespace's thread once the queued work is done; the namespace goes with the
-    /// last descriptor into it. Idempotent.
-    public func close() { worker.close() }
+    /// Ends the namespace's thread once the queued work is done, and returns once it has exited
+    /// (not just finished its work): no thread of this process is then in the namespace, which
+    /// goes with the last descriptor into it. Idempotent.
+    public func close() {
+        worker.close()
+        // The thread is gone from /proc/self/task a moment after its last instruction.
+        let deadline = Date().addingTimeInterval(5)
+        while access("/proc/self/task/\(threadID)", F_OK) == 0 && Date() < deadline { usleep(100) }
+    }
 
     /// Whether interface `name` exists in the namespace.
     public func hasInterface(_ name: String) throws -> Bool {
