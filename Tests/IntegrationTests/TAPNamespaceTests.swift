@@ -83,6 +83,64 @@ extension NetworkNamespaceTests {
             #expect(echo.snapshot.echoed == 1 && echo.snapshot.errors.isEmpty)
         }
 
+        /// A guest's hostile frames: oversized, runt, spoofed, broadcast floods, addressed outside
+        /// the namespace. None crashes anything; the kernel refuses what it cannot take; and
+        /// nothing can leave, since the namespace has no route but its own subnet.
+        @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
+        func hostileFramesStayInTheNamespace() throws {
+            let namespace = try NetworkNamespace()
+            defer { namespace.close() }
+            let backend = TAPBackend(tap: try namespace.makeTAP(name: "hvbtap4", address: Self.hostAddress))
+            defer { backend.stop() }
+            let sink = try KernelUDPPeer(namespace: namespace, mode: .sink, address: Self.hostAddress, port: 9000)
+            defer { sink.stop() }
+            func send(_ frame: [UInt8]) { frame.withUnsafeBytes { backend.received($0) } }
+            send([])
+            send([0x42])
+            send([UInt8](repeating: 0xFF, count: 65535))  // more than any MTU
+            for index in 0..<2000 {  // a broadcast flood of garbage
+                send(
+                    IPv4Packets.broadcastMAC + Self.guestMAC + [0x08, 0x00] + [UInt8](repeating: UInt8(index & 0xFF), count: 100))
+            }
+            for destination in ["8.8.8.8", "10.77.0.1", "255.255.255.255", "127.0.0.1"] {  // spoofed source, foreign targets
+                send(
+                    IPv4Packets.frame(
+                        IPv4Packets.Datagram(
+                            sourceMAC: Self.guestMAC, destinationMAC: IPv4Packets.broadcastMAC,
+                            source: IPv4Address("192.0.2.66")!,
+                            destination: IPv4Address(destination)!, sourcePort: 1, destinationPort: 9000,
+                            payload: KernelUDPPeer.payload(sequence: 0, length: 64))))
+            }
+            #expect(backend.framesFromGuest.load(ordering: .relaxed) == 2007)
+            #expect(backend.framesRefused.load(ordering: .relaxed) >= 1, "a frame shorter than an Ethernet header is refused")
+            // No route out: inside the namespace, an outside address is unreachable.
+            let unreachable = try namespace.perform { () -> Int32 in
+                let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+                defer { Glibc.close(descriptor) }
+                var outside = sockaddr_in()
+                outside.sin_family = sa_family_t(AF_INET)
+                outside.sin_port = UInt16(53).bigEndian
+                outside.sin_addr.s_addr = IPv4Address("8.8.8.8")!.value.bigEndian
+                let connected = withUnsafePointer(to: &outside) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+                return connected == 0 ? 0 : errno
+            }
+            #expect(unreachable == ENETUNREACH, "the namespace has no default route")
+            // The sink is unharmed and still works: a good datagram arrives intact.
+            send(
+                IPv4Packets.frame(
+                    IPv4Packets.Datagram(
+                        sourceMAC: Self.guestMAC, destinationMAC: IPv4Packets.broadcastMAC, source: Self.guestAddress,
+                        destination: Self.hostAddress, sourcePort: 40000, destinationPort: 9000,
+                        payload: KernelUDPPeer.payload(sequence: 0, length: 64))))
+            let deadline = Date().addingTimeInterval(10)
+            while sink.snapshot.datagrams == 0 && Date() < deadline { usleep(1000) }
+            #expect(sink.snapshot.errors.isEmpty && sink.snapshot.datagrams >= 1)
+        }
+
         /// This process's threads whose network namespace is `namespace`'s.
         func threadsIn(_ namespace: NetworkNamespace) -> Int {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
