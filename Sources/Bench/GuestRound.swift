@@ -48,7 +48,7 @@ extension BenchmarkRunner {
     ) -> RoundOutcome {
         let definition = BenchmarkDefinition.named(entry.id)
         var io: IOConfiguration?
-        var diskWords: [String] = []
+        var extraWords: [String] = []  // the disk's and the TAP link's job words
         var link: TAPLink?
         defer { link?.close() }
         if let kind = system.ioKind, definition?.needsNIC == true || definition?.needsDisk == true {
@@ -62,7 +62,7 @@ extension BenchmarkRunner {
                         return .skipped("the TAP backend is unavailable here: \(error)")
                     }
                     peer = link?.backend
-                    diskWords += link?.jobWords ?? []
+                    extraWords += link?.jobWords ?? []
                 } else {
                     peer = NetworkPeer(mode: mode)
                 }
@@ -71,7 +71,7 @@ extension BenchmarkRunner {
                 do {
                     let opened = try openDisk(definition, configuration)
                     disk = opened.image
-                    diskWords = opened.jobWords
+                    extraWords += opened.jobWords
                 } catch { return .failed("\(error)") }
             }
             io = IOConfiguration(
@@ -82,7 +82,7 @@ extension BenchmarkRunner {
         let boot: VMBuilder.Boot
         switch bootGuest(
             entry, configuration, kernel: kernel, cpu: cpu, repetitions: entry.repetitions, warmups: entry.warmups, io: io,
-            extraWords: diskWords)
+            extraWords: extraWords)
         {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)

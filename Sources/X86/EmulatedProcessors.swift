@@ -82,41 +82,45 @@ public final class EmulatedProcessors: @unchecked Sendable {
         let levelAssert = low & (1 << 14) != 0
         let shorthand = (low >> 18) & 3
         let broadcast: UInt32 = sender.apic.isX2APIC ? 0xFFFF_FFFF : 0xFF
-        var targets: [X86CPU]
+        // INIT level de-assert (level trigger, assert clear) only synchronises arbitration IDs.
+        if deliveryMode == 5 && !levelAssert && low & (1 << 15) != 0 { return }
+        let isTarget: (X86CPU) -> Bool
         switch shorthand {
         case 0:
             guard !logical else {
                 _ = undeliverable.add(1, ordering: .relaxed)
                 return
             }
-            targets = members.map(\.cpu).filter { destination == broadcast || $0.apic.id == destination }
-        case 1: targets = [sender]
-        case 2: targets = members.map(\.cpu).filter { deliveryMode != 0 || $0 !== sender }  // the APIC took its own fixed one
-        default: targets = members.map(\.cpu).filter { $0 !== sender }
+            isTarget = { destination == broadcast || $0.apic.id == destination }
+        case 1: isTarget = { $0 === sender }
+        case 2: isTarget = { deliveryMode != 0 || $0 !== sender }  // the APIC took its own fixed one
+        default: isTarget = { $0 !== sender }
         }
-        if targets.isEmpty { _ = undeliverable.add(1, ordering: .relaxed) }
-        switch deliveryMode {
-        case 0, 1:  // fixed; lowest priority goes to the first candidate
-            if deliveryMode == 1 { targets = Array(targets.prefix(1)) }
-            for target in targets { target.postInterrupt(vector: vector, levelTriggered: false) }
-        case 5:
-            // INIT level de-assert (level trigger, assert clear) only synchronises arbitration IDs.
-            guard levelAssert || low & (1 << 15) == 0 else { return }
-            for target in targets {
-                guard target.apic.id != 0, target !== sender else {
+        // An IPI is on the path cpu.ipi measures: the members are walked, no target list is built.
+        var reached = 0
+        for member in members where isTarget(member.cpu) {
+            let target = member.cpu
+            reached += 1
+            switch deliveryMode {
+            case 0:
+                target.postInterrupt(vector: vector, levelTriggered: false)
+            case 1:  // lowest priority: the first candidate
+                if reached == 1 { target.postInterrupt(vector: vector, levelTriggered: false) }
+            case 5:
+                if target.apic.id == 0 || target === sender {
                     _ = undeliverable.add(1, ordering: .relaxed)
-                    continue
+                } else {
+                    target.post(Mail.initialize)
                 }
-                target.post(Mail.initialize)
-            }
-        case 6:
-            for target in targets where target !== sender {
+            case 6:
+                guard target !== sender else { continue }
                 target.postedVectors.withLock { $0.startupVector = vector }
                 target.post(Mail.startup)
+            default:
+                _ = undeliverable.add(1, ordering: .relaxed)
             }
-        default:
-            _ = undeliverable.add(targets.count, ordering: .relaxed)
         }
+        if reached == 0 { _ = undeliverable.add(1, ordering: .relaxed) }
     }
 
     /// A store hit code that the vCPUs in `holders` (bits) have decoded.

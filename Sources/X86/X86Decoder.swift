@@ -221,9 +221,10 @@ extension X86CPU {
             sixteenBitCode: sixteenBitCode, addressSize16: instruction.addressSize == 2)
         try decoder.oneByte(opcode, &instruction)
         window = decoder.window
-        if locked && !Self.lockable(instruction) { instruction.op = .undefined }
         // xchg with memory is locked without the prefix.
-        instruction.locked = Self.lockable(instruction) && (locked || instruction.op == .xchgRmReg)
+        let lockable = Self.lockable(instruction)
+        if locked && !lockable { instruction.op = .undefined }
+        instruction.locked = lockable && (locked || instruction.op == .xchgRmReg)
         instruction.length = UInt8(window.position)
         if decoder.ripRelative { instruction.displacement &+= rip &+ UInt64(instruction.length) }
         markCode(physical: physical, length: min(Int(instruction.length), Int(4096 - (rip & 0xFFF))))

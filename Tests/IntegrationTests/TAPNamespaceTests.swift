@@ -117,10 +117,7 @@ extension NetworkNamespaceTests {
             let unreachable = try namespace.perform { () -> Int32 in
                 let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
                 defer { Glibc.close(descriptor) }
-                var outside = sockaddr_in()
-                outside.sin_family = sa_family_t(AF_INET)
-                outside.sin_port = UInt16(53).bigEndian
-                outside.sin_addr.s_addr = IPv4Address("8.8.8.8")!.value.bigEndian
+                var outside = KernelUDPPeer.socketAddress(IPv4Address("8.8.8.8")!, 53)
                 let connected = withUnsafePointer(to: &outside) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

@@ -39,11 +39,15 @@ public final class TAPDevice: @unchecked Sendable {
 
     /// The next frame the host kernel sent, or nil if none arrives within `timeout` seconds.
     public func receive(timeout: Double) throws -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: Self.maximumFrame + 64)
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count >= 0 { return Array(buffer.prefix(count)) }
+            // One allocation per frame: read straight into the array that is returned.
+            var count = 0
+            let frame = [UInt8](unsafeUninitializedCapacity: Self.maximumFrame + 64) { buffer, initialized in
+                count = read(descriptor, buffer.baseAddress, buffer.count)
+                initialized = max(count, 0)
+            }
+            if count >= 0 { return frame }
             guard errno == EAGAIN || errno == EINTR else {
                 throw Failure(description: "TAP \(name): read failed: \(String(cString: strerror(errno)))")
             }

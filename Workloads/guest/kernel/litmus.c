@@ -131,8 +131,9 @@ void hvb_litmus_ap(uint32_t cpu) {
     __atomic_store_n(&L.done[cpu], round, __ATOMIC_SEQ_CST);
 }
 
-/* Runs one test on CPUs 0 ..< cpus; 0 when an application processor did not take part. */
-static int run_test(enum litmus_test test, uint64_t n, uint32_t cpus) {
+/* Starts a round of `test` on CPUs 1 ..< cpus and says go: the round's number, or 0 when an
+ * application processor did not come. */
+static uint64_t begin_round(enum litmus_test test, uint64_t n, uint32_t cpus) {
     L.test = test;
     L.n = n;
     L.x = L.y = L.counter = L.guard = L.plain = L.mixed = L.readers_done = 0;
@@ -148,7 +149,11 @@ static int run_test(enum litmus_test test, uint64_t n, uint32_t cpus) {
             if (plat_cycles() - start > LITMUS_WAIT_LIMIT) return 0;
     }
     __atomic_store_n(&L.go, round, __ATOMIC_SEQ_CST);
-    run_side(0);
+    return round;
+}
+
+/* Waits until CPUs 1 ..< cpus finished `round`; 0 if one did not. */
+static int end_round(uint64_t round, uint32_t cpus) {
     uint64_t start = plat_cycles();
     for (uint32_t cpu = 1; cpu < cpus; cpu++)
         while (L.done[cpu] != round)
@@ -156,23 +161,19 @@ static int run_test(enum litmus_test test, uint64_t n, uint32_t cpus) {
     return 1;
 }
 
+/* Runs one test on CPUs 0 ..< cpus; 0 when an application processor did not take part. */
+static int run_test(enum litmus_test test, uint64_t n, uint32_t cpus) {
+    uint64_t round = begin_round(test, n, cpus);
+    if (!round) return 0;
+    run_side(0);
+    return end_round(round, cpus);
+}
+
 /* mp, CPU 0's side runs here (it checks as it goes): returns forbidden outcomes, and in
  * *overlap how many of its loads caught CPU 1 part-way. */
 static uint64_t message_passing(uint64_t n, int inject, uint64_t *overlap, int *ok) {
-    L.test = T_MP;
-    L.n = n;
-    L.x = L.y = 0;
-    uint64_t round = L.round + 1, forbidden = 0;
-    __atomic_store_n(&L.round, round, __ATOMIC_SEQ_CST);
-    if (hvb_ap_running[1] != AP_LITMUS) {
-        hvb_ap_command[1] = AP_LITMUS;
-        *lapic_register(LAPIC_ICR_HIGH) = (uint32_t)hvb_cpu_apic_ids[1] << 24;
-        *lapic_register(LAPIC_ICR_LOW) = WAKE_VECTOR;
-    }
-    uint64_t start = plat_cycles();
-    while (hvb_ap_running[1] != AP_LITMUS)
-        if (plat_cycles() - start > LITMUS_WAIT_LIMIT) return *ok = 0;
-    __atomic_store_n(&L.go, round, __ATOMIC_SEQ_CST);
+    uint64_t round = begin_round(T_MP, n, 2), forbidden = 0, start = plat_cycles();
+    if (!round) return *ok = 0;
     *overlap = 0;
     for (;;) {
         uint64_t flag = L.y, data = L.x;
@@ -185,9 +186,7 @@ static uint64_t message_passing(uint64_t n, int inject, uint64_t *overlap, int *
         if (flag == n) break;
         if (plat_cycles() - start > LITMUS_WAIT_LIMIT) return *ok = 0;
     }
-    while (L.done[1] != round)
-        if (plat_cycles() - start > LITMUS_WAIT_LIMIT) return *ok = 0;
-    *ok = 1;
+    *ok = end_round(round, 2);
     return forbidden;
 }
 
