@@ -62,7 +62,9 @@ import Testing
         _ = EmulatedProcessors([machine.cpu, other])
         machine.cpu.rip = 0x20000
         let spinning = start(other, budget: Int.max)
-        while other.retired < 1000 { usleep(100) }  // it has decoded and run the loop
+        // It has decoded and run the loop (bounded, so a vCPU that never runs fails, not hangs).
+        let running = Date().addingTimeInterval(60)
+        while other.retired < 1000 && Date() < running { usleep(100) }
         #expect(machine.cpu.run(maxInstructions: 100) == .deviceAccess)
         let stop = wait(for: spinning, seconds: 60)
         if stop == nil { other.requestStop() }
