@@ -114,7 +114,12 @@ public final class BenchmarkRunner: Sendable {
         let system = kind.rawValue
         switch kind {
         case .native:
-            return await measure(system, entry, configuration) { await self.nativeRound(entry, configuration) }
+            var result = await measure(system, entry, configuration) { await self.nativeRound(entry, configuration) }
+            if result.status == .ok, BenchmarkDefinition.named(entry.id)?.needsNIC == true {
+                // vmm: the in-process peer, the native counterpart of the in-VMM one.
+                result.netBackend = configuration.netBackend.rawValue
+            }
+            return result
         case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
             let cpu: VMBuilder.CPU
             if kind.usesEmulator == true {

@@ -58,7 +58,9 @@ extension BenchmarkRunner {
                 let mode = NetworkPeer.Mode(role)
                 if configuration.netBackend == .tap {
                     let kernelMode: KernelUDPPeer.Mode = mode == .echo ? .echo : mode == .source ? .source : .sink
-                    do { link = try TAPLink(mode: kernelMode) } catch {
+                    do {
+                        link = try TAPLink(mode: kernelMode, peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
+                    } catch {
                         return .skipped("the TAP backend is unavailable here: \(error)")
                     }
                     peer = link?.backend

@@ -10,7 +10,27 @@ extension BenchmarkRunner {
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)
         let definition = BenchmarkDefinition.named(entry.id)
         var disk: DiskImage?
-        if let role = definition?.peerRole { words += ["nic=loopback", "peer=\(role.rawValue)"] }
+        // --net-backend tap: an ordinary UDP socket in a namespace of its own, across a veth pair
+        // from the same kernel peer the guests talk to; otherwise the in-process peer.
+        var link: TAPLink?
+        defer { link?.close() }
+        if let role = definition?.peerRole {
+            if configuration.netBackend == .tap {
+                guard ProcessRunner.find("nsenter") != nil else {
+                    return .skipped("the TAP backend runs the native side through nsenter (util-linux), which is not installed")
+                }
+                let mode = NetworkPeer.Mode(role)
+                do {
+                    link = try TAPLink(mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .native,
+                        peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
+                } catch {
+                    return .skipped("the TAP backend is unavailable here: \(error)")
+                }
+                words += (link?.jobWords ?? []) + ["nic=socket"]
+            } else {
+                words += ["nic=loopback", "peer=\(role.rawValue)"]
+            }
+        }
         if let definition, definition.needsDisk {
             do {
                 let opened = try openDisk(definition, configuration)
@@ -39,6 +59,9 @@ extension BenchmarkRunner {
             }
             command = [numactl, "--physcpubind=\(used.map(String.init).joined(separator: ","))"] + command
         }
+        if let namespace = link?.nativeNamespace, let nsenter = ProcessRunner.find("nsenter") {
+            command = [nsenter] + namespace.enterCommand.dropFirst() + command
+        }
         let output: ProcessRunner.Output
         do {
             output = try await ProcessRunner.run(command[0], Array(command.dropFirst()), timeout: entry.timeoutSeconds) {
@@ -56,6 +79,11 @@ extension BenchmarkRunner {
         let outcome = interpret(
             console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { _ in "host-user" })
         if case .measured = outcome, let disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
+        if case .measured = outcome, let link {
+            let problem = link.problem(afterGuestSent: (entry.warmups + entry.repetitions) * Int(entry.iterations))
+            saveLog("# \(link.summary)\n", system: "native", benchmark: entry.id + ".tap", configuration)
+            if let problem { return .failed(problem) }
+        }
         return outcome
     }
 }

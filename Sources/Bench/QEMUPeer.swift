@@ -132,11 +132,12 @@ extension BenchmarkRunner {
         let definition = BenchmarkDefinition.named(entry.id)
         if let why = definition?.qemuUnsupported {
             guard configuration.netBackend == .tap else { return .skipped(why) }
-            // Measured with QEMU 7.2: once QEMU holds the TAP, the kernel hands it datagrams whose
-            // UDP checksum field still holds the pseudo-header sum (checksum offload on the TAP),
-            // and the emulated e1000 and virtio-net pass them on unfinished; the guest rejects
-            // them. hvbench does not accept bad checksums to make the comparison run.
-            return .skipped("over a TAP, QEMU hands the guest datagrams with unfinished UDP checksums (offload)")
+            // Measured with QEMU 7.2 (e1000 and virtio-net, vnet_hdr=off): every datagram leaves
+            // the TAP with a complete UDP checksum (117,535 captured inside the namespace, none
+            // bad, transmit checksum offload off), yet the guest receives some whose checksum
+            // field holds only the pseudo-header sum, as an offloaded checksum would. hvbench
+            // does not accept bad checksums to make the comparison run.
+            return .skipped("over a TAP, QEMU 7.2 hands the guest datagrams with unfinished UDP checksums")
         }
         var opened: BenchmarkDisk.Opened?
         if let definition, definition.needsDisk {
@@ -153,7 +154,8 @@ extension BenchmarkRunner {
             }
             let mode = NetworkPeer.Mode(role)
             do {
-                link = try TAPLink(mode: mode == .echo ? .echo : mode == .source ? .source : .sink, forQEMU: true)
+                link = try TAPLink(mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .qemu,
+                    peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
             } catch {
                 return .skipped("the TAP backend is unavailable here: \(error)")
             }

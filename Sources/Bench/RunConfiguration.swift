@@ -34,6 +34,9 @@ public struct RunConfiguration: Sendable {
     public var slowdownPercent: UInt64 = 0
     /// `--net-backend`: the NIC benchmarks' far end, the in-VMM peer or a TAP into the host kernel.
     public var netBackend: NetBackend = .vmm
+    /// Fault injection for tests (no CLI option): over the TAP, the kernel peer stops answering
+    /// or sending after this many datagrams, as a hung far end would.
+    var kernelPeerFallsSilentAfter: Int?
     /// KVM doorbells through ioeventfds and an I/O thread (`--no-io-thread` turns it off).
     public var ioThread = true
     /// How long the I/O thread polls for doorbells before it sleeps (`--io-poll-us`).

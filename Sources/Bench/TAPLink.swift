@@ -29,33 +29,71 @@ final class TAPLink {
     /// The guest's UDP port (Workloads/guest/common/job.c's default).
     static let guestPort: UInt16 = 40000
 
+    /// What is at the guest's end of the link.
+    enum Attachment {
+        /// A TAP device the VMM reads and writes (`backend`).
+        case vmm
+        /// A persistent TAP for QEMU to attach to by name, run inside the namespace through
+        /// `namespace.enterCommand`.
+        case qemu
+        /// A veth pair into a second namespace (`nativeNamespace`) where the native runner, run
+        /// through its `enterCommand`, owns the guest's address with an ordinary UDP socket.
+        case native
+    }
+
+    /// The native runner's namespace, with the veth end that has the guest's address.
+    let nativeNamespace: NetworkNamespace?
+    static let nativeInterface = "hvbveth1"
+    static let peerVethInterface = "hvbveth0"
+
     /// - Parameters:
     ///   - mode: the kernel peer's part: sink for the transmit benchmarks, echo for
     ///     request/response, source for the receive benchmarks.
     ///   - sourceFrameLength: the Ethernet frames a source's datagrams make.
-    ///   - forQEMU: the TAP is left for QEMU to attach to by name (run inside the namespace
-    ///     through `namespace.enterCommand`), instead of being the VMM's backend.
-    init(mode: KernelUDPPeer.Mode, sourceFrameLength: Int = 1514, forQEMU: Bool = false) throws {
+    ///   - attachment: what takes the guest's end.
+    ///   - peerFallsSilentAfter: the kernel peer stops answering or sending after this many
+    ///     datagrams (`RunConfiguration.kernelPeerFallsSilentAfter`, for tests).
+    init(
+        mode: KernelUDPPeer.Mode, sourceFrameLength: Int = 1514, attachment: Attachment = .vmm,
+        peerFallsSilentAfter: Int? = nil
+    ) throws {
         namespace = try NetworkNamespace()
+        var nativeNamespace: NetworkNamespace?
         do {
             var tap: TAPDevice?
-            if forQEMU {
-                try namespace.makePersistentTAP(name: Self.interface, address: Self.hostAddress)
-            } else {
-                tap = try namespace.makeTAP(name: Self.interface, address: Self.hostAddress)
+            let interface: String
+            switch attachment {
+            case .vmm:
+                interface = Self.interface
+                tap = try namespace.makeTAP(name: interface, address: Self.hostAddress)
+            case .qemu:
+                interface = Self.interface
+                try namespace.makePersistentTAP(name: interface, address: Self.hostAddress)
+            case .native:
+                interface = Self.peerVethInterface
+                let other = try NetworkNamespace()
+                nativeNamespace = other
+                try namespace.makeVethPair(
+                    name: interface, address: Self.hostAddress, peerName: Self.nativeInterface, in: other,
+                    peerAddress: Self.guestAddress)
             }
-            try namespace.disableIPv6(on: Self.interface)
-            try namespace.setNeighbour(Self.guestAddress, mac: Self.guestMAC, on: Self.interface)
-            let hostMAC = try namespace.macAddress(of: Self.interface)
+            if attachment != .native {
+                try namespace.disableIPv6(on: interface)
+                try namespace.setNeighbour(Self.guestAddress, mac: Self.guestMAC, on: interface)
+            }
+            let hostMAC = try namespace.macAddress(of: interface)
             peer = try KernelUDPPeer(
                 namespace: namespace, mode: mode, address: Self.hostAddress, port: Self.peerPort,
-                destination: (Self.guestAddress, Self.guestPort), payloadLength: sourceFrameLength - IPv4Packets.udpOverhead)
+                destination: (Self.guestAddress, Self.guestPort), payloadLength: sourceFrameLength - IPv4Packets.udpOverhead,
+                fallsSilentAfter: peerFallsSilentAfter)
             backend = tap.map(TAPBackend.init)
+            self.nativeNamespace = nativeNamespace
             jobWords = [
                 "udp=1", "guest_ip=\(Self.guestAddress)", "peer_ip=\(Self.hostAddress)",
                 "peer_mac=" + hostMAC.map { String(format: "%02x", $0) }.joined(separator: ":"), "peer_port=\(Self.peerPort)",
             ]
         } catch {
+            nativeNamespace?.close()
             namespace.close()
             throw error
         }
@@ -65,13 +103,15 @@ final class TAPLink {
     func close() {
         backend?.stop()
         peer.stop()
+        nativeNamespace?.close()
         namespace.close()
     }
 
     /// Why the run must fail after the guest sent `frames` frames, or nil: a datagram that
     /// arrived damaged, or (sink) fewer datagrams than frames the kernel accepted.
     func problem(afterGuestSent frames: Int) -> String? {
-        // QEMU's TAP backend queues rather than refuses: all the guest sent reached the TAP.
+        // QEMU's TAP backend queues rather than refuses: all the guest sent reached the TAP. A
+        // native socket's send fails rather than drop, so all it sent left.
         let refused = backend?.framesRefused.load(ordering: .relaxed) ?? 0
         let accepted = (backend?.framesFromGuest.load(ordering: .relaxed) ?? frames) - refused
         if peer.mode == .sink {
@@ -104,7 +144,7 @@ final class TAPLink {
         let vmm =
             backend.map {
                 "\($0.framesFromGuest.load(ordering: .relaxed)) frames from the guest (\($0.framesRefused.load(ordering: .relaxed)) refused by the kernel), \($0.framesToGuest.load(ordering: .relaxed)) to it"
-            } ?? "QEMU's backend"
+            } ?? (nativeNamespace == nil ? "QEMU's backend" : "the native runner's socket over a veth pair")
         return
             "tap: \(vmm); kernel \(peer.mode.rawValue): \(counts.datagrams) datagrams, \(counts.missing) missing, \(counts.outOfOrder) out of order, \(counts.echoed) echoed"
     }

@@ -3,8 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/if.h>
+#include <linux/if_link.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
 #include <linux/sockios.h>
 #include <net/if_arp.h>
 #include <netinet/in.h>
@@ -131,4 +136,83 @@ int chn_add_bridge_port(const char *name, const char *port) {
     if ((error = copy_name(&request, name))) return error;
     request.ifr_ifindex = index;
     return socket_ioctl(AF_LOCAL, SIOCBRADDIF, &request);
+}
+
+int chn_set_transmit_checksum_offload(const char *name, int on) {
+    struct ifreq request;
+    int error = copy_name(&request, name);
+    if (error) return error;
+    struct ethtool_value value = {.cmd = ETHTOOL_STXCSUM, .data = on ? 1 : 0};
+    request.ifr_data = (void *)&value;
+    return socket_ioctl(AF_INET, SIOCETHTOOL, &request);
+}
+
+/* ---- a veth pair: the one interface the classic ioctls cannot create (rtnetlink) ---- */
+
+struct link_request {
+    struct nlmsghdr header;
+    struct ifinfomsg info;
+    char attributes[512];
+};
+
+/* Appends attribute `type` with `length` bytes of `data` at the end of the message; returns
+ * it (so nested attributes can grow it later) or NULL when the buffer is full. */
+static struct rtattr *append_attribute(struct link_request *message, unsigned short type, const void *data, size_t length) {
+    size_t at = NLMSG_ALIGN(message->header.nlmsg_len), size = RTA_LENGTH(length);
+    if (at + RTA_ALIGN(size) > sizeof *message) return NULL;
+    struct rtattr *attribute = (struct rtattr *)((char *)message + at);
+    attribute->rta_type = type;
+    attribute->rta_len = (unsigned short)size;
+    if (length) memcpy(RTA_DATA(attribute), data, length);
+    message->header.nlmsg_len = (uint32_t)(at + RTA_ALIGN(size));
+    return attribute;
+}
+
+/* Closes a nested attribute opened by append_attribute(..., NULL, 0): it spans to the end. */
+static void close_nest(struct link_request *message, struct rtattr *nest) {
+    nest->rta_len = (unsigned short)((char *)message + message->header.nlmsg_len - (char *)nest);
+}
+
+int chn_add_veth_pair(const char *name, const char *peer_name, int peer_namespace_fd) {
+    if (strlen(name) >= IFNAMSIZ || strlen(peer_name) >= IFNAMSIZ) return -ENAMETOOLONG;
+    struct link_request message;
+    memset(&message, 0, sizeof message);
+    message.header.nlmsg_len = NLMSG_LENGTH(sizeof message.info);
+    message.header.nlmsg_type = RTM_NEWLINK;
+    message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    message.header.nlmsg_seq = 1;
+    message.info.ifi_family = AF_UNSPEC;
+    struct rtattr *link_info, *info_data, *peer;
+    if (!append_attribute(&message, IFLA_IFNAME, name, strlen(name) + 1)) return -ENOBUFS;
+    if (!(link_info = append_attribute(&message, IFLA_LINKINFO, NULL, 0))) return -ENOBUFS;
+    if (!append_attribute(&message, IFLA_INFO_KIND, "veth", 5)) return -ENOBUFS;
+    if (!(info_data = append_attribute(&message, IFLA_INFO_DATA, NULL, 0))) return -ENOBUFS;
+    /* The peer's attributes follow an ifinfomsg of its own. */
+    struct ifinfomsg peer_info = {.ifi_family = AF_UNSPEC};
+    if (!(peer = append_attribute(&message, VETH_INFO_PEER, &peer_info, sizeof peer_info))) return -ENOBUFS;
+    if (!append_attribute(&message, IFLA_IFNAME, peer_name, strlen(peer_name) + 1)) return -ENOBUFS;
+    if (peer_namespace_fd >= 0) {
+        uint32_t fd = (uint32_t)peer_namespace_fd;
+        if (!append_attribute(&message, IFLA_NET_NS_FD, &fd, sizeof fd)) return -ENOBUFS;
+    }
+    close_nest(&message, peer);
+    close_nest(&message, info_data);
+    close_nest(&message, link_info);
+
+    int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (s < 0) return -errno;
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    int result = 0;
+    if (sendto(s, &message, message.header.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+        result = -errno;
+    } else {
+        char answer[1024];
+        ssize_t got = recv(s, answer, sizeof answer, 0);
+        struct nlmsghdr *reply = (struct nlmsghdr *)answer;
+        if (got < 0) result = -errno;
+        else if (got < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) || reply->nlmsg_type != NLMSG_ERROR) result = -EPROTO;
+        else result = ((struct nlmsgerr *)NLMSG_DATA(reply))->error; /* 0 or -errno */
+    }
+    close(s);
+    return result;
 }

@@ -12,6 +12,8 @@ enum Host {
     static var hasKVM: Bool { kvmProblem == nil }
     static let kvmSkipMessage: Comment = "needs a usable /dev/kvm: \(kvmProblem ?? "")"
     static let qemu: String? = ProcessRunner.find("qemu-system-x86_64")
+    /// util-linux's nsenter, which starts QEMU and the native runner inside a namespace.
+    static let hasNsenter = ProcessRunner.find("nsenter") != nil
     static let qemuSkipMessage: Comment = "needs qemu-system-x86_64 (Debian package qemu-system-x86)"
     /// Why this process cannot have a network namespace of its own with TAP devices, or nil.
     static let namespaceProblem: String? = {

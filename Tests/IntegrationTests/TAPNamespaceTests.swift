@@ -138,6 +138,45 @@ extension NetworkNamespaceTests {
             #expect(sink.snapshot.errors.isEmpty && sink.snapshot.datagrams >= 1)
         }
 
+        /// The native side's link: a veth pair from hvbench's namespace into a second one, where
+        /// an ordinary UDP socket with the guest's address reaches the kernel sink; neither end is
+        /// ever in the host's namespace, and both go with the namespaces.
+        @Test(.enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage))
+        func aVethPairCarriesANativeSocketsDatagramsBetweenTwoNamespaces() throws {
+            let namespace = try NetworkNamespace()
+            let native = try NetworkNamespace()
+            try namespace.makeVethPair(
+                name: "hvbveth0", address: Self.hostAddress, peerName: "hvbveth1", in: native, peerAddress: Self.guestAddress)
+            #expect(try namespace.hasInterface("hvbveth0") && !(try namespace.hasInterface("hvbveth1")))
+            #expect(try native.hasInterface("hvbveth1"))
+            #expect(chn_interface_exists("hvbveth0") == 0 && chn_interface_exists("hvbveth1") == 0)
+            let sink = try KernelUDPPeer(namespace: namespace, mode: .sink, address: Self.hostAddress, port: 9000)
+            let sent = try native.perform { () -> Int in
+                let socket = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+                defer { close(socket) }
+                var own = KernelUDPPeer.socketAddress(Self.guestAddress, 40000)
+                var peer = KernelUDPPeer.socketAddress(Self.hostAddress, 9000)
+                let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                _ = withUnsafePointer(to: &own) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+                _ = withUnsafePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, length) }
+                }
+                return (UInt32(0)..<100).filter { sequence in
+                    let payload = KernelUDPPeer.payload(sequence: sequence, length: 1472)
+                    return payload.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) } == 1472
+                }.count
+            }
+            #expect(sent == 100)
+            let deadline = Date().addingTimeInterval(30)
+            while sink.snapshot.datagrams < 100 && Date() < deadline { usleep(1000) }
+            sink.stop()
+            let counts = sink.snapshot
+            #expect(counts.datagrams == 100 && counts.missing == 0 && counts.errors.isEmpty, "\(counts)")
+            native.close()
+            namespace.close()
+            #expect(threadsIn(namespace) == 0 && threadsIn(native) == 0)
+        }
+
         /// This process's threads whose network namespace is `namespace`'s.
         func threadsIn(_ namespace: NetworkNamespace) -> Int {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
@@ -173,12 +212,13 @@ extension NetworkNamespaceTests {
     @Suite struct TAPBackendBenchmarkTests {
         static let benchmarks = ["net.tx-64", "net.tx-1500", "net.rr", "net.rx-1500", "net.tx-1500-irq", "net.rr-irq"]
 
-        func run(_ id: String, system: SystemKind) async throws -> BenchmarkResult {
+        func run(_ id: String, system: SystemKind, peerFallsSilentAfter: Int? = nil) async throws -> BenchmarkResult {
             let artifacts = try await Built.artifacts.value
             let output = temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: output) }
             var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
             configuration.netBackend = .tap
+            configuration.kernelPeerFallsSilentAfter = peerFallsSilentAfter
             let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
             #expect(namespaceThreads() == 0, "no namespace thread is left after \(id)")
             return result
@@ -227,6 +267,28 @@ extension NetworkNamespaceTests {
                 }
             }
             #expect(namespaceThreads() == 0)
+        }
+
+        /// Native is the same socket path: the native runner's UDP socket, in a namespace of its
+        /// own across a veth pair, talks to the same kernel peers.
+        @Test(
+            .enabled(if: Host.canMakeNamespaces && Host.hasNsenter, "needs network namespaces and nsenter"),
+            arguments: ["net.tx-64", "net.tx-1500", "net.rr", "net.rx-1500"])
+        func theNativeRunnerUsesAKernelSocketAcrossAVethPair(_ id: String) async throws {
+            expectOutcome(try await run(id, system: .native), id)
+        }
+
+        /// A far end that stops answering (the echo) or sending (the source) fails the benchmark
+        /// with the reason after the guest's or the native socket's time limit; the run goes on.
+        @Test(
+            .enabled(if: Host.hasKVM && Host.canMakeNamespaces && Host.hasNsenter, "needs /dev/kvm, namespaces and nsenter"),
+            arguments: ["net.rr", "net.rx-1500"])
+        func aPeerThatFallsSilentFailsTheBenchmark(_ id: String) async throws {
+            for system in [SystemKind.hardwareAssist, .paravirtIO, .native] {
+                let result = try await run(id, system: system, peerFallsSilentAfter: 20)
+                #expect(result.status == .failed, "\(system) \(id): \(result.status)")
+                #expect(result.reason?.contains("timeout") == true || result.reason?.contains("timed-out") == true, "\(result.reason ?? "")")
+            }
         }
 
         @Test(

@@ -37,5 +37,12 @@ int chn_set_neighbour(const char *name, uint32_t address, const uint8_t mac[6]);
 /* Creates the bridge `name`, and adds interface `port` to bridge `name`. */
 int chn_add_bridge(const char *name);
 int chn_add_bridge_port(const char *name, const char *port);
+/* Turns the transmit checksum offload of interface `name` on or off. Off, the kernel finishes
+ * every checksum before a frame reaches the device (a TAP reader without a virtio-net header
+ * cannot pass a partial checksum on), whatever offloads a later TAP user asks for. */
+int chn_set_transmit_checksum_offload(const char *name, int on);
+/* Creates the veth pair `name` (in the calling thread's namespace) and `peer_name`, the peer
+ * placed in the namespace of descriptor `peer_namespace_fd` (or beside `name` when it is -1). */
+int chn_add_veth_pair(const char *name, const char *peer_name, int peer_namespace_fd);
 
 #endif

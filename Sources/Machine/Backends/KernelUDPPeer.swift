@@ -37,14 +37,18 @@ public final class KernelUDPPeer: @unchecked Sendable {
     /// Where a source sends, and how long its payloads are.
     private let destination: (address: IPv4Address, port: UInt16)?
     private let payloadLength: Int
+    private let fallsSilentAfter: Int?
 
     /// Binds a UDP socket to `address`:`port` inside `namespace` and starts serving it.
     /// - Parameters:
     ///   - destination: a source's target (the guest's address and port).
     ///   - payloadLength: a source's payload bytes (8 to 65507).
+    ///   - fallsSilentAfter: a peer that stops answering (echo) or sending (source) after this
+    ///     many datagrams, as a hung or crashed far end would: for the tests that the benchmark
+    ///     then fails with the reason instead of hanging.
     public init(
         namespace: NetworkNamespace, mode: Mode, address: IPv4Address, port: UInt16,
-        destination: (address: IPv4Address, port: UInt16)? = nil, payloadLength: Int = 1472
+        destination: (address: IPv4Address, port: UInt16)? = nil, payloadLength: Int = 1472, fallsSilentAfter: Int? = nil
     ) throws {
         guard mode != .source || destination != nil else { throw NetworkNamespace.Failure("a UDP source needs a destination") }
         guard (8...65507).contains(payloadLength) else {
@@ -55,6 +59,7 @@ public final class KernelUDPPeer: @unchecked Sendable {
         self.port = port
         self.destination = destination
         self.payloadLength = payloadLength
+        self.fallsSilentAfter = fallsSilentAfter
         descriptor = try namespace.perform {
             let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard descriptor >= 0 else {
@@ -149,6 +154,10 @@ public final class KernelUDPPeer: @unchecked Sendable {
         var payload = [UInt8](repeating: 0, count: payloadLength)
         var sequence: UInt32 = 0
         while !stopping.load(ordering: .acquiring) {
+            if let limit = fallsSilentAfter, Int(sequence) >= limit {
+                usleep(10_000)
+                continue
+            }
             payload = templates[Int(sequence & 0xFF)]
             for index in 0..<4 { payload[index] = UInt8(truncatingIfNeeded: sequence >> (8 * index)) }
             let sent = payload.withUnsafeBytes { bytes in
@@ -190,7 +199,8 @@ public final class KernelUDPPeer: @unchecked Sendable {
             guard count >= 0 else { continue }
             let checked = buffer.withUnsafeBytes { Self.check(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             var echoed = false
-            if mode == .echo {
+            let silent = fallsSilentAfter.map { limit in counts.withLock { $0.datagrams >= limit } } ?? false
+            if mode == .echo && !silent {
                 let sent = buffer.withUnsafeBytes { bytes in
                     withUnsafePointer(to: &sender) {
                         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -22,6 +22,9 @@ struct nic_ops {
     const char *(*flush)(void);
     /* Waits for the next received frame and copies it out; sets *length. */
     const char *(*receive)(uint8_t *frame, uint32_t capacity, uint32_t *length);
+    /* Nonzero for a kernel UDP socket (the native runner's): it carries only the payload (frame
+     * bytes 42 on), the kernel building and checking the Ethernet, IPv4 and UDP headers. */
+    int datagrams;
 };
 
 struct disk_ops {

@@ -41,6 +41,7 @@ static void build_frame(uint8_t *out, uint32_t sequence, uint32_t length) {
 
 /* Checks a received frame; returns its sequence number through *sequence. */
 static const char *check_frame(const uint8_t *in, uint32_t length, uint32_t *sequence) {
+    if (over_udp && hvb_nic->datagrams) return udp_check_payload(templates, in, length, sequence);
     if (over_udp) return udp_check_frame(&link, templates, in, length, sequence);
     if (length < HVB_FRAME_HEADER || in[12] != HVB_ETHERTYPE_HI || in[13] != HVB_ETHERTYPE_LO) return "received-foreign-frame";
     uint32_t s = 0, l = 0;
@@ -59,6 +60,7 @@ const char *io_prepare(const struct hvb_job *job, int needs_nic, int needs_disk)
     if (needs_nic) {
         if (!hvb_nic) return "no-nic-for-this-benchmark";
         over_udp = job->udp != 0;
+        if (hvb_nic->datagrams && !job->udp) return "a-socket-nic-needs-udp";
         if (over_udp) {
             if (!job->guest_ip || !job->peer_ip) return "udp-needs-guest-ip-and-peer-ip";
             for (int i = 0; i < 6; i++) link.guest_mac[i] = guest_mac[i];

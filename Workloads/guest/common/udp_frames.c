@@ -92,6 +92,11 @@ const char *udp_check_frame(const struct udp_link *link, const uint8_t *template
         uint32_t sum = (source >> 16) + (source & 0xFFFF) + (destination >> 16) + (destination & 0xFFFF) + 17 + udp_length;
         if (fold(sum + add_words(in, 34, length)) != 0) return "received-bad-udp-checksum";
     }
+    return udp_check_payload(templates, in, length, sequence);
+}
+
+const char *udp_check_payload(const uint8_t *templates, const uint8_t *in, uint32_t length, uint32_t *sequence) {
+    if (length < UDP_PATTERN) return "received-runt-datagram";
     uint32_t s = 0, l = 0;
     for (int i = 0; i < 4; i++) s |= (uint32_t)in[UDP_PAYLOAD + i] << (8 * i);
     for (int i = 0; i < 4; i++) l |= (uint32_t)in[UDP_PAYLOAD + 4 + i] << (8 * i);

@@ -18,4 +18,6 @@ void udp_build_frame(const struct udp_link *link, const uint8_t *templates, uint
                      uint32_t length);
 const char *udp_check_frame(const struct udp_link *link, const uint8_t *templates, const uint8_t *in, uint32_t length,
                             uint32_t *sequence);
+/* Checks only a datagram's payload (frame bytes 42 on; the kernel checked the headers). */
+const char *udp_check_payload(const uint8_t *templates, const uint8_t *in, uint32_t length, uint32_t *sequence);
 #endif
