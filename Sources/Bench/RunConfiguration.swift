@@ -32,8 +32,9 @@ public struct RunConfiguration: Sendable {
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
-    /// `--net-backend`: the NIC benchmarks' far end, the in-VMM peer or a TAP into the host kernel.
-    public var netBackend: NetBackend = .vmm
+    /// `--net-backend`: the NIC benchmarks' far end, a TAP into the host kernel (the default: the
+    /// path users compare hypervisors on) or the in-VMM peer (VMM and device-model cost alone).
+    public var netBackend: NetBackend = .tap
     /// Fault injection for tests (no CLI option): over the TAP, the kernel peer stops answering
     /// or sending after this many datagrams, as a hung far end would.
     var kernelPeerFallsSilentAfter: Int?

@@ -356,7 +356,7 @@ public struct ComparisonReport: Sendable {
         baseline: RunResults, current: RunResults, alpha: Double = 0.01, thresholds: ThresholdPolicy = ThresholdPolicy(),
         baselineLabel: String = "baseline", currentLabel: String = "current"
     ) -> ComparisonReport {
-        let (blocking, warnings) = environmentDifferences(baseline.environment, current.environment)
+        var (blocking, warnings) = environmentDifferences(baseline.environment, current.environment)
         var metrics: [MetricComparison] = []
         func key(_ r: BenchmarkResult, _ m: Metric) -> String { "\(r.system)|\(r.benchmark)|\(m.name)" }
         var baselineMetrics: [String: (BenchmarkResult, Metric)] = [:]
@@ -374,6 +374,13 @@ public struct ComparisonReport: Sendable {
                     better: metric.better,
                     baselineMedian: nil, currentMedian: metric.summary.median, changePercent: nil, pValue: nil,
                     thresholdPercent: threshold, verdict: .new, noisy: metric.summary.noisy)
+                if let (before, _) = baselineMetrics[k], (before.netBackend ?? "vmm") != (result.netBackend ?? "vmm") {
+                    // The in-VMM peer and a TAP into the host kernel measure different paths
+                    // (a run from before the TAP backend existed used the in-VMM one).
+                    let text =
+                        "\(result.system) \(result.benchmark): netBackend differs: baseline \(before.netBackend ?? "vmm"), current \(result.netBackend ?? "vmm")"
+                    if !blocking.contains(text) { blocking.append(text) }
+                }
                 if let (_, old) = baselineMetrics[k], old.summary.median != 0 {
                     comparison.baselineMedian = old.summary.median
                     comparison.noisy = comparison.noisy || old.summary.noisy

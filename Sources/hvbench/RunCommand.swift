@@ -107,9 +107,9 @@ struct RunOptions: ParsableArguments {
     @Option(
         name: .customLong("net-backend"),
         help:
-            "The NIC benchmarks' far end: vmm (the in-VMM peer) or tap (a TAP device and a kernel UDP socket in a network namespace of the run's own)."
+            "The NIC benchmarks' far end: tap (a TAP device into the host kernel and a kernel UDP socket, in a network namespace of the run's own; native uses a socket across a veth pair) or vmm (the in-VMM peer, which isolates VMM and device-model cost)."
     )
-    var netBackend: NetBackend = .vmm
+    var netBackend: NetBackend = .tap
 
     @Flag(
         name: .customLong("no-io-thread"),

@@ -147,6 +147,7 @@ import Results
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
+        configuration.netBackend = .vmm  // device-model cost alone; the TAP path runs in NetworkNamespaceTests
         configuration.diskRegionSectors = 4096
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")

@@ -25,8 +25,10 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
-        let results = await runner.run(
-            RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output))
+        // The in-VMM peer: the TAP path runs in NetworkNamespaceTests, one test at a time.
+        var configuration = RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output)
+        configuration.netBackend = .vmm
+        let results = await runner.run(configuration)
         let result = try #require(results.first)
         if result.status == .skipped, let expected = hostDependent[id] {
             #expect(result.reason == expected)
@@ -89,8 +91,9 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
-        let result = try #require(
-            await runner.run(RunConfiguration(systems: [.native], suite: tinySuite(id), outputDirectory: output)).first)
+        var configuration = RunConfiguration(systems: [.native], suite: tinySuite(id), outputDirectory: output)
+        configuration.netBackend = .vmm  // the in-process peer; the veth path runs in NetworkNamespaceTests
+        let result = try #require(await runner.run(configuration).first)
         let noNativeEquivalent: Set = [
             "cpu.ptemod", "cpu.pio", "cpu.mmio", "cpu.hypercall", "vm.boot", "cpu.ipi-self", "cpu.ipi", "cpu.ipi-halt",
         ]

@@ -16,6 +16,7 @@ let ioBenchmarks = BenchmarkDefinition.all.filter { $0.needsNIC || $0.needsDisk 
         defer { try? FileManager.default.removeItem(at: output) }
         var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
         configuration.diskRegionSectors = 4096
+        configuration.netBackend = .vmm  // device-model cost alone; the TAP path runs in NetworkNamespaceTests
         configuration.ioThread = ioThread
         if let pollMicroseconds { configuration.ioThreadPollMicroseconds = pollMicroseconds }
         return try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)

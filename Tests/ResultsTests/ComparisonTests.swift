@@ -89,6 +89,21 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         #expect(report.incompatibilities.first?.contains("fnv1a64:aaaa") == true)
     }
 
+    /// A TAP run against an in-VMM one (or a run from before results recorded the backend)
+    /// measures another path: incompatible, named, not a 300% regression.
+    @Test func aDifferentNetBackendIsIncompatibleAndNamed() {
+        func netRun(_ backend: String?) -> RunResults {
+            var results = run(["hardware-assist": base], benchmark: "net.rr")
+            results.results[0].netBackend = backend
+            return results
+        }
+        let report = ComparisonReport.compare(baseline: netRun(nil), current: netRun("tap"))
+        #expect(report.exitCode == 5)
+        #expect(report.incompatibilities == ["hardware-assist net.rr: netBackend differs: baseline vmm, current tap"])
+        #expect(ComparisonReport.compare(baseline: netRun("tap"), current: netRun("tap")).exitCode == 0)
+        #expect(ComparisonReport.compare(baseline: netRun(nil), current: netRun("vmm")).exitCode == 0)
+    }
+
     @Test func aMetricMissingNowFailsTheGateAndANewOneDoesNot() {
         let report = ComparisonReport.compare(baseline: run(["native": base]), current: run(["hardware-assist": base]))
         #expect(Set(report.metrics.map(\.verdict)) == [.new, .lost])
