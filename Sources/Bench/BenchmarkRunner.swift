@@ -131,9 +131,14 @@ public final class BenchmarkRunner: Sendable {
                     system: system, benchmark: entry.id, status: .skipped, reason: kvmProblem ?? "KVM is not available")
             }
             var result = await measure(system, entry, configuration) {
-                BenchmarkDefinition.named(entry.id)?.roundKind == .boot
-                    ? self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
-                    : self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
+                let definition = BenchmarkDefinition.named(entry.id)
+                if definition?.roundKind == .boot {
+                    return self.bootRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
+                }
+                if definition?.vmToVM == true {
+                    return self.vmPairRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
+                }
+                return self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
             }
             result.engine = kind.usesEmulator == true ? "emulator" : "kvm"
             if result.status == .ok { result.vcpus = configuration.vcpus(for: entry.id) }

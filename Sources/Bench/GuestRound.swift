@@ -13,7 +13,8 @@ extension BenchmarkRunner {
     func bootGuest(
         _ entry: Suite.Entry, _ configuration: RunConfiguration, kernel: [UInt8], cpu: VMBuilder.CPU, repetitions: Int,
         warmups: Int,
-        io: IOConfiguration? = nil, extraWords: [String] = []
+        io: IOConfiguration? = nil, extraWords: [String] = [], timeout: Double? = nil, hostStop: HostStopRequest? = nil,
+        onConsoleLine: ((String) -> Void)? = nil
     ) -> Result<(commandLine: String, boot: VMBuilder.Boot), StartProblem> {
         var words =
             jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
@@ -27,10 +28,10 @@ extension BenchmarkRunner {
         let commandLine = words.joined(separator: " ")
         do {
             let boot = try VMBuilder.boot(
-                kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB, timeout: entry.timeoutSeconds,
-                numaNode: configuration.numaNode, pinnedCPUs: configuration.pinnedCPUs, cpu: cpu,
-                vcpus: configuration.vcpus(for: entry.id), io: io,
-                onConsoleLine: { self.reportSamples($0) })
+                kernel: kernel, commandLine: commandLine, memoryMiB: configuration.memoryMiB,
+                timeout: timeout ?? entry.timeoutSeconds, numaNode: configuration.numaNode,
+                pinnedCPUs: configuration.pinnedCPUs, cpu: cpu, vcpus: configuration.vcpus(for: entry.id), io: io,
+                onConsoleLine: onConsoleLine ?? { self.reportSamples($0) }, hostStop: hostStop)
             logger.debug(
                 "VM finished",
                 metadata: [
@@ -89,6 +90,30 @@ extension BenchmarkRunner {
         case .success(let started): (commandLine, boot) = started
         case .failure(let problem): return .failed(problem.description)
         }
+        let outcome = measuredRound(entry, configuration, commandLine: commandLine, boot: boot, system: system)
+        guard case .measured(var round) = outcome else { return outcome }
+        if let peer = io?.peer as? NetworkPeer {
+            if let error = peer.errors.first { return .failed("the network peer found a bad frame: \(error)") }
+            let expected = (entry.warmups + entry.repetitions) * Int(entry.iterations)
+            if peer.mode == .sink && peer.framesFromGuest < expected {
+                return .failed("the sink received \(peer.framesFromGuest) frames, the guest reported \(expected)")
+            }
+        }
+        if let link {
+            let problem = link.problem(afterGuestSent: (entry.warmups + entry.repetitions) * Int(entry.iterations))
+            saveLog("# \(link.summary)\n", system: system.rawValue, benchmark: entry.id + ".tap", configuration)
+            if let problem { return .failed(problem) }
+        }
+        if let disk = io?.disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
+        round.exits = exitCounters(entry, boot, round)
+        return .measured(round)
+    }
+
+    /// Logs the measured guest's boot and reads its transcript; a VM that did not exit cleanly,
+    /// or a device the guest broke, fails the round.
+    func measuredRound(
+        _ entry: Suite.Entry, _ configuration: RunConfiguration, commandLine: String, boot: VMBuilder.Boot, system: SystemKind
+    ) -> RoundOutcome {
         saveLog(
             "# cmdline: \(commandLine)\n\(boot.console)\n# \(boot.outcome.ending.summary)\n"
                 + boot.brokenDevices.map { "# device error: \($0)\n" }.joined()
@@ -107,24 +132,14 @@ extension BenchmarkRunner {
         if case .failed(let guestSaid) = outcome, let finding = boot.engineDiagnostics.first {
             return .failed("\(guestSaid); \(finding)")
         }
-        guard case .measured(var round) = outcome else { return outcome }
-        if let peer = io?.peer as? NetworkPeer {
-            if let error = peer.errors.first { return .failed("the network peer found a bad frame: \(error)") }
-            let expected = (entry.warmups + entry.repetitions) * Int(entry.iterations)
-            if peer.mode == .sink && peer.framesFromGuest < expected {
-                return .failed("the sink received \(peer.framesFromGuest) frames, the guest reported \(expected)")
-            }
-        }
-        if let link {
-            let problem = link.problem(afterGuestSent: (entry.warmups + entry.repetitions) * Int(entry.iterations))
-            saveLog("# \(link.summary)\n", system: system.rawValue, benchmark: entry.id + ".tap", configuration)
-            if let problem { return .failed(problem) }
-        }
-        if let disk = io?.disk, let problem = verifyWrites(entry, disk, configuration) { return .failed(problem) }
+        return outcome
+    }
+
+    /// The measured VM's exit counters, with the operations they are per.
+    func exitCounters(_ entry: Suite.Entry, _ boot: VMBuilder.Boot, _ round: Round) -> ExitCounters {
         var exits = boot.outcome.counters
         exits.operations = (entry.warmups + entry.repetitions) * Int(entry.iterations) + Int(round.latency.operations)
-        round.exits = exits
-        return .measured(round)
+        return exits
     }
 
     /// vm.boot: one VM per sample, timed from the start of VM construction to the guest's

@@ -1,4 +1,5 @@
 import Foundation
+import Machine
 import Results
 import Subprocess
 import SystemPackage
@@ -16,6 +17,8 @@ public enum ProcessRunner {
         public let standardOutput: [String]
         public let standardError: String
         public let timedOut: Bool
+        /// Ended by `run(stop:)`'s request (whatever status the child then chose).
+        public var stoppedOnRequest = false
 
         public var succeeded: Bool { exitCode == 0 && !timedOut }
         public var statusDescription: String {
@@ -29,9 +32,13 @@ public enum ProcessRunner {
         public let description: String
     }
 
-    /// - Parameter onLine: called with each standard-output line as it arrives.
+    /// - Parameters:
+    ///   - stop: ends the child early (SIGTERM) once requested: a process that serves another
+    ///     until that one has finished.
+    ///   - onLine: called with each standard-output line as it arrives.
     public static func run(
-        _ executable: String, _ arguments: [String], timeout: Double, onLine: (@Sendable (String) -> Void)? = nil
+        _ executable: String, _ arguments: [String], timeout: Double, stop: HostStopRequest? = nil,
+        onLine: (@Sendable (String) -> Void)? = nil
     ) async throws -> Output {
         do {
             let result = try await Subprocess.run(
@@ -40,9 +47,17 @@ public enum ProcessRunner {
             ) { execution in
                 let pid = execution.processIdentifier.value
                 let watchdog = Task {
-                    try await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
+                    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+                    while let stop, ContinuousClock.now < deadline {
+                        if stop.isRequested {
+                            kill(pid, SIGTERM)
+                            return WatchdogAction.stopped
+                        }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    try await Task.sleep(until: deadline)
                     kill(pid, SIGKILL)
-                    return true
+                    return WatchdogAction.killed
                 }
                 var lines: [String] = []
                 for try await line in execution.standardOutput.strings() {
@@ -50,8 +65,7 @@ public enum ProcessRunner {
                     onLine?(line)
                 }
                 watchdog.cancel()
-                let timedOut = (try? await watchdog.value) ?? false
-                return (lines, timedOut)
+                return (lines, (try? await watchdog.value) ?? WatchdogAction.none)
             }
             var exitCode: Int32?
             var signal: Int32?
@@ -59,13 +73,17 @@ public enum ProcessRunner {
             case .exited(let code): exitCode = code
             case .signaled(let number): signal = number
             }
-            return Output(
+            var output = Output(
                 exitCode: exitCode, signal: signal, standardOutput: result.closureResult.0,
-                standardError: result.standardError, timedOut: result.closureResult.1)
+                standardError: result.standardError, timedOut: result.closureResult.1 == .killed)
+            output.stoppedOnRequest = result.closureResult.1 == .stopped
+            return output
         } catch let error as SubprocessError {
             throw LaunchError(description: "cannot run \(executable): \(error)")
         }
     }
+
+    private enum WatchdogAction { case none, killed, stopped }
 
     /// The first executable called `name` on $PATH.
     public static func find(_ name: String) -> String? {

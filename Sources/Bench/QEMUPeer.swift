@@ -26,20 +26,20 @@ public enum QEMUPeer {
     ///   - diskReadOnly: a user's image for read benchmarks: QEMU opens it read-only too.
     ///   - tapInterface: `--net-backend tap`: the TAP hvbench made in the run's namespace, which
     ///     QEMU (started inside it) attaches to; the NIC gets the guest's MAC, to which the host
-    ///     kernel's neighbour entry points. `vnet_hdr=off`, as hvbench's own TAP: with the header,
+    ///     kernel's neighbour entry points (`mac`: a VM pair's serving guest has its own). `vnet_hdr=off`, as hvbench's own TAP: with the header,
     ///     the kernel hands QEMU datagrams whose UDP checksum is left to an offload the emulated
     ///     NICs do not do, and the guest sees them with bad checksums.
     public static func deviceArguments(
-        _ peer: PeerKind, nic: Bool, diskPath: String?, diskReadOnly: Bool = false, tapInterface: String? = nil
+        _ peer: PeerKind, nic: Bool, diskPath: String?, diskReadOnly: Bool = false, tapInterface: String? = nil,
+        mac: MACAddress? = nil
     ) -> (arguments: [String], words: [String]) {
         var arguments: [String] = []
         var words: [String] = []
         let virtio = peer == .qemuKVMVirtio
         if nic, let tapInterface {
-            let mac = TAPLink.guestMAC.map { String(format: "%02x", $0) }.joined(separator: ":")
             arguments += [
                 "-netdev", "tap,id=n0,ifname=\(tapInterface),script=no,downscript=no,vnet_hdr=off", "-device",
-                "\(virtio ? "virtio-net-pci" : "e1000"),netdev=n0,mac=\(mac)",
+                "\(virtio ? "virtio-net-pci" : "e1000"),netdev=n0,mac=\(VMPairLink.text(mac ?? TAPLink.guestMAC))",
             ]
             words.append("nic=\(virtio ? "virtio" : "e1000")")
         } else if nic {
@@ -126,6 +126,9 @@ extension BenchmarkRunner {
                 Round(
                     metrics: [MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: samples)], tscHertz: tscHertz,
                     privilege: "cpl3"))
+        }
+        if BenchmarkDefinition.named(entry.id)?.vmToVM == true {
+            return await qemuPairRound(peer, qemu: qemu, entry, configuration)
         }
         var words = jobWords(
             entry, configuration, repetitions: entry.repetitions, warmups: entry.warmups, tscKHz: TSC.calibratedKilohertz)

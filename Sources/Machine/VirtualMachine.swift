@@ -12,6 +12,8 @@ public enum VMEnding: Equatable, Sendable {
     case shutdown(String)
     /// The watchdog stopped a guest that ran longer than its time limit.
     case timedOut(seconds: Double)
+    /// hvbench stopped a guest that serves another (the far end of a VM-to-VM benchmark).
+    case stoppedByHost
     case failed(String)
 
     public var summary: String {
@@ -22,9 +24,18 @@ public enum VMEnding: Equatable, Sendable {
         case .shutdown(let why): return "guest shut down: \(why)"
         case .timedOut(let seconds):
             return "watchdog stopped the guest after \(String(format: "%.1f", seconds)) s (it neither exited nor halted)"
+        case .stoppedByHost: return "stopped by hvbench once the guest it served had finished"
         case .failed(let why): return "VM failed: \(why)"
         }
     }
+}
+
+/// A request from hvbench to stop a running VM early (`VirtualMachine.run(hostStop:)`).
+public final class HostStopRequest: Sendable {
+    private let requested = Atomic<Bool>(false)
+    public init() {}
+    public func request() { requested.store(true, ordering: .releasing) }
+    public var isRequested: Bool { requested.load(ordering: .acquiring) }
 }
 
 public struct VMOutcome: Sendable {
@@ -133,7 +144,11 @@ public final class VirtualMachine: @unchecked Sendable {
     /// - Parameters:
     ///   - numaNode: when given, the vCPU threads run on that node's CPUs.
     ///   - pinnedCPUs: when given, vCPU thread i runs on `pinnedCPUs[i % count]` alone.
-    public func run(timeout: Double, numaNode: Int? = nil, pinnedCPUs: [Int]? = nil) -> VMOutcome {
+    /// - Parameter hostStop: ends the run as `.stoppedByHost` when requested (the watchdog's
+    ///   stop, early), for a guest that serves another until that one has finished.
+    public func run(timeout: Double, numaNode: Int? = nil, pinnedCPUs: [Int]? = nil, hostStop: HostStopRequest? = nil)
+        -> VMOutcome
+    {
         let group = DispatchGroup()
         // Written by the vCPU threads before they leave `group`, read here after the wait.
         let ending = Mutex<VMEnding?>(nil)
@@ -172,7 +187,12 @@ public final class VirtualMachine: @unchecked Sendable {
             thread.start()
         }
 
-        if group.wait(timeout: .now() + timeout) == .timedOut {
+        let deadline = DispatchTime.now() + timeout
+        var waited = group.wait(timeout: hostStop == nil ? deadline : min(deadline, .now() + 0.02))
+        while waited == .timedOut, let hostStop, !hostStop.isRequested, DispatchTime.now() < deadline {
+            waited = group.wait(timeout: min(deadline, .now() + 0.02))
+        }
+        if waited == .timedOut {
             stopRequested.store(true, ordering: .releasing)
             // A vCPU may be between KVM_RUN calls when the first request lands; repeat until all stop.
             var stopped = false
@@ -193,7 +213,8 @@ public final class VirtualMachine: @unchecked Sendable {
                     ending: .failed(reason), milestones: milestones.milestones, counters: counters,
                     startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
             }
-            ending.withLock { $0 = .timedOut(seconds: timeout) }
+            let byHost = hostStop?.isRequested == true && DispatchTime.now() < deadline
+            ending.withLock { $0 = byHost ? .stoppedByHost : .timedOut(seconds: timeout) }
         }
         // No device work may run once the vCPUs have stopped: the guest's memory goes with the VM.
         platform.doorbells?.shutdown()

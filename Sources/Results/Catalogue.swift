@@ -23,12 +23,17 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     public let qemuUnsupported: String?
     /// The vCPUs (natively: host CPUs) it needs at least: 2 for the SMP benchmarks.
     public let minimumCPUs: Int
+    /// Network benchmarks whose far end is a second VM on a bridge (the TAP backend only); the
+    /// peer role is that VM's part.
+    public let vmToVM: Bool
 
     init(
         id: String, group: Group, summary: String, defaultIterations: UInt64, roundKind: RoundKind = .guest,
-        peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil, minimumCPUs: Int = 1
+        peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil, minimumCPUs: Int = 1,
+        vmToVM: Bool = false
     ) {
         self.minimumCPUs = minimumCPUs
+        self.vmToVM = vmToVM
         self.id = id
         self.group = group
         self.summary = summary
@@ -134,6 +139,15 @@ public struct BenchmarkDefinition: Sendable, Equatable {
                 "net.rr-irq with virtio-net on its legacy INTx line and ISR instead of MSI-X (the e1000 as in net.rr-irq), ns (p50/p99)",
             defaultIterations: 500, peerRole: .echo),
         .init(
+            id: "net.vm2vm-rr", group: .network,
+            summary: "64-byte request/response to a second VM across a Linux bridge (its guest echoes), ns (p50/p99)",
+            defaultIterations: 500, peerRole: .echo, vmToVM: true),
+        .init(
+            id: "net.vm2vm-tx-1500", group: .network,
+            summary:
+                "1514-byte frames streamed by a second VM across a Linux bridge, as they arrive (UDP_STREAM's receiving side), Gbit/s",
+            defaultIterations: 5_000, peerRole: .source, vmToVM: true),
+        .init(
             id: "disk.seq-read", group: .disk, summary: "sequential 64 KiB reads from a raw image, MiB/s", defaultIterations: 16),
         .init(
             id: "disk.seq-write", group: .disk, summary: "sequential 64 KiB writes, MiB/s", defaultIterations: 16,
@@ -204,7 +218,7 @@ public enum MetricDerivation {
                 MetricSamples(name: "latency", unit: "ns", better: .lower, values: nsPerOp),
                 MetricSamples(name: "cycles_per_op", unit: "cycles", better: .lower, values: cyclesPerOp),
             ]
-        case "net.tx-64", "net.tx-1500", "net.rx-1500", "net.tx-1500-irq", "net.tx-1500-irq-moderated":
+        case "net.tx-64", "net.tx-1500", "net.rx-1500", "net.tx-1500-irq", "net.tx-1500-irq-moderated", "net.vm2vm-tx-1500":
             let frames = zip(samples, nanoseconds).map { Double($0.operations) / $1 * 1e6 }
             let gbits = zip(samples, nanoseconds).map { Double($0.bytes) * 8 / $1 }
             let rate = MetricSamples(name: "frame_rate", unit: "kframes/s", better: .higher, values: frames)

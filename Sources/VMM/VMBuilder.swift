@@ -72,11 +72,13 @@ public enum VMBuilder {
     ///   - pinnedCPUs: host CPUs for the vCPU threads (vCPU i on entry i mod count).
     ///   - prepare: runs after the kernel is loaded and before the CPU starts (test corpora).
     ///   - inspect: runs after the guest ended, with its memory (test results).
+    ///   - hostStop: stops the guest early when requested (`VMEnding.stoppedByHost`).
     public static func boot(
         kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil,
         pinnedCPUs: [Int]? = nil, echoConsole: Bool = false,
         cpu: CPU, vcpus: Int = 1, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil,
-        prepare: ((GuestMemory) throws -> Void)? = nil, inspect: ((GuestMemory) -> Void)? = nil
+        prepare: ((GuestMemory) throws -> Void)? = nil, inspect: ((GuestMemory) -> Void)? = nil,
+        hostStop: HostStopRequest? = nil
     ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
@@ -90,7 +92,7 @@ public enum VMBuilder {
             vcpus: vcpus
         ) { console.append($0) }
         for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
-        let outcome = machine.run(timeout: timeout, numaNode: numaNode, pinnedCPUs: pinnedCPUs)
+        let outcome = machine.run(timeout: timeout, numaNode: numaNode, pinnedCPUs: pinnedCPUs, hostStop: hostStop)
         inspect?(memory)
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,

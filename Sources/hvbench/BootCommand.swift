@@ -117,7 +117,7 @@ struct BootCommand: AsyncParsableCommand {
         case .timedOut:
             printError(boot.outcome.ending.summary)
             throw ExitCode(124)
-        case .shutdown, .failed:
+        case .shutdown, .failed, .stoppedByHost:
             printError(boot.outcome.ending.summary)
             throw ExitCode(125)
         }

@@ -152,6 +152,16 @@ public final class NetworkNamespace: @unchecked Sendable {
         try other.disableIPv6(on: peerName)
     }
 
+    /// A bridge `name` with `ports` (interfaces of this namespace) attached, all up: the
+    /// host kernel switches frames between the ports by the MACs it learns.
+    public func makeBridge(_ name: String, ports: [String]) throws {
+        try perform {
+            try Self.check(chn_add_bridge(name), "create the bridge \(name)")
+            for port in ports { try Self.check(chn_add_bridge_port(name, port), "add \(port) to \(name)") }
+            try Self.check(chn_set_interface_up(name, 1), "bring \(name) up")
+        }
+    }
+
     /// The MAC address of `interface`.
     public func macAddress(of interface: String) throws -> MACAddress {
         try perform {

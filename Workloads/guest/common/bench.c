@@ -230,6 +230,8 @@ static const struct bench_entry catalogue[] = {
     {"net.tx-64", K_NET_TX64},    {"net.tx-1500", K_NET_TX1500}, {"net.rx-1500", K_NET_RX},
     {"net.rr", K_NET_RR},         {"net.tx-1500-irq", K_NET_TX1500, 1}, {"net.rr-irq", K_NET_RR, 1},
     {"net.tx-1500-irq-moderated", K_NET_TX1500, 2}, {"net.rr-irq-intx", K_NET_RR, 3},
+    /* VM to VM over a bridge: the measured guest asks the other guest (rr), or takes its stream. */
+    {"net.vm2vm-rr", K_NET_RR},   {"net.vm2vm-tx-1500", K_NET_RX},
     {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
     {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
     {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},
@@ -452,6 +454,15 @@ int hvb_run_job(const struct hvb_job *job) {
     }
     struct context c = {.job = job, .kind = entry->kind};
     struct line l;
+    if (job->serve) {
+        /* The far end of a VM-to-VM benchmark: it serves until stopped and reports only failure. */
+        const char *error = io_prepare(job, 1, 0);
+        line_begin(&l, "serving", job->bench);
+        line_end(&l);
+        if (!error) error = net_serve(job->serve);
+        report_unavailable("fail", job->bench, error);
+        return 1;
+    }
     if (entry->kind == K_BOOT && !plat.no_boot) {
         /* The host timed the boot from outside; the guest only confirms it got here. */
         line_begin(&l, "begin", job->bench);

@@ -27,6 +27,10 @@ struct hvb_job {
     /* udp=1: frames are IPv4/UDP to a kernel peer behind a TAP (udp_frames.c) */
     uint64_t udp, guest_ip, peer_ip, guest_port, peer_port;
     uint8_t peer_mac[6];
+    uint8_t guest_mac[6]; /* guest_mac=: the source MAC of the guest's frames (a VM-to-VM pair's second guest) */
+    /* serve=echo|source: this guest is the far end of a VM-to-VM benchmark, not the measured one:
+     * it answers or streams until hvbench stops the VM (1 echo, 2 source). */
+    uint64_t serve;
     char nic[16];              /* e1000, virtio (guest) or loopback (native) */
     char disk[16];             /* ide, virtio (guest) or a file path is given separately (native) */
 };

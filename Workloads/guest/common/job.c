@@ -81,6 +81,9 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->guest_port = 40000;
     job->peer_port = 9000;
     for (int i = 0; i < 6; i++) job->peer_mac[i] = 0;
+    static const uint8_t default_mac[6] = {0x02, 0x68, 0x76, 0x62, 0x00, 0x02};
+    for (int i = 0; i < 6; i++) job->guest_mac[i] = default_mac[i];
+    job->serve = 0;
     job->nic[0] = 0;
     job->disk[0] = 0;
     const char *p = cmdline;
@@ -129,6 +132,12 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             error = parse_ipv4(value, value_length, &job->peer_ip);
         } else if (word_equals(word, eq, "peer_mac")) {
             error = parse_mac(value, value_length, job->peer_mac);
+        } else if (word_equals(word, eq, "guest_mac")) {
+            error = parse_mac(value, value_length, job->guest_mac);
+        } else if (word_equals(word, eq, "serve")) {
+            if (value_length == 4 && word_equals(value, 4, "echo")) job->serve = 1;
+            else if (value_length == 6 && word_equals(value, 6, "source")) job->serve = 2;
+            else error = "serve-not-echo-or-source";
         } else if (word_equals(word, eq, "guest_port") || word_equals(word, eq, "peer_port")) {
             uint64_t *port = word[0] == 'g' ? &job->guest_port : &job->peer_port;
             error = parse_u64(value, value_length, port);
