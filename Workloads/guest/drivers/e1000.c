@@ -218,6 +218,13 @@ const char *e1000_init(const struct nic_ops **out, int interrupt_driven) {
         if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-reset-timeout";
     set_reg(0x00D8, 0xFFFFFFFFu);
     set_reg(0x0000, reg(0) | 0x40); /* set link up */
+    /* Wait for the link (STATUS.LU), as Linux's driver does before it takes traffic: QEMU's e1000
+     * negotiates for about half a second after a reset, and a frame that arrives before then is
+     * held until the driver next writes RDT, which a polling driver waiting for its first frame
+     * never does. */
+    start = plat_cycles();
+    while (!(reg(0x0008) & 2))
+        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-link-down";
     tx_ring = plat_alloc(RING * sizeof *tx_ring);
     rx_ring = plat_alloc(RING * sizeof *rx_ring);
     tx_buffers = plat_alloc(RING * BUFFER);
