@@ -14,7 +14,12 @@ extension BenchmarkRunner {
         // from the same kernel peer the guests talk to; otherwise the in-process peer.
         var link: TAPLink?
         defer { link?.close() }
+        if definition?.vmToVM == true && configuration.netBackend != .tap {
+            return .skipped("VM to VM runs over the TAP backend's bridge; --net-backend vmm has no second VM")
+        }
         if let role = definition?.peerRole {
+            // VM to VM natively: the native runner and the kernel peer, two native endpoints
+            // across the veth pair, stand for the two guests across the bridge.
             if configuration.netBackend == .tap {
                 guard ProcessRunner.find("nsenter") != nil else {
                     return .skipped("the TAP backend runs the native side through nsenter (util-linux), which is not installed")
