@@ -11,6 +11,8 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     /// Frames waiting for the guest, at most `queueLimit`.
     private let queue = Mutex<[[UInt8]]>([])
     public static let queueLimit = 1024
+    /// Frames read from the TAP before the device is told.
+    static let readBatch = 64
     private let arrival = Mutex<(@Sendable () -> Void)?>(nil)
     /// Set when the device was told frames wait, cleared when it finds the queue empty: frames
     /// that arrive while it is still taking earlier ones call it again, so none wait unseen.
@@ -45,7 +47,11 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
                 continue
             }
             guard let frame = try? tap.receive(timeout: 0.05) else { continue }
-            queue.withLock { $0.append(frame) }
+            // What else the kernel has queued comes along (up to a batch), so the device is
+            // called once per burst rather than once per frame.
+            var burst = [frame]
+            while burst.count < Self.readBatch, let next = try? tap.receive(timeout: 0) { burst.append(next) }
+            queue.withLock { $0.append(contentsOf: burst) }
             if !arrivalPending.exchange(true, ordering: .acquiringAndReleasing) { arrival.withLock { $0 }?() }
         }
     }

@@ -24,10 +24,20 @@ public final class VirtioNet: VirtioDeviceModel {
 
     public func reset() {}
 
-    /// Frames that arrive on their own (a TAP) fill the receive queue on the vCPU thread.
+    /// Frames that arrive on their own (a TAP) fill the receive queue. Where an I/O thread serves
+    /// the queues (KVM's ioeventfds), the backend's own thread fills it, under the transport's
+    /// lock as the I/O thread does, and the guest polling its used ring sees the frame without a
+    /// vCPU exit (as QEMU's main loop delivers); otherwise the vCPU thread does, between exits.
     public func connect(_ transport: VirtioPCITransport, timers: DeviceTimers) {
         let reference = UncheckedReference(transport)
-        peer.onArrival { timers.post { reference.value.configurationAccess { reference.value.notify(0) } } }
+        peer.onArrival {
+            let transport = reference.value
+            if transport.isServedByIOThread {
+                transport.configurationAccess { transport.notify(0) }
+            } else {
+                timers.post { transport.configurationAccess { transport.notify(0) } }
+            }
+        }
     }
 
     public func queueNotified(_ index: Int, _ transport: VirtioPCITransport) throws {

@@ -346,6 +346,8 @@ extension VirtioPCITransport: Device {
     public var name: String { "virtio-\(model.name)" }
     public var doorbells: Int { notifications }
     public var ioThreadDoorbells: Int { lock.withLock { routedNotifications } }
+    /// Whether an I/O thread serves the queues, so queue work may run off the vCPU thread.
+    public var isServedByIOThread: Bool { lock.withLock { doorbellRouter != nil } }
     public func attach(to platform: Platform) throws {
         model.connect(self, timers: platform.timers)
         doorbellRouter = platform.doorbells
