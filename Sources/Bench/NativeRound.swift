@@ -26,7 +26,8 @@ extension BenchmarkRunner {
                 }
                 let mode = NetworkPeer.Mode(role)
                 do {
-                    link = try TAPLink(mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .native,
+                    link = try TAPLink(
+                        mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .native,
                         peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
                 } catch {
                     return .skipped("the TAP backend is unavailable here: \(error)")

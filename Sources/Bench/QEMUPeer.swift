@@ -157,7 +157,8 @@ extension BenchmarkRunner {
             }
             let mode = NetworkPeer.Mode(role)
             do {
-                link = try TAPLink(mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .qemu,
+                link = try TAPLink(
+                    mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .qemu,
                     peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
             } catch {
                 return .skipped("the TAP backend is unavailable here: \(error)")

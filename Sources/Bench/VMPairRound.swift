@@ -51,7 +51,8 @@ extension BenchmarkRunner {
             {
             case .success(let started):
                 measured = started
-                outcome = measuredRound(entry, configuration, commandLine: started.commandLine, boot: started.boot, system: system)
+                outcome = measuredRound(
+                    entry, configuration, commandLine: started.commandLine, boot: started.boot, system: system)
             case .failure(let problem): outcome = .failed(problem.description)
             }
         }

@@ -157,7 +157,9 @@ extension NetworkNamespaceTests {
                 var own = KernelUDPPeer.socketAddress(Self.guestAddress, 40000)
                 var peer = KernelUDPPeer.socketAddress(Self.hostAddress, 9000)
                 let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-                _ = withUnsafePointer(to: &own) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+                _ = withUnsafePointer(to: &own) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) }
+                }
                 _ = withUnsafePointer(to: &peer) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, length) }
                 }
@@ -287,7 +289,9 @@ extension NetworkNamespaceTests {
             for system in [SystemKind.hardwareAssist, .paravirtIO, .native] {
                 let result = try await run(id, system: system, peerFallsSilentAfter: 20)
                 #expect(result.status == .failed, "\(system) \(id): \(result.status)")
-                #expect(result.reason?.contains("timeout") == true || result.reason?.contains("timed-out") == true, "\(result.reason ?? "")")
+                #expect(
+                    result.reason?.contains("timeout") == true || result.reason?.contains("timed-out") == true,
+                    "\(result.reason ?? "")")
             }
         }
 

@@ -60,7 +60,9 @@ extension NetworkNamespaceTests {
         }
 
         /// Natively the two ends are the native runner and the kernel peer across the veth pair.
-        @Test(.enabled(if: Host.canMakeNamespaces && Host.hasNsenter, "needs network namespaces and nsenter"), arguments: benchmarks)
+        @Test(
+            .enabled(if: Host.canMakeNamespaces && Host.hasNsenter, "needs network namespaces and nsenter"), arguments: benchmarks
+        )
         func nativeUsesTwoNativeEndpoints(_ id: String) async throws {
             expectOK(try await run(id, systems: [.native]), id)
         }
