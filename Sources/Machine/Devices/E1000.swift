@@ -1,3 +1,5 @@
+import Foundation
+
 /// An Intel 82540EM (e1000) subset: CTRL/STATUS, EEPROM reads through EERD (MAC and checksum),
 /// RAL/RAH, RCTL/TCTL, the legacy receive and transmit descriptor rings, and interrupts as the
 /// 82540EM raises them: causes latch in ICR (TXDW when a descriptor asking for status is written
@@ -47,6 +49,13 @@ public final class E1000: PCIFunction, BusDevice {
     public private(set) var doorbells = 0
     /// ICR reads: each one an exit under KVM, one per interrupt for an interrupt-driven driver.
     public private(set) var interruptCauseReads = 0
+    /// Serialises the vCPU thread's register accesses with a TAP reader thread filling the
+    /// receive ring (recursive: a reset comes from a register write and from the PCI side).
+    private let lock = NSRecursiveLock()
+    /// Whether frames that arrive on their own may be taken on the backend's thread: under KVM,
+    /// where an I/O thread means interrupts may be raised from any thread; the emulator takes
+    /// device work on its vCPU thread only.
+    private var takesFramesOffTheVCPUThread = false
 
     enum Cause {
         static let transmitWrittenBack: UInt32 = 0x01  // TXDW
@@ -67,6 +76,8 @@ public final class E1000: PCIFunction, BusDevice {
     }
 
     public func reset() {
+        lock.lock()
+        defer { lock.unlock() }
         brokenReason = nil  // a reset is how a driver recovers the device
         for index in registers.indices { registers[index] = 0 }
         registers[Register.status / 4] = 0x0000_0083  // full duplex, link up, 1000 Mb/s
@@ -93,8 +104,10 @@ public final class E1000: PCIFunction, BusDevice {
             if throttleTimer == nil {
                 throttledInterrupts += 1
                 throttleTimer = timers.schedule(at: last + interval) { [unowned self] in
-                    throttleTimer = nil
-                    updateInterrupt()
+                    lock.withLock {
+                        throttleTimer = nil
+                        updateInterrupt()
+                    }
                 }
             }
             return
@@ -136,6 +149,8 @@ public final class E1000: PCIFunction, BusDevice {
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        lock.lock()
+        defer { lock.unlock() }
         let register = Int(offset) & ~3
         var value = registers[register / 4]
         if register == Register.icr {  // read to clear, which drops INTA#
@@ -148,6 +163,8 @@ public final class E1000: PCIFunction, BusDevice {
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
+        lock.lock()
+        defer { lock.unlock() }
         let register = Int(offset) & ~3
         let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
         switch register {
@@ -286,11 +303,24 @@ extension E1000: Device {
     public func attach(to platform: Platform) throws {
         coalescer = platform.coalescedWrites
         timers = platform.timers
-        // Frames that arrive on their own (a TAP) are taken on the vCPU thread, as if the
-        // guest had just returned receive descriptors.
+        takesFramesOffTheVCPUThread = platform.doorbells != nil
+        // Frames that arrive on their own (a TAP) are taken as if the guest had just returned
+        // receive descriptors: under KVM at once, on the backend's thread, so a polling guest
+        // sees them without a vCPU exit (as QEMU's main loop fills the ring); otherwise, and
+        // while ITR throttles (its timers belong to the vCPU thread), on the vCPU thread.
         let device = UncheckedReference(self)
         let timers = platform.timers
-        peer.onArrival { timers.post { device.value.receive() } }
+        peer.onArrival {
+            let e1000 = device.value
+            let taken = e1000.lock.withLock {
+                guard e1000.takesFramesOffTheVCPUThread, e1000.registers[Register.itr / 4] & 0xFFFF == 0 else {
+                    return false
+                }
+                e1000.receive()
+                return true
+            }
+            if !taken { timers.post { device.value.lock.withLock { device.value.receive() } } }
+        }
         try platform.pci().plug(self)
     }
 }
