@@ -56,18 +56,15 @@ extension BenchmarkRunner {
             var peer: (any NetworkBackend)?
             var disk: DiskImage?
             if let role = definition?.peerRole {
-                let mode = NetworkPeer.Mode(role)
                 if configuration.netBackend == .tap {
-                    let kernelMode: KernelUDPPeer.Mode = mode == .echo ? .echo : mode == .source ? .source : .sink
-                    do {
-                        link = try TAPLink(mode: kernelMode, peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
-                    } catch {
-                        return .skipped("the TAP backend is unavailable here: \(error)")
+                    switch TAPLink.make(for: role, attachment: .vmm, configuration) {
+                    case .success(let made): link = made
+                    case .failure(let problem): return .skipped(problem.description)
                     }
                     peer = link?.backend
                     extraWords += link?.jobWords ?? []
                 } else {
-                    peer = NetworkPeer(mode: mode)
+                    peer = NetworkPeer(mode: NetworkPeer.Mode(role))
                 }
             }
             if let definition, definition.needsDisk {

@@ -21,16 +21,9 @@ extension BenchmarkRunner {
             // VM to VM natively: the native runner and the kernel peer, two native endpoints
             // across the veth pair, stand for the two guests across the bridge.
             if configuration.netBackend == .tap {
-                guard ProcessRunner.find("nsenter") != nil else {
-                    return .skipped("the TAP backend runs the native side through nsenter (util-linux), which is not installed")
-                }
-                let mode = NetworkPeer.Mode(role)
-                do {
-                    link = try TAPLink(
-                        mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .native,
-                        peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
-                } catch {
-                    return .skipped("the TAP backend is unavailable here: \(error)")
+                switch TAPLink.make(for: role, attachment: .native, configuration) {
+                case .success(let made): link = made
+                case .failure(let problem): return .skipped(problem.description)
                 }
                 words += (link?.jobWords ?? []) + ["nic=socket"]
             } else {

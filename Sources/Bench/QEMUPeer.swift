@@ -152,16 +152,9 @@ extension BenchmarkRunner {
         var link: TAPLink?
         defer { link?.close() }
         if configuration.netBackend == .tap, let role = definition?.peerRole {
-            guard ProcessRunner.find("nsenter") != nil else {
-                return .skipped("the TAP backend runs QEMU through nsenter (util-linux), which is not installed")
-            }
-            let mode = NetworkPeer.Mode(role)
-            do {
-                link = try TAPLink(
-                    mode: mode == .echo ? .echo : mode == .source ? .source : .sink, attachment: .qemu,
-                    peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter)
-            } catch {
-                return .skipped("the TAP backend is unavailable here: \(error)")
+            switch TAPLink.make(for: role, attachment: .qemu, configuration) {
+            case .success(let made): link = made
+            case .failure(let problem): return .skipped(problem.description)
             }
             words += link?.jobWords ?? []
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Machine
+import Results
 
 /// Where the NIC benchmarks' frames go: the in-VMM peer (a memory copy that counts and checks
 /// frames, isolating VMM and device-model cost), or a TAP device into the host kernel's network
@@ -96,6 +97,27 @@ final class TAPLink {
             nativeNamespace?.close()
             namespace.close()
             throw error
+        }
+    }
+
+    /// The link a benchmark needs whose far end plays `role`, for `attachment`; nil, with the
+    /// reason to skip, where the host cannot make one (no namespaces, no `/dev/net/tun`, or no
+    /// `nsenter` for a process that must run inside).
+    static func make(
+        for role: BenchmarkDefinition.PeerRole, attachment: Attachment, _ configuration: RunConfiguration
+    ) -> Result<TAPLink, BenchmarkRunner.StartProblem> {
+        if attachment != .vmm && ProcessRunner.find("nsenter") == nil {
+            let who = attachment == .qemu ? "QEMU" : "the native side"
+            return .failure(
+                .init(description: "the TAP backend runs \(who) through nsenter (util-linux), which is not installed"))
+        }
+        let mode: KernelUDPPeer.Mode = role == .echo ? .echo : role == .source ? .source : .sink
+        do {
+            return .success(
+                try TAPLink(
+                    mode: mode, attachment: attachment, peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter))
+        } catch {
+            return .failure(.init(description: "the TAP backend is unavailable here: \(error)"))
         }
     }
 
