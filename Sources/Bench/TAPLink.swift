@@ -86,7 +86,7 @@ final class TAPLink {
             peer = try KernelUDPPeer(
                 namespace: namespace, mode: mode, address: Self.hostAddress, port: Self.peerPort,
                 destination: (Self.guestAddress, Self.guestPort), payloadLength: sourceFrameLength - IPv4Packets.udpOverhead,
-                fallsSilentAfter: peerFallsSilentAfter)
+                fallsSilentAfter: peerFallsSilentAfter, startsHeld: attachment == .qemu)
             backend = tap.map(TAPBackend.init)
             self.nativeNamespace = nativeNamespace
             jobWords = [

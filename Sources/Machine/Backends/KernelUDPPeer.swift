@@ -38,6 +38,7 @@ public final class KernelUDPPeer: @unchecked Sendable {
     private let destination: (address: IPv4Address, port: UInt16)?
     private let payloadLength: Int
     private let fallsSilentAfter: Int?
+    private let held = Atomic<Bool>(false)
 
     /// Binds a UDP socket to `address`:`port` inside `namespace` and starts serving it.
     /// - Parameters:
@@ -46,9 +47,13 @@ public final class KernelUDPPeer: @unchecked Sendable {
     ///   - fallsSilentAfter: a peer that stops answering (echo) or sending (source) after this
     ///     many datagrams, as a hung or crashed far end would: for the tests that the benchmark
     ///     then fails with the reason instead of hanging.
+    ///   - startsHeld: a source sends nothing until `release()`: a TAP with no reader yet holds
+    ///     what is sent to it in its queue, and hands it on later with the UDP checksum unfinished
+    ///     (measured with QEMU attaching to a persistent TAP).
     public init(
         namespace: NetworkNamespace, mode: Mode, address: IPv4Address, port: UInt16,
-        destination: (address: IPv4Address, port: UInt16)? = nil, payloadLength: Int = 1472, fallsSilentAfter: Int? = nil
+        destination: (address: IPv4Address, port: UInt16)? = nil, payloadLength: Int = 1472, fallsSilentAfter: Int? = nil,
+        startsHeld: Bool = false
     ) throws {
         guard mode != .source || destination != nil else { throw NetworkNamespace.Failure("a UDP source needs a destination") }
         guard (8...65507).contains(payloadLength) else {
@@ -60,6 +65,7 @@ public final class KernelUDPPeer: @unchecked Sendable {
         self.destination = destination
         self.payloadLength = payloadLength
         self.fallsSilentAfter = fallsSilentAfter
+        held.store(startsHeld, ordering: .relaxed)
         descriptor = try namespace.perform {
             let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard descriptor >= 0 else {
@@ -138,6 +144,9 @@ public final class KernelUDPPeer: @unchecked Sendable {
 
     public var snapshot: Counts { counts.withLock { $0 } }
 
+    /// Lets a source created with `startsHeld` send. Idempotent; any thread.
+    public func release() { held.store(false, ordering: .releasing) }
+
     /// Stops serving (within a poll interval) and waits for the thread to end. Idempotent.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -154,6 +163,10 @@ public final class KernelUDPPeer: @unchecked Sendable {
         var payload = [UInt8](repeating: 0, count: payloadLength)
         var sequence: UInt32 = 0
         while !stopping.load(ordering: .acquiring) {
+            if held.load(ordering: .acquiring) {
+                usleep(1000)
+                continue
+            }
             if let limit = fallsSilentAfter, Int(sequence) >= limit {
                 usleep(10_000)
                 continue
