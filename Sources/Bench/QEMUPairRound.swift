@@ -32,7 +32,7 @@ extension BenchmarkRunner {
                     memoryMiB: configuration.memoryMiB, vcpus: vcpus) + devices.arguments
         }
         let servingArguments = command(
-            VMPairLink.servingWords(role == .source ? .source : .echo), interface: VMPairLink.servingInterface,
+            VMPairLink.servingWords(role), interface: VMPairLink.servingInterface,
             mac: VMPairLink.servingMAC, repetitions: 1, warmups: 0)
         let stop = HostStopRequest()
         let ready = AsyncReadiness()

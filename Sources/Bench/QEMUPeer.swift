@@ -39,7 +39,7 @@ public enum QEMUPeer {
         if nic, let tapInterface {
             arguments += [
                 "-netdev", "tap,id=n0,ifname=\(tapInterface),script=no,downscript=no,vnet_hdr=off", "-device",
-                "\(virtio ? "virtio-net-pci" : "e1000"),netdev=n0,mac=\(VMPairLink.text(mac ?? TAPLink.guestMAC))",
+                "\(virtio ? "virtio-net-pci" : "e1000"),netdev=n0,mac=\(TAPLink.text(mac ?? TAPLink.guestMAC))",
             ]
             words.append("nic=\(virtio ? "virtio" : "e1000")")
         } else if nic {

@@ -91,7 +91,7 @@ final class TAPLink {
             self.nativeNamespace = nativeNamespace
             jobWords = [
                 "udp=1", "guest_ip=\(Self.guestAddress)", "peer_ip=\(Self.hostAddress)",
-                "peer_mac=" + hostMAC.map { String(format: "%02x", $0) }.joined(separator: ":"), "peer_port=\(Self.peerPort)",
+                "peer_mac=\(Self.text(hostMAC))", "peer_port=\(Self.peerPort)",
             ]
         } catch {
             nativeNamespace?.close()
@@ -159,6 +159,9 @@ final class TAPLink {
         }
         return nil
     }
+
+    /// A MAC address as job words and QEMU's options spell it (02:68:76:62:00:02).
+    static func text(_ mac: MACAddress) -> String { mac.map { String(format: "%02x", $0) }.joined(separator: ":") }
 
     /// What the sink saw, for the log.
     var summary: String {

@@ -1,5 +1,6 @@
 import Foundation
 import Machine
+import Results
 
 /// The virtual switch of the VM-to-VM benchmarks: a Linux bridge in a network namespace of the
 /// run's own, with one TAP port per guest. The measured guest (A) and the guest that serves it
@@ -53,12 +54,10 @@ final class VMPairLink {
         namespace.close()
     }
 
-    static func text(_ mac: MACAddress) -> String { mac.map { String(format: "%02x", $0) }.joined(separator: ":") }
-
     /// The measured guest's job words: it talks to the serving guest.
     static let measuredWords = [
         "udp=1", "guest_ip=\(measuredAddress)", "guest_port=\(measuredPort)", "peer_ip=\(servingAddress)",
-        "peer_mac=\(text(servingMAC))", "peer_port=\(servingPort)",
+        "peer_mac=\(TAPLink.text(servingMAC))", "peer_port=\(servingPort)",
     ]
 
     /// The serving guest's job words: its own address and MAC, the measured guest as its peer,
@@ -66,10 +65,10 @@ final class VMPairLink {
     /// net.rr-irq's interrupt-driven driver, so it sleeps between requests as a server VM does
     /// instead of spinning on one of the host's CPUs beside the measured VM; the source is busy
     /// anyway and polls.
-    static func servingWords(_ role: KernelUDPPeer.Mode) -> [String] {
+    static func servingWords(_ role: BenchmarkDefinition.PeerRole) -> [String] {
         [
-            "udp=1", "guest_ip=\(servingAddress)", "guest_mac=\(text(servingMAC))", "guest_port=\(servingPort)",
-            "peer_ip=\(measuredAddress)", "peer_mac=\(text(measuredMAC))", "peer_port=\(measuredPort)",
+            "udp=1", "guest_ip=\(servingAddress)", "guest_mac=\(TAPLink.text(servingMAC))", "guest_port=\(servingPort)",
+            "peer_ip=\(measuredAddress)", "peer_mac=\(TAPLink.text(measuredMAC))", "peer_port=\(measuredPort)",
             "serve=\(role == .source ? "source" : "echo")",
         ] + (role == .source ? [] : ["bench=net.rr-irq"])
     }

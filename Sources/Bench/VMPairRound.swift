@@ -34,7 +34,7 @@ extension BenchmarkRunner {
             serving.finish(
                 bootGuest(
                     entry, configuration, kernel: kernel, cpu: start.cpu, repetitions: 1, warmups: 0, io: start.io,
-                    extraWords: VMPairLink.servingWords(role == .source ? .source : .echo),
+                    extraWords: VMPairLink.servingWords(role),
                     timeout: entry.timeoutSeconds + Self.servingGrace, hostStop: stop,
                     onConsoleLine: { if $0.hasPrefix("HVB1 serving") || $0.hasPrefix("HVB1 fail") { serving.markReady() } }))
         }

@@ -48,7 +48,7 @@ extension NetworkNamespaceTests {
             #expect(results.count == 2)
             expectOK(results, id)
             for result in results {
-                // The measured VM's exits only: a doorbell or more per frame, not the serving VM's too.
+                // Exits are the measured VM's, counted per its own operations.
                 let exits = try #require(result.exits)
                 #expect(exits.operations > 0)
             }
