@@ -63,18 +63,6 @@ public enum QEMUPeer {
         return (arguments, words)
     }
 
-    /// Why QEMU's e1000 cannot take a benchmark's stream of frames from a TAP, or nil. Measured
-    /// with QEMU 7.2: once its receive ring fills, the emulated e1000 stops reading its TAP and
-    /// stays stalled (the guest waits at a descriptor QEMU's head has passed without setting DD)
-    /// unless the driver returns every buffer on its own (RDT written per frame: then 1.8
-    /// Gbit/s); with the buffers returned 4, 16 or 32 at a time (hvbench's driver: 32, one RDT
-    /// exit per 32 frames in its own VMM) it stalls. virtio-net and request/response are fine.
-    static func streamToE1000Problem(_ peer: PeerKind, _ id: String, _ backend: NetBackend) -> String? {
-        guard peer == .qemuKVM, backend == .tap, BenchmarkDefinition.named(id)?.peerRole == .source else { return nil }
-        return
-            "QEMU 7.2's e1000 stalls taking a stream from its TAP once its receive ring fills, unless the driver returns each buffer on its own"
-    }
-
     public static func arguments(_ peer: PeerKind, kernel: URL, commandLine: String, memoryMiB: Int, vcpus: Int = 1)
         -> [String]
     {
@@ -139,7 +127,6 @@ extension BenchmarkRunner {
                     metrics: [MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: samples)], tscHertz: tscHertz,
                     privilege: "cpl3"))
         }
-        if let why = QEMUPeer.streamToE1000Problem(peer, entry.id, configuration.netBackend) { return .skipped(why) }
         if BenchmarkDefinition.named(entry.id)?.vmToVM == true {
             return await qemuPairRound(peer, qemu: qemu, entry, configuration)
         }

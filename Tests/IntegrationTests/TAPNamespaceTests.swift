@@ -261,12 +261,8 @@ extension NetworkNamespaceTests {
             let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
             #expect(results.count == 2)
             for result in results {
-                if id == "net.rx-1500" && result.system == PeerKind.qemuKVM.rawValue {
-                    #expect(result.status == .skipped && result.reason?.contains("stalls taking a stream") == true)
-                } else {
-                    #expect(result.status == .ok, "\(result.system) \(id): \(result.reason ?? "")")
-                    #expect(result.netBackend == "tap")
-                }
+                #expect(result.status == .ok, "\(result.system) \(id): \(result.reason ?? "")")
+                #expect(result.netBackend == "tap")
             }
             #expect(namespaceThreads() == 0)
         }

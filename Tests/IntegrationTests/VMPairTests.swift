@@ -67,8 +67,8 @@ extension NetworkNamespaceTests {
             expectOK(try await run(id, systems: [.native]), id)
         }
 
-        /// The same pair of guests under QEMU, two QEMU processes on the same bridge. QEMU's
-        /// e1000 taking a stream from another guest is skipped with the reason (README).
+        /// The same pair of guests under QEMU, two QEMU processes on the same bridge, with the
+        /// emulated e1000 and with virtio-net.
         @Test(
             .enabled(
                 if: Host.hasKVM && Host.qemu != nil && Host.canMakeNamespaces && Host.hasNsenter,
@@ -77,13 +77,7 @@ extension NetworkNamespaceTests {
         func qemuRunsTheSamePair(_ id: String) async throws {
             let results = try await run(id, peers: [.qemuKVM, .qemuKVMVirtio])
             #expect(results.count == 2)
-            if id == "net.vm2vm-tx-1500" {
-                let e1000 = try #require(results.first { $0.system == PeerKind.qemuKVM.rawValue })
-                #expect(e1000.status == .skipped && e1000.reason?.contains("stalls taking a stream") == true)
-                expectOK(results.filter { $0.system != PeerKind.qemuKVM.rawValue }, id)
-            } else {
-                expectOK(results, id)
-            }
+            expectOK(results, id)
         }
 
         /// On the in-VMM backend there is no second VM: skipped, with the reason.

@@ -13,6 +13,7 @@
 #include "irq.h"
 #include "pci.h"
 
+#define STATUS 0x0008
 #define ICR 0x00C0
 #define ITR 0x00C4
 #define IMS 0x00D0
@@ -39,6 +40,8 @@ static volatile uint32_t *registers;
 static struct descriptor *tx_ring, *rx_ring;
 static uint8_t *tx_buffers, *rx_buffers;
 static uint32_t tx_tail, tx_clean, tx_pending, rx_next, rx_unposted;
+/* Set while a register write may not have reached the device yet (see flush_posted_writes). */
+static uint32_t writes_posted;
 
 static inline uint32_t reg(int offset) { return registers[offset / 4]; }
 static inline void set_reg(int offset, uint32_t value) { registers[offset / 4] = value; }
@@ -102,14 +105,34 @@ static const char *e1000_flush(void) {
     return 0;
 }
 
+/* Hands the device every buffer taken since the last tail write. */
+static void return_rx_buffers(void) {
+    barrier();
+    set_reg(RDT, (rx_next + RING - 1) % RING);
+    rx_unposted = 0;
+    writes_posted = 1;
+}
+
+/* Makes sure earlier register writes have reached the device before the driver waits on it, as
+ * PCI drivers flush posted writes: by reading a register. Not a formality under QEMU: its e1000
+ * registers everything below TDT except the interrupt registers as coalesced MMIO, so KVM
+ * buffers an RDT write in the kernel and QEMU applies it only at the vCPU's next exit. A polling
+ * driver that hands back buffers and then spins on a descriptor never exits, and QEMU, its ring
+ * full, waits for that RDT forever (measured: every net.rx-1500 run stalled within its first 256
+ * frames until this read was added). */
+static void flush_posted_writes(void) {
+    if (!writes_posted) return;
+    (void)reg(STATUS);
+    writes_posted = 0;
+}
+
 static const char *e1000_receive(uint8_t *frame, uint32_t capacity, uint32_t *length) {
     struct descriptor *d = &rx_ring[rx_next];
     uint64_t start = plat_cycles();
     while (!(d->status & 1)) {
-        if (rx_unposted) { /* hand back buffers before waiting, or the device may have none */
-            set_reg(0x2818, (rx_next + RING - 1) % RING);
-            rx_unposted = 0;
-        }
+        /* hand back buffers before waiting, or the device may have none */
+        if (rx_unposted) return_rx_buffers();
+        flush_posted_writes();
         if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-receive-timeout";
     }
     barrier();
@@ -120,11 +143,7 @@ static const char *e1000_receive(uint8_t *frame, uint32_t capacity, uint32_t *le
     *length = n;
     d->status = 0;
     rx_next = (rx_next + 1) % RING;
-    if (++rx_unposted == BATCH) {
-        barrier();
-        set_reg(0x2818, (rx_next + RING - 1) % RING);
-        rx_unposted = 0;
-    }
+    if (++rx_unposted == BATCH) return_rx_buffers();
     return 0;
 }
 
@@ -175,10 +194,7 @@ static const char *e1000_flush_irq(void) {
 static const char *e1000_receive_irq(uint8_t *frame, uint32_t capacity, uint32_t *length) {
     struct descriptor *d = &rx_ring[rx_next];
     while (!(d->status & 1)) {
-        if (rx_unposted) {
-            set_reg(RDT, (rx_next + RING - 1) % RING);
-            rx_unposted = 0;
-        }
+        if (rx_unposted) return_rx_buffers(); /* the wait below exits, which flushes it */
         uint64_t seen = irq_count(NIC_VECTOR);
         if (d->status & 1) break; /* arrived while the buffers were handed back */
         const char *error = irq_wait(NIC_VECTOR, seen);
@@ -250,6 +266,7 @@ const char *e1000_init(const struct nic_ops **out, int interrupt_driven) {
     /* RCTL: EN, unicast/multicast promiscuous, broadcast accept, strip CRC, 2 KiB buffers. */
     set_reg(0x0100, 1u << 1 | 1u << 3 | 1u << 4 | 1u << 15 | 1u << 26);
     tx_tail = tx_clean = tx_pending = rx_next = rx_unposted = 0;
+    writes_posted = 1; /* RDT and RCTL above */
     if (interrupt_driven) use_interrupts(slot, interrupt_driven == 2 ? ITR_4000_PER_SECOND : 0);
     *out = interrupt_driven ? &irq_ops : &ops;
     return 0;
