@@ -1,3 +1,4 @@
+import Glibc
 import Machine
 import Testing
 
@@ -167,5 +168,33 @@ final class LongModeMachine {
             (0..<4).map { UInt8(truncatingIfNeeded: value >> ($0 * 8)) }
         }
         #expect(String(decoding: vendor, as: UTF8.self) == CPUIDModel.vendor)
+    }
+}
+
+@Suite struct CodeMapTests {
+    /// How many of the pages of `bytes` at `address` are resident (mincore).
+    private func residentPages(_ address: UnsafeMutableRawPointer, _ bytes: Int) throws -> Int {
+        let pageCount = (bytes + 4095) / 4096
+        var vector = [UInt8](repeating: 0, count: pageCount)
+        guard mincore(address, bytes, &vector) == 0 else { throw CodeMapTestError(errno: errno) }
+        return vector.reduce(0) { $0 + Int($1 & 1) }
+    }
+    private struct CodeMapTestError: Error { let errno: Int32 }
+
+    /// A 3 GiB machine's code map (a byte per 64 guest bytes: 48 MiB) takes no memory until a
+    /// vCPU marks code in it, and then only the pages marked.
+    @Test func aLargeMachinesCodeMapTakesMemoryOnlyWhereCodeIsMarked() throws {
+        let ramSize: UInt64 = 3 << 30
+        let map = CodeMap(ramSize: ramSize)
+        let lineBytes = Int(ramSize / 64)
+        let pageBytes = Int(ramSize / 4096)
+        #expect(try residentPages(map.lines, lineBytes) == 0)
+        #expect(try residentPages(map.pages, pageBytes) == 0)
+        #expect(map.lines[lineBytes - 1] == 0, "the last line reads as unmarked")
+        map.lines[1 << 20] = 1
+        map.pages[pageBytes - 1] = 1
+        // the page read above (the shared zero page) and the one written
+        #expect(try residentPages(map.lines, lineBytes) == 2)
+        #expect(try residentPages(map.pages, pageBytes) == 1)
     }
 }
