@@ -148,6 +148,9 @@ public final class X86CPU {
     /// Linear pages that hold cached code: an invlpg of one of them invalidates the cache.
     var codeLinearPages = Set<UInt64>()
 
+    /// The binary translator's blocks, when this vCPU translates (nil: it only interprets).
+    public internal(set) var translation: TranslationCache?
+
     // Software TLB (direct-mapped, 4 KiB granularity).
     static let tlbEntries = 256
     let tlb: UnsafeMutablePointer<TLBEntry>

@@ -5,7 +5,8 @@ extension X86CPU {
     /// `maxInstructions` retire / `requestStop()` is called (`.interrupted`).
     public func run(maxInstructions: Int = .max) -> X86Stop {
         // Two copies of the loop: a uniprocessor has no mail to look for at every boundary.
-        processors == nil ? run(maxInstructions, sharesRAM: false) : run(maxInstructions, sharesRAM: true)
+        if processors == nil, let translation { return runTranslating(maxInstructions, cache: translation) }
+        return processors == nil ? run(maxInstructions, sharesRAM: false) : run(maxInstructions, sharesRAM: true)
     }
 
     @inline(__always)

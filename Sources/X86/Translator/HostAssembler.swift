@@ -1,0 +1,208 @@
+/// Host x86-64 machine code for translated blocks: the few instruction forms the translator
+/// emits, encoded by hand (Intel SDM vol. 2, chapter 2). Guest registers live in memory at
+/// [rdi + 8 * n]; the host registers used are rax and rdx (operands), r9 (wide constants) and
+/// rcx (the block's pass counter, changed only by flag-free instructions).
+struct HostAssembler {
+    enum Register: UInt8 {
+        case rax = 0, rcx = 1, rdx = 2, rsi = 6, rdi = 7, r9 = 9
+    }
+
+    private(set) var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(1024) }
+
+    var position: Int { bytes.count }
+
+    // MARK: Guest register slots
+
+    /// The displacement from rdi of guest register `index` as an operand of `size` bytes: byte
+    /// registers 16...19 are AH, CH, DH, BH (the second byte of rax...rbx).
+    static func slot(_ index: UInt8, size: UInt8) -> UInt8 {
+        size == 1 && index >= 16 ? 8 * (index & 3) + 1 : 8 * (index & 15)
+    }
+
+    /// `mov host, guest` of `size` bytes (a 4-byte load zero-extends).
+    mutating func load(_ host: Register, guest index: UInt8, size: UInt8) {
+        slotAccess(opcode: size == 1 ? 0x8A : 0x8B, host, Self.slot(index, size: size), size: size)
+    }
+
+    /// `mov guest, host`: 8 bytes for a 4-byte result (x86-64 zero-extends 32-bit results), else `size`.
+    mutating func store(_ host: Register, guest index: UInt8, size: UInt8) {
+        let width: UInt8 = size == 4 ? 8 : size
+        slotAccess(opcode: width == 1 ? 0x88 : 0x89, host, Self.slot(index, size: size), size: width)
+    }
+
+    private mutating func slotAccess(opcode: UInt8, _ host: Register, _ displacement: UInt8, size: UInt8) {
+        prefixes(size: size, reg: host.rawValue, rm: Register.rdi.rawValue)
+        bytes += [opcode, 0x40 | (host.rawValue & 7) << 3 | Register.rdi.rawValue, displacement]
+    }
+
+    // MARK: Register to register
+
+    /// Operand-size prefix and REX for `size` with ModRM.reg `reg` and ModRM.rm `rm`.
+    private mutating func prefixes(size: UInt8, reg: UInt8 = 0, rm: UInt8 = 0, index: UInt8 = 0) {
+        if size == 2 { bytes.append(0x66) }
+        var rex: UInt8 = 0
+        if size == 8 { rex |= 0x48 }
+        if reg & 8 != 0 { rex |= 0x44 }
+        if index & 8 != 0 { rex |= 0x42 }
+        if rm & 8 != 0 { rex |= 0x41 }
+        if rex != 0 { bytes.append(rex | 0x40) }
+    }
+
+    private mutating func registerForm(size: UInt8, opcode: [UInt8], reg: UInt8, rm: Register) {
+        prefixes(size: size, reg: reg, rm: rm.rawValue)
+        bytes += opcode
+        bytes.append(0xC0 | (reg & 7) << 3 | (rm.rawValue & 7))
+    }
+
+    /// add, or, adc, sbb, and, sub, xor, cmp (`kind` 0...7) of `source` into `destination`.
+    mutating func alu(_ kind: UInt8, size: UInt8, _ destination: Register, _ source: Register) {
+        registerForm(size: size, opcode: [kind << 3 | (size == 1 ? 0 : 1)], reg: source.rawValue, rm: destination)
+    }
+
+    /// The same with an immediate (sign-extended from 32 bits for 8-byte operands).
+    mutating func alu(_ kind: UInt8, size: UInt8, _ destination: Register, immediate: UInt64) {
+        registerForm(size: size, opcode: [size == 1 ? 0x80 : 0x81], reg: kind, rm: destination)
+        immediateBytes(immediate, size: size)
+    }
+
+    mutating func test(size: UInt8, _ destination: Register, _ source: Register) {
+        registerForm(size: size, opcode: [size == 1 ? 0x84 : 0x85], reg: source.rawValue, rm: destination)
+    }
+
+    mutating func test(size: UInt8, _ destination: Register, immediate: UInt64) {
+        registerForm(size: size, opcode: [size == 1 ? 0xF6 : 0xF7], reg: 0, rm: destination)
+        immediateBytes(immediate, size: size)
+    }
+
+    /// inc (0), dec (1) in the FE/FF group; not (2), neg (3) in the F6/F7 group.
+    mutating func unary(_ kind: UInt8, size: UInt8, _ register: Register) {
+        let group: UInt8 = kind < 2 ? (size == 1 ? 0xFE : 0xFF) : (size == 1 ? 0xF6 : 0xF7)
+        registerForm(size: size, opcode: [group], reg: kind, rm: register)
+    }
+
+    /// rol, ror, rcl, rcr, shl, shr, sal, sar (`kind` 0...7) by an immediate count.
+    mutating func shift(_ kind: UInt8, size: UInt8, _ register: Register, count: UInt8) {
+        registerForm(size: size, opcode: [size == 1 ? 0xC0 : 0xC1], reg: kind, rm: register)
+        bytes.append(count)
+    }
+
+    /// The same by CL.
+    mutating func shiftByCL(_ kind: UInt8, size: UInt8, _ register: Register) {
+        registerForm(size: size, opcode: [size == 1 ? 0xD2 : 0xD3], reg: kind, rm: register)
+    }
+
+    /// `imul destination, source` (2, 4 or 8 bytes).
+    mutating func multiply(size: UInt8, _ destination: Register, _ source: Register) {
+        registerForm(size: size, opcode: [0x0F, 0xAF], reg: destination.rawValue, rm: source)
+    }
+
+    /// `imul destination, source, immediate`.
+    mutating func multiply(size: UInt8, _ destination: Register, _ source: Register, immediate: UInt64) {
+        registerForm(size: size, opcode: [0x69], reg: destination.rawValue, rm: source)
+        immediateBytes(immediate, size: size)
+    }
+
+    /// movzx/movsx into `destination` (`size` bytes) from the low `sourceSize` bytes of `source`;
+    /// movsxd for a 4-byte source.
+    mutating func extend(signed: Bool, size: UInt8, _ destination: Register, _ source: Register, sourceSize: UInt8) {
+        if sourceSize == 4 {
+            registerForm(size: 8, opcode: [0x63], reg: destination.rawValue, rm: source)
+            return
+        }
+        let opcode: UInt8 = (signed ? 0xBE : 0xB6) | (sourceSize == 2 ? 1 : 0)
+        registerForm(size: size, opcode: [0x0F, opcode], reg: destination.rawValue, rm: source)
+    }
+
+    mutating func conditionalMove(_ condition: UInt8, size: UInt8, _ destination: Register, _ source: Register) {
+        registerForm(size: size, opcode: [0x0F, 0x40 | condition], reg: destination.rawValue, rm: source)
+    }
+
+    /// `setcc` of the low byte of `register` (al or dl: no REX needed).
+    mutating func setByte(_ condition: UInt8, _ register: Register) {
+        bytes += [0x0F, 0x90 | condition, 0xC0 | register.rawValue]
+    }
+
+    /// `mov destination, source` (8 bytes; `mov eax, eax` zero-extends when `size` is 4).
+    mutating func move(size: UInt8, _ destination: Register, _ source: Register) {
+        registerForm(size: size, opcode: [0x89], reg: source.rawValue, rm: destination)
+    }
+
+    /// `mov register, immediate` of 8 bytes; flags are untouched, as by every mov.
+    mutating func move(_ register: Register, immediate: UInt64) {
+        bytes += [register.rawValue & 8 != 0 ? 0x49 : 0x48, 0xB8 | (register.rawValue & 7)]
+        littleEndian(immediate, count: 8)
+    }
+
+    /// `lea destination, [base + index * scale + displacement]` with a 32-bit displacement.
+    mutating func loadAddress(_ destination: Register, base: Register, index: Register, scale: UInt8, displacement: Int32) {
+        prefixes(size: 8, reg: destination.rawValue, rm: base.rawValue, index: index.rawValue)
+        bytes += [0x8D, 0x84 | (destination.rawValue & 7) << 3, scale << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7)]
+        littleEndian(UInt64(UInt32(bitPattern: displacement)), count: 4)
+    }
+
+    // MARK: Flags and the block's frame
+
+    /// Replaces the host's six arithmetic flags with those in [rsi] (other flags, DF and TF
+    /// among them, stay the host's). Clobbers rax and rdx.
+    mutating func loadArithmeticFlags() {
+        bytes += [0x9C, 0x58]  // pushfq; pop rax
+        bytes += [0x48, 0x25] + le32(~UInt32(X86CPU.arithmeticFlags))  // and rax, ~0x8D5
+        bytes += [0x48, 0x8B, 0x16]  // mov rdx, [rsi]
+        bytes += [0x48, 0x81, 0xE2] + le32(UInt32(X86CPU.arithmeticFlags))  // and rdx, 0x8D5
+        bytes += [0x48, 0x09, 0xD0, 0x50, 0x9D]  // or rax, rdx; push rax; popfq
+    }
+
+    /// [rsi] = RFLAGS, [rsi + 8] = rcx, then return (rax holds the next guest RIP).
+    mutating func saveStateAndReturn() {
+        bytes += [0x9C, 0x5A, 0x48, 0x89, 0x16]  // pushfq; pop rdx; mov [rsi], rdx
+        bytes += [0x48, 0x89, 0x4E, 0x08, 0xC3]  // mov [rsi+8], rcx; ret
+    }
+
+    /// rcx = [rsi + 8].
+    mutating func loadPassLimit() { bytes += [0x48, 0x8B, 0x4E, 0x08] }
+
+    /// `lea rcx, [rcx - 1]`: one pass started, flags untouched.
+    mutating func countPass() { bytes += [0x48, 0x8D, 0x49, 0xFF] }
+
+    // MARK: Control flow (rel32 unless said; targets patched with `bind`)
+
+    mutating func jump() -> Int {
+        bytes += [0xE9, 0, 0, 0, 0]
+        return bytes.count - 4
+    }
+
+    mutating func jump(if condition: UInt8) -> Int {
+        bytes += [0x0F, 0x80 | condition, 0, 0, 0, 0]
+        return bytes.count - 4
+    }
+
+    /// `jrcxz` (rel8): taken when the pass counter is zero.
+    mutating func jumpIfPassesDone() -> Int {
+        bytes += [0xE3, 0]
+        return bytes.count - 1
+    }
+
+    /// Points the rel32 (or, for `short`, rel8) field at `field` to `target`.
+    mutating func bind(_ field: Int, to target: Int, short: Bool = false) {
+        if short {
+            bytes[field] = UInt8(bitPattern: Int8(target - (field + 1)))
+        } else {
+            let relative = UInt32(bitPattern: Int32(target - (field + 4)))
+            for index in 0..<4 { bytes[field + index] = UInt8(truncatingIfNeeded: relative >> (8 * index)) }
+        }
+    }
+
+    // MARK: Encoding helpers
+
+    private mutating func immediateBytes(_ value: UInt64, size: UInt8) {
+        littleEndian(value, count: size == 8 ? 4 : Int(size))
+    }
+
+    private mutating func littleEndian(_ value: UInt64, count: Int) {
+        for index in 0..<count { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * index))) }
+    }
+
+    private func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+}

@@ -1,0 +1,40 @@
+import Machine
+import Testing
+
+@testable import X86
+
+@Suite struct TranslatorTests {
+    /// cpu.int's loop (xorshift64 and a multiply-accumulate), 1000 passes, then hlt.
+    static let integerLoop: [UInt8] = [
+        0x48, 0xC7, 0xC2, 0xE8, 0x03, 0x00, 0x00, 0x48, 0xBE, 0x44, 0x7A, 0xBF, 0xCB, 0x8D, 0x40, 0x39, 0x01, 0x31, 0xC9,
+        0x48, 0xB8, 0x15, 0x7C, 0x4A, 0x7F, 0xB9, 0x79, 0x37, 0x9E, 0x48, 0x89, 0xF7, 0x48, 0xC1, 0xE7, 0x0D, 0x48, 0x31,
+        0xFE, 0x48, 0x89, 0xF7, 0x48, 0xC1, 0xEF, 0x07, 0x48, 0x31, 0xFE, 0x48, 0x89, 0xF7, 0x48, 0xC1, 0xE7, 0x11, 0x48,
+        0x31, 0xFE, 0x48, 0x89, 0xF7, 0x48, 0x0F, 0xAF, 0xF8, 0x48, 0x01, 0xF9, 0x48, 0x89, 0xCF, 0x48, 0xC1, 0xEF, 0x1D,
+        0x48, 0x31, 0xF9, 0x48, 0xFF, 0xCA, 0x75, 0xC9, 0xF4,
+    ]
+
+    static func state(_ cpu: X86CPU) -> [UInt64] { (0..<16).map { cpu.registers[$0] } + [cpu.rip, cpu.rflags, cpu.retired] }
+
+    @Test func aLoopRunsTranslatedWithTheInterpretersResults() throws {
+        let interpreted = try LongModeMachine(code: Self.integerLoop)
+        let translated = try LongModeMachine(code: Self.integerLoop)
+        translated.cpu.translation = TranslationCache()
+        #expect(interpreted.cpu.run(maxInstructions: 100_000) == .halt)
+        #expect(translated.cpu.run(maxInstructions: 100_000) == .halt)
+        #expect(Self.state(translated.cpu) == Self.state(interpreted.cpu))
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 16_000, "the loop's passes ran as host code")
+    }
+
+    /// An instruction budget is met exactly, in the middle of a looping block too.
+    @Test(arguments: [1, 5, 17, 1000, 12_345])
+    func aBudgetStopsAtTheSameInstruction(_ budget: Int) throws {
+        let interpreted = try LongModeMachine(code: Self.integerLoop)
+        let translated = try LongModeMachine(code: Self.integerLoop)
+        translated.cpu.translation = TranslationCache()
+        #expect(interpreted.cpu.run(maxInstructions: budget) == .interrupted)
+        #expect(translated.cpu.run(maxInstructions: budget) == .interrupted)
+        #expect(translated.cpu.retired == UInt64(budget))
+        #expect(Self.state(translated.cpu) == Self.state(interpreted.cpu))
+    }
+}
