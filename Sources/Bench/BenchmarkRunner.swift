@@ -4,6 +4,7 @@ import Logging
 import Machine
 import VMM
 import Results
+import X86
 
 /// Runs every (system, benchmark) pair of a configuration. Failures are results, not aborts:
 /// a guest that hangs, faults or prints garbage is recorded as `failed` with the reason, and
@@ -51,7 +52,10 @@ public final class BenchmarkRunner: Sendable {
             }
         }
         let guestImage = (try? Data(contentsOf: artifacts.guestImage)).map { [UInt8]($0) } ?? []
-        let targets = configuration.systems.map(Target.system) + configuration.peers.map(Target.peer)
+        let variants = configuration.systems.filter { $0.usesEmulator == true }.flatMap { system in
+            configuration.otherEmulators.map { Target.emulatorVariant(system, $0) }
+        }
+        let targets = configuration.systems.map(Target.system) + variants + configuration.peers.map(Target.peer)
         let tasks = targets.flatMap { target in configuration.suite.entries.map { (target, $0) } }
         var schedule = Schedule(rounds: configuration.rounds, seed: configuration.seed)
         var perTask: [[BenchmarkResult]] = Array(repeating: [], count: tasks.count)
@@ -79,11 +83,14 @@ public final class BenchmarkRunner: Sendable {
     enum Target {
         case system(SystemKind)
         case peer(PeerKind)
+        /// An emulator mode run with another emulator than the configuration's (`otherEmulators`).
+        case emulatorVariant(SystemKind, EmulatorKind)
 
         var name: String {
             switch self {
             case .system(let system): return system.rawValue
             case .peer(let peer): return peer.rawValue
+            case .emulatorVariant(let system, let emulator): return "\(system.rawValue)-\(emulator.rawValue)"
             }
         }
     }
@@ -95,6 +102,13 @@ public final class BenchmarkRunner: Sendable {
     ) async -> BenchmarkResult {
         let kind: SystemKind
         switch target {
+        case .emulatorVariant(let system, let emulator):
+            var variant = configuration
+            variant.emulator = emulator
+            var result = await runOnce(
+                .system(system), entry, variant, kvm: kvm, kvmProblem: kvmProblem, guestImage: guestImage)
+            result.system = target.name
+            return result
         case .peer(let peer):
             if let why = QEMUPeer.unavailability(peer) {
                 return BenchmarkResult(system: peer.rawValue, benchmark: entry.id, status: .skipped, reason: why)
@@ -123,7 +137,7 @@ public final class BenchmarkRunner: Sendable {
         case .hardwareAssist, .paravirtIO, .fullEmulation, .emulatorVirtio:
             let cpu: VMBuilder.CPU
             if kind.usesEmulator == true {
-                cpu = .emulator
+                cpu = .emulator(configuration.emulator)
             } else if let kvm {
                 cpu = .kvm(kvm)
             } else {
@@ -140,7 +154,7 @@ public final class BenchmarkRunner: Sendable {
                 }
                 return self.guestRound(entry, configuration, kernel: guestImage, cpu: cpu, system: kind)
             }
-            result.engine = kind.usesEmulator == true ? "emulator" : "kvm"
+            result.engine = kind.usesEmulator == true ? "emulator-\(configuration.emulator.rawValue)" : "kvm"
             if result.status == .ok { result.vcpus = configuration.vcpus(for: entry.id) }
             if result.status == .ok, BenchmarkDefinition.named(entry.id)?.needsNIC == true {
                 result.netBackend = configuration.netBackend.rawValue

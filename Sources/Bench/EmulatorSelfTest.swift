@@ -15,6 +15,8 @@ public enum EmulatorSelfTest {
         public let index: Int
         public let testCase: DifferentialCase
         public let differences: [String]
+        /// The emulator that disagreed with KVM (translate or interpret).
+        public var engine: EmulatorKind = .interpret
 
         /// A reproducible report: the seed and index regenerate the case.
         public var description: String {
@@ -22,7 +24,7 @@ public enum EmulatorSelfTest {
                 "\(DifferentialHarness.registerName($0.offset))=0x\(String($0.element, radix: 16))"
             }
             return """
-                case \(index) of seed \(seed) (reproduce: hvbench selftest emulator --seed \(seed) --case \(index))
+                case \(index) of seed \(seed), emulator \(engine.rawValue) (reproduce: hvbench selftest emulator --seed \(seed) --case \(index) --emulator \(engine.rawValue))
                   sequence: \(testCase.description)
                   bytes:    \(testCase.code.map { String(format: "%02x", $0) }.joined(separator: " "))
                   entry:    \(registers.joined(separator: " ")) rflags=0x\(String(testCase.rflags, radix: 16))
@@ -38,14 +40,31 @@ public enum EmulatorSelfTest {
         public var mismatches: [Mismatch] = []
         public var kvmSeconds = 0.0
         public var emulatorSeconds = 0.0
+        /// Wall time of each emulator's runs (whole test kernel, boot included).
+        public var secondsByEmulator: [EmulatorKind: Double] = [:]
 
-        /// Counts one compared case: a mismatch when `differences` is not empty.
+        public init() {}
+
+        /// Adds another report's cases, mismatches and times.
+        public mutating func merge(_ other: Report) {
+            cases += other.cases
+            faultedAlike += other.faultedAlike
+            mismatches += other.mismatches
+            kvmSeconds += other.kvmSeconds
+            emulatorSeconds += other.emulatorSeconds
+            secondsByEmulator.merge(other.secondsByEmulator, uniquingKeysWith: +)
+        }
+
+        /// Counts one compared case (once per emulator): a mismatch when `differences` is not empty.
         mutating func record(
-            seed: UInt64, index: Int, testCase: DifferentialCase, expectedStatus: UInt64, differences: [String]
+            seed: UInt64, index: Int, testCase: DifferentialCase, expectedStatus: UInt64, differences: [String],
+            engine: EmulatorKind = .interpret
         ) {
             cases += 1
             if !differences.isEmpty {
-                mismatches.append(Mismatch(seed: seed, index: index, testCase: testCase, differences: differences))
+                var mismatch = Mismatch(seed: seed, index: index, testCase: testCase, differences: differences)
+                mismatch.engine = engine
+                mismatches.append(mismatch)
             } else if expectedStatus != 1 {
                 faultedAlike += 1
             }
@@ -80,9 +99,11 @@ public enum EmulatorSelfTest {
         return (outcomes, seconds)
     }
 
-    /// Generates cases `range` of `seed`, runs them under KVM and the emulator, and compares.
-    public static func compare(seed: UInt64, range: Range<Int>, kvm: KVMSystem, progress: ((Int) -> Void)? = nil) throws -> Report
-    {
+    /// Generates cases `range` of `seed`, runs them under KVM and each of `emulators`, and compares.
+    public static func compare(
+        seed: UInt64, range: Range<Int>, kvm: KVMSystem, emulators: [EmulatorKind] = EmulatorKind.allCases,
+        progress: ((Int) -> Void)? = nil
+    ) throws -> Report {
         var report = Report()
         let generator = DifferentialCaseGenerator(seed: seed)
         var start = range.lowerBound
@@ -92,17 +113,21 @@ public enum EmulatorSelfTest {
             let end = min(range.upperBound, slotEnd)
             let batch = (start..<end).map { generator.makeCase(index: $0) }
             let (expected, kvmSeconds) = try outcomes(of: batch, cpu: .kvm(kvm))
-            let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator)
             report.kvmSeconds += kvmSeconds
-            report.emulatorSeconds += emulatorSeconds
-            for offset in batch.indices {
-                if expected[offset].status == 0 {
-                    throw HarnessFailure(description: "case \(start + offset) did not run under KVM (the harness stopped early)")
+            for offset in batch.indices where expected[offset].status == 0 {
+                throw HarnessFailure(description: "case \(start + offset) did not run under KVM (the harness stopped early)")
+            }
+            for emulator in emulators {
+                let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator(emulator))
+                report.emulatorSeconds += emulatorSeconds
+                report.secondsByEmulator[emulator, default: 0] += emulatorSeconds
+                for offset in batch.indices {
+                    report.record(
+                        seed: seed, index: start + offset, testCase: batch[offset], expectedStatus: expected[offset].status,
+                        differences: DifferentialHarness.differences(
+                            expected: expected[offset], actual: actual[offset], flagMask: batch[offset].flagMask),
+                        engine: emulator)
                 }
-                report.record(
-                    seed: seed, index: start + offset, testCase: batch[offset], expectedStatus: expected[offset].status,
-                    differences: DifferentialHarness.differences(
-                        expected: expected[offset], actual: actual[offset], flagMask: batch[offset].flagMask))
             }
             progress?(end - range.lowerBound)
             start = end
@@ -138,7 +163,7 @@ public enum EmulatorSelfTest {
     }
 
     /// Runs the corpus's cases under the emulator and compares with the recorded KVM outputs.
-    public static func checkCorpus(at url: URL) throws -> Report {
+    public static func checkCorpus(at url: URL, emulator: EmulatorKind = .translate) throws -> Report {
         let text = try String(contentsOf: url, encoding: .utf8)
         var lines = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
         guard let header = lines.first?.split(separator: " "), header.count == 4, header[0] == "seed",
@@ -151,9 +176,10 @@ public enum EmulatorSelfTest {
         }
         let generator = DifferentialCaseGenerator(seed: seed)
         let cases = (0..<count).map { generator.makeCase(index: $0) }
-        let (actual, seconds) = try outcomes(of: cases, cpu: .emulator)
+        let (actual, seconds) = try outcomes(of: cases, cpu: .emulator(emulator))
         var report = Report()
         report.emulatorSeconds = seconds
+        report.secondsByEmulator[emulator] = seconds
         for (lineNumber, line) in lines.enumerated() {
             let fields = line.split(separator: " ").map(String.init)
             guard fields.count == 22, let index = Int(fields[0]), index == lineNumber else {
@@ -177,7 +203,9 @@ public enum EmulatorSelfTest {
             if expected.status == 1 && actual[index].status == 1 && fnv(actual[index].data) != numbers[19] {
                 found.append("memory: data block differs from KVM's")
             }
-            report.record(seed: seed, index: index, testCase: testCase, expectedStatus: expected.status, differences: found)
+            report.record(
+                seed: seed, index: index, testCase: testCase, expectedStatus: expected.status, differences: found,
+                engine: emulator)
         }
         return report
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Results
 import Machine
+import X86
 import VMM
 
 /// The emulator's own speed: guest instructions retired per second on real workloads.
@@ -23,7 +24,8 @@ public enum EmulatorSpeed {
     }
 
     public static func instructionsPerOperation(
-        benchmark: String, iterations: UInt64, sizeBytes: UInt64?, guestImage: [UInt8], memoryMiB: Int = 256
+        benchmark: String, iterations: UInt64, sizeBytes: UInt64?, guestImage: [UInt8], memoryMiB: Int = 256,
+        emulator: EmulatorKind = .translate
     ) throws -> Measurement {
         var counts: [UInt64] = []
         var wholeRun = 0.0
@@ -31,7 +33,8 @@ public enum EmulatorSpeed {
             var words = ["bench=\(benchmark)", "iterations=\(iterations * multiple)", "repetitions=1", "warmups=0"]
             if let sizeBytes { words.append("size=\(sizeBytes)") }
             let boot = try VMBuilder.boot(
-                kernel: guestImage, commandLine: words.joined(separator: " "), memoryMiB: memoryMiB, timeout: 600, cpu: .emulator)
+                kernel: guestImage, commandLine: words.joined(separator: " "), memoryMiB: memoryMiB, timeout: 600,
+                cpu: .emulator(emulator))
             guard case .exitDevice(1) = boot.outcome.ending, let retired = boot.instructionsRetired else {
                 throw SpeedError(description: "\(benchmark) under the emulator: \(boot.outcome.ending.summary)")
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Machine
+import X86
 import Results
 
 /// Adaptive measurement: keep adding rounds (fresh VM or process, same repetitions) until the 95%
@@ -29,6 +30,12 @@ public struct RunConfiguration: Sendable {
     public var memoryMiB: Int = 256
     /// `--vcpus`: vCPUs of every guest (QEMU's `-smp`); a benchmark that needs more gets its minimum.
     public var vcpus = 1
+    /// `--emulator`: how full emulation runs guest code (translated by default; `interpret` is
+    /// the reference interpreter alone). Results record which one ran.
+    public var emulator: EmulatorKind = .translate
+    /// Emulators that also run every emulator mode, as systems of their own named
+    /// "<mode>-<emulator>" (`hvbench mips` times both emulators in one interleaved run).
+    public var otherEmulators: [EmulatorKind] = []
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0

@@ -69,7 +69,7 @@ public struct ProtectedModeEntry: Equatable, Sendable {
 /// A CPU that runs a guest: KVM's vCPU or hvbench's x86-64 interpreter. Devices never know
 /// which one drives them.
 public protocol CPUEngine: AnyObject {
-    /// "kvm", "emulator": recorded with results.
+    /// "kvm", "emulator-translate", "emulator-interpret": recorded with results.
     var engineName: String { get }
     /// Runs the guest until the VMM must handle something. Errors are unrecoverable faults of
     /// the engine (KVM internal error, an instruction the emulator cannot run, ...).

@@ -183,7 +183,7 @@ public struct BenchmarkResult: Codable, Sendable {
     public var benchmark: String
     /// Where the measured loop ran: "cpl3" in the guest, "host-user" natively.
     public var privilege: String?
-    /// "kvm", "emulator" or "host".
+    /// "kvm", "emulator-translate", "emulator-interpret", "qemu-tcg" or "host".
     public var engine: String?
     public var status: ResultStatus
     public var reason: String?

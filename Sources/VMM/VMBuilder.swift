@@ -53,14 +53,15 @@ public enum VMBuilder {
     /// The CPU engine that runs a guest.
     public enum CPU {
         case kvm(KVMSystem)
-        /// hvbench's x86-64 interpreter.
-        case emulator
+        /// hvbench's x86-64 emulator: translating (the interpreter where the translator stops)
+        /// or interpreting only.
+        case emulator(EmulatorKind = .translate)
 
         /// The engine factory: every engine starts at a boot protocol's 32-bit entry.
         func makeEngine(memory: GuestMemory, entry: ProtectedModeEntry) throws -> any CPUEngine {
             switch self {
             case .kvm(let system): return try KVMEngine(system: system, memory: memory, entry: entry)
-            case .emulator: return EmulatorEngine(memory: memory, entry: entry)
+            case .emulator(let kind): return EmulatorEngine(memory: memory, entry: entry, kind: kind)
             }
         }
     }

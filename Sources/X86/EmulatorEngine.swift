@@ -1,18 +1,28 @@
 import CHostTimer
 import Machine
 
-/// hvbench's x86-64 interpreter behind the same engine protocol as KVM: guest RAM is the VM's
+/// How the emulator runs guest code: translated into host code where the binary translator
+/// handles it (the interpreter runs the rest), or interpreted throughout.
+public enum EmulatorKind: String, Sendable, CaseIterable {
+    case translate, interpret
+}
+
+/// hvbench's x86-64 emulator behind the same engine protocol as KVM: guest RAM is the VM's
 /// `GuestMemory`, and port I/O and MMIO leave `run()` as exits the VMM completes, exactly as
 /// KVM_RUN's do, so every device model runs unchanged under either CPU.
 public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
-    public let engineName = "emulator"
+    public let kind: EmulatorKind
+    public var engineName: String { "emulator-\(kind.rawValue)" }
     public let cpu: X86CPU
     private let memory: GuestMemory
 
-    /// The bootstrap processor, at the boot protocol's entry state.
-    public init(memory: GuestMemory, entry: ProtectedModeEntry) {
+    /// The bootstrap processor, at the boot protocol's entry state. A translating emulator falls
+    /// back to interpreting if the host will not map its code cache.
+    public init(memory: GuestMemory, entry: ProtectedModeEntry, kind: EmulatorKind = .translate) {
         self.memory = memory
+        self.kind = kind
         cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() })
+        if kind == .translate { cpu.translation = TranslationCache() }
         cpu.enterProtectedMode(
             entryPoint: entry.entryPoint, eax: entry.eax, ebx: entry.ebx, gdtBase: entry.gdtBase, gdtLimit: entry.gdtLimit,
             codeSelector: ProtectedModeEntry.codeSelector, dataSelector: ProtectedModeEntry.dataSelector,
@@ -20,8 +30,9 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     }
 
     /// An application processor of the same machine, waiting for its SIPI.
-    private init(memory: GuestMemory, sharing bootstrap: X86CPU, index: Int) {
+    private init(memory: GuestMemory, sharing bootstrap: X86CPU, index: Int, kind: EmulatorKind) {
         self.memory = memory
+        self.kind = kind
         cpu = X86CPU(
             ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() }, codeMap: bootstrap.codeMap,
             index: index)
@@ -35,7 +46,7 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
         guard (1..<CodeMap.maximumProcessors).contains(count) else {
             throw EngineError("the emulator runs at most \(CodeMap.maximumProcessors) vCPUs; \(count + 1) asked for")
         }
-        let processors = (1...count).map { EmulatorEngine(memory: memory, sharing: cpu, index: $0) }
+        let processors = (1...count).map { EmulatorEngine(memory: memory, sharing: cpu, index: $0, kind: kind) }
         _ = EmulatedProcessors([cpu] + processors.map(\.cpu))
         return processors
     }
@@ -83,6 +94,9 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public var diagnostics: [String] {
         cpu.unimplemented.map { "emulator: unimplemented instruction at \($0) (raised #UD in the guest)" }
     }
+
+    /// Guest instructions retired inside translated blocks (nil: interpreting).
+    public var instructionsTranslated: UInt64? { cpu.translation?.instructionsInBlocks }
 }
 
 extension X86CPU {

@@ -86,7 +86,7 @@ struct BootCommand: AsyncParsableCommand {
         }
         let boot: VMBuilder.Boot
         do {
-            let engine: VMBuilder.CPU = cpu == .emulator ? .emulator : .kvm(try KVMSystem())
+            let engine: VMBuilder.CPU = cpu == .emulator ? .emulator() : .kvm(try KVMSystem())
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Machine
 import Results
 import Bench
+import X86
 
 /// `--cpu`: the VM's CPU engine.
 enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
@@ -19,6 +20,22 @@ enum BootDeviceChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension NetworkPeer.Mode: ExpressibleByArgument {}
+
+/// `--emulator` of `hvbench run`: how full emulation runs guest code.
+extension EmulatorKind: ExpressibleByArgument {}
+
+/// `--emulator` of the self-tests and `hvbench mips`: one emulator or both.
+enum EmulatorSelection: String, ExpressibleByArgument, CaseIterable {
+    case translate, interpret, both
+
+    var kinds: [EmulatorKind] {
+        switch self {
+        case .translate: return [.translate]
+        case .interpret: return [.interpret]
+        case .both: return EmulatorKind.allCases
+        }
+    }
+}
 
 /// One `--mode` value: a mode, several separated by commas, or `all`.
 struct ModeSelection: ExpressibleByArgument {

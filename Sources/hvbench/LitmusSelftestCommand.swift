@@ -69,7 +69,7 @@ struct LitmusSelftestCommand: AsyncParsableCommand {
                     continue
                 }
             } else {
-                cpu = .emulator
+                cpu = .emulator()
             }
             printError("\(engine): \(vcpus) vCPUs, \(iterations) iterations per test ...")
             let report: LitmusSelfTest.Report

@@ -3,16 +3,19 @@ import Bench
 import Results
 import Foundation
 import Machine
+import X86
 
 /// `hvbench mips`: the emulator's speed in guest instructions per second, beside native and QEMU TCG.
 struct MipsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mips",
-        abstract: "Measure the x86-64 emulator: guest MIPS on cpu.int and cpu.mem-lat, next to native and qemu-tcg.",
+        abstract: "Measure the x86-64 emulator's translator and interpreter: guest MIPS next to native and qemu-tcg.",
         discussion: """
             Instructions per operation are counted by the emulator (two boots, N and 2N iterations: the difference is
-            the timed loop alone). Each system's MIPS is that count over its own median time per operation; native and
-            QEMU run the same workload code, so the figure compares like with like. qemu-tcg runs when
+            the timed loop alone; both emulators must count the same). Each system's MIPS is that count over its own median time per operation; native and
+            QEMU run the same workload code, so the figure compares like with like. Native, the translator, the interpreter
+            and qemu-tcg run interleaved in one run; cpu.pio, cpu.pgfault and cpu.cpuid (a trap or exit each) are shown
+            in ns/op. qemu-tcg runs when
             qemu-system-x86_64 is installed (--no-qemu to skip). Use a release build: a debug build is ~20x slower.
             """)
 
@@ -25,6 +28,9 @@ struct MipsCommand: AsyncParsableCommand {
     @Option(name: .customLong("lat-iterations"), help: "cpu.mem-lat loads per repetition.")
     var latencyIterations: UInt64 = 500_000
 
+    @Option(name: .customLong("platform-iterations"), help: "cpu.pio, cpu.pgfault and cpu.cpuid operations per repetition.")
+    var platformIterations: UInt64 = 2000
+
     @Flag(name: .customLong("no-qemu"), help: "Do not run qemu-tcg.")
     var noQEMU = false
 
@@ -33,6 +39,7 @@ struct MipsCommand: AsyncParsableCommand {
         if let problem = Limits.check(repetitions, in: Limits.repetitions, "--repetitions")
             ?? Limits.check(intIterations, in: iterations, "--int-iterations")
             ?? Limits.check(latencyIterations, in: iterations, "--lat-iterations")
+            ?? Limits.check(platformIterations, in: 100...Limits.iterations.upperBound, "--platform-iterations")
         {
             throw ValidationError(problem)
         }
@@ -45,20 +52,38 @@ struct MipsCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let guest = [UInt8](try Data(contentsOf: artifacts.guestImage))
-        let entries = [
+        func entry(_ id: String, _ iterations: UInt64) -> Suite.Entry {
             Suite.Entry(
-                id: "cpu.int", iterations: intIterations, repetitions: repetitions, warmups: 1, sizeBytes: nil,
-                timeoutSeconds: 600),
-            Suite.Entry(
-                id: "cpu.mem-lat", iterations: latencyIterations, repetitions: repetitions, warmups: 1, sizeBytes: nil,
-                timeoutSeconds: 600),
+                id: id, iterations: iterations, repetitions: repetitions, warmups: 1, sizeBytes: nil, timeoutSeconds: 600)
+        }
+        let counted = [
+            entry("cpu.int", intIterations), entry("cpu.mem-lat", latencyIterations), entry("cpu.callret", intIterations),
         ]
+        // Platform operations: a trap or exit each, so nanoseconds per operation is the figure.
+        let platform = ["cpu.pio", "cpu.pgfault", "cpu.cpuid"].map { entry($0, platformIterations) }
         var counts: [String: EmulatorSpeed.Measurement] = [:]
-        for entry in entries {
-            printError("counting \(entry.id) instructions per operation under the emulator ...")
+        for entry in counted {
+            printError("counting \(entry.id) instructions per operation under both emulators ...")
             do {
-                counts[entry.id] = try EmulatorSpeed.instructionsPerOperation(
-                    benchmark: entry.id, iterations: entry.iterations, sizeBytes: entry.sizeBytes, guestImage: guest)
+                // Both emulators retire the same instructions in the timed loop; the boots' other
+                // parts may differ by a few (spin-waits on the clock), hence the tolerance.
+                let measurements = try EmulatorKind.allCases.map {
+                    try EmulatorSpeed.instructionsPerOperation(
+                        benchmark: entry.id, iterations: entry.iterations, sizeBytes: entry.sizeBytes, guestImage: guest,
+                        emulator: $0)
+                }
+                let (translated, interpreted) = (
+                    measurements[0].instructionsPerOperation, measurements[1].instructionsPerOperation
+                )
+                guard abs(translated - interpreted) <= interpreted * 1e-4 else {
+                    printError(
+                        "\(entry.id): the translator retired \(measurements[0].instructionsPerOperation) instructions per "
+                            + "operation, the interpreter \(measurements[1].instructionsPerOperation)")
+                    throw ExitCode(1)
+                }
+                counts[entry.id] = measurements[1]
+            } catch let error as ExitCode {
+                throw error
             } catch {
                 printError("\(error)")
                 throw ExitCode(1)
@@ -66,38 +91,53 @@ struct MipsCommand: AsyncParsableCommand {
         }
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-mips-\(getpid())")
         defer { try? FileManager.default.removeItem(at: output) }
+        let entries = counted + platform
         var configuration = RunConfiguration(
             systems: [.native, .fullEmulation], suite: Suite(name: "mips", description: "", entries: entries),
             outputDirectory: output)
+        configuration.emulator = .translate
+        configuration.otherEmulators = [.interpret]
         if !noQEMU && ProcessRunner.find("qemu-system-x86_64") != nil { configuration.peers = [PeerKind.qemuTCG] }
         printError(
-            "timing native, full-emulation\(configuration.peers.isEmpty ? "" : " and qemu-tcg") (\(repetitions) repetitions each) ..."
-        )
+            "timing native, both emulators\(configuration.peers.isEmpty ? "" : " and qemu-tcg") "
+                + "(\(repetitions) repetitions each, interleaved) ...")
         let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
 
-        print("benchmark     instr/op  system          ns/op       MIPS     vs native")
+        let systems = [
+            ("native", "native"), ("full-emulation", "translator"), ("full-emulation-interpret", "interpreter"),
+            ("qemu-tcg", "qemu-tcg"),
+        ]
+        print("benchmark     instr/op  system          ns/op       MIPS     vs native  vs interpreter")
         for entry in entries {
-            guard let count = counts[entry.id] else { continue }
-            let native = results.first { $0.system == "native" && $0.benchmark == entry.id }.flatMap(
-                EmulatorSpeed.nanosecondsPerOperation)
-            for system in ["native", "full-emulation", "qemu-tcg"] {
+            let count = counts[entry.id]
+            func perOperation(_ system: String) -> Double? {
+                results.first { $0.system == system && $0.benchmark == entry.id }.flatMap(EmulatorSpeed.nanosecondsPerOperation)
+            }
+            let native = perOperation("native")
+            let interpreter = perOperation("full-emulation-interpret")
+            for (system, label) in systems {
                 guard let result = results.first(where: { $0.system == system && $0.benchmark == entry.id }) else { continue }
-                let label = system == "full-emulation" ? "emulator" : system
+                let instructions = count.map { String(format: "%.1f", $0.instructionsPerOperation) } ?? "-"
                 guard let nanoseconds = EmulatorSpeed.nanosecondsPerOperation(result) else {
                     print(
-                        "\(pad(entry.id, 13)) \(pad("", 9)) \(pad(label, 15)) \(result.status.rawValue): \(result.reason ?? "")")
+                        "\(pad(entry.id, 13)) \(pad(instructions, 9)) \(pad(label, 15)) \(result.status.rawValue): \(result.reason ?? "")"
+                    )
                     continue
                 }
-                let mips = count.instructionsPerOperation / nanoseconds * 1000
+                let mips = count.map { String(format: "%.0f", $0.instructionsPerOperation / nanoseconds * 1000) } ?? "-"
                 let relative = native.map { String(format: "%.3fx", $0 / nanoseconds) } ?? "-"
+                let overInterpreter = interpreter.map { String(format: "%.2fx", $0 / nanoseconds) } ?? "-"
                 print(
-                    "\(pad(entry.id, 13)) \(pad(String(format: "%.1f", count.instructionsPerOperation), 9)) \(pad(label, 15)) "
-                        + "\(pad(String(format: "%.2f", nanoseconds), 11)) \(pad(String(format: "%.0f", mips), 8)) \(relative)")
+                    "\(pad(entry.id, 13)) \(pad(instructions, 9)) \(pad(label, 15)) "
+                        + "\(pad(String(format: "%.2f", nanoseconds), 11)) \(pad(mips, 8)) \(pad(relative, 10)) \(overInterpreter)"
+                )
             }
-            print(
-                String(
-                    format: "%@ emulator over the whole VM run (boot and setup included): %.0f MIPS", pad(entry.id, 13),
-                    count.wholeRunMIPS))
+            if let count {
+                print(
+                    String(
+                        format: "%@ translator over the whole VM run (boot and setup included): %.0f MIPS", pad(entry.id, 13),
+                        count.wholeRunMIPS))
+            }
         }
     }
 

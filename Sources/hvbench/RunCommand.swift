@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bench
+import X86
 import Results
 import Foundation
 import Logging
@@ -16,6 +17,12 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: "VM CPU engine, instead of --mode: kvm or emulator (with --io: the two axes the modes are presets of).")
     var cpu: CPUChoice?
+
+    @Option(
+        help:
+            "How the emulator runs guest code: translate (binary translation, the default) or interpret (the reference interpreter)."
+    )
+    var emulator: EmulatorKind = .translate
 
     @Option(help: "VM devices, instead of --mode: legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
     var io: DeviceChoice?
@@ -264,6 +271,7 @@ struct RunOptions: ParsableArguments {
         configuration.memoryMiB = memory
         configuration.pinnedCPUs = pinnedCPUs
         configuration.vcpus = vcpus
+        configuration.emulator = emulator
         configuration.slowdownPercent = injectSlowdown
         configuration.ioThread = !noIOThread
         configuration.netBackend = netBackend

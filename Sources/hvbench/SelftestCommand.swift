@@ -40,6 +40,9 @@ struct EmulatorSelftestCommand: AsyncParsableCommand {
     @Option(name: .customLong("write-corpus"), help: "Record KVM's outputs for cases 0..<--cases of --seed into this file.")
     var writeCorpus: String?
 
+    @Option(help: "Emulator to compare with KVM: translate, interpret or both.")
+    var emulator: EmulatorSelection = .both
+
     @Option(name: .customLong("show"), help: "Print at most this many mismatches in full.")
     var show: Int = 20
 
@@ -53,8 +56,13 @@ struct EmulatorSelftestCommand: AsyncParsableCommand {
         let report: EmulatorSelfTest.Report
         do {
             if let corpus {
-                report = try EmulatorSelfTest.checkCorpus(at: URL(fileURLWithPath: corpus))
-                print("corpus \(corpus): \(report.cases) cases checked against recorded KVM outputs")
+                var combined = EmulatorSelfTest.Report()
+                for kind in emulator.kinds {
+                    let checked = try EmulatorSelfTest.checkCorpus(at: URL(fileURLWithPath: corpus), emulator: kind)
+                    print("corpus \(corpus): \(checked.cases) cases checked against recorded KVM outputs (\(kind.rawValue))")
+                    combined.merge(checked)
+                }
+                report = combined
             } else {
                 let kvm: KVMSystem
                 do { kvm = try KVMSystem() } catch {
@@ -75,15 +83,17 @@ struct EmulatorSelftestCommand: AsyncParsableCommand {
                     return
                 }
                 let range = only.map { $0..<($0 + 1) } ?? 0..<cases
-                report = try EmulatorSelfTest.compare(seed: seed, range: range, kvm: kvm) { done in
+                report = try EmulatorSelfTest.compare(seed: seed, range: range, kvm: kvm, emulators: emulator.kinds) { done in
                     if isatty(STDERR_FILENO) != 0 { FileHandle.standardError.write(Data("\r\(done)/\(range.count) cases".utf8)) }
                 }
                 if isatty(STDERR_FILENO) != 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+                let emulatorTimes = emulator.kinds.map {
+                    String(format: "%@ %.2f s", $0.rawValue, report.secondsByEmulator[$0] ?? 0)
+                }
                 print(
                     String(
-                        format: "%d cases, seed %llu: KVM %.2f s, emulator %.2f s (whole test kernel incl. boot)", report.cases,
-                        seed,
-                        report.kvmSeconds, report.emulatorSeconds))
+                        format: "%d cases, seed %llu, %d emulator(s): KVM %.2f s, %@ (whole test kernel incl. boot)",
+                        range.count, seed, emulator.kinds.count, report.kvmSeconds, emulatorTimes.joined(separator: ", ")))
             }
         } catch let error as ExitCode {
             throw error

@@ -67,7 +67,7 @@ import X86
     }
 
     @Test func acpiPowerOffEndsTheVMUnderTheEmulator() throws {
-        let boot = try VMBuilder.boot(kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator)
+        let boot = try VMBuilder.boot(kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator())
         #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary)")
     }
 
@@ -101,7 +101,7 @@ import X86
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func aSecondVCPUStartsWithINITSIPISIPI() throws { try aSecondVCPUStarts(cpu: .kvm(try KVMSystem())) }
 
-    @Test func aSecondEmulatedVCPUStartsWithINITSIPISIPI() throws { try aSecondVCPUStarts(cpu: .emulator) }
+    @Test func aSecondEmulatedVCPUStartsWithINITSIPISIPI() throws { try aSecondVCPUStarts(cpu: .emulator()) }
 
     func aSecondVCPUStarts(cpu: VMBuilder.CPU) throws {
         let (boot, flag) = try bootTwoCPUs(vcpus: 2, timeout: 120, cpu: cpu)
@@ -121,7 +121,7 @@ import X86
     }
 
     @Test func theWatchdogStopsEmulatedAPsThatWereNeverStarted() throws {
-        try theWatchdogStopsAPsThatWereNeverStarted(cpu: .emulator)
+        try theWatchdogStopsAPsThatWereNeverStarted(cpu: .emulator())
     }
 
     func theWatchdogStopsAPsThatWereNeverStarted(cpu: VMBuilder.CPU) throws {
@@ -145,7 +145,7 @@ import X86
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func ipiInitAndSipiStormsEndNormally() throws { try ipiInitAndSipiStormsEndNormally(cpu: .kvm(try KVMSystem())) }
 
-    @Test func ipiInitAndSipiStormsEndNormallyInTheEmulator() throws { try ipiInitAndSipiStormsEndNormally(cpu: .emulator) }
+    @Test func ipiInitAndSipiStormsEndNormallyInTheEmulator() throws { try ipiInitAndSipiStormsEndNormally(cpu: .emulator()) }
 
     func ipiInitAndSipiStormsEndNormally(cpu: VMBuilder.CPU) throws {
         var flag: UInt8 = 0
@@ -165,7 +165,7 @@ import X86
     }
 
     @Test func aSpinningEmulatedVCPUDoesNotHoldTheVMWhenAnotherExits() throws {
-        try aSpinningVCPUDoesNotHoldTheVM(cpu: .emulator)
+        try aSpinningVCPUDoesNotHoldTheVM(cpu: .emulator())
     }
 
     func aSpinningVCPUDoesNotHoldTheVM(cpu: VMBuilder.CPU) throws {
@@ -183,7 +183,7 @@ import X86
         let last = NUMAPlacement.configuredCPUs - 1
         let emulated = try VMBuilder.boot(
             kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300, pinnedCPUs: [last],
-            cpu: .emulator)
+            cpu: .emulator())
         #expect(emulated.outcome.ending == .exitDevice(status: 11) && emulated.outcome.vcpuHostCPUs == [last])
         let boot = try VMBuilder.boot(
             kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, pinnedCPUs: [last, 0],
@@ -195,7 +195,7 @@ import X86
     @Test func theEmulatorRunsAtMostEightVCPUs() throws {
         #expect {
             try VMBuilder.boot(
-                kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .emulator, vcpus: 9)
+                kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .emulator(), vcpus: 9)
         } throws: { "\($0)".contains("at most 8 vCPUs") }
     }
 

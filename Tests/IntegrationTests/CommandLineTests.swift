@@ -66,7 +66,7 @@ import Results
         }
         // The emulator needs no /dev/kvm: full-emulation runs everywhere.
         let emulated = run.results.first { $0.system == "full-emulation" && $0.benchmark == "cpu.int" }
-        #expect(emulated?.status == .ok && emulated?.engine == "emulator", "\(emulated?.reason ?? "no full-emulation result")")
+        #expect(emulated?.status == .ok && emulated?.engine == "emulator-translate", "\(emulated?.reason ?? "no full-emulation result")")
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("results.csv").path))
         #expect(output.standardOutput.contains { $0.contains("% native") })
     }

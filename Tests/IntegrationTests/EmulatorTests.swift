@@ -15,17 +15,20 @@ import Results
 @Suite(.serialized) struct EmulatorTests {
     @Test func committedCorpusMatchesKVMsRecordedOutputs() throws {
         let corpus = try Workspace.locate().root.appendingPathComponent("Workloads/emulator/differential-corpus.txt")
-        let report = try EmulatorSelfTest.checkCorpus(at: corpus)
-        #expect(report.cases == 2000)
-        #expect(report.faultedAlike > 0, "the corpus includes cases that raise exceptions")
-        #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(5).map(\.description).joined(separator: "\n"))")
+        for emulator in EmulatorKind.allCases {
+            let report = try EmulatorSelfTest.checkCorpus(at: corpus, emulator: emulator)
+            #expect(report.cases == 2000)
+            #expect(report.faultedAlike > 0, "the corpus includes cases that raise exceptions")
+            #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(5).map(\.description).joined(separator: "\n"))")
+        }
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func liveDifferentialCasesAgreeWithKVM() throws {
         // A different seed from the corpus, so the two checks cover different sequences.
         let report = try EmulatorSelfTest.compare(seed: 20_261_121, range: 0..<6000, kvm: try KVMSystem())
-        #expect(report.cases == 6000)
+        #expect(report.cases == 12000, "6000 cases, each under the translator and the interpreter")
+        #expect(Set(report.secondsByEmulator.keys) == Set(EmulatorKind.allCases))
         #expect(report.mismatches.isEmpty, "\(report.mismatches.prefix(5).map(\.description).joined(separator: "\n"))")
     }
 
@@ -66,7 +69,7 @@ import Results
         var diagnostics: [String] = []
         let boot = try VMBuilder.boot(
             kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: 300,
-            cpu: .emulator, prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
+            cpu: .emulator(), prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
             inspect: { memory in
                 let outcome = try? DifferentialHarness.outcomes(memory, cases: [testCase])
                 diagnostics.append("status \(outcome?.first?.status ?? 0)")
@@ -81,8 +84,8 @@ import Results
         let boot = try VMBuilder.boot(
             kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16,
             timeout: 300,
-            cpu: .emulator)
-        #expect(boot.engineName == "emulator")
+            cpu: .emulator())
+        #expect(boot.engineName == "emulator-translate")
         #expect(boot.console == "hi")
         #expect(boot.outcome.ending == .exitDevice(status: 11))
         #expect(boot.instructionsRetired ?? 0 >= 6)
@@ -92,7 +95,7 @@ import Results
         let started = Date()
         let boot = try VMBuilder.boot(
             kernel: TestKernels.multiboot(code: TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1,
-            cpu: .emulator)
+            cpu: .emulator())
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
         #expect(Date().timeIntervalSince(started) < 15)
     }
@@ -101,7 +104,7 @@ import Results
         // 32-bit: jmp to 0xF0000000 (no RAM there) -> the VM ends with a reason; the process lives on.
         let code: [UInt8] = [0xB8, 0x00, 0x00, 0x00, 0xF0, 0xFF, 0xE0]
         let boot = try VMBuilder.boot(
-            kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator)
+            kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator())
         guard case .shutdown(let why) = boot.outcome.ending else {
             Issue.record("expected a shutdown, got \(boot.outcome.ending)")
             return
@@ -109,31 +112,38 @@ import Results
         #expect(why.contains("outside guest RAM"))
     }
 
+    /// Every CPU benchmark under both emulators, interleaved in one run: the same result lines
+    /// (status, metrics, sample counts, interrupts), timings aside.
     @Test(arguments: everyBenchmark.filter { !$0.hasPrefix("net.") && !$0.hasPrefix("disk.") })
     func everyCPUBenchmarkRunsInFullEmulation(_ id: String) async throws {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(
-            RunConfiguration(systems: [.fullEmulation], suite: tinySuite(id), outputDirectory: output))
-        let result = try #require(results.first)
-        #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
-        #expect(result.engine == "emulator")
-        #expect(result.vcpus == BenchmarkDefinition.named(id)?.minimumCPUs ?? 1)
-        #expect(result.privilege == "cpl3")
-        for metric in result.metrics {
-            #expect(metric.samples.count == 2)
-            #expect(metric.samples.allSatisfy { $0 > 0 && $0.isFinite }, "\(id) \(metric.name): \(metric.samples)")
+        var configuration = RunConfiguration(systems: [.fullEmulation], suite: tinySuite(id), outputDirectory: output)
+        configuration.otherEmulators = [.interpret]
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+        try #require(results.count == 2)
+        for (result, engine) in zip(results, ["emulator-translate", "emulator-interpret"]) {
+            #expect(result.status == .ok, "\(id) \(engine): \(result.reason ?? "")")
+            #expect(result.engine == engine)
+            #expect(result.vcpus == BenchmarkDefinition.named(id)?.minimumCPUs ?? 1)
+            #expect(result.privilege == "cpl3")
+            for metric in result.metrics {
+                #expect(metric.samples.count == 2)
+                #expect(metric.samples.allSatisfy { $0 > 0 && $0.isFinite }, "\(id) \(metric.name): \(metric.samples)")
+            }
+            if id == "cpu.pio" { #expect((result.exits?.unclaimedPortReads ?? 0) >= 40) }
+            if id == "cpu.mmio" { #expect((result.exits?.mmio ?? 0) >= 40) }
+            if id.hasPrefix("irq.") || id == "cpu.ipi-self" {
+                // 2 repetitions of 20 operations and a latency pass of 20: one timer interrupt each,
+                // and every handler ends it with an EOI.
+                let exits = try #require(result.exits)
+                #expect(exits.interrupts == 60, "\(id) \(engine): \(exits)")
+                #expect(exits.endOfInterrupts == exits.interrupts)
+            }
         }
-        if id == "cpu.pio" { #expect((result.exits?.unclaimedPortReads ?? 0) >= 40) }
-        if id == "cpu.mmio" { #expect((result.exits?.mmio ?? 0) >= 40) }
-        if id.hasPrefix("irq.") || id == "cpu.ipi-self" {
-            // 2 repetitions of 20 operations and a latency pass of 20: one timer interrupt each,
-            // and every handler ends it with an EOI.
-            let exits = try #require(result.exits)
-            #expect(exits.interrupts == 60, "\(id): \(exits)")
-            #expect(exits.endOfInterrupts == exits.interrupts)
-        }
+        #expect(results[0].metrics.map(\.name) == results[1].metrics.map(\.name))
+        #expect(results[0].system == "full-emulation" && results[1].system == "full-emulation-interpret")
     }
 
     @Test(arguments: [
@@ -151,7 +161,7 @@ import Results
         configuration.diskRegionSectors = 4096
         let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
         #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")
-        #expect(result.engine == "emulator")
+        #expect(result.engine == "emulator-translate")
         let exits = try #require(result.exits)
         if id.hasSuffix("-moderated") {
             // ITR holds interrupts back (how many depends on how fast the emulator sends), and

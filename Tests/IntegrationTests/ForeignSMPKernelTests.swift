@@ -46,7 +46,7 @@ import VMM
     /// trampoline's 16-bit code, lgdt, the switch to protected mode and the far jump.
     @Test(arguments: [2, 3])
     func bootsItsCPUsAndPowersOffInTheEmulator(vcpus: Int) async throws {
-        try await bootsItsCPUsAndPowersOff(vcpus: vcpus, cpu: .emulator)
+        try await bootsItsCPUsAndPowersOff(vcpus: vcpus, cpu: .emulator())
     }
 
     func bootsItsCPUsAndPowersOff(vcpus: Int, cpu: VMBuilder.CPU) async throws {

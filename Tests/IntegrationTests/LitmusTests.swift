@@ -28,8 +28,8 @@ import VMM
     }
 
     @Test func nothingForbiddenAppearsInTheEmulator() async throws {
-        let report = try LitmusSelfTest.run(guest: try await guest(), cpu: .emulator, vcpus: 4, iterations: 1_000_000)
-        #expect(report.engine == "emulator")
+        let report = try LitmusSelfTest.run(guest: try await guest(), cpu: .emulator(), vcpus: 4, iterations: 1_000_000)
+        #expect(report.engine == "emulator-translate")
         expectNothingForbidden(report)
     }
 
@@ -44,7 +44,7 @@ import VMM
     /// The checks themselves: one forbidden outcome planted per test is reported by each (sb has
     /// none to plant: its store-buffer outcome is allowed).
     @Test func everyCheckFindsAPlantedViolation() async throws {
-        var engines: [VMBuilder.CPU] = [.emulator]
+        var engines: [VMBuilder.CPU] = [.emulator()]
         if Host.hasKVM { engines.append(.kvm(try KVMSystem())) }
         for cpu in engines {
             let report = try LitmusSelfTest.run(
@@ -59,11 +59,11 @@ import VMM
     }
 
     @Test func twoVCPUsSkipIRIWWithTheReason() async throws {
-        let report = try LitmusSelfTest.run(guest: try await guest(), cpu: .emulator, vcpus: 2, iterations: 1000)
+        let report = try LitmusSelfTest.run(guest: try await guest(), cpu: .emulator(), vcpus: 2, iterations: 1000)
         #expect(report.outcomes.map(\.test) == LitmusSelfTest.twoCPUTests)
         #expect(report.skipped == ["iriw-needs-four-cpus"])
         #expect(report.passed)
-        let alone = try LitmusSelfTest.run(guest: try await guest(), cpu: .emulator, vcpus: 1, iterations: 1000)
+        let alone = try LitmusSelfTest.run(guest: try await guest(), cpu: .emulator(), vcpus: 1, iterations: 1000)
         #expect(alone.failure == "no-second-cpu")
     }
 
@@ -78,7 +78,7 @@ import VMM
             try LitmusSelfTest.parse(console: "HVB1 litmus iterations=5 forbidden=0 overlap=2 relaxed=0")
         } throws: { "\($0)".contains("without a test name") }
         #expect(throws: LitmusError.self) {
-            try LitmusSelfTest.run(guest: [], cpu: .emulator, vcpus: 2, iterations: 0)
+            try LitmusSelfTest.run(guest: [], cpu: .emulator(), vcpus: 2, iterations: 0)
         }
     }
 }

@@ -53,7 +53,7 @@ import VMM
     }
 
     @Test func theEmulatorRunsThemAsTheArchitectureSays() throws {
-        let (ending, results) = try run(.emulator)
+        let (ending, results) = try run(.emulator())
         #expect(ending == .exitDevice(status: 1), "\(ending.summary)")
         let cr0 = Self.word(results, 0)
         #expect(cr0 & 1 == 1, "protected mode")
@@ -69,7 +69,7 @@ import VMM
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func kvmAgrees() throws {
-        let emulated = try run(.emulator)
+        let emulated = try run(.emulator())
         let hardware = try run(.kvm(try KVMSystem()))
         #expect(hardware.ending == .exitDevice(status: 1), "\(hardware.ending.summary)")
         #expect(hardware.results == emulated.results, "KVM \(hardware.results) vs emulator \(emulated.results)")

@@ -74,7 +74,7 @@ import VMM
     }
 
     @Test func theEmulatorRaisesGeneralProtection() throws {
-        let emulated = try run(.emulator)
+        let emulated = try run(.emulator())
         #expect(emulated.ending == .exitDevice(status: 1), "\(emulated.ending.summary)")
         #expect(emulated.faults == 2 && emulated.errors == [0, 0])
         #expect(emulated.rips == [Self.base + 74, Self.base + 123], "RIP at the faulting rdmsr and wrmsr")
