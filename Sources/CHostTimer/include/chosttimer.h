@@ -14,4 +14,16 @@ static inline uint64_t chosttimer_rdtsc(void) {
 #endif
 }
 
+/* Whether the host has BMI2 (shrx, shlx): the binary translator's inline TLB checks use them
+ * because they leave the flags alone. CPUID leaf 7, subleaf 0, EBX bit 8. */
+static inline int chosttimer_host_has_bmi2(void) {
+#if defined(__x86_64__)
+    uint32_t eax = 7, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    return (ebx >> 8) & 1;
+#else
+    return 0;
+#endif
+}
+
 #endif

@@ -43,12 +43,9 @@ extension BlockTranslator {
             assembler.shift(kind, size: size, .rax, count: UInt8(truncatingIfNeeded: instruction.immediate))
             assembler.store(.rax, guest: rm, size: size)
         case .shiftCL:
-            // rcx is the pass counter: parked in r9 while CL holds the guest's count.
             assembler.load(.rax, guest: rm, size: size)
-            assembler.move(size: 8, .r9, .rcx)
             assembler.load(.rcx, guest: 1, size: 1)
             assembler.shiftByCL(kind, size: size, .rax)
-            assembler.move(size: 8, .rcx, .r9)
             assembler.store(.rax, guest: rm, size: size)
         case .imulRegRm:
             assembler.load(.rax, guest: reg, size: size)
@@ -108,5 +105,104 @@ extension BlockTranslator {
             assembler.loadAddress(.rax, base: .rax, index: .rdx, scale: instruction.scale, displacement: 0)
             assembler.loadAddress(.rax, base: .rax, index: .r9, scale: 0, displacement: 0)
         }
+    }
+
+    /// Host code for an instruction whose ModRM operand is memory: the address into r11, the
+    /// TLB check (a miss calls `miss` with the jump to patch), then the operation on [r10 + r11].
+    static func emitWithMemory(
+        _ instruction: Instruction, user: Bool, into assembler: inout HostAssembler, miss: (Int) -> Void
+    ) {
+        let size = instruction.size
+        let reg = instruction.reg
+        let kind = instruction.sub
+        emitAddress(instruction, into: &assembler)
+        assembler.move(size: 8, .r11, .rax)
+        func check(write: Bool, size: UInt8) { miss(assembler.checkTLB(write: write, size: size, user: user)) }
+        switch instruction.op {
+        case .movRegRm:
+            check(write: false, size: size)
+            assembler.loadGuestMemory(.rax, size: size)
+            assembler.store(.rax, guest: reg, size: size)
+        case .movRmReg:
+            check(write: true, size: size)
+            assembler.load(.rax, guest: reg, size: size)
+            assembler.storeGuestMemory(.rax, size: size)
+        case .movRmImm:
+            check(write: true, size: size)
+            assembler.move(.rax, immediate: instruction.immediate)
+            assembler.storeGuestMemory(.rax, size: size)
+        case .aluRegRm, .imulRegRm, .cmovcc:
+            check(write: false, size: size)
+            assembler.loadGuestMemory(.rdx, size: size)
+            assembler.load(.rax, guest: reg, size: size)
+            switch instruction.op {
+            case .aluRegRm: assembler.alu(kind, size: size, .rax, .rdx)
+            case .imulRegRm: assembler.multiply(size: size, .rax, .rdx)
+            default: assembler.conditionalMove(kind, size: size, .rax, .rdx)
+            }
+            if instruction.op != .aluRegRm || kind != 7 { assembler.store(.rax, guest: reg, size: size) }
+        case .aluRmReg, .aluRmImm:
+            let compareOnly = kind == 7
+            check(write: !compareOnly, size: size)
+            assembler.loadGuestMemory(.rax, size: size)
+            if instruction.op == .aluRmReg {
+                assembler.load(.rdx, guest: reg, size: size)
+                assembler.alu(kind, size: size, .rax, .rdx)
+            } else {
+                assembler.alu(kind, size: size, .rax, immediate: instruction.immediate)
+            }
+            if !compareOnly { assembler.storeGuestMemory(.rax, size: size) }
+        case .testRmReg:
+            check(write: false, size: size)
+            assembler.loadGuestMemory(.rax, size: size)
+            assembler.load(.rdx, guest: reg, size: size)
+            assembler.test(size: size, .rax, .rdx)
+        case .testRmImm:
+            check(write: false, size: size)
+            assembler.loadGuestMemory(.rax, size: size)
+            assembler.test(size: size, .rax, immediate: instruction.immediate)
+        case .incRm, .decRm, .notRm, .negRm:
+            let unary: [Op: UInt8] = [.incRm: 0, .decRm: 1, .notRm: 2, .negRm: 3]
+            check(write: true, size: size)
+            assembler.loadGuestMemory(.rax, size: size)
+            assembler.unary(unary[instruction.op]!, size: size, .rax)
+            assembler.storeGuestMemory(.rax, size: size)
+        case .movzx, .movsx:
+            let sourceSize = instruction.size2
+            check(write: false, size: sourceSize)
+            assembler.loadGuestMemory(.rdx, size: sourceSize)
+            assembler.extend(signed: instruction.op == .movsx, size: size, .rax, .rdx, sourceSize: sourceSize)
+            assembler.store(.rax, guest: reg, size: size)
+        default:
+            preconditionFailure("\(instruction.op) has no translated memory form")
+        }
+    }
+
+    /// `push` of 8 bytes: a register's value (read before RSP changes) or a constant.
+    static func emitPush(
+        register: UInt8? = nil, immediate: UInt64 = 0, user: Bool, into assembler: inout HostAssembler,
+        miss: (Int) -> Void
+    ) {
+        assembler.load(.rdx, guest: 4, size: 8)
+        assembler.loadAddress(.r11, base: .rdx, displacement: -8)
+        miss(assembler.checkTLB(write: true, size: 8, user: user))
+        if let register {
+            assembler.load(.rax, guest: register, size: 8)
+        } else {
+            assembler.move(.rax, immediate: immediate)
+        }
+        assembler.storeGuestMemory(.rax, size: 8)
+        assembler.loadAddress(.rdx, base: .rdx, displacement: -8)
+        assembler.store(.rdx, guest: 4, size: 8)
+    }
+
+    /// `pop` of 8 bytes into rax (RSP already advanced).
+    static func emitPop(user: Bool, into assembler: inout HostAssembler, miss: (Int) -> Void) {
+        assembler.load(.rdx, guest: 4, size: 8)
+        assembler.move(size: 8, .r11, .rdx)
+        miss(assembler.checkTLB(write: false, size: 8, user: user))
+        assembler.loadGuestMemory(.rax, size: 8)
+        assembler.loadAddress(.rdx, base: .rdx, displacement: 8)
+        assembler.store(.rdx, guest: 4, size: 8)
     }
 }

@@ -1,105 +1,164 @@
 /// Turns a run of decoded guest instructions into host code.
 ///
-/// A block is a straight run of 64-bit-mode instructions that touch only registers and flags
-/// (so nothing in it can fault, exit to the VMM or be interrupted half-way), ended by a jmp or
-/// jcc to a known target, or by the first instruction it does not translate, which the
-/// interpreter then executes. Each guest instruction becomes the same host instruction on the
-/// guest's register values, so results and all six arithmetic flags (the undefined ones too)
-/// are the host CPU's, as under KVM. The guest's flags live in the host's RFLAGS for the whole
-/// block and are saved at its end.
+/// A block is a trace of 64-bit-mode instructions: it follows unconditional jumps and direct
+/// calls into their targets, and a `ret` that returns to where an inlined call came from
+/// continues after that call (a check that the popped address is that one, or the block ends
+/// there). It ends at a conditional branch, an indirect jump, a `ret` it cannot predict, or
+/// before the first instruction it does not translate, which the interpreter then executes.
+///
+/// Each guest instruction becomes the same host instruction on the guest's values, so results
+/// and all six arithmetic flags (the undefined ones too) are the host CPU's, as under KVM. The
+/// guest's flags live in the host's RFLAGS for the whole block and are saved at its end; the
+/// code between guest instructions (addresses, TLB checks) touches no flag.
+///
+/// Memory operands go through the software TLB inline (`HostAssembler.checkTLB`). A miss leaves
+/// the block before the instruction with everything before it done and nothing of it: the
+/// interpreter then runs it, so page faults, MMIO, port I/O and stores to code behave exactly
+/// as without translation (precise state, CR2, the device exit and its replay).
 ///
 /// A block whose branch leads back to its own start loops inside the host code, up to a pass
 /// limit the caller gives (its instruction budget, and how long it may run between checks for
 /// interrupts and stop requests).
 ///
-/// The function's contract (System V): rdi = the guest registers, rsi = two words, [rsi] the
-/// guest's RFLAGS in and out and [rsi + 8] the pass limit in and the passes left out; it returns
-/// the next guest RIP. Passes run = limit - left; each retires `instructionCount` instructions.
+/// The function's contract (System V): rdi = the guest registers; rsi = the frame: [rsi] the
+/// guest's RFLAGS in and out, [rsi + 8] the pass limit in and the passes left out, [rsi + 16]
+/// out: the instructions the last pass retired, [rsi + 24] the TLB, [rsi + 32] guest RAM. It
+/// returns the next guest RIP. Retired = (passes run - 1) * `instructionCount` + [rsi + 16].
 struct BlockTranslator {
     /// Instructions per block at most (the rest goes into the next block).
     static let maximumInstructions = 64
+    /// Inlined calls a block follows at most (deeper calls end it).
+    static let maximumCallDepth = 8
 
     struct Block {
         var code: [UInt8]
+        /// Instructions of one full pass.
         var instructionCount: Int
         /// Linear pages its instructions came from (invlpg of one invalidates it).
         var linearPages: [UInt64]
+    }
+
+    /// What the translation may assume about the code it runs under.
+    struct Context {
+        /// The block runs at CPL3 (TLB lookups carry the user tag bit).
+        var user: Bool
+        /// Memory operands are translated (the host has BMI2 for flag-free TLB checks).
+        var memory: Bool
+    }
+
+    /// Where the host code leaves the block: jump fields patched to a stub that records how
+    /// many instructions the pass retired and the next RIP (nil: already in rax).
+    struct Exit {
+        var field: Int
+        var retired: Int
+        var target: UInt64?
     }
 
     /// Host code for the guest instructions starting with `first` at `start`, or nil if `first` is
     /// not one the translator handles. `next` decodes the instruction at an address, or returns
     /// nil where decoding would fault (the block ends before it).
     static func translate(
-        start: UInt64, first: Instruction, next: (UInt64) -> Instruction?
+        start: UInt64, first: Instruction, context: Context, next: (UInt64) -> Instruction?
     ) -> Block? {
-        guard translatable(first) else { return nil }
+        guard translatable(first, context) else { return nil }
         var assembler = HostAssembler()
-        assembler.loadPassLimit()
+        assembler.prologue()
         assembler.loadArithmeticFlags()
         let body = assembler.position
         assembler.countPass()
-        var exits: [(field: Int, target: UInt64)] = []
+        var exits: [Exit] = []
         var loops: [Int] = []
+        var returnAddresses: [UInt64] = []
         var instruction = first
         var count = 0
-        var pages: Set<UInt64> = [start >> 12]
+        var pages: Set<UInt64> = []
         var rip = start
-        while true {
-            count += 1
+        trace: while true {
+            pages.insert(rip >> 12)
             let after = rip &+ UInt64(instruction.length)
             pages.insert((after &- 1) >> 12)
+            // A memory operand's miss leaves before this instruction, with what came before it retired.
+            let (retiredBefore, here) = (count, rip)
+            let miss = { (field: Int) in exits.append(Exit(field: field, retired: retiredBefore, target: here)) }
+            count += 1
+            var following = after
             switch instruction.op {
             case .jmp:
-                if instruction.immediate == start { loops.append(assembler.position) }
-                exits.append((assembler.jump(), instruction.immediate))
+                guard instruction.immediate != start else {
+                    loops.append(assembler.jump())
+                    break trace
+                }
+                following = instruction.immediate
             case .jcc:
                 let taken = assembler.jump(if: instruction.sub)
-                exits.append((assembler.jump(), after))
+                exits.append(Exit(field: assembler.jump(), retired: count, target: after))
                 if instruction.immediate == start {
-                    assembler.bind(taken, to: assembler.position)
-                    loops.append(assembler.position)
-                    exits.append((assembler.jump(), start))
+                    loops.append(taken)
                 } else {
-                    exits.append((taken, instruction.immediate))
+                    exits.append(Exit(field: taken, retired: count, target: instruction.immediate))
                 }
+                break trace
+            case .call:
+                emitPush(immediate: after, user: context.user, into: &assembler, miss: miss)
+                returnAddresses.append(after)
+                following = instruction.immediate
+            case .pushReg:
+                emitPush(register: instruction.reg, user: context.user, into: &assembler, miss: miss)
+            case .pushImm:
+                emitPush(immediate: instruction.immediate, user: context.user, into: &assembler, miss: miss)
+            case .popReg:
+                emitPop(user: context.user, into: &assembler, miss: miss)
+                assembler.store(.rax, guest: instruction.reg, size: 8)
+            case .ret:
+                emitPop(user: context.user, into: &assembler, miss: miss)
+                guard let expected = returnAddresses.popLast() else {
+                    exits.append(Exit(field: assembler.jump(), retired: count, target: nil))
+                    break trace
+                }
+                exits.append(Exit(field: assembler.jumpUnless(rax: expected), retired: count, target: nil))
+                following = expected
+            case .jmpRm:
+                assembler.load(.rax, guest: instruction.rm, size: 8)
+                exits.append(Exit(field: assembler.jump(), retired: count, target: nil))
+                break trace
             default:
-                emit(instruction, into: &assembler)
+                if instruction.isRegister || !hasMemoryOperand(instruction.op) {
+                    emit(instruction, into: &assembler)
+                } else {
+                    emitWithMemory(instruction, user: context.user, into: &assembler, miss: miss)
+                }
             }
-            if instruction.op == .jmp || instruction.op == .jcc { break }
-            rip = after
-            guard count < maximumInstructions, let following = next(rip), translatable(following) else {
-                exits.append((assembler.jump(), rip))
+            rip = following
+            guard count < maximumInstructions, returnAddresses.count <= maximumCallDepth, let decoded = next(rip),
+                translatable(decoded, context)
+            else {
+                exits.append(Exit(field: assembler.jump(), retired: count, target: rip))
                 break
             }
-            instruction = following
+            instruction = decoded
         }
-        // Exits: each loads its RIP and joins the epilogue. Loops go back to the body unless the
-        // passes are used up (then the block ends at its own start).
-        let loopExits = loops
-        var loopPatches: [Int] = []
-        for site in loopExits {
-            // The site is a `jmp` placeholder recorded above (its field follows the opcode byte).
-            loopPatches.append(site + 1)
-        }
-        var epilogueJumps: [Int] = []
-        var targets: [UInt64: Int] = [:]
-        for (field, target) in exits where !loopPatches.contains(field) {
-            if let existing = targets[target] {
-                assembler.bind(field, to: existing)
-                continue
-            }
-            targets[target] = assembler.position
+        // Loops go back to the body unless the passes are used up (then the block ends at its
+        // own start, the pass complete).
+        for field in loops {
             assembler.bind(field, to: assembler.position)
-            assembler.move(.rax, immediate: target)
-            epilogueJumps.append(assembler.jump())
-        }
-        for field in loopPatches {
-            let loopStart = assembler.position
-            assembler.bind(field, to: loopStart)
             let done = assembler.jumpIfPassesDone()
             assembler.bind(assembler.jump(), to: body)
             assembler.bind(done, to: assembler.position, short: true)
-            assembler.move(.rax, immediate: start)
+            exits.append(Exit(field: assembler.jump(), retired: count, target: start))
+        }
+        // Exit stubs: one per (retired, target), each joining the epilogue.
+        var stubs: [String: Int] = [:]
+        var epilogueJumps: [Int] = []
+        for exit in exits {
+            let key = "\(exit.retired) \(exit.target.map { String($0) } ?? "rax")"
+            if let existing = stubs[key] {
+                assembler.bind(exit.field, to: existing)
+                continue
+            }
+            stubs[key] = assembler.position
+            assembler.bind(exit.field, to: assembler.position)
+            assembler.recordRetired(exit.retired)
+            if let target = exit.target { assembler.move(.rax, immediate: target) }
             epilogueJumps.append(assembler.jump())
         }
         let epilogue = assembler.position
@@ -108,31 +167,56 @@ struct BlockTranslator {
         return Block(code: assembler.bytes, instructionCount: count, linearPages: Array(pages))
     }
 
-    /// Whether the translator handles `instruction`: register operands only, 64-bit code.
-    static func translatable(_ instruction: Instruction) -> Bool {
+    /// Whether the translator handles `instruction`: 64-bit code; register operands, or with
+    /// `context.memory` a plain memory operand (no segment override, 64-bit addressing, no lock).
+    static func translatable(_ instruction: Instruction, _ context: Context) -> Bool {
+        // Code CPL3 may not execute: the interpreter raises the page fault.
+        if context.user && !instruction.userExecutable { return false }
         let size = instruction.size
-        let registerOperand = instruction.isRegister
+        let plainMemory =
+            context.memory && instruction.addressSize == 8 && instruction.segment == 0xFF && !instruction.locked
+        let operandOK = instruction.isRegister || (plainMemory && hasMemoryOperand(instruction.op))
         switch instruction.op {
         case .jmp, .jcc, .nop, .pause:
             return true
-        case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .testRmReg, .incRm, .decRm, .notRm, .negRm,
-            .shiftImm, .shiftCL, .xchgRmReg:
-            return registerOperand
+        case .call, .pushImm:
+            return plainMemory && size == 8
+        case .ret:
+            return plainMemory && size == 8 && instruction.immediate == 0
+        case .pushReg, .popReg:
+            return plainMemory && size == 8
+        case .jmpRm:
+            return instruction.isRegister && size == 8
+        case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .testRmReg, .incRm, .decRm, .notRm, .negRm:
+            return operandOK
+        case .shiftImm, .shiftCL, .xchgRmReg:
+            return instruction.isRegister
         case .aluRmImm, .testRmImm:
-            return registerOperand && (size != 8 || fitsInt32(instruction.immediate))
+            return operandOK && (size != 8 || fitsInt32(instruction.immediate))
         case .imulRegRm:
-            return registerOperand && size != 1
+            return operandOK && size != 1
         case .imulRegRmImm:
-            return registerOperand && size != 1 && (size != 8 || fitsInt32(instruction.immediate))
+            return instruction.isRegister && size != 1 && (size != 8 || fitsInt32(instruction.immediate))
         case .movzx, .movsx:
             let sourceSize = instruction.size2
-            return registerOperand && (sourceSize == 4 ? size == 8 : sourceSize < size)
+            return operandOK && (sourceSize == 4 ? size == 8 : sourceSize < size)
         case .cmovcc:
-            return registerOperand && size != 1
+            return operandOK && size != 1
         case .setcc:
-            return registerOperand
+            return instruction.isRegister
         case .lea:
             return instruction.addressSize != 2 && size != 1
+        default:
+            return false
+        }
+    }
+
+    /// Ops whose ModRM operand may be memory in a translated block.
+    static func hasMemoryOperand(_ op: Op) -> Bool {
+        switch op {
+        case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .aluRmImm, .testRmReg, .testRmImm, .incRm, .decRm,
+            .notRm, .negRm, .imulRegRm, .movzx, .movsx, .cmovcc:
+            return true
         default:
             return false
         }

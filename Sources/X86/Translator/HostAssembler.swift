@@ -1,13 +1,16 @@
 /// Host x86-64 machine code for translated blocks: the few instruction forms the translator
 /// emits, encoded by hand (Intel SDM vol. 2, chapter 2). Guest registers live in memory at
-/// [rdi + 8 * n]; the host registers used are rax and rdx (operands), r9 (wide constants) and
-/// rcx (the block's pass counter, changed only by flag-free instructions).
+/// [rdi + 8 * n]. Host registers: rax and rdx (operands), r9 (wide constants, TLB entry),
+/// r11 (a guest address), rcx (flag-free comparisons with jrcxz), and from the frame rbx (the
+/// pass counter), r8 (the software TLB), r10 (guest RAM) and r12 (the constant 12), rbx and
+/// r12...r13 saved and restored as System V requires. Between guest instructions only
+/// flag-free host instructions run, so the guest's flags stay in the host's RFLAGS.
 struct HostAssembler {
     enum Register: UInt8 {
-        case rax = 0, rcx = 1, rdx = 2, rsi = 6, rdi = 7, r9 = 9
+        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13
     }
 
-    private(set) var bytes: [UInt8] = []
+    var bytes: [UInt8] = []
 
     init() { bytes.reserveCapacity(1024) }
 
@@ -40,7 +43,7 @@ struct HostAssembler {
     // MARK: Register to register
 
     /// Operand-size prefix and REX for `size` with ModRM.reg `reg` and ModRM.rm `rm`.
-    private mutating func prefixes(size: UInt8, reg: UInt8 = 0, rm: UInt8 = 0, index: UInt8 = 0) {
+    mutating func prefixes(size: UInt8, reg: UInt8 = 0, rm: UInt8 = 0, index: UInt8 = 0) {
         if size == 2 { bytes.append(0x66) }
         var rex: UInt8 = 0
         if size == 8 { rex |= 0x48 }
@@ -50,7 +53,7 @@ struct HostAssembler {
         if rex != 0 { bytes.append(rex | 0x40) }
     }
 
-    private mutating func registerForm(size: UInt8, opcode: [UInt8], reg: UInt8, rm: Register) {
+    mutating func registerForm(size: UInt8, opcode: [UInt8], reg: UInt8, rm: Register) {
         prefixes(size: size, reg: reg, rm: rm.rawValue)
         bytes += opcode
         bytes.append(0xC0 | (reg & 7) << 3 | (rm.rawValue & 7))
@@ -144,27 +147,40 @@ struct HostAssembler {
 
     // MARK: Flags and the block's frame
 
-    /// Replaces the host's six arithmetic flags with those in [rsi] (other flags, DF and TF
-    /// among them, stay the host's). Clobbers rax and rdx.
-    mutating func loadArithmeticFlags() {
-        bytes += [0x9C, 0x58]  // pushfq; pop rax
-        bytes += [0x48, 0x25] + le32(~UInt32(X86CPU.arithmeticFlags))  // and rax, ~0x8D5
-        bytes += [0x48, 0x8B, 0x16]  // mov rdx, [rsi]
-        bytes += [0x48, 0x81, 0xE2] + le32(UInt32(X86CPU.arithmeticFlags))  // and rdx, 0x8D5
-        bytes += [0x48, 0x09, 0xD0, 0x50, 0x9D]  // or rax, rdx; push rax; popfq
+    /// Saves rbx, r12 and r13; loads the pass limit (rbx), the TLB (r8), guest RAM (r10) and 12
+    /// (r12) from the frame.
+    mutating func prologue() {
+        bytes += [0x53, 0x41, 0x54, 0x41, 0x55]  // push rbx; push r12; push r13
+        bytes += [0x48, 0x8B, 0x5E, 0x08]  // mov rbx, [rsi+8]
+        bytes += [0x4C, 0x8B, 0x46, 0x18]  // mov r8, [rsi+24]
+        bytes += [0x4C, 0x8B, 0x56, 0x20]  // mov r10, [rsi+32]
+        bytes += [0x41, 0xBC, 12, 0, 0, 0]  // mov r12d, 12
     }
 
-    /// [rsi] = RFLAGS, [rsi + 8] = rcx, then return (rax holds the next guest RIP).
+    /// Replaces the host's six arithmetic flags with those in [rsi] without popf (slow on every
+    /// host): OF from `add al, 0x7F` on 0 or 1, the other five with sahf. Clobbers rax and rdx.
+    mutating func loadArithmeticFlags() {
+        bytes += [0x48, 0x8B, 0x16]  // mov rdx, [rsi]
+        bytes += [0x89, 0xD0, 0xC1, 0xE8, 0x0B, 0x83, 0xE0, 0x01]  // mov eax, edx; shr eax, 11; and eax, 1
+        bytes += [0x04, 0x7F]  // add al, 0x7F: OF = the guest's OF
+        bytes += [0x88, 0xD4, 0x9E]  // mov ah, dl; sahf: SF, ZF, AF, PF, CF
+    }
+
+    /// [rsi] = RFLAGS, [rsi + 8] = the passes left, restores rbx, r12 and r13, and returns (rax
+    /// holds the next guest RIP).
     mutating func saveStateAndReturn() {
         bytes += [0x9C, 0x5A, 0x48, 0x89, 0x16]  // pushfq; pop rdx; mov [rsi], rdx
-        bytes += [0x48, 0x89, 0x4E, 0x08, 0xC3]  // mov [rsi+8], rcx; ret
+        bytes += [0x48, 0x89, 0x5E, 0x08]  // mov [rsi+8], rbx
+        bytes += [0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3]  // pop r13; pop r12; pop rbx; ret
     }
 
-    /// rcx = [rsi + 8].
-    mutating func loadPassLimit() { bytes += [0x48, 0x8B, 0x4E, 0x08] }
+    /// [rsi + 16] = the instructions the last pass retired (flag-free).
+    mutating func recordRetired(_ count: Int) {
+        bytes += [0x48, 0xC7, 0x46, 0x10] + le32(UInt32(count))
+    }
 
-    /// `lea rcx, [rcx - 1]`: one pass started, flags untouched.
-    mutating func countPass() { bytes += [0x48, 0x8D, 0x49, 0xFF] }
+    /// `lea rbx, [rbx - 1]`: one pass started, flags untouched.
+    mutating func countPass() { bytes += [0x48, 0x8D, 0x5B, 0xFF] }
 
     // MARK: Control flow (rel32 unless said; targets patched with `bind`)
 
@@ -178,8 +194,24 @@ struct HostAssembler {
         return bytes.count - 4
     }
 
-    /// `jrcxz` (rel8): taken when the pass counter is zero.
+    /// `mov rcx, rbx; jrcxz` (rel8): taken when the pass counter is zero.
     mutating func jumpIfPassesDone() -> Int {
+        bytes += [0x48, 0x89, 0xD9, 0xE3, 0]
+        return bytes.count - 1
+    }
+
+    /// Leaves (returns the rel32 field of the jump) unless rax == `expected`; flag-free.
+    mutating func jumpUnless(rax expected: UInt64) -> Int {
+        move(.rcx, immediate: 0 &- expected)
+        loadAddress(.rcx, base: .rcx, index: .rax, scale: 0, displacement: 0)
+        let equal = jumpIfRCXZero()
+        let field = jump()
+        bind(equal, to: position, short: true)
+        return field
+    }
+
+    /// `jrcxz` (rel8).
+    mutating func jumpIfRCXZero() -> Int {
         bytes += [0xE3, 0]
         return bytes.count - 1
     }
@@ -200,9 +232,9 @@ struct HostAssembler {
         littleEndian(value, count: size == 8 ? 4 : Int(size))
     }
 
-    private mutating func littleEndian(_ value: UInt64, count: Int) {
+    mutating func littleEndian(_ value: UInt64, count: Int) {
         for index in 0..<count { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * index))) }
     }
 
-    private func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+    func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 }

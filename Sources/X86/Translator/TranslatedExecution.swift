@@ -1,3 +1,5 @@
+import CHostTimer
+import Glibc
 import Synchronization
 
 /// A translated block as the host calls it (see `BlockTranslator`).
@@ -27,24 +29,33 @@ public final class TranslationCache {
 
     let table: UnsafeMutablePointer<Entry>
     let memory: ExecutableMemory
-    /// [0]: the guest's RFLAGS in and out; [1]: the pass limit in, the passes left out.
+    /// [0]: the guest's RFLAGS in and out; [1]: the pass limit in, the passes left out; [2]:
+    /// out, the instructions of the last pass; [3]: the software TLB; [4]: guest RAM.
     let frame: UnsafeMutablePointer<UInt64>
+    /// Whether blocks take memory operands (their TLB checks need BMI2).
+    let translatesMemory: Bool
     /// Blocks translated, instructions retired inside blocks, and times the code cache filled.
     public private(set) var blocksTranslated = 0
     public internal(set) var instructionsInBlocks: UInt64 = 0
     public private(set) var cacheResets = 0
 
     /// nil when the host will not map the code cache.
-    public init?(codeBytes: Int = 8 << 20) {
+    public init?(codeBytes: Int = 8 << 20, memoryOperands: Bool = true) {
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
         self.memory = memory
+        translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
         table = .allocate(capacity: Self.entries)
         table.initialize(repeating: Entry(), count: Self.entries)
-        frame = .allocate(capacity: 2)
-        frame.initialize(repeating: 0, count: 2)
+        frame = .allocate(capacity: 5)
+        frame.initialize(repeating: 0, count: 5)
     }
 
     deinit {
+        if getenv("HVB_TRANSLATOR_STATS") != nil {
+            let line =
+                "translator: \(blocksTranslated) blocks, \(instructionsInBlocks) instructions in blocks, \(cacheResets) resets\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
         table.deallocate()
         frame.deallocate()
     }
@@ -70,6 +81,8 @@ extension X86CPU {
     func runTranslating(_ maxInstructions: Int, cache: TranslationCache) -> X86Stop {
         var remaining = maxInstructions
         var sinceStopCheck = 0
+        cache.frame[3] = UInt64(UInt(bitPattern: tlb))
+        cache.frame[4] = UInt64(UInt(bitPattern: ram))
         while remaining > 0 {
             if interruptWork && deviceLog.isEmpty {
                 if let stop = serviceInterrupts() { return stop }
@@ -120,13 +133,15 @@ extension X86CPU {
         guard let function = entry.pointee.function else { return 0 }
         let count = Int(entry.pointee.instructionCount)
         guard budget >= count else { return 0 }
-        let limit = min(budget / count, TranslationCache.passesBetweenChecks)
+        // Most budgets are far above a check interval's worth: no division then.
+        let limit =
+            budget >= count &* TranslationCache.passesBetweenChecks ? TranslationCache.passesBetweenChecks : budget / count
         cache.frame[0] = arithmeticFlagBits
         cache.frame[1] = UInt64(limit)
         rip = function(registers, cache.frame)
         flagSource = .explicit
         flagValue = cache.frame[0] & Self.arithmeticFlags
-        let retiredHere = (limit - Int(cache.frame[1])) * count
+        let retiredHere = (limit - Int(cache.frame[1]) - 1) * count + Int(cache.frame[2])
         retired &+= UInt64(retiredHere)
         cache.instructionsInBlocks &+= UInt64(retiredHere)
         return retiredHere
@@ -145,7 +160,8 @@ extension X86CPU {
             entry.pointee = TranslationCache.Entry()
             return
         }
-        let block = BlockTranslator.translate(start: start, first: first) { address in
+        let context = BlockTranslator.Context(user: cpl == 3, memory: cache.translatesMemory)
+        let block = BlockTranslator.translate(start: start, first: first, context: context) { address in
             do {
                 return try self.decode(at: address)
             } catch {
