@@ -29,7 +29,7 @@ struct MipsCommand: AsyncParsableCommand {
     var latencyIterations: UInt64 = 500_000
 
     @Option(name: .customLong("platform-iterations"), help: "cpu.pio, cpu.pgfault and cpu.cpuid operations per repetition.")
-    var platformIterations: UInt64 = 2000
+    var platformIterations: UInt64 = 20000
 
     @Flag(name: .customLong("no-qemu"), help: "Do not run qemu-tcg.")
     var noQEMU = false

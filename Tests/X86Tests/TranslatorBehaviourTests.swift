@@ -1,0 +1,160 @@
+import Machine
+import Testing
+
+@testable import X86
+
+/// The translator against the interpreter on code aimed at it: memory operands, calls, faults
+/// and device accesses in the middle of a block, self-modifying code, jumps into the middle of
+/// an instruction, code outside RAM, a bounded code cache and W^X.
+@Suite struct TranslatorBehaviourTests {
+    static let handler: UInt64 = 0x11000
+    static let data: UInt64 = 0x20000
+
+    /// Everything an instruction can change: registers, RIP, RFLAGS, CR2, the retired count, and
+    /// the data and stack pages.
+    static func state(_ machine: LongModeMachine) throws -> [UInt64] {
+        let cpu = machine.cpu
+        var words = (0..<16).map { cpu.registers[$0] } + [cpu.rip, cpu.rflags, cpu.cr2, cpu.retired]
+        for offset in stride(from: 0, to: 64, by: 8) {
+            words.append(try machine.memory.readValue(UInt64.self, at: data + UInt64(offset)))
+            words.append(try machine.memory.readValue(UInt64.self, at: 0x80000 - 64 + UInt64(offset)))
+        }
+        return words
+    }
+
+    /// Runs `code` under the interpreter and the translator with the same setup; returns both
+    /// machines after their stops, which must be the same.
+    static func compare(
+        _ code: [UInt8], budget: Int = 100_000, cache: () -> TranslationCache? = { TranslationCache() },
+        setup: (LongModeMachine) throws -> Void = { _ in }
+    ) throws -> (interpreted: LongModeMachine, translated: LongModeMachine, stop: X86Stop) {
+        let interpreted = try LongModeMachine(code: code)
+        let translated = try LongModeMachine(code: code)
+        try setup(interpreted)
+        try setup(translated)
+        translated.cpu.translation = cache()
+        let expected = interpreted.cpu.run(maxInstructions: budget)
+        let actual = translated.cpu.run(maxInstructions: budget)
+        #expect(actual == expected)
+        #expect(try state(translated) == state(interpreted))
+        return (interpreted, translated, actual)
+    }
+
+    /// Loads, stores, read-modify-writes, push/pop and a call whose callee reads and writes
+    /// memory, in a 100-pass loop (flags from a memory compare feed an adc).
+    @Test func memoryOperandsCallsAndTheStackGiveTheInterpretersState() throws {
+        let code: [UInt8] = [
+            0xB9, 0x64, 0x00, 0x00, 0x00, 0x48, 0xC7, 0xC6, 0x00, 0x00, 0x02, 0x00, 0x48, 0x8B, 0x06, 0x48, 0x01, 0xC8,
+            0x48, 0x89, 0x46, 0x08, 0x48, 0x01, 0x0E, 0x48, 0xFF, 0x46, 0x10, 0x50, 0xE8, 0x16, 0x00, 0x00, 0x00, 0x5A,
+            0x0F, 0xB6, 0x5E, 0x01, 0x48, 0x83, 0x7E, 0x08, 0x03, 0x48, 0x13, 0x1E, 0x48, 0x89, 0x5E, 0x18, 0xFF, 0xC9,
+            0x75, 0xD4, 0xF4, 0x48, 0x0F, 0xAF, 0x46, 0x08, 0x48, 0x31, 0x46, 0x20, 0xC3,
+        ]
+        let (_, translated, stop) = try Self.compare(code)
+        #expect(stop == .halt)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 1000, "the loop, its call and its memory accesses ran as host code")
+        #expect(translated.cpu.registers[4] == 0x80000, "every push was popped and every call returned")
+    }
+
+    /// A store to a page that is not present, after instructions of the same block: the fault
+    /// is raised at that store with the block's earlier work done and CR2 set, as interpreted.
+    @Test func aPageFaultInTheMiddleOfABlockIsPrecise() throws {
+        let code: [UInt8] = [
+            0xB8, 0x01, 0x00, 0x00, 0x00,  // mov eax, 1
+            0xBB, 0x02, 0x00, 0x00, 0x00,  // mov ebx, 2
+            0x48, 0xC7, 0xC6, 0x00, 0x00, 0x03, 0x00,  // mov rsi, 0x30000 (not present)
+            0x01, 0xD8,  // add eax, ebx
+            0x48, 0x89, 0x06,  // mov [rsi], rax: #PF
+            0xB9, 0x09, 0x00, 0x00, 0x00, 0xF4,  // mov ecx, 9; hlt (never reached)
+        ]
+        let (_, translated, stop) = try Self.compare(
+            code,
+            setup: { machine in
+                try machine.memory.write([0xF4], at: Self.handler)
+                try machine.installGate(14, handler: Self.handler)
+                try machine.setPTE(0x30, 0)
+            })
+        #expect(stop == .halt)
+        #expect(translated.cpu.cr2 == 0x30000)
+        #expect(translated.cpu.registers[0] == 3 && translated.cpu.registers[1] == 0)
+        #expect(translated.cpu.rip == Self.handler + 1)
+    }
+
+    /// An MMIO store after register work in one block: the VMM gets the access with the
+    /// registers as the interpreter leaves them, RIP at the store.
+    @Test func mmioInTheMiddleOfABlockExitsAtTheAccess() throws {
+        let code: [UInt8] = [
+            0xB8, 0x05, 0x00, 0x00, 0x00,  // mov eax, 5
+            0xBF, 0x00, 0x00, 0x00, 0xC0,  // mov edi, 0xC0000000 (device space)
+            0x01, 0xC0,  // add eax, eax
+            0x89, 0x07,  // mov [rdi], eax
+            0xF4,
+        ]
+        let (_, translated, stop) = try Self.compare(code)
+        #expect(stop == .deviceAccess)
+        #expect(translated.cpu.rip == LongModeMachine.codeAddress + 12)
+        #expect(translated.cpu.registers[0] == 10)
+    }
+
+    /// Code that rewrites an instruction of the block it is running (the store leaves the block;
+    /// the next pass is translated again from the new bytes).
+    @Test func codeThatRewritesItsOwnBlockRunsTheNewBytes() throws {
+        // 0: mov eax,1 / 5: mov byte [rip-11],2 (patches the imm of 0) / inc ecx / cmp ecx,2 / jne 0 / hlt
+        let code: [UInt8] = [
+            0xB8, 1, 0, 0, 0, 0xC6, 0x05, 0xF5, 0xFF, 0xFF, 0xFF, 2, 0xFF, 0xC1, 0x83, 0xF9, 2, 0x75, 0xED, 0xF4,
+        ]
+        let (_, translated, stop) = try Self.compare(code)
+        #expect(stop == .halt)
+        #expect(translated.cpu.registers[0] == 2, "the second pass executed the patched immediate")
+    }
+
+    /// A loop made of the bytes inside a mov's immediate, entered by a jump into the middle of
+    /// the mov, which later runs as itself.
+    @Test func aJumpIntoTheMiddleOfAnInstructionDecodesFromThere() throws {
+        let code: [UInt8] = [
+            0xB9, 0x05, 0x00, 0x00, 0x00, 0xEB, 0x01, 0xB8, 0xFF, 0xC9, 0x75, 0xFC, 0x85, 0xD2, 0x75, 0x04, 0xFF, 0xC2,
+            0xEB, 0xF3, 0xF4,
+        ]
+        let (_, translated, stop) = try Self.compare(code)
+        #expect(stop == .halt)
+        #expect(translated.cpu.registers[0] == 0xFC75_C9FF && translated.cpu.registers[1] == 0)
+    }
+
+    /// An indirect jump to device space: the translated block ends there and the interpreter
+    /// reports what it always does for code outside RAM.
+    @Test func codeOutsideRAMStopsAsInterpreted() throws {
+        let code: [UInt8] = [0xB8, 0x00, 0x00, 0x00, 0xC0, 0xFF, 0xE0]  // mov eax, 0xC0000000; jmp rax
+        let (_, _, stop) = try Self.compare(code)
+        #expect(stop != .halt)
+    }
+
+    /// An endless loop without exits ends at the instruction budget (how the VMM's watchdog and
+    /// stop requests get the vCPU back), and a stop request is honoured inside it.
+    @Test func anEndlessLoopStillStops() throws {
+        let spin: [UInt8] = [0xFF, 0xC0, 0xEB, 0xFC]  // inc eax; jmp -4
+        let (_, translated, stop) = try Self.compare(spin, budget: 1_000_001)
+        #expect(stop == .interrupted)
+        #expect(translated.cpu.retired == 1_000_001)
+        let machine = try LongModeMachine(code: spin)
+        machine.cpu.translation = TranslationCache()
+        machine.cpu.requestStop()
+        #expect(machine.cpu.run(maxInstructions: Int.max) == .interrupted)
+    }
+
+    /// 3000 distinct blocks through a 64 KiB code cache: it empties itself when full (hvbench
+    /// never grows it), results are unchanged, and no page of it is writable and executable.
+    @Test func theCodeCacheIsBoundedAndNeverWritableAndExecutable() throws {
+        // 3000 x (add eax, 1; jnz +0): each jnz ends a block; then hlt.
+        let block: [UInt8] = [0x83, 0xC0, 0x01, 0x75, 0x00]
+        var code: [UInt8] = []
+        for _ in 0..<3000 { code += block }
+        code.append(0xF4)
+        let (_, translated, stop) = try Self.compare(code, cache: { TranslationCache(codeBytes: 64 << 10) })
+        #expect(stop == .halt)
+        #expect(translated.cpu.registers[0] == 3000)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.cacheResets > 0)
+        #expect(cache.blocksTranslated >= 3000)
+        #expect(!cache.memory.hasWritableExecutablePage)
+    }
+}
