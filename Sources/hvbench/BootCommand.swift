@@ -5,6 +5,7 @@ import Foundation
 import KVM
 import Machine
 import VMM
+import X86
 
 struct BootCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,8 +29,11 @@ struct BootCommand: AsyncParsableCommand {
     @Option(help: "Seconds before the watchdog stops the guest.")
     var timeout: Double = 60
 
-    @Option(help: "CPU engine: kvm, or emulator (hvbench's x86-64 interpreter, no /dev/kvm needed).")
+    @Option(help: "CPU engine: kvm, or emulator (hvbench's x86-64 emulator, no /dev/kvm needed).")
     var cpu: CPUChoice = .kvm
+
+    @Option(help: "How the emulator runs guest code: translate (binary translation, the default) or interpret.")
+    var emulator: EmulatorKind = .translate
 
     @Option(help: "I/O devices: none, legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
     var io: BootDeviceChoice = .none
@@ -86,7 +90,7 @@ struct BootCommand: AsyncParsableCommand {
         }
         let boot: VMBuilder.Boot
         do {
-            let engine: VMBuilder.CPU = cpu == .emulator ? .emulator() : .kvm(try KVMSystem())
+            let engine: VMBuilder.CPU = cpu == .emulator ? .emulator(emulator) : .kvm(try KVMSystem())
             var devices: IOConfiguration?
             if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
