@@ -299,6 +299,7 @@ extension X86CPU {
         decodeGeneration &+= 1
         if decodeGeneration >= 0x8000_0000 {  // the top bit marks supervisor-only code (see step())
             decodeCache.update(repeating: Instruction(), count: Self.decodeCacheEntries)
+            translation?.forgetAll()
             decodeGeneration = 1
         }
         for line in markedCodeLines { _ = cga_fetch_and_8(codeLines + line, ~codeBit) }

@@ -16,14 +16,18 @@
 /// interpreter then runs it, so page faults, MMIO, port I/O and stores to code behave exactly
 /// as without translation (precise state, CR2, the device exit and its replay).
 ///
-/// A block whose branch leads back to its own start loops inside the host code, up to a pass
-/// limit the caller gives (its instruction budget, and how long it may run between checks for
-/// interrupts and stop requests).
+/// Blocks run on an instruction budget the caller gives (what is left of its own, and how long
+/// translated code may run between checks for interrupts and stop requests): each block takes
+/// its instruction count from it on entry, or leaves at its start if they do not fit, and an exit
+/// part-way gives back what it did not run. A block whose branch leads back to its own start
+/// loops inside the host code; an exit to another known RIP jumps, once the VMM has linked it,
+/// straight into the block there (direct chaining); an indirect branch or a return looks its
+/// target up in the RIP table from the host code and enters that block if it is current.
 ///
 /// The function's contract (System V): rdi = the guest registers; rsi = the frame: [rsi] the
-/// guest's RFLAGS in and out, [rsi + 8] the pass limit in and the passes left out, [rsi + 16]
-/// out: the instructions the last pass retired, [rsi + 24] the TLB, [rsi + 32] guest RAM. It
-/// returns the next guest RIP. Retired = (passes run - 1) * `instructionCount` + [rsi + 16].
+/// guest's RFLAGS in and out, [rsi + 8] the budget in and what is left out, [rsi + 16] out: the
+/// rel32 field of an exit that could be linked (0: none), [rsi + 24] the TLB, [rsi + 32] guest
+/// RAM, [rsi + 40] the RIP table, [rsi + 48] the current table tag. It returns the next RIP.
 struct BlockTranslator {
     /// Instructions per block at most (the rest goes into the next block).
     static let maximumInstructions = 64
@@ -32,6 +36,8 @@ struct BlockTranslator {
 
     struct Block {
         var code: [UInt8]
+        /// Where other blocks' linked exits and indirect branches enter (after the prologue).
+        var chainEntry: Int
         /// Instructions of one full pass.
         var instructionCount: Int
         /// Linear pages its instructions came from (invlpg of one invalidates it).
@@ -46,12 +52,20 @@ struct BlockTranslator {
         var memory: Bool
     }
 
-    /// Where the host code leaves the block: jump fields patched to a stub that records how
-    /// many instructions the pass retired and the next RIP (nil: already in rax).
+    /// Where the host code leaves the block, from the jump at `field`, with `retired` of the
+    /// block's instructions done.
     struct Exit {
+        enum Kind {
+            /// Before an instruction the block could not complete (a TLB miss): RIP = `rip`.
+            case miss(rip: UInt64)
+            /// To a known RIP: linkable to the block there (the field is patched to it).
+            case chain(target: UInt64)
+            /// To the RIP in rax (ret, indirect jmp): looked up in the table.
+            case indirect
+        }
         var field: Int
         var retired: Int
-        var target: UInt64?
+        var kind: Kind
     }
 
     /// Host code for the guest instructions starting with `first` at `start`, or nil if `first` is
@@ -64,10 +78,12 @@ struct BlockTranslator {
         var assembler = HostAssembler()
         assembler.prologue()
         assembler.loadArithmeticFlags()
-        let body = assembler.position
-        assembler.countPass()
+        // Entered from the VMM or from another block: take this block's instructions from the
+        // budget, or leave at its start if they do not fit.
+        let chainEntry = assembler.position
+        let charge = assembler.adjustBudget()
+        let exhausted = assembler.jumpIfBudgetExhausted()
         var exits: [Exit] = []
-        var loops: [Int] = []
         var returnAddresses: [UInt64] = []
         var instruction = first
         var count = 0
@@ -79,24 +95,20 @@ struct BlockTranslator {
             pages.insert((after &- 1) >> 12)
             // A memory operand's miss leaves before this instruction, with what came before it retired.
             let (retiredBefore, here) = (count, rip)
-            let miss = { (field: Int) in exits.append(Exit(field: field, retired: retiredBefore, target: here)) }
+            let miss = { (field: Int) in exits.append(Exit(field: field, retired: retiredBefore, kind: .miss(rip: here))) }
             count += 1
             var following = after
             switch instruction.op {
             case .jmp:
                 guard instruction.immediate != start else {
-                    loops.append(assembler.jump())
+                    exits.append(Exit(field: assembler.jump(), retired: count, kind: .chain(target: start)))
                     break trace
                 }
                 following = instruction.immediate
             case .jcc:
                 let taken = assembler.jump(if: instruction.sub)
-                exits.append(Exit(field: assembler.jump(), retired: count, target: after))
-                if instruction.immediate == start {
-                    loops.append(taken)
-                } else {
-                    exits.append(Exit(field: taken, retired: count, target: instruction.immediate))
-                }
+                exits.append(Exit(field: assembler.jump(), retired: count, kind: .chain(target: after)))
+                exits.append(Exit(field: taken, retired: count, kind: .chain(target: instruction.immediate)))
                 break trace
             case .call:
                 emitPush(immediate: after, user: context.user, into: &assembler, miss: miss)
@@ -112,14 +124,14 @@ struct BlockTranslator {
             case .ret:
                 emitPop(user: context.user, into: &assembler, miss: miss)
                 guard let expected = returnAddresses.popLast() else {
-                    exits.append(Exit(field: assembler.jump(), retired: count, target: nil))
+                    exits.append(Exit(field: assembler.jump(), retired: count, kind: .indirect))
                     break trace
                 }
-                exits.append(Exit(field: assembler.jumpUnless(rax: expected), retired: count, target: nil))
+                exits.append(Exit(field: assembler.jumpUnless(rax: expected), retired: count, kind: .indirect))
                 following = expected
             case .jmpRm:
                 assembler.load(.rax, guest: instruction.rm, size: 8)
-                exits.append(Exit(field: assembler.jump(), retired: count, target: nil))
+                exits.append(Exit(field: assembler.jump(), retired: count, kind: .indirect))
                 break trace
             default:
                 if instruction.isRegister || !hasMemoryOperand(instruction.op) {
@@ -132,39 +144,63 @@ struct BlockTranslator {
             guard count < maximumInstructions, returnAddresses.count <= maximumCallDepth, let decoded = next(rip),
                 translatable(decoded, context)
             else {
-                exits.append(Exit(field: assembler.jump(), retired: count, target: rip))
+                exits.append(Exit(field: assembler.jump(), retired: count, kind: .chain(target: rip)))
                 break
             }
             instruction = decoded
         }
-        // Loops go back to the body unless the passes are used up (then the block ends at its
-        // own start, the pass complete).
-        for field in loops {
-            assembler.bind(field, to: assembler.position)
-            let done = assembler.jumpIfPassesDone()
-            assembler.bind(assembler.jump(), to: body)
-            assembler.bind(done, to: assembler.position, short: true)
-            exits.append(Exit(field: assembler.jump(), retired: count, target: start))
-        }
-        // Exit stubs: one per (retired, target), each joining the epilogue.
-        var stubs: [String: Int] = [:]
+        assembler.setField(charge, to: -Int32(count))
+        emitExits(exits, count: count, start: start, chainEntry: chainEntry, exhausted: exhausted, into: &assembler)
+        return Block(code: assembler.bytes, chainEntry: chainEntry, instructionCount: count, linearPages: Array(pages))
+    }
+
+    /// The exit stubs and the epilogue. An exit that leaves part of the block undone gives the
+    /// budget back; a chain exit to the block's own start loops (through the budget check);
+    /// another chain exit records its jump for the VMM to link; an indirect one looks its target
+    /// up in the table.
+    private static func emitExits(
+        _ exits: [Exit], count: Int, start: UInt64, chainEntry: Int, exhausted: Int, into assembler: inout HostAssembler
+    ) {
         var epilogueJumps: [Int] = []
+        assembler.bind(exhausted, to: assembler.position)
+        assembler.setField(assembler.adjustBudget(), to: Int32(count))
+        assembler.move(.rax, immediate: start)
+        epilogueJumps.append(assembler.jump())
+        var missStubs: [UInt64: Int] = [:]
+        var lookup: Int?
         for exit in exits {
-            let key = "\(exit.retired) \(exit.target.map { String($0) } ?? "rax")"
-            if let existing = stubs[key] {
-                assembler.bind(exit.field, to: existing)
-                continue
+            switch exit.kind {
+            case .chain(let target) where target == start:
+                assembler.bind(exit.field, to: chainEntry)
+            case .chain(let target):
+                assembler.bind(exit.field, to: assembler.position)
+                assembler.recordLinkSite(exit.field)
+                assembler.move(.rax, immediate: target)
+                epilogueJumps.append(assembler.jump())
+            case .miss(let rip):
+                if let stub = missStubs[rip] {
+                    assembler.bind(exit.field, to: stub)
+                    continue
+                }
+                missStubs[rip] = assembler.position
+                assembler.bind(exit.field, to: assembler.position)
+                assembler.setField(assembler.adjustBudget(), to: Int32(count - exit.retired))
+                assembler.move(.rax, immediate: rip)
+                epilogueJumps.append(assembler.jump())
+            case .indirect:
+                assembler.bind(exit.field, to: assembler.position)
+                if exit.retired < count { assembler.setField(assembler.adjustBudget(), to: Int32(count - exit.retired)) }
+                if let lookup {
+                    assembler.bind(assembler.jump(), to: lookup)
+                } else {
+                    lookup = assembler.position
+                    epilogueJumps += assembler.lookUpAndJump()
+                }
             }
-            stubs[key] = assembler.position
-            assembler.bind(exit.field, to: assembler.position)
-            assembler.recordRetired(exit.retired)
-            if let target = exit.target { assembler.move(.rax, immediate: target) }
-            epilogueJumps.append(assembler.jump())
         }
         let epilogue = assembler.position
         for field in epilogueJumps { assembler.bind(field, to: epilogue) }
         assembler.saveStateAndReturn()
-        return Block(code: assembler.bytes, instructionCount: count, linearPages: Array(pages))
     }
 
     /// Whether the translator handles `instruction`: 64-bit code; register operands, or with

@@ -40,6 +40,21 @@ final class ExecutableMemory {
         return UnsafeRawPointer(base + start)
     }
 
+    /// Points the rel32 field at `field` (inside placed code) to `target`: its page(s) are made
+    /// read-write (not executable) for the write and read-execute again after it.
+    func link(field: UnsafeRawPointer, to target: UnsafeRawPointer) -> Bool {
+        let offset = field - UnsafeRawPointer(base)
+        guard offset >= 0, offset + 4 <= used else { return false }
+        let firstPage = offset / Self.pageSize * Self.pageSize
+        let lastPage = (offset + 4 + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+        guard mprotect(base + firstPage, lastPage - firstPage, PROT_READ | PROT_WRITE) == 0 else { return false }
+        writableStart = firstPage
+        writableEnd = lastPage
+        let relative = Int32(truncatingIfNeeded: target - (field + 4))
+        (base + offset).storeBytes(of: relative.littleEndian, as: Int32.self)
+        return sealWritablePages()
+    }
+
     /// Empties the cache: every page back to inaccessible, nothing placed.
     func reset() {
         mprotect(base, capacity, PROT_NONE)

@@ -16,7 +16,7 @@ extension HostAssembler {
 
     /// A VEX-encoded BMI2 shift (`shrx` with prefix F2, `shlx` with 66): destination =
     /// source shifted by `count`, flags untouched.
-    private mutating func bmi2Shift(left: Bool, _ destination: Register, _ source: Register, count: Register) {
+    mutating func bmi2Shift(left: Bool, _ destination: Register, _ source: Register, count: Register) {
         let d = destination.rawValue
         let s = source.rawValue
         let c = count.rawValue

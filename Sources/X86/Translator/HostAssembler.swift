@@ -1,13 +1,14 @@
 /// Host x86-64 machine code for translated blocks: the few instruction forms the translator
 /// emits, encoded by hand (Intel SDM vol. 2, chapter 2). Guest registers live in memory at
 /// [rdi + 8 * n]. Host registers: rax and rdx (operands), r9 (wide constants, TLB entry),
-/// r11 (a guest address), rcx (flag-free comparisons with jrcxz), and from the frame rbx (the
-/// pass counter), r8 (the software TLB), r10 (guest RAM) and r12 (the constant 12), rbx and
-/// r12...r13 saved and restored as System V requires. Between guest instructions only
+/// r11 (a guest address), rcx and r13 (flag-free comparisons with jrcxz), and from the frame
+/// rbx (the instruction budget), r8 (the software TLB), r10 (guest RAM), r12, r14 and r15 (the
+/// shift counts 12, 63 and 50); rbx and r12...r15 are saved and restored as System V requires. Between guest instructions only
 /// flag-free host instructions run, so the guest's flags stay in the host's RFLAGS.
 struct HostAssembler {
     enum Register: UInt8 {
-        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13
+        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13,
+            r14 = 14, r15 = 15
     }
 
     var bytes: [UInt8] = []
@@ -147,14 +148,16 @@ struct HostAssembler {
 
     // MARK: Flags and the block's frame
 
-    /// Saves rbx, r12 and r13; loads the pass limit (rbx), the TLB (r8), guest RAM (r10) and 12
-    /// (r12) from the frame.
+    /// Saves rbx and r12...r15; loads the instruction budget (rbx), the TLB (r8) and guest RAM
+    /// (r10) from the frame, and the shift counts 12 (r12), 63 (r14) and 50 (r15).
     mutating func prologue() {
-        bytes += [0x53, 0x41, 0x54, 0x41, 0x55]  // push rbx; push r12; push r13
+        bytes += [0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57]  // push rbx, r12, r13, r14, r15
         bytes += [0x48, 0x8B, 0x5E, 0x08]  // mov rbx, [rsi+8]
         bytes += [0x4C, 0x8B, 0x46, 0x18]  // mov r8, [rsi+24]
         bytes += [0x4C, 0x8B, 0x56, 0x20]  // mov r10, [rsi+32]
         bytes += [0x41, 0xBC, 12, 0, 0, 0]  // mov r12d, 12
+        bytes += [0x41, 0xBE, 63, 0, 0, 0]  // mov r14d, 63
+        bytes += [0x41, 0xBF, 50, 0, 0, 0]  // mov r15d, 50
     }
 
     /// Replaces the host's six arithmetic flags with those in [rsi] without popf (slow on every
@@ -166,21 +169,73 @@ struct HostAssembler {
         bytes += [0x88, 0xD4, 0x9E]  // mov ah, dl; sahf: SF, ZF, AF, PF, CF
     }
 
-    /// [rsi] = RFLAGS, [rsi + 8] = the passes left, restores rbx, r12 and r13, and returns (rax
+    /// [rsi] = RFLAGS, [rsi + 8] = the budget left, restores rbx and r12...r15, and returns (rax
     /// holds the next guest RIP).
     mutating func saveStateAndReturn() {
         bytes += [0x9C, 0x5A, 0x48, 0x89, 0x16]  // pushfq; pop rdx; mov [rsi], rdx
         bytes += [0x48, 0x89, 0x5E, 0x08]  // mov [rsi+8], rbx
-        bytes += [0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3]  // pop r13; pop r12; pop rbx; ret
+        bytes += [0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3]  // pop r15...r12, rbx; ret
     }
 
-    /// [rsi + 16] = the instructions the last pass retired (flag-free).
-    mutating func recordRetired(_ count: Int) {
-        bytes += [0x48, 0xC7, 0x46, 0x10] + le32(UInt32(count))
+    /// `lea rbx, [rbx + disp32]`; returns the displacement's offset (patched once the block's
+    /// length is known).
+    mutating func adjustBudget() -> Int {
+        bytes += [0x48, 0x8D, 0x9B, 0, 0, 0, 0]
+        return bytes.count - 4
     }
 
-    /// `lea rbx, [rbx - 1]`: one pass started, flags untouched.
-    mutating func countPass() { bytes += [0x48, 0x8D, 0x5B, 0xFF] }
+    /// Sets a 32-bit field written earlier (a budget adjustment).
+    mutating func setField(_ field: Int, to value: Int32) {
+        let raw = UInt32(bitPattern: value)
+        for index in 0..<4 { bytes[field + index] = UInt8(truncatingIfNeeded: raw >> (8 * index)) }
+    }
+
+    /// Leaves (returns the rel32 field of the jump) when the budget in rbx went negative;
+    /// flag-free: rcx = rbx >> 63 (shrx by r14), then jrcxz over the jump.
+    mutating func jumpIfBudgetExhausted() -> Int {
+        bmi2Shift(left: false, .rcx, .rbx, count: .r14)
+        let fits = jumpIfRCXZero()
+        let field = jump()
+        bind(fits, to: position, short: true)
+        return field
+    }
+
+    /// [rsi + 16] = the address of the rel32 field at `field` (so the VMM can link it), flag-free.
+    mutating func recordLinkSite(_ field: Int) {
+        bytes += [0x48, 0x8D, 0x15]  // lea rdx, [rip + disp32]
+        littleEndian(UInt64(UInt32(bitPattern: Int32(field - (bytes.count + 4)))), count: 4)
+        bytes += [0x48, 0x89, 0x56, 0x10]  // mov [rsi+16], rdx
+    }
+
+    /// The table lookup for an indirect branch (target in rax): the entry at (rax & 0x3FFF) * 32
+    /// from [rsi + 40] must hold rax and the tag [rsi + 48], and a chain entry, which it jumps
+    /// to; otherwise it jumps to the returned field (the epilogue). Flag-free.
+    mutating func lookUpAndJump() -> [Int] {
+        bmi2Shift(left: true, .rcx, .rax, count: .r15)  // r15 = 50
+        bmi2Shift(left: false, .rcx, .rcx, count: .r15)  // rcx = rax & 0x3FFF: the slot
+        bytes += [0x48, 0x8D, 0x0C, 0x8D, 0, 0, 0, 0]  // lea rcx, [rcx * 4]
+        bytes += [0x4C, 0x8B, 0x4E, 0x28]  // mov r9, [rsi+40]
+        bytes += [0x4D, 0x8D, 0x0C, 0xC9]  // lea r9, [r9 + rcx*8]: the entry
+        var misses: [Int] = []
+        // rcx = [r9] - rax
+        bytes += [0x48, 0x89, 0xC2, 0x48, 0xF7, 0xD2]  // mov rdx, rax; not rdx
+        bytes += [0x49, 0x8B, 0x09, 0x48, 0x8D, 0x4C, 0x11, 0x01]  // mov rcx, [r9]; lea rcx, [rcx + rdx + 1]
+        var equal = jumpIfRCXZero()
+        misses.append(jump())
+        bind(equal, to: position, short: true)
+        // rcx = [r9 + 8] - [rsi + 48]
+        bytes += [0x48, 0x8B, 0x56, 0x30, 0x48, 0xF7, 0xD2]  // mov rdx, [rsi+48]; not rdx
+        bytes += [0x49, 0x8B, 0x49, 0x08, 0x48, 0x8D, 0x4C, 0x11, 0x01]  // mov rcx, [r9+8]; lea rcx, [rcx + rdx + 1]
+        equal = jumpIfRCXZero()
+        misses.append(jump())
+        bind(equal, to: position, short: true)
+        bytes += [0x49, 0x8B, 0x49, 0x10]  // mov rcx, [r9+16]: the chain entry
+        let none = jumpIfRCXZero()
+        bytes += [0xFF, 0xE1]  // jmp rcx
+        bind(none, to: position, short: true)
+        misses.append(jump())
+        return misses
+    }
 
     // MARK: Control flow (rel32 unless said; targets patched with `bind`)
 
@@ -192,12 +247,6 @@ struct HostAssembler {
     mutating func jump(if condition: UInt8) -> Int {
         bytes += [0x0F, 0x80 | condition, 0, 0, 0, 0]
         return bytes.count - 4
-    }
-
-    /// `mov rcx, rbx; jrcxz` (rel8): taken when the pass counter is zero.
-    mutating func jumpIfPassesDone() -> Int {
-        bytes += [0x48, 0x89, 0xD9, 0xE3, 0]
-        return bytes.count - 1
     }
 
     /// Leaves (returns the rel32 field of the jump) unless rax == `expected`; flag-free.

@@ -6,37 +6,36 @@ import Synchronization
 typealias BlockFunction = @convention(c) (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>) -> UInt64
 
 /// One vCPU's translations: the code cache and a direct-mapped table from RIP to block, tagged
-/// like the decoded-instruction cache (RIP, decode generation) plus the CPL, so whatever makes
+/// like the decoded-instruction cache (decode generation) plus the CPL, so whatever makes
 /// decoded instructions stale (a store to their code, invlpg of their page, a control-register
 /// write) makes the blocks stale too.
+///
+/// The table is raw words because translated code reads it (indirect branches look their
+/// target up without returning to the VMM): per entry the RIP, the tag, the block's chain
+/// entry (0: none) and its function (0: the instruction there is not translated).
 public final class TranslationCache {
-    struct Entry {
-        var rip: UInt64 = ~0
-        var generation: UInt32 = 0
-        var cpl: Int8 = -1
-        var instructionCount: Int32 = 0
-        /// nil: the instruction at `rip` is not translated; the interpreter runs it.
-        var function: BlockFunction?
-    }
-
     static let entries = 1 << 14
-    /// How many passes a looping block may make before the VMM's loop checks for interrupts and
-    /// stop requests again.
-    static let passesBetweenChecks = 4096
-    /// How many instructions a block may retire while an APIC timer is armed, so the clock is
-    /// still read about as often as the interpreter reads it.
+    static let wordsPerEntry = 4
+    /// How many instructions translated code may retire before the VMM's loop checks for
+    /// interrupts and stop requests again.
+    static let instructionsBetweenChecks = 16384
+    /// How many instructions translated code may retire while an APIC timer is armed, so the
+    /// clock is still read about as often as the interpreter reads it.
     static let instructionsWhileTimerArmed = 256
 
-    let table: UnsafeMutablePointer<Entry>
+    let table: UnsafeMutablePointer<UInt64>
     let memory: ExecutableMemory
-    /// [0]: the guest's RFLAGS in and out; [1]: the pass limit in, the passes left out; [2]:
-    /// out, the instructions of the last pass; [3]: the software TLB; [4]: guest RAM.
+    /// [0]: the guest's RFLAGS in and out; [1]: the budget in, what is left out; [2]: out, a
+    /// linkable exit's rel32 field; [3]: the software TLB; [4]: guest RAM; [5]: the table; [6]:
+    /// the current tag.
     let frame: UnsafeMutablePointer<UInt64>
     /// Whether blocks take memory operands (their TLB checks need BMI2).
     let translatesMemory: Bool
-    /// Blocks translated, instructions retired inside blocks, and times the code cache filled.
+    /// Blocks translated, instructions retired inside blocks, exits linked to their targets,
+    /// and times the code cache filled.
     public private(set) var blocksTranslated = 0
     public internal(set) var instructionsInBlocks: UInt64 = 0
+    public internal(set) var linksMade = 0
     public private(set) var cacheResets = 0
 
     /// nil when the host will not map the code cache.
@@ -44,34 +43,54 @@ public final class TranslationCache {
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
         self.memory = memory
         translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
-        table = .allocate(capacity: Self.entries)
-        table.initialize(repeating: Entry(), count: Self.entries)
-        frame = .allocate(capacity: 5)
-        frame.initialize(repeating: 0, count: 5)
+        table = .allocate(capacity: Self.entries * Self.wordsPerEntry)
+        frame = .allocate(capacity: 8)
+        frame.initialize(repeating: 0, count: 8)
+        frame[5] = UInt64(UInt(bitPattern: table))
+        table.initialize(repeating: 0, count: Self.entries * Self.wordsPerEntry)
+        forgetBlocks()
     }
 
     deinit {
         if getenv("HVB_TRANSLATOR_STATS") != nil {
             let line =
-                "translator: \(blocksTranslated) blocks, \(instructionsInBlocks) instructions in blocks, \(cacheResets) resets\n"
+                "translator: \(blocksTranslated) blocks, \(instructionsInBlocks) instructions in blocks, "
+                + "\(linksMade) links, \(cacheResets) resets\n"
             _ = line.withCString { write(2, $0, strlen($0)) }
         }
         table.deallocate()
         frame.deallocate()
     }
 
-    func slot(_ rip: UInt64) -> UnsafeMutablePointer<Entry> {
-        table + (Int(truncatingIfNeeded: rip ^ (rip >> 14)) & (Self.entries - 1))
+    /// The tag blocks of this decode generation and CPL carry (never 0).
+    static func tag(generation: UInt32, cpl: Int) -> UInt64 { UInt64(generation) | UInt64(cpl + 1) << 32 }
+
+    /// The entry for `rip` (the translated code computes the same slot).
+    func slot(_ rip: UInt64) -> UnsafeMutablePointer<UInt64> {
+        table + (Int(truncatingIfNeeded: rip) & (Self.entries - 1)) * Self.wordsPerEntry
+    }
+
+    private func forgetBlocks() {
+        for index in 0..<Self.entries {
+            table[index * Self.wordsPerEntry] = ~0
+            table[index * Self.wordsPerEntry + 1] = 0
+        }
     }
 
     /// Places `code`, emptying the cache (and forgetting every block) first if it is full.
     func place(_ code: [UInt8]) -> UnsafeRawPointer? {
         blocksTranslated += 1
         if let placed = memory.place(code) { return placed }
-        memory.reset()
-        table.update(repeating: Entry(), count: Self.entries)
-        cacheResets += 1
+        forgetAll()
         return memory.place(code)
+    }
+
+    /// Empties the code cache and forgets every block (the cache is full, or the decode
+    /// generation wrapped around, which could make old tags current again).
+    func forgetAll() {
+        memory.reset()
+        forgetBlocks()
+        cacheResets += 1
     }
 }
 
@@ -99,8 +118,8 @@ extension X86CPU {
                 && otherFlags & Self.trapFlag == 0 && is64BitCode
             {
                 let timerArmed = apic.timerDeadline != nil
-                done = runBlock(
-                    cache, budget: timerArmed ? min(remaining, TranslationCache.instructionsWhileTimerArmed) : remaining)
+                let cap = timerArmed ? TranslationCache.instructionsWhileTimerArmed : TranslationCache.instructionsBetweenChecks
+                done = runBlocks(cache, budget: min(remaining, cap))
                 if timerArmed && done > 1 { timerPollCountdown -= done - 1 }
             }
             if done == 0 {
@@ -121,30 +140,44 @@ extension X86CPU {
         return .interrupted
     }
 
-    /// Runs the block at RIP (translating it first if needed) for at most `budget` instructions.
-    /// Returns the instructions it retired: 0 when there is no block here or it would not fit.
+    /// Runs the block at RIP (translating it first if needed) and whatever it chains to, for at
+    /// most `budget` instructions. Returns the instructions retired: 0 when there is no block
+    /// here or it did not get past its first instruction.
     @inline(__always)
-    private func runBlock(_ cache: TranslationCache, budget: Int) -> Int {
+    private func runBlocks(_ cache: TranslationCache, budget: Int) -> Int {
         let start = rip
+        let tag = TranslationCache.tag(generation: decodeGeneration, cpl: cpl)
         let entry = cache.slot(start)
-        if entry.pointee.rip != start || entry.pointee.generation != decodeGeneration || Int(entry.pointee.cpl) != cpl {
-            translateBlock(at: start, into: entry, cache)
-        }
-        guard let function = entry.pointee.function else { return 0 }
-        let count = Int(entry.pointee.instructionCount)
-        guard budget >= count else { return 0 }
-        // Most budgets are far above a check interval's worth: no division then.
-        let limit =
-            budget >= count &* TranslationCache.passesBetweenChecks ? TranslationCache.passesBetweenChecks : budget / count
+        if entry[0] != start || entry[1] != tag { translateBlock(at: start, into: entry, tag: tag, cache) }
+        guard entry[3] != 0, let function = UnsafeRawPointer(bitPattern: UInt(entry[3])) else { return 0 }
         cache.frame[0] = arithmeticFlagBits
-        cache.frame[1] = UInt64(limit)
-        rip = function(registers, cache.frame)
+        cache.frame[1] = UInt64(budget)
+        cache.frame[2] = 0
+        cache.frame[6] = tag
+        rip = unsafeBitCast(function, to: BlockFunction.self)(registers, cache.frame)
         flagSource = .explicit
         flagValue = cache.frame[0] & Self.arithmeticFlags
-        let retiredHere = (limit - Int(cache.frame[1]) - 1) * count + Int(cache.frame[2])
+        let retiredHere = budget - Int(cache.frame[1])
         retired &+= UInt64(retiredHere)
         cache.instructionsInBlocks &+= UInt64(retiredHere)
+        if cache.frame[2] != 0 { link(UInt(cache.frame[2]), to: rip, tag: tag, cache) }
         return retiredHere
+    }
+
+    /// Points the exit whose rel32 field is at `field` straight at the block for `target`,
+    /// translating it first if needed (unless that empties the cache, which the field is in).
+    @inline(never)
+    private func link(_ field: UInt, to target: UInt64, tag: UInt64, _ cache: TranslationCache) {
+        let entry = cache.slot(target)
+        if entry[0] != target || entry[1] != tag {
+            let resets = cache.cacheResets
+            translateBlock(at: target, into: entry, tag: tag, cache)
+            guard cache.cacheResets == resets else { return }
+        }
+        guard entry[2] != 0, let site = UnsafeRawPointer(bitPattern: field),
+            let destination = UnsafeRawPointer(bitPattern: UInt(entry[2]))
+        else { return }
+        if cache.memory.link(field: site, to: destination) { cache.linksMade += 1 }
     }
 
     /// Decodes from `start` and translates what it can. A fault while decoding leaves no trace
@@ -152,12 +185,15 @@ extension X86CPU {
     /// later one's ends the block before that instruction.
     @inline(never)
     private func translateBlock(
-        at start: UInt64, into entry: UnsafeMutablePointer<TranslationCache.Entry>, _ cache: TranslationCache
+        at start: UInt64, into entry: UnsafeMutablePointer<UInt64>, tag: UInt64, _ cache: TranslationCache
     ) {
         let savedCR2 = cr2
+        entry[0] = start
+        entry[1] = tag
+        entry[2] = 0
+        entry[3] = 0
         guard let first = try? decode(at: start) else {
             cr2 = savedCR2
-            entry.pointee = TranslationCache.Entry()
             return
         }
         let context = BlockTranslator.Context(user: cpl == 3, memory: cache.translatesMemory)
@@ -169,12 +205,12 @@ extension X86CPU {
                 return nil
             }
         }
-        var translated = TranslationCache.Entry(rip: start, generation: decodeGeneration, cpl: Int8(cpl))
-        if let block, let code = cache.place(block.code) {
-            for page in block.linearPages { codeLinearPages.insert(page) }
-            translated.function = unsafeBitCast(code, to: BlockFunction.self)
-            translated.instructionCount = Int32(block.instructionCount)
-        }
-        entry.pointee = translated
+        guard let block, let code = cache.place(block.code) else { return }
+        // Placing may have emptied the table: the entry is written after it.
+        for page in block.linearPages { codeLinearPages.insert(page) }
+        entry[0] = start
+        entry[1] = tag
+        entry[2] = UInt64(UInt(bitPattern: code + block.chainEntry))
+        entry[3] = UInt64(UInt(bitPattern: code))
     }
 }
