@@ -157,4 +157,41 @@ import Testing
         #expect(cache.blocksTranslated >= 3000)
         #expect(!cache.memory.hasWritableExecutablePage)
     }
+
+    /// 200 passes over four blocks: conditional exits linked to their targets, an indirect
+    /// `jmp rdx` found through the table from host code, and a `push; ret` (a return no call
+    /// predicted).
+    static let chainedBlocks: [UInt8] = [
+        0xB9, 0xC8, 0x00, 0x00, 0x00,  // 0: mov ecx, 200
+        0x48, 0x8D, 0x15, 0x0C, 0x00, 0x00, 0x00,  // 5: lea rdx, [rip + 12] (= 24)
+        0x01, 0xC8,  // 12: add eax, ecx
+        0xF6, 0xC1, 0x01,  // 14: test cl, 1
+        0x74, 0x03,  // 17: jz 22
+        0xFF, 0xC3,  // 19: inc ebx
+        0x90,  // 21: nop
+        0xFF, 0xE2,  // 22: jmp rdx
+        0xFF, 0xC9,  // 24: dec ecx
+        0x75, 0xF0,  // 26: jnz 12
+        0x68, 0x22, 0x00, 0x01, 0x00,  // 28: push 0x10022
+        0xC3,  // 33: ret (to 34)
+        0xF4,  // 34: hlt
+    ]
+
+    @Test func linkedBlocksAndIndirectJumpsGiveTheInterpretersState() throws {
+        let (_, translated, stop) = try Self.compare(Self.chainedBlocks)
+        #expect(stop == .halt)
+        #expect(translated.cpu.registers[0] == 20100 && translated.cpu.registers[3] == 100)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.linksMade >= 3, "the conditional exits were linked")
+        #expect(cache.instructionsInBlocks >= 1000)
+        #expect(!cache.memory.hasWritableExecutablePage)
+    }
+
+    /// Budgets that end inside chains of linked blocks stop at the interpreter's instruction.
+    @Test(arguments: [1, 2, 7, 50, 333, 1000, 1401])
+    func aBudgetEndsInsideLinkedBlocksExactly(_ budget: Int) throws {
+        let (_, translated, stop) = try Self.compare(Self.chainedBlocks, budget: budget)
+        #expect(stop == .interrupted)
+        #expect(translated.cpu.retired == UInt64(budget))
+    }
 }
