@@ -36,6 +36,7 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
         cpu = X86CPU(
             ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() }, codeMap: bootstrap.codeMap,
             index: index)
+        if kind == .translate { cpu.translation = TranslationCache() }
         cpu.waitForStartup()
     }
 

@@ -5,7 +5,7 @@ extension X86CPU {
     /// `maxInstructions` retire / `requestStop()` is called (`.interrupted`).
     public func run(maxInstructions: Int = .max) -> X86Stop {
         // Two copies of the loop: a uniprocessor has no mail to look for at every boundary.
-        if processors == nil, let translation { return runTranslating(maxInstructions, cache: translation) }
+        if let translation { return runTranslating(maxInstructions, cache: translation, sharesRAM: processors != nil) }
         return processors == nil ? run(maxInstructions, sharesRAM: false) : run(maxInstructions, sharesRAM: true)
     }
 

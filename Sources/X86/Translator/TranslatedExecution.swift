@@ -22,6 +22,9 @@ public final class TranslationCache {
     /// How many instructions translated code may retire while an APIC timer is armed, so the
     /// clock is still read about as often as the interpreter reads it.
     static let instructionsWhileTimerArmed = 256
+    /// With other vCPUs: how many instructions translated code may retire before this vCPU reads
+    /// its mail (IPIs, INIT, another vCPU's code writes and TLB flushes) again.
+    static let instructionsBetweenMailChecks = 1024
 
     let table: UnsafeMutablePointer<UInt64>
     let memory: ExecutableMemory
@@ -95,15 +98,16 @@ public final class TranslationCache {
 }
 
 extension X86CPU {
-    /// Runs like `run` but executes translated blocks where it can (uniprocessor only: blocks
-    /// do not read other vCPUs' mail while they run).
-    func runTranslating(_ maxInstructions: Int, cache: TranslationCache) -> X86Stop {
+    /// Runs like `run` but executes translated blocks where it can. With other vCPUs, mail (IPIs,
+    /// INIT, code and TLB invalidations) is read between blocks, which then run at most
+    /// `instructionsBetweenMailChecks`.
+    func runTranslating(_ maxInstructions: Int, cache: TranslationCache, sharesRAM: Bool) -> X86Stop {
         var remaining = maxInstructions
         var sinceStopCheck = 0
         cache.frame[3] = UInt64(UInt(bitPattern: tlb))
         cache.frame[4] = UInt64(UInt(bitPattern: ram))
         while remaining > 0 {
-            if interruptWork && deviceLog.isEmpty {
+            if (interruptWork || (sharesRAM && hasMail)) && deviceLog.isEmpty {
                 if let stop = serviceInterrupts() { return stop }
                 if stopPending {
                     let reason = stopReason ?? .interrupted
@@ -118,7 +122,10 @@ extension X86CPU {
                 && otherFlags & Self.trapFlag == 0 && is64BitCode
             {
                 let timerArmed = apic.timerDeadline != nil
-                let cap = timerArmed ? TranslationCache.instructionsWhileTimerArmed : TranslationCache.instructionsBetweenChecks
+                let cap =
+                    timerArmed
+                    ? TranslationCache.instructionsWhileTimerArmed
+                    : sharesRAM ? TranslationCache.instructionsBetweenMailChecks : TranslationCache.instructionsBetweenChecks
                 done = runBlocks(cache, budget: min(remaining, cap))
                 if timerArmed && done > 1 { timerPollCountdown -= done - 1 }
             }
