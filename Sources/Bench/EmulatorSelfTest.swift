@@ -118,7 +118,7 @@ public enum EmulatorSelfTest {
                 throw HarnessFailure(description: "case \(start + offset) did not run under KVM (the harness stopped early)")
             }
             for emulator in emulators {
-                let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator(emulator))
+                let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator(emulator, translateAfter: 1))
                 report.emulatorSeconds += emulatorSeconds
                 report.secondsByEmulator[emulator, default: 0] += emulatorSeconds
                 for offset in batch.indices {
@@ -176,7 +176,7 @@ public enum EmulatorSelfTest {
         }
         let generator = DifferentialCaseGenerator(seed: seed)
         let cases = (0..<count).map { generator.makeCase(index: $0) }
-        let (actual, seconds) = try outcomes(of: cases, cpu: .emulator(emulator))
+        let (actual, seconds) = try outcomes(of: cases, cpu: .emulator(emulator, translateAfter: 1))
         var report = Report()
         report.emulatorSeconds = seconds
         report.secondsByEmulator[emulator] = seconds

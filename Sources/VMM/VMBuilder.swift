@@ -55,13 +55,15 @@ public enum VMBuilder {
         case kvm(KVMSystem)
         /// hvbench's x86-64 emulator: translating (the interpreter where the translator stops)
         /// or interpreting only.
-        case emulator(EmulatorKind = .translate)
+        /// `translateAfter`: arrivals at a RIP before its code is translated (1: at once).
+        case emulator(EmulatorKind = .translate, translateAfter: Int = TranslationCache.defaultHotAfter)
 
         /// The engine factory: every engine starts at a boot protocol's 32-bit entry.
         func makeEngine(memory: GuestMemory, entry: ProtectedModeEntry) throws -> any CPUEngine {
             switch self {
             case .kvm(let system): return try KVMEngine(system: system, memory: memory, entry: entry)
-            case .emulator(let kind): return EmulatorEngine(memory: memory, entry: entry, kind: kind)
+            case .emulator(let kind, let translateAfter):
+                return EmulatorEngine(memory: memory, entry: entry, kind: kind, translateAfter: translateAfter)
             }
         }
     }

@@ -12,17 +12,24 @@ public enum EmulatorKind: String, Sendable, CaseIterable {
 /// KVM_RUN's do, so every device model runs unchanged under either CPU.
 public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public let kind: EmulatorKind
+    let translateAfter: Int
     public var engineName: String { "emulator-\(kind.rawValue)" }
     public let cpu: X86CPU
     private let memory: GuestMemory
 
     /// The bootstrap processor, at the boot protocol's entry state. A translating emulator falls
     /// back to interpreting if the host will not map its code cache.
-    public init(memory: GuestMemory, entry: ProtectedModeEntry, kind: EmulatorKind = .translate) {
+    /// `translateAfter`: arrivals at a RIP before its code is translated (1: at once, as the
+    /// differential tests want, so every case runs translated).
+    public init(
+        memory: GuestMemory, entry: ProtectedModeEntry, kind: EmulatorKind = .translate,
+        translateAfter: Int = TranslationCache.defaultHotAfter
+    ) {
         self.memory = memory
         self.kind = kind
+        self.translateAfter = translateAfter
         cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() })
-        if kind == .translate { cpu.translation = TranslationCache() }
+        if kind == .translate { cpu.translation = TranslationCache(hotAfter: translateAfter) }
         cpu.enterProtectedMode(
             entryPoint: entry.entryPoint, eax: entry.eax, ebx: entry.ebx, gdtBase: entry.gdtBase, gdtLimit: entry.gdtLimit,
             codeSelector: ProtectedModeEntry.codeSelector, dataSelector: ProtectedModeEntry.dataSelector,
@@ -30,13 +37,14 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     }
 
     /// An application processor of the same machine, waiting for its SIPI.
-    private init(memory: GuestMemory, sharing bootstrap: X86CPU, index: Int, kind: EmulatorKind) {
+    private init(memory: GuestMemory, sharing bootstrap: X86CPU, index: Int, kind: EmulatorKind, translateAfter: Int) {
         self.memory = memory
         self.kind = kind
+        self.translateAfter = translateAfter
         cpu = X86CPU(
             ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() }, codeMap: bootstrap.codeMap,
             index: index)
-        if kind == .translate { cpu.translation = TranslationCache() }
+        if kind == .translate { cpu.translation = TranslationCache(hotAfter: translateAfter) }
         cpu.waitForStartup()
     }
 
@@ -47,7 +55,10 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
         guard (1..<CodeMap.maximumProcessors).contains(count) else {
             throw EngineError("the emulator runs at most \(CodeMap.maximumProcessors) vCPUs; \(count + 1) asked for")
         }
-        let processors = (1...count).map { EmulatorEngine(memory: memory, sharing: cpu, index: $0, kind: kind) }
+        let processors = (1...count).map {
+            EmulatorEngine(
+                memory: memory, sharing: cpu, index: $0, kind: kind, translateAfter: translateAfter)
+        }
         _ = EmulatedProcessors([cpu] + processors.map(\.cpu))
         return processors
     }

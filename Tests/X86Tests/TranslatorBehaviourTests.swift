@@ -141,20 +141,22 @@ import Testing
         #expect(machine.cpu.run(maxInstructions: Int.max) == .interrupted)
     }
 
-    /// 3000 distinct blocks through a 64 KiB code cache: it empties itself when full (hvbench
-    /// never grows it), results are unchanged, and no page of it is writable and executable.
+    /// 3000 distinct blocks, run 10 times, through a 64 KiB code cache: it empties itself when
+    /// full (hvbench never grows it), results are unchanged, and no page of it is writable and
+    /// executable.
     @Test func theCodeCacheIsBoundedAndNeverWritableAndExecutable() throws {
-        // 3000 x (add eax, 1; jnz +0): each jnz ends a block; then hlt.
+        // mov ecx, 10; 3000 x (add eax, 1; jnz +0): each jnz ends a block; dec ecx; jnz back; hlt.
         let block: [UInt8] = [0x83, 0xC0, 0x01, 0x75, 0x00]
-        var code: [UInt8] = []
+        var code: [UInt8] = [0xB9, 0x0A, 0x00, 0x00, 0x00]
         for _ in 0..<3000 { code += block }
-        code.append(0xF4)
-        let (_, translated, stop) = try Self.compare(code, cache: { TranslationCache(codeBytes: 64 << 10) })
+        let back = -(3000 * 5 + 8)  // from the end of the 6-byte jnz back to offset 5
+        code += [0xFF, 0xC9, 0x0F, 0x85] + withUnsafeBytes(of: Int32(back).littleEndian, Array.init) + [0xF4]
+        let (_, translated, stop) = try Self.compare(code, budget: 1_000_000, cache: { TranslationCache(codeBytes: 64 << 10) })
         #expect(stop == .halt)
-        #expect(translated.cpu.registers[0] == 3000)
+        #expect(translated.cpu.registers[0] == 30000)
         let cache = try #require(translated.cpu.translation)
         #expect(cache.cacheResets > 0)
-        #expect(cache.blocksTranslated >= 3000)
+        #expect(cache.blocksTranslated >= 3000, "every block got hot and was translated")
         #expect(!cache.memory.hasWritableExecutablePage)
     }
 
@@ -193,5 +195,31 @@ import Testing
         let (_, translated, stop) = try Self.compare(Self.chainedBlocks, budget: budget)
         #expect(stop == .interrupted)
         #expect(translated.cpu.retired == UInt64(budget))
+    }
+
+    /// Five loads in a row from a page that is not present: each faults, and the handler
+    /// (itself translated up to its iretq) skips the load. Every fault is precise: same RIPs,
+    /// CR2, fault count and retired count as interpreted.
+    @Test func aBlockWhoseEveryInstructionFaultsBehavesAsInterpreted() throws {
+        let load: [UInt8] = [0x48, 0x8B, 0x06]  // mov rax, [rsi]
+        var code: [UInt8] = [0x48, 0xC7, 0xC6, 0x00, 0x00, 0x03, 0x00]  // mov rsi, 0x30000 (not present)
+        for _ in 0..<5 { code += load }
+        code += [0xF4]
+        let handler: [UInt8] = [
+            0x49, 0xFF, 0xC7,  // inc r15: faults seen
+            0x48, 0x83, 0x44, 0x24, 0x08, 0x03,  // add qword [rsp+8], 3: resume after the load
+            0x48, 0x83, 0xC4, 0x08,  // add rsp, 8: drop the error code
+            0x48, 0xCF,  // iretq
+        ]
+        let (_, translated, stop) = try Self.compare(
+            code,
+            setup: { machine in
+                try machine.memory.write(handler, at: Self.handler)
+                try machine.installGate(14, handler: Self.handler)
+                try machine.setPTE(0x30, 0)
+            })
+        #expect(stop == .halt)
+        #expect(translated.cpu.registers[15] == 5)
+        #expect(translated.cpu.cr2 == 0x30000)
     }
 }

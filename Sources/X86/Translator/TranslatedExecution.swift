@@ -27,6 +27,12 @@ public final class TranslationCache {
     static let instructionsBetweenMailChecks = 1024
 
     let table: UnsafeMutablePointer<UInt64>
+    /// Per slot: the RIP last arrived at without a block, and its tag with the arrivals counted
+    /// in bits 48 and up. Code is translated on its `hotAfter`-th arrival, so code that runs a
+    /// few times (the boot path, one-shot setup) is not worth its translation and stays
+    /// interpreted.
+    let arrivals: UnsafeMutablePointer<UInt64>
+    let hotAfter: UInt64
     let memory: ExecutableMemory
     /// [0]: the guest's RFLAGS in and out; [1]: the budget in, what is left out; [2]: out, a
     /// linkable exit's rel32 field; [3]: the software TLB; [4]: guest RAM; [5]: the table; [6]:
@@ -42,11 +48,17 @@ public final class TranslationCache {
     public private(set) var cacheResets = 0
 
     /// nil when the host will not map the code cache.
-    public init?(codeBytes: Int = 8 << 20, memoryOperands: Bool = true) {
+    /// Arrivals at a RIP before its code is translated, by default.
+    public static let defaultHotAfter = 8
+
+    public init?(codeBytes: Int = 8 << 20, memoryOperands: Bool = true, hotAfter: Int = defaultHotAfter) {
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
         self.memory = memory
         translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
         table = .allocate(capacity: Self.entries * Self.wordsPerEntry)
+        arrivals = .allocate(capacity: Self.entries * 2)
+        arrivals.initialize(repeating: 0, count: Self.entries * 2)
+        self.hotAfter = UInt64(max(1, hotAfter))
         frame = .allocate(capacity: 8)
         frame.initialize(repeating: 0, count: 8)
         frame[5] = UInt64(UInt(bitPattern: table))
@@ -62,6 +74,7 @@ public final class TranslationCache {
             _ = line.withCString { write(2, $0, strlen($0)) }
         }
         table.deallocate()
+        arrivals.deallocate()
         frame.deallocate()
     }
 
@@ -71,6 +84,19 @@ public final class TranslationCache {
     /// The entry for `rip` (the translated code computes the same slot).
     func slot(_ rip: UInt64) -> UnsafeMutablePointer<UInt64> {
         table + (Int(truncatingIfNeeded: rip) & (Self.entries - 1)) * Self.wordsPerEntry
+    }
+
+    /// Counts an arrival at `rip` with no block for `tag`; true when the code there is hot.
+    func arrived(at rip: UInt64, tag: UInt64) -> Bool {
+        let candidate = arrivals + (Int(truncatingIfNeeded: rip) & (Self.entries - 1)) * 2
+        if candidate[0] != rip || candidate[1] & 0xFFFF_FFFF_FFFF != tag {
+            candidate[0] = rip
+            candidate[1] = tag | 1 << 48
+            return hotAfter <= 1
+        }
+        let count = (candidate[1] >> 48) + 1
+        candidate[1] = tag | count << 48
+        return count >= hotAfter
     }
 
     private func forgetBlocks() {
@@ -155,7 +181,10 @@ extension X86CPU {
         let start = rip
         let tag = TranslationCache.tag(generation: decodeGeneration, cpl: cpl)
         let entry = cache.slot(start)
-        if entry[0] != start || entry[1] != tag { translateBlock(at: start, into: entry, tag: tag, cache) }
+        if entry[0] != start || entry[1] != tag {
+            guard cache.arrived(at: start, tag: tag) else { return 0 }
+            translateBlock(at: start, into: entry, tag: tag, cache)
+        }
         guard entry[3] != 0, let function = UnsafeRawPointer(bitPattern: UInt(entry[3])) else { return 0 }
         cache.frame[0] = arithmeticFlagBits
         cache.frame[1] = UInt64(budget)
@@ -171,17 +200,12 @@ extension X86CPU {
         return retiredHere
     }
 
-    /// Points the exit whose rel32 field is at `field` straight at the block for `target`,
-    /// translating it first if needed (unless that empties the cache, which the field is in).
+    /// Points the exit whose rel32 field is at `field` straight at the block for `target`, if
+    /// there is a current one (a target not yet hot is linked on a later exit).
     @inline(never)
     private func link(_ field: UInt, to target: UInt64, tag: UInt64, _ cache: TranslationCache) {
         let entry = cache.slot(target)
-        if entry[0] != target || entry[1] != tag {
-            let resets = cache.cacheResets
-            translateBlock(at: target, into: entry, tag: tag, cache)
-            guard cache.cacheResets == resets else { return }
-        }
-        guard entry[2] != 0, let site = UnsafeRawPointer(bitPattern: field),
+        guard entry[0] == target, entry[1] == tag, entry[2] != 0, let site = UnsafeRawPointer(bitPattern: field),
             let destination = UnsafeRawPointer(bitPattern: UInt(entry[2]))
         else { return }
         if cache.memory.link(field: site, to: destination) { cache.linksMade += 1 }
