@@ -25,15 +25,45 @@ struct HostAssembler {
         size == 1 && index >= 16 ? 8 * (index & 3) + 1 : 8 * (index & 15)
     }
 
-    /// `mov host, guest` of `size` bytes (a 4-byte load zero-extends).
+    /// The guest register whose whole 64-bit slot rax holds, valid while nothing has been
+    /// emitted since `raxCachedAt` (any other instruction may change rax, and code is only ever
+    /// entered at a block's start, never in the middle of a trace): it saves reloading a result
+    /// the next instruction reads, which would wait for the store to be forwarded.
+    private var raxCached: UInt8?
+    private var raxCachedAt = -1
+
+    var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
+
+    /// `mov host, guest` of `size` bytes (a 4-byte load zero-extends); a whole register rax
+    /// already holds is not loaded again.
     mutating func load(_ host: Register, guest index: UInt8, size: UInt8) {
+        let cached = raxHolds
+        if size == 8, let cached, cached == index & 15 {
+            if host == .rax { return }
+            move(size: 8, host, .rax)
+            raxCachedAt = bytes.count
+            return
+        }
         slotAccess(opcode: size == 1 ? 0x8A : 0x8B, host, Self.slot(index, size: size), size: size)
+        if host == .rax {
+            raxCached = size == 8 ? index & 15 : nil
+        }
+        if host == .rax ? size == 8 : cached != nil { raxCachedAt = bytes.count }
     }
 
     /// `mov guest, host`: 8 bytes for a 4-byte result (x86-64 zero-extends 32-bit results), else `size`.
     mutating func store(_ host: Register, guest index: UInt8, size: UInt8) {
+        let cached = raxHolds
         let width: UInt8 = size == 4 ? 8 : size
         slotAccess(opcode: width == 1 ? 0x88 : 0x89, host, Self.slot(index, size: size), size: width)
+        if host == .rax {
+            // The slot now holds rax's 64 bits when 8 bytes were written (a 4-byte result is
+            // zero-extended in rax, as the host's 32-bit instructions leave it).
+            raxCached = width == 8 ? index & 15 : nil
+            raxCachedAt = bytes.count
+        } else if let cached, cached != index & 15 {
+            raxCachedAt = bytes.count
+        }
     }
 
     private mutating func slotAccess(opcode: UInt8, _ host: Register, _ displacement: UInt8, size: UInt8) {
