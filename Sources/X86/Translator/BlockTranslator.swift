@@ -27,7 +27,8 @@
 /// The function's contract (System V): rdi = the guest registers; rsi = the frame: [rsi] the
 /// guest's RFLAGS in and out, [rsi + 8] the budget in and what is left out, [rsi + 16] out: the
 /// rel32 field of an exit that could be linked (0: none), [rsi + 24] the TLB, [rsi + 32] guest
-/// RAM, [rsi + 40] the RIP table, [rsi + 48] the current table tag. It returns the next RIP.
+/// RAM, [rsi + 40] the RIP table, [rsi + 48] the current table tag, [rsi + 56] the address of
+/// the vCPU's mail word (a block is not entered while it has mail). It returns the next RIP.
 struct BlockTranslator {
     /// Instructions per block at most (the rest goes into the next block).
     static let maximumInstructions = 64
@@ -83,6 +84,7 @@ struct BlockTranslator {
         let chainEntry = assembler.position
         let charge = assembler.adjustBudget()
         let exhausted = assembler.jumpIfBudgetExhausted()
+        let mailed = assembler.jumpIfMail()
         var exits: [Exit] = []
         var returnAddresses: [UInt64] = []
         var instruction = first
@@ -150,7 +152,8 @@ struct BlockTranslator {
             instruction = decoded
         }
         assembler.setField(charge, to: -Int32(count))
-        emitExits(exits, count: count, start: start, chainEntry: chainEntry, exhausted: exhausted, into: &assembler)
+        emitExits(
+            exits, count: count, start: start, chainEntry: chainEntry, leaveAtStart: [exhausted, mailed], into: &assembler)
         return Block(code: assembler.bytes, chainEntry: chainEntry, instructionCount: count, linearPages: Array(pages))
     }
 
@@ -159,10 +162,11 @@ struct BlockTranslator {
     /// another chain exit records its jump for the VMM to link; an indirect one looks its target
     /// up in the table.
     private static func emitExits(
-        _ exits: [Exit], count: Int, start: UInt64, chainEntry: Int, exhausted: Int, into assembler: inout HostAssembler
+        _ exits: [Exit], count: Int, start: UInt64, chainEntry: Int, leaveAtStart: [Int],
+        into assembler: inout HostAssembler
     ) {
         var epilogueJumps: [Int] = []
-        assembler.bind(exhausted, to: assembler.position)
+        for field in leaveAtStart { assembler.bind(field, to: assembler.position) }
         assembler.setField(assembler.adjustBudget(), to: Int32(count))
         assembler.move(.rax, immediate: start)
         epilogueJumps.append(assembler.jump())

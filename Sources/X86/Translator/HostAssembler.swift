@@ -230,6 +230,16 @@ struct HostAssembler {
         return field
     }
 
+    /// Leaves (returns the rel32 field of the jump) when the 32-bit word [rsi + 56] points to
+    /// is not zero: this vCPU's mail (IPIs, INIT, code and TLB invalidations from other vCPUs).
+    mutating func jumpIfMail() -> Int {
+        bytes += [0x48, 0x8B, 0x4E, 0x38, 0x8B, 0x09]  // mov rcx, [rsi+56]; mov ecx, [rcx]
+        let none = jumpIfRCXZero()
+        let field = jump()
+        bind(none, to: position, short: true)
+        return field
+    }
+
     /// [rsi + 16] = the address of the rel32 field at `field` (so the VMM can link it), flag-free.
     mutating func recordLinkSite(_ field: Int) {
         bytes += [0x48, 0x8D, 0x15]  // lea rdx, [rip + disp32]

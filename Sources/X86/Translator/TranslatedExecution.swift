@@ -36,8 +36,10 @@ public final class TranslationCache {
     let memory: ExecutableMemory
     /// [0]: the guest's RFLAGS in and out; [1]: the budget in, what is left out; [2]: out, a
     /// linkable exit's rel32 field; [3]: the software TLB; [4]: guest RAM; [5]: the table; [6]:
-    /// the current tag.
+    /// the current tag; [7]: the mail word blocks check on entry.
     let frame: UnsafeMutablePointer<UInt64>
+    /// The mail word of a vCPU alone (nobody writes to it).
+    let noMail: UnsafeMutablePointer<UInt32>
     /// Whether blocks take memory operands (their TLB checks need BMI2).
     let translatesMemory: Bool
     /// Blocks translated, instructions retired inside blocks, exits linked to their targets,
@@ -61,6 +63,8 @@ public final class TranslationCache {
         self.hotAfter = UInt64(max(1, hotAfter))
         frame = .allocate(capacity: 8)
         frame.initialize(repeating: 0, count: 8)
+        noMail = .allocate(capacity: 1)
+        noMail.initialize(to: 0)
         frame[5] = UInt64(UInt(bitPattern: table))
         table.initialize(repeating: 0, count: Self.entries * Self.wordsPerEntry)
         forgetBlocks()
@@ -76,6 +80,7 @@ public final class TranslationCache {
         table.deallocate()
         arrivals.deallocate()
         frame.deallocate()
+        noMail.deallocate()
     }
 
     /// The tag blocks of this decode generation and CPL carry (never 0).
@@ -132,6 +137,10 @@ extension X86CPU {
         var sinceStopCheck = 0
         cache.frame[3] = UInt64(UInt(bitPattern: tlb))
         cache.frame[4] = UInt64(UInt(bitPattern: ram))
+        // With other vCPUs every block entry checks for mail, so IPIs and another vCPU's code
+        // and TLB invalidations take effect within a block, as the interpreter's within an
+        // instruction.
+        cache.frame[7] = UInt64(UInt(bitPattern: sharesRAM ? mail : cache.noMail))
         while remaining > 0 {
             if (interruptWork || (sharesRAM && hasMail)) && deviceLog.isEmpty {
                 if let stop = serviceInterrupts() { return stop }
