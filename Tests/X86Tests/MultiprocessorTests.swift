@@ -34,7 +34,14 @@ import Testing
         return nil
     }
 
-    @Test func lockedAddsFromTwoVCPUsLoseNothing() throws {
+    /// Both vCPUs translating (at once) or both interpreting.
+    func useTranslator(_ translate: Bool, _ cpus: X86CPU...) {
+        guard translate else { return }
+        for cpu in cpus { cpu.translation = TranslationCache(hotAfter: 1) }
+    }
+
+    @Test(arguments: [false, true])
+    func lockedAddsFromTwoVCPUsLoseNothing(translate: Bool) throws {
         // mov ecx, 200000 / again: lock inc qword [0x9000] / xchg [0x9008], rax (a locked swap) /
         // dec ecx / jnz again / out 0xF4, al
         let loop: [UInt8] = [
@@ -44,6 +51,7 @@ import Testing
         let machine = try LongModeMachine(code: loop)
         let other = secondCPU(of: machine, code: LongModeMachine.codeAddress)
         let processors = EmulatedProcessors([machine.cpu, other])
+        useTranslator(translate, machine.cpu, other)
         #expect(processors.count == 2)
         let first = start(machine.cpu)
         let second = start(other)
@@ -52,7 +60,10 @@ import Testing
         #expect(try machine.memory.readValue(UInt64.self, at: 0x9000) == 400_000, "no locked increment lost")
     }
 
-    @Test func aStoreToCodeAnotherVCPUDecodedReachesIt() throws {
+    /// Translated, the spinning vCPU's loop is one block looping in host code: the store's
+    /// notice reaches it through its mail word at the next pass.
+    @Test(arguments: [false, true])
+    func aStoreToCodeAnotherVCPUDecodedReachesIt(translate: Bool) throws {
         // vCPU 1 at 0x10000: again: mov al, 1 / cmp al, 2 / jne again / out 0xF4, al
         // vCPU 0 at 0x20000: mov byte [0x10001], 2 / out 0xF4, al
         let spinner: [UInt8] = [0xB0, 0x01, 0x3C, 0x02, 0x75, 0xFA, 0xE6, 0xF4]
@@ -60,6 +71,7 @@ import Testing
         try machine.memory.write([0xC6, 0x04, 0x25, 0x01, 0x00, 0x01, 0x00, 0x02, 0xE6, 0xF4], at: 0x20000)
         let other = secondCPU(of: machine, code: LongModeMachine.codeAddress)
         _ = EmulatedProcessors([machine.cpu, other])
+        useTranslator(translate, machine.cpu, other)
         machine.cpu.rip = 0x20000
         let spinning = start(other, budget: Int.max)
         // It has decoded and run the loop (bounded, so a vCPU that never runs fails, not hangs).
@@ -70,6 +82,7 @@ import Testing
         if stop == nil { other.requestStop() }
         #expect(stop == .deviceAccess, "the spinning vCPU saw the new immediate")
         #expect(other.registers[0] & 0xFF == 2)
+        if translate { #expect((other.translation?.instructionsInBlocks ?? 0) > 0, "the loop ran translated") }
     }
 
     /// What an AP trampoline does, from the SIPI on: 16-bit code with [bx+si+disp8] addressing,
