@@ -1,12 +1,21 @@
 import Machine
 import X86
 
-/// Any bytes as 64-bit code at CPL0 in a small identity-mapped machine: the decoder and the
-/// executor must turn every byte string into instructions, exceptions or a stop, never a trap.
+/// Any bytes as 64-bit code at CPL0 in a small identity-mapped machine, once interpreted and
+/// once translated (translating at once): the decoder, the executor and the translator must turn
+/// every byte string into instructions, exceptions or a stop, never a trap; neither may retire
+/// more instructions than its budget, nor the translator count more of them in its blocks than
+/// were retired.
 enum X86Fuzz {
     static let codeAddress: UInt64 = 0x10000
+    static let budget = 256
 
     static func run(_ bytes: [UInt8]) -> FuzzProperty {
+        if let problem = run(bytes, translate: false) { return problem }
+        return run(bytes, translate: true)
+    }
+
+    static func run(_ bytes: [UInt8], translate: Bool) -> FuzzProperty {
         guard let memory = try? GuestMemory(size: 4 << 20) else { return "cannot allocate guest memory" }
         do {
             // PML4 at 0x1000 -> PDPT at 0x2000 -> PD at 0x3000: 2 MiB pages over the first 4 MiB.
@@ -20,7 +29,14 @@ enum X86Fuzz {
         cpu.enterLongMode(
             rip: codeAddress, cr3: 0x1000, cpl: 0, codeSelector: 0x08, stackSelector: 0x10, gdtBase: 0x500, gdtLimit: 0xF)
         cpu.registers[4] = 0x80000
-        _ = cpu.run(maxInstructions: 256)
+        if translate { cpu.translation = TranslationCache(hotAfter: 1) }
+        _ = cpu.run(maxInstructions: budget)
+        if let translated = cpu.translation?.instructionsInBlocks, translated > cpu.retired {
+            return "\(translated) instructions counted in blocks, \(cpu.retired) retired"
+        }
+        if cpu.retired > UInt64(budget) {
+            return "\(translate ? "translated" : "interpreted"): \(cpu.retired) instructions retired on a budget of \(budget)"
+        }
         return nil
     }
 }

@@ -149,7 +149,7 @@ public final class X86CPU {
     var codeLinearPages = Set<UInt64>()
 
     /// The binary translator's blocks, when this vCPU translates (nil: it only interprets).
-    public internal(set) var translation: TranslationCache?
+    public var translation: TranslationCache?
 
     // Software TLB (direct-mapped, 4 KiB granularity).
     static let tlbEntries = 256
