@@ -46,6 +46,8 @@ public final class TranslationCache {
     /// and times the code cache filled.
     public private(set) var blocksTranslated = 0
     public internal(set) var instructionsInBlocks: UInt64 = 0
+    /// Instructions (and exception deliveries) the interpreter ran while translating.
+    public internal(set) var instructionsInterpreted: UInt64 = 0
     public internal(set) var linksMade = 0
     public private(set) var cacheResets = 0
 
@@ -74,6 +76,7 @@ public final class TranslationCache {
         if getenv("HVB_TRANSLATOR_STATS") != nil {
             let line =
                 "translator: \(blocksTranslated) blocks, \(instructionsInBlocks) instructions in blocks, "
+                + "\(instructionsInterpreted) interpreted, "
                 + "\(linksMade) links, \(cacheResets) resets\n"
             _ = line.withCString { write(2, $0, strlen($0)) }
         }
@@ -104,11 +107,9 @@ public final class TranslationCache {
         return count >= hotAfter
     }
 
+    /// Tag 0 never matches (a real tag carries CPL + 1), so zeroes forget every entry.
     private func forgetBlocks() {
-        for index in 0..<Self.entries {
-            table[index * Self.wordsPerEntry] = ~0
-            table[index * Self.wordsPerEntry + 1] = 0
-        }
+        table.update(repeating: 0, count: Self.entries * Self.wordsPerEntry)
     }
 
     /// Places `code`, emptying the cache (and forgetting every block) first if it is full.
@@ -121,7 +122,7 @@ public final class TranslationCache {
 
     /// Empties the code cache and forgets every block (the cache is full, or the decode
     /// generation wrapped around, which could make old tags current again).
-    func forgetAll() {
+    public func forgetAll() {
         memory.reset()
         forgetBlocks()
         cacheResets += 1
@@ -165,6 +166,7 @@ extension X86CPU {
                 if timerArmed && done > 1 { timerPollCountdown -= done - 1 }
             }
             if done == 0 {
+                cache.instructionsInterpreted &+= 1
                 if step() {
                     let reason = stopReason ?? .interrupted
                     stopReason = nil
