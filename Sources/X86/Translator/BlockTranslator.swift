@@ -76,7 +76,33 @@ struct BlockTranslator {
         start: UInt64, first: Instruction, context: Context, next: (UInt64) -> Instruction?
     ) -> Block? {
         guard translatable(first, context) else { return nil }
+        // A dry run finds the guest registers the trace uses; the two used most (and only as 4
+        // or 8 bytes) live in host registers for the whole block.
+        var probe = HostAssembler()
+        probe.accesses = []
+        _ = emitBlock(start: start, first: first, context: context, next: next, into: &probe)
         var assembler = HostAssembler()
+        assembler.registerCache = Array(zip(cacheCandidates(probe.accesses ?? []), [.rbp, .r14]))
+        return emitBlock(start: start, first: first, context: context, next: next, into: &assembler)
+    }
+
+    /// Guest registers worth keeping in host registers, most used first: accessed at least
+    /// three times, never as a byte or a word (AH...BH count for their register).
+    static func cacheCandidates(_ accesses: [(index: UInt8, size: UInt8)]) -> [UInt8] {
+        var uses = [Int](repeating: 0, count: 16)
+        var narrow = [Bool](repeating: false, count: 16)
+        for (index, size) in accesses {
+            let register = Int(index >= 16 ? index & 3 : index & 15)
+            uses[register] += 1
+            if size < 4 || index >= 16 { narrow[register] = true }
+        }
+        return (0..<16).filter { !narrow[$0] && uses[$0] >= 3 }.sorted { uses[$0] > uses[$1] }.map { UInt8($0) }
+    }
+
+    private static func emitBlock(
+        start: UInt64, first: Instruction, context: Context, next: (UInt64) -> Instruction?,
+        into assembler: inout HostAssembler
+    ) -> Block {
         assembler.prologue()
         assembler.loadArithmeticFlags()
         // Entered from the VMM or from another block: take this block's instructions from the
@@ -85,6 +111,8 @@ struct BlockTranslator {
         let charge = assembler.adjustBudget()
         let exhausted = assembler.jumpIfBudgetExhausted()
         let mailed = assembler.jumpIfMail()
+        assembler.loadCachedRegisters()
+        let body = assembler.position
         var exits: [Exit] = []
         var returnAddresses: [UInt64] = []
         var instruction = first
@@ -153,32 +181,52 @@ struct BlockTranslator {
         }
         assembler.setField(charge, to: -Int32(count))
         emitExits(
-            exits, count: count, start: start, chainEntry: chainEntry, leaveAtStart: [exhausted, mailed], into: &assembler)
+            exits, count: count, start: start, body: body, leaveAtStart: [exhausted, mailed], into: &assembler)
         return Block(code: assembler.bytes, chainEntry: chainEntry, instructionCount: count, linearPages: Array(pages))
     }
 
-    /// The exit stubs and the epilogue. An exit that leaves part of the block undone gives the
-    /// budget back; a chain exit to the block's own start loops (through the budget check);
-    /// another chain exit records its jump for the VMM to link; an indirect one looks its target
-    /// up in the table.
+    /// The exit stubs and the epilogue. Every exit from the body first writes the cached
+    /// registers back. An exit that leaves part of the block undone gives the budget back; a
+    /// chain exit to the block's own start loops (through the budget and mail checks, the cached
+    /// registers kept); another chain exit ends in a jump the VMM can link to the target block;
+    /// an indirect one looks its target up in the table.
     private static func emitExits(
-        _ exits: [Exit], count: Int, start: UInt64, chainEntry: Int, leaveAtStart: [Int],
-        into assembler: inout HostAssembler
+        _ exits: [Exit], count: Int, start: UInt64, body: Int, leaveAtStart: [Int], into assembler: inout HostAssembler
     ) {
         var epilogueJumps: [Int] = []
+        // Not entered: nothing ran, nothing is cached yet.
         for field in leaveAtStart { assembler.bind(field, to: assembler.position) }
         assembler.setField(assembler.adjustBudget(), to: Int32(count))
         assembler.move(.rax, immediate: start)
         epilogueJumps.append(assembler.jump())
+        var loopEntry: Int?
         var missStubs: [UInt64: Int] = [:]
         var lookup: Int?
         for exit in exits {
             switch exit.kind {
             case .chain(let target) where target == start:
-                assembler.bind(exit.field, to: chainEntry)
+                if let loopEntry {
+                    assembler.bind(exit.field, to: loopEntry)
+                    continue
+                }
+                loopEntry = assembler.position
+                assembler.bind(exit.field, to: assembler.position)
+                assembler.setField(assembler.adjustBudget(), to: -Int32(count))
+                let exhausted = assembler.jumpIfBudgetExhausted()
+                let mailed = assembler.jumpIfMail()
+                assembler.bind(assembler.jump(), to: body)
+                assembler.bind(exhausted, to: assembler.position)
+                assembler.bind(mailed, to: assembler.position)
+                assembler.writeBackCachedRegisters()
+                assembler.setField(assembler.adjustBudget(), to: Int32(count))
+                assembler.move(.rax, immediate: start)
+                epilogueJumps.append(assembler.jump())
             case .chain(let target):
                 assembler.bind(exit.field, to: assembler.position)
-                assembler.recordLinkSite(exit.field)
+                assembler.writeBackCachedRegisters()
+                let site = assembler.jump()
+                assembler.bind(site, to: assembler.position)
+                assembler.recordLinkSite(site)
                 assembler.move(.rax, immediate: target)
                 epilogueJumps.append(assembler.jump())
             case .miss(let rip):
@@ -188,11 +236,13 @@ struct BlockTranslator {
                 }
                 missStubs[rip] = assembler.position
                 assembler.bind(exit.field, to: assembler.position)
+                assembler.writeBackCachedRegisters()
                 assembler.setField(assembler.adjustBudget(), to: Int32(count - exit.retired))
                 assembler.move(.rax, immediate: rip)
                 epilogueJumps.append(assembler.jump())
             case .indirect:
                 assembler.bind(exit.field, to: assembler.position)
+                assembler.writeBackCachedRegisters()
                 if exit.retired < count { assembler.setField(assembler.adjustBudget(), to: Int32(count - exit.retired)) }
                 if let lookup {
                     assembler.bind(assembler.jump(), to: lookup)

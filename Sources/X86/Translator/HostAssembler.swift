@@ -2,12 +2,13 @@
 /// emits, encoded by hand (Intel SDM vol. 2, chapter 2). Guest registers live in memory at
 /// [rdi + 8 * n]. Host registers: rax and rdx (operands), r9 (wide constants, TLB entry),
 /// r11 (a guest address), rcx and r13 (flag-free comparisons with jrcxz), and from the frame
-/// rbx (the instruction budget), r8 (the software TLB), r10 (guest RAM), r12, r14 and r15 (the
-/// shift counts 12, 63 and 50); rbx and r12...r15 are saved and restored as System V requires. Between guest instructions only
+/// rbx (the instruction budget), r8 (the software TLB), r10 (guest RAM), r12 and r15 (the shift
+/// counts 12 and 50); rbp and r14 hold up to two guest registers for the whole block. rbx, rbp
+/// and r12...r15 are saved and restored as System V requires. Between guest instructions only
 /// flag-free host instructions run, so the guest's flags stay in the host's RFLAGS.
 struct HostAssembler {
     enum Register: UInt8 {
-        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13,
+        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rbp = 5, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13,
             r14 = 14, r15 = 15
     }
 
@@ -34,9 +35,35 @@ struct HostAssembler {
 
     var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
 
+    /// Guest registers the block keeps in host registers (rbp, r14) from its entry to its exits,
+    /// which write them back; only registers the trace accesses as 4 or 8 bytes.
+    var registerCache: [(guest: UInt8, host: Register)] = []
+    /// Filled by a dry run: every guest register access (index, size) the trace makes.
+    var accesses: [(index: UInt8, size: UInt8)]?
+
+    private func cachedHost(_ index: UInt8, size: UInt8) -> Register? {
+        guard index < 16, size >= 4 else { return nil }
+        return registerCache.first { $0.guest == index }?.host
+    }
+
+    /// `mov [slot], host` for every cached register (before leaving the block).
+    mutating func writeBackCachedRegisters() {
+        for (guest, host) in registerCache { slotAccess(opcode: 0x89, host, Self.slot(guest, size: 8), size: 8) }
+    }
+
+    /// `mov host, [slot]` for every cached register (on entering the block).
+    mutating func loadCachedRegisters() {
+        for (guest, host) in registerCache { slotAccess(opcode: 0x8B, host, Self.slot(guest, size: 8), size: 8) }
+    }
+
     /// `mov host, guest` of `size` bytes (a 4-byte load zero-extends); a whole register rax
     /// already holds is not loaded again.
     mutating func load(_ host: Register, guest index: UInt8, size: UInt8) {
+        accesses?.append((index, size))
+        if let cachedHost = cachedHost(index, size: size) {
+            move(size: size, host, cachedHost)
+            return
+        }
         let cached = raxHolds
         if size == 8, let cached, cached == index & 15 {
             if host == .rax { return }
@@ -53,6 +80,11 @@ struct HostAssembler {
 
     /// `mov guest, host`: 8 bytes for a 4-byte result (x86-64 zero-extends 32-bit results), else `size`.
     mutating func store(_ host: Register, guest index: UInt8, size: UInt8) {
+        accesses?.append((index, size))
+        if let cachedHost = cachedHost(index, size: size) {
+            move(size: 8, cachedHost, host)  // a 4-byte result is zero-extended in the host register
+            return
+        }
         let cached = raxHolds
         let width: UInt8 = size == 4 ? 8 : size
         slotAccess(opcode: width == 1 ? 0x88 : 0x89, host, Self.slot(index, size: size), size: width)
@@ -178,15 +210,14 @@ struct HostAssembler {
 
     // MARK: Flags and the block's frame
 
-    /// Saves rbx and r12...r15; loads the instruction budget (rbx), the TLB (r8) and guest RAM
-    /// (r10) from the frame, and the shift counts 12 (r12), 63 (r14) and 50 (r15).
+    /// Saves rbx, rbp and r12...r15; loads the instruction budget (rbx), the TLB (r8) and guest
+    /// RAM (r10) from the frame, and the shift counts 12 (r12) and 50 (r15).
     mutating func prologue() {
-        bytes += [0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57]  // push rbx, r12, r13, r14, r15
+        bytes += [0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57]  // push rbx, rbp, r12...r15
         bytes += [0x48, 0x8B, 0x5E, 0x08]  // mov rbx, [rsi+8]
         bytes += [0x4C, 0x8B, 0x46, 0x18]  // mov r8, [rsi+24]
         bytes += [0x4C, 0x8B, 0x56, 0x20]  // mov r10, [rsi+32]
         bytes += [0x41, 0xBC, 12, 0, 0, 0]  // mov r12d, 12
-        bytes += [0x41, 0xBE, 63, 0, 0, 0]  // mov r14d, 63
         bytes += [0x41, 0xBF, 50, 0, 0, 0]  // mov r15d, 50
     }
 
@@ -199,12 +230,12 @@ struct HostAssembler {
         bytes += [0x88, 0xD4, 0x9E]  // mov ah, dl; sahf: SF, ZF, AF, PF, CF
     }
 
-    /// [rsi] = RFLAGS, [rsi + 8] = the budget left, restores rbx and r12...r15, and returns (rax
-    /// holds the next guest RIP).
+    /// [rsi] = RFLAGS, [rsi + 8] = the budget left, restores rbx, rbp and r12...r15, and returns
+    /// (rax holds the next guest RIP).
     mutating func saveStateAndReturn() {
         bytes += [0x9C, 0x5A, 0x48, 0x89, 0x16]  // pushfq; pop rdx; mov [rsi], rdx
         bytes += [0x48, 0x89, 0x5E, 0x08]  // mov [rsi+8], rbx
-        bytes += [0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3]  // pop r15...r12, rbx; ret
+        bytes += [0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, 0xC3]  // pop r15...r12, rbp, rbx; ret
     }
 
     /// `lea rbx, [rbx + disp32]`; returns the displacement's offset (patched once the block's
@@ -221,9 +252,10 @@ struct HostAssembler {
     }
 
     /// Leaves (returns the rel32 field of the jump) when the budget in rbx went negative;
-    /// flag-free: rcx = rbx >> 63 (shrx by r14), then jrcxz over the jump.
+    /// flag-free: rcx = rbx >> 12 (shrx by r12) is zero exactly while 0 <= rbx < 4096, and
+    /// budgets never exceed 4095.
     mutating func jumpIfBudgetExhausted() -> Int {
-        bmi2Shift(left: false, .rcx, .rbx, count: .r14)
+        bmi2Shift(left: false, .rcx, .rbx, count: .r12)
         let fits = jumpIfRCXZero()
         let field = jump()
         bind(fits, to: position, short: true)

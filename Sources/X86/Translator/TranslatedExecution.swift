@@ -18,7 +18,8 @@ public final class TranslationCache {
     static let wordsPerEntry = 4
     /// How many instructions translated code may retire before the VMM's loop checks for
     /// interrupts and stop requests again.
-    static let instructionsBetweenChecks = 16384
+    /// (At most 4095: the blocks' flag-free budget check tests rbx >> 12 for zero.)
+    static let instructionsBetweenChecks = 4095
     /// How many instructions translated code may retire while an APIC timer is armed, so the
     /// clock is still read about as often as the interpreter reads it.
     static let instructionsWhileTimerArmed = 256
