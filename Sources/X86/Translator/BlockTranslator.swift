@@ -76,13 +76,13 @@ struct BlockTranslator {
         start: UInt64, first: Instruction, context: Context, next: (UInt64) -> Instruction?
     ) -> Block? {
         guard translatable(first, context) else { return nil }
-        // A dry run finds the guest registers the trace uses; the two used most (and only as 4
+        // A dry run finds the guest registers the trace uses; the four used most (and only as 4
         // or 8 bytes) live in host registers for the whole block.
         var probe = HostAssembler()
         probe.accesses = []
         _ = emitBlock(start: start, first: first, context: context, next: next, into: &probe)
         var assembler = HostAssembler()
-        assembler.registerCache = Array(zip(cacheCandidates(probe.accesses ?? []), [.rbp, .r14]))
+        assembler.registerCache = Array(zip(cacheCandidates(probe.accesses ?? []), [.rbp, .r14, .r12, .r15]))
         return emitBlock(start: start, first: first, context: context, next: next, into: &assembler)
     }
 

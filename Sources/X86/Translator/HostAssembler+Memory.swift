@@ -48,13 +48,14 @@ extension HostAssembler {
     /// reading or writing with the block's privilege; on a hit r11 becomes the guest physical
     /// address (the access is then at [r10 + r11]). Returns the rel32 field of the miss jump.
     mutating func checkTLB(write: Bool, size: UInt8, user: Bool) -> Int {
-        bmi2Shift(left: false, .r9, .r11, count: .r12)  // r9 = linear >> 12
+        bytes += [0xB9, 12, 0, 0, 0]  // mov ecx, 12: the shift count (rcx is free until the compare)
+        bmi2Shift(left: false, .r9, .r11, count: .rcx)  // r9 = linear >> 12
         bytes += [0x45, 0x0F, 0xB6, 0xC9]  // movzx r9d, r9b: the entry index
         loadAddress(.r9, base: .r9, index: .r9, scale: 1, displacement: 0)  // index * 3
         loadAddress(.r9, base: .r8, index: .r9, scale: 3, displacement: 0)  // the entry
         loadAddress(.r13, base: .r11, displacement: Int32(size) - 1)  // the last byte
-        bmi2Shift(left: false, .r13, .r13, count: .r12)
-        bmi2Shift(left: true, .r13, .r13, count: .r12)  // its page
+        bmi2Shift(left: false, .r13, .r13, count: .rcx)
+        bmi2Shift(left: true, .r13, .r13, count: .rcx)  // its page
         complement(.r13)
         loadWord(.rcx, base: .r9, displacement: write ? Self.writeTagOffset : Self.readTagOffset)
         // rcx = tag - (page | user) = tag + ~page + (user ? 0 : 1)

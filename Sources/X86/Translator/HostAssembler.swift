@@ -2,13 +2,14 @@
 /// emits, encoded by hand (Intel SDM vol. 2, chapter 2). Guest registers live in memory at
 /// [rdi + 8 * n]. Host registers: rax and rdx (operands), r9 (wide constants, TLB entry),
 /// r11 (a guest address), rcx and r13 (flag-free comparisons with jrcxz), and from the frame
-/// rbx (the instruction budget), r8 (the software TLB), r10 (guest RAM), r12 and r15 (the shift
-/// counts 12 and 50); rbp and r14 hold up to two guest registers for the whole block. rbx, rbp
-/// and r12...r15 are saved and restored as System V requires. Between guest instructions only
+/// rbx (the instruction budget), r8 (the software TLB) and r10 (guest RAM); rbp, r12, r14 and
+/// r15 hold up to four guest registers for the whole block. rbx, rbp and r12...r15 are saved and
+/// restored as System V requires. Between guest instructions only
 /// flag-free host instructions run, so the guest's flags stay in the host's RFLAGS.
 struct HostAssembler {
     enum Register: UInt8 {
-        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rbp = 5, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13,
+        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rbp = 5, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 =
+            13,
             r14 = 14, r15 = 15
     }
 
@@ -35,7 +36,7 @@ struct HostAssembler {
 
     var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
 
-    /// Guest registers the block keeps in host registers (rbp, r14) from its entry to its exits,
+    /// Guest registers the block keeps in host registers (rbp, r14, r12, r15) from its entry to its exits,
     /// which write them back; only registers the trace accesses as 4 or 8 bytes.
     var registerCache: [(guest: UInt8, host: Register)] = []
     /// Filled by a dry run: every guest register access (index, size) the trace makes.
@@ -211,14 +212,12 @@ struct HostAssembler {
     // MARK: Flags and the block's frame
 
     /// Saves rbx, rbp and r12...r15; loads the instruction budget (rbx), the TLB (r8) and guest
-    /// RAM (r10) from the frame, and the shift counts 12 (r12) and 50 (r15).
+    /// RAM (r10) from the frame.
     mutating func prologue() {
         bytes += [0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57]  // push rbx, rbp, r12...r15
         bytes += [0x48, 0x8B, 0x5E, 0x08]  // mov rbx, [rsi+8]
         bytes += [0x4C, 0x8B, 0x46, 0x18]  // mov r8, [rsi+24]
         bytes += [0x4C, 0x8B, 0x56, 0x20]  // mov r10, [rsi+32]
-        bytes += [0x41, 0xBC, 12, 0, 0, 0]  // mov r12d, 12
-        bytes += [0x41, 0xBF, 50, 0, 0, 0]  // mov r15d, 50
     }
 
     /// Replaces the host's six arithmetic flags with those in [rsi] without popf (slow on every
@@ -252,10 +251,11 @@ struct HostAssembler {
     }
 
     /// Leaves (returns the rel32 field of the jump) when the budget in rbx went negative;
-    /// flag-free: rcx = rbx >> 12 (shrx by r12) is zero exactly while 0 <= rbx < 4096, and
-    /// budgets never exceed 4095.
+    /// flag-free: rcx = rbx >> 12 (shrx) is zero exactly while 0 <= rbx < 4096, and budgets
+    /// never exceed 4095.
     mutating func jumpIfBudgetExhausted() -> Int {
-        bmi2Shift(left: false, .rcx, .rbx, count: .r12)
+        bytes += [0xB9, 12, 0, 0, 0]  // mov ecx, 12
+        bmi2Shift(left: false, .rcx, .rbx, count: .rcx)
         let fits = jumpIfRCXZero()
         let field = jump()
         bind(fits, to: position, short: true)
@@ -283,8 +283,9 @@ struct HostAssembler {
     /// from [rsi + 40] must hold rax and the tag [rsi + 48], and a chain entry, which it jumps
     /// to; otherwise it jumps to the returned field (the epilogue). Flag-free.
     mutating func lookUpAndJump() -> [Int] {
-        bmi2Shift(left: true, .rcx, .rax, count: .r15)  // r15 = 50
-        bmi2Shift(left: false, .rcx, .rcx, count: .r15)  // rcx = rax & 0x3FFF: the slot
+        bytes += [0xB9, 50, 0, 0, 0]  // mov ecx, 50
+        bmi2Shift(left: true, .r9, .rax, count: .rcx)
+        bmi2Shift(left: false, .rcx, .r9, count: .rcx)  // rcx = rax & 0x3FFF: the slot
         bytes += [0x48, 0x8D, 0x0C, 0x8D, 0, 0, 0, 0]  // lea rcx, [rcx * 4]
         bytes += [0x4C, 0x8B, 0x4E, 0x28]  // mov r9, [rsi+40]
         bytes += [0x4D, 0x8D, 0x0C, 0xC9]  // lea r9, [r9 + rcx*8]: the entry
