@@ -15,10 +15,13 @@ import Testing
 
     static func state(_ cpu: X86CPU) -> [UInt64] { (0..<16).map { cpu.registers[$0] } + [cpu.rip, cpu.rflags, cpu.retired] }
 
-    @Test func aLoopRunsTranslatedWithTheInterpretersResults() throws {
+    /// Translated at once, the block starts with the set-up and the loop's head is inside it
+    /// (an inner loop); translated when hot, the loop is a block of its own.
+    @Test(arguments: [1, 8])
+    func aLoopRunsTranslatedWithTheInterpretersResults(translateAfter: Int) throws {
         let interpreted = try LongModeMachine(code: Self.integerLoop)
         let translated = try LongModeMachine(code: Self.integerLoop)
-        translated.cpu.translation = TranslationCache()
+        translated.cpu.translation = TranslationCache(hotAfter: translateAfter)
         #expect(interpreted.cpu.run(maxInstructions: 100_000) == .halt)
         #expect(translated.cpu.run(maxInstructions: 100_000) == .halt)
         #expect(Self.state(translated.cpu) == Self.state(interpreted.cpu))
@@ -27,11 +30,11 @@ import Testing
     }
 
     /// An instruction budget is met exactly, in the middle of a looping block too.
-    @Test(arguments: [1, 5, 17, 1000, 12_345])
-    func aBudgetStopsAtTheSameInstruction(_ budget: Int) throws {
+    @Test(arguments: [1, 5, 17, 1000, 12_345], [1, 8])
+    func aBudgetStopsAtTheSameInstruction(_ budget: Int, translateAfter: Int) throws {
         let interpreted = try LongModeMachine(code: Self.integerLoop)
         let translated = try LongModeMachine(code: Self.integerLoop)
-        translated.cpu.translation = TranslationCache()
+        translated.cpu.translation = TranslationCache(hotAfter: translateAfter)
         #expect(interpreted.cpu.run(maxInstructions: budget) == .interrupted)
         #expect(translated.cpu.run(maxInstructions: budget) == .interrupted)
         #expect(translated.cpu.retired == UInt64(budget))

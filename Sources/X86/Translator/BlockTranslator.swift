@@ -43,6 +43,9 @@ struct BlockTranslator {
         var instructionCount: Int
         /// Linear pages its instructions came from (invlpg of one invalidates it).
         var linearPages: [UInt64]
+        /// Known RIPs its exits lead to that are instructions of its own trace (not its start):
+        /// loops whose head is inside the block.
+        var innerTargets: Set<UInt64> = []
     }
 
     /// What the translation may assume about the code it runs under.
@@ -78,12 +81,16 @@ struct BlockTranslator {
         guard translatable(first, context) else { return nil }
         // A dry run finds the guest registers the trace uses; the four used most (and only as 4
         // or 8 bytes) live in host registers for the whole block.
+        // It also finds loops whose head is inside the trace (the trace began part-way into the
+        // loop): their branches go back into the block instead of leaving it.
         var probe = HostAssembler()
         probe.accesses = []
-        _ = emitBlock(start: start, first: first, context: context, next: next, into: &probe)
+        let dryRun = emitBlock(start: start, first: first, context: context, next: next, into: &probe)
         var assembler = HostAssembler()
         assembler.registerCache = Array(zip(cacheCandidates(probe.accesses ?? []), [.rbp, .r14, .r12, .r15]))
-        return emitBlock(start: start, first: first, context: context, next: next, into: &assembler)
+        return emitBlock(
+            start: start, first: first, context: context, next: next, innerLoops: dryRun.innerTargets,
+            into: &assembler)
     }
 
     /// Guest registers worth keeping in host registers, most used first: accessed at least
@@ -101,7 +108,7 @@ struct BlockTranslator {
 
     private static func emitBlock(
         start: UInt64, first: Instruction, context: Context, next: (UInt64) -> Instruction?,
-        into assembler: inout HostAssembler
+        innerLoops: Set<UInt64> = [], into assembler: inout HostAssembler
     ) -> Block {
         assembler.prologue()
         assembler.loadArithmeticFlags()
@@ -119,7 +126,17 @@ struct BlockTranslator {
         var count = 0
         var pages: Set<UInt64> = []
         var rip = start
+        // Where each instruction of the trace starts (the first time its RIP appears), and for
+        // inner loop heads the host position and instruction index a branch back re-enters at.
+        var instructionStarts: Set<UInt64> = []
+        var innerEntries: [UInt64: (position: Int, index: Int)] = [:]
         trace: while true {
+            if rip != start && innerLoops.contains(rip) && innerEntries[rip] == nil {
+                // Entered from elsewhere: nothing may assume what rax holds here.
+                assembler.forgetRAX()
+                innerEntries[rip] = (assembler.position, count)
+            }
+            instructionStarts.insert(rip)
             pages.insert(rip >> 12)
             let after = rip &+ UInt64(instruction.length)
             pages.insert((after &- 1) >> 12)
@@ -181,8 +198,17 @@ struct BlockTranslator {
         }
         assembler.setField(charge, to: -Int32(count))
         emitExits(
-            exits, count: count, start: start, body: body, leaveAtStart: [exhausted, mailed], into: &assembler)
-        return Block(code: assembler.bytes, chainEntry: chainEntry, instructionCount: count, linearPages: Array(pages))
+            exits, count: count, start: start, body: body, innerEntries: innerEntries, leaveAtStart: [exhausted, mailed],
+            into: &assembler)
+        var innerTargets: Set<UInt64> = []
+        for exit in exits {
+            if case .chain(let target) = exit.kind, target != start, instructionStarts.contains(target) {
+                innerTargets.insert(target)
+            }
+        }
+        return Block(
+            code: assembler.bytes, chainEntry: chainEntry, instructionCount: count, linearPages: Array(pages),
+            innerTargets: innerTargets)
     }
 
     /// The exit stubs and the epilogue. Every exit from the body first writes the cached
@@ -191,7 +217,8 @@ struct BlockTranslator {
     /// registers kept); another chain exit ends in a jump the VMM can link to the target block;
     /// an indirect one looks its target up in the table.
     private static func emitExits(
-        _ exits: [Exit], count: Int, start: UInt64, body: Int, leaveAtStart: [Int], into assembler: inout HostAssembler
+        _ exits: [Exit], count: Int, start: UInt64, body: Int, innerEntries: [UInt64: (position: Int, index: Int)],
+        leaveAtStart: [Int], into assembler: inout HostAssembler
     ) {
         var epilogueJumps: [Int] = []
         // Not entered: nothing ran, nothing is cached yet.
@@ -200,6 +227,7 @@ struct BlockTranslator {
         assembler.move(.rax, immediate: start)
         epilogueJumps.append(assembler.jump())
         var loopEntry: Int?
+        var innerLoopStubs: [UInt64: Int] = [:]
         var missStubs: [UInt64: Int] = [:]
         var lookup: Int?
         for exit in exits {
@@ -220,6 +248,26 @@ struct BlockTranslator {
                 assembler.writeBackCachedRegisters()
                 assembler.setField(assembler.adjustBudget(), to: Int32(count))
                 assembler.move(.rax, immediate: start)
+                epilogueJumps.append(assembler.jump())
+            case .chain(let target) where innerEntries[target] != nil:
+                // A loop whose head is inside the block: a pass charges the instructions from
+                // the head to the end of the trace, so exits give back what they always do.
+                if let stub = innerLoopStubs[target] {
+                    assembler.bind(exit.field, to: stub)
+                    continue
+                }
+                let (position, index) = innerEntries[target]!
+                innerLoopStubs[target] = assembler.position
+                assembler.bind(exit.field, to: assembler.position)
+                assembler.setField(assembler.adjustBudget(), to: -Int32(count - index))
+                let exhausted = assembler.jumpIfBudgetExhausted()
+                let mailed = assembler.jumpIfMail()
+                assembler.bind(assembler.jump(), to: position)
+                assembler.bind(exhausted, to: assembler.position)
+                assembler.bind(mailed, to: assembler.position)
+                assembler.writeBackCachedRegisters()
+                assembler.setField(assembler.adjustBudget(), to: Int32(count - index))
+                assembler.move(.rax, immediate: target)
                 epilogueJumps.append(assembler.jump())
             case .chain(let target):
                 assembler.bind(exit.field, to: assembler.position)

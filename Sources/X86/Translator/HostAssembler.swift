@@ -36,6 +36,9 @@ struct HostAssembler {
 
     var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
 
+    /// Marks a place other code jumps to: rax's contents are unknown there.
+    mutating func forgetRAX() { raxCachedAt = -1 }
+
     /// Guest registers the block keeps in host registers (rbp, r14, r12, r15) from its entry to its exits,
     /// which write them back; only registers the trace accesses as 4 or 8 bytes.
     var registerCache: [(guest: UInt8, host: Register)] = []
