@@ -159,9 +159,18 @@ import Results
         var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
         configuration.netBackend = .vmm  // device-model cost alone; the TAP path runs in NetworkNamespaceTests
         configuration.diskRegionSectors = 4096
-        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
-        #expect(result.status == .ok, "\(id) on \(system.rawValue): \(result.reason ?? "")")
-        #expect(result.engine == "emulator-translate")
+        configuration.otherEmulators = [.interpret]  // both emulators, interleaved in one run
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+        try #require(results.count == 2)
+        for (result, engine) in zip(results, ["emulator-translate", "emulator-interpret"]) {
+            #expect(result.status == .ok, "\(id) on \(system.rawValue), \(engine): \(result.reason ?? "")")
+            #expect(result.engine == engine)
+            try checkInterrupts(of: result, id, system)
+        }
+        #expect(results[0].metrics.map(\.name) == results[1].metrics.map(\.name))
+    }
+
+    private func checkInterrupts(of result: BenchmarkResult, _ id: String, _ system: SystemKind) throws {
         let exits = try #require(result.exits)
         if id.hasSuffix("-moderated") {
             // ITR holds interrupts back (how many depends on how fast the emulator sends), and

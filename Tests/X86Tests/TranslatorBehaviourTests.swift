@@ -222,4 +222,33 @@ import Testing
         #expect(translated.cpu.registers[15] == 5)
         #expect(translated.cpu.cr2 == 0x30000)
     }
+
+    /// A loop whose blocks straddle a page boundary (one instruction crosses it): traces and
+    /// links across pages, the pages recorded for invlpg, the interpreter's results.
+    @Test func blocksAndLinksAcrossAPageBoundary() throws {
+        var code = [UInt8](repeating: 0x90, count: 0x1010)
+        code.replaceSubrange(0..<10, with: [0xB9, 0x2C, 0x01, 0x00, 0x00, 0xE9, 0xEE, 0x0F, 0x00, 0x00])  // mov ecx, 300; jmp 0xFF8
+        code.replaceSubrange(
+            0xFF8..<0x100A,
+            with: [
+                0x01, 0xC8,  // 0xFF8: add eax, ecx
+                0x89, 0x06,  // 0xFFA: mov [rsi], eax
+                0xFF, 0xC2,  // 0xFFC: inc edx
+                0xF6, 0xC1, 0x01,  // 0xFFE: test cl, 1 (crosses into the next page)
+                0x74, 0x02,  // 0x1001: jz 0x1005
+                0xFF, 0xC3,  // 0x1003: inc ebx
+                0xFF, 0xC9,  // 0x1005: dec ecx
+                0x75, 0xEF,  // 0x1007: jnz 0xFF8
+                0xF4,  // 0x1009: hlt
+            ])
+        let (_, translated, stop) = try Self.compare(
+            code, setup: { machine in machine.cpu.registers[6] = Self.data })
+        #expect(stop == .halt)
+        #expect(translated.cpu.registers[0] == 45150 && translated.cpu.registers[3] == 150)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.linksMade >= 2, "exits linked across the page boundary")
+        #expect(cache.instructionsInBlocks >= 1500)
+        let codePage = LongModeMachine.codeAddress >> 12
+        #expect(translated.cpu.codeLinearPages.isSuperset(of: [codePage, codePage + 1]))
+    }
 }
