@@ -13,7 +13,10 @@ public enum EmulatorKind: String, Sendable, CaseIterable {
 public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public let kind: EmulatorKind
     let translateAfter: Int
-    public var engineName: String { "emulator-\(kind.rawValue)" }
+    /// What ran: a translating emulator whose host refused the code cache only interprets.
+    public var engineName: String {
+        "emulator-\(kind == .translate && cpu.translation == nil ? EmulatorKind.interpret.rawValue : kind.rawValue)"
+    }
     public let cpu: X86CPU
     private let memory: GuestMemory
 
