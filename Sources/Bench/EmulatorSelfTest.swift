@@ -16,7 +16,7 @@ public enum EmulatorSelfTest {
         public let testCase: DifferentialCase
         public let differences: [String]
         /// The emulator that disagreed with KVM (translate or interpret).
-        public var engine: EmulatorKind = .interpret
+        public let engine: EmulatorKind
 
         /// A reproducible report: the seed and index regenerate the case.
         public var description: String {
@@ -39,9 +39,10 @@ public enum EmulatorSelfTest {
         public var faultedAlike = 0
         public var mismatches: [Mismatch] = []
         public var kvmSeconds = 0.0
-        public var emulatorSeconds = 0.0
         /// Wall time of each emulator's runs (whole test kernel, boot included).
         public var secondsByEmulator: [EmulatorKind: Double] = [:]
+        /// Wall time of all emulator runs.
+        public var emulatorSeconds: Double { secondsByEmulator.values.reduce(0, +) }
 
         public init() {}
 
@@ -51,20 +52,18 @@ public enum EmulatorSelfTest {
             faultedAlike += other.faultedAlike
             mismatches += other.mismatches
             kvmSeconds += other.kvmSeconds
-            emulatorSeconds += other.emulatorSeconds
             secondsByEmulator.merge(other.secondsByEmulator, uniquingKeysWith: +)
         }
 
         /// Counts one compared case (once per emulator): a mismatch when `differences` is not empty.
         mutating func record(
             seed: UInt64, index: Int, testCase: DifferentialCase, expectedStatus: UInt64, differences: [String],
-            engine: EmulatorKind = .interpret
+            engine: EmulatorKind
         ) {
             cases += 1
             if !differences.isEmpty {
-                var mismatch = Mismatch(seed: seed, index: index, testCase: testCase, differences: differences)
-                mismatch.engine = engine
-                mismatches.append(mismatch)
+                mismatches.append(
+                    Mismatch(seed: seed, index: index, testCase: testCase, differences: differences, engine: engine))
             } else if expectedStatus != 1 {
                 faultedAlike += 1
             }
@@ -119,7 +118,6 @@ public enum EmulatorSelfTest {
             }
             for emulator in emulators {
                 let (actual, emulatorSeconds) = try outcomes(of: batch, cpu: .emulator(emulator, translateAfter: 1))
-                report.emulatorSeconds += emulatorSeconds
                 report.secondsByEmulator[emulator, default: 0] += emulatorSeconds
                 for offset in batch.indices {
                     report.record(
@@ -178,7 +176,6 @@ public enum EmulatorSelfTest {
         let cases = (0..<count).map { generator.makeCase(index: $0) }
         let (actual, seconds) = try outcomes(of: cases, cpu: .emulator(emulator, translateAfter: 1))
         var report = Report()
-        report.emulatorSeconds = seconds
         report.secondsByEmulator[emulator] = seconds
         for (lineNumber, line) in lines.enumerated() {
             let fields = line.split(separator: " ").map(String.init)

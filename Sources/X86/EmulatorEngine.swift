@@ -109,9 +109,6 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public var diagnostics: [String] {
         cpu.unimplemented.map { "emulator: unimplemented instruction at \($0) (raised #UD in the guest)" }
     }
-
-    /// Guest instructions retired inside translated blocks (nil: interpreting).
-    public var instructionsTranslated: UInt64? { cpu.translation?.instructionsInBlocks }
 }
 
 extension X86CPU {

@@ -18,14 +18,8 @@ extension BlockTranslator {
             assembler.store(.rax, guest: rm, size: size)
         case .aluRmReg, .aluRegRm:
             let (destination, source) = instruction.op == .aluRmReg ? (rm, reg) : (reg, rm)
-            // The source first when rax holds it (the result of the instruction before).
-            if size == 8 && assembler.raxHolds == source {
-                assembler.load(.rdx, guest: source, size: size)
-                assembler.load(.rax, guest: destination, size: size)
-            } else {
-                assembler.load(.rax, guest: destination, size: size)
-                assembler.load(.rdx, guest: source, size: size)
-            }
+            assembler.load(.rax, guest: destination, size: size)
+            assembler.load(.rdx, guest: source, size: size)
             assembler.alu(kind, size: size, .rax, .rdx)
             if kind != 7 { assembler.store(.rax, guest: destination, size: size) }
         case .aluRmImm:

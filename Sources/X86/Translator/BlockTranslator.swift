@@ -39,8 +39,6 @@ struct BlockTranslator {
         var code: [UInt8]
         /// Where other blocks' linked exits and indirect branches enter (after the prologue).
         var chainEntry: Int
-        /// Instructions of one full pass.
-        var instructionCount: Int
         /// Linear pages its instructions came from (invlpg of one invalidates it).
         var linearPages: [UInt64]
         /// Known RIPs its exits lead to that are instructions of its own trace (not its start):
@@ -207,15 +205,15 @@ struct BlockTranslator {
             }
         }
         return Block(
-            code: assembler.bytes, chainEntry: chainEntry, instructionCount: count, linearPages: Array(pages),
+            code: assembler.bytes, chainEntry: chainEntry, linearPages: Array(pages),
             innerTargets: innerTargets)
     }
 
     /// The exit stubs and the epilogue. Every exit from the body first writes the cached
     /// registers back. An exit that leaves part of the block undone gives the budget back; a
-    /// chain exit to the block's own start loops (through the budget and mail checks, the cached
-    /// registers kept); another chain exit ends in a jump the VMM can link to the target block;
-    /// an indirect one looks its target up in the table.
+    /// chain exit to a loop head in the block (its start or an inner head) loops, through the
+    /// budget and mail checks, the cached registers kept; another chain exit ends in a jump the
+    /// VMM can link to the target block; an indirect one looks its target up in the table.
     private static func emitExits(
         _ exits: [Exit], count: Int, start: UInt64, body: Int, innerEntries: [UInt64: (position: Int, index: Int)],
         leaveAtStart: [Int], into assembler: inout HostAssembler
@@ -226,38 +224,23 @@ struct BlockTranslator {
         assembler.setField(assembler.adjustBudget(), to: Int32(count))
         assembler.move(.rax, immediate: start)
         epilogueJumps.append(assembler.jump())
-        var loopEntry: Int?
-        var innerLoopStubs: [UInt64: Int] = [:]
+        // Loop heads: the block's start (its body, after the cached registers are loaded) and
+        // any inner head. A pass charges the instructions from the head to the end of the trace,
+        // so every exit gives back what it always does.
+        var loopHeads = innerEntries
+        loopHeads[start] = (body, 0)
+        var loopStubs: [UInt64: Int] = [:]
         var missStubs: [UInt64: Int] = [:]
         var lookup: Int?
         for exit in exits {
             switch exit.kind {
-            case .chain(let target) where target == start:
-                if let loopEntry {
-                    assembler.bind(exit.field, to: loopEntry)
-                    continue
-                }
-                loopEntry = assembler.position
-                assembler.bind(exit.field, to: assembler.position)
-                assembler.setField(assembler.adjustBudget(), to: -Int32(count))
-                let exhausted = assembler.jumpIfBudgetExhausted()
-                let mailed = assembler.jumpIfMail()
-                assembler.bind(assembler.jump(), to: body)
-                assembler.bind(exhausted, to: assembler.position)
-                assembler.bind(mailed, to: assembler.position)
-                assembler.writeBackCachedRegisters()
-                assembler.setField(assembler.adjustBudget(), to: Int32(count))
-                assembler.move(.rax, immediate: start)
-                epilogueJumps.append(assembler.jump())
-            case .chain(let target) where innerEntries[target] != nil:
-                // A loop whose head is inside the block: a pass charges the instructions from
-                // the head to the end of the trace, so exits give back what they always do.
-                if let stub = innerLoopStubs[target] {
+            case .chain(let target) where loopHeads[target] != nil:
+                if let stub = loopStubs[target] {
                     assembler.bind(exit.field, to: stub)
                     continue
                 }
-                let (position, index) = innerEntries[target]!
-                innerLoopStubs[target] = assembler.position
+                let (position, index) = loopHeads[target]!
+                loopStubs[target] = assembler.position
                 assembler.bind(exit.field, to: assembler.position)
                 assembler.setField(assembler.adjustBudget(), to: -Int32(count - index))
                 let exhausted = assembler.jumpIfBudgetExhausted()
@@ -317,12 +300,10 @@ struct BlockTranslator {
         switch instruction.op {
         case .jmp, .jcc, .nop, .pause:
             return true
-        case .call, .pushImm:
+        case .call, .pushImm, .pushReg, .popReg:
             return plainMemory && size == 8
         case .ret:
             return plainMemory && size == 8 && instruction.immediate == 0
-        case .pushReg, .popReg:
-            return plainMemory && size == 8
         case .jmpRm:
             return instruction.isRegister && size == 8
         case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .testRmReg, .incRm, .decRm, .notRm, .negRm:

@@ -7,9 +7,6 @@ final class ExecutableMemory {
     let capacity: Int
     private let base: UnsafeMutableRawPointer
     private(set) var used = 0
-    /// Pages currently read-write, [writableStart, writableEnd): being written, not executable.
-    private var writableStart = 0
-    private var writableEnd = 0
     private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     /// nil when the host refuses the mapping (the emulator then interprets).
@@ -29,38 +26,36 @@ final class ExecutableMemory {
     func place(_ code: [UInt8]) -> UnsafeRawPointer? {
         let start = (used + 15) & ~15
         guard start + code.count <= capacity, !code.isEmpty else { return nil }
-        let firstPage = start / Self.pageSize * Self.pageSize
-        let lastPage = (start + code.count + Self.pageSize - 1) / Self.pageSize * Self.pageSize
-        guard mprotect(base + firstPage, lastPage - firstPage, PROT_READ | PROT_WRITE) == 0 else { return nil }
-        writableStart = firstPage
-        writableEnd = lastPage
-        code.withUnsafeBytes { (base + start).copyMemory(from: $0.baseAddress!, byteCount: code.count) }
-        guard sealWritablePages() else { return nil }
+        let written = write(at: start, count: code.count) { destination in
+            code.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: code.count) }
+        }
+        guard written else { return nil }
         used = start + code.count
         return UnsafeRawPointer(base + start)
     }
 
-    /// Points the rel32 field at `field` (inside placed code) to `target`: its page(s) are made
-    /// read-write (not executable) for the write and read-execute again after it.
+    /// Points the rel32 field at `field` (inside placed code) to `target`.
     func link(field: UnsafeRawPointer, to target: UnsafeRawPointer) -> Bool {
         let offset = field - UnsafeRawPointer(base)
         guard offset >= 0, offset + 4 <= used else { return false }
-        let firstPage = offset / Self.pageSize * Self.pageSize
-        let lastPage = (offset + 4 + Self.pageSize - 1) / Self.pageSize * Self.pageSize
-        guard mprotect(base + firstPage, lastPage - firstPage, PROT_READ | PROT_WRITE) == 0 else { return false }
-        writableStart = firstPage
-        writableEnd = lastPage
         let relative = Int32(truncatingIfNeeded: target - (field + 4))
-        (base + offset).storeBytes(of: relative.littleEndian, as: Int32.self)
-        return sealWritablePages()
+        return write(at: offset, count: 4) { $0.storeBytes(of: relative.littleEndian, as: Int32.self) }
+    }
+
+    /// Makes the pages holding [offset, offset + count) read-write (not executable), lets `body`
+    /// write there, and makes them read-execute again.
+    private func write(at offset: Int, count: Int, _ body: (UnsafeMutableRawPointer) -> Void) -> Bool {
+        let firstPage = offset / Self.pageSize * Self.pageSize
+        let lastPage = (offset + count + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+        guard mprotect(base + firstPage, lastPage - firstPage, PROT_READ | PROT_WRITE) == 0 else { return false }
+        body(base + offset)
+        return mprotect(base + firstPage, lastPage - firstPage, PROT_READ | PROT_EXEC) == 0
     }
 
     /// Empties the cache: every page back to inaccessible, nothing placed.
     func reset() {
         mprotect(base, capacity, PROT_NONE)
         used = 0
-        writableStart = 0
-        writableEnd = 0
     }
 
     /// Whether any page is writable and executable at once (never, by construction; tests ask).
@@ -79,13 +74,5 @@ final class ExecutableMemory {
             if fields[1].hasPrefix("rwx") { return true }
         }
         return false
-    }
-
-    private func sealWritablePages() -> Bool {
-        defer {
-            writableStart = 0
-            writableEnd = 0
-        }
-        return mprotect(base + writableStart, writableEnd - writableStart, PROT_READ | PROT_EXEC) == 0
     }
 }

@@ -9,10 +9,11 @@
 /// (self-modifying code), to MMIO and to pages not yet written all miss. A miss leaves the block
 /// before the instruction, and the interpreter runs it with its usual semantics.
 extension HostAssembler {
-    static let tlbEntryBytes = 24
-    static let readTagOffset: UInt8 = 0
-    static let writeTagOffset: UInt8 = 8
-    static let physicalOffsetOffset: UInt8 = 16
+    /// Where `TLBEntry`'s fields lie (the index arithmetic below assumes 24-byte entries and
+    /// a 256-entry table; `TranslationCache` checks both).
+    static let readTagOffset = UInt8(MemoryLayout<TLBEntry>.offset(of: \.readTag)!)
+    static let writeTagOffset = UInt8(MemoryLayout<TLBEntry>.offset(of: \.writeTag)!)
+    static let physicalOffsetOffset = UInt8(MemoryLayout<TLBEntry>.offset(of: \.physicalOffset)!)
 
     /// A VEX-encoded BMI2 shift (`shrx` with prefix F2, `shlx` with 66): destination =
     /// source shifted by `count`, flags untouched.
@@ -48,7 +49,7 @@ extension HostAssembler {
     /// reading or writing with the block's privilege; on a hit r11 becomes the guest physical
     /// address (the access is then at [r10 + r11]). Returns the rel32 field of the miss jump.
     mutating func checkTLB(write: Bool, size: UInt8, user: Bool) -> Int {
-        bytes += [0xB9, 12, 0, 0, 0]  // mov ecx, 12: the shift count (rcx is free until the compare)
+        loadShiftCount(12)
         bmi2Shift(left: false, .r9, .r11, count: .rcx)  // r9 = linear >> 12
         bytes += [0x45, 0x0F, 0xB6, 0xC9]  // movzx r9d, r9b: the entry index
         loadAddress(.r9, base: .r9, index: .r9, scale: 1, displacement: 0)  // index * 3
@@ -60,9 +61,7 @@ extension HostAssembler {
         loadWord(.rcx, base: .r9, displacement: write ? Self.writeTagOffset : Self.readTagOffset)
         // rcx = tag - (page | user) = tag + ~page + (user ? 0 : 1)
         loadAddress(.rcx, base: .rcx, index: .r13, scale: 0, displacement: user ? 0 : 1)
-        let hit = jumpIfRCXZero()
-        let miss = jump()
-        bind(hit, to: position, short: true)
+        let miss = jumpUnlessRCXZero()
         loadWord(.rcx, base: .r9, displacement: Self.physicalOffsetOffset)
         loadAddress(.r11, base: .r11, index: .rcx, scale: 0, displacement: 0)
         return miss

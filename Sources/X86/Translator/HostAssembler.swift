@@ -4,13 +4,12 @@
 /// r11 (a guest address), rcx and r13 (flag-free comparisons with jrcxz), and from the frame
 /// rbx (the instruction budget), r8 (the software TLB) and r10 (guest RAM); rbp, r12, r14 and
 /// r15 hold up to four guest registers for the whole block. rbx, rbp and r12...r15 are saved and
-/// restored as System V requires. Between guest instructions only
-/// flag-free host instructions run, so the guest's flags stay in the host's RFLAGS.
+/// restored as System V requires. Between guest instructions only flag-free host instructions
+/// run, so the guest's flags stay in the host's RFLAGS.
 struct HostAssembler {
     enum Register: UInt8 {
-        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rbp = 5, rsi = 6, rdi = 7, r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 =
-            13,
-            r14 = 14, r15 = 15
+        case rax = 0, rcx = 1, rdx = 2, rbx = 3, rbp = 5, rsi = 6, rdi = 7
+        case r8 = 8, r9 = 9, r10 = 10, r11 = 11, r12 = 12, r13 = 13, r14 = 14, r15 = 15
     }
 
     var bytes: [UInt8] = []
@@ -28,19 +27,19 @@ struct HostAssembler {
     }
 
     /// The guest register whose whole 64-bit slot rax holds, valid while nothing has been
-    /// emitted since `raxCachedAt` (any other instruction may change rax, and code is only ever
-    /// entered at a block's start, never in the middle of a trace): it saves reloading a result
-    /// the next instruction reads, which would wait for the store to be forwarded.
+    /// emitted since `raxCachedAt` (any other instruction may change rax; places other code
+    /// jumps to, loop heads inside a trace, call `forgetRAX`): it saves reloading a result the
+    /// next instruction reads, which would wait for the store to be forwarded.
     private var raxCached: UInt8?
     private var raxCachedAt = -1
 
-    var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
+    private var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
 
     /// Marks a place other code jumps to: rax's contents are unknown there.
     mutating func forgetRAX() { raxCachedAt = -1 }
 
-    /// Guest registers the block keeps in host registers (rbp, r14, r12, r15) from its entry to its exits,
-    /// which write them back; only registers the trace accesses as 4 or 8 bytes.
+    /// Guest registers the block keeps in host registers (rbp, r14, r12, r15) from its entry to
+    /// its exits, which write them back; only registers the trace accesses as 4 or 8 bytes.
     var registerCache: [(guest: UInt8, host: Register)] = []
     /// Filled by a dry run: every guest register access (index, size) the trace makes.
     var accesses: [(index: UInt8, size: UInt8)]?
@@ -257,22 +256,16 @@ struct HostAssembler {
     /// flag-free: rcx = rbx >> 12 (shrx) is zero exactly while 0 <= rbx < 4096, and budgets
     /// never exceed 4095.
     mutating func jumpIfBudgetExhausted() -> Int {
-        bytes += [0xB9, 12, 0, 0, 0]  // mov ecx, 12
+        loadShiftCount(12)
         bmi2Shift(left: false, .rcx, .rbx, count: .rcx)
-        let fits = jumpIfRCXZero()
-        let field = jump()
-        bind(fits, to: position, short: true)
-        return field
+        return jumpUnlessRCXZero()
     }
 
     /// Leaves (returns the rel32 field of the jump) when the 32-bit word [rsi + 56] points to
     /// is not zero: this vCPU's mail (IPIs, INIT, code and TLB invalidations from other vCPUs).
     mutating func jumpIfMail() -> Int {
         bytes += [0x48, 0x8B, 0x4E, 0x38, 0x8B, 0x09]  // mov rcx, [rsi+56]; mov ecx, [rcx]
-        let none = jumpIfRCXZero()
-        let field = jump()
-        bind(none, to: position, short: true)
-        return field
+        return jumpUnlessRCXZero()
     }
 
     /// [rsi + 16] = the address of the rel32 field at `field` (so the VMM can link it), flag-free.
@@ -286,7 +279,7 @@ struct HostAssembler {
     /// from [rsi + 40] must hold rax and the tag [rsi + 48], and a chain entry, which it jumps
     /// to; otherwise it jumps to the returned field (the epilogue). Flag-free.
     mutating func lookUpAndJump() -> [Int] {
-        bytes += [0xB9, 50, 0, 0, 0]  // mov ecx, 50
+        loadShiftCount(50)
         bmi2Shift(left: true, .r9, .rax, count: .rcx)
         bmi2Shift(left: false, .rcx, .r9, count: .rcx)  // rcx = rax & 0x3FFF: the slot
         bytes += [0x48, 0x8D, 0x0C, 0x8D, 0, 0, 0, 0]  // lea rcx, [rcx * 4]
@@ -296,15 +289,11 @@ struct HostAssembler {
         // rcx = [r9] - rax
         bytes += [0x48, 0x89, 0xC2, 0x48, 0xF7, 0xD2]  // mov rdx, rax; not rdx
         bytes += [0x49, 0x8B, 0x09, 0x48, 0x8D, 0x4C, 0x11, 0x01]  // mov rcx, [r9]; lea rcx, [rcx + rdx + 1]
-        var equal = jumpIfRCXZero()
-        misses.append(jump())
-        bind(equal, to: position, short: true)
+        misses.append(jumpUnlessRCXZero())
         // rcx = [r9 + 8] - [rsi + 48]
         bytes += [0x48, 0x8B, 0x56, 0x30, 0x48, 0xF7, 0xD2]  // mov rdx, [rsi+48]; not rdx
         bytes += [0x49, 0x8B, 0x49, 0x08, 0x48, 0x8D, 0x4C, 0x11, 0x01]  // mov rcx, [r9+8]; lea rcx, [rcx + rdx + 1]
-        equal = jumpIfRCXZero()
-        misses.append(jump())
-        bind(equal, to: position, short: true)
+        misses.append(jumpUnlessRCXZero())
         bytes += [0x49, 0x8B, 0x49, 0x10]  // mov rcx, [r9+16]: the chain entry
         let none = jumpIfRCXZero()
         bytes += [0xFF, 0xE1]  // jmp rcx
@@ -329,10 +318,7 @@ struct HostAssembler {
     mutating func jumpUnless(rax expected: UInt64) -> Int {
         move(.rcx, immediate: 0 &- expected)
         loadAddress(.rcx, base: .rcx, index: .rax, scale: 0, displacement: 0)
-        let equal = jumpIfRCXZero()
-        let field = jump()
-        bind(equal, to: position, short: true)
-        return field
+        return jumpUnlessRCXZero()
     }
 
     /// `jrcxz` (rel8).
@@ -341,13 +327,26 @@ struct HostAssembler {
         return bytes.count - 1
     }
 
+    /// Leaves (returns the rel32 field of the jump) unless rcx is zero: `jrcxz` over a `jmp`,
+    /// the flag-free conditional branch every check in translated code uses.
+    mutating func jumpUnlessRCXZero() -> Int {
+        let zero = jumpIfRCXZero()
+        let field = jump()
+        bind(zero, to: position, short: true)
+        return field
+    }
+
+    /// `mov ecx, count`: the count register of a BMI2 shift (rcx is scratch until compared).
+    mutating func loadShiftCount(_ count: UInt8) {
+        bytes += [0xB9, count, 0, 0, 0]
+    }
+
     /// Points the rel32 (or, for `short`, rel8) field at `field` to `target`.
     mutating func bind(_ field: Int, to target: Int, short: Bool = false) {
         if short {
             bytes[field] = UInt8(bitPattern: Int8(target - (field + 1)))
         } else {
-            let relative = UInt32(bitPattern: Int32(target - (field + 4)))
-            for index in 0..<4 { bytes[field + index] = UInt8(truncatingIfNeeded: relative >> (8 * index)) }
+            setField(field, to: Int32(target - (field + 4)))
         }
     }
 
@@ -361,5 +360,4 @@ struct HostAssembler {
         for index in 0..<count { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * index))) }
     }
 
-    func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 }

@@ -52,11 +52,13 @@ public final class TranslationCache {
     public internal(set) var linksMade = 0
     public private(set) var cacheResets = 0
 
-    /// nil when the host will not map the code cache.
     /// Arrivals at a RIP before its code is translated, by default.
     public static let defaultHotAfter = 8
 
+    /// nil when the host will not map the code cache.
     public init?(codeBytes: Int = 8 << 20, memoryOperands: Bool = true, hotAfter: Int = defaultHotAfter) {
+        // Translated code indexes the TLB as (page & 255) * 24 bytes.
+        precondition(MemoryLayout<TLBEntry>.stride == 24 && X86CPU.tlbEntries == 256, "TLB layout changed")
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
         self.memory = memory
         translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
@@ -69,8 +71,7 @@ public final class TranslationCache {
         noMail = .allocate(capacity: 1)
         noMail.initialize(to: 0)
         frame[5] = UInt64(UInt(bitPattern: table))
-        table.initialize(repeating: 0, count: Self.entries * Self.wordsPerEntry)
-        forgetBlocks()
+        table.initialize(repeating: 0, count: Self.entries * Self.wordsPerEntry)  // no block known
     }
 
     deinit {
