@@ -130,8 +130,6 @@ struct BlockTranslator {
         var innerEntries: [UInt64: (position: Int, index: Int)] = [:]
         trace: while true {
             if rip != start && innerLoops.contains(rip) && innerEntries[rip] == nil {
-                // Entered from elsewhere: nothing may assume what rax holds here.
-                assembler.forgetRAX()
                 innerEntries[rip] = (assembler.position, count)
             }
             instructionStarts.insert(rip)

@@ -26,18 +26,6 @@ struct HostAssembler {
         size == 1 && index >= 16 ? 8 * (index & 3) + 1 : 8 * (index & 15)
     }
 
-    /// The guest register whose whole 64-bit slot rax holds, valid while nothing has been
-    /// emitted since `raxCachedAt` (any other instruction may change rax; places other code
-    /// jumps to, loop heads inside a trace, call `forgetRAX`): it saves reloading a result the
-    /// next instruction reads, which would wait for the store to be forwarded.
-    private var raxCached: UInt8?
-    private var raxCachedAt = -1
-
-    private var raxHolds: UInt8? { bytes.count == raxCachedAt ? raxCached : nil }
-
-    /// Marks a place other code jumps to: rax's contents are unknown there.
-    mutating func forgetRAX() { raxCachedAt = -1 }
-
     /// Guest registers the block keeps in host registers (rbp, r14, r12, r15) from its entry to
     /// its exits, which write them back; only registers the trace accesses as 4 or 8 bytes.
     var registerCache: [(guest: UInt8, host: Register)] = []
@@ -59,26 +47,14 @@ struct HostAssembler {
         for (guest, host) in registerCache { slotAccess(opcode: 0x8B, host, Self.slot(guest, size: 8), size: 8) }
     }
 
-    /// `mov host, guest` of `size` bytes (a 4-byte load zero-extends); a whole register rax
-    /// already holds is not loaded again.
+    /// `mov host, guest` of `size` bytes (a 4-byte load zero-extends).
     mutating func load(_ host: Register, guest index: UInt8, size: UInt8) {
         accesses?.append((index, size))
         if let cachedHost = cachedHost(index, size: size) {
             move(size: size, host, cachedHost)
-            return
+        } else {
+            slotAccess(opcode: size == 1 ? 0x8A : 0x8B, host, Self.slot(index, size: size), size: size)
         }
-        let cached = raxHolds
-        if size == 8, let cached, cached == index & 15 {
-            if host == .rax { return }
-            move(size: 8, host, .rax)
-            raxCachedAt = bytes.count
-            return
-        }
-        slotAccess(opcode: size == 1 ? 0x8A : 0x8B, host, Self.slot(index, size: size), size: size)
-        if host == .rax {
-            raxCached = size == 8 ? index & 15 : nil
-        }
-        if host == .rax ? size == 8 : cached != nil { raxCachedAt = bytes.count }
     }
 
     /// `mov guest, host`: 8 bytes for a 4-byte result (x86-64 zero-extends 32-bit results), else `size`.
@@ -86,18 +62,9 @@ struct HostAssembler {
         accesses?.append((index, size))
         if let cachedHost = cachedHost(index, size: size) {
             move(size: 8, cachedHost, host)  // a 4-byte result is zero-extended in the host register
-            return
-        }
-        let cached = raxHolds
-        let width: UInt8 = size == 4 ? 8 : size
-        slotAccess(opcode: width == 1 ? 0x88 : 0x89, host, Self.slot(index, size: size), size: width)
-        if host == .rax {
-            // The slot now holds rax's 64 bits when 8 bytes were written (a 4-byte result is
-            // zero-extended in rax, as the host's 32-bit instructions leave it).
-            raxCached = width == 8 ? index & 15 : nil
-            raxCachedAt = bytes.count
-        } else if let cached, cached != index & 15 {
-            raxCachedAt = bytes.count
+        } else {
+            let width: UInt8 = size == 4 ? 8 : size
+            slotAccess(opcode: width == 1 ? 0x88 : 0x89, host, Self.slot(index, size: size), size: width)
         }
     }
 
