@@ -24,9 +24,6 @@ public enum BenchmarkDisk {
     public struct Opened {
         public let image: DiskImage
         public let patterned: Bool
-
-        /// What the workload must be told: a region without hvbench's pattern is read unchecked.
-        public var jobWords: [String] { patterned ? [] : ["disk_verify=0"] }
     }
 
     /// Whether the image was created by hvbench (its last sector holds the signature).

@@ -30,10 +30,10 @@ public enum EmulatorSpeed {
         var counts: [UInt64] = []
         var wholeRun = 0.0
         for multiple: UInt64 in [1, 2] {
-            var words = ["bench=\(benchmark)", "iterations=\(iterations * multiple)", "repetitions=1", "warmups=0"]
-            if let sizeBytes { words.append("size=\(sizeBytes)") }
+            let job = GuestJob(
+                bench: benchmark, iterations: iterations * multiple, repetitions: 1, warmups: 0, sizeBytes: sizeBytes)
             let boot = try VMBuilder.boot(
-                kernel: guestImage, commandLine: words.joined(separator: " "), memoryMiB: memoryMiB, timeout: 600,
+                kernel: guestImage, commandLine: job.commandLine, memoryMiB: memoryMiB, timeout: 600,
                 cpu: .emulator(emulator))
             guard case .exitDevice(1) = boot.outcome.ending, let retired = boot.instructionsRetired else {
                 throw SpeedError(description: "\(benchmark) under the emulator: \(boot.outcome.ending.summary)")

@@ -1,5 +1,6 @@
 import Foundation
 import Machine
+import Results
 import VMM
 
 /// `hvbench selftest litmus`: the benchmark guest runs the memory-model litmus tests
@@ -42,35 +43,30 @@ public enum LitmusSelfTest {
         var skipped: [String] = []
         var failure: String?
         for (index, line) in console.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let words = line.split(separator: " ").map(String.init)
-            guard words.first == "HVB1", words.count >= 2 else { continue }
-            var fields: [String: String] = [:]
-            for word in words.dropFirst(2) {
-                guard let equals = word.firstIndex(of: "=") else { continue }
-                fields[String(word[..<equals])] = String(word[word.index(after: equals)...])
+            let parsed: ResultLine?
+            do { parsed = try ResultLine.parse(String(line)) } catch {
+                throw LitmusError(description: "console line \(index + 1): \(error)")
             }
-            switch words[1] {
-            case "litmus":
-                func count(_ key: String) throws -> UInt64 {
-                    guard let text = fields[key], let value = UInt64(text), value <= 1 << 40 else {
-                        throw LitmusError(
-                            description: "console line \(index + 1): litmus \(key) is missing or out of range: \(line)")
-                    }
-                    return value
-                }
-                guard let test = fields["bench"], !test.isEmpty else {
-                    throw LitmusError(description: "console line \(index + 1): litmus line without a test name: \(line)")
+            switch parsed {
+            case .litmus(let test, let iterations, let forbidden, let overlap, let relaxed)?:
+                let counts = [iterations, forbidden, overlap, relaxed]
+                guard counts.allSatisfy({ $0 <= 1 << 40 }) else {
+                    throw LitmusError(description: "console line \(index + 1): litmus count out of range: \(line)")
                 }
                 outcomes.append(
-                    Outcome(
-                        test: test, iterations: try count("iterations"), forbidden: try count("forbidden"),
-                        overlap: try count("overlap"), relaxed: try count("relaxed")))
-            case "skip": if let reason = fields["litmus"] { skipped.append(reason) }
-            case "fail": failure = fields["reason"] ?? "failed"
+                    Outcome(test: test, iterations: iterations, forbidden: forbidden, overlap: overlap, relaxed: relaxed))
+            case .skip("litmus", let reason)?: skipped.append(reason)
+            case .fail(_, let reason)?: failure = reason
             default: break
             }
         }
         return (outcomes, skipped, failure)
+    }
+
+    static func litmusJob(iterations: UInt64, injectViolation: Bool) -> GuestJob {
+        var job = GuestJob(bench: "litmus", iterations: iterations, repetitions: 1, warmups: 0)
+        job.injectViolation = injectViolation
+        return job
     }
 
     /// Boots `guest` with `vcpus` vCPUs on `cpu` and runs every test `iterations` times.
@@ -87,7 +83,7 @@ public enum LitmusSelfTest {
         let memoryMiB = 64 + Int((iterations + 1) * 16 >> 20)
         let started = Date()
         let boot = try VMBuilder.boot(
-            kernel: guest, commandLine: "bench=litmus iterations=\(iterations)" + (injectViolation ? " inject_violation=1" : ""),
+            kernel: guest, commandLine: litmusJob(iterations: iterations, injectViolation: injectViolation).commandLine,
             memoryMiB: memoryMiB, timeout: timeout,
             cpu: cpu, vcpus: vcpus)
         let (outcomes, skipped, failure) = try parse(console: boot.console)

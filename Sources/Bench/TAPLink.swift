@@ -24,8 +24,8 @@ final class TAPLink {
     /// The VMM's end of the TAP; nil when QEMU attaches to it instead.
     let backend: TAPBackend?
     let peer: KernelUDPPeer
-    /// The job's words telling the guest to speak IPv4/UDP to the peer.
-    let jobWords: [String]
+    /// The guest's and the kernel peer's addresses: the job tells the workload to speak IPv4/UDP to it.
+    let endpoints: GuestJob.UDPEndpoints
 
     /// The guest's UDP port (Workloads/guest/common/job.c's default).
     static let guestPort: UInt16 = 40000
@@ -89,10 +89,9 @@ final class TAPLink {
                 fallsSilentAfter: peerFallsSilentAfter, startsHeld: attachment == .qemu)
             backend = tap.map(TAPBackend.init)
             self.nativeNamespace = nativeNamespace
-            jobWords = [
-                "udp=1", "guest_ip=\(Self.guestAddress)", "peer_ip=\(Self.hostAddress)",
-                "peer_mac=\(Self.text(hostMAC))", "peer_port=\(Self.peerPort)",
-            ]
+            endpoints = GuestJob.UDPEndpoints(
+                guestAddress: "\(Self.guestAddress)", peerAddress: "\(Self.hostAddress)", peerMAC: Self.text(hostMAC),
+                peerPort: Self.peerPort)
         } catch {
             nativeNamespace?.close()
             namespace.close()
@@ -104,7 +103,7 @@ final class TAPLink {
     /// reason to skip, where the host cannot make one (no namespaces, no `/dev/net/tun`, or no
     /// `nsenter` for a process that must run inside).
     static func make(
-        for role: BenchmarkDefinition.PeerRole, attachment: Attachment, _ configuration: RunConfiguration
+        for role: BenchmarkDefinition.PeerRole, attachment: Attachment, _ plan: RunPlan
     ) -> Result<TAPLink, BenchmarkRunner.StartProblem> {
         if attachment != .vmm && ProcessRunner.find("nsenter") == nil {
             let who = attachment == .qemu ? "QEMU" : "the native side"
@@ -115,7 +114,7 @@ final class TAPLink {
         do {
             return .success(
                 try TAPLink(
-                    mode: mode, attachment: attachment, peerFallsSilentAfter: configuration.kernelPeerFallsSilentAfter))
+                    mode: mode, attachment: attachment, peerFallsSilentAfter: plan.network.peerFallsSilentAfter))
         } catch {
             return .failure(.init(description: "the TAP backend is unavailable here: \(error)"))
         }

@@ -54,23 +54,28 @@ final class VMPairLink {
         namespace.close()
     }
 
-    /// The measured guest's job words: it talks to the serving guest.
-    static let measuredWords = [
-        "udp=1", "guest_ip=\(measuredAddress)", "guest_port=\(measuredPort)", "peer_ip=\(servingAddress)",
-        "peer_mac=\(TAPLink.text(servingMAC))", "peer_port=\(servingPort)",
-    ]
+    /// The measured guest's endpoints: it talks to the serving guest.
+    static let measuredEndpoints = GuestJob.UDPEndpoints(
+        guestAddress: "\(measuredAddress)", guestPort: measuredPort, peerAddress: "\(servingAddress)",
+        peerMAC: TAPLink.text(servingMAC), peerPort: servingPort)
 
-    /// The serving guest's job words: its own address and MAC, the measured guest as its peer,
-    /// and what it does (`serve=echo` or `serve=source`) until it is stopped. The echo takes
-    /// net.rr-irq's interrupt-driven driver, so it sleeps between requests as a server VM does
-    /// instead of spinning on one of the host's CPUs beside the measured VM; the source is busy
-    /// anyway and polls.
-    static func servingWords(_ role: BenchmarkDefinition.PeerRole) -> [String] {
-        [
-            "udp=1", "guest_ip=\(servingAddress)", "guest_mac=\(TAPLink.text(servingMAC))", "guest_port=\(servingPort)",
-            "peer_ip=\(measuredAddress)", "peer_mac=\(TAPLink.text(measuredMAC))", "peer_port=\(measuredPort)",
-            "serve=\(role == .source ? "source" : "echo")",
-        ] + (role == .source ? [] : ["bench=net.rr-irq"])
+    /// The serving guest's endpoints: its own address and MAC, the measured guest as its peer.
+    static let servingEndpoints = GuestJob.UDPEndpoints(
+        guestAddress: "\(servingAddress)", guestMAC: TAPLink.text(servingMAC), guestPort: servingPort,
+        peerAddress: "\(measuredAddress)", peerMAC: TAPLink.text(measuredMAC), peerPort: measuredPort)
+
+    /// The serving guest's job: what it does (`serve=echo` or `serve=source`) until it is
+    /// stopped. The echo takes net.rr-irq's interrupt-driven driver, so it sleeps between
+    /// requests as a server VM does instead of spinning on one of the host's CPUs beside the
+    /// measured VM; the source is busy anyway and polls.
+    static func servingJob(_ role: BenchmarkDefinition.PeerRole, for measured: GuestJob) -> GuestJob {
+        var job = measured
+        job.repetitions = 1
+        job.warmups = 0
+        if role != .source { job.bench = "net.rr-irq" }
+        job.serve = role == .source ? .source : .echo
+        job.udp = servingEndpoints
+        return job
     }
 
     /// What the ports carried, for the log.

@@ -25,7 +25,7 @@ public enum HTMLReport {
     }
 
     static func summaryTable(_ model: ReportModel) -> String {
-        let vmSystems = model.systems.filter { !$0.hasSuffix("native") }
+        let vmSystems = model.systems.filter { !SystemRegistry.isBaseline($0) }
         var html = "<section id=\"summary\"><h2>Summary</h2><table><thead><tr><th>benchmark</th><th>metric</th>"
         html += model.systems.map { "<th>\(escapeXML($0))</th>" }.joined()
         html += vmSystems.map { "<th>\(escapeXML($0))<br>% of native</th>" }.joined() + "</tr></thead><tbody>\n"

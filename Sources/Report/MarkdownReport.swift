@@ -17,7 +17,7 @@ public enum MarkdownReport {
         for warning in model.warnings { text += "> **Warning:** \(warning)\n>\n" }
         if !model.warnings.isEmpty { text += "\n" }
 
-        let vmSystems = model.systems.filter { !$0.hasSuffix("native") }
+        let vmSystems = model.systems.filter { !SystemRegistry.isBaseline($0) }
         var header = ["benchmark", "metric"] + model.systems
         header += vmSystems.map { "\($0) % of native" }
         text += "| " + header.joined(separator: " | ") + " |\n"

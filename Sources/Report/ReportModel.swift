@@ -14,7 +14,7 @@ struct ReportModel {
         func rank(_ system: String) -> (String, Int) {
             let parts = system.split(separator: "/").map(String.init)
             let mode = parts.last ?? system
-            return (parts.count > 1 ? parts[0] : "", SystemCatalogue.order(mode))
+            return (parts.count > 1 ? parts[0] : "", SystemRegistry.order(mode))
         }
         systems = seen.sorted { rank($0) < rank($1) }
         derived = run.derived ?? run.derivedFigures()

@@ -11,7 +11,7 @@ enum Palette {
             // Merged hosts: same mode, shifted shade per host so bars stay distinguishable.
             return fallback[index % fallback.count]
         }
-        return SystemCatalogue.colour(mode) ?? fallback[index % fallback.count]
+        return SystemRegistry.colour(mode) ?? fallback[index % fallback.count]
     }
 }
 

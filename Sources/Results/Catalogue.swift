@@ -196,6 +196,14 @@ public struct MetricSamples: Sendable, Equatable {
 public enum Better: String, Codable, Sendable { case higher, lower }
 
 public enum MetricDerivation {
+    /// vm.boot's metrics from per-boot times in milliseconds: to the guest's main at CPL3 and,
+    /// where the VMM sees it (not under QEMU), to the guest's first instruction.
+    public static func bootMetrics(toMain: [Double], toFirstInstruction: [Double]?) -> [MetricSamples] {
+        [MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: toMain)]
+            + (toFirstInstruction.map { [MetricSamples(name: "to_first_instruction", unit: "ms", better: .lower, values: $0)] }
+                ?? [])
+    }
+
     /// Converts guest samples into metrics. `tscHertz` converts cycles to time.
     public static func metrics(for benchmark: String, samples: [BenchmarkTranscript.Sample], tscHertz: Double) -> [MetricSamples]
     {

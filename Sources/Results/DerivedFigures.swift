@@ -25,17 +25,6 @@ extension RunResults {
         return (String(system[..<slash]), String(system[system.index(after: slash)...]))
     }
 
-    /// Pairs compared besides "% of native": (numerator, denominator) — the modes the classic
-    /// claims are about, and each of hvbench's systems against the QEMU peer with the same CPU
-    /// and devices, so "hvbench vs QEMU" is a figure with a CI (paired by round).
-    static let modePairs: [(String, String)] = [
-        (SystemKind.paravirtIO.rawValue, SystemKind.hardwareAssist.rawValue),
-        (SystemKind.hardwareAssist.rawValue, SystemKind.fullEmulation.rawValue),
-        (SystemKind.hardwareAssist.rawValue, PeerKind.qemuKVM.rawValue),
-        (SystemKind.paravirtIO.rawValue, PeerKind.qemuKVMVirtio.rawValue),
-        (SystemKind.fullEmulation.rawValue, PeerKind.qemuTCG.rawValue),
-    ]
-
     /// Every derived figure the results allow, for each benchmark's primary (first) metric.
     /// Intervals come from a seeded bootstrap, so they are the same every time.
     public func derivedFigures() -> [DerivedFigure] {
@@ -60,12 +49,12 @@ extension RunResults {
                     denominator: other.system,
                     value: ratio.ratio * scale, ci95Low: ratio.low * scale, ci95High: ratio.high * scale)
             }
-            if mode != SystemKind.native.rawValue, let native = find(host, SystemKind.native.rawValue, result.benchmark),
+            if !SystemRegistry.isBaseline(mode), let native = find(host, SystemDefinition.native.name, result.benchmark),
                 let f = figure(.percentOfNative, against: native)
             {
                 figures.append(f)
             }
-            for (numerator, denominator) in Self.modePairs where numerator == mode {
+            for denominator in SystemRegistry.named(mode)?.comparedWith ?? [] {
                 if let other = find(host, denominator, result.benchmark), let f = figure(.speedup, against: other) {
                     figures.append(f)
                 }

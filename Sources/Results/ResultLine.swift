@@ -10,6 +10,8 @@
 ///     HVB1 skip bench=cpu.ptemod reason=no-unprivileged-pte-write-and-invlpg-on-the-host
 ///     HVB1 fail bench=cpu.syscall reason=syscall-did-not-enter-cpl0
 ///     HVB1 fault vector=13 error=0x0 rip=0x10345b cr2=0x0 cpl=3
+///     HVB1 serving bench=net.rr-irq
+///     HVB1 litmus bench=mp iterations=100000 forbidden=0 overlap=99000 relaxed=12
 ///     HVB1 done
 ///
 /// The parser is strict: a line that starts with "HVB1 " but breaks the grammar is an error,
@@ -27,6 +29,10 @@ public enum ResultLine: Equatable, Sendable {
     case skip(bench: String, reason: String)
     case fail(bench: String?, reason: String)
     case fault(vector: UInt64, error: UInt64, rip: UInt64, cr2: UInt64, privilegeLevel: Int)
+    /// A VM pair's serving guest is ready and serves until it is stopped.
+    case serving(bench: String)
+    /// One memory-model litmus test's outcome counts (`hvbench selftest litmus`).
+    case litmus(test: String, iterations: UInt64, forbidden: UInt64, overlap: UInt64, relaxed: UInt64)
     case done
 
     public static let prefix = "HVB1 "
@@ -100,6 +106,12 @@ public enum ResultLine: Equatable, Sendable {
             result = .fault(
                 vector: try reader.number("vector"), error: try reader.number("error"), rip: try reader.number("rip"),
                 cr2: try reader.number("cr2"), privilegeLevel: try reader.privilegeLevel())
+        case "serving": result = .serving(bench: try reader.text("bench"))
+        case "litmus":
+            result = .litmus(
+                test: try reader.text("bench"), iterations: try reader.number("iterations"),
+                forbidden: try reader.number("forbidden"), overlap: try reader.number("overlap"),
+                relaxed: try reader.number("relaxed"))
         case "done": result = .done
         default: throw ParseError(line: line, problem: "unknown kind \"\(kind)\"")
         }
@@ -176,7 +188,7 @@ public struct BenchmarkTranscript: Equatable, Sendable {
                 }
             }
             switch parsed {
-            case .hello: break
+            case .hello, .serving, .litmus: break
             case .begin(let id, let level, _, _, _), .beginBoot(let id, let level):
                 try mustBeThis(id)
                 guard !begun else { throw ResultLine.ParseError(line: line, problem: "second begin") }

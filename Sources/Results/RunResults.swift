@@ -258,9 +258,9 @@ extension RunResults {
     /// native, lower-is-better ones native by VM, so the figure always reads the same way.
     public func percentOfNative(system: String, benchmark: String, metric: Metric) -> Double? {
         let (host, mode) = Self.split(system)
-        guard mode != SystemKind.native.rawValue,
+        guard !SystemRegistry.isBaseline(mode),
             let nativeResult = results.first(where: {
-                $0.benchmark == benchmark && $0.status == .ok && Self.split($0.system) == (host, SystemKind.native.rawValue)
+                $0.benchmark == benchmark && $0.status == .ok && Self.split($0.system) == (host, SystemDefinition.native.name)
             }),
             let native = nativeResult.metrics.first(where: { $0.name == metric.name }),
             native.summary.median > 0, metric.summary.median > 0

@@ -32,6 +32,21 @@ public struct Suite: Sendable, Equatable {
             self.sizeBytes = sizeBytes
             self.timeoutSeconds = timeoutSeconds
         }
+
+        /// The timed operations one boot performs: every iteration of every warm-up and measured
+        /// repetition (what a device or peer must have seen, and what exit counts are per).
+        public var timedOperations: Int { (warmups + repetitions) * Int(iterations) }
+
+        /// A benchmark named outside any suite: the catalogue's iterations, 5 repetitions after
+        /// one warm-up, 120 s (the suites' usual settings).
+        public init(catalogueDefaultsFor benchmark: BenchmarkDefinition) {
+            self.init(
+                id: benchmark.id, iterations: benchmark.defaultIterations, repetitions: 5, warmups: 1, sizeBytes: nil,
+                timeoutSeconds: 120)
+        }
+
+        /// How many times a boot round boots: warm-ups, then measured boots.
+        public var boots: Int { warmups + repetitions }
     }
 
     public var name: String

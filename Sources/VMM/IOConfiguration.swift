@@ -1,10 +1,10 @@
 import Machine
+import Results
 
 /// Which I/O devices a VM gets: emulated legacy ones (e1000 + IDE) or paravirtual ones
 /// (virtio-net + virtio-blk), each with its backend.
 public struct IOConfiguration {
-    public enum Kind: String, Sendable { case legacy, virtio }
-    public var kind: Kind
+    public var kind: SystemDefinition.Devices
     public var disk: DiskImage?
     /// The NIC's backend: the in-VMM peer, or a TAP device into the host kernel.
     public var peer: (any NetworkBackend)?
@@ -15,7 +15,7 @@ public struct IOConfiguration {
     public var ioThreadPollMicroseconds: UInt64
 
     public init(
-        kind: Kind, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
+        kind: SystemDefinition.Devices, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
         ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
     ) {
         self.kind = kind

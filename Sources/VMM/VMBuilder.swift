@@ -1,6 +1,7 @@
 import Foundation
 import KVM
 import Machine
+import Results
 import X86
 
 /// Collects what the guest writes to COM1, optionally echoing it (for `hvbench boot`).
@@ -55,15 +56,18 @@ public enum VMBuilder {
         case kvm(KVMSystem)
         /// hvbench's x86-64 emulator: translating (the interpreter where the translator stops)
         /// or interpreting only.
-        /// `translateAfter`: arrivals at a RIP before its code is translated (1: at once).
-        case emulator(EmulatorKind = .translate, translateAfter: Int = TranslationCache.defaultHotAfter)
+        /// `translateAfter`: arrivals at a RIP before its code is translated (1: at once);
+        /// `codeCacheBytes`: the translator's code cache per vCPU (nil: its default).
+        case emulator(
+            EmulatorKind = .translate, translateAfter: Int = TranslationCache.defaultHotAfter, codeCacheBytes: Int? = nil)
 
         /// The engine factory: every engine starts at a boot protocol's 32-bit entry.
         func makeEngine(memory: GuestMemory, entry: ProtectedModeEntry) throws -> any CPUEngine {
             switch self {
             case .kvm(let system): return try KVMEngine(system: system, memory: memory, entry: entry)
-            case .emulator(let kind, let translateAfter):
-                return EmulatorEngine(memory: memory, entry: entry, kind: kind, translateAfter: translateAfter)
+            case .emulator(let kind, let translateAfter, let codeCacheBytes):
+                return EmulatorEngine(
+                    memory: memory, entry: entry, kind: kind, translateAfter: translateAfter, codeCacheBytes: codeCacheBytes)
             }
         }
     }

@@ -1,11 +1,6 @@
 import CHostTimer
 import Machine
-
-/// How the emulator runs guest code: translated into host code where the binary translator
-/// handles it (the interpreter runs the rest), or interpreted throughout.
-public enum EmulatorKind: String, Sendable, CaseIterable {
-    case translate, interpret
-}
+import Results
 
 /// hvbench's x86-64 emulator behind the same engine protocol as KVM: guest RAM is the VM's
 /// `GuestMemory`, and port I/O and MMIO leave `run()` as exits the VMM completes, exactly as
@@ -13,6 +8,7 @@ public enum EmulatorKind: String, Sendable, CaseIterable {
 public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     public let kind: EmulatorKind
     let translateAfter: Int
+    let codeCacheBytes: Int?
     /// What ran: a translating emulator whose host refused the code cache only interprets.
     public var engineName: String {
         "emulator-\(kind == .translate && cpu.translation == nil ? EmulatorKind.interpret.rawValue : kind.rawValue)"
@@ -26,13 +22,14 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     /// differential tests want, so every case runs translated).
     public init(
         memory: GuestMemory, entry: ProtectedModeEntry, kind: EmulatorKind = .translate,
-        translateAfter: Int = TranslationCache.defaultHotAfter
+        translateAfter: Int = TranslationCache.defaultHotAfter, codeCacheBytes: Int? = nil
     ) {
         self.memory = memory
         self.kind = kind
         self.translateAfter = translateAfter
+        self.codeCacheBytes = codeCacheBytes
         cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() })
-        if kind == .translate { cpu.translation = TranslationCache(hotAfter: translateAfter) }
+        cpu.translation = Self.translationCache(kind, translateAfter: translateAfter, codeBytes: codeCacheBytes)
         cpu.enterProtectedMode(
             entryPoint: entry.entryPoint, eax: entry.eax, ebx: entry.ebx, gdtBase: entry.gdtBase, gdtLimit: entry.gdtLimit,
             codeSelector: ProtectedModeEntry.codeSelector, dataSelector: ProtectedModeEntry.dataSelector,
@@ -40,15 +37,26 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
     }
 
     /// An application processor of the same machine, waiting for its SIPI.
-    private init(memory: GuestMemory, sharing bootstrap: X86CPU, index: Int, kind: EmulatorKind, translateAfter: Int) {
+    private init(
+        memory: GuestMemory, sharing bootstrap: X86CPU, index: Int, kind: EmulatorKind, translateAfter: Int,
+        codeCacheBytes: Int?
+    ) {
         self.memory = memory
         self.kind = kind
         self.translateAfter = translateAfter
+        self.codeCacheBytes = codeCacheBytes
         cpu = X86CPU(
             ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() }, codeMap: bootstrap.codeMap,
             index: index)
-        if kind == .translate { cpu.translation = TranslationCache(hotAfter: translateAfter) }
+        cpu.translation = Self.translationCache(kind, translateAfter: translateAfter, codeBytes: codeCacheBytes)
         cpu.waitForStartup()
+    }
+
+    /// A translating vCPU's code cache; nil (interpret) when the host refuses to map it.
+    private static func translationCache(_ kind: EmulatorKind, translateAfter: Int, codeBytes: Int?) -> TranslationCache? {
+        guard kind == .translate else { return nil }
+        if let codeBytes { return TranslationCache(codeBytes: codeBytes, hotAfter: translateAfter) }
+        return TranslationCache(hotAfter: translateAfter)
     }
 
     /// One host thread per vCPU over the same RAM (see `EmulatedProcessors`); each application
@@ -60,7 +68,8 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
         }
         let processors = (1...count).map {
             EmulatorEngine(
-                memory: memory, sharing: cpu, index: $0, kind: kind, translateAfter: translateAfter)
+                memory: memory, sharing: cpu, index: $0, kind: kind, translateAfter: translateAfter,
+                codeCacheBytes: codeCacheBytes)
         }
         _ = EmulatedProcessors([cpu] + processors.map(\.cpu))
         return processors

@@ -92,7 +92,7 @@ struct BootCommand: AsyncParsableCommand {
         do {
             let engine: VMBuilder.CPU = cpu == .emulator ? .emulator(emulator) : .kvm(try KVMSystem())
             var devices: IOConfiguration?
-            if let kind = IOConfiguration.Kind(rawValue: io.rawValue) {
+            if let kind = SystemDefinition.Devices(rawValue: io.rawValue) {
                 let disk = try diskImage.map { try DiskImage(path: $0, access: .readWrite) }
                 devices = IOConfiguration(
                     kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer), ioThread: !noIOThread,

@@ -10,9 +10,7 @@ enum CPUChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// `--io` of `hvbench run`: the devices a VM gives the guest.
-enum DeviceChoice: String, ExpressibleByArgument, CaseIterable {
-    case legacy, virtio
-}
+extension SystemDefinition.Devices: ExpressibleByArgument {}
 
 /// `--io` of `hvbench boot`, which may boot a kernel with no devices at all.
 enum BootDeviceChoice: String, ExpressibleByArgument, CaseIterable {
@@ -21,7 +19,7 @@ enum BootDeviceChoice: String, ExpressibleByArgument, CaseIterable {
 
 extension NetworkPeer.Mode: ExpressibleByArgument {}
 
-/// `--emulator` of `hvbench run`: how full emulation runs guest code.
+/// `--emulator` of `hvbench run`: how emulator systems run guest code.
 extension EmulatorKind: ExpressibleByArgument {}
 
 /// `--emulator` of the self-tests and `hvbench mips`: one emulator or both.
@@ -37,9 +35,9 @@ enum EmulatorSelection: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
-/// One `--mode` value: a mode, several separated by commas, or `all`.
+/// One `--mode` value: a system of the registry, several separated by commas, or `all`.
 struct ModeSelection: ExpressibleByArgument {
-    let systems: [SystemKind]
+    let systems: [SystemDefinition]
     /// Whether `native` was named (not only implied by `all`): with `--cpu`/`--io`, the axes
     /// replace the VM modes but a named native baseline stays.
     let namesNative: Bool
@@ -48,11 +46,12 @@ struct ModeSelection: ExpressibleByArgument {
 
     init?(argument: String) {
         self.argument = argument
-        var systems: [SystemKind] = []
-        for word in argument.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        let words = argument.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        var systems: [SystemDefinition] = []
+        for word in words {
             if word == "all" {
-                systems += SystemKind.implemented
-            } else if let system = SystemKind(rawValue: word) {
+                systems += SystemRegistry.defaultModes
+            } else if let system = SystemRegistry.named(word), !system.isPeer {
                 systems.append(system)
             } else {
                 return nil
@@ -60,10 +59,10 @@ struct ModeSelection: ExpressibleByArgument {
         }
         guard !systems.isEmpty else { return nil }
         self.systems = systems
-        namesNative = argument.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "native" }
+        namesNative = words.contains { SystemRegistry.named($0)?.isBaseline == true }
     }
 
-    static var allValueStrings: [String] { SystemKind.allCases.map(\.rawValue) + ["all"] }
+    static var allValueStrings: [String] { SystemRegistry.modes.map(\.name) + ["all"] }
     var defaultValueDescription: String { argument }
 }
 extension NetBackend: ExpressibleByArgument {}

@@ -9,16 +9,21 @@ struct ListCommand: AsyncParsableCommand {
 
     func run() async throws {
         print("Benchmarks:")
+        // Columns as wide as the longest id, so no id is cut.
+        let idWidth = BenchmarkDefinition.all.map(\.id.count).max() ?? 0
         for definition in BenchmarkDefinition.all {
             print(
-                "  \(definition.id.padding(toLength: 15, withPad: " ", startingAt: 0)) \(definition.group.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(definition.summary)"
+                "  \(definition.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(definition.group.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(definition.summary)"
             )
         }
         print("\nModes:")
-        for system in SystemKind.allCases {
-            print(
-                "  \(system.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) \(system.summary)"
-            )
+        let width = SystemRegistry.all.map(\.name.count).max() ?? 0
+        for system in SystemRegistry.modes {
+            print("  \(system.name.padding(toLength: width, withPad: " ", startingAt: 0)) \(system.summary)")
+        }
+        print("\nPeers (--peer; qemu is all of them):")
+        for system in SystemRegistry.peers {
+            print("  \(system.name.padding(toLength: width, withPad: " ", startingAt: 0)) \(system.summary)")
         }
         if let workspace = try? Workspace.locate() {
             print("\nSuites (\(workspace.suites.path)):")

@@ -94,31 +94,30 @@ struct MipsCommand: AsyncParsableCommand {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-mips-\(getpid())")
         defer { try? FileManager.default.removeItem(at: output) }
         let entries = counted + platform
-        var configuration = RunConfiguration(
-            systems: [.native, .fullEmulation], suite: Suite(name: "mips", description: "", entries: entries),
-            outputDirectory: output)
-        configuration.emulator = .translate
-        configuration.otherEmulators = [.interpret]
-        if !noQEMU && ProcessRunner.find("qemu-system-x86_64") != nil { configuration.peers = [PeerKind.qemuTCG] }
-        printError(
-            "timing native, both emulators\(configuration.peers.isEmpty ? "" : " and qemu-tcg") "
-                + "(\(repetitions) repetitions each, interleaved) ...")
-        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
-
-        let systems = [
-            ("native", "native"), ("full-emulation", "translator"), ("full-emulation-interpret", "interpreter"),
-            ("qemu-tcg", "qemu-tcg"),
+        // Each system with the label the table gives it; full-emulation translates.
+        var systems: [(system: SystemDefinition, label: String)] = [
+            (.native, "native"), (.fullEmulation, "translator"), (.fullEmulationInterpret, "interpreter"),
         ]
+        if !noQEMU && QEMUPeer.executable != nil { systems.append((.qemuTCG, "qemu-tcg")) }
+        var plan = RunPlan(
+            systems: systems.map(\.system), suite: Suite(name: "mips", description: "", entries: entries),
+            outputDirectory: output)
+        plan.vm.emulator = .translate
+        printError(
+            "timing native, both emulators\(systems.count > 3 ? " and qemu-tcg" : "") "
+                + "(\(repetitions) repetitions each, interleaved) ...")
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(plan).results
+
         print("benchmark     instr/op  system          ns/op       MIPS     vs native  vs interpreter")
         for entry in entries {
             let count = counts[entry.id]
-            func perOperation(_ system: String) -> Double? {
-                results.first { $0.system == system && $0.benchmark == entry.id }.flatMap(EmulatorSpeed.nanosecondsPerOperation)
+            func result(_ system: SystemDefinition) -> BenchmarkResult? {
+                results.first { $0.system == system.name && $0.benchmark == entry.id }
             }
-            let native = perOperation("native")
-            let interpreter = perOperation("full-emulation-interpret")
+            let native = result(.native).flatMap(EmulatorSpeed.nanosecondsPerOperation)
+            let interpreter = result(.fullEmulationInterpret).flatMap(EmulatorSpeed.nanosecondsPerOperation)
             for (system, label) in systems {
-                guard let result = results.first(where: { $0.system == system && $0.benchmark == entry.id }) else { continue }
+                guard let result = result(system) else { continue }
                 let instructions = count.map { String(format: "%.1f", $0.instructionsPerOperation) } ?? "-"
                 guard let nanoseconds = EmulatorSpeed.nanosecondsPerOperation(result) else {
                     print(

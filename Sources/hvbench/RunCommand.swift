@@ -25,12 +25,19 @@ struct RunOptions: ParsableArguments {
     var emulator: EmulatorKind = .translate
 
     @Option(help: "VM devices, instead of --mode: legacy (e1000 + IDE) or virtio (virtio-net + virtio-blk).")
-    var io: DeviceChoice?
+    var io: SystemDefinition.Devices?
 
-    @Option(help: "Suite name in Workloads/suites (quick, cpu, net, disk) or a path to a suite YAML file.")
-    var suite: String = "quick"
+    @Option(
+        help:
+            "Suite name in Workloads/suites (quick, cpu, net, disk) or a path to a suite YAML file (default: quick, or with --bench none)."
+    )
+    var suite: String?
 
-    @Option(name: .long, help: "Run only this benchmark id (repeatable). Ids outside the suite use catalogue defaults.")
+    @Option(
+        name: .long,
+        help:
+            "Run only this benchmark id (repeatable): the suite's entry for it, or (outside the suite, or without --suite) the catalogue's iterations, 5 repetitions, 1 warm-up, 120 s, 1 round."
+    )
     var bench: [String] = []
 
     @Option(help: "Rounds, overriding the suite: each round runs every (system, benchmark) once, in an order shuffled per round.")
@@ -60,7 +67,7 @@ struct RunOptions: ParsableArguments {
     @Option(
         name: .customLong("vcpus"),
         help:
-            "vCPUs of each guest (KVM modes and QEMU's -smp; full emulation runs one). The SMP benchmarks use at least 2.")
+            "vCPUs of each guest (every VM mode and QEMU's -smp). The SMP benchmarks use at least 2.")
     var vcpus = 1
 
     @Option(help: "Seconds one guest or native process may run before the watchdog stops it, overriding the suite.")
@@ -153,60 +160,52 @@ struct RunOptions: ParsableArguments {
         if let problem = problems.compactMap({ $0 }).first { throw ValidationError(problem) }
     }
 
-    /// The systems of every `--mode`, each once, native first.
-    static func systems(_ selections: [ModeSelection]) -> [SystemKind] {
-        var seen = Set<SystemKind>()
-        // Native first, so "% of native" can be printed as soon as VM results arrive.
-        return selections.flatMap(\.systems).filter { seen.insert($0).inserted }
-            .sorted { ($0 == .native ? 0 : 1) < ($1 == .native ? 0 : 1) }
-    }
-
-    /// `--cpu` and `--io` select one VM configuration: kvm + legacy is hardware-assist, kvm +
-    /// virtio is paravirt-io, emulator + legacy is full-emulation, emulator + virtio is emulator-virtio.
-    static func system(cpu: CPUChoice?, io: DeviceChoice?) -> SystemKind? {
-        guard cpu != nil || io != nil else { return nil }
-        switch (cpu ?? .kvm, io ?? .legacy) {
-        case (.kvm, .legacy): return .hardwareAssist
-        case (.kvm, .virtio): return .paravirtIO
-        case (.emulator, .legacy): return .fullEmulation
-        case (.emulator, .virtio): return .emulatorVirtio
+    /// The systems of every `--mode`, each once, native first (so "% of native" can be printed
+    /// as soon as VM results arrive); `--cpu` and `--io` replace the VM modes with the one VM of
+    /// those axes (a named native baseline stays).
+    func selectedSystems() throws -> [SystemDefinition] {
+        var systems = mode.flatMap(\.systems)
+        if cpu != nil || io != nil {
+            let cpuAxis: SystemDefinition.VMCPU = cpu == .emulator ? .emulator(nil) : .kvm
+            guard let axes = SystemRegistry.vm(cpu: cpuAxis, devices: io ?? .legacy) else {
+                throw UsageError("no system has --cpu \(cpu ?? .kvm) with --io \(io ?? .legacy)")
+            }
+            systems = (mode.contains { $0.namesNative } ? [.native] : []) + [axes]
         }
+        return systems.filter(\.isBaseline) + systems.filter { !$0.isBaseline }
     }
 
-    static func parsePeers(_ values: [String]) throws -> [PeerKind] {
-        var peers: [PeerKind] = []
+    /// `--peer`: `qemu` is every QEMU peer.
+    static func parsePeers(_ values: [String]) throws -> [SystemDefinition] {
+        var peers: [SystemDefinition] = []
         for value in values.flatMap({ $0.split(separator: ",").map(String.init) }) {
-            switch value {
-            case "qemu": peers += [.qemuTCG, .qemuKVM, .qemuKVMVirtio]
-            default:
-                guard let peer = PeerKind(rawValue: value) else {
-                    throw UsageError(
-                        "unknown peer '\(value)'; peers: qemu, \(PeerKind.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
+            if value == "qemu" {
+                peers += SystemRegistry.peers
+            } else if let peer = SystemRegistry.named(value), peer.isPeer {
                 peers.append(peer)
+            } else {
+                throw UsageError(
+                    "unknown peer '\(value)'; peers: qemu, \(SystemRegistry.peers.map(\.name).joined(separator: ", "))")
             }
         }
-        var seen = Set<PeerKind>()
-        return peers.filter { seen.insert($0).inserted }
+        return peers
     }
 
+    /// The suite to run: `--suite` (quick by default), narrowed to `--bench` ids; `--bench`
+    /// alone runs those ids with the catalogue's defaults as a suite named "bench". Then the
+    /// overrides.
     func selectedSuite(_ workspace: Workspace) throws -> Suite {
-        var selected = try Suite.load(named: suite, in: workspace)
+        var selected: Suite
+        if suite == nil && !bench.isEmpty {
+            selected = Suite(name: "bench", description: "benchmarks named with --bench", entries: [])
+        } else {
+            selected = try Suite.load(named: suite ?? "quick", in: workspace)
+        }
         if !bench.isEmpty {
-            var entries: [Suite.Entry] = []
-            for id in bench {
+            selected.entries = try bench.map { id in
                 guard let definition = BenchmarkDefinition.named(id) else { throw UsageError(BenchmarkDefinition.unknown(id)) }
-                let template =
-                    selected.entries.first
-                    ?? Suite.Entry(id: id, iterations: 1, repetitions: 5, warmups: 1, sizeBytes: nil, timeoutSeconds: 120)
-                entries.append(
-                    selected.entries.first { $0.id == id }
-                        ?? Suite.Entry(
-                            id: id, iterations: definition.defaultIterations, repetitions: template.repetitions,
-                            warmups: template.warmups,
-                            sizeBytes: nil, timeoutSeconds: template.timeoutSeconds))
+                return selected.entries.first { $0.id == id } ?? Suite.Entry(catalogueDefaultsFor: definition)
             }
-            selected.entries = entries
         }
         for index in selected.entries.indices {
             if let repetitions { selected.entries[index].repetitions = repetitions }
@@ -219,6 +218,26 @@ struct RunOptions: ParsableArguments {
         return selected
     }
 
+    /// The run's plan, typed and complete, from the options.
+    func plan(_ suite: Suite, output: URL, peers: [SystemDefinition], pinnedCPUs: [Int]?) throws -> RunPlan {
+        var plan = RunPlan(systems: try selectedSystems() + peers, suite: suite, outputDirectory: output)
+        plan.rounds = rounds ?? suite.rounds
+        plan.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
+        if adaptive { plan.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
+        plan.placement = HostPlacement(numaNode: numaNode, pinnedCPUs: pinnedCPUs)
+        plan.vm.memoryMiB = memory
+        plan.vm.vcpus = vcpus
+        plan.vm.emulator = emulator
+        plan.vm.ioThread = !noIOThread
+        plan.vm.ioThreadPollMicroseconds = ioPollMicroseconds
+        plan.disk.imagePath = diskImage
+        plan.disk.overwrite = overwriteDiskImage
+        plan.disk.direct = direct
+        plan.network.backend = netBackend
+        plan.slowdownPercent = injectSlowdown
+        return plan
+    }
+
     /// Runs the configured suite and writes the run folder. Returns the results and the folder.
     func performRun() async throws -> (RunResults, URL) {
         let level: Logger.Level = verbose ? .debug : .notice
@@ -228,11 +247,6 @@ struct RunOptions: ParsableArguments {
             return handler
         }
         let workspace = try Workspace.locate()
-        var systems = Self.systems(mode)
-        if let axes = Self.system(cpu: cpu, io: io) {
-            // The axes replace the VM modes of --mode; an explicit native baseline stays.
-            systems = (mode.contains { $0.namesNative } ? [.native] : []) + [axes]
-        }
         let peers = try Self.parsePeers(peer)
         let selected = try selectedSuite(workspace)
         if let numaNode { try NUMAPlacement.validate(node: numaNode) }
@@ -245,7 +259,7 @@ struct RunOptions: ParsableArguments {
         let output = out.map { URL(fileURLWithPath: $0) } ?? workspace.results.appendingPathComponent("\(stamp)-\(host)")
         // Everything that can make the run unusable is checked before anything is measured.
         let claims = try Claim.loadAll(in: workspace)
-        let regionSectors = RunConfiguration.defaultDiskRegionSectors
+        let regionSectors = DiskSettings.defaultRegionSectors
         if let diskImage {
             let writes = selected.entries.contains { BenchmarkDefinition.named($0.id)?.writesDisk == true }
             try BenchmarkDisk.check(
@@ -267,24 +281,9 @@ struct RunOptions: ParsableArguments {
             guestImageHash: artifacts.guestImageHash, qemuVersion: qemuVersion, numaNodeUsed: numaNode, pinnedCPUs: pinnedCPUs)
         progress.note(environment.virtualizationNote)
 
-        var configuration = RunConfiguration(systems: systems, suite: selected, outputDirectory: output, numaNode: numaNode)
-        configuration.memoryMiB = memory
-        configuration.pinnedCPUs = pinnedCPUs
-        configuration.vcpus = vcpus
-        configuration.emulator = emulator
-        configuration.slowdownPercent = injectSlowdown
-        configuration.ioThread = !noIOThread
-        configuration.netBackend = netBackend
-        configuration.ioThreadPollMicroseconds = ioPollMicroseconds
-        configuration.rounds = rounds ?? selected.rounds
-        configuration.seed = seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
-        configuration.peers = peers
-        configuration.diskImagePath = diskImage
-        configuration.overwriteDiskImage = overwriteDiskImage
-        configuration.directIO = direct
-        if adaptive { configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: targetCI / 100, budgetSeconds: budget) }
+        let plan = try plan(selected, output: output, peers: peers, pinnedCPUs: pinnedCPUs)
         let runner = BenchmarkRunner(artifacts: artifacts) { progress.handle($0) }
-        let (results, schedule) = await runner.schedule(configuration)
+        let (results, schedule) = await runner.run(plan)
         progress.finish()
 
         var run = RunResults(

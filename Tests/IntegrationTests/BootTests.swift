@@ -253,7 +253,7 @@ import X86
         let artifacts = try await Built.artifacts.value
         let arguments =
             QEMUPeer.arguments(
-                .qemuTCG, kernel: artifacts.guestImage, commandLine: "bench=\(id) iterations=20 repetitions=2 warmups=0",
+                kvm: false, kernel: artifacts.guestImage, commandLine: "bench=\(id) iterations=20 repetitions=2 warmups=0",
                 memoryMiB: 128, vcpus: 2)
         #expect(arguments.contains("-smp"))
         let output = try await ProcessRunner.run(Host.qemu!, arguments, timeout: 600)
@@ -265,7 +265,7 @@ import X86
         let alone = try await ProcessRunner.run(
             Host.qemu!,
             QEMUPeer.arguments(
-                .qemuTCG, kernel: artifacts.guestImage, commandLine: "bench=\(id) iterations=20 repetitions=2 warmups=0",
+                kvm: false, kernel: artifacts.guestImage, commandLine: "bench=\(id) iterations=20 repetitions=2 warmups=0",
                 memoryMiB: 128, vcpus: 1), timeout: 600)
         #expect(alone.standardOutput.contains("HVB1 fail bench=\(id) reason=no-second-cpu"), "\(alone.standardOutput)")
     }

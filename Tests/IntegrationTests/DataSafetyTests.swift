@@ -68,7 +68,7 @@ import Results
         let after = try fingerprint()
         #expect(after.count == before.count, "the image was resized")
         #expect(after.prefix(15) != Data("MAGIC-USER-DATA".utf8), "the region was not written")
-        let region = Int(RunConfiguration.defaultDiskRegionSectors) * 512
+        let region = Int(DiskSettings.defaultRegionSectors) * 512
         #expect(after[region...] == before[region...], "bytes outside the benchmark region changed")
     }
 
@@ -234,10 +234,10 @@ import Results
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(
+        var configuration = RunPlan(
             systems: [.native], suite: tinySuite("cpu.int", iterations: 1000, repetitions: 1), outputDirectory: output)
         configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 10, budgetSeconds: 600, maxRounds: 20)
-        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
         #expect(result.status == .ok, "\(result.reason ?? "")")
         #expect(result.ciTargetMet == true)
         #expect((result.rounds ?? 0) >= 5, "stopped after \(result.rounds ?? 0) one-sample rounds")

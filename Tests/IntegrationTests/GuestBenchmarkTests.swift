@@ -26,9 +26,9 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         defer { try? FileManager.default.removeItem(at: output) }
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
         // The in-VMM peer: the TAP path runs in NetworkNamespaceTests, one test at a time.
-        var configuration = RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output)
-        configuration.netBackend = .vmm
-        let results = await runner.run(configuration)
+        var configuration = RunPlan(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output)
+        configuration.network.backend = .vmm
+        let results = await runner.run(configuration).results
         let result = try #require(results.first)
         if BenchmarkDefinition.named(id)?.vmToVM == true {
             // Its second VM exists only on the TAP backend's bridge (NetworkNamespaceTests).
@@ -96,9 +96,9 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
-        var configuration = RunConfiguration(systems: [.native], suite: tinySuite(id), outputDirectory: output)
-        configuration.netBackend = .vmm  // the in-process peer; the veth path runs in NetworkNamespaceTests
-        let result = try #require(await runner.run(configuration).first)
+        var configuration = RunPlan(systems: [.native], suite: tinySuite(id), outputDirectory: output)
+        configuration.network.backend = .vmm  // the in-process peer; the veth path runs in NetworkNamespaceTests
+        let result = try #require(await runner.run(configuration).results.first)
         let noNativeEquivalent: Set = [
             "cpu.ptemod", "cpu.pio", "cpu.mmio", "cpu.hypercall", "vm.boot", "cpu.ipi-self", "cpu.ipi", "cpu.ipi-halt",
         ]
@@ -119,10 +119,10 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output)
-        configuration.vcpus = 3
+        var configuration = RunPlan(systems: [.hardwareAssist], suite: tinySuite(id), outputDirectory: output)
+        configuration.vm.vcpus = 3
         #expect(configuration.vcpus(for: id) == 3)
-        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
         #expect(result.status == .ok, "\(id): \(result.reason ?? "")")
         #expect(result.vcpus == 3)
     }
@@ -137,7 +137,7 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         suite.entries += tinySuite("cpu.int").entries
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
         let started = Date()
-        let results = await runner.run(RunConfiguration(systems: [.hardwareAssist], suite: suite, outputDirectory: output))
+        let results = await runner.run(RunPlan(systems: [.hardwareAssist], suite: suite, outputDirectory: output)).results
         #expect(Date().timeIntervalSince(started) < 30)
         #expect(results.count == 2)
         #expect(results[0].status == .failed)
@@ -193,22 +193,22 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(
+        var configuration = RunPlan(
             systems: [.native], suite: tinySuite("cpu.int", iterations: 20_000, repetitions: 3), outputDirectory: output)
         // An impossible target: the round limit ends it (the budget is far away, so no host is too slow).
         configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 1e-9, budgetSeconds: 600, maxRounds: 4)
-        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
         #expect(result.status == .ok)
         #expect(result.rounds == 4)
         #expect(result.ciTargetMet == false)
         #expect(result.metrics[0].samples.count == 3 * (result.rounds ?? 0))
         // A budget that is spent by the first round ends it there.
         configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 1e-9, budgetSeconds: 1e-9, maxRounds: 20)
-        let spent = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        let spent = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
         #expect(spent.rounds == 1 && spent.ciTargetMet == false)
         // A generous target is met as soon as there are five samples: two rounds of three.
         configuration.adaptive = AdaptivePolicy(targetRelativeHalfWidth: 10, budgetSeconds: 600)
-        let easy = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        let easy = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
         #expect(easy.rounds == 2 && easy.ciTargetMet == true)
     }
 }
@@ -222,10 +222,10 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         defer { try? FileManager.default.removeItem(at: output) }
         var suite = tinySuite("cpu.int", iterations: 20_000, repetitions: 2)
         suite.entries += tinySuite("cpu.callret", iterations: 20_000, repetitions: 2).entries
-        var configuration = RunConfiguration(systems: [.native], suite: suite, outputDirectory: output)
+        var configuration = RunPlan(systems: [.native], suite: suite, outputDirectory: output)
         configuration.rounds = 4
         configuration.seed = 11
-        let (results, schedule) = await BenchmarkRunner(artifacts: artifacts) { _ in }.schedule(configuration)
+        let (results, schedule) = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
         #expect(results.map(\.benchmark) == ["cpu.int", "cpu.callret"])
         #expect(schedule.order.count == 8)
         for round in 0..<4 {

@@ -10,18 +10,18 @@ import Results
 let ioBenchmarks = BenchmarkDefinition.all.filter { ($0.needsNIC || $0.needsDisk) && !$0.vmToVM }.map(\.id)
 
 @Suite(.serialized) struct IOBenchmarkTests {
-    func run(_ id: String, on system: SystemKind, ioThread: Bool = true, pollMicroseconds: UInt64? = nil) async throws
+    func run(_ id: String, on system: SystemDefinition, ioThread: Bool = true, pollMicroseconds: UInt64? = nil) async throws
         -> BenchmarkResult
     {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
-        var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
-        configuration.diskRegionSectors = 4096
-        configuration.netBackend = .vmm  // device-model cost alone; the TAP path runs in NetworkNamespaceTests
-        configuration.ioThread = ioThread
-        if let pollMicroseconds { configuration.ioThreadPollMicroseconds = pollMicroseconds }
-        return try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+        var configuration = RunPlan(systems: [system], suite: tinySuite(id), outputDirectory: output)
+        configuration.disk.regionSectors = 4096
+        configuration.network.backend = .vmm  // device-model cost alone; the TAP path runs in NetworkNamespaceTests
+        configuration.vm.ioThread = ioThread
+        if let pollMicroseconds { configuration.vm.ioThreadPollMicroseconds = pollMicroseconds }
+        return try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: ioBenchmarks)

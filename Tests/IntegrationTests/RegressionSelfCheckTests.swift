@@ -12,7 +12,7 @@ import Results
 /// (A, B, A', A, B, A', ...) so that the host's run-to-run drift — 5-35% on shared, nested
 /// machines — falls equally on every arm, as in any sound A/B experiment.
 @Suite struct RegressionSelfCheckTests {
-    func interleavedArms(systems: [SystemKind]) async throws -> (a: RunResults, b: RunResults, a2: RunResults) {
+    func interleavedArms(systems: [SystemDefinition]) async throws -> (a: RunResults, b: RunResults, a2: RunResults) {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
@@ -24,9 +24,9 @@ import Results
         var arms: [[BenchmarkResult]] = [[], [], []]
         for _ in 0..<10 {
             for (arm, slowdown) in [(0, UInt64(0)), (1, 10), (2, 0)] {
-                var configuration = RunConfiguration(systems: systems, suite: suite, outputDirectory: output)
+                var configuration = RunPlan(systems: systems, suite: suite, outputDirectory: output)
                 configuration.slowdownPercent = slowdown
-                let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+                let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results
                 arms[arm] += results
             }
         }
@@ -57,7 +57,7 @@ import Results
         return (merged(arms[0]), merged(arms[1]), merged(arms[2]))
     }
 
-    func check(_ systems: [SystemKind]) async throws {
+    func check(_ systems: [SystemDefinition]) async throws {
         let (a, b, a2) = try await interleavedArms(systems: systems)
         #expect(a.results.count == systems.count)
         let aa = ComparisonReport.compare(baseline: a, current: a2)
@@ -67,9 +67,9 @@ import Results
         for system in systems {
             #expect(
                 ab.regressions.contains {
-                    $0.system == system.rawValue && $0.benchmark == "cpu.int" && $0.metric == "throughput"
+                    $0.system == system.name && $0.benchmark == "cpu.int" && $0.metric == "throughput"
                 },
-                "\(system.rawValue) cpu.int not flagged: \(ab.metrics.filter { $0.system == system.rawValue }.map { "\($0.metric) \($0.changePercent ?? 0)% p=\($0.pValue ?? 1)" })"
+                "\(system.name) cpu.int not flagged: \(ab.metrics.filter { $0.system == system.name }.map { "\($0.metric) \($0.changePercent ?? 0)% p=\($0.pValue ?? 1)" })"
             )
         }
     }

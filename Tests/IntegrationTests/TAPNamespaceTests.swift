@@ -214,14 +214,14 @@ extension NetworkNamespaceTests {
     @Suite struct TAPBackendBenchmarkTests {
         static let benchmarks = ["net.tx-64", "net.tx-1500", "net.rr", "net.rx-1500", "net.tx-1500-irq", "net.rr-irq"]
 
-        func run(_ id: String, system: SystemKind, peerFallsSilentAfter: Int? = nil) async throws -> BenchmarkResult {
+        func run(_ id: String, system: SystemDefinition, peerFallsSilentAfter: Int? = nil) async throws -> BenchmarkResult {
             let artifacts = try await Built.artifacts.value
             let output = temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: output) }
-            var configuration = RunConfiguration(systems: [system], suite: tinySuite(id), outputDirectory: output)
-            configuration.netBackend = .tap
-            configuration.kernelPeerFallsSilentAfter = peerFallsSilentAfter
-            let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).first)
+            var configuration = RunPlan(systems: [system], suite: tinySuite(id), outputDirectory: output)
+            configuration.network.backend = .tap
+            configuration.network.peerFallsSilentAfter = peerFallsSilentAfter
+            let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results.first)
             #expect(namespaceThreads() == 0, "no namespace thread is left after \(id)")
             return result
         }
@@ -242,7 +242,7 @@ extension NetworkNamespaceTests {
             .enabled(if: Host.hasKVM && Host.canMakeNamespaces, "needs /dev/kvm, /dev/net/tun and network namespaces"),
             arguments: benchmarks)
         func eachRunsThroughTheHostKernelUnderKVM(_ id: String) async throws {
-            for system in [SystemKind.hardwareAssist, .paravirtIO] { expectOutcome(try await run(id, system: system), id) }
+            for system in [SystemDefinition.hardwareAssist, .paravirtIO] { expectOutcome(try await run(id, system: system), id) }
         }
 
         /// QEMU peers run inside the namespace (nsenter) on a TAP hvbench made, with the same
@@ -255,10 +255,10 @@ extension NetworkNamespaceTests {
             let artifacts = try await Built.artifacts.value
             let output = temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: output) }
-            var configuration = RunConfiguration(systems: [], suite: tinySuite(id), outputDirectory: output)
-            configuration.peers = [.qemuKVM, .qemuKVMVirtio]
-            configuration.netBackend = .tap
-            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+            var configuration = RunPlan(systems: [], suite: tinySuite(id), outputDirectory: output)
+            configuration.systems += [.qemuKVM, .qemuKVMVirtio]
+            configuration.network.backend = .tap
+            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results
             #expect(results.count == 2)
             for result in results {
                 #expect(result.status == .ok, "\(result.system) \(id): \(result.reason ?? "")")
@@ -282,7 +282,7 @@ extension NetworkNamespaceTests {
             .enabled(if: Host.hasKVM && Host.canMakeNamespaces && Host.hasNsenter, "needs /dev/kvm, namespaces and nsenter"),
             arguments: ["net.rr", "net.rx-1500"])
         func aPeerThatFallsSilentFailsTheBenchmark(_ id: String) async throws {
-            for system in [SystemKind.hardwareAssist, .paravirtIO, .native] {
+            for system in [SystemDefinition.hardwareAssist, .paravirtIO, .native] {
                 let result = try await run(id, system: system, peerFallsSilentAfter: 20)
                 #expect(result.status == .failed, "\(system) \(id): \(result.status)")
                 #expect(
@@ -294,7 +294,9 @@ extension NetworkNamespaceTests {
         @Test(
             .enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage), arguments: ["net.tx-1500", "net.rr", "net.rx-1500"])
         func theEmulatorsNICsUseItToo(_ id: String) async throws {
-            for system in [SystemKind.fullEmulation, .emulatorVirtio] { expectOutcome(try await run(id, system: system), id) }
+            for system in [SystemDefinition.fullEmulation, .emulatorVirtio] {
+                expectOutcome(try await run(id, system: system), id)
+            }
         }
     }
 }

@@ -12,14 +12,15 @@ extension NetworkNamespaceTests {
     @Suite struct VMPairTests {
         static let benchmarks = ["net.vm2vm-rr", "net.vm2vm-tx-1500"]
 
-        func run(_ id: String, systems: [SystemKind] = [], peers: [PeerKind] = []) async throws -> [BenchmarkResult] {
+        func run(_ id: String, systems: [SystemDefinition] = [], peers: [SystemDefinition] = []) async throws -> [BenchmarkResult]
+        {
             let artifacts = try await Built.artifacts.value
             let output = temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: output) }
-            var configuration = RunConfiguration(systems: systems, suite: tinySuite(id), outputDirectory: output)
-            configuration.peers = peers
-            configuration.netBackend = .tap
-            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+            var configuration = RunPlan(systems: systems, suite: tinySuite(id), outputDirectory: output)
+            configuration.systems += peers
+            configuration.network.backend = .tap
+            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results
             for result in results where result.status == .ok {
                 let serving = output.appendingPathComponent("logs/\(result.system)/\(id).serving.log")
                 if result.system != "native" {
@@ -85,10 +86,10 @@ extension NetworkNamespaceTests {
             let artifacts = try await Built.artifacts.value
             let output = temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: output) }
-            var configuration = RunConfiguration(
+            var configuration = RunPlan(
                 systems: [.fullEmulation, .native], suite: tinySuite("net.vm2vm-rr"), outputDirectory: output)
-            configuration.netBackend = .vmm
-            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration)
+            configuration.network.backend = .vmm
+            let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(configuration).results
             #expect(results.count == 2)
             for result in results {
                 #expect(result.status == .skipped && result.reason?.contains("no second VM") == true, "\(result)")

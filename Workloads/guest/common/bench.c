@@ -79,7 +79,7 @@ static void line_end(struct line *l) {
     plat_write(l->text, l->length);
 }
 
-static void report_unavailable(const char *kind, const char *bench, const char *reason) {
+void hvb_report_status(const char *kind, const char *bench, const char *reason) {
     struct line l;
     line_begin(&l, kind, bench);
     line_key_text(&l, "reason", reason);
@@ -449,7 +449,7 @@ int hvb_job_interrupt_driven(const struct hvb_job *job) {
 int hvb_run_job(const struct hvb_job *job) {
     const struct bench_entry *entry = find_entry(job->bench);
     if (!entry) {
-        report_unavailable("fail", job->bench, "unknown-benchmark");
+        hvb_report_status("fail", job->bench, "unknown-benchmark");
         return 1;
     }
     struct context c = {.job = job, .kind = entry->kind};
@@ -460,7 +460,7 @@ int hvb_run_job(const struct hvb_job *job) {
         line_begin(&l, "serving", job->bench);
         line_end(&l);
         if (!error) error = net_serve(job->serve);
-        report_unavailable("fail", job->bench, error);
+        hvb_report_status("fail", job->bench, error);
         return 1;
     }
     if (entry->kind == K_BOOT && !plat.no_boot) {
@@ -475,18 +475,18 @@ int hvb_run_job(const struct hvb_job *job) {
     const char *why = entry->interrupt_driven && plat.no_device_interrupts ? plat.no_device_interrupts
                                                                           : unavailable_reason(entry->kind);
     if (why) {
-        report_unavailable("skip", job->bench, why);
+        hvb_report_status("skip", job->bench, why);
         return 0;
     }
     /* A platform may lack an operation only at run time (kvm_pvm does not switch to CPL0 on
      * syscall for guests that are not PVM-aware): one probe call tells, and that is a skip. */
     if (entry->kind == K_SYSCALL && !plat.null_syscall(1)) {
-        report_unavailable("skip", job->bench, plat.failure ? plat.failure : "syscall-unavailable");
+        hvb_report_status("skip", job->bench, plat.failure ? plat.failure : "syscall-unavailable");
         return 0;
     }
     const char *error = setup(&c);
     if (error) {
-        report_unavailable("fail", job->bench, error);
+        hvb_report_status("fail", job->bench, error);
         return 1;
     }
     line_begin(&l, "begin", job->bench);
@@ -506,7 +506,7 @@ int hvb_run_job(const struct hvb_job *job) {
             cycles = c.measured_cycles + c.measured_cycles / 100 * percent + c.measured_cycles % 100 * percent / 100;
         }
         if (c.failure) {
-            report_unavailable("fail", job->bench, c.failure);
+            hvb_report_status("fail", job->bench, c.failure);
             return 1;
         }
         if (rep < job->warmups) continue;
@@ -529,7 +529,7 @@ int hvb_run_job(const struct hvb_job *job) {
             uint64_t cycles = c.self_timed ? c.measured_cycles : plat_cycles() - start;
             latency_buckets[bucket_of(cycles)]++;
             if (c.failure) {
-                report_unavailable("fail", job->bench, c.failure);
+                hvb_report_status("fail", job->bench, c.failure);
                 return 1;
             }
         }

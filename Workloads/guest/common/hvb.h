@@ -39,6 +39,8 @@ struct hvb_job {
 const char *hvb_parse_job(const char *cmdline, struct hvb_job *job);
 
 /* Prints "HVB1 <kind> <name> key=value ..." with count keys (the litmus tests' lines). */
+/* "HVB1 <kind> bench=<bench> reason=<reason>": a skip or failure in the result-line grammar. */
+void hvb_report_status(const char *kind, const char *bench, const char *reason);
 void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count);
 
 /* Runs the job, printing the strict result lines described in README.md. 0 on success. */

@@ -283,7 +283,7 @@ int hvb_litmus(uint64_t n, int inject) {
         }
         check_iriw(n);
     } else {
-        hvb_report_line("skip", "litmus", "iriw-needs-four-cpus");
+        hvb_report_status("skip", "litmus", "iriw-needs-four-cpus");
     }
     for (uint32_t cpu = 1; cpu < cpus; cpu++) hvb_ap_command[cpu] = AP_IDLE;
     return 0;

@@ -6,59 +6,66 @@ import VMM
 
 /// The VM-to-VM benchmarks under QEMU: the same pair of guests as hvbench's, two QEMU processes
 /// started inside the run's namespace on the two ports of the same bridge (`VMPairLink`).
-extension BenchmarkRunner {
-    func qemuPairRound(_ peer: PeerKind, qemu: String, _ entry: Suite.Entry, _ configuration: RunConfiguration) async
-        -> RoundOutcome
-    {
-        guard configuration.netBackend == .tap else {
+enum QEMUPairMeasurement: MeasurementKind {
+    static func measures(_ system: SystemDefinition, _ benchmark: BenchmarkDefinition?) -> Bool {
+        system.isPeer && benchmark?.vmToVM == true
+    }
+
+    static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {
+        let (entry, plan) = (context.entry, context.plan)
+        guard plan.network.backend == .tap else {
             return .skipped("VM to VM runs over the TAP backend's bridge; --net-backend vmm has no second VM")
         }
+        guard let qemu = QEMUPeer.executable else { return .skipped("qemu-system-x86_64 is not installed") }
         guard let nsenter = ProcessRunner.find("nsenter") else {
             return .skipped("the TAP backend runs QEMU through nsenter (util-linux), which is not installed")
         }
-        guard let role = BenchmarkDefinition.named(entry.id)?.peerRole else { return .failed("\(entry.id) has no serving role") }
+        guard case .qemu(let kvm, let devices) = context.system.runner, let role = context.benchmark?.peerRole else {
+            return .failed("\(entry.id) has no serving role")
+        }
         let link: VMPairLink
         do { link = try VMPairLink(forQEMU: true) } catch { return .skipped("the TAP backend is unavailable here: \(error)") }
         defer { link.close() }
-        let vcpus = configuration.vcpus(for: entry.id)
-        func command(_ words: [String], interface: String, mac: MACAddress, repetitions: Int, warmups: Int) -> [String] {
-            let devices = QEMUPeer.deviceArguments(peer, nic: true, diskPath: nil, tapInterface: interface, mac: mac)
-            let job =
-                jobWords(entry, configuration, repetitions: repetitions, warmups: warmups, tscKHz: TSC.calibratedKilohertz)
-                + words + devices.words
+        func command(_ job: GuestJob, interface: String, mac: MACAddress) -> [String] {
+            var job = job
+            let devices = QEMUPeer.deviceArguments(
+                devices, nic: true, diskPath: nil, tapInterface: interface, mac: mac, job: &job)
             return Array(link.namespace.enterCommand.dropFirst()) + [qemu]
                 + QEMUPeer.arguments(
-                    peer, kernel: artifacts.guestImage, commandLine: job.joined(separator: " "),
-                    memoryMiB: configuration.memoryMiB, vcpus: vcpus) + devices.arguments
+                    kvm: kvm, kernel: runner.artifacts.guestImage, commandLine: job.commandLine,
+                    memoryMiB: plan.vm.memoryMiB, vcpus: plan.vcpus(for: entry.id)) + devices
         }
+        var measuredJob = context.job()
+        measuredJob.udp = VMPairLink.measuredEndpoints
         let servingArguments = command(
-            VMPairLink.servingWords(role), interface: VMPairLink.servingInterface,
-            mac: VMPairLink.servingMAC, repetitions: 1, warmups: 0)
+            VMPairLink.servingJob(role, for: measuredJob), interface: VMPairLink.servingInterface,
+            mac: VMPairLink.servingMAC)
         let stop = HostStopRequest()
         let ready = AsyncReadiness()
         let serving = Task {
             try await ProcessRunner.run(
-                nsenter, servingArguments, timeout: entry.timeoutSeconds + Self.servingGrace, stop: stop
-            ) { line in if line.hasPrefix("HVB1 serving") || line.hasPrefix("HVB1 fail") { ready.mark() } }
+                nsenter, servingArguments, timeout: entry.timeoutSeconds + VMPairMeasurement.servingGrace, stop: stop
+            ) { line in if VMPairMeasurement.isServingOrFailed(line) { ready.mark() } }
         }
-        var outcome: RoundOutcome = .failed("the serving QEMU did not start serving within \(Int(entry.timeoutSeconds)) s")
+        var outcome: MeasurementOutcome = .failed(
+            "the serving QEMU did not start serving within \(Int(entry.timeoutSeconds)) s")
         if await ready.wait(seconds: entry.timeoutSeconds) {
             let arguments = command(
-                VMPairLink.measuredWords, interface: VMPairLink.measuredInterface, mac: VMPairLink.measuredMAC,
-                repetitions: entry.repetitions, warmups: entry.warmups)
+                measuredJob, interface: VMPairLink.measuredInterface, mac: VMPairLink.measuredMAC)
             do {
                 let output = try await ProcessRunner.run(nsenter, arguments, timeout: entry.timeoutSeconds) {
-                    self.reportSamples($0)
+                    runner.reportSamples($0)
                 }
                 let console = output.standardOutput.joined(separator: "\n")
-                saveLog(
+                context.log(
                     "$ \(arguments.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
-                    system: peer.rawValue, benchmark: entry.id, configuration)
+                    by: runner)
                 outcome =
                     output.timedOut
                     ? .failed("QEMU exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed")
-                    : interpret(
-                        console, entry: entry, tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: { "cpl\($0)" })
+                    : runner.readTranscript(
+                        console, context, tscHertz: Double(TSC.calibratedKilohertz) * 1000,
+                        engine: context.expectedEngine ?? "qemu")
             } catch {
                 outcome = .failed("\(error)")
             }
@@ -68,11 +75,11 @@ extension BenchmarkRunner {
         switch await serving.result {
         case .success(let output):
             let console = output.standardOutput.joined(separator: "\n")
-            saveLog(
+            context.log(
                 "$ \(servingArguments.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
-                system: peer.rawValue, benchmark: entry.id + ".serving", configuration)
-            if let said = output.standardOutput.first(where: { $0.hasPrefix("HVB1 fail") }) {
-                problem = "the serving guest failed: \(said.dropFirst(10))"
+                by: runner, part: ".serving")
+            if let said = VMPairMeasurement.failure(in: output.standardOutput) {
+                problem = "the serving guest failed: \(said)"
             } else if !output.stoppedOnRequest {
                 problem = "the serving QEMU ended before it was stopped: \(output.statusDescription)"
             } else {

@@ -1,0 +1,127 @@
+/// How the emulator runs guest code: translated into host code where the binary translator
+/// handles it (the interpreter runs the rest), or interpreted throughout.
+public enum EmulatorKind: String, Sendable, CaseIterable, Codable {
+    case translate, interpret
+}
+
+/// One system a run can measure, defined once: what runs the guest's code, which devices the
+/// guest drives, and how reports show and compare it. Every other part of hvbench (the CLI's
+/// `--mode` and `--peer`, the runner, the writers, derived figures, `hvbench list`) asks the
+/// registry instead of matching names.
+public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
+    /// The devices a VM gives the guest.
+    public enum Devices: String, Sendable, Hashable, CaseIterable {
+        /// Emulated e1000 NIC and IDE disk.
+        case legacy
+        /// virtio-net and virtio-blk (virtio 1.x PCI).
+        case virtio
+    }
+
+    /// The CPU of one of hvbench's own VMs.
+    public enum VMCPU: Sendable, Hashable {
+        case kvm
+        /// hvbench's emulator; nil takes the run's `--emulator`, a kind pins it.
+        case emulator(EmulatorKind?)
+    }
+
+    /// What runs the workload: which kind of round measures this system.
+    public enum Runner: Sendable, Hashable {
+        /// The workload source built for the host, as a process: the baseline.
+        case native
+        /// The benchmark guest under hvbench's own VMM.
+        case vm(cpu: VMCPU, devices: Devices)
+        /// The same guest under QEMU, with KVM or with TCG.
+        case qemu(kvm: Bool, devices: Devices)
+    }
+
+    public let name: String
+    public let runner: Runner
+    /// One line for `hvbench list` and the reports.
+    public let summary: String
+    /// The colour charts give it.
+    public let colour: String
+    /// Whether `--mode all` runs it.
+    public let runByDefault: Bool
+    /// Systems it is compared with in derived figures (this / other), beside % of native: the
+    /// modes the classic claims are about and the QEMU peer with the same CPU and devices.
+    public let comparedWith: [String]
+
+    public init(
+        name: String, runner: Runner, summary: String, colour: String, runByDefault: Bool = false,
+        comparedWith: [String] = []
+    ) {
+        self.name = name
+        self.runner = runner
+        self.summary = summary
+        self.colour = colour
+        self.runByDefault = runByDefault
+        self.comparedWith = comparedWith
+    }
+
+    public var description: String { name }
+
+    /// The native baseline everything else is a percentage of.
+    public var isBaseline: Bool { runner == .native }
+
+    /// A peer VMM (chosen with `--peer`, not `--mode`).
+    public var isPeer: Bool {
+        if case .qemu = runner { return true }
+        return false
+    }
+
+    /// The devices the guest drives; nil natively.
+    public var devices: Devices? {
+        switch runner {
+        case .native: return nil
+        case .vm(_, let devices), .qemu(_, let devices): return devices
+        }
+    }
+
+    /// Whether it needs the host's `/dev/kvm`.
+    public var needsKVM: Bool {
+        switch runner {
+        case .native: return false
+        case .vm(let cpu, _): return cpu == .kvm
+        case .qemu(let kvm, _): return kvm
+        }
+    }
+
+    /// Whether hvbench's emulator runs the guest.
+    public var usesEmulator: Bool {
+        if case .vm(.emulator, _) = runner { return true }
+        return false
+    }
+}
+
+/// Every system and peer, in the order reports list them: adding a system is a definition in a
+/// file of its own (an extension of `SystemDefinition`) and one line in `all`.
+public enum SystemRegistry {
+    public static let all: [SystemDefinition] = [
+        .native, .hardwareAssist, .fullEmulation, .paravirtIO, .emulatorVirtio, .fullEmulationInterpret,
+        .qemuTCG, .qemuKVM, .qemuKVMVirtio,
+    ]
+
+    public static func named(_ name: String) -> SystemDefinition? { all.first { $0.name == name } }
+
+    /// The systems `--mode` can name, and what `--mode all` runs.
+    public static var modes: [SystemDefinition] { all.filter { !$0.isPeer } }
+    public static var defaultModes: [SystemDefinition] { all.filter(\.runByDefault) }
+    public static var peers: [SystemDefinition] { all.filter(\.isPeer) }
+
+    /// The VM system with this CPU and these devices (`--cpu` and `--io`), following the run's
+    /// `--emulator`.
+    public static func vm(cpu: SystemDefinition.VMCPU, devices: SystemDefinition.Devices) -> SystemDefinition? {
+        all.first { $0.runner == .vm(cpu: cpu, devices: devices) }
+    }
+
+    /// Position in reports; unknown names sort last.
+    public static func order(_ name: String) -> Int { all.firstIndex { $0.name == name } ?? all.count }
+
+    public static func colour(_ name: String) -> String? { named(name)?.colour }
+
+    /// Whether a result's system, "mode" or in merged reports "host/mode", is the native baseline.
+    public static func isBaseline(_ system: String) -> Bool {
+        let mode = system.split(separator: "/").last.map(String.init) ?? system
+        return named(mode)?.isBaseline == true
+    }
+}
