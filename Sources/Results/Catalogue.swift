@@ -6,7 +6,8 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     /// How one sample is made: by a benchmark inside one guest boot, or by timing whole boots.
     public enum RoundKind: String, Sendable { case guest, boot }
 
-    /// What the network peer (the VMM's, or the native runner's own) does with the frames.
+    /// What the network peer (a kernel UDP socket behind the run's TAP by default, or the
+    /// in-VMM / in-process peer with `--net-backend vmm`) does with the frames.
     public enum PeerRole: String, Sendable { case sink, source, echo }
 
     public let id: String
@@ -107,18 +108,18 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             summary: "hlt until a TSC-deadline timer interrupt: deadline -> first instruction after hlt, ns",
             defaultIterations: 200),
         .init(
-            id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the VMM's sink, kframes/s",
+            id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the sink (a kernel UDP socket behind a TAP), kframes/s",
             defaultIterations: 5_000, peerRole: .sink),
         .init(
-            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink, Gbit/s",
+            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink (a kernel UDP socket behind a TAP), Gbit/s",
             defaultIterations: 5_000,
             peerRole: .sink),
         .init(
-            id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the VMM's source, Gbit/s",
+            id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the source (a kernel UDP socket behind a TAP), Gbit/s",
             defaultIterations: 5_000, peerRole: .source,
             qemuUnsupported: "QEMU's network backends have no frame source to receive from"),
         .init(
-            id: "net.rr", group: .network, summary: "64-byte request/response through the VMM's echo, ns (p50/p99)",
+            id: "net.rr", group: .network, summary: "64-byte request/response through the echo (a kernel UDP socket behind a TAP), ns (p50/p99)",
             defaultIterations: 500, peerRole: .echo),
         .init(
             id: "net.tx-1500-irq", group: .network,

@@ -169,12 +169,11 @@ import X86
     }
 
     func aSpinningVCPUDoesNotHoldTheVM(cpu: VMBuilder.CPU) throws {
-        let started = Date()
+        // Ending by the exit device (not the watchdog's timedOut) is the proof.
         let boot = try VMBuilder.boot(
             kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu, vcpus: 2,
             prepare: { try $0.write([0xC6, 0x06, 0x00, 0x90, 0x01, 0xEB, 0xFE], at: 0x8000) })  // set the flag; jmp $
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
-        #expect(Date().timeIntervalSince(started) < 60, "not the watchdog's 300 s")
     }
 
     /// `--pin`: each vCPU thread runs on its host CPU (vCPU i on entry i mod count), in both engines.
@@ -201,11 +200,9 @@ import X86
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func watchdogStopsAGuestThatNeverExits() throws {
-        let started = Date()
         let boot = try VMBuilder.boot(
             kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .kvm(try KVMSystem()))
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
-        #expect(Date().timeIntervalSince(started) < 15)
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))

@@ -92,12 +92,11 @@ import Results
     }
 
     @Test func watchdogStopsASpinningGuestUnderTheEmulator() throws {
-        let started = Date()
+        // The ending says the watchdog stopped it (a guest that ended otherwise says so).
         let boot = try VMBuilder.boot(
             kernel: TestKernels.multiboot(code: TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1,
             cpu: .emulator())
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
-        #expect(Date().timeIntervalSince(started) < 15)
     }
 
     @Test func aGuestThatJumpsOutOfRAMIsStoppedNotTheVMM() throws {

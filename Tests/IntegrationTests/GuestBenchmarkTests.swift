@@ -136,9 +136,7 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
         var suite = tinySuite("cpu.pio", iterations: 50_000_000, repetitions: 1, timeout: 2)
         suite.entries += tinySuite("cpu.int").entries
         let runner = BenchmarkRunner(artifacts: artifacts) { _ in }
-        let started = Date()
         let results = await runner.run(RunPlan(systems: [.hardwareAssist], suite: suite, outputDirectory: output)).results
-        #expect(Date().timeIntervalSince(started) < 30)
         #expect(results.count == 2)
         #expect(results[0].status == .failed)
         #expect(results[0].reason?.contains("watchdog") == true, "\(results[0].reason ?? "")")

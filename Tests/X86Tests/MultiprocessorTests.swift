@@ -1,3 +1,4 @@
+import CGuestAtomics
 import Foundation
 import Machine
 import Testing
@@ -137,7 +138,11 @@ import Testing
         other.waitForStartup()
         _ = EmulatedProcessors([machine.cpu, other])
         let waiting = start(other)
-        usleep(50_000)
+        // Wait (however long this host takes) until its thread sleeps in the wait for SIPI: it
+        // must have run nothing on the way there.
+        let asleep = Date().addingTimeInterval(120)
+        while cga_load_32(other.mail) & Mail.sleeping == 0 && Date() < asleep { usleep(1000) }
+        #expect(cga_load_32(other.mail) & Mail.sleeping != 0, "the thread reached its wait for SIPI")
         #expect(waiting.value == nil && other.retired == 0)
         other.requestStop()
         #expect(wait(for: waiting, seconds: 30) == .interrupted)

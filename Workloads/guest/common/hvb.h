@@ -31,16 +31,21 @@ struct hvb_job {
     /* serve=echo|source: this guest is the far end of a VM-to-VM benchmark, not the measured one:
      * it answers or streams until hvbench stops the VM (1 echo, 2 source). */
     uint64_t serve;
-    char nic[16];              /* e1000, virtio (guest) or loopback (native) */
-    char disk[16];             /* ide, virtio (guest) or a file path is given separately (native) */
+    char nic[16];              /* e1000, virtio (guest); socket or loopback (native) */
+    char disk[16];             /* ide, virtio (guest) */
+    /* Natively: the raw image (disk_path=), opened read-only with disk_readonly=1, and with
+     * nic=loopback the role of the in-process peer (peer=sink|source|echo: 0, 1, 2). */
+    char disk_path[512];
+    uint64_t disk_readonly;
+    uint64_t loopback_peer;
 };
 
 /* Parses "bench=cpu.int iterations=100 ..." into job. Returns 0, or a static error text. */
 const char *hvb_parse_job(const char *cmdline, struct hvb_job *job);
 
-/* Prints "HVB1 <kind> <name> key=value ..." with count keys (the litmus tests' lines). */
 /* "HVB1 <kind> bench=<bench> reason=<reason>": a skip or failure in the result-line grammar. */
 void hvb_report_status(const char *kind, const char *bench, const char *reason);
+/* Prints "HVB1 <kind> bench=<name> key=value ..." with count keys (the litmus tests' lines). */
 void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count);
 
 /* Runs the job, printing the strict result lines described in README.md. 0 on success. */

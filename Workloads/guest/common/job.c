@@ -66,6 +66,21 @@ static const char *parse_mac(const char *text, size_t length, uint8_t out[6]) {
     return 0;
 }
 
+/* Copies a text value into a fixed field; an empty or too long value is an error. */
+static const char *copy_text(const char *value, size_t length, char *field, size_t size, const char *too_long) {
+    if (length == 0 || length >= size) return too_long;
+    for (size_t i = 0; i < length; i++) field[i] = value[i];
+    field[length] = 0;
+    return 0;
+}
+
+/* A 0-or-1 flag. */
+static const char *parse_flag(const char *text, size_t length, uint64_t *out, const char *not_a_flag) {
+    const char *error = parse_u64(text, length, out);
+    if (!error && *out > 1) error = not_a_flag;
+    return error;
+}
+
 const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->bench[0] = 0;
     job->iterations = 1000;
@@ -86,6 +101,9 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->serve = 0;
     job->nic[0] = 0;
     job->disk[0] = 0;
+    job->disk_path[0] = 0;
+    job->disk_readonly = 0;
+    job->loopback_peer = 0;
     const char *p = cmdline;
     while (*p) {
         while (is_space(*p)) p++;
@@ -100,9 +118,7 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
         size_t value_length = length - eq - 1;
         const char *error = 0;
         if (word_equals(word, eq, "bench")) {
-            if (value_length == 0 || value_length >= sizeof job->bench) return "bad-bench-id";
-            for (size_t i = 0; i < value_length; i++) job->bench[i] = value[i];
-            job->bench[value_length] = 0;
+            error = copy_text(value, value_length, job->bench, sizeof job->bench, "bad-bench-id");
         } else if (word_equals(word, eq, "iterations")) {
             error = parse_u64(value, value_length, &job->iterations);
         } else if (word_equals(word, eq, "repetitions")) {
@@ -115,17 +131,23 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             error = parse_u64(value, value_length, &job->tsc_khz);
         } else if (word_equals(word, eq, "region_sectors")) {
             error = parse_u64(value, value_length, &job->region_sectors);
-        } else if (word_equals(word, eq, "nic") || word_equals(word, eq, "disk")) {
-            char *target = word[0] == 'n' ? job->nic : job->disk;
-            if (value_length >= sizeof job->nic) return "bad-device-name";
-            for (size_t i = 0; i < value_length; i++) target[i] = value[i];
-            target[value_length] = 0;
+        } else if (word_equals(word, eq, "nic")) {
+            error = copy_text(value, value_length, job->nic, sizeof job->nic, "bad-device-name");
+        } else if (word_equals(word, eq, "disk")) {
+            error = copy_text(value, value_length, job->disk, sizeof job->disk, "bad-device-name");
+        } else if (word_equals(word, eq, "disk_path")) {
+            error = copy_text(value, value_length, job->disk_path, sizeof job->disk_path, "bad-disk-path");
+        } else if (word_equals(word, eq, "disk_readonly")) {
+            error = parse_flag(value, value_length, &job->disk_readonly, "disk-readonly-not-0-or-1");
+        } else if (word_equals(word, eq, "peer")) {
+            if (value_length == 4 && word_equals(value, 4, "sink")) job->loopback_peer = 0;
+            else if (value_length == 6 && word_equals(value, 6, "source")) job->loopback_peer = 1;
+            else if (value_length == 4 && word_equals(value, 4, "echo")) job->loopback_peer = 2;
+            else error = "peer-not-sink-source-or-echo";
         } else if (word_equals(word, eq, "disk_verify")) {
-            error = parse_u64(value, value_length, &job->disk_verify);
-            if (!error && job->disk_verify > 1) error = "disk-verify-not-0-or-1";
+            error = parse_flag(value, value_length, &job->disk_verify, "disk-verify-not-0-or-1");
         } else if (word_equals(word, eq, "udp")) {
-            error = parse_u64(value, value_length, &job->udp);
-            if (!error && job->udp > 1) error = "udp-not-0-or-1";
+            error = parse_flag(value, value_length, &job->udp, "udp-not-0-or-1");
         } else if (word_equals(word, eq, "guest_ip")) {
             error = parse_ipv4(value, value_length, &job->guest_ip);
         } else if (word_equals(word, eq, "peer_ip")) {
@@ -143,12 +165,11 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             error = parse_u64(value, value_length, port);
             if (!error && (*port == 0 || *port > 65535)) error = "port-out-of-range";
         } else if (word_equals(word, eq, "inject_violation")) {
-            error = parse_u64(value, value_length, &job->inject_violation);
-            if (!error && job->inject_violation > 1) error = "inject-violation-not-0-or-1";
+            error = parse_flag(value, value_length, &job->inject_violation, "inject-violation-not-0-or-1");
         } else if (word_equals(word, eq, "slowdown_percent")) {
             error = parse_u64(value, value_length, &job->slowdown_percent);
         }
-        /* Other key=value words (nic=, disk=, console=...) belong to other layers. */
+        /* Other key=value words (console=, ...) belong to other layers. */
         if (error) return error;
     }
     if (!job->bench[0]) return "missing-bench";

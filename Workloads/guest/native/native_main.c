@@ -290,29 +290,20 @@ int main(int argc, char **argv) {
     if (guard != MAP_FAILED) plat.fault_page = guard;
     else plat.no_fault = "cannot-map-guard-page";
 
-    /* A user's image is opened read-only for read benchmarks: nothing here may change it. */
-    int disk_flags = O_RDWR;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "disk_readonly=1") == 0) disk_flags = O_RDONLY;
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "disk_path=", 10) == 0) {
-            disk_fd = open(argv[i] + 10, disk_flags);
-            if (disk_fd < 0) {
-                printf("HVB1 fail reason=cannot-open-disk-image\n");
-                return 2;
-            }
-            file_disk.sectors = (uint64_t)lseek(disk_fd, 0, SEEK_END) / HVB_SECTOR;
-            hvb_disk = &file_disk;
+    if (job.disk_path[0]) {
+        /* A user's image is opened read-only for read benchmarks: nothing here may change it. */
+        disk_fd = open(job.disk_path, job.disk_readonly ? O_RDONLY : O_RDWR);
+        if (disk_fd < 0) {
+            printf("HVB1 fail reason=cannot-open-disk-image\n");
+            return 2;
         }
+        file_disk.sectors = (uint64_t)lseek(disk_fd, 0, SEEK_END) / HVB_SECTOR;
+        hvb_disk = &file_disk;
     }
     if (strcmp(job.nic, "loopback") == 0) {
         hvb_nic = &loopback;
-        /* The peer's role comes from hvbench's benchmark catalogue: peer=sink|source|echo. */
-        peer_mode = PEER_SINK;
-        for (int i = 1; i < argc; i++) {
-            if (strcmp(argv[i], "peer=source") == 0) peer_mode = PEER_SOURCE;
-            if (strcmp(argv[i], "peer=echo") == 0) peer_mode = PEER_ECHO;
-        }
+        /* The peer's role comes from hvbench's benchmark catalogue (peer=sink|source|echo). */
+        peer_mode = job.loopback_peer == 1 ? PEER_SOURCE : job.loopback_peer == 2 ? PEER_ECHO : PEER_SINK;
     }
     if (strcmp(job.nic, "socket") == 0) {
         hvb_nic = &kernel_socket;
