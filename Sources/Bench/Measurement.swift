@@ -139,3 +139,30 @@ extension BenchmarkRunner {
         }
     }
 }
+
+extension BenchmarkRunner {
+    /// Runs a workload's process (the native runner, a QEMU) under the entry's time limit, logs
+    /// the command as `shown` with the process's output, and reads its console.
+    /// - Parameter onLine: sees each console line first (samples are counted for the progress line anyway).
+    func measureProcess(
+        _ command: [String], shown: String, _ context: MeasurementContext, what: String, engine: String,
+        privilege: @escaping (Int) -> String = { "cpl\($0)" }, onLine: (@Sendable (String) -> Void)? = nil
+    ) async -> MeasurementOutcome {
+        let timeout = context.entry.timeoutSeconds
+        let output: ProcessRunner.Output
+        do {
+            output = try await ProcessRunner.run(command[0], Array(command.dropFirst()), timeout: timeout) { line in
+                onLine?(line)
+                self.reportSamples(line)
+            }
+        } catch {
+            return .failed("\(error)")
+        }
+        let console = output.standardOutput.joined(separator: "\n")
+        context.log("$ \(shown)\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n", by: self)
+        if output.timedOut { return .failed("\(what) exceeded its \(Int(timeout)) s time limit and was killed") }
+        // Native, QEMU's TCG and QEMU's KVM all see the host's TSC rate.
+        return readTranscript(
+            console, context, tscHertz: Double(TSC.calibratedKilohertz) * 1000, engine: engine, privilege: privilege)
+    }
+}

@@ -36,21 +36,9 @@ enum NativeMeasurement: MeasurementKind {
         case .success(let placed): command = placed
         case .failure(let problem): return .failed(problem.description)
         }
-        let output: ProcessRunner.Output
-        do {
-            output = try await ProcessRunner.run(command[0], Array(command.dropFirst()), timeout: entry.timeoutSeconds) {
-                runner.reportSamples($0)
-            }
-        } catch {
-            return .failed("\(error)")
-        }
-        let console = output.standardOutput.joined(separator: "\n")
-        context.log(
-            "$ \(command.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
-            by: runner)
-        if output.timedOut { return .failed("native run exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
-        let outcome = runner.readTranscript(
-            console, context, tscHertz: Double(TSC.calibratedKilohertz) * 1000, engine: "host", privilege: { _ in "host-user" })
+        let outcome = await runner.measureProcess(
+            command, shown: command.joined(separator: " "), context, what: "native run", engine: "host",
+            privilege: { _ in "host-user" })
         return attachments.check(outcome, context, by: runner)
     }
 
@@ -61,29 +49,27 @@ enum NativeMeasurement: MeasurementKind {
     {
         var command = command
         let placement = context.plan.placement
+        var numactlArguments: [String]?
+        var placedWhere = ""
         if let node = placement.numaNode {
             // Same placement as the VM: run the native process on the node's CPUs and memory.
-            guard let numactl = ProcessRunner.find("numactl") else {
-                return .failure(
-                    .init(
-                        description:
-                            "numactl is not installed, so the native run cannot be bound to NUMA node \(node) (apt-get install numactl)"
-                    ))
-            }
-            command = [numactl, "--cpunodebind=\(node)", "--membind=\(node)"] + command
-        }
-        if let cpus = placement.pinnedCPUs, !cpus.isEmpty {
+            numactlArguments = ["--cpunodebind=\(node)", "--membind=\(node)"]
+            placedWhere = "bound to NUMA node \(node)"
+        } else if let cpus = placement.pinnedCPUs, !cpus.isEmpty {
             // Pinned as the vCPU threads are: the native process on the first CPU, or on the first
             // two for the SMP benchmarks (whose second thread takes the second).
             let used = Array(cpus.prefix(context.plan.vcpus(for: context.entry.id)))
+            numactlArguments = ["--physcpubind=\(used.map(String.init).joined(separator: ","))"]
+            placedWhere = "pinned to CPU \(cpus[0])"
+        }
+        if let numactlArguments {
             guard let numactl = ProcessRunner.find("numactl") else {
                 return .failure(
                     .init(
                         description:
-                            "numactl is not installed, so the native run cannot be pinned to CPU \(cpus[0]) (apt-get install numactl)"
-                    ))
+                            "numactl is not installed, so the native run cannot be \(placedWhere) (apt-get install numactl)"))
             }
-            command = [numactl, "--physcpubind=\(used.map(String.init).joined(separator: ","))"] + command
+            command = [numactl] + numactlArguments + command
         }
         if let namespace = link?.nativeNamespace, let nsenter = ProcessRunner.find("nsenter") {
             command = [nsenter] + namespace.enterCommand.dropFirst() + command

@@ -25,35 +25,21 @@ enum QEMUMeasurement: MeasurementKind {
             devices, nic: benchmark?.needsNIC == true, diskPath: attachments.disk?.image.path,
             diskReadOnly: attachments.disk?.patterned == false,
             tapInterface: attachments.link == nil ? nil : TAPLink.interface, job: &job)
-        var arguments =
+        let arguments =
             QEMUPeer.arguments(
                 kvm: kvm, kernel: runner.artifacts.guestImage, commandLine: job.commandLine, memoryMiB: plan.vm.memoryMiB,
                 vcpus: plan.vcpus(for: entry.id)) + deviceArguments
-        var executable = qemu
+        var command = [qemu] + arguments
         if let link = attachments.link, let nsenter = ProcessRunner.find("nsenter") {
-            executable = nsenter
-            arguments = Array(link.namespace.enterCommand.dropFirst()) + [qemu] + arguments
+            command = [nsenter] + link.namespace.enterCommand.dropFirst() + command
         }
-        let output: ProcessRunner.Output
-        do {
-            // A kernel source sends once the guest has begun: QEMU attaches to the TAP only as it
-            // starts, and what the TAP queued before then comes out with unfinished checksums.
-            let source = attachments.link?.peer
-            output = try await ProcessRunner.run(executable, arguments, timeout: entry.timeoutSeconds) { line in
-                if case .begin? = try? ResultLine.parse(line) { source?.release() }
-                runner.reportSamples(line)
-            }
-        } catch {
-            return .failed("\(error)")
-        }
-        let console = output.standardOutput.joined(separator: "\n")
-        context.log(
-            "$ \(qemu) \(arguments.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
-            by: runner)
-        if output.timedOut { return .failed("QEMU exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed") }
-        // QEMU's TCG and KVM both give the guest the host TSC rate.
-        let outcome = runner.readTranscript(
-            console, context, tscHertz: Double(TSC.calibratedKilohertz) * 1000, engine: context.expectedEngine ?? "qemu")
+        // A kernel source sends once the guest has begun: QEMU attaches to the TAP only as it
+        // starts, and what the TAP queued before then comes out with unfinished checksums.
+        let source = attachments.link?.peer
+        let outcome = await runner.measureProcess(
+            command, shown: ([qemu] + arguments).joined(separator: " "), context, what: "QEMU",
+            engine: context.expectedEngine ?? "qemu",
+            onLine: { line in if case .begin? = try? ResultLine.parse(line) { source?.release() } })
         return attachments.check(outcome, context, by: runner)
     }
 }

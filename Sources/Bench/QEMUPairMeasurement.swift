@@ -52,23 +52,9 @@ enum QEMUPairMeasurement: MeasurementKind {
         if await ready.wait(seconds: entry.timeoutSeconds) {
             let arguments = command(
                 measuredJob, interface: VMPairLink.measuredInterface, mac: VMPairLink.measuredMAC)
-            do {
-                let output = try await ProcessRunner.run(nsenter, arguments, timeout: entry.timeoutSeconds) {
-                    runner.reportSamples($0)
-                }
-                let console = output.standardOutput.joined(separator: "\n")
-                context.log(
-                    "$ \(arguments.joined(separator: " "))\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n",
-                    by: runner)
-                outcome =
-                    output.timedOut
-                    ? .failed("QEMU exceeded its \(Int(entry.timeoutSeconds)) s time limit and was killed")
-                    : runner.readTranscript(
-                        console, context, tscHertz: Double(TSC.calibratedKilohertz) * 1000,
-                        engine: context.expectedEngine ?? "qemu")
-            } catch {
-                outcome = .failed("\(error)")
-            }
+            outcome = await runner.measureProcess(
+                [nsenter] + arguments, shown: arguments.joined(separator: " "), context, what: "QEMU",
+                engine: context.expectedEngine ?? "qemu")
         }
         stop.request()
         let problem: String?
