@@ -33,7 +33,6 @@ public struct DifferentialCaseGenerator {
         return testCase
     }
 
-    public func makeCases(_ range: Range<Int>) -> [DifferentialCase] { range.map { makeCase(index: $0) } }
 }
 
 let allFlags: UInt64 = 0x8D5

@@ -1,7 +1,8 @@
 /// The state of decoding one instruction once its prefixes are read: the byte window, the REX
 /// bits and operand sizes they set, and whether the memory operand is RIP-relative. The opcode
-/// maps (X86OneByteMap.swift, X86TwoByteMap.swift) are its methods, so each stays a plain
-/// switch the optimiser can inline into `decode(at:)`.
+/// maps (X86OneByteMap.swift, X86TwoByteMap.swift) are its methods: plain switches, split into
+/// ranges of opcodes, the rarer ranges kept out of line (`@inline(never)`) so `decode(at:)`
+/// stays small.
 struct InstructionDecoder {
     var window: FetchWindow
     let rip: UInt64

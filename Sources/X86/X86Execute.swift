@@ -361,12 +361,14 @@ extension X86CPU {
         case .nop, .pause:
             break
         default:
-            try executeLessCommon(instruction)
+            try executeOutOfLine(instruction)
         }
     }
 
+    /// The operations the hot switch above leaves out, kept out of line (`@inline(never)`) so
+    /// the common ones stay small enough to inline.
     @inline(never)
-    func executeLessCommon(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
+    func executeOutOfLine(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
         let size = instruction.pointee.size
         let mask = Self.mask(size: size)
         switch instruction.pointee.op {

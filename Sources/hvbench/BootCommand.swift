@@ -77,7 +77,7 @@ struct BootCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("vcpus"),
-        help: "vCPUs (KVM only). The firmware's MP and ACPI tables list them; the guest starts the others with INIT-SIPI-SIPI.")
+        help: "vCPUs (KVM or the emulator). The firmware's MP and ACPI tables list them; the guest starts the others with INIT-SIPI-SIPI.")
     var vcpus = 1
 
     @Option(name: .customLong("pin"), help: "Pin vCPU thread i to host CPU i mod the list, e.g. 1 or 0,1.")

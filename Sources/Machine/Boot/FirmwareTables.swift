@@ -12,8 +12,6 @@ public enum FirmwareTables {
         public var localAPICAddress: UInt32 = 0xFEE0_0000
         public var ioAPICAddress: UInt32 = 0xFEC0_0000
         public var ioAPICID: UInt8 = 0
-        /// IOAPIC inputs: ISA IRQs 0-15 on pins 0-15 (edge, active-high), PCI INTx on 16-23.
-        public var ioAPICPins = 24
         /// PCI slots whose INTA# the tables route (slot n on pin 16 + n mod 4, level, as the
         /// platform wires it).
         public var pciSlots = 0..<8

@@ -47,7 +47,6 @@ public final class MSIXTable {
     }
 
     public func isMasked(_ vector: Int) -> Bool { functionMasked || table[4 * vector + 3] & 1 != 0 }
-    public func isPending(_ vector: Int) -> Bool { pending[vector] }
 
     /// The device signals `vector`. Returns false for a vector the table does not have (the
     /// caller's "no vector").

@@ -1,7 +1,8 @@
 /*
  * The network and disk side of the benchmarks: what a benchmark needs from a NIC or a disk,
- * and the data patterns both ends check. The guest implements these with its polling drivers
- * (drivers/), the native runner with a host file and an in-process peer.
+ * and the data patterns both ends check. The guest implements these with its drivers
+ * (drivers/: polling, or interrupt-driven for the -irq variants), the native runner with a host
+ * file and a socket or an in-process peer.
  */
 #ifndef HVB_IO_H
 #define HVB_IO_H
@@ -53,4 +54,14 @@ static inline uint64_t hvb_sector_word(uint64_t lba, uint32_t word, uint64_t see
 
 /* Polls with a time limit, in TSC cycles (so a dead device fails the benchmark, not the VM). */
 uint64_t hvb_timeout_cycles(void);
+/* Whether a device wait that began at `start` (plat_cycles) has run past the job's timeout. */
+static inline int hvb_timed_out(uint64_t start) { return plat_cycles() - start > hvb_timeout_cycles(); }
+/* Polls until `done` holds; past the job's timeout the enclosing function returns `reason`.
+ * Every driver's busy-wait on a device goes through this, so none can spin forever. */
+#define HVB_POLL_UNTIL(done, reason)                                                               \
+    do {                                                                                           \
+        uint64_t poll_start_ = plat_cycles();                                                      \
+        while (!(done))                                                                            \
+            if (hvb_timed_out(poll_start_)) return (reason);                                       \
+    } while (0)
 #endif

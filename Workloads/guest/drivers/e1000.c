@@ -50,9 +50,7 @@ static inline void set_reg(int offset, uint32_t value) { registers[offset / 4] =
 static inline void barrier(void) { __asm__ volatile("" : : : "memory"); }
 
 static const char *wait_for(volatile uint8_t *status) {
-    uint64_t start = plat_cycles();
-    while (!(*status & 1))
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-timeout";
+    HVB_POLL_UNTIL(*status & 1, "e1000-timeout");
     return 0;
 }
 
@@ -77,7 +75,7 @@ static const char *e1000_send(const uint8_t *frame, uint32_t length) {
     if ((tx_tail + 1) % RING == tx_clean) {
         if (tx_pending) {
             barrier();
-            set_reg(0x3818, tx_tail);
+            set_reg(TDT, tx_tail);
             tx_pending = 0;
         }
         const char *error = wait_for(&tx_ring[tx_clean].status);
@@ -87,7 +85,7 @@ static const char *e1000_send(const uint8_t *frame, uint32_t length) {
     queue_frame(frame, length);
     if (++tx_pending == BATCH) {
         barrier();
-        set_reg(0x3818, tx_tail);
+        set_reg(TDT, tx_tail);
         tx_pending = 0;
     }
     return 0;
@@ -96,7 +94,7 @@ static const char *e1000_send(const uint8_t *frame, uint32_t length) {
 static const char *e1000_flush(void) {
     if (tx_pending) {
         barrier();
-        set_reg(0x3818, tx_tail);
+        set_reg(TDT, tx_tail);
         tx_pending = 0;
     }
     while (tx_clean != tx_tail) {
@@ -139,7 +137,7 @@ static const char *e1000_receive(uint8_t *frame, uint32_t capacity, uint32_t *le
         /* hand back buffers before waiting, or the device may have none */
         if (rx_unposted) return_rx_buffers();
         flush_rx_tail();
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-receive-timeout";
+        if (hvb_timed_out(start)) return "e1000-receive-timeout";
     }
     barrier();
     uint32_t n = d->length;
@@ -237,18 +235,14 @@ const char *e1000_init(const struct nic_ops **out, int interrupt_driven) {
     registers = (volatile uint32_t *)(uintptr_t)bar;
     set_reg(0x00D8, 0xFFFFFFFFu);       /* mask all interrupts */
     set_reg(0x0000, reg(0) | (1u << 26)); /* reset */
-    uint64_t start = plat_cycles();
-    while (reg(0) & (1u << 26))
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-reset-timeout";
+    HVB_POLL_UNTIL(!(reg(0) & (1u << 26)), "e1000-reset-timeout");
     set_reg(0x00D8, 0xFFFFFFFFu);
     set_reg(0x0000, reg(0) | 0x40); /* set link up */
     /* Wait for the link (STATUS.LU), as Linux's driver does before it takes traffic: QEMU's e1000
      * negotiates for about half a second after a reset, and a frame that arrives before then is
      * held until the driver next writes RDT, which a polling driver waiting for its first frame
      * never does. */
-    start = plat_cycles();
-    while (!(reg(0x0008) & 2))
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "e1000-link-down";
+    HVB_POLL_UNTIL(reg(0x0008) & 2, "e1000-link-down");
     tx_ring = plat_alloc(RING * sizeof *tx_ring);
     rx_ring = plat_alloc(RING * sizeof *rx_ring);
     tx_buffers = plat_alloc(RING * BUFFER);
@@ -263,7 +257,7 @@ const char *e1000_init(const struct nic_ops **out, int interrupt_driven) {
     set_reg(0x3804, 0);
     set_reg(0x3808, RING * sizeof *tx_ring);
     set_reg(0x3810, 0);
-    set_reg(0x3818, 0);
+    set_reg(TDT, 0);
     set_reg(0x0410, 10 | 8 << 10 | 6 << 20);                 /* TIPG */
     set_reg(0x0400, 1u << 1 | 1u << 3 | 0x10u << 4 | 0x40u << 12); /* TCTL: EN, PSP, CT, COLD */
     set_reg(0x2800, (uint32_t)(uintptr_t)rx_ring);

@@ -25,7 +25,7 @@ static const char *wait_status(uint8_t mask, uint8_t want) {
         uint8_t status = inb(STATUS);
         if (status & ERR) return "ide-device-error";
         if ((status & (BSY | mask)) == want) return 0;
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "ide-timeout";
+        if (hvb_timed_out(start)) return "ide-timeout";
     }
 }
 

@@ -136,9 +136,7 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
     }
     volatile uint8_t *status = d->common + 0x14;
     *status = 0;
-    uint64_t start = plat_cycles();
-    while (*status)
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "virtio-reset-timeout";
+    HVB_POLL_UNTIL(!*status, "virtio-reset-timeout");
     *status = 1 | 2; /* ACKNOWLEDGE | DRIVER */
     *common32(d, 0x00) = 1;
     uint64_t offered = (uint64_t)*common32(d, 0x04) << 32;
@@ -191,9 +189,7 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
 
 /* Waits for the device to return one chain; sets *id and *length. */
 static const char *wait_used(struct queue *q, uint32_t *id, uint32_t *length) {
-    uint64_t start = plat_cycles();
-    while (used_index(q) == q->last_used)
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "virtio-timeout";
+    HVB_POLL_UNTIL(used_index(q) != q->last_used, "virtio-timeout");
     barrier();
     volatile uint32_t *element = (volatile uint32_t *)(q->used + 4 + 8 * (q->last_used % q->size));
     *id = element[0];
@@ -327,7 +323,7 @@ static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *leng
             kick(&net, 0);
             rx_unposted = 0;
         }
-        if (plat_cycles() - start > hvb_timeout_cycles()) return "virtio-net-receive-timeout";
+        if (hvb_timed_out(start)) return "virtio-net-receive-timeout";
     }
     uint32_t id, total;
     const char *error = wait_used(q, &id, &total);
