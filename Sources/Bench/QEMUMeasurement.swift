@@ -48,7 +48,7 @@ enum QEMUMeasurement: MeasurementKind {
 /// first console line (QEMU start-up and SeaBIOS included).
 enum QEMUBootMeasurement: MeasurementKind {
     static func measures(_ system: SystemDefinition, _ benchmark: BenchmarkDefinition?) -> Bool {
-        system.isPeer && benchmark?.roundKind == .boot
+        system.isPeer && benchmark?.timing == .wholeBoots
     }
 
     static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {

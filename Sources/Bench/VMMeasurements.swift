@@ -60,7 +60,7 @@ enum GuestMeasurement: MeasurementKind {
 /// CPL3" milestone on port 0x80.
 enum VMBootMeasurement: MeasurementKind {
     static func measures(_ system: SystemDefinition, _ benchmark: BenchmarkDefinition?) -> Bool {
-        GuestMeasurement.measures(system, benchmark) && benchmark?.roundKind == .boot
+        GuestMeasurement.measures(system, benchmark) && benchmark?.timing == .wholeBoots
     }
 
     static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {

@@ -3,8 +3,9 @@
 public struct BenchmarkDefinition: Sendable, Equatable {
     public enum Group: String, Sendable, Codable { case cpu, platform, boot, network, disk }
 
-    /// How one sample is made: by a benchmark inside one guest boot, or by timing whole boots.
-    public enum RoundKind: String, Sendable { case guest, boot }
+    /// How a benchmark is timed: by the workload inside one boot, or as whole boots (vm.boot,
+    /// timed from outside by the VMM or from QEMU's start).
+    public enum Timing: String, Sendable { case inGuest, wholeBoots }
 
     /// What the network peer (a kernel UDP socket behind the run's TAP by default, or the
     /// in-VMM / in-process peer with `--net-backend vmm`) does with the frames.
@@ -14,7 +15,7 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     public let group: Group
     public let summary: String
     public let defaultIterations: UInt64
-    public let roundKind: RoundKind
+    public let timing: Timing
     /// Network benchmarks: the peer's role.
     public let peerRole: PeerRole?
     /// Disk benchmarks that write (their image must be hvbench's own, or the user must allow
@@ -29,7 +30,7 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     public let vmToVM: Bool
 
     init(
-        id: String, group: Group, summary: String, defaultIterations: UInt64, roundKind: RoundKind = .guest,
+        id: String, group: Group, summary: String, defaultIterations: UInt64, timing: Timing = .inGuest,
         peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil, minimumCPUs: Int = 1,
         vmToVM: Bool = false
     ) {
@@ -39,7 +40,7 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         self.group = group
         self.summary = summary
         self.defaultIterations = defaultIterations
-        self.roundKind = roundKind
+        self.timing = timing
         self.peerRole = peerRole
         self.writesDisk = writesDisk
         self.qemuUnsupported = qemuUnsupported
@@ -76,7 +77,7 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         .init(id: "cpu.hypercall", group: .platform, summary: "vmcall/vmmcall round trip, ns", defaultIterations: 2_000),
         .init(
             id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1,
-            roundKind: .boot),
+            timing: .wholeBoots),
         .init(
             id: "irq.timer", group: .platform,
             summary: "local APIC one-shot timer armed to expire at once -> its handler ran, interrupts taken at CPL3, ns",
@@ -108,18 +109,22 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             summary: "hlt until a TSC-deadline timer interrupt: deadline -> first instruction after hlt, ns",
             defaultIterations: 200),
         .init(
-            id: "net.tx-64", group: .network, summary: "transmit 64-byte frames to the sink (a kernel UDP socket behind a TAP), kframes/s",
+            id: "net.tx-64", group: .network,
+            summary: "transmit 64-byte frames to the sink (a kernel UDP socket behind a TAP), kframes/s",
             defaultIterations: 5_000, peerRole: .sink),
         .init(
-            id: "net.tx-1500", group: .network, summary: "transmit 1514-byte frames to the sink (a kernel UDP socket behind a TAP), Gbit/s",
+            id: "net.tx-1500", group: .network,
+            summary: "transmit 1514-byte frames to the sink (a kernel UDP socket behind a TAP), Gbit/s",
             defaultIterations: 5_000,
             peerRole: .sink),
         .init(
-            id: "net.rx-1500", group: .network, summary: "receive 1514-byte frames from the source (a kernel UDP socket behind a TAP), Gbit/s",
+            id: "net.rx-1500", group: .network,
+            summary: "receive 1514-byte frames from the source (a kernel UDP socket behind a TAP), Gbit/s",
             defaultIterations: 5_000, peerRole: .source,
             qemuUnsupported: "QEMU's network backends have no frame source to receive from"),
         .init(
-            id: "net.rr", group: .network, summary: "64-byte request/response through the echo (a kernel UDP socket behind a TAP), ns (p50/p99)",
+            id: "net.rr", group: .network,
+            summary: "64-byte request/response through the echo (a kernel UDP socket behind a TAP), ns (p50/p99)",
             defaultIterations: 500, peerRole: .echo),
         .init(
             id: "net.tx-1500-irq", group: .network,

@@ -210,7 +210,7 @@ struct RunOptions: ParsableArguments {
         for index in selected.entries.indices {
             if let repetitions { selected.entries[index].repetitions = repetitions }
             // A boot round times whole boots: it has no iterations to override.
-            if let iterations, BenchmarkDefinition.named(selected.entries[index].id)?.roundKind != .boot {
+            if let iterations, BenchmarkDefinition.named(selected.entries[index].id)?.timing != .wholeBoots {
                 selected.entries[index].iterations = iterations
             }
             if let timeout { selected.entries[index].timeoutSeconds = Double(timeout) }
