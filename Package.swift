@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // The vocabulary every layer shares, with no dependencies: which emulator, which device
+        // set, and the exit and interrupt counters a VM keeps and results report.
+        .target(name: "VMTypes"),
         // The kernel-facing bottom layer: <linux/kvm.h> and typed ioctl wrappers.
         .target(name: "CKVM"),
         // libnuma (Debian libnuma-dev) for guest-RAM and vCPU placement.
@@ -28,6 +31,7 @@ let package = Package(
         .target(
             name: "Results",
             dependencies: [
+                "VMTypes",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
@@ -37,7 +41,7 @@ let package = Package(
         // Guest memory, buses, devices, boot loaders, the engine protocol and the VM.
         .target(
             name: "Machine",
-            dependencies: ["CNUMA", "CHostNet", "Results"]),
+            dependencies: ["CNUMA", "CHostNet", "VMTypes"]),
         // The host's time-stamp counter for the emulator's rdtsc (no KVM dependency).
         .target(name: "CHostTimer"),
         // Guest RAM shared by the emulator's vCPU threads: TSO-ordered loads and stores,

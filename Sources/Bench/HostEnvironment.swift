@@ -27,12 +27,7 @@ extension EnvironmentRecord {
         let nested = module == "none" || module == "kvm_pvm" ? nil : readTrimmed("/sys/module/\(module)/parameters/nested")
         var kvmTSC: Int?
         let reason = KVMSystem.unavailabilityReason()
-        if reason == nil, let system = try? KVMSystem(), let memory = try? GuestMemory(size: 1 << 20),
-            let engine = try? KVMEngine(
-                system: system, memory: memory, entry: ProtectedModeEntry(entryPoint: 0, ebx: 0, gdtBase: 0, gdtLimit: 0))
-        {
-            kvmTSC = engine.tscKilohertz
-        }
+        if reason == nil, let khz = try? KVMSystem().defaultTSCKilohertz(), khz > 0 { kvmTSC = khz }
         let kvm = KVMInfo(
             module: module, devicePresent: FileManager.default.fileExists(atPath: KVMSystem.devicePath), usable: reason == nil,
             unavailableReason: reason, hardwareVirtualization: hasHardwareVirtualization,

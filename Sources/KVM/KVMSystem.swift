@@ -49,6 +49,15 @@ public final class KVMSystem: Sendable {
         self.descriptor = descriptor
     }
 
+    /// The TSC rate KVM gives a new vCPU, in kHz: asked of a VM (KVM_CAP_VM_TSC_CONTROL kernels
+    /// answer on the VM descriptor), else of one bare vCPU. No guest memory, no engine.
+    public func defaultTSCKilohertz() throws(KVMError) -> Int {
+        let vm = try descriptor.create("KVM_CREATE_VM", CKVM_CREATE_VM)
+        if let khz = try? vm.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ), khz > 0 { return Int(khz) }
+        let vcpu = try vm.create("KVM_CREATE_VCPU", CKVM_CREATE_VCPU, value: 0)
+        return Int(try vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ))
+    }
+
     /// nil when KVM can be used here, otherwise the reason it cannot.
     public static func unavailabilityReason() -> String? {
         do {

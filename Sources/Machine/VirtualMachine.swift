@@ -1,5 +1,5 @@
 import Foundation
-import Results
+import VMTypes
 import Synchronization
 
 /// How a VM run ended.

@@ -1,10 +1,10 @@
 import Machine
-import Results
+import VMTypes
 
 /// Which I/O devices a VM gets: emulated legacy ones (e1000 + IDE) or paravirtual ones
 /// (virtio-net + virtio-blk), each with its backend.
 public struct IOConfiguration {
-    public var kind: SystemDefinition.Devices
+    public var kind: DeviceSet
     public var disk: DiskImage?
     /// The NIC's backend: the in-VMM peer, or a TAP device into the host kernel.
     public var peer: (any NetworkBackend)?
@@ -15,7 +15,7 @@ public struct IOConfiguration {
     public var ioThreadPollMicroseconds: UInt64
 
     public init(
-        kind: SystemDefinition.Devices, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
+        kind: DeviceSet, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
         ioThreadPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
     ) {
         self.kind = kind

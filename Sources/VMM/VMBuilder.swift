@@ -1,7 +1,7 @@
 import Foundation
 import KVM
 import Machine
-import Results
+import VMTypes
 import X86
 
 /// Collects what the guest writes to COM1, optionally echoing it (for `hvbench boot`).

@@ -1,6 +1,6 @@
 import CHostTimer
 import Machine
-import Results
+import VMTypes
 
 /// hvbench's x86-64 emulator behind the same engine protocol as KVM: guest RAM is the VM's
 /// `GuestMemory`, and port I/O and MMIO leave `run()` as exits the VMM completes, exactly as

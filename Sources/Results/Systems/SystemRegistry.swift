@@ -1,8 +1,6 @@
-/// How the emulator runs guest code: translated into host code where the binary translator
-/// handles it (the interpreter runs the rest), or interpreted throughout.
-public enum EmulatorKind: String, Sendable, CaseIterable, Codable {
-    case translate, interpret
-}
+// The vocabulary every layer shares (which emulator, which device set, exit counters) lives in
+// VMTypes, below Machine; everything that imports Results sees it too.
+@_exported import VMTypes
 
 /// One system a run can measure, defined once: what runs the guest's code, which devices the
 /// guest drives, and how reports show and compare it. Every other part of hvbench (the CLI's
@@ -10,12 +8,7 @@ public enum EmulatorKind: String, Sendable, CaseIterable, Codable {
 /// registry instead of matching names.
 public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
     /// The devices a VM gives the guest.
-    public enum Devices: String, Sendable, Hashable, CaseIterable {
-        /// Emulated e1000 NIC and IDE disk.
-        case legacy
-        /// virtio-net and virtio-blk (virtio 1.x PCI).
-        case virtio
-    }
+    public typealias Devices = DeviceSet
 
     /// The CPU of one of hvbench's own VMs.
     public enum VMCPU: Sendable, Hashable {

@@ -103,7 +103,7 @@ public struct VCPUExitCounters: Equatable, Sendable, Codable {
             interruptions: interruptions + other.interruptions, interrupts: ExitCounters.sum(interrupts, other.interrupts))
     }
 
-    var counts: [Int] { [portIO, mmio, halts, interruptions] + (interrupts.map { [$0] } ?? []) }
+    public var counts: [Int] { [portIO, mmio, halts, interruptions] + (interrupts.map { [$0] } ?? []) }
 }
 
 /// Part of the results schema (`guestInterrupts` of a result): device interrupts as the guest's
