@@ -81,9 +81,9 @@ public enum EmulatorSelfTest {
         var outcomes: [DifferentialOutcome] = []
         var readError: Error?
         let boot = try VMBuilder.boot(
-            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB,
-            timeout: timeout,
-            cpu: cpu, prepare: { try DifferentialHarness.prepare($0, cases: cases) },
+            VMDescription(
+                kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, cpu: cpu),
+            timeout: timeout, prepare: { try DifferentialHarness.prepare($0, cases: cases) },
             inspect: { memory in
                 do { outcomes = try DifferentialHarness.outcomes(memory, cases: cases) } catch { readError = error }
             })

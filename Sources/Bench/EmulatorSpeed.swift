@@ -33,8 +33,8 @@ public enum EmulatorSpeed {
             let job = GuestJob(
                 bench: benchmark, iterations: iterations * multiple, repetitions: 1, warmups: 0, sizeBytes: sizeBytes)
             let boot = try VMBuilder.boot(
-                kernel: guestImage, commandLine: job.commandLine, memoryMiB: memoryMiB, timeout: 600,
-                cpu: .emulator(emulator))
+                VMDescription(kernel: guestImage, commandLine: job.commandLine, memoryMiB: memoryMiB, cpu: .emulator(emulator)),
+                timeout: 600)
             guard case .exitDevice(1) = boot.outcome.ending, let retired = boot.instructionsRetired else {
                 throw SpeedError(description: "\(benchmark) under the emulator: \(boot.outcome.ending.summary)")
             }

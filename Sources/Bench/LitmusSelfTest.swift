@@ -83,9 +83,9 @@ public enum LitmusSelfTest {
         let memoryMiB = 64 + Int((iterations + 1) * 16 >> 20)
         let started = Date()
         let boot = try VMBuilder.boot(
-            kernel: guest, commandLine: litmusJob(iterations: iterations, injectViolation: injectViolation).commandLine,
-            memoryMiB: memoryMiB, timeout: timeout,
-            cpu: cpu, vcpus: vcpus)
+            VMDescription(
+                kernel: guest, commandLine: litmusJob(iterations: iterations, injectViolation: injectViolation).commandLine,
+                memoryMiB: memoryMiB, cpu: cpu, vcpus: vcpus), timeout: timeout)
         let (outcomes, skipped, failure) = try parse(console: boot.console)
         var report = Report(
             engine: boot.engineName, vcpus: vcpus, outcomes: outcomes, skipped: skipped, failure: failure,

@@ -127,9 +127,10 @@ extension BenchmarkRunner {
         let plan = context.plan
         do {
             let boot = try VMBuilder.boot(
-                kernel: context.guestImage, commandLine: job.commandLine, memoryMiB: plan.vm.memoryMiB,
-                timeout: timeout ?? context.entry.timeoutSeconds, numaNode: plan.placement.numaNode,
-                pinnedCPUs: plan.placement.pinnedCPUs, cpu: cpu, vcpus: plan.vcpus(for: context.entry.id), io: io,
+                VMDescription(
+                    kernel: context.guestImage, commandLine: job.commandLine, memoryMiB: plan.vm.memoryMiB, cpu: cpu,
+                    vcpus: plan.vcpus(for: context.entry.id), io: io, numaNode: plan.placement.numaNode,
+                    pinnedCPUs: plan.placement.pinnedCPUs), timeout: timeout ?? context.entry.timeoutSeconds,
                 onConsoleLine: onConsoleLine ?? { self.reportSamples($0) }, hostStop: hostStop)
             logger.debug(
                 "VM finished",

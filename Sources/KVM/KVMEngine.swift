@@ -28,8 +28,8 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     private var vm: KVMDescriptor { _read { yield machine.descriptor } }
     private let vcpu: KVMDescriptor
     private let runArea: UnsafeMutablePointer<kvm_run>
-    /// The vCPU's binary statistics file (KVM_GET_STATS_FD); negative where the kernel has none.
-    private let statisticsFD: Int32
+    /// The vCPU's binary statistics file (KVM_GET_STATS_FD); nil where the kernel has none.
+    private let statistics: HostDescriptor?
 
     /// The vCPU thread, for the signal that kicks it out of KVM_RUN; set by its first run().
     private let vcpuThread = Mutex<pthread_t?>(nil)
@@ -74,7 +74,7 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)
         guard let mapping, mapping != MAP_FAILED else { throw KVMError.call("mmap of the vCPU run area", errno: errno) }
         runArea = mapping.bindMemory(to: kvm_run.self, capacity: 1)
-        statisticsFD = ckvm_stats_fd(vcpu.rawValue)
+        statistics = HostDescriptor(taking: ckvm_stats_fd(vcpu.rawValue))
         self.machine = machine
         self.vcpu = vcpu
     }
@@ -89,8 +89,8 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     /// Interrupts KVM injected into this vCPU (its `irq_injections` statistic); the in-kernel
     /// local APIC handles EOIs without telling anyone, so those are unknown.
     public var interruptCounts: (taken: Int, endOfInterrupts: Int?)? {
-        guard statisticsFD >= 0 else { return nil }
-        let injected = ckvm_read_stat(statisticsFD, "irq_injections")
+        guard let statistics else { return nil }
+        let injected = ckvm_read_stat(statistics.rawValue, "irq_injections")
         return injected >= 0 ? (Int(injected), nil) : nil
     }
 
@@ -143,7 +143,6 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
 
     deinit {
         munmap(runArea, system.vcpuMappingSize)
-        if statisticsFD >= 0 { close(statisticsFD) }
     }
 
     /// The TSC frequency KVM gives the guest, in kHz (0 when KVM cannot tell). Read at creation:

@@ -16,14 +16,14 @@ import Synchronization
 final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     final class Route: DoorbellRoute, @unchecked Sendable {
         let token: UInt64
-        let eventFD: Int32
+        let eventFD: HostDescriptor
         let address: UInt64
         let length: Int
         let handler: @Sendable (Int) -> Void
         weak var owner: KVMIOThread?
 
         init(
-            owner: KVMIOThread, token: UInt64, eventFD: Int32, address: UInt64, length: Int,
+            owner: KVMIOThread, token: UInt64, eventFD: HostDescriptor, address: UInt64, length: Int,
             handler: @escaping @Sendable (Int) -> Void
         ) {
             self.owner = owner
@@ -38,8 +38,8 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     }
 
     private let vmFileDescriptor: Int32
-    private let epollFD: Int32
-    private let stopFD: Int32
+    private let epoll: HostDescriptor
+    private let stop: HostDescriptor
     /// Routes by token; the lock also serialises handlers against `remove`, so a cancelled
     /// route's handler never runs after `cancel()` returns.
     private let routes = Mutex<[UInt64: Route]>([:])
@@ -55,39 +55,27 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
 
     init?(vmFileDescriptor: Int32, pollLimitNanoseconds: UInt64) {
         self.pollLimitNanoseconds = pollLimitNanoseconds
-        let epoll = ckvm_epoll_create()
-        let stop = ckvm_eventfd()
-        guard epoll >= 0, stop >= 0, ckvm_epoll_add(epoll, stop, 0) == 0 else {
-            if epoll >= 0 { close(epoll) }
-            if stop >= 0 { close(stop) }
-            return nil
-        }
+        guard let epoll = HostDescriptor(taking: ckvm_epoll_create()), let stop = HostDescriptor(taking: ckvm_eventfd()),
+            ckvm_epoll_add(epoll.rawValue, stop.rawValue, 0) == 0
+        else { return nil }
         self.vmFileDescriptor = vmFileDescriptor
-        epollFD = epoll
-        stopFD = stop
+        self.epoll = epoll
+        self.stop = stop
     }
 
     deinit {
         shutdown()
-        routes.withLock { table in
-            for route in table.values { close(route.eventFD) }
-            table.removeAll()
-        }
-        close(epollFD)
-        close(stopFD)
+        routes.withLock { $0.removeAll() }
     }
 
     func route(address: UInt64, length: Int, _ handler: @escaping @Sendable (Int) -> Void) -> DoorbellRoute? {
-        let eventFD = ckvm_eventfd()
-        guard eventFD >= 0 else { return nil }
-        guard ckvm_ioeventfd(vmFileDescriptor, address, UInt32(length), eventFD, 0) == 0 else {
-            close(eventFD)  // KVM refused: the doorbell stays an ordinary exit
-            return nil
-        }
+        guard let eventFD = HostDescriptor(taking: ckvm_eventfd()) else { return nil }
+        // KVM refusing leaves the doorbell an ordinary exit.
+        guard ckvm_ioeventfd(vmFileDescriptor, address, UInt32(length), eventFD.rawValue, 0) == 0 else { return nil }
         let route = Route(owner: self, token: nextToken, eventFD: eventFD, address: address, length: length, handler: handler)
         nextToken += 1
         routes.withLock { $0[route.token] = route }
-        guard ckvm_epoll_add(epollFD, eventFD, route.token) == 0 else {
+        guard ckvm_epoll_add(epoll.rawValue, eventFD.rawValue, route.token) == 0 else {
             remove(route)
             return nil
         }
@@ -98,9 +86,8 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     private func remove(_ route: Route) {
         routes.withLock { table in
             guard table.removeValue(forKey: route.token) != nil else { return }  // cancelled before
-            _ = ckvm_epoll_remove(epollFD, route.eventFD)
-            _ = ckvm_ioeventfd(vmFileDescriptor, route.address, UInt32(route.length), route.eventFD, 1)
-            close(route.eventFD)
+            _ = ckvm_epoll_remove(epoll.rawValue, route.eventFD.rawValue)
+            _ = ckvm_ioeventfd(vmFileDescriptor, route.address, UInt32(route.length), route.eventFD.rawValue, 1)
         }
     }
 
@@ -123,7 +110,9 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
             if window > 0 {
                 let until = MonotonicClock.nanoseconds() + window
                 var token: Int64 = -1
-                repeat { token = ckvm_epoll_wait_one(epollFD, 0) } while token == -1 && MonotonicClock.nanoseconds() < until
+                repeat {
+                    token = ckvm_epoll_wait_one(epoll.rawValue, 0)
+                } while token == -1 && MonotonicClock.nanoseconds() < until
                 if token >= 0 {
                     if token == 0 { return }  // the stop eventfd
                     polled.add(1, ordering: .relaxed)
@@ -133,7 +122,7 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
                 if token < -1 { return }  // epoll itself failed: nothing more can be served
             }
             let sleptAt = MonotonicClock.nanoseconds()
-            let token = ckvm_epoll_wait_one(epollFD, -1)
+            let token = ckvm_epoll_wait_one(epoll.rawValue, -1)
             if token == 0 { return }
             guard token > 0 else {
                 if token < -1 { return }
@@ -153,14 +142,14 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     private func dispatch(_ token: Int64) {
         routes.withLock { table in
             guard let route = table[UInt64(token)] else { return }
-            let writes = ckvm_eventfd_take(route.eventFD)
+            let writes = ckvm_eventfd_take(route.eventFD.rawValue)
             if writes > 0 { route.handler(Int(min(writes, Int64(Int.max)))) }
         }
     }
 
     func shutdown() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        _ = ckvm_eventfd_signal(stopFD)
+        _ = ckvm_eventfd_signal(stop.rawValue)
         finished.wait()
         thread = nil
     }

@@ -21,7 +21,8 @@ final class KVMMessageRoutes: @unchecked Sendable {
 
     private struct Table {
         var messages: [MSIMessage] = []
-        var eventFDs: [MSIMessage: Int32] = [:]
+        /// Our ends of the irqfds (the irqfds themselves go when the VM does).
+        var eventFDs: [MSIMessage: HostDescriptor] = [:]
         /// Set when KVM refused a route or an irqfd: no more are tried.
         var refused = false
     }
@@ -33,21 +34,14 @@ final class KVMMessageRoutes: @unchecked Sendable {
         self.vmFileDescriptor = vmFileDescriptor
     }
 
-    deinit {
-        // The irqfds go when the VM does; closing our ends of the eventfds is all that is left.
-        table.withLock { state in
-            for descriptor in state.eventFDs.values { close(descriptor) }
-        }
-    }
-
     /// Routes in the table.
     var count: Int { table.withLock { $0.messages.count } }
 
     /// The irqfd that raises `message`, made on first use; nil when the table is full or KVM
-    /// refused, and the caller must use KVM_SIGNAL_MSI.
+    /// refused, and the caller must use KVM_SIGNAL_MSI. Valid while the routes live.
     func eventFD(for message: MSIMessage) -> Int32? {
         table.withLock { state in
-            if let descriptor = state.eventFDs[message] { return descriptor }
+            if let descriptor = state.eventFDs[message] { return descriptor.rawValue }
             guard !state.refused, state.messages.count < Self.capacity else { return nil }
             let gsi = Self.firstGSI + UInt32(state.messages.count)
             let addresses = state.messages.map(\.address) + [message.address]
@@ -59,18 +53,14 @@ final class KVMMessageRoutes: @unchecked Sendable {
             // From here the route is in KVM's table: keep it there even if its irqfd fails, so
             // the GSIs of later routes stay where their irqfds expect them.
             state.messages.append(message)
-            let descriptor = ckvm_eventfd()
-            guard descriptor >= 0 else {
-                state.refused = true
-                return nil
-            }
-            guard ckvm_irqfd(vmFileDescriptor, descriptor, gsi) == 0 else {
-                close(descriptor)
+            guard let descriptor = HostDescriptor(taking: ckvm_eventfd()),
+                ckvm_irqfd(vmFileDescriptor, descriptor.rawValue, gsi) == 0
+            else {
                 state.refused = true
                 return nil
             }
             state.eventFDs[message] = descriptor
-            return descriptor
+            return descriptor.rawValue
         }
     }
 }

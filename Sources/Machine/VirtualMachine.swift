@@ -76,7 +76,7 @@ public final class VirtualMachine: @unchecked Sendable {
     private let guestEnded = Atomic<Bool>(false)
     /// Serialises device work between vCPU threads, as QEMU's big lock does: device models are
     /// written for one thread at a time. Not taken with one vCPU.
-    private let deviceLock = NSLock()
+    private let deviceLock = Mutex(())
     /// Every vCPU: `engine` (the bootstrap processor) first, then the application processors.
     public let processors: [any CPUEngine]
 
@@ -260,8 +260,9 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// With one vCPU there is nothing to serialise, and the emulator's exits are cheap enough
     /// for a lock to show: take it only with more than one.
-    @inline(__always) private func lockDevices() { if processors.count > 1 { deviceLock.lock() } }
-    @inline(__always) private func unlockDevices() { if processors.count > 1 { deviceLock.unlock() } }
+    @inline(__always) private func withDevices<T: Sendable>(_ body: () -> T) -> T {
+        processors.count > 1 ? deviceLock.withLock { _ in body() } : body()
+    }
 
     /// One vCPU's loop. Device work (exits, buffered writes, and device timers, which the
     /// bootstrap processor runs) happens under `deviceLock`, so device models see one thread at
@@ -271,13 +272,12 @@ public final class VirtualMachine: @unchecked Sendable {
         while true {
             // Device timers that came due (what woke the engine, or due by chance at an exit)
             // run before the guest resumes; one of them, or another vCPU, may have ended it.
-            lockDevices()
-            if index == 0, let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() {
-                platform.timers.runDue()
+            let (status, off) = withDevices {
+                if index == 0, let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() {
+                    platform.timers.runDue()
+                }
+                return (exitStatus, poweredOff)
             }
-            let status = exitStatus
-            let off = poweredOff
-            unlockDevices()
             if let status { return .exitDevice(status: status) }
             if off { return .poweredOff }
             let exit: VMExit
@@ -289,29 +289,29 @@ public final class VirtualMachine: @unchecked Sendable {
             switch exit {
             case .portIO(let access):
                 counters.portIO += 1
-                lockDevices()
-                // Buffered writes come before whatever made the guest exit, as it issued them.
-                applyCoalescedWrites(&counters)
-                for index in 0..<access.count {
-                    let data = UnsafeMutableRawBufferPointer(start: access.data + index * access.size, count: access.size)
-                    if access.isWrite {
-                        portBus.write(UInt64(access.port), from: UnsafeRawBufferPointer(data))
-                    } else {
-                        portBus.read(UInt64(access.port), into: data)
+                withDevices {
+                    // Buffered writes come before whatever made the guest exit, as it issued them.
+                    applyCoalescedWrites(&counters)
+                    for index in 0..<access.count {
+                        let data = UnsafeMutableRawBufferPointer(start: access.data + index * access.size, count: access.size)
+                        if access.isWrite {
+                            portBus.write(UInt64(access.port), from: UnsafeRawBufferPointer(data))
+                        } else {
+                            portBus.read(UInt64(access.port), into: data)
+                        }
                     }
                 }
-                unlockDevices()
             case .mmio(let access):
                 counters.mmio += 1
-                lockDevices()
-                applyCoalescedWrites(&counters)
-                let data = UnsafeMutableRawBufferPointer(start: access.data, count: access.size)
-                if access.isWrite {
-                    mmioBus.write(access.address, from: UnsafeRawBufferPointer(data))
-                } else {
-                    mmioBus.read(access.address, into: data)
+                withDevices {
+                    applyCoalescedWrites(&counters)
+                    let data = UnsafeMutableRawBufferPointer(start: access.data, count: access.size)
+                    if access.isWrite {
+                        mmioBus.write(access.address, from: UnsafeRawBufferPointer(data))
+                    } else {
+                        mmioBus.read(access.address, into: data)
+                    }
                 }
-                unlockDevices()
             case .halt:
                 counters.halts += 1
                 // The emulator halted with nothing of its own to wake it, but a device will

@@ -75,31 +75,30 @@ public enum VMBuilder {
     /// Builds the VM a description asks for — memory, the kernel and its command line, the
     /// engine, the devices — runs it under the watchdog and tears it down.
     /// - Parameters:
-    ///   - vcpus: how many vCPUs (the firmware tables list them; the guest starts the others).
-    ///   - pinnedCPUs: host CPUs for the vCPU threads (vCPU i on entry i mod count).
+    ///   - timeout: the watchdog's limit in seconds.
+    ///   - echoConsole: copies the guest's console to standard output (`hvbench boot`).
     ///   - prepare: runs after the kernel is loaded and before the CPU starts (test corpora).
     ///   - inspect: runs after the guest ended, with its memory (test results).
     ///   - hostStop: stops the guest early when requested (`VMEnding.stoppedByHost`).
     public static func boot(
-        kernel: [UInt8], commandLine: String, memoryMiB: Int, timeout: Double, numaNode: Int? = nil,
-        pinnedCPUs: [Int]? = nil, echoConsole: Bool = false,
-        cpu: CPU, vcpus: Int = 1, io: IOConfiguration? = nil, onConsoleLine: ((String) -> Void)? = nil,
+        _ vm: VMDescription, timeout: Double, echoConsole: Bool = false, onConsoleLine: ((String) -> Void)? = nil,
         prepare: ((GuestMemory) throws -> Void)? = nil, inspect: ((GuestMemory) -> Void)? = nil,
         hostStop: HostStopRequest? = nil
     ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
-        let memory = try GuestMemory(size: UInt64(memoryMiB) << 20, numaNode: numaNode)
-        let (entry, bootProtocol) = try KernelLoader.load(kernel, into: memory, commandLine: commandLine, cpuCount: vcpus)
+        let memory = try GuestMemory(size: UInt64(vm.memoryMiB) << 20, numaNode: vm.numaNode)
+        let (entry, bootProtocol) = try KernelLoader.load(
+            vm.kernel, into: memory, commandLine: vm.commandLine, cpuCount: vm.vcpus)
         try prepare?(memory)
-        let engine = try cpu.makeEngine(memory: memory, entry: entry)
+        let engine = try vm.cpu.makeEngine(memory: memory, entry: entry)
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(
-            memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: io?.ioThread ?? true,
-            ioThreadPollMicroseconds: io?.ioThreadPollMicroseconds ?? DoorbellPolling.defaultLimitMicroseconds,
-            vcpus: vcpus
+            memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: vm.io?.ioThread ?? true,
+            ioThreadPollMicroseconds: vm.io?.ioThreadPollMicroseconds ?? DoorbellPolling.defaultLimitMicroseconds,
+            vcpus: vm.vcpus
         ) { console.append($0) }
-        for device in io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
-        let outcome = machine.run(timeout: timeout, numaNode: numaNode, pinnedCPUs: pinnedCPUs, hostStop: hostStop)
+        for device in vm.io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
+        let outcome = machine.run(timeout: timeout, numaNode: vm.numaNode, pinnedCPUs: vm.pinnedCPUs, hostStop: hostStop)
         inspect?(memory)
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,
@@ -110,4 +109,33 @@ public enum VMBuilder {
 
     /// Guest memory sizes hvbench accepts: enough for the guest, and below the 3 GiB MMIO hole.
     public static let memoryRangeMiB = 16...3072
+}
+
+/// One VM, typed: what `VMBuilder.boot` builds (Firecracker's VmResources for one boot).
+public struct VMDescription {
+    public var kernel: [UInt8]
+    public var commandLine: String
+    public var memoryMiB: Int
+    public var cpu: VMBuilder.CPU
+    /// The firmware tables list them; the guest starts the others.
+    public var vcpus: Int
+    public var io: IOConfiguration?
+    /// Guest RAM and vCPU threads on this NUMA node.
+    public var numaNode: Int?
+    /// Host CPUs for the vCPU threads (vCPU i on entry i mod count).
+    public var pinnedCPUs: [Int]?
+
+    public init(
+        kernel: [UInt8], commandLine: String = "", memoryMiB: Int, cpu: VMBuilder.CPU, vcpus: Int = 1,
+        io: IOConfiguration? = nil, numaNode: Int? = nil, pinnedCPUs: [Int]? = nil
+    ) {
+        self.kernel = kernel
+        self.commandLine = commandLine
+        self.memoryMiB = memoryMiB
+        self.cpu = cpu
+        self.vcpus = vcpus
+        self.io = io
+        self.numaNode = numaNode
+        self.pinnedCPUs = pinnedCPUs
+    }
 }

@@ -77,7 +77,9 @@ struct BootCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("vcpus"),
-        help: "vCPUs (KVM or the emulator). The firmware's MP and ACPI tables list them; the guest starts the others with INIT-SIPI-SIPI.")
+        help:
+            "vCPUs (KVM or the emulator). The firmware's MP and ACPI tables list them; the guest starts the others with INIT-SIPI-SIPI."
+    )
     var vcpus = 1
 
     @Option(name: .customLong("pin"), help: "Pin vCPU thread i to host CPU i mod the list, e.g. 1 or 0,1.")
@@ -101,8 +103,9 @@ struct BootCommand: AsyncParsableCommand {
             let pinnedCPUs = pin.flatMap(CPUList.parse)
             if let pinnedCPUs { try NUMAPlacement.validate(cpus: pinnedCPUs) }
             boot = try VMBuilder.boot(
-                kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, timeout: timeout, pinnedCPUs: pinnedCPUs,
-                echoConsole: true, cpu: engine, vcpus: vcpus, io: devices)
+                VMDescription(
+                    kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, cpu: engine, vcpus: vcpus, io: devices,
+                    pinnedCPUs: pinnedCPUs), timeout: timeout, echoConsole: true)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }
             for finding in boot.engineDiagnostics { printError(finding) }
             if let retired = boot.instructionsRetired {

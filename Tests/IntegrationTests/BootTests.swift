@@ -16,8 +16,9 @@ import X86
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func multibootKernelPrintsAndExitsWithItsStatus() throws {
         let boot = try VMBuilder.boot(
-            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300,
-            cpu: .kvm(try KVMSystem()))
+            VMDescription(
+                kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, cpu: .kvm(try KVMSystem())),
+            timeout: 300)
         #expect(boot.bootProtocol == "multiboot")
         #expect(boot.console == "hi")
         #expect(boot.outcome.ending == .exitDevice(status: 11))
@@ -62,12 +63,13 @@ import X86
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func acpiPowerOffEndsTheVMUnderKVM() throws {
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .kvm(try KVMSystem()))
+            VMDescription(kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, cpu: .kvm(try KVMSystem())), timeout: 300)
         #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary)")
     }
 
     @Test func acpiPowerOffEndsTheVMUnderTheEmulator() throws {
-        let boot = try VMBuilder.boot(kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator())
+        let boot = try VMBuilder.boot(
+            VMDescription(kernel: hand(Self.powerOff), commandLine: "", memoryMiB: 16, cpu: .emulator()), timeout: 300)
         #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary)")
     }
 
@@ -89,12 +91,12 @@ import X86
     func bootTwoCPUs(vcpus: Int, timeout: Double, cpu: VMBuilder.CPU) throws -> (VMBuilder.Boot, UInt8) {
         var flag: UInt8 = 0
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: timeout, cpu: cpu, vcpus: vcpus,
+            VMDescription(kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, cpu: cpu, vcpus: vcpus),
+            timeout: timeout,
             prepare: { memory in
                 try memory.write(Self.trampoline, at: 0x8000)
                 try memory.write([0], at: 0x9000)
-            },
-            inspect: { flag = (try? $0.read(at: 0x9000, count: 1))?.first ?? 0 })
+            }, inspect: { flag = (try? $0.read(at: 0x9000, count: 1))?.first ?? 0 })
         return (boot, flag)
     }
 
@@ -126,7 +128,7 @@ import X86
 
     func theWatchdogStopsAPsThatWereNeverStarted(cpu: VMBuilder.CPU) throws {
         let boot = try VMBuilder.boot(
-            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: cpu, vcpus: 3)
+            VMDescription(kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, cpu: cpu, vcpus: 3), timeout: 1)
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
     }
 
@@ -150,7 +152,7 @@ import X86
     func ipiInitAndSipiStormsEndNormally(cpu: VMBuilder.CPU) throws {
         var flag: UInt8 = 0
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.storm), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu, vcpus: 2,
+            VMDescription(kernel: hand(Self.storm), commandLine: "", memoryMiB: 16, cpu: cpu, vcpus: 2), timeout: 300,
             prepare: { try $0.write(Self.trampoline, at: 0x8000) },
             inspect: { flag = (try? $0.read(at: 0x9000, count: 1))?.first ?? 0 })
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
@@ -171,7 +173,7 @@ import X86
     func aSpinningVCPUDoesNotHoldTheVM(cpu: VMBuilder.CPU) throws {
         // Ending by the exit device (not the watchdog's timedOut) is the proof.
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu, vcpus: 2,
+            VMDescription(kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, cpu: cpu, vcpus: 2), timeout: 300,
             prepare: { try $0.write([0xC6, 0x06, 0x00, 0x90, 0x01, 0xEB, 0xFE], at: 0x8000) })  // set the flag; jmp $
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
     }
@@ -181,12 +183,14 @@ import X86
     func pinnedVCPUThreadsRunWhereTheyWereTold() throws {
         let last = NUMAPlacement.configuredCPUs - 1
         let emulated = try VMBuilder.boot(
-            kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, timeout: 300, pinnedCPUs: [last],
-            cpu: .emulator())
+            VMDescription(
+                kernel: hand(TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16, cpu: .emulator(),
+                pinnedCPUs: [last]), timeout: 300)
         #expect(emulated.outcome.ending == .exitDevice(status: 11) && emulated.outcome.vcpuHostCPUs == [last])
         let boot = try VMBuilder.boot(
-            kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, timeout: 300, pinnedCPUs: [last, 0],
-            cpu: .kvm(try KVMSystem()), vcpus: 2, prepare: { try $0.write(Self.trampoline, at: 0x8000) })
+            VMDescription(
+                kernel: hand(Self.startTheOtherCPU), commandLine: "", memoryMiB: 16, cpu: .kvm(try KVMSystem()), vcpus: 2,
+                pinnedCPUs: [last, 0]), timeout: 300, prepare: { try $0.write(Self.trampoline, at: 0x8000) })
         #expect(boot.outcome.ending == .exitDevice(status: 5), "\(boot.outcome.ending.summary)")
         #expect(boot.outcome.vcpuHostCPUs == [last, 0])
     }
@@ -194,14 +198,16 @@ import X86
     @Test func theEmulatorRunsAtMostEightVCPUs() throws {
         #expect {
             try VMBuilder.boot(
-                kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .emulator(), vcpus: 9)
+                VMDescription(kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, cpu: .emulator(), vcpus: 9),
+                timeout: 1)
         } throws: { "\($0)".contains("at most 8 vCPUs") }
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func watchdogStopsAGuestThatNeverExits() throws {
         let boot = try VMBuilder.boot(
-            kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1, cpu: .kvm(try KVMSystem()))
+            VMDescription(kernel: hand(TestKernels.spinForever), commandLine: "", memoryMiB: 16, cpu: .kvm(try KVMSystem())),
+            timeout: 1)
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
     }
 
@@ -210,11 +216,12 @@ import X86
         let kvm = try KVMSystem()
         let image = try await Built.guestImage()
         let good = try VMBuilder.boot(
-            kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, timeout: 300, cpu: .kvm(kvm))
+            VMDescription(kernel: image, commandLine: "bench=cpu.int iterations=10", memoryMiB: 64, cpu: .kvm(kvm)), timeout: 300)
         #expect(good.outcome.ending == .exitDevice(status: 1))
         #expect(good.console.contains("HVB1 done"))
         let bad = try VMBuilder.boot(
-            kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, timeout: 300, cpu: .kvm(kvm))
+            VMDescription(kernel: image, commandLine: "bench=cpu.int iterations=lots", memoryMiB: 64, cpu: .kvm(kvm)),
+            timeout: 300)
         #expect(bad.outcome.ending == .exitDevice(status: 5))
         #expect(bad.console.contains("HVB1 fail reason=not-a-number"))
     }

@@ -68,8 +68,9 @@ import Results
             + withUnsafeBytes(of: UInt32(DifferentialHarness.returnSlot).littleEndian, Array.init)
         var diagnostics: [String] = []
         let boot = try VMBuilder.boot(
-            kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB, timeout: 300,
-            cpu: .emulator(), prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
+            VMDescription(
+                kernel: DifferentialHarness.kernelImage(), commandLine: "", memoryMiB: DifferentialHarness.memoryMiB,
+                cpu: .emulator()), timeout: 300, prepare: { try DifferentialHarness.prepare($0, cases: [testCase]) },
             inspect: { memory in
                 let outcome = try? DifferentialHarness.outcomes(memory, cases: [testCase])
                 diagnostics.append("status \(outcome?.first?.status ?? 0)")
@@ -82,9 +83,9 @@ import Results
 
     @Test func multibootKernelPrintsAndExitsUnderTheEmulator() throws {
         let boot = try VMBuilder.boot(
-            kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16,
-            timeout: 300,
-            cpu: .emulator())
+            VMDescription(
+                kernel: TestKernels.multiboot(code: TestKernels.helloAndExit(status: 5)), commandLine: "", memoryMiB: 16,
+                cpu: .emulator()), timeout: 300)
         #expect(boot.engineName == "emulator-translate")
         #expect(boot.console == "hi")
         #expect(boot.outcome.ending == .exitDevice(status: 11))
@@ -94,8 +95,9 @@ import Results
     @Test func watchdogStopsASpinningGuestUnderTheEmulator() throws {
         // The ending says the watchdog stopped it (a guest that ended otherwise says so).
         let boot = try VMBuilder.boot(
-            kernel: TestKernels.multiboot(code: TestKernels.spinForever), commandLine: "", memoryMiB: 16, timeout: 1,
-            cpu: .emulator())
+            VMDescription(
+                kernel: TestKernels.multiboot(code: TestKernels.spinForever), commandLine: "", memoryMiB: 16, cpu: .emulator()),
+            timeout: 1)
         #expect(boot.outcome.ending == .timedOut(seconds: 1))
     }
 
@@ -103,7 +105,8 @@ import Results
         // 32-bit: jmp to 0xF0000000 (no RAM there) -> the VM ends with a reason; the process lives on.
         let code: [UInt8] = [0xB8, 0x00, 0x00, 0x00, 0xF0, 0xFF, 0xE0]
         let boot = try VMBuilder.boot(
-            kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: .emulator())
+            VMDescription(kernel: TestKernels.multiboot(code: code), commandLine: "", memoryMiB: 16, cpu: .emulator()),
+            timeout: 300)
         guard case .shutdown(let why) = boot.outcome.ending else {
             Issue.record("expected a shutdown, got \(boot.outcome.ending)")
             return

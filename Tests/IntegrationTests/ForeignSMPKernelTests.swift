@@ -53,8 +53,8 @@ import VMM
         let kernel = try await Self.build()
         defer { try? FileManager.default.removeItem(at: kernel.deletingLastPathComponent()) }
         let boot = try VMBuilder.boot(
-            kernel: [UInt8](try Data(contentsOf: kernel)), commandLine: "", memoryMiB: 32, timeout: 300, cpu: cpu,
-            vcpus: vcpus)
+            VMDescription(kernel: [UInt8](try Data(contentsOf: kernel)), commandLine: "", memoryMiB: 32, cpu: cpu, vcpus: vcpus),
+            timeout: 300)
         #expect(boot.bootProtocol == "multiboot")
         #expect(boot.outcome.ending == .poweredOff, "\(boot.outcome.ending.summary): \(boot.console)")
         for id in 1..<vcpus { #expect(boot.console.contains("foreign-smp: cpu up, APIC id \(id)\n"), "\(boot.console)") }

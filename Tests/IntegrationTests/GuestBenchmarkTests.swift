@@ -178,7 +178,8 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
     func bootTimeIsMeasuredFromMilestones() async throws {
         let kvm = try KVMSystem()
         let boot = try VMBuilder.boot(
-            kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, timeout: 300, cpu: .kvm(kvm))
+            VMDescription(kernel: try await Built.guestImage(), commandLine: "bench=vm.boot", memoryMiB: 64, cpu: .kvm(kvm)),
+            timeout: 300)
         #expect(boot.outcome.ending == .exitDevice(status: 1))
         #expect(boot.outcome.milestones.map(\.code) == [1, 2, 3])
         #expect(boot.bootProtocol == "pvh")

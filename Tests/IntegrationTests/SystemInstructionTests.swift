@@ -42,7 +42,7 @@ import VMM
     func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, results: [UInt8]) {
         var results: [UInt8] = []
         let boot = try VMBuilder.boot(
-            kernel: TestKernels.multiboot(code: Self.code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu,
+            VMDescription(kernel: TestKernels.multiboot(code: Self.code), commandLine: "", memoryMiB: 16, cpu: cpu), timeout: 300,
             prepare: { try $0.write([UInt8](repeating: 0xAA, count: 0x24), at: 0x8000) },
             inspect: { results = (try? $0.read(at: 0x8000, count: 0x24)) ?? [] })
         return (boot.outcome.ending, results)

@@ -63,7 +63,7 @@ import VMM
         var errors: [UInt64] = []
         var rips: [UInt64] = []
         let boot = try VMBuilder.boot(
-            kernel: TestKernels.multiboot(code: Self.code), commandLine: "", memoryMiB: 16, timeout: 300, cpu: cpu,
+            VMDescription(kernel: TestKernels.multiboot(code: Self.code), commandLine: "", memoryMiB: 16, cpu: cpu), timeout: 300,
             prepare: Self.prepare,
             inspect: { memory in
                 faults = (try? memory.readValue(UInt32.self, at: Self.results + 0xF0)) ?? 0

@@ -20,7 +20,8 @@ public final class DiskImage {
     public let sectors: UInt64
     /// A read-only image fails every write (the device reports an I/O error to the guest).
     public let isReadOnly: Bool
-    private let descriptor: Int32
+    private let file: HostDescriptor
+    private var descriptor: Int32 { file.rawValue }
     private let direct: Bool
     private var bounce: UnsafeMutableRawPointer?
     private var bounceSize = 0
@@ -31,45 +32,43 @@ public final class DiskImage {
     public convenience init(path: String, access: Access = .readWrite, direct: Bool = false) throws {
         var flags = (access == .readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         if direct { flags |= Self.oDirect }
-        let fd = open(path, flags)
-        guard fd >= 0 else { throw DiskError("cannot open disk image \(path): \(String(cString: strerror(errno)))") }
-        try self.init(descriptor: fd, path: path, readOnly: access == .readOnly, direct: direct)
+        guard let file = HostDescriptor(taking: open(path, flags)) else {
+            throw DiskError("cannot open disk image \(path): \(String(cString: strerror(errno)))")
+        }
+        try self.init(file: file, path: path, readOnly: access == .readOnly, direct: direct)
     }
 
     /// Creates a new sparse image of `size` bytes; an existing file at `path` is an error.
     public static func create(path: String, size: UInt64, direct: Bool = false) throws -> DiskImage {
         var flags = O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL
         if direct { flags |= oDirect }
-        let fd = open(path, flags, 0o644)
-        guard fd >= 0 else { throw DiskError("cannot create disk image \(path): \(String(cString: strerror(errno)))") }
-        guard size <= UInt64(Int64.max), ftruncate(fd, off_t(size)) == 0 else {
+        guard let file = HostDescriptor(taking: open(path, flags, 0o644)) else {
+            throw DiskError("cannot create disk image \(path): \(String(cString: strerror(errno)))")
+        }
+        guard size <= UInt64(Int64.max), ftruncate(file.rawValue, off_t(size)) == 0 else {
             let reason = String(cString: strerror(errno))
-            close(fd)
             unlink(path)
             throw DiskError("cannot size disk image \(path): \(reason)")
         }
-        return try DiskImage(descriptor: fd, path: path, readOnly: false, direct: direct)
+        return try DiskImage(file: file, path: path, readOnly: false, direct: direct)
     }
 
-    private init(descriptor fd: Int32, path: String, readOnly: Bool, direct: Bool) throws {
+    private init(file: HostDescriptor, path: String, readOnly: Bool, direct: Bool) throws {
+        let fd = file.rawValue
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
-            close(fd)
             throw DiskError("disk image \(path) is not a regular file or block device")
         }
         var size = UInt64(max(0, info.st_size))
         if (info.st_mode & S_IFMT) == S_IFBLK { size = UInt64(max(0, lseek(fd, 0, SEEK_END))) }
         self.path = path
-        self.descriptor = fd
+        self.file = file
         self.direct = direct
         self.isReadOnly = readOnly
         self.sectors = size / UInt64(Self.sectorSize)
     }
 
-    deinit {
-        close(descriptor)
-        free(bounce)
-    }
+    deinit { free(bounce) }
 
     private func bounceBuffer(_ length: Int) -> UnsafeMutableRawPointer {
         if length > bounceSize {

@@ -108,11 +108,11 @@ public final class NetworkNamespace: @unchecked Sendable {
     /// A TAP device `name` in the namespace, with `address`/`prefixLength` and up.
     public func makeTAP(name: String, address: IPv4Address?, prefixLength: Int = 24) throws -> TAPDevice {
         try perform {
-            let descriptor = chn_open_tap(name)
-            guard descriptor >= 0 else {
-                throw Failure("cannot create TAP device \(name): \(String(cString: strerror(-descriptor)))")
+            let opened = chn_open_tap(name)
+            guard let file = HostDescriptor(taking: opened) else {
+                throw Failure("cannot create TAP device \(name): \(String(cString: strerror(-opened)))")
             }
-            let device = TAPDevice(name: name, descriptor: descriptor)
+            let device = TAPDevice(name: name, file: file)
             // The kernel finishes every checksum before a frame reaches the TAP: neither
             // hvbench's reader nor QEMU with vnet_hdr=off can hand a partial one to a guest (QEMU
             // 7.2 asks for checksum offload when it attaches, and this keeps it off).

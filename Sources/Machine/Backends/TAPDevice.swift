@@ -6,16 +6,15 @@ import Foundation
 /// inside a `NetworkNamespace`; closing the descriptor removes the interface.
 public final class TAPDevice: @unchecked Sendable {
     public let name: String
-    private let descriptor: Int32
+    private let file: HostDescriptor
+    private var descriptor: Int32 { file.rawValue }
     /// The largest frame a read can return (MTU 1500 plus the Ethernet header).
     public static let maximumFrame = 1514
 
-    init(name: String, descriptor: Int32) {
+    init(name: String, file: HostDescriptor) {
         self.name = name
-        self.descriptor = descriptor
+        self.file = file
     }
-
-    deinit { Glibc.close(descriptor) }
 
     func setPersistent() -> Int32 { chn_set_tap_persistent(descriptor, 1) }
 

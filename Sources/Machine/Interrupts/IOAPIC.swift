@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// An I/O APIC with the version 0x20 register set (the one KVM's and QEMU's model, with the
 /// directed-EOI register): 24 input pins, each with a 64-bit redirection entry, reached through
@@ -32,7 +33,7 @@ public final class IOAPIC: BusDevice {
     public typealias Delivery = (UInt8, Bool) -> Void
 
     private let deliver: Delivery
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var selected: UInt32 = 0
     private var identification: UInt32 = 0
     private(set) var entries = [UInt64](repeating: Bit.masked, count: IOAPIC.pinCount)
@@ -55,7 +56,7 @@ public final class IOAPIC: BusDevice {
     /// A device drives input `pin`. Pins outside the IOAPIC are ignored (a platform wiring
     /// mistake, not something a guest can cause).
     public func setLine(_ pin: Int, asserted: Bool) {
-        lock.withLock { setLineLocked(pin, asserted: asserted) }
+        lock.withLock { _ in setLineLocked(pin, asserted: asserted) }
     }
 
     private func setLineLocked(_ pin: Int, asserted: Bool) {
@@ -72,7 +73,7 @@ public final class IOAPIC: BusDevice {
     /// The local APIC ended a level-triggered `vector` (its EOI broadcast, or a write to the
     /// directed-EOI register).
     public func endOfInterrupt(vector: UInt8) {
-        lock.withLock { endOfInterruptLocked(vector: vector) }
+        lock.withLock { _ in endOfInterruptLocked(vector: vector) }
     }
 
     private func endOfInterruptLocked(vector: UInt8) {
@@ -110,24 +111,24 @@ public final class IOAPIC: BusDevice {
     // MARK: Registers
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch offset {
-        case 0x00: data.storeLittleEndian(UInt64(selected))
-        case 0x10: data.storeLittleEndian(UInt64(readWindow(selected)))
-        default: data.storeLittleEndian(0)
+        lock.withLock { _ in
+            switch offset {
+            case 0x00: data.storeLittleEndian(UInt64(selected))
+            case 0x10: data.storeLittleEndian(UInt64(readWindow(selected)))
+            default: data.storeLittleEndian(0)
+            }
         }
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         let value = UInt32(truncatingIfNeeded: data.littleEndianValue)
-        lock.lock()
-        defer { lock.unlock() }
-        switch offset {
-        case 0x00: selected = value & 0xFF
-        case 0x10: writeWindow(selected, value)
-        case 0x40: endOfInterruptLocked(vector: UInt8(truncatingIfNeeded: value))
-        default: break
+        lock.withLock { _ in
+            switch offset {
+            case 0x00: selected = value & 0xFF
+            case 0x10: writeWindow(selected, value)
+            case 0x40: endOfInterruptLocked(vector: UInt8(truncatingIfNeeded: value))
+            default: break
+            }
         }
     }
 

@@ -73,7 +73,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     /// ISR reads (the INTx driver's per-interrupt register read).
     public private(set) var interruptCauseReads = 0
     /// Serialises the I/O thread's queue work with register accesses from the vCPU thread.
-    private let lock = NSLock()
+    private let lock = Mutex(())
     /// The engine's I/O thread, where it has one, and the routes of the mapped BAR.
     private weak var doorbellRouter: (any DoorbellRouter)?
     private var routes: [any DoorbellRoute] = []
@@ -117,7 +117,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
 
     public func barMoved(_ index: Int, to address: UInt64?) {
         guard index == 0 else { return }
-        lock.withLock { bar.move(self, to: address) }
+        lock.withLock { _ in bar.move(self, to: address) }
         // Not under the lock: cancelling a route waits for a handler in progress, which takes it.
         for route in routes { route.cancel() }
         routes = []
@@ -131,10 +131,10 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
         }
     }
 
-    public func configurationAccess(_ body: () -> Void) { lock.withLock(body) }
+    public func configurationAccess(_ body: () -> Void) { lock.withLock { _ in body() } }
 
     private func doorbellFromIOThread(_ queue: Int, writes: Int) {
-        lock.withLock {
+        lock.withLock { _ in
             notifications += writes
             routedNotifications += writes
             notify(queue)
@@ -189,7 +189,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        lock.withLock { readLocked(offset: Int(offset), into: data) }
+        lock.withLock { _ in readLocked(offset: Int(offset), into: data) }
     }
 
     private func readLocked(offset: Int, into data: UnsafeMutableRawBufferPointer) {
@@ -242,7 +242,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     }
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
-        lock.withLock { writeLocked(offset: Int(offset), from: data) }
+        lock.withLock { _ in writeLocked(offset: Int(offset), from: data) }
     }
 
     private func writeLocked(offset: Int, from data: UnsafeRawBufferPointer) {
@@ -345,9 +345,9 @@ extension VirtioPCITransport {
 extension VirtioPCITransport: Device {
     public var name: String { "virtio-\(model.name)" }
     public var doorbells: Int { notifications }
-    public var ioThreadDoorbells: Int { lock.withLock { routedNotifications } }
+    public var ioThreadDoorbells: Int { lock.withLock { _ in routedNotifications } }
     /// Whether an I/O thread serves the queues, so queue work may run off the vCPU thread.
-    public var isServedByIOThread: Bool { lock.withLock { doorbellRouter != nil } }
+    public var isServedByIOThread: Bool { lock.withLock { _ in doorbellRouter != nil } }
     public func attach(to platform: Platform) throws {
         model.connect(self, timers: platform.timers)
         doorbellRouter = platform.doorbells
