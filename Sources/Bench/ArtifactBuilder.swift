@@ -99,7 +99,7 @@ public struct ArtifactBuilder: Sendable {
         let sources = [
             "common/bench.c", "common/job.c", "common/io_bench.c", "common/udp_frames.c", "kernel/kernel.c", "kernel/user_main.c",
             "kernel/entry.S",
-            "kernel/smp.c", "kernel/smp_entry.S", "kernel/smp_user.c", "kernel/litmus.c",
+            "kernel/cpu_tables.c", "kernel/smp.c", "kernel/smp_entry.S", "kernel/smp_user.c", "kernel/litmus.c",
             "drivers/pci.c", "drivers/irq.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c",
         ]
         var objects: [String] = []

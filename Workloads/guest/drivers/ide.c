@@ -9,7 +9,7 @@
 #include "hvb.h"
 #include "io.h"
 #include "irq.h"
-#include "kernel.h"
+#include "port_io.h"
 #include "pci.h"
 
 #define DATA 0x1F0
@@ -92,7 +92,6 @@ struct prd {
 static uint16_t bus_master;
 static struct prd *table;
 
-static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
 
 /* One entry per piece of the buffer that does not cross a 64 KiB boundary. */
 static void build_table(void *buffer, uint32_t bytes) {

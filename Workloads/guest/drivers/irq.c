@@ -2,7 +2,7 @@
 #include "irq.h"
 #include "hvb.h"
 #include "io.h"
-#include "kernel.h"
+#include "interrupts.h"
 
 #define IOAPIC_BASE 0xFEC00000ull
 

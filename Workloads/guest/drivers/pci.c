@@ -1,14 +1,7 @@
 /* PCI configuration access through ports 0xCF8/0xCFC (type 1), bus 0. A function is named by
  * its devfn (slot << 3 | function): QEMU's PIIX IDE is function 1 of the ISA bridge's slot. */
 #include "pci.h"
-#include "kernel.h"
-
-static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
-static inline uint32_t inl(uint16_t port) {
-    uint32_t value;
-    __asm__ volatile("inl %1, %0" : "=a"(value) : "Nd"(port));
-    return value;
-}
+#include "port_io.h"
 
 static uint32_t address_of(int devfn, int offset) { return 0x80000000u | (uint32_t)devfn << 8 | (uint32_t)(offset & 0xFC); }
 

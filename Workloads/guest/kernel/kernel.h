@@ -1,6 +1,8 @@
 #ifndef KERNEL_H
 #define KERNEL_H
 #include <stdint.h>
+#include "interrupts.h"
+#include "port_io.h"
 
 #define BOOT_MILESTONE_PORT 0x80
 #define DEBUG_EXIT_PORT 0xF4
@@ -14,28 +16,6 @@
 /* rax value with which ud2 asks the kernel for invlpg (see entry.S). */
 #define INVLPG_SERVICE 0x1a7e
 #define BENCHMARK_REGION ((uint64_t)BENCHMARK_PD_INDEX << 21)
-/* More kernel services requested with ud2 (rax = the service): interrupts on or off for the
- * caller (its saved RFLAGS.IF), and "halt until the TSC deadline in rdi" (see entry.S). */
-#define IRQ_ENABLE_SERVICE 0x1a7f
-#define IRQ_DISABLE_SERVICE 0x1a80
-#define HALT_UNTIL_SERVICE 0x1a81
-/* Sleep until the counter at rsi differs from rdx, or the TSC deadline in rdi passes. */
-#define WAIT_INTERRUPT_SERVICE 0x1a82
-
-/* The local APIC's xAPIC page (identity-mapped, uncached, user-accessible like all MMIO). */
-#define LAPIC_BASE 0xFEE00000ull
-#define LAPIC_SPURIOUS 0xF0
-#define LAPIC_EOI 0xB0
-#define LAPIC_ICR_LOW 0x300
-#define LAPIC_ICR_SELF (1u << 18) /* destination shorthand: self */
-#define LAPIC_LVT_TIMER 0x320
-#define LAPIC_TIMER_INITIAL 0x380
-#define LAPIC_TIMER_DIVIDE 0x3E0
-#define TIMER_VECTOR 0xEF
-/* Vectors for device interrupts (one per device a job uses): see drivers/irq.h. */
-#define FIRST_DEVICE_VECTOR 0x40
-#define DEVICE_VECTORS 4
-#define SPURIOUS_VECTOR 0xFF
 /* SMP: vectors an application processor handles for the benchmarks (smp_entry.S), the CPUs
  * the kernel supports, and where the real-mode trampoline is copied (a SIPI's vector is its
  * page number, so it lies below 1 MiB and clear of the start-of-day data at 0x6000-0x7FFF). */
@@ -46,9 +26,6 @@
 #define TRAMPOLINE_BASE 0x8000
 #define LAPIC_ID 0x20
 #define LAPIC_ICR_HIGH 0x310
-static inline volatile uint32_t *lapic_register(uint32_t offset) {
-    return (volatile uint32_t *)(LAPIC_BASE + offset);
-}
 
 /* Exit codes written to DEBUG_EXIT_PORT; the VMM reports (code << 1) | 1. */
 #define GUEST_EXIT_OK 0
@@ -56,14 +33,6 @@ static inline volatile uint32_t *lapic_register(uint32_t offset) {
 #define GUEST_EXIT_BAD_JOB 2
 #define GUEST_EXIT_FAULT 0x7F
 
-static inline void outb(uint16_t port, uint8_t value) {
-    __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
-}
-static inline uint8_t inb(uint16_t port) {
-    uint8_t value;
-    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
-    return value;
-}
 static inline __attribute__((noreturn)) void guest_exit(uint8_t code) {
     outb(DEBUG_EXIT_PORT, code);
     for (;;) __asm__ volatile("pause"); /* hlt would #GP at CPL3 */
@@ -78,9 +47,6 @@ void enter_user(void (*entry)(uint32_t), void *stack, uint64_t argument, uint64_
     __attribute__((noreturn));
 
 /* ---- SMP (smp.c, smp_user.c) */
-/* Loads this CPU's IDT, TSS, syscall MSRs and enables its local APIC (kernel.c). */
-void cpu_tables_load(int cpu);
-void cpu_set_kernel_stack(int cpu, uint64_t top);
 /* Starts the application processors the ACPI MADT lists, the way an OS does (INIT-SIPI-SIPI
  * into the real-mode trampoline); returns how many CPUs run, this one included. */
 int smp_start(uint64_t rsdp_address);
@@ -110,12 +76,4 @@ void hvb_report_line(const char *kind, const char *key, const char *value);
 uint64_t pte_frame_address(int which);
 extern uint64_t benchmark_page_table[512];
 extern volatile uint64_t hvb_syscall_stayed_in_user_mode;
-/* Written by the timer interrupt handler and the halt service (entry.S). */
-extern volatile uint64_t hvb_irq_count, hvb_irq_tsc, hvb_wake_tsc;
-/* Per device vector, written by its handler: interrupts taken, those whose cause register read
- * 0 (spurious), and the cause bits it read. */
-extern volatile uint64_t hvb_device_interrupts[DEVICE_VECTORS], hvb_device_spurious[DEVICE_VECTORS];
-extern volatile uint32_t hvb_device_causes[DEVICE_VECTORS];
-extern volatile void *volatile hvb_device_cause_register[DEVICE_VECTORS];
-extern volatile uint8_t hvb_device_cause_width[DEVICE_VECTORS];
 #endif

@@ -6,6 +6,7 @@
  * kept to table walks and a few APIC writes).
  */
 #include "hvb.h"
+#include "cpu_tables.h"
 #include "kernel.h"
 
 #define AP_KERNEL_STACK_SIZE 16384 /* smp_entry.S */
