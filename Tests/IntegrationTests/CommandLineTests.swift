@@ -66,7 +66,9 @@ import Results
         }
         // The emulator needs no /dev/kvm: full-emulation runs everywhere.
         let emulated = run.results.first { $0.system == "full-emulation" && $0.benchmark == "cpu.int" }
-        #expect(emulated?.status == .ok && emulated?.engine == "emulator-translate", "\(emulated?.reason ?? "no full-emulation result")")
+        #expect(
+            emulated?.status == .ok && emulated?.engine == "emulator-translate",
+            "\(emulated?.reason ?? "no full-emulation result")")
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("results.csv").path))
         #expect(output.standardOutput.contains { $0.contains("% native") })
     }
@@ -88,6 +90,32 @@ import Results
         #expect(run.results.allSatisfy { $0.status == .ok }, "\(run.results.map { $0.reason ?? "" })")
         let log = try String(contentsOf: directory.appendingPathComponent("logs/native/cpu.int.log"), encoding: .utf8)
         #expect(log.contains("--physcpubind=\(cpu) "))
+    }
+
+    /// `--bench` alone runs the catalogue's defaults as suite "bench" (one round); with a
+    /// suite, the suite's entry and rounds. Nothing is borrowed from a suite quietly.
+    @Test func benchWithoutASuiteTakesTheCatalogueDefaults() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let alone = directory.appendingPathComponent("alone")
+        let output = try await hvbench([
+            "run", "--mode", "native", "--bench", "cpu.cpuid", "--repetitions", "2", "--out", alone.path,
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        let run = try RunResults.load(from: alone.appendingPathComponent("results.json"))
+        #expect(run.suite == "bench")
+        #expect(run.schedule?.rounds == 1)
+        #expect(run.results.first?.iterations == BenchmarkDefinition.named("cpu.cpuid")?.defaultIterations)
+        #expect(run.results.first?.warmups == 1)
+        let inQuick = directory.appendingPathComponent("quick")
+        let quick = try await hvbench([
+            "run", "--suite", "quick", "--mode", "native", "--bench", "cpu.cpuid", "--repetitions", "2", "--out", inQuick.path,
+        ])
+        #expect(quick.exitCode == 0, "\(quick.standardError)")
+        let quickRun = try RunResults.load(from: inQuick.appendingPathComponent("results.json"))
+        let suite = try Suite.load(named: "quick", in: try Workspace.locate())
+        #expect(quickRun.suite == "quick" && quickRun.schedule?.rounds == suite.rounds)
+        #expect(quickRun.results.first?.iterations == suite.entries.first { $0.id == "cpu.cpuid" }?.iterations)
     }
 
     @Test func emulatorAxesAndSelftestFromTheCommandLine() async throws {

@@ -8,11 +8,14 @@ import Testing
 import Results
 
 /// The regression pipeline end to end on real guest and native runs: a slowdown injected into
-/// the workload (every timed repetition stretched by 100%, by spinning on the TSC) must reach
+/// the workload (every timed repetition stretched by 300%, by spinning on the TSC) must reach
 /// the samples and be flagged by `compare`. The verdicts' statistics themselves (a 10% change
 /// flagged, identical distributions not) are tested on seeded samples in ComparisonTests, so
-/// nothing here depends on how noisy this host is: the runs of the two arms alternate, and a
-/// doubling is far outside any drift between two runs seconds apart.
+/// this host's noise only has to stay below a factor of two: the runs of the two arms
+/// alternate, each is judged by its fastest repetition (the one the host disturbed least), and
+/// the stretch is fourfold. Like the `ab` and `history` tests below it needs the cores to
+/// itself (scripts/test runs tests serially): with other tests running beside it, adjacent
+/// runs were measured up to 3x apart.
 @Suite struct RegressionSelfCheckTests {
     func check(_ systems: [SystemDefinition]) async throws {
         let artifacts = try await Built.artifacts.value
@@ -25,7 +28,7 @@ import Results
             ])
         var arms: [[BenchmarkResult]] = [[], []]
         for _ in 0..<5 {
-            for (arm, slowdown) in [(0, UInt64(0)), (1, 100)] {
+            for (arm, slowdown) in [(0, UInt64(0)), (1, 300)] {
                 var plan = RunPlan(systems: systems, suite: suite, outputDirectory: output)
                 plan.slowdownPercent = slowdown
                 arms[arm] += await BenchmarkRunner(artifacts: artifacts) { _ in }.run(plan).results
@@ -36,11 +39,11 @@ import Results
             let slowed = arms[1].filter { $0.system == system.name }
             try #require(normal.count == 5 && slowed.count == 5)
             #expect(normal.allSatisfy { $0.status == .ok } && slowed.allSatisfy { $0.status == .ok })
-            // Round by round, the slowed run's repetitions took about twice as long.
+            // Round by round, the slowed run's repetitions took about four times as long.
             for (a, b) in zip(normal, slowed) {
-                let before = try #require(a.metrics.first { $0.name == "ns_per_op" }?.summary.median)
-                let after = try #require(b.metrics.first { $0.name == "ns_per_op" }?.summary.median)
-                #expect(after >= 1.5 * before, "\(system.name): \(before) ns -> \(after) ns with 100% injected")
+                let before = try #require(a.metrics.first { $0.name == "ns_per_op" }?.summary.min)
+                let after = try #require(b.metrics.first { $0.name == "ns_per_op" }?.summary.min)
+                #expect(after >= 2 * before, "\(system.name): \(before) ns -> \(after) ns with 300% injected")
             }
         }
         let report = ComparisonReport.compare(baseline: merged(arms[0], artifacts), current: merged(arms[1], artifacts))
@@ -170,8 +173,8 @@ import Results
         for index in 1...10 {
             let output = try await hvbench(
                 [
-                    "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "100000", "--repetitions", "3", "--out",
-                    directory.appendingPathComponent(String(format: "run%02d", index)).path,
+                    "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "100000", "--repetitions", "3",
+                    "--rounds", "3", "--out", directory.appendingPathComponent(String(format: "run%02d", index)).path,
                 ] + (index > 6 ? ["--inject-slowdown", "30"] : []))
             #expect(output.exitCode == 0, "\(output.standardError)")
             if index == 6 {
