@@ -183,6 +183,7 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         regs.rip = UInt64(entry.entryPoint)
         regs.rax = UInt64(entry.eax)
         regs.rbx = UInt64(entry.ebx)
+        regs.rsi = UInt64(entry.esi)
         regs.rflags = 0x2
         try vcpu.call("KVM_SET_REGS", CKVM_SET_REGS, &regs)
     }

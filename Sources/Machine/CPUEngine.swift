@@ -49,6 +49,8 @@ public struct ProtectedModeEntry: Equatable, Sendable {
     public var entryPoint: UInt32
     public var eax: UInt32
     public var ebx: UInt32
+    /// The Linux boot protocol passes its boot_params (the "zero page") here.
+    public var esi: UInt32
     /// Guest-physical address of the GDT the loader wrote (code 0x10, data 0x18, TSS 0x20).
     public var gdtBase: UInt32
     public var gdtLimit: UInt16
@@ -57,10 +59,11 @@ public struct ProtectedModeEntry: Equatable, Sendable {
     public static let dataSelector: UInt16 = 0x18
     public static let taskSelector: UInt16 = 0x20
 
-    public init(entryPoint: UInt32, eax: UInt32 = 0, ebx: UInt32, gdtBase: UInt32, gdtLimit: UInt16) {
+    public init(entryPoint: UInt32, eax: UInt32 = 0, ebx: UInt32, esi: UInt32 = 0, gdtBase: UInt32, gdtLimit: UInt16) {
         self.entryPoint = entryPoint
         self.eax = eax
         self.ebx = ebx
+        self.esi = esi
         self.gdtBase = gdtBase
         self.gdtLimit = gdtLimit
     }

@@ -88,7 +88,7 @@ public enum VMBuilder {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(vm.memoryMiB) << 20, numaNode: vm.numaNode)
         let (entry, bootProtocol) = try KernelLoader.load(
-            vm.kernel, into: memory, commandLine: vm.commandLine, cpuCount: vm.vcpus)
+            vm.kernel, initrd: vm.initrd, into: memory, commandLine: vm.commandLine, cpuCount: vm.vcpus)
         try prepare?(memory)
         let engine = try vm.cpu.makeEngine(memory: memory, entry: entry)
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
@@ -114,6 +114,8 @@ public enum VMBuilder {
 /// One VM, typed: what `VMBuilder.boot` builds (Firecracker's VmResources for one boot).
 public struct VMDescription {
     public var kernel: [UInt8]
+    /// An initial RAM disk (PVH ELF kernels and bzImages).
+    public var initrd: [UInt8]?
     public var commandLine: String
     public var memoryMiB: Int
     public var cpu: VMBuilder.CPU
@@ -127,9 +129,10 @@ public struct VMDescription {
 
     public init(
         kernel: [UInt8], commandLine: String = "", memoryMiB: Int, cpu: VMBuilder.CPU, vcpus: Int = 1,
-        io: IOConfiguration? = nil, numaNode: Int? = nil, pinnedCPUs: [Int]? = nil
+        io: IOConfiguration? = nil, numaNode: Int? = nil, pinnedCPUs: [Int]? = nil, initrd: [UInt8]? = nil
     ) {
         self.kernel = kernel
+        self.initrd = initrd
         self.commandLine = commandLine
         self.memoryMiB = memoryMiB
         self.cpu = cpu

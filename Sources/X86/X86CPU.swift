@@ -419,14 +419,16 @@ public final class X86CPU {
 
     // MARK: Reset
 
-    /// 32-bit protected mode, flat segments, paging off: the PVH and Multiboot entry state.
+    /// 32-bit protected mode, flat segments, paging off: the PVH, Multiboot and Linux 32-bit
+    /// boot protocol entry state.
     public func enterProtectedMode(
-        entryPoint: UInt32, eax: UInt32, ebx: UInt32, gdtBase: UInt32, gdtLimit: UInt16, codeSelector: UInt16,
+        entryPoint: UInt32, eax: UInt32, ebx: UInt32, esi: UInt32 = 0, gdtBase: UInt32, gdtLimit: UInt16, codeSelector: UInt16,
         dataSelector: UInt16, taskSelector: UInt16
     ) {
         registers.update(repeating: 0, count: 16)
         registers[0] = UInt64(eax)
         registers[3] = UInt64(ebx)
+        registers[6] = UInt64(esi)
         rip = UInt64(entryPoint)
         rflags = 0x2
         cpl = 0

@@ -274,3 +274,23 @@ import X86
         #expect(alone.standardOutput.contains("HVB1 fail bench=\(id) reason=no-second-cpu"), "\(alone.standardOutput)")
     }
 }
+
+/// A bzImage boots through the Linux 32-bit boot protocol on both engines: the code at 1 MiB
+/// finds the zero page in %esi and, through it, the E820 map, the command line and the initrd.
+@Suite struct LinuxBootProtocolTests {
+    func check(_ cpu: VMBuilder.CPU) throws {
+        let image = TestKernels.bzImage(code: TestKernels.bootParamsReport)
+        let boot = try VMBuilder.boot(
+            VMDescription(
+                kernel: image, commandLine: "X marks the command line", memoryMiB: 32, cpu: cpu, initrd: Array("yes".utf8)),
+            timeout: 300)
+        #expect(boot.outcome.ending == .exitDevice(status: 11), "\(boot.outcome.ending.summary)")
+        #expect(boot.console == "3Xy\n")
+        #expect(boot.bootProtocol == "linux-2.15")
+    }
+
+    @Test func underTheEmulator() throws { try check(.emulator()) }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func underKVM() throws { try check(.kvm(try KVMSystem())) }
+}

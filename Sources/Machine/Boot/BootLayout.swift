@@ -2,9 +2,13 @@
 public enum BootLayout {
     public static let gdtAddress: UInt64 = 0x500
     public static let startInfoAddress: UInt64 = 0x6000
+    /// PVH's module list (the initrd), after the start info.
+    public static let moduleListAddress: UInt64 = 0x6800
     public static let memoryMapAddress: UInt64 = 0x7000
     public static let multibootInfoAddress: UInt64 = 0x9000
     public static let multibootMemoryMapAddress: UInt64 = 0x9100
+    /// The Linux boot protocol's struct boot_params.
+    public static let zeroPageAddress: UInt64 = 0x10000
     public static let commandLineAddress: UInt64 = 0x20000
     public static let commandLineLimit = 4096
     /// Top of conventional memory; 0x9FC00..1 MiB is reserved (EBDA, VGA, BIOS on a PC).
@@ -34,6 +38,20 @@ public enum BootLayout {
             try memory.writeValue(entry, at: gdtAddress + UInt64(index * 8))
         }
         return (UInt32(gdtAddress), UInt16(entries.count * 8 - 1))
+    }
+
+    /// Where an initrd of `size` bytes goes: page aligned as high as it may end (the top of
+    /// RAM, below 4 GiB and below `ceiling`, the kernel's own limit), above `lowest` (the end of
+    /// the loaded kernel).
+    static func initrdAddress(size: UInt64, lowest: UInt64, ramSize: UInt64, ceiling: UInt64 = 1 << 32) throws -> UInt64 {
+        let top = min(ramSize, ceiling, 1 << 32)
+        let floor = (lowest + 0xFFF) & ~0xFFF
+        guard size <= top, (top - size) & ~0xFFF >= floor else {
+            throw BootError.imageDoesNotFit(
+                "the initrd of \(size) bytes does not fit between the kernel's end at \(floor >> 20) MiB and "
+                    + "\(top >> 20) MiB (guest RAM \(ramSize >> 20) MiB); give the VM more memory or a smaller initrd")
+        }
+        return (top - size) & ~0xFFF
     }
 
     static func writeCommandLine(_ commandLine: String, into memory: GuestMemory) throws {

@@ -14,7 +14,11 @@ public enum PVHLoader {
         return nil
     }
 
-    public static func load(_ bytes: [UInt8], into memory: GuestMemory, commandLine: String) throws -> ProtectedModeEntry {
+    /// - Parameter initrd: handed over as the start info's first module, as Linux's PVH entry
+    ///   expects its initrd.
+    public static func load(_ bytes: [UInt8], initrd: [UInt8]? = nil, into memory: GuestMemory, commandLine: String) throws
+        -> ProtectedModeEntry
+    {
         let image = try ELFImage(bytes)
         guard let entry = entryPoint(of: image) else {
             throw BootError.notBootable("ELF has no PVH entry note (Xen note type 18)")
@@ -43,6 +47,18 @@ public enum PVHLoader {
         try memory.writeValue(FirmwareTables.rsdp, at: info + 32)  // rsdp_paddr: the ACPI tables
         try memory.writeValue(BootLayout.memoryMapAddress, at: info + 40)
         try memory.writeValue(UInt32(map.count), at: info + 48)
+        if let initrd, !initrd.isEmpty {
+            let kernelEnd = image.segments.map { $0.physicalAddress + $0.memorySize }.max() ?? BootLayout.highMemoryStart
+            let address = try BootLayout.initrdAddress(size: UInt64(initrd.count), lowest: kernelEnd, ramSize: memory.size)
+            try memory.write(initrd, at: address)
+            // struct hvm_modlist_entry: paddr, size, cmdline_paddr (none), reserved.
+            let module = BootLayout.moduleListAddress
+            try memory.bytes(at: module, count: 32).initializeMemory(as: UInt8.self, repeating: 0)
+            try memory.writeValue(address, at: module)
+            try memory.writeValue(UInt64(initrd.count), at: module + 8)
+            try memory.writeValue(UInt32(1), at: info + 12)  // nr_modules
+            try memory.writeValue(module, at: info + 16)  // modlist_paddr
+        }
 
         let gdt = try BootLayout.writeBootGDT(into: memory)
         return ProtectedModeEntry(entryPoint: entry, ebx: UInt32(info), gdtBase: gdt.base, gdtLimit: gdt.limit)
