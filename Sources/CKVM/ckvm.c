@@ -97,7 +97,7 @@ int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi) {
     return ioctl(vm_fd, KVM_IRQFD, &request) < 0 ? -errno : 0;
 }
 
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id) {
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden) {
     int capacity = 128;
     for (;;) {
         size_t bytes = sizeof(struct kvm_cpuid2) + capacity * sizeof(struct kvm_cpuid_entry2);
@@ -117,6 +117,7 @@ int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint
             struct kvm_cpuid_entry2 *entry = &cpuid->entries[i];
             if (entry->function == 1) {
                 if (tsc_deadline) entry->ecx |= 1u << 24;
+                entry->ecx &= ~leaf1_ecx_hidden;
                 entry->ebx = (entry->ebx & 0x00FFFFFFu) | (apic_id & 0xFF) << 24;
             }
             if (entry->function == 0xB || entry->function == 0x1F) entry->edx = apic_id;

@@ -68,7 +68,7 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         let deadlineTimer =
             (try? system.descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_TSC_DEADLINE_TIMER)) ?? 0
         let cpuidResult = ckvm_copy_supported_cpuid(
-            system.fileDescriptor, vcpu.rawValue, deadlineTimer > 0 ? 1 : 0, UInt32(index))
+            system.fileDescriptor, vcpu.rawValue, deadlineTimer > 0 ? 1 : 0, UInt32(index), system.hiddenLeaf1ECX)
         guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
         tscKilohertz = max(0, Int((try? vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ)) ?? 0))
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)

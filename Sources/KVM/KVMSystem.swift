@@ -23,6 +23,16 @@ public final class KVMSystem: Sendable {
     let descriptor: KVMDescriptor
     public var fileDescriptor: Int32 { descriptor.rawValue }
     public let vcpuMappingSize: Int
+    /// Whether this host's KVM emulates the guest's CPL0 code instruction by instruction
+    /// (`kvm_pvm`, software-assisted) instead of running it under VT-x/AMD-V.
+    public let emulatesGuestKernel: Bool
+    /// CPUID leaf 1 ECX bits KVM reports but cannot give the guest here: kvm_pvm runs the
+    /// guest kernel through KVM's instruction emulator, which has no CMPXCHG16B (bit 13). With it
+    /// a Debian kernel died in SLUB's double-word cmpxchg ("KVM internal error (suberror 1)");
+    /// without it Linux takes its other path. (XSAVE, which that emulator lacks too, cannot be
+    /// hidden this way: measured, the guest still sees bit 26 after KVM_SET_CPUID2 clears it, so
+    /// a Linux guest there needs `noxsave` on its command line.)
+    public var hiddenLeaf1ECX: UInt32 { emulatesGuestKernel ? 1 << 13 : 0 }
 
     public init(path: String = KVMSystem.devicePath) throws {
         let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -46,6 +56,7 @@ public final class KVMSystem: Sendable {
             throw KVMError.unavailable("\(path) speaks KVM API \(version); hvbench needs \(Self.expectedAPIVersion)")
         }
         vcpuMappingSize = Int(try descriptor.call("KVM_GET_VCPU_MMAP_SIZE", CKVM_GET_VCPU_MMAP_SIZE))
+        emulatesGuestKernel = access("/sys/module/kvm_pvm", F_OK) == 0
         self.descriptor = descriptor
     }
 

@@ -17,8 +17,11 @@ struct BootCommand: AsyncParsableCommand {
             halts, 124 when the watchdog stops it, 125 when the VM fails (triple fault, KVM error).
             """)
 
-    @Argument(help: "Kernel image: an ELF with a PVH entry note, or a Multiboot v1 kernel.")
+    @Argument(help: "Kernel image: a Linux bzImage, an ELF with a PVH entry note (e.g. a vmlinux), or a Multiboot v1 kernel.")
     var kernel: String
+
+    @Option(help: "An initial RAM disk (initramfs) for a bzImage or PVH kernel.")
+    var initrd: String?
 
     @Option(help: "Kernel command line.")
     var cmdline: String = ""
@@ -90,6 +93,14 @@ struct BootCommand: AsyncParsableCommand {
             printError("cannot read kernel '\(kernel)'")
             throw ExitCode(2)
         }
+        var initrdBytes: [UInt8]?
+        if let initrd {
+            guard let bytes = FileManager.default.contents(atPath: initrd) else {
+                printError("cannot read initrd '\(initrd)'")
+                throw ExitCode(2)
+            }
+            initrdBytes = [UInt8](bytes)
+        }
         let boot: VMBuilder.Boot
         do {
             let engine: VMBuilder.CPU = cpu == .emulator ? .emulator(emulator) : .kvm(try KVMSystem())
@@ -105,13 +116,17 @@ struct BootCommand: AsyncParsableCommand {
             boot = try VMBuilder.boot(
                 VMDescription(
                     kernel: [UInt8](data), commandLine: cmdline, memoryMiB: memory, cpu: engine, vcpus: vcpus, io: devices,
-                    pinnedCPUs: pinnedCPUs), timeout: timeout, echoConsole: true)
+                    pinnedCPUs: pinnedCPUs, initrd: initrdBytes), timeout: timeout, echoConsole: true)
             for problem in boot.brokenDevices { printError("device error: \(problem)") }
             for finding in boot.engineDiagnostics { printError(finding) }
             if let retired = boot.instructionsRetired {
                 let seconds = Double(boot.outcome.endedAtNanoseconds - boot.outcome.startedAtNanoseconds) / 1e9
                 printError(String(format: "emulator: %llu guest instructions in %.3f s", retired, seconds))
             }
+        } catch let error as BootError {
+            // A loader's error names what is wrong; the user needs to know which file it is about.
+            printError("\(kernel)\(initrd.map { " with initrd \($0)" } ?? ""): \(error)")
+            throw ExitCode(2)
         } catch {
             printError("\(error)")
             throw ExitCode(2)

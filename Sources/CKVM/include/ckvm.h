@@ -81,7 +81,9 @@ int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
  * TSC-deadline timer out of the supported list (it depends on the in-kernel LAPIC):
  * tsc_deadline != 0 adds it. apic_id goes into leaf 1 (initial APIC ID) and leaves 0xB/0x1F
  * (x2APIC ID), as each CPU of a PC reports its own. */
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id);
+/* KVM's supported CPUID onto the vCPU, plus the TSC-deadline timer and this vCPU's APIC ID,
+ * less the leaf-1 ECX bits in leaf1_ecx_hidden (features the host's KVM cannot give a guest). */
+int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden);
 
 /* Accessors for the exit-reason union of struct kvm_run. */
 static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
