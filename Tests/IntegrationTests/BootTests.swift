@@ -294,3 +294,22 @@ import X86
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func underKVM() throws { try check(.kvm(try KVMSystem())) }
 }
+
+/// What the guest's CPUID says under KVM: on a host whose KVM emulates the guest kernel
+/// (kvm_pvm), CMPXCHG16B is hidden, because that emulator cannot run it.
+@Suite struct KVMGuestCPUIDTests {
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func cmpxchg16bIsHiddenWhereTheHostCannotEmulateIt() throws {
+        // mov eax, 1; cpuid; mov eax, ecx; shr eax, 13; and al, 1; out 0xf4, al; jmp $
+        let code: [UInt8] = [0xB8, 1, 0, 0, 0, 0x0F, 0xA2, 0x89, 0xC8, 0xC1, 0xE8, 13, 0x24, 0x01, 0xE6, 0xF4, 0xEB, 0xFE]
+        let system = try KVMSystem()
+        let boot = try VMBuilder.boot(
+            VMDescription(kernel: TestKernels.multiboot(code: code), memoryMiB: 16, cpu: .kvm(system)), timeout: 300)
+        guard case .exitDevice(let status) = boot.outcome.ending else {
+            Issue.record("\(boot.outcome.ending.summary)")
+            return
+        }
+        if system.emulatesGuestKernel { #expect(status == 1, "CX16 hidden: (0 << 1) | 1") }
+        #expect(status == 1 || status == 3)
+    }
+}
