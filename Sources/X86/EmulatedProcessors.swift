@@ -226,6 +226,7 @@ extension X86CPU {
     func waitForStartup() {
         waitingForStartup = true
         halted = false
+        debugRegisters = DebugRegisters()
         apic.reset()
         rflags = 0x2
         flushTLB()

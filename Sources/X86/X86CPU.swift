@@ -29,6 +29,7 @@ public enum X86Fault: Error, Equatable {
 /// Exception vectors the interpreter raises.
 public enum X86Vector {
     public static let divide: UInt8 = 0
+    public static let debug: UInt8 = 1
     public static let breakpoint: UInt8 = 3
     public static let invalidOpcode: UInt8 = 6
     public static let doubleFault: UInt8 = 8
@@ -64,6 +65,10 @@ public final class X86CPU {
     public internal(set) var cr3: UInt64 = 0
     public internal(set) var cr4: UInt64 = 0
     public internal(set) var efer: UInt64 = 0
+    /// DR0-DR3 (breakpoint addresses), DR6 (status) and DR7 (control), as `mov` to and from
+    /// them leaves them. They are stored, not acted on: the emulator raises no breakpoint
+    /// exceptions from them (Linux writes them at boot and for ptrace/perf breakpoints).
+    public internal(set) var debugRegisters = DebugRegisters()
     var gdtBase: UInt64 = 0
     var gdtLimit: UInt16 = 0
     var idtBase: UInt64 = 0
@@ -429,6 +434,7 @@ public final class X86CPU {
         registers[0] = UInt64(eax)
         registers[3] = UInt64(ebx)
         registers[6] = UInt64(esi)
+        debugRegisters = DebugRegisters()
         rip = UInt64(entryPoint)
         rflags = 0x2
         cpl = 0

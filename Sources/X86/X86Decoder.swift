@@ -25,7 +25,7 @@ enum Op: UInt8 {
     case int3, intN, iret
     case syscall, sysret, cpuid, rdtsc, rdtscp, rdmsr, wrmsr
     case lgdt, lidt, sgdt, sidt, ltr, str, invlpg, swapgs, clts, wbinvd, smsw, lmsw, sldt, lldt
-    case movFromCR, movToCR, movFromSreg, movToSreg
+    case movFromCR, movToCR, movFromDR, movToDR, movFromSreg, movToSreg
     case farJmpImm, farJmpRm, farRet
     case vmcall
     /// mfence: a full barrier against the other vCPUs.

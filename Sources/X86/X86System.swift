@@ -353,6 +353,14 @@ extension X86CPU {
         case .movToCR:
             try requireKernel()
             try writeControlRegister(instruction.pointee.reg, readRegister(instruction.pointee.rm, size: size))
+        case .movFromDR:
+            try requireKernel()
+            let value = try debugRegisters.read(try debugRegisterIndex(instruction.pointee.reg))
+            writeRegister(instruction.pointee.rm, size: size, value)
+        case .movToDR:
+            try requireKernel()
+            let index = try debugRegisterIndex(instruction.pointee.reg)
+            try debugRegisters.write(index, readRegister(instruction.pointee.rm, size: size))
         case .movFromSreg:
             let index = Int(instruction.pointee.reg & 7)
             guard index < 6 else { throw .exception(vector: X86Vector.invalidOpcode, errorCode: nil) }
@@ -430,6 +438,24 @@ extension X86CPU {
         selectors[2] = UInt16(truncatingIfNeeded: values.4)
         setCodeSegment(selector, is64Bit: codeSegmentIs64Bit(codeDescriptor))
         rip = values.0
+    }
+
+    /// The debug register a `mov` names: DR8 and up do not exist (#UD); DR4 and DR5 are DR6 and
+    /// DR7 unless CR4.DE makes them #UD; with DR7.GD set any access is a #DB (general detect),
+    /// which sets DR6.BD and clears GD so the handler can get in.
+    func debugRegisterIndex(_ named: UInt8) throws(X86Fault) -> Int {
+        guard named < 8 else { throw .exception(vector: X86Vector.invalidOpcode, errorCode: nil) }
+        if debugRegisters.dr7 & DebugRegisters.generalDetect != 0 {
+            debugRegisters.dr6 |= DebugRegisters.breakpointDetected
+            debugRegisters.dr7 &= ~DebugRegisters.generalDetect
+            throw .exception(vector: X86Vector.debug, errorCode: nil)
+        }
+        switch named {
+        case 4, 5:
+            guard cr4 & 0x8 == 0 else { throw .exception(vector: X86Vector.invalidOpcode, errorCode: nil) }
+            return Int(named) + 2
+        default: return Int(named)
+        }
     }
 
     func writeControlRegister(_ index: UInt8, _ value: UInt64) throws(X86Fault) {

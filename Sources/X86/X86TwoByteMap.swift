@@ -68,9 +68,11 @@ extension InstructionDecoder {
             // prefetch hints, endbr64 and the long nop forms
             try modrm(&instruction)
             instruction.op = .nop
-        case 0x20, 0x22:
+        case 0x20...0x23:
+            // mov to and from control (0x20, 0x22) and debug (0x21, 0x23) registers: the
+            // operand is always a register, whatever the mod field says.
             try modrm(&instruction)
-            instruction.op = opcode == 0x20 ? .movFromCR : .movToCR
+            instruction.op = [.movFromCR, .movFromDR, .movToCR, .movToDR][Int(opcode & 3)]
             instruction.size = longMode ? 8 : 4
             instruction.isRegister = true
         case 0x30: instruction.op = .wrmsr

@@ -75,3 +75,47 @@ import VMM
         #expect(hardware.results == emulated.results, "KVM \(hardware.results) vs emulator \(emulated.results)")
     }
 }
+
+/// mov to and from the debug registers at CPL0, run by one 32-bit kernel in the emulator and
+/// under KVM: reset values, fixed bits, DR4/DR5 as DR6/DR7 aliases (CR4.DE clear).
+@Suite struct DebugRegisterTests {
+    static let code: [UInt8] = [
+        0x0F, 0x21, 0xF0, 0xA3, 0x00, 0x80, 0x00, 0x00,  // mov eax, dr6; mov [0x8000], eax
+        0x0F, 0x21, 0xF8, 0xA3, 0x04, 0x80, 0x00, 0x00,  // mov eax, dr7; mov [0x8004], eax
+        0xB8, 0x78, 0x56, 0x34, 0x12, 0x0F, 0x23, 0xC0,  // mov eax, 0x12345678; mov dr0, eax
+        0x0F, 0x21, 0xC3, 0x89, 0x1D, 0x08, 0x80, 0x00, 0x00,  // mov ebx, dr0; mov [0x8008], ebx
+        0xB8, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x23, 0xF0,  // mov eax, -1; mov dr6, eax
+        0x0F, 0x21, 0xE1, 0x89, 0x0D, 0x0C, 0x80, 0x00, 0x00,  // mov ecx, dr4 (= dr6); mov [0x800C], ecx
+        0xB8, 0xFF, 0xDF, 0xFF, 0xFF, 0x0F, 0x23, 0xF8,  // mov eax, ~GD; mov dr7, eax
+        0x0F, 0x21, 0xEA, 0x89, 0x15, 0x10, 0x80, 0x00, 0x00,  // mov edx, dr5 (= dr7); mov [0x8010], edx
+        0x31, 0xC0, 0x0F, 0x23, 0xF8, 0x0F, 0x23, 0xF0,  // xor eax, eax; mov dr7, eax; mov dr6, eax
+        0x0F, 0x21, 0xF0, 0xA3, 0x14, 0x80, 0x00, 0x00,  // mov eax, dr6; mov [0x8014], eax
+        0x0F, 0x21, 0xF8, 0xA3, 0x18, 0x80, 0x00, 0x00,  // mov eax, dr7; mov [0x8018], eax
+        0xB0, 0x00, 0xE6, 0xF4,  // exit 0
+    ]
+
+    func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, words: [UInt32]) {
+        var results: [UInt8] = []
+        let boot = try VMBuilder.boot(
+            VMDescription(kernel: TestKernels.multiboot(code: Self.code), memoryMiB: 16, cpu: cpu), timeout: 300,
+            inspect: { results = (try? $0.read(at: 0x8000, count: 0x1C)) ?? [] })
+        return (boot.outcome.ending, (0..<7).map { SystemInstructionTests.word(results, $0 * 4) })
+    }
+
+    @Test func theEmulatorKeepsThemAsTheArchitectureSays() throws {
+        let (ending, words) = try run(.emulator())
+        #expect(ending == .exitDevice(status: 1), "\(ending.summary)")
+        #expect(words == [0xFFFF_0FF0, 0x400, 0x1234_5678, 0xFFFF_EFFF, 0xFFFF_0FFF, 0xFFFF_0FF0, 0x400])
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func kvmAgrees() throws {
+        let emulated = try run(.emulator())
+        let hardware = try run(.kvm(try KVMSystem()))
+        #expect(hardware.ending == .exitDevice(status: 1), "\(hardware.ending.summary)")
+        // DR6 bit 16 (RTM) is writable only where the CPU has RTM: KVM gives the guest the
+        // host's CPUID, the emulator a CPU without it.
+        let masked = hardware.words.enumerated().map { $0.offset == 5 ? $0.element | 0x1_0000 : $0.element }
+        #expect(masked == emulated.words, "KVM \(hardware.words) vs emulator \(emulated.words)")
+    }
+}

@@ -198,3 +198,33 @@ final class LongModeMachine {
         #expect(try residentPages(map.pages, pageBytes) == 1)
     }
 }
+
+/// The debug registers' faults in 64-bit mode: general detect, DR8+, DR4 with CR4.DE, upper
+/// bits in DR6/DR7 (CPL3's #GP is `requireKernel`'s, as for control registers).
+@Suite struct DebugRegisterFaultTests {
+    /// Runs `code` with a handler for `vector` at +0x100 (hlt) and returns where the CPU halted.
+    func haltAddress(_ code: [UInt8], vector: Int, setUp: (X86CPU) -> Void = { _ in }) throws -> (X86CPU, UInt64) {
+        let machine = try LongModeMachine(code: code + [UInt8](repeating: 0x90, count: 0x100 - code.count) + [0xF4])
+        try machine.installGate(vector, handler: LongModeMachine.codeAddress + 0x100)
+        setUp(machine.cpu)
+        #expect(machine.cpu.run(maxInstructions: 1000) == .halt)
+        return (machine.cpu, machine.cpu.rip - LongModeMachine.codeAddress)
+    }
+
+    @Test func generalDetectRaisesADebugExceptionAndLetsTheHandlerIn() throws {
+        // mov eax, 0x2000 (GD); mov dr7, rax; mov rbx, dr0 (#DB); hlt
+        let (cpu, halted) = try haltAddress([0xB8, 0x00, 0x20, 0, 0, 0x0F, 0x23, 0xF8, 0x0F, 0x21, 0xC3, 0xF4], vector: 1)
+        #expect(halted == 0x101, "the #DB handler ran")
+        #expect(cpu.debugRegisters.dr6 & 0x2000 != 0, "DR6.BD")
+        #expect(cpu.debugRegisters.dr7 & 0x2000 == 0, "GD cleared for the handler")
+    }
+
+    @Test func badRegistersAndValuesFault() throws {
+        // mov r8, dr0 would be REX.B: harmless; REX.R names DR8: 44 0F 21 C0 -> #UD
+        #expect(try haltAddress([0x44, 0x0F, 0x21, 0xC0, 0xF4], vector: 6).1 == 0x101)
+        // DR4 with CR4.DE set: #UD
+        #expect(try haltAddress([0x0F, 0x21, 0xE0, 0xF4], vector: 6, setUp: { $0.cr4 |= 8 }).1 == 0x101)
+        // mov rax, 1 << 32; mov dr7, rax: #GP(0)
+        #expect(try haltAddress([0x48, 0xB8, 0, 0, 0, 0, 1, 0, 0, 0, 0x0F, 0x23, 0xF8, 0xF4], vector: 13).1 == 0x101)
+    }
+}
