@@ -10,4 +10,9 @@ public enum MonotonicClock {
         clock_gettime(CLOCK_MONOTONIC, &time)
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
+
+    /// Ticks of a `hertz` clock in `nanoseconds` (a timer device's count), without overflow.
+    public static func ticks(in nanoseconds: UInt64, atHertz hertz: UInt64) -> UInt64 {
+        UInt64(1_000_000_000).dividingFullWidth(nanoseconds.multipliedFullWidth(by: hertz)).quotient
+    }
 }

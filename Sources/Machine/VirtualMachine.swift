@@ -111,6 +111,10 @@ public final class VirtualMachine: @unchecked Sendable {
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
         try portBus.insert(CMOSClock(memorySize: memory.size), at: CMOSClock.base, length: CMOSClock.length)
+        let timer = ProgrammableIntervalTimer()
+        try portBus.insert(timer, at: ProgrammableIntervalTimer.base, length: ProgrammableIntervalTimer.length)
+        try portBus.insert(SystemControlPort(timer: timer), at: SystemControlPort.port, length: 1)
+        try portBus.insert(ACPIPMTimer(), at: UInt64(FirmwareTables.pmTimerPort), length: ACPIPMTimer.length)
         try portBus.insert(
             ACPIPowerControl { [unowned self] in self.poweredOff = true }, at: UInt64(FirmwareTables.pm1aEventPort),
             length: ACPIPowerControl.length)

@@ -42,6 +42,8 @@ public enum FirmwareTables {
     /// addresses.
     public static let pm1aEventPort: UInt16 = 0x600
     public static let pm1aControlPort: UInt16 = 0x604
+    /// The ACPI PM timer (`ACPIPMTimer`), at PIIX4's PMBASE + 8 as QEMU places it.
+    public static let pmTimerPort: UInt16 = 0x608
     /// The SCI's ISA interrupt (none is ever raised: no ACPI events are modelled).
     static let sciInterrupt: UInt16 = 9
 
@@ -155,12 +157,16 @@ public enum FirmwareTables {
         put(le(sciInterrupt), at: 46)
         put(le(UInt32(pm1aEventPort)), at: 56)
         put(le(UInt32(pm1aControlPort)), at: 64)
+        put(le(UInt32(pmTimerPort)), at: 76)  // PM_TMR_BLK
         put([4, 2], at: 88)  // PM1 event block 4 bytes, control block 2
+        body[91 - 36] = 4  // PM_TMR_LEN
         body[108 - 36] = 0x32  // CENTURY: the CMOS byte that holds it (`CMOSClock`)
-        put(le(UInt32(1 << 0 | 1 << 4)), at: 112)  // WBINVD works; the power button is a control method (none)
+        // WBINVD works; the power button is a control method (none); the PM timer has 32 bits.
+        put(le(UInt32(1 << 0 | 1 << 4 | 1 << 8)), at: 112)
         put(le(dsdt), at: 140)
         put(genericAddress(port: pm1aEventPort, bits: 32), at: 148)
         put(genericAddress(port: pm1aControlPort, bits: 16), at: 172)
+        put(genericAddress(port: pmTimerPort, bits: 32), at: 208)  // X_PM_TMR_BLK
         return systemTable("FACP", revision: 3, body: body)
     }
 
