@@ -1,0 +1,128 @@
+import Foundation
+import Results
+
+/// The Linux guest: Debian's own cloud kernel (`linux-image-cloud-amd64`, a bzImage) and an
+/// initramfs of Debian's `busybox-static` with hvbench's `/init` (`Workloads/linux/init`). The
+/// packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x`, never installed
+/// on the host; the result is cached by the packages' file names (name, version, architecture)
+/// and the `/init` script. Users may boot their own kernel and initramfs with `hvbench boot`.
+public struct LinuxGuestBuilder: Sendable {
+    public let workspace: Workspace
+
+    public struct Image: Sendable {
+        public let kernel: URL
+        public let initramfs: URL
+        /// The kernel package, e.g. linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb.
+        public let kernelPackage: String
+        public let hash: String
+    }
+
+    /// Why the Linux guest cannot be built here (no apt, or the packages cannot be had).
+    public struct Unavailable: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    static let metaPackage = "linux-image-cloud-amd64"
+    static let busyboxPackage = "busybox-static"
+
+    public init(workspace: Workspace) { self.workspace = workspace }
+
+    public func build() async throws -> Image {
+        for tool in ["apt-get", "apt-cache", "dpkg-deb"] where ProcessRunner.find(tool) == nil {
+            throw Unavailable(description: "\(tool) is not installed: the Linux guest is built from Debian packages")
+        }
+        let cache = workspace.artifactCache.appendingPathComponent("linux")
+        let downloads = cache.appendingPathComponent("debs")
+        try FileManager.default.createDirectory(at: downloads, withIntermediateDirectories: true)
+        let kernelPackage = try await resolveKernelPackage()
+        let packages = [
+            try await download(kernelPackage, into: downloads), try await download(Self.busyboxPackage, into: downloads),
+        ]
+        let initScript = workspace.workloads.appendingPathComponent("linux/init")
+        guard let initBytes = FileManager.default.contents(atPath: initScript.path) else {
+            throw ArtifactBuilder.BuildError(description: "cannot read \(initScript.path)")
+        }
+        var hash = FNV1a64()
+        for package in packages { hash.add(package.lastPathComponent.utf8) }
+        hash.add(initBytes)
+        let key = hash.hex
+        let directory = cache.appendingPathComponent(key)
+        let image = Image(
+            kernel: directory.appendingPathComponent("vmlinuz"), initramfs: directory.appendingPathComponent("initramfs.cpio"),
+            kernelPackage: packages[0].lastPathComponent, hash: key)
+        if FileManager.default.fileExists(atPath: image.initramfs.path)
+            && FileManager.default.fileExists(atPath: image.kernel.path)
+        {
+            return image
+        }
+        let staging = cache.appendingPathComponent("staging-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: staging) }
+        for package in packages {
+            try await run("dpkg-deb", ["-x", package.path, staging.path], "unpacking \(package.lastPathComponent)")
+        }
+        let boot = staging.appendingPathComponent("boot")
+        guard
+            let kernelName = try FileManager.default.contentsOfDirectory(atPath: boot.path).first(where: {
+                $0.hasPrefix("vmlinuz-")
+            })
+        else { throw Unavailable(description: "\(packages[0].lastPathComponent) holds no /boot/vmlinuz-*") }
+        guard let busybox = FileManager.default.contents(atPath: staging.appendingPathComponent("bin/busybox").path) else {
+            throw Unavailable(description: "\(packages[1].lastPathComponent) holds no /bin/busybox")
+        }
+        var archive = CPIOArchive()
+        for folder in ["bin", "dev", "proc", "sys", "sbin", "usr", "usr/bin", "usr/sbin", "tmp"] {
+            archive.add(folder, .directory)
+        }
+        archive.add("bin/busybox", .file(executable: true), data: [UInt8](busybox))
+        archive.add("bin/sh", .symlink(target: "busybox"))
+        archive.add("init", .file(executable: true), data: [UInt8](initBytes))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try writeAtomically(Data(archive.finish()), to: image.initramfs)
+        let kernelBytes = try Data(contentsOf: boot.appendingPathComponent(kernelName))
+        try writeAtomically(kernelBytes, to: image.kernel)
+        return image
+    }
+
+    /// The versioned kernel package the meta-package depends on.
+    private func resolveKernelPackage() async throws -> String {
+        let output = try await ProcessRunner.run(ProcessRunner.find("apt-cache")!, ["depends", Self.metaPackage], timeout: 120)
+        let name = output.standardOutput.compactMap { line -> String? in
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count == 2, words[0] == "Depends:", words[1].hasPrefix("linux-image-") else { return nil }
+            return words[1]
+        }.first
+        guard let name else {
+            throw Unavailable(
+                description:
+                    "apt-cache knows no \(Self.metaPackage) (run apt-get update, or the host cannot reach Debian's archive)")
+        }
+        return name
+    }
+
+    /// `apt-get download` of `package` into `folder` (once: an existing .deb of it is reused).
+    private func download(_ package: String, into folder: URL) async throws -> URL {
+        func existing() -> URL? {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            return files.filter { $0.hasPrefix(package + "_") && $0.hasSuffix(".deb") }.sorted().last.map {
+                folder.appendingPathComponent($0)
+            }
+        }
+        if let found = existing() { return found }
+        let output = try await ProcessRunner.run(
+            ProcessRunner.find("sh")!, ["-c", "cd \"$1\" && apt-get download \"$2\"", "sh", folder.path, package], timeout: 600)
+        guard output.succeeded, let found = existing() else {
+            throw Unavailable(
+                description:
+                    "apt-get download \(package) failed: \(output.standardError.suffix(300)) (\(output.statusDescription))")
+        }
+        return found
+    }
+
+    private func run(_ tool: String, _ arguments: [String], _ what: String) async throws {
+        let output = try await ProcessRunner.run(ProcessRunner.find(tool)!, arguments, timeout: 600)
+        guard output.succeeded else {
+            throw ArtifactBuilder.BuildError(
+                description: "\(what): \(output.statusDescription) \(output.standardError.suffix(300))")
+        }
+    }
+}

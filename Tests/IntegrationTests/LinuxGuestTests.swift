@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+@testable import Bench
+import Results
+
+/// The Linux guest built from Debian's packages: Debian's cloud kernel and a busybox initramfs
+/// with hvbench's /init. On these hosts neither of hvbench's engines runs it to userspace yet
+/// (see docs/linux-guest.md), so it is checked under QEMU with TCG, the peer that will run it
+/// beside them.
+@Suite(.serialized) struct LinuxGuestTests {
+    static let image = Task { () -> Result<LinuxGuestBuilder.Image, Error> in
+        do { return .success(try await LinuxGuestBuilder(workspace: try Workspace.locate()).build()) } catch {
+            return .failure(error)
+        }
+    }
+
+    static func available() async -> Bool {
+        if case .success = await image.value { return true }
+        return false
+    }
+
+    @Test func theInitramfsIsANewcArchive() throws {
+        var archive = CPIOArchive()
+        archive.add("bin", .directory)
+        archive.add("init", .file(executable: true), data: Array("#!/bin/sh\n".utf8))
+        let bytes = archive.finish()
+        #expect(bytes.count % 4 == 0)
+        let header = String(decoding: bytes.prefix(110), as: UTF8.self)
+        #expect(header.hasPrefix("070701") && header.count == 110)
+        // Entry 2 (after the directory's 110 + "bin\0" = 114, padded to 116): mode 0100755, 10 bytes.
+        let second = String(decoding: bytes[116..<226], as: UTF8.self)
+        #expect(second.dropFirst(14).prefix(8) == "000081ED" && second.dropFirst(54).prefix(8) == "0000000A")
+        #expect(String(decoding: bytes.suffix(16), as: UTF8.self).contains("TRAILER!!!"))
+    }
+
+    @Test(
+        .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
+        .enabled("Debian's linux-image-cloud-amd64 and busybox-static cannot be fetched here (apt-get download)") {
+            await LinuxGuestTests.available()
+        })
+    func debiansKernelBootsToInitUnderQEMUWithTCG() async throws {
+        let image = try await Self.image.value.get()
+        let output = try await ProcessRunner.run(
+            Host.qemu!,
+            [
+                "-M", "pc", "-accel", "tcg", "-m", "512", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
+                "-monitor", "none", "-kernel", image.kernel.path, "-initrd", image.initramfs.path, "-append",
+                "console=ttyS0 panic=-1 quiet",
+            ], timeout: 600)
+        #expect(output.exitCode == 0, "\(output.statusDescription): \(output.standardError)")
+        let lines = output.standardOutput
+        let results = lines.compactMap { try? ResultLine.parse($0) }
+        #expect(results == [.hello(guest: "hvbench-linux-1"), .done], "\(lines.suffix(20))")
+        #expect(lines.contains { $0.hasPrefix("Linux (none) ") && $0.contains("x86_64") }, "uname -a")
+        #expect(lines.contains { $0.hasPrefix("model name") }, "/proc/cpuinfo")
+    }
+}
