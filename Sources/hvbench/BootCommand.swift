@@ -17,7 +17,10 @@ struct BootCommand: AsyncParsableCommand {
             halts, 124 when the watchdog stops it, 125 when the VM fails (triple fault, KVM error).
             """)
 
-    @Argument(help: "Kernel image: a Linux bzImage, an ELF with a PVH entry note (e.g. a vmlinux), or a Multiboot v1 kernel.")
+    @Argument(
+        help:
+            "Kernel image: a Linux bzImage, an ELF with a PVH entry note (e.g. a vmlinux), a Multiboot v1 kernel, or 'linux' for hvbench's Linux guest (Debian's cloud kernel and a busybox initramfs, built on first use)."
+    )
     var kernel: String
 
     @Option(help: "An initial RAM disk (initramfs) for a bzImage or PVH kernel.")
@@ -89,6 +92,19 @@ struct BootCommand: AsyncParsableCommand {
     var pin: String?
 
     func run() async throws {
+        var kernel = self.kernel
+        var initrd = self.initrd
+        if kernel == "linux" && !FileManager.default.fileExists(atPath: kernel) {
+            do {
+                let image = try await LinuxGuestBuilder(workspace: try Workspace.locate()).build()
+                printError("Linux guest: \(image.kernelPackage), initramfs \(image.initramfs.path)")
+                kernel = image.kernel.path
+                initrd = initrd ?? image.initramfs.path
+            } catch {
+                printError("cannot build the Linux guest: \(error)")
+                throw ExitCode(2)
+            }
+        }
         guard let data = FileManager.default.contents(atPath: kernel) else {
             printError("cannot read kernel '\(kernel)'")
             throw ExitCode(2)
