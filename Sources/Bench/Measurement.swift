@@ -45,7 +45,7 @@ extension BenchmarkRunner {
     /// Every kind of measurement, most specific first.
     static var measurementKinds: [any MeasurementKind.Type] {
         [
-            VMBootMeasurement.self, VMPairMeasurement.self, GuestMeasurement.self, QEMUBootMeasurement.self,
+            LinuxBootMeasurement.self, VMBootMeasurement.self, VMPairMeasurement.self, GuestMeasurement.self, QEMUBootMeasurement.self,
             QEMUPairMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
         ]
     }

@@ -56,7 +56,7 @@ public final class KVMSystem: Sendable {
             throw KVMError.unavailable("\(path) speaks KVM API \(version); hvbench needs \(Self.expectedAPIVersion)")
         }
         vcpuMappingSize = Int(try descriptor.call("KVM_GET_VCPU_MMAP_SIZE", CKVM_GET_VCPU_MMAP_SIZE))
-        emulatesGuestKernel = access("/sys/module/kvm_pvm", F_OK) == 0
+        emulatesGuestKernel = Self.moduleEmulatesGuestKernel
         self.descriptor = descriptor
     }
 
@@ -68,6 +68,9 @@ public final class KVMSystem: Sendable {
         let vcpu = try vm.create("KVM_CREATE_VCPU", CKVM_CREATE_VCPU, value: 0)
         return Int(try vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ))
     }
+
+    /// Whether the loaded KVM module is kvm_pvm, which emulates a guest's CPL0 code.
+    public static var moduleEmulatesGuestKernel: Bool { access("/sys/module/kvm_pvm", F_OK) == 0 }
 
     /// nil when KVM can be used here, otherwise the reason it cannot.
     public static func unavailabilityReason() -> String? {

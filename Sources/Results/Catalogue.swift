@@ -11,6 +11,10 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     /// in-VMM / in-process peer with `--net-backend vmm`) does with the frames.
     public enum PeerRole: String, Sendable { case sink, source, echo }
 
+    /// The guest a benchmark boots: hvbench's benchmark guest, or the Linux guest (Debian's
+    /// kernel and a busybox initramfs, `LinuxGuestBuilder`).
+    public enum Guest: String, Sendable { case benchmarkGuest, linux }
+
     public let id: String
     public let group: Group
     public let summary: String
@@ -28,12 +32,14 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     /// Network benchmarks whose far end is a second VM on a bridge (the TAP backend only); the
     /// peer role is that VM's part.
     public let vmToVM: Bool
+    public let guest: Guest
 
     init(
         id: String, group: Group, summary: String, defaultIterations: UInt64, timing: Timing = .inGuest,
         peerRole: PeerRole? = nil, writesDisk: Bool = false, qemuUnsupported: String? = nil, minimumCPUs: Int = 1,
-        vmToVM: Bool = false
+        vmToVM: Bool = false, guest: Guest = .benchmarkGuest
     ) {
+        self.guest = guest
         self.minimumCPUs = minimumCPUs
         self.vmToVM = vmToVM
         self.id = id
@@ -78,6 +84,10 @@ public struct BenchmarkDefinition: Sendable, Equatable {
         .init(
             id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1,
             timing: .wholeBoots),
+        .init(
+            id: "linux.boot", group: .boot,
+            summary: "VM or QEMU started -> the Linux guest's /init says hello, ms (Debian's kernel, busybox initramfs)",
+            defaultIterations: 1, timing: .wholeBoots, guest: .linux),
         .init(
             id: "irq.timer", group: .platform,
             summary: "local APIC one-shot timer armed to expire at once -> its handler ran, interrupts taken at CPL3, ns",

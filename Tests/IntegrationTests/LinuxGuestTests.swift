@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Bench
+import KVM
 import Results
 
 /// The Linux guest built from Debian's packages: Debian's cloud kernel and a busybox initramfs
@@ -54,5 +55,39 @@ import Results
         #expect(results == [.hello(guest: "hvbench-linux-1"), .done], "\(lines.suffix(20))")
         #expect(lines.contains { $0.hasPrefix("Linux (none) ") && $0.contains("x86_64") }, "uname -a")
         #expect(lines.contains { $0.hasPrefix("model name") }, "/proc/cpuinfo")
+    }
+
+    /// linux.boot through the runner: QEMU with TCG boots the Linux guest to /init (a boot_time
+    /// per boot); native has no VM to boot; KVM systems on a kvm_pvm host are skipped with the
+    /// measured reason; the emulator, which has no x87/SSE yet, fails with where it stopped.
+    @Test(
+        .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
+        .enabled("Debian's linux-image-cloud-amd64 and busybox-static cannot be fetched here (apt-get download)") {
+            await LinuxGuestTests.available()
+        })
+    func linuxBootIsMeasuredOrSkippedWithItsReason() async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var plan = RunPlan(
+            systems: [.native, .fullEmulation, .hardwareAssist, .qemuTCG],
+            suite: tinySuite("linux.boot", repetitions: 2, timeout: 300), outputDirectory: output)
+        plan.vm.memoryMiB = 512
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(plan).results
+        func result(_ system: SystemDefinition) throws -> BenchmarkResult {
+            try #require(results.first { $0.system == system.name })
+        }
+        let tcg = try result(.qemuTCG)
+        #expect(tcg.status == .ok, "\(tcg.reason ?? "")")
+        let boots = try #require(tcg.metrics.first { $0.name == "boot_time" })
+        #expect(boots.samples.count == 2 && boots.samples.allSatisfy { $0 > 0 && $0.isFinite })
+        #expect(try result(.native).status == .skipped)
+        let emulated = try result(.fullEmulation)
+        #expect(
+            emulated.status == .failed && emulated.reason?.contains("did not reach /init") == true, "\(emulated.reason ?? "")")
+        let kvm = try result(.hardwareAssist)
+        if KVMSystem.moduleEmulatesGuestKernel {
+            #expect(kvm.status == .skipped && kvm.reason?.contains("int3") == true, "\(kvm.reason ?? "")")
+        }
     }
 }

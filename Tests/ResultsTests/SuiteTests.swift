@@ -69,7 +69,8 @@ import Testing
 
     @Test func shippedSuitesLoadAndNameOnlyKnownBenchmarks() throws {
         let workspace = try Workspace.locate()
-        let cpuBenchmarks = Set(BenchmarkDefinition.all.filter { !$0.needsNIC && !$0.needsDisk }.map(\.id))
+        let cpuBenchmarks = Set(
+            BenchmarkDefinition.all.filter { !$0.needsNIC && !$0.needsDisk && $0.guest == .benchmarkGuest }.map(\.id))
         for name in ["quick", "cpu"] {
             let suite = try Suite.load(named: name, in: workspace)
             #expect(Set(suite.entries.map(\.id)) == cpuBenchmarks, "suite \(name) covers every CPU benchmark")
@@ -80,6 +81,9 @@ import Testing
         #expect(
             Set(try Suite.load(named: "disk", in: workspace).entries.map(\.id))
                 == Set(BenchmarkDefinition.all.filter(\.needsDisk).map(\.id)))
+        #expect(
+            Set(try Suite.load(named: "linux", in: workspace).entries.map(\.id))
+                == Set(BenchmarkDefinition.all.filter { $0.guest == .linux }.map(\.id)))
         #expect(throws: Suite.LoadError.self) { try Suite.load(named: "no-such-suite", in: workspace) }
     }
 }
