@@ -24,11 +24,15 @@ public struct LinuxGuestBuilder: Sendable {
 
     static let metaPackage = "linux-image-cloud-amd64"
     static let busyboxPackage = "busybox-static"
+    /// The drivers of the devices hvbench's VMs and QEMU give the guest, loaded by /init in this
+    /// order (with what each depends on, from depmod's modules.dep). Debian's cloud kernel has no
+    /// e1000 driver.
+    static let modules = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sd_mod"]
 
     public init(workspace: Workspace) { self.workspace = workspace }
 
     public func build() async throws -> Image {
-        for tool in ["apt-get", "apt-cache", "dpkg-deb"] where ProcessRunner.find(tool) == nil {
+        for tool in ["apt-get", "apt-cache", "dpkg-deb", "depmod"] where ProcessRunner.find(tool) == nil {
             throw Unavailable(description: "\(tool) is not installed: the Linux guest is built from Debian packages")
         }
         let cache = workspace.artifactCache.appendingPathComponent("linux")
@@ -45,6 +49,7 @@ public struct LinuxGuestBuilder: Sendable {
         var hash = FNV1a64()
         for package in packages { hash.add(package.lastPathComponent.utf8) }
         hash.add(initBytes)
+        hash.add(Self.modules.joined(separator: " ").utf8)
         let key = hash.hex
         let directory = cache.appendingPathComponent(key)
         let image = Image(
@@ -70,9 +75,11 @@ public struct LinuxGuestBuilder: Sendable {
             throw Unavailable(description: "\(packages[1].lastPathComponent) holds no /bin/busybox")
         }
         var archive = CPIOArchive()
-        for folder in ["bin", "dev", "proc", "sys", "sbin", "usr", "usr/bin", "usr/sbin", "tmp"] {
+        for folder in ["bin", "dev", "proc", "sys", "sbin", "usr", "usr/bin", "usr/sbin", "tmp", "etc"] {
             archive.add(folder, .directory)
         }
+        let version = String(kernelName.dropFirst("vmlinuz-".count))
+        try await addModules(version: version, from: staging, to: &archive)
         archive.add("bin/busybox", .file(executable: true), data: [UInt8](busybox))
         archive.add("bin/sh", .symlink(target: "busybox"))
         archive.add("init", .file(executable: true), data: [UInt8](initBytes))
@@ -81,6 +88,54 @@ public struct LinuxGuestBuilder: Sendable {
         let kernelBytes = try Data(contentsOf: boot.appendingPathComponent(kernelName))
         try writeAtomically(kernelBytes, to: image.kernel)
         return image
+    }
+
+    /// The driver modules and everything they depend on, at their paths under
+    /// /lib/modules/<version>, with the lines of depmod's modules.dep that name them, and the
+    /// list /init loads (etc/hvbench-modules).
+    private func addModules(version: String, from staging: URL, to archive: inout CPIOArchive) async throws {
+        try await run("depmod", ["-b", staging.path, version], "depmod of \(version)")
+        let moduleRoot = staging.appendingPathComponent("lib/modules/\(version)")
+        let dependencyText = try String(contentsOf: moduleRoot.appendingPathComponent("modules.dep"), encoding: .utf8)
+        var dependencies: [String: [String]] = [:]
+        for line in dependencyText.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard let module = parts.first else { continue }
+            dependencies[String(module)] = parts.count > 1 ? parts[1].split(separator: " ").map(String.init) : []
+        }
+        func path(of name: String) -> String? {
+            dependencies.keys.first { key in
+                let file = key.split(separator: "/").last.map(String.init) ?? key
+                return file == "\(name).ko" || file.hasPrefix("\(name).ko.")
+            }
+        }
+        var needed: [String] = []
+        for name in Self.modules {
+            guard let module = path(of: name) else {
+                throw Unavailable(description: "Debian's kernel \(version) has no module \(name)")
+            }
+            for file in (dependencies[module] ?? []) + [module] where !needed.contains(file) { needed.append(file) }
+        }
+        var folders: [String] = []
+        for file in needed {
+            var folder = "lib/modules/\(version)"
+            let components = file.split(separator: "/").dropLast()
+            for component in [""] + components.map(String.init) {
+                if !component.isEmpty { folder += "/\(component)" }
+                for prefix in ["lib", "lib/modules", folder] where !folders.contains(prefix) {
+                    folders.append(prefix)
+                    archive.add(prefix, .directory)
+                }
+            }
+            let bytes = try Data(contentsOf: moduleRoot.appendingPathComponent(file))
+            archive.add("lib/modules/\(version)/\(file)", .file(executable: false), data: [UInt8](bytes))
+        }
+        let lines = needed.map { "\($0): \((dependencies[$0] ?? []).joined(separator: " "))" }
+        archive.add(
+            "lib/modules/\(version)/modules.dep", .file(executable: false),
+            data: Array((lines.joined(separator: "\n") + "\n").utf8))
+        archive.add(
+            "etc/hvbench-modules", .file(executable: false), data: Array((Self.modules.joined(separator: "\n") + "\n").utf8))
     }
 
     /// The versioned kernel package the meta-package depends on.

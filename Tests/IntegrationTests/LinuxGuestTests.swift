@@ -42,12 +42,19 @@ import Results
         })
     func debiansKernelBootsToInitUnderQEMUWithTCG() async throws {
         let image = try await Self.image.value.get()
+        let disk = temporaryDirectory().appendingPathExtension("img")
+        defer { try? FileManager.default.removeItem(at: disk) }
+        FileManager.default.createFile(atPath: disk.path, contents: Data(count: 1 << 20))
+        // A virtio NIC (its backend a UDP socket to itself on loopback) and an IDE disk: /init
+        // loads virtio_net, ata_piix and sd_mod from the initramfs and lists what they found.
+        let port = Int.random(in: 20000..<60000)
         let output = try await ProcessRunner.run(
             Host.qemu!,
             [
                 "-M", "pc", "-accel", "tcg", "-m", "512", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
                 "-monitor", "none", "-kernel", image.kernel.path, "-initrd", image.initramfs.path, "-append",
-                "console=ttyS0 panic=-1 quiet",
+                "console=ttyS0 panic=-1 quiet", "-netdev", "socket,id=n0,udp=127.0.0.1:\(port),localaddr=127.0.0.1:\(port)",
+                "-device", "virtio-net-pci,netdev=n0", "-drive", "file=\(disk.path),format=raw,if=ide",
             ], timeout: 600)
         #expect(output.exitCode == 0, "\(output.statusDescription): \(output.standardError)")
         let lines = output.standardOutput
@@ -55,6 +62,8 @@ import Results
         #expect(results == [.hello(guest: "hvbench-linux-1"), .done], "\(lines.suffix(20))")
         #expect(lines.contains { $0.hasPrefix("Linux (none) ") && $0.contains("x86_64") }, "uname -a")
         #expect(lines.contains { $0.hasPrefix("model name") }, "/proc/cpuinfo")
+        #expect(lines.contains { $0.hasPrefix("network interfaces:") && $0.contains("eth0") }, "\(lines.suffix(6))")
+        #expect(lines.contains { $0.hasPrefix("block devices:") && $0.contains("sda") }, "\(lines.suffix(6))")
     }
 
     /// linux.boot through the runner: QEMU with TCG boots the Linux guest to /init (a boot_time
