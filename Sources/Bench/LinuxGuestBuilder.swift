@@ -116,15 +116,15 @@ public struct LinuxGuestBuilder: Sendable {
             }
             for file in (dependencies[module] ?? []) + [module] where !needed.contains(file) { needed.append(file) }
         }
+        // Every folder on the way to a module, each once, parents first.
         var folders: [String] = []
         for file in needed {
-            var folder = "lib/modules/\(version)"
-            let components = file.split(separator: "/").dropLast()
-            for component in [""] + components.map(String.init) {
-                if !component.isEmpty { folder += "/\(component)" }
-                for prefix in ["lib", "lib/modules", folder] where !folders.contains(prefix) {
-                    folders.append(prefix)
-                    archive.add(prefix, .directory)
+            let path = "lib/modules/\(version)/\(file)".split(separator: "/").dropLast()
+            for depth in 1...path.count {
+                let folder = path.prefix(depth).joined(separator: "/")
+                if !folders.contains(folder) {
+                    folders.append(folder)
+                    archive.add(folder, .directory)
                 }
             }
             let bytes = try Data(contentsOf: moduleRoot.appendingPathComponent(file))
