@@ -10,7 +10,7 @@ enum Op: UInt8 {
     // Shifts and rotates; `sub` is rol, ror, rcl, rcr, shl, shr, sal, sar.
     case shiftImm, shiftCL, shldImm, shldCL, shrdImm, shrdCL
     case movRmReg, movRegRm, movRmImm, movzx, movsx, lea
-    case xchgRmReg, cmpxchg, xadd
+    case xchgRmReg, cmpxchg, cmpxchg8b, xadd
     case pushReg, pushImm, pushRm, popReg, popRm, pushf, popf, sahf, lahf
     case convertA, convertD
     case jcc, jmp, call, jmpRm, callRm, ret, loop, jrcxz
@@ -159,7 +159,7 @@ extension X86CPU {
         switch instruction.op {
         case .aluRmReg, .aluRmImm: return instruction.sub != 7
         case .bitTestReg, .bitTestImm: return instruction.sub != 0
-        case .incRm, .decRm, .notRm, .negRm, .xchgRmReg, .cmpxchg, .xadd: return true
+        case .incRm, .decRm, .notRm, .negRm, .xchgRmReg, .cmpxchg, .cmpxchg8b, .xadd: return true
         default: return false
         }
     }

@@ -405,6 +405,20 @@ extension X86CPU {
                 writeRegister(0, size: size, current)
             }
             setFlags(.sub, accumulator, current, (accumulator &- current) & mask, size: size)
+        case .cmpxchg8b:
+            // EDX:EAX against m64: equal, m64 gets ECX:EBX; not, EDX:EAX gets m64 (zero-extended)
+            // and m64 is written back unchanged. Only ZF changes.
+            let (current, target) = try loadDestination(instruction, size: 8)
+            let matches = current == (registers[2] & 0xFFFF_FFFF) << 32 | registers[0] & 0xFFFF_FFFF
+            if matches {
+                try storeDestination(
+                    instruction, address: target, size: 8, (registers[1] & 0xFFFF_FFFF) << 32 | registers[3] & 0xFFFF_FFFF)
+            } else {
+                try storeDestination(instruction, address: target, size: 8, current)
+                registers[0] = current & 0xFFFF_FFFF
+                registers[2] = current >> 32
+            }
+            setArithmeticFlags(matches ? Self.zeroFlag : 0, mask: Self.zeroFlag)
         case .xadd:
             let source = readRegister(instruction.pointee.reg, size: size)
             let (current, target) = try loadDestination(instruction, size: size)

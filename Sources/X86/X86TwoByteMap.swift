@@ -122,6 +122,12 @@ extension InstructionDecoder {
         case 0xAF:
             instruction.op = .imulRegRm
             try modrm(&instruction)
+        case 0xC7:
+            // Group 9: only /1 with a memory operand, cmpxchg8b (CPUID's CX8). Its REX.W form,
+            // cmpxchg16b, is #UD like the other members, as on a CPU without CX16 (not advertised).
+            try modrm(&instruction)
+            instruction.op = !instruction.isRegister && instruction.reg & 7 == 1 && !rexW ? .cmpxchg8b : .undefined
+            instruction.size = 8
         case 0xB0, 0xB1:
             instruction.op = .cmpxchg
             if opcode == 0xB0 { instruction.size = 1 }

@@ -119,3 +119,49 @@ import VMM
         #expect(masked == emulated.words, "KVM \(hardware.words) vs emulator \(emulated.words)")
     }
 }
+
+/// cmpxchg8b (CPUID's CX8), locked and plain, matching and not, in the emulator and under KVM.
+@Suite struct CompareExchange8BTests {
+    static let code: [UInt8] = [
+        0xBC, 0x00, 0x90, 0x00, 0x00,  // mov esp, 0x9000: a stack for pushfd
+        0x68, 0x92, 0x08, 0x00, 0x00, 0x9D,  // push 0x892 (OF, SF, AF set; ZF, CF, PF clear); popfd
+        0xC7, 0x05, 0x00, 0x80, 0x00, 0x00, 0x11, 0x11, 0x11, 0x11,  // mov dword [0x8000], 0x11111111
+        0xC7, 0x05, 0x04, 0x80, 0x00, 0x00, 0x22, 0x22, 0x22, 0x22,  // mov dword [0x8004], 0x22222222
+        0xB8, 0x11, 0x11, 0x11, 0x11, 0xBA, 0x22, 0x22, 0x22, 0x22,  // mov eax, ...; mov edx, ...
+        0xBB, 0x33, 0x33, 0x33, 0x33, 0xB9, 0x44, 0x44, 0x44, 0x44,  // mov ebx, ...; mov ecx, ...
+        0xF0, 0x0F, 0xC7, 0x0D, 0x00, 0x80, 0x00, 0x00,  // lock cmpxchg8b [0x8000]: matches
+        0x9C, 0x58, 0xA3, 0x08, 0x80, 0x00, 0x00,  // pushfd; pop eax; mov [0x8008], eax
+        0xB8, 0x11, 0x11, 0x11, 0x11,  // mov eax, 0x11111111 (edx still 0x22222222)
+        0x0F, 0xC7, 0x0D, 0x00, 0x80, 0x00, 0x00,  // cmpxchg8b [0x8000]: does not match
+        0x9C, 0x5E, 0x89, 0x35, 0x0C, 0x80, 0x00, 0x00,  // pushfd; pop esi; mov [0x800C], esi
+        0xA3, 0x10, 0x80, 0x00, 0x00, 0x89, 0x15, 0x14, 0x80, 0x00, 0x00,  // mov [0x8010], eax; mov [0x8014], edx
+        0xB0, 0x00, 0xE6, 0xF4,  // exit 0
+    ]
+
+    func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, words: [UInt32]) {
+        var results: [UInt8] = []
+        let boot = try VMBuilder.boot(
+            VMDescription(kernel: TestKernels.multiboot(code: Self.code), memoryMiB: 16, cpu: cpu), timeout: 300,
+            inspect: { results = (try? $0.read(at: 0x8000, count: 0x18)) ?? [] })
+        // The arithmetic flags only: the rest of EFLAGS is the engines' own.
+        let words = (0..<6).map { SystemInstructionTests.word(results, $0 * 4) }.enumerated().map {
+            $0.offset == 2 || $0.offset == 3 ? $0.element & 0x8D5 : $0.element
+        }
+        return (boot.outcome.ending, words)
+    }
+
+    @Test func theEmulatorRunsItAsTheArchitectureSays() throws {
+        let (ending, words) = try run(.emulator())
+        #expect(ending == .exitDevice(status: 1), "\(ending.summary)")
+        // ZF set by the match and cleared by the mismatch; OF, SF and AF kept.
+        #expect(words == [0x3333_3333, 0x4444_4444, 0x8D0, 0x890, 0x3333_3333, 0x4444_4444])
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func kvmAgrees() throws {
+        let emulated = try run(.emulator())
+        let hardware = try run(.kvm(try KVMSystem()))
+        #expect(hardware.ending == .exitDevice(status: 1), "\(hardware.ending.summary)")
+        #expect(hardware.words == emulated.words, "KVM \(hardware.words) vs emulator \(emulated.words)")
+    }
+}

@@ -228,3 +228,21 @@ final class LongModeMachine {
         #expect(try haltAddress([0x48, 0xB8, 0, 0, 0, 0, 1, 0, 0, 0, 0x0F, 0x23, 0xF8, 0xF4], vector: 13).1 == 0x101)
     }
 }
+
+/// Group 9 (0F C7): cmpxchg8b needs a memory operand; cmpxchg16b (REX.W) and the other
+/// members are #UD, as on a CPU without CX16, RDRAND and RDSEED (none is advertised).
+@Suite struct GroupNineTests {
+    @Test func onlyCmpxchg8bWithMemoryRuns() throws {
+        let faults = DebugRegisterFaultTests()
+        // mov esi, 0x9000; cmpxchg16b [rsi]
+        #expect(try faults.haltAddress([0xBE, 0x00, 0x90, 0, 0, 0x48, 0x0F, 0xC7, 0x0E, 0xF4], vector: 6).1 == 0x101)
+        // cmpxchg8b eax (register form)
+        #expect(try faults.haltAddress([0x0F, 0xC7, 0xC8, 0xF4], vector: 6).1 == 0x101)
+        // rdrand eax (0F C7 /6)
+        #expect(try faults.haltAddress([0x0F, 0xC7, 0xF0, 0xF4], vector: 6).1 == 0x101)
+        // mov esi, 0x9000; cmpxchg8b [rsi] with EDX:EAX = 0 = memory: ZF set, memory = ECX:EBX
+        let (cpu, halted) = try faults.haltAddress(
+            [0xBE, 0x00, 0x90, 0, 0, 0xBB, 7, 0, 0, 0, 0xB9, 9, 0, 0, 0, 0xF0, 0x0F, 0xC7, 0x0E, 0xF4], vector: 6)
+        #expect(halted == 20 && cpu.condition(4), "ran to the hlt with ZF set")
+    }
+}
