@@ -8,8 +8,9 @@ import VMM
 /// timed from VM construction (hvbench's VMM) or process start (QEMU) to the console line in
 /// which its /init says hello. The guest powers itself off after `HVB1 done`.
 enum LinuxBootMeasurement: MeasurementKind {
-    /// The Linux command line: the console on COM1, no reboot on panic, no boot chatter.
-    static let commandLine = "console=ttyS0 panic=-1 quiet"
+    /// The Linux command line: the console on COM1, no reboot on panic, no boot chatter, and the
+    /// job /init runs (the kernel passes `bench=` to it as an environment variable).
+    static let commandLine = "console=ttyS0 panic=-1 quiet bench=linux.boot"
 
     static func measures(_ system: SystemDefinition, _ benchmark: BenchmarkDefinition?) -> Bool {
         benchmark?.guest == .linux
@@ -51,6 +52,16 @@ enum LinuxBootMeasurement: MeasurementKind {
             switch result {
             case .success(let booted):
                 log += "# boot \(boot): /init said hello after \(booted.milliseconds) ms\n\(booted.console)\n"
+                // /init's own lines must say it ran the job, at CPL3.
+                let transcript: BenchmarkTranscript
+                do {
+                    transcript = try BenchmarkTranscript.parse(console: booted.console, bench: context.entry.id)
+                } catch { return .failed("boot \(boot): \(error)") }
+                guard transcript.status == .ok, transcript.privilegeLevel == 3 else {
+                    return .failed(
+                        "boot \(boot): /init reported \(transcript.status), privilege \(transcript.privilegeLevel.map(String.init) ?? "none")"
+                    )
+                }
                 if boot >= context.entry.warmups {
                     samples.append(booted.milliseconds)
                     runner.progress(.sample)
@@ -63,7 +74,7 @@ enum LinuxBootMeasurement: MeasurementKind {
         return .measured(
             Measurement(
                 metrics: MetricDerivation.bootMetrics(toMain: samples, toFirstInstruction: nil), tscHertz: 1,
-                privilege: "linux", engine: context.expectedEngine ?? ""))
+                privilege: "cpl3", engine: context.expectedEngine ?? ""))
     }
 
     struct LinuxBootFailure: Error {
