@@ -74,7 +74,7 @@ enum LinuxBootMeasurement: MeasurementKind {
         return .measured(
             Measurement(
                 metrics: MetricDerivation.bootMetrics(toMain: samples, toFirstInstruction: nil), tscHertz: 1,
-                privilege: "cpl3", engine: context.expectedEngine ?? ""))
+                privilege: "cpl3", engine: context.expectedEngine))
     }
 
     struct LinuxBootFailure: Error {

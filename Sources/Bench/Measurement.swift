@@ -45,7 +45,8 @@ extension BenchmarkRunner {
     /// Every kind of measurement, most specific first.
     static var measurementKinds: [any MeasurementKind.Type] {
         [
-            LinuxBootMeasurement.self, VMBootMeasurement.self, VMPairMeasurement.self, GuestMeasurement.self, QEMUBootMeasurement.self,
+            LinuxBootMeasurement.self, VMBootMeasurement.self, VMPairMeasurement.self, GuestMeasurement.self,
+            QEMUBootMeasurement.self,
             QEMUPairMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
         ]
     }
@@ -91,7 +92,7 @@ struct MeasurementContext {
     }
 
     /// The engine a result names before anything ran (a measurement says what actually ran).
-    var expectedEngine: String? {
+    var expectedEngine: String {
         switch system.runner {
         case .native: return "host"
         case .vm(.kvm, _): return "kvm"

@@ -38,7 +38,7 @@ enum QEMUMeasurement: MeasurementKind {
         let source = attachments.link?.peer
         let outcome = await runner.measureProcess(
             command, shown: ([qemu] + arguments).joined(separator: " "), context, what: "QEMU",
-            engine: context.expectedEngine ?? "qemu",
+            engine: context.expectedEngine,
             onLine: { line in if case .begin? = try? ResultLine.parse(line) { source?.release() } })
         return attachments.check(outcome, context, by: runner)
     }
@@ -83,6 +83,6 @@ enum QEMUBootMeasurement: MeasurementKind {
         return .measured(
             Measurement(
                 metrics: MetricDerivation.bootMetrics(toMain: samples, toFirstInstruction: nil),
-                tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: "cpl3", engine: context.expectedEngine ?? "qemu"))
+                tscHertz: Double(TSC.calibratedKilohertz) * 1000, privilege: "cpl3", engine: context.expectedEngine))
     }
 }

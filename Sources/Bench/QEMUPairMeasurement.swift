@@ -54,7 +54,7 @@ enum QEMUPairMeasurement: MeasurementKind {
                 measuredJob, interface: VMPairLink.measuredInterface, mac: VMPairLink.measuredMAC)
             outcome = await runner.measureProcess(
                 [nsenter] + arguments, shown: arguments.joined(separator: " "), context, what: "QEMU",
-                engine: context.expectedEngine ?? "qemu")
+                engine: context.expectedEngine)
         }
         stop.request()
         let problem: String?

@@ -70,7 +70,7 @@ enum VMBootMeasurement: MeasurementKind {
         var toFirstInstruction: [Double] = []
         var exits = ExitCounters()
         var privilege: String?
-        var engine = context.expectedEngine ?? ""
+        var engine = context.expectedEngine
         var log = ""
         defer { context.log(log, by: runner) }
         for boot in 0..<entry.boots {
