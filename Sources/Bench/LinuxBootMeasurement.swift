@@ -37,15 +37,23 @@ enum LinuxBootMeasurement: MeasurementKind {
         } catch {
             return .failed("building the Linux guest: \(error)")
         }
+        // hvbench's VMM takes the files' bytes: read them once for every boot.
+        var guest: (kernel: [UInt8], initrd: [UInt8])?
+        if case .vm = context.system.runner {
+            do {
+                guest = ([UInt8](try Data(contentsOf: image.kernel)), [UInt8](try Data(contentsOf: image.initramfs)))
+            } catch { return .failed("reading the Linux guest: \(error)") }
+        }
         var samples: [Double] = []
+        var engine = context.expectedEngine
         var log = "# \(image.kernelPackage), initramfs \(image.initramfs.path)\n"
         defer { context.log(log, by: runner) }
         for boot in 0..<context.entry.boots {
-            let result: Result<(milliseconds: Double, console: String), LinuxBootFailure>
+            let result: Result<Booted, LinuxBootFailure>
             if case .qemu(let kvm, _) = context.system.runner {
                 result = await bootUnderQEMU(image, kvm: kvm, context)
-            } else if let cpu = context.cpu {
-                result = bootUnderHVBench(image, cpu: cpu, context)
+            } else if let cpu = context.cpu, let guest {
+                result = bootUnderHVBench(guest.kernel, initrd: guest.initrd, cpu: cpu, context)
             } else {
                 return .failed("\(context.system.name) cannot boot a Linux guest")
             }
@@ -62,6 +70,7 @@ enum LinuxBootMeasurement: MeasurementKind {
                         "boot \(boot): /init reported \(transcript.status), privilege \(transcript.privilegeLevel.map(String.init) ?? "none")"
                     )
                 }
+                engine = booted.engine
                 if boot >= context.entry.warmups {
                     samples.append(booted.milliseconds)
                     runner.progress(.sample)
@@ -74,7 +83,14 @@ enum LinuxBootMeasurement: MeasurementKind {
         return .measured(
             Measurement(
                 metrics: MetricDerivation.bootMetrics(toMain: samples, toFirstInstruction: nil), tscHertz: 1,
-                privilege: "cpl3", engine: context.expectedEngine))
+                privilege: "cpl3", engine: engine))
+    }
+
+    /// One boot that reached /init: how long it took, the console, and the engine that ran it.
+    struct Booted {
+        let milliseconds: Double
+        let console: String
+        let engine: String
     }
 
     struct LinuxBootFailure: Error {
@@ -83,14 +99,12 @@ enum LinuxBootMeasurement: MeasurementKind {
     }
 
     /// The time from VM construction to /init's hello, under hvbench's VMM.
-    static func bootUnderHVBench(_ image: LinuxGuestBuilder.Image, cpu: VMBuilder.CPU, _ context: MeasurementContext)
-        -> Result<(milliseconds: Double, console: String), LinuxBootFailure>
+    static func bootUnderHVBench(_ kernel: [UInt8], initrd: [UInt8], cpu: VMBuilder.CPU, _ context: MeasurementContext)
+        -> Result<Booted, LinuxBootFailure>
     {
         let hello = FirstLineClock()
         let boot: VMBuilder.Boot
         do {
-            let kernel = [UInt8](try Data(contentsOf: image.kernel))
-            let initrd = [UInt8](try Data(contentsOf: image.initramfs))
             boot = try VMBuilder.boot(
                 VMDescription(
                     kernel: kernel, commandLine: commandLine, memoryMiB: context.plan.vm.memoryMiB, cpu: cpu,
@@ -108,12 +122,15 @@ enum LinuxBootMeasurement: MeasurementKind {
                     reason: "the Linux guest did not reach /init: \(boot.outcome.ending.summary); last console line: \(lastLine)",
                     console: boot.console))
         }
-        return .success((Double(reached - boot.outcome.startedAtNanoseconds) / 1e6, boot.console))
+        return .success(
+            Booted(
+                milliseconds: Double(reached - boot.outcome.startedAtNanoseconds) / 1e6, console: boot.console,
+                engine: boot.engineName))
     }
 
     /// The time from QEMU's start to /init's hello (QEMU's own start-up included, as for vm.boot).
     static func bootUnderQEMU(_ image: LinuxGuestBuilder.Image, kvm: Bool, _ context: MeasurementContext) async
-        -> Result<(milliseconds: Double, console: String), LinuxBootFailure>
+        -> Result<Booted, LinuxBootFailure>
     {
         guard let qemu = QEMUPeer.executable else {
             return .failure(LinuxBootFailure(reason: "qemu-system-x86_64 is not installed", console: ""))
@@ -122,23 +139,20 @@ enum LinuxBootMeasurement: MeasurementKind {
             QEMUPeer.arguments(
                 kvm: kvm, kernel: image.kernel, commandLine: commandLine, memoryMiB: context.plan.vm.memoryMiB,
                 vcpus: context.plan.vcpus(for: context.entry.id)) + ["-initrd", image.initramfs.path]
-        let hello = FirstLineClock()
-        let started = MonotonicClock.nanoseconds()
-        let output: ProcessRunner.Output
+        let timed: (milliseconds: Double?, output: ProcessRunner.Output)
         do {
-            output = try await ProcessRunner.run(qemu, arguments, timeout: context.entry.timeoutSeconds) { line in
-                if case .hello? = try? ResultLine.parse(line) { hello.mark() }
-            }
+            timed = try await QEMUPeer.timeToHello(qemu, arguments, timeout: context.entry.timeoutSeconds)
         } catch {
             return .failure(LinuxBootFailure(reason: "\(error)", console: ""))
         }
-        let console = output.standardOutput.joined(separator: "\n")
-        guard let reached = hello.nanoseconds, output.succeeded else {
+        let console = timed.output.standardOutput.joined(separator: "\n")
+        guard let milliseconds = timed.milliseconds, timed.output.succeeded else {
             return .failure(
                 LinuxBootFailure(
-                    reason: "QEMU \(output.statusDescription) without /init's hello: \(output.standardError.suffix(300))",
+                    reason:
+                        "QEMU \(timed.output.statusDescription) without /init's hello: \(timed.output.standardError.suffix(300))",
                     console: console))
         }
-        return .success((Double(reached - started) / 1e6, console))
+        return .success(Booted(milliseconds: milliseconds, console: console, engine: context.expectedEngine))
     }
 }

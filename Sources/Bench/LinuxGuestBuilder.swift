@@ -32,9 +32,8 @@ public struct LinuxGuestBuilder: Sendable {
     public init(workspace: Workspace) { self.workspace = workspace }
 
     public func build() async throws -> Image {
-        for tool in ["apt-get", "apt-cache", "dpkg-deb", "depmod"] where ProcessRunner.find(tool) == nil {
-            throw Unavailable(description: "\(tool) is not installed: the Linux guest is built from Debian packages")
-        }
+        // Every tool before anything is fetched: a missing one is a clear skip, not a half-built guest.
+        for tool in ["sh", "apt-get", "apt-cache", "dpkg-deb", "depmod"] { _ = try Self.tool(tool) }
         let cache = workspace.artifactCache.appendingPathComponent("linux")
         let downloads = cache.appendingPathComponent("debs")
         try FileManager.default.createDirectory(at: downloads, withIntermediateDirectories: true)
@@ -140,7 +139,7 @@ public struct LinuxGuestBuilder: Sendable {
 
     /// The versioned kernel package the meta-package depends on.
     private func resolveKernelPackage() async throws -> String {
-        let output = try await ProcessRunner.run(ProcessRunner.find("apt-cache")!, ["depends", Self.metaPackage], timeout: 120)
+        let output = try await ProcessRunner.run(try Self.tool("apt-cache"), ["depends", Self.metaPackage], timeout: 120)
         let name = output.standardOutput.compactMap { line -> String? in
             let words = line.split(separator: " ").map(String.init)
             guard words.count == 2, words[0] == "Depends:", words[1].hasPrefix("linux-image-") else { return nil }
@@ -164,7 +163,7 @@ public struct LinuxGuestBuilder: Sendable {
         }
         if let found = existing() { return found }
         let output = try await ProcessRunner.run(
-            ProcessRunner.find("sh")!, ["-c", "cd \"$1\" && apt-get download \"$2\"", "sh", folder.path, package], timeout: 600)
+            try Self.tool("sh"), ["-c", "cd \"$1\" && apt-get download \"$2\"", "sh", folder.path, package], timeout: 600)
         guard output.succeeded, let found = existing() else {
             throw Unavailable(
                 description:
@@ -173,8 +172,16 @@ public struct LinuxGuestBuilder: Sendable {
         return found
     }
 
+    /// A host tool's path, or why the Linux guest cannot be built without it.
+    private static func tool(_ name: String) throws -> String {
+        guard let path = ProcessRunner.find(name) else {
+            throw Unavailable(description: "\(name) is not installed: the Linux guest is built from Debian packages")
+        }
+        return path
+    }
+
     private func run(_ tool: String, _ arguments: [String], _ what: String) async throws {
-        let output = try await ProcessRunner.run(ProcessRunner.find(tool)!, arguments, timeout: 600)
+        let output = try await ProcessRunner.run(try Self.tool(tool), arguments, timeout: 600)
         guard output.succeeded else {
             throw ArtifactBuilder.BuildError(
                 description: "\(what): \(output.statusDescription) \(output.standardError.suffix(300))")

@@ -84,9 +84,8 @@ struct MeasurementContext {
     var cpu: VMBuilder.CPU? {
         switch system.runner {
         case .vm(.kvm, _): return kvm.map { .kvm($0) }
-        case .vm(.emulator, _):
-            let kind = plan.emulator(for: system) ?? .translate
-            return .emulator(kind, codeCacheBytes: plan.vm.codeCacheBytes)
+        case .vm(.emulator(let pinned), _):
+            return .emulator(pinned ?? plan.vm.emulator, codeCacheBytes: plan.vm.codeCacheBytes)
         case .native, .qemu: return nil
         }
     }
@@ -96,7 +95,7 @@ struct MeasurementContext {
         switch system.runner {
         case .native: return "host"
         case .vm(.kvm, _): return "kvm"
-        case .vm(.emulator, _): return "emulator-\((plan.emulator(for: system) ?? .translate).rawValue)"
+        case .vm(.emulator(let pinned), _): return "emulator-\((pinned ?? plan.vm.emulator).rawValue)"
         case .qemu(let withKVM, _): return withKVM ? "kvm" : "qemu-tcg"
         }
     }

@@ -57,26 +57,24 @@ enum QEMUBootMeasurement: MeasurementKind {
         let entry = context.entry
         var samples: [Double] = []
         for boot in 0..<entry.boots {
-            let started = MonotonicClock.nanoseconds()
-            let firstLine = FirstLineClock()
-            let output: ProcessRunner.Output
+            let timed: (milliseconds: Double?, output: ProcessRunner.Output)
             do {
-                output = try await ProcessRunner.run(
+                timed = try await QEMUPeer.timeToHello(
                     qemu,
                     QEMUPeer.arguments(
                         kvm: kvm, kernel: runner.artifacts.guestImage,
                         commandLine: context.job(repetitions: 1, warmups: 0).commandLine,
                         memoryMiB: context.plan.vm.memoryMiB, vcpus: context.plan.vcpus(for: entry.id)),
-                    timeout: entry.timeoutSeconds
-                ) { line in if case .hello? = try? ResultLine.parse(line) { firstLine.mark() } }
+                    timeout: entry.timeoutSeconds)
             } catch {
                 return .failed("\(error)")
             }
-            guard output.exitCode == 1, let reached = firstLine.nanoseconds else {
-                return .failed("boot \(boot): QEMU \(output.statusDescription): \(output.standardError.prefix(300))")
+            guard timed.output.exitCode == 1, let milliseconds = timed.milliseconds else {
+                return .failed(
+                    "boot \(boot): QEMU \(timed.output.statusDescription): \(timed.output.standardError.prefix(300))")
             }
             if boot >= entry.warmups {
-                samples.append(Double(reached - started) / 1e6)
+                samples.append(milliseconds)
                 runner.progress(.sample)
             }
         }

@@ -68,6 +68,19 @@ public enum QEMUPeer {
         return arguments
     }
 
+    /// Runs QEMU with `arguments` once and times it from its start to the console line in which
+    /// the guest says hello (QEMU's start-up and firmware included); nil when none came.
+    static func timeToHello(_ qemu: String, _ arguments: [String], timeout: Double) async throws -> (
+        milliseconds: Double?, output: ProcessRunner.Output
+    ) {
+        let hello = FirstLineClock()
+        let started = MonotonicClock.nanoseconds()
+        let output = try await ProcessRunner.run(qemu, arguments, timeout: timeout) { line in
+            if case .hello? = try? ResultLine.parse(line) { hello.mark() }
+        }
+        return (hello.nanoseconds.map { Double($0 - started) / 1e6 }, output)
+    }
+
     /// Why QEMU (with KVM, or with TCG) cannot run here, or nil.
     public static func unavailability(kvm: Bool) -> String? {
         guard executable != nil else { return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" }

@@ -21,7 +21,7 @@ public struct DebugRegisters: Equatable, Sendable {
 
     public init() {}
 
-    func read(_ index: Int) throws(X86Fault) -> UInt64 {
+    func read(_ index: Int) -> UInt64 {
         switch index {
         case 0...3: return addresses[index]
         case 6: return dr6

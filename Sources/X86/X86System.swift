@@ -355,7 +355,7 @@ extension X86CPU {
             try writeControlRegister(instruction.pointee.reg, readRegister(instruction.pointee.rm, size: size))
         case .movFromDR:
             try requireKernel()
-            let value = try debugRegisters.read(try debugRegisterIndex(instruction.pointee.reg))
+            let value = debugRegisters.read(try debugRegisterIndex(instruction.pointee.reg))
             writeRegister(instruction.pointee.rm, size: size, value)
         case .movToDR:
             try requireKernel()

@@ -40,11 +40,19 @@ import VMM
     ]
 
     func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, results: [UInt8]) {
+        try Self.runCPL0(Self.code, cpu, results: 0x24, filledWith: 0xAA)
+    }
+
+    /// Boots 32-bit `code` (a Multiboot kernel, CPL0) and returns how the VM ended and the
+    /// `results` bytes it left at 0x8000 (which start as `filledWith`).
+    static func runCPL0(_ code: [UInt8], _ cpu: VMBuilder.CPU, results count: Int, filledWith fill: UInt8 = 0) throws -> (
+        ending: VMEnding, results: [UInt8]
+    ) {
         var results: [UInt8] = []
         let boot = try VMBuilder.boot(
-            VMDescription(kernel: TestKernels.multiboot(code: Self.code), commandLine: "", memoryMiB: 16, cpu: cpu), timeout: 300,
-            prepare: { try $0.write([UInt8](repeating: 0xAA, count: 0x24), at: 0x8000) },
-            inspect: { results = (try? $0.read(at: 0x8000, count: 0x24)) ?? [] })
+            VMDescription(kernel: TestKernels.multiboot(code: code), memoryMiB: 16, cpu: cpu), timeout: 300,
+            prepare: { try $0.write([UInt8](repeating: fill, count: count), at: 0x8000) },
+            inspect: { results = (try? $0.read(at: 0x8000, count: count)) ?? [] })
         return (boot.outcome.ending, results)
     }
 
@@ -95,11 +103,8 @@ import VMM
     ]
 
     func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, words: [UInt32]) {
-        var results: [UInt8] = []
-        let boot = try VMBuilder.boot(
-            VMDescription(kernel: TestKernels.multiboot(code: Self.code), memoryMiB: 16, cpu: cpu), timeout: 300,
-            inspect: { results = (try? $0.read(at: 0x8000, count: 0x1C)) ?? [] })
-        return (boot.outcome.ending, (0..<7).map { SystemInstructionTests.word(results, $0 * 4) })
+        let (ending, results) = try SystemInstructionTests.runCPL0(Self.code, cpu, results: 0x1C)
+        return (ending, (0..<7).map { SystemInstructionTests.word(results, $0 * 4) })
     }
 
     @Test func theEmulatorKeepsThemAsTheArchitectureSays() throws {
@@ -139,15 +144,12 @@ import VMM
     ]
 
     func run(_ cpu: VMBuilder.CPU) throws -> (ending: VMEnding, words: [UInt32]) {
-        var results: [UInt8] = []
-        let boot = try VMBuilder.boot(
-            VMDescription(kernel: TestKernels.multiboot(code: Self.code), memoryMiB: 16, cpu: cpu), timeout: 300,
-            inspect: { results = (try? $0.read(at: 0x8000, count: 0x18)) ?? [] })
+        let (ending, results) = try SystemInstructionTests.runCPL0(Self.code, cpu, results: 0x18)
         // The arithmetic flags only: the rest of EFLAGS is the engines' own.
         let words = (0..<6).map { SystemInstructionTests.word(results, $0 * 4) }.enumerated().map {
             $0.offset == 2 || $0.offset == 3 ? $0.element & 0x8D5 : $0.element
         }
-        return (boot.outcome.ending, words)
+        return (ending, words)
     }
 
     @Test func theEmulatorRunsItAsTheArchitectureSays() throws {

@@ -32,8 +32,9 @@ public enum LinuxBootLoader {
     /// The setup header, or nil when `bytes` is not a bzImage (no boot-sector signature 0xAA55
     /// at 0x1FE and "HdrS" at 0x202).
     public static func header(of bytes: [UInt8]) throws -> SetupHeader? {
-        guard bytes.count >= 0x264, u16(bytes, 0x1FE) == 0xAA55, u32(bytes, 0x202) == 0x5372_6448 else { return nil }
-        let version = u16(bytes, 0x206)
+        let reader = ByteReader(bytes)
+        guard bytes.count >= 0x264, try reader.u16(0x1FE) == 0xAA55, try reader.u32(0x202) == 0x5372_6448 else { return nil }
+        let version = try reader.u16(0x206)
         guard version >= minimumVersion else {
             throw BootError.notBootable(
                 "Linux boot protocol \(version >> 8).\(String(format: "%02d", version & 0xFF)) is too old; hvbench needs "
@@ -42,9 +43,9 @@ public enum LinuxBootLoader {
         }
         let sectors = bytes[0x1F1] == 0 ? 4 : Int(bytes[0x1F1])  // 0 means 4, for old kernels
         let header = SetupHeader(
-            version: version, setupBytes: (sectors + 1) * 512, loadFlags: bytes[0x211], initrdAddressMax: u32(bytes, 0x22C),
-            commandLineSize: u32(bytes, 0x238), initSize: version >= 0x020A ? u32(bytes, 0x260) : 0,
-            headerEnd: 0x202 + Int(bytes[0x201]))
+            version: version, setupBytes: (sectors + 1) * 512, loadFlags: bytes[0x211],
+            initrdAddressMax: try reader.u32(0x22C), commandLineSize: try reader.u32(0x238),
+            initSize: version >= 0x020A ? try reader.u32(0x260) : 0, headerEnd: 0x202 + Int(bytes[0x201]))
         guard header.loadFlags & SetupHeader.loadedHigh != 0 else {
             throw BootError.notBootable("a zImage (its kernel loads below 1 MiB) is not supported; build a bzImage")
         }
@@ -77,8 +78,11 @@ public enum LinuxBootLoader {
         try memory.writeValue(UInt8(0xFF), at: zeroPage + 0x210)  // type_of_loader: undefined
         try memory.writeValue(UInt32(BootLayout.commandLineAddress), at: zeroPage + 0x228)  // cmd_line_ptr
         if let initrd, !initrd.isEmpty {
-            let address = try initrdAddress(
-                size: UInt64(initrd.count), header: header, kernelEnd: kernelEnd, ramSize: memory.size)
+            // As high as the kernel allows (below initrd_addr_max and 4 GiB), page aligned, clear of
+            // the kernel's decompression area, as boot loaders place it.
+            let address = try BootLayout.initrdAddress(
+                size: UInt64(initrd.count), lowest: kernelEnd, ramSize: memory.size,
+                ceiling: UInt64(header.initrdAddressMax) + 1)
             try memory.write(initrd, at: address)
             try memory.writeValue(UInt32(address), at: zeroPage + 0x218)  // ramdisk_image
             try memory.writeValue(UInt32(initrd.count), at: zeroPage + 0x21C)  // ramdisk_size
@@ -95,17 +99,5 @@ public enum LinuxBootLoader {
         let gdt = try BootLayout.writeBootGDT(into: memory)
         return ProtectedModeEntry(
             entryPoint: UInt32(loadAddress), ebx: 0, esi: UInt32(zeroPage), gdtBase: gdt.base, gdtLimit: gdt.limit)
-    }
-
-    /// The initrd goes as high as the kernel allows (below initrd_addr_max and 4 GiB), page
-    /// aligned, clear of the kernel's decompression area, as boot loaders place it.
-    static func initrdAddress(size: UInt64, header: SetupHeader, kernelEnd: UInt64, ramSize: UInt64) throws -> UInt64 {
-        try BootLayout.initrdAddress(
-            size: size, lowest: kernelEnd, ramSize: ramSize, ceiling: UInt64(header.initrdAddressMax) + 1)
-    }
-
-    private static func u16(_ bytes: [UInt8], _ offset: Int) -> UInt16 { UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8 }
-    private static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
-        UInt32(u16(bytes, offset)) | UInt32(u16(bytes, offset + 2)) << 16
     }
 }
