@@ -3,9 +3,10 @@
 /// - Vendor "HVBENCH-EMUL" (not Intel or AMD, so guests pick the Intel hypercall instruction,
 ///   `vmcall`, which the emulator implements; `vmmcall` raises #UD as on Intel).
 /// - Family 6, model 0x0F, stepping 1; one logical processor; hypervisor bit set.
-/// - Leaf 1 EDX: PSE, TSC, MSR, PAE, CX8, APIC, PGE, CMOV, PAT, CLFSH. No FPU/SSE: the emulator
-///   runs integer code only (the guest is built with -mgeneral-regs-only). ECX: x2APIC, POPCNT,
-///   TSC-deadline timer, hypervisor (the local APIC is `LocalAPIC`).
+/// - Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2.
+///   ECX: SSE3, x2APIC, POPCNT, TSC-deadline timer, hypervisor (the local APIC is `LocalAPIC`;
+///   x87/MMX/SSE run on the host's own instructions, see FloatingPoint/). No XSAVE, no SSSE3 or
+///   later: those instructions are #UD.
 /// - Leaf 7 EBX: BMI1 (tzcnt). Extended leaf 0x80000001: LAHF/SAHF, LZCNT (ECX); SYSCALL, NX,
 ///   1 GiB pages, RDTSCP, long mode (EDX). 0x80000008: 40 physical, 48 linear address bits.
 /// - Brand string "hvbench x86-64 interpreter". Leaves it does not define return zeros.
@@ -20,8 +21,9 @@ public enum CPUIDModel {
             return (7, words[0], words[2], words[1])
         case 1:
             let edx: UInt32 =
-                (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 19)
-            let ecx: UInt32 = (1 << 21) | (1 << 23) | (1 << 24) | (1 << 31)
+                (1 << 0) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 13) | (1 << 15)
+                | (1 << 16) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
+            let ecx: UInt32 = (1 << 0) | (1 << 21) | (1 << 23) | (1 << 24) | (1 << 31)
             return (0x0000_06F1, 0x0001_0800, ecx, edx)
         case 7:
             return subleaf == 0 ? (0, 1 << 3, 0, 0) : (0, 0, 0, 0)

@@ -85,6 +85,8 @@ public final class X86CPU {
     var msrPAT: UInt64 = 0x0007_0406_0007_0406
     var msrMiscEnable: UInt64 = 1
     var msrSysenter: [UInt64] = [0, 0, 0]
+    /// x87, MMX and SSE registers and the host code that computes on them (made on first use).
+    lazy var floatingPoint = HostFloatingPoint()
 
     // MARK: Lazy arithmetic flags
 

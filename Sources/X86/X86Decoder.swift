@@ -30,6 +30,8 @@ enum Op: UInt8 {
     case vmcall
     /// mfence: a full barrier against the other vCPUs.
     case fence
+    /// x87, MMX and SSE: run on the host (FloatingPoint/), or done by the executor itself.
+    case hostFloat, fxsave, fxrstor, ldmxcsr, stmxcsr, fwait, maskMove
 }
 
 /// A decoded instruction as the cache holds it. `rip` and `generation` are the cache tag.

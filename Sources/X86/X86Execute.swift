@@ -546,6 +546,10 @@ extension X86CPU {
         case .cmc: setArithmeticFlags(carry ? 0 : Self.carryFlag, mask: Self.carryFlag)
         case .cld: otherFlags &= ~Self.directionFlag
         case .std: otherFlags |= Self.directionFlag
+        case .hostFloat:
+            try executeHostFloat(instruction)
+        case .fxsave, .fxrstor, .ldmxcsr, .stmxcsr, .fwait, .maskMove:
+            try executeFloatState(instruction)
         case .undefined:
             throw .exception(vector: X86Vector.invalidOpcode, errorCode: nil)
         case .unimplemented:

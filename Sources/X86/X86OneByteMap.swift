@@ -306,6 +306,10 @@ extension InstructionDecoder {
             }
         case 0x0F:
             try twoByte(&instruction)
+        case 0x9B:
+            instruction.op = .fwait
+        case 0xD8...0xDF:
+            try x87(opcode, &instruction)
         default:
             instruction.op = .unimplemented
         }

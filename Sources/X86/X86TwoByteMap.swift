@@ -114,11 +114,12 @@ extension InstructionDecoder {
         case 0xAE:
             try modrm(&instruction)
             // mfence orders stores before loads, the one reordering x86 allows, so it is a host
-            // fence; lfence and sfence order nothing TSO does not, and clflush has no effect.
-            instruction.op =
-                instruction.isRegister
-                ? (instruction.reg & 7 == 6 ? .fence : (instruction.reg & 7 >= 5 ? .nop : .unimplemented))
-                : (instruction.reg & 7 == 7 ? .nop : .unimplemented)
+            // fence; lfence and sfence order nothing TSO does not. Memory forms: FloatDecoding.swift.
+            if instruction.isRegister {
+                instruction.op = instruction.reg & 7 == 6 ? .fence : (instruction.reg & 7 >= 5 ? .nop : .unimplemented)
+            } else {
+                stateSaveGroup(&instruction)
+            }
         case 0xAF:
             instruction.op = .imulRegRm
             try modrm(&instruction)
@@ -166,7 +167,7 @@ extension InstructionDecoder {
             instruction.op = .bswap
             instruction.reg = (opcode & 7) | rexB
         default:
-            instruction.op = .unimplemented
+            try floatTwoByte(opcode, &instruction)
         }
     }
 }
