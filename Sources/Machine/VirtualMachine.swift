@@ -106,7 +106,10 @@ public final class VirtualMachine: @unchecked Sendable {
         // engine, which then runs it (see `vcpuLoop`).
         let kick = EngineKick(engine: engine)
         platform.timers.setWake { kick.engine.requestStop() }
-        try portBus.insert(Serial16550(transmit: console), at: Serial16550.com1Base, length: Serial16550.registerCount)
+        let serial = Serial16550(
+            transmit: console,
+            interruptLine: InterruptLine(gsi: Serial16550.interruptInput, controller: platform.interrupts))
+        try portBus.insert(serial, at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)

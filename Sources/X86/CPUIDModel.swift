@@ -7,7 +7,7 @@
 ///   ECX: SSE3, x2APIC, POPCNT, TSC-deadline timer, hypervisor (the local APIC is `LocalAPIC`;
 ///   x87/MMX/SSE run on the host's own instructions, see FloatingPoint/). No XSAVE, no SSSE3 or
 ///   later: those instructions are #UD.
-/// - Leaf 7 EBX: BMI1 (tzcnt). Extended leaf 0x80000001: LAHF/SAHF, LZCNT (ECX); SYSCALL, NX,
+/// - Leaf 7 EBX: BMI1 (tzcnt); EDX: IA32_ARCH_CAPABILITIES (see X86MSRs.swift). Extended leaf 0x80000001: LAHF/SAHF, LZCNT (ECX); SYSCALL, NX,
 ///   1 GiB pages, RDTSCP, long mode (EDX). 0x80000008: 40 physical, 48 linear address bits.
 /// - Brand string "hvbench x86-64 interpreter". Leaves it does not define return zeros.
 public enum CPUIDModel {
@@ -26,7 +26,7 @@ public enum CPUIDModel {
             let ecx: UInt32 = (1 << 0) | (1 << 21) | (1 << 23) | (1 << 24) | (1 << 31)
             return (0x0000_06F1, 0x0001_0800, ecx, edx)
         case 7:
-            return subleaf == 0 ? (0, 1 << 3, 0, 0) : (0, 0, 0, 0)
+            return subleaf == 0 ? (0, 1 << 3, 0, 1 << 29) : (0, 0, 0, 0)
         case 0x8000_0000:
             return (0x8000_0008, 0, 0, 0)
         case 0x8000_0001:

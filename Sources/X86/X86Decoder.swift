@@ -24,7 +24,7 @@ enum Op: UInt8 {
     case inImm, inDX, outImm, outDX
     case int3, intN, iret
     case syscall, sysret, cpuid, rdtsc, rdtscp, rdmsr, wrmsr
-    case lgdt, lidt, sgdt, sidt, ltr, str, invlpg, swapgs, clts, wbinvd, smsw, lmsw, sldt, lldt
+    case lgdt, lidt, sgdt, sidt, ltr, str, verr, verw, invlpg, swapgs, clts, wbinvd, smsw, lmsw, sldt, lldt
     case movFromCR, movToCR, movFromDR, movToDR, movFromSreg, movToSreg
     case farJmpImm, farJmpRm, farRet
     case vmcall

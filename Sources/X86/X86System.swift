@@ -1,7 +1,5 @@
 /// System instructions, exception delivery and the machine-specific registers.
 extension X86CPU {
-    static let msrEFER: UInt32 = 0xC000_0080
-
     func requireKernel() throws(X86Fault) {
         if cpl != 0 { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
     }
@@ -33,6 +31,22 @@ extension X86CPU {
             throw .exception(vector: X86Vector.generalProtection, errorCode: UInt32(selector & ~3))
         }
         return try systemRead(gdtBase &+ index, size: 8)
+    }
+
+    /// verr/verw: whether the segment `selector` names could be read (or written) at the
+    /// current privilege. Null, LDT and out-of-limit selectors and system descriptors are not.
+    /// (Linux runs `verw` on every return to user mode to clear CPU buffers against MDS.)
+    func segmentAccessible(_ selector: UInt16, forWriting: Bool) throws(X86Fault) -> Bool {
+        let index = UInt64(selector & ~7)
+        guard selector & ~3 != 0, selector & 4 == 0, index + 7 <= UInt64(gdtLimit) else { return false }
+        let descriptor = try systemRead(gdtBase &+ index, size: 8)
+        guard descriptor & (1 << 44) != 0 else { return false }
+        let code = descriptor & (1 << 43) != 0
+        let readableOrWritable = descriptor & (1 << 41) != 0
+        if forWriting ? (code || !readableOrWritable) : (code && !readableOrWritable) { return false }
+        let conformingCode = code && descriptor & (1 << 42) != 0
+        let privilege = Int((descriptor >> 45) & 3)
+        return conformingCode || (privilege >= cpl && privilege >= Int(selector & 3))
     }
 
     static func descriptorBase(_ descriptor: UInt64) -> UInt64 {
@@ -313,6 +327,10 @@ extension X86CPU {
             // A null selector leaves the LDT unusable, as 64-bit kernels do; a real LDT would
             // need segment loads through it, which this CPU does not model.
             guard selector & ~3 == 0 else { throw unimplementedInstruction(instruction) }
+        case .verr, .verw:
+            let selector = UInt16(truncatingIfNeeded: try readOperand(instruction, size: 2))
+            let accessible = try segmentAccessible(selector, forWriting: instruction.pointee.op == .verw)
+            setArithmeticFlags(accessible ? Self.zeroFlag : 0, mask: Self.zeroFlag)
         case .smsw:
             try requireDescriptorReadsAllowed()
             // The whole of CR0, cut to the operand size (what processors and KVM store).
@@ -488,55 +506,6 @@ extension X86CPU {
         let bits = try systemRead(taskBase &+ byteOffset, size: 2)
         let mask = ((UInt64(1) << UInt64(size)) - 1) << (port & 7)
         if bits & mask != 0 { throw denied }
-    }
-
-    // MARK: MSRs
-
-    func readMSR(_ index: UInt32) throws(X86Fault) -> UInt64 {
-        switch index {
-        case 0x10: return timestamp()
-        case 0x174: return msrSysenter[0]
-        case 0x175: return msrSysenter[1]
-        case 0x176: return msrSysenter[2]
-        case 0x1A0: return msrMiscEnable
-        case 0x277: return msrPAT
-        case Self.msrEFER: return efer
-        case 0xC000_0081: return msrSTAR
-        case 0xC000_0082: return msrLSTAR
-        case 0xC000_0083: return msrCSTAR
-        case 0xC000_0084: return msrFMASK
-        case 0xC000_0100: return segmentBases[4]
-        case 0xC000_0101: return segmentBases[5]
-        case 0xC000_0102: return msrKernelGSBase
-        case 0xC000_0103: return msrTSCAux
-        case _ where LocalAPIC.owns(msr: index): return try apicReadMSR(index)
-        default: throw .exception(vector: X86Vector.generalProtection, errorCode: 0)
-        }
-    }
-
-    func writeMSR(_ index: UInt32, _ value: UInt64) throws(X86Fault) {
-        switch index {
-        case 0x174: msrSysenter[0] = value
-        case 0x175: msrSysenter[1] = value
-        case 0x176: msrSysenter[2] = value
-        case 0x1A0: msrMiscEnable = value
-        case 0x277: msrPAT = value
-        case Self.msrEFER:
-            guard value & ~0xD01 == 0 else { throw .exception(vector: X86Vector.generalProtection, errorCode: 0) }
-            // LMA is read-only: it follows LME when paging is turned on.
-            efer = (value & ~0x400) | (efer & 0x400)
-            flushTLB()
-        case 0xC000_0081: msrSTAR = value
-        case 0xC000_0082: msrLSTAR = value
-        case 0xC000_0083: msrCSTAR = value
-        case 0xC000_0084: msrFMASK = value & 0xFFFF_FFFF
-        case 0xC000_0100: segmentBases[4] = value
-        case 0xC000_0101: segmentBases[5] = value
-        case 0xC000_0102: msrKernelGSBase = value
-        case 0xC000_0103: msrTSCAux = value & 0xFFFF_FFFF
-        case _ where LocalAPIC.owns(msr: index): try apicWriteMSR(index, value)
-        default: throw .exception(vector: X86Vector.generalProtection, errorCode: 0)
-        }
     }
 
     // MARK: String port I/O

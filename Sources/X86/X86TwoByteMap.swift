@@ -13,6 +13,9 @@ extension InstructionDecoder {
             case 2, 3:
                 instruction.op = instruction.reg & 7 == 2 ? .lldt : .ltr
                 instruction.size = 2
+            case 4, 5:
+                instruction.op = instruction.reg & 7 == 4 ? .verr : .verw
+                instruction.size = 2
             default: instruction.op = .unimplemented
             }
         case 0x01:
