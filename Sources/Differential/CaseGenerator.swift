@@ -4,7 +4,8 @@ import X86
 
 /// Generates differential test cases: 1-4 random instructions from every implemented integer
 /// opcode form (operand sizes, register and memory operands in seven addressing forms, immediates,
-/// prefixes), random starting registers, flags and memory.
+/// prefixes), SSE/SSE2/SSE3 and x87 forms (FloatingPointTemplates.swift), random starting
+/// registers, flags and memory.
 ///
 /// The generator tracks which arithmetic flags are architecturally undefined after each
 /// instruction (e.g. AF after AND, SF/ZF/AF/PF after MUL, OF after a multi-bit shift): before an
@@ -280,7 +281,7 @@ struct CaseBuilder {
     }
 
     mutating func generateOne() -> Bool {
-        switch next(40) {
+        switch next(44) {
         case 0...5: return alu()
         case 6...7: return aluImmediate()
         case 8: return test()
@@ -310,6 +311,8 @@ struct CaseBuilder {
         case 35: return nop()
         case 36: return locked()
         case 37: return fault()
+        case 38...41: return sse()
+        case 42...43: return x87()
         default: return alu()
         }
     }

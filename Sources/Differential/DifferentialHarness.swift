@@ -116,7 +116,7 @@ public enum DifferentialHarness {
     static func assemble() -> (code: [UInt8], caseReturn: UInt64, stubs: [UInt64]) {
         var asm = MiniAssembler(origin: UInt64(kernelBase) + 32)
         // 32-bit protected mode, paging off: enable PAE, load CR3, set EFER.LME|SCE, paging on.
-        asm.emit(0x0F, 0x20, 0xE0, 0x83, 0xC8, 0x20, 0x0F, 0x22, 0xE0)  // cr4 |= PAE
+        asm.emit(0x0F, 0x20, 0xE0, 0x0D, 0x20, 0x06, 0x00, 0x00, 0x0F, 0x22, 0xE0)  // cr4 |= PAE | OSFXSR | OSXMMEXCPT
         asm.emit(0xB8)
         asm.u32(pml4)
         asm.emit(0x0F, 0x22, 0xD8)  // mov cr3, eax
@@ -128,8 +128,8 @@ public enum DifferentialHarness {
         asm.emit(0x0F, 0x01, 0x15)
         asm.u32(gdtPointer)  // lgdt
         asm.emit(0x0F, 0x20, 0xC0, 0x0D)
-        asm.u32(0x8001_0001)
-        asm.emit(0x0F, 0x22, 0xC0)  // cr0 |= PG | WP | PE
+        asm.u32(0x8001_0023)
+        asm.emit(0x0F, 0x22, 0xC0)  // cr0 |= PG | WP | NE | MP | PE (x87 errors as #MF)
         let farJump = asm.bytes.count
         asm.emit(0xEA, 0, 0, 0, 0, 0x08, 0x00)  // ljmp 0x08:long_mode (patched below)
         let longMode = asm.here

@@ -22,7 +22,10 @@ final class ConsoleCapture: @unchecked Sendable {
     func append(_ byte: UInt8) {
         if bytes.count < limit { bytes.append(byte) }  // a runaway guest cannot exhaust host memory
         if byte == 0x0A, let onLine, lineStart < bytes.count {
-            onLine(String(decoding: bytes[lineStart..<bytes.count - 1], as: UTF8.self))
+            // A tty ends its lines with CR LF (Linux's ONLCR): the CR is part of the line end.
+            var end = bytes.count - 1
+            if end > lineStart && bytes[end - 1] == 0x0D { end -= 1 }
+            onLine(String(decoding: bytes[lineStart..<end], as: UTF8.self))
             lineStart = bytes.count
         }
         if echo {

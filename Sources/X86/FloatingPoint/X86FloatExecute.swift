@@ -58,11 +58,15 @@ extension X86CPU {
         if traits.contains(.sse) {
             // SIMD exceptions are precise: an unmasked one writes nothing but the MXCSR flags.
             let raised = state.load(fromByteOffset: HostFloatingPoint.mxcsr, as: UInt32.self) & 0x3F
-            mxcsr |= raised
-            if raised & ~(mxcsr >> 7) & 0x3F != 0 {
-                unit.mxcsr = mxcsr
+            let unmasked = raised & ~(mxcsr >> 7) & 0x3F
+            if unmasked != 0 {
+                // An unmasked invalid, denormal or divide-by-zero is found before any result is
+                // computed: the processor then reports only those (no overflow, underflow or
+                // precision flags from the other elements, which the masked run did compute).
+                unit.mxcsr = mxcsr | (unmasked & 0x7 != 0 ? raised & 0x7 : raised)
                 throw Self.fault(cr4 & Self.cr4OSXMMEXCPT != 0 ? Self.simdFloatingPoint : X86Vector.invalidOpcode)
             }
+            mxcsr |= raised
         }
         let hostStatus = state.load(fromByteOffset: HostFloatingPoint.statusWord, as: UInt16.self)
         let control =
