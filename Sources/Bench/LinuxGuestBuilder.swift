@@ -48,6 +48,7 @@ public struct LinuxGuestBuilder: Sendable {
         var hash = FNV1a64()
         for package in packages { hash.add(package.lastPathComponent.utf8) }
         hash.add(initBytes)
+        hash.add(MilestoneProgram.elf)
         hash.add(Self.modules.joined(separator: " ").utf8)
         let key = hash.hex
         let directory = cache.appendingPathComponent(key)
@@ -82,6 +83,7 @@ public struct LinuxGuestBuilder: Sendable {
         archive.add("bin/busybox", .file(executable: true), data: [UInt8](busybox))
         archive.add("bin/sh", .symlink(target: "busybox"))
         archive.add("init", .file(executable: true), data: [UInt8](initBytes))
+        archive.add("bin/hvb-milestone", .file(executable: true), data: MilestoneProgram.elf)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try writeAtomically(Data(archive.finish()), to: image.initramfs)
         let kernelBytes = try Data(contentsOf: boot.appendingPathComponent(kernelName))

@@ -86,7 +86,8 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             timing: .wholeBoots),
         .init(
             id: "linux.boot", group: .boot,
-            summary: "VM or QEMU started -> the Linux guest's /init says hello, ms (Debian's kernel, busybox initramfs)",
+            summary:
+                "VM or QEMU started -> the Linux guest's /init shell says hello, ms (Debian's kernel, busybox initramfs); to_init: -> /init's boot milestone (hvbench's VMM)",
             defaultIterations: 1, timing: .wholeBoots, guest: .linux),
         .init(
             id: "irq.timer", group: .platform,

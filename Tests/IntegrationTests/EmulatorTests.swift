@@ -61,10 +61,10 @@ import Results
     }
 
     @Test func unimplementedInstructionRaisesUDAndIsReported() throws {
-        // fld1 (x87) is outside the integer instruction set: the guest gets #UD, the run names rip and bytes.
+        // pshufb (SSSE3, not offered) is outside the instruction set: the guest gets #UD, the run names rip and bytes.
         var testCase = DifferentialCaseGenerator(seed: 1).makeCase(index: 0)
         testCase.code =
-            [0xD9, 0xE8] + [0xFF, 0x14, 0x25]
+            [0x66, 0x0F, 0x38, 0x00, 0xC1] + [0xFF, 0x14, 0x25]
             + withUnsafeBytes(of: UInt32(DifferentialHarness.returnSlot).littleEndian, Array.init)
         var diagnostics: [String] = []
         let boot = try VMBuilder.boot(
@@ -78,7 +78,7 @@ import Results
         #expect(boot.outcome.ending == .exitDevice(status: 1))
         #expect(diagnostics == ["status \(0x100 + 6)"])
         let address = String(DifferentialHarness.codeAddress(ofCase: testCase.slot), radix: 16)
-        #expect(boot.engineDiagnostics.contains { $0.contains("rip 0x\(address): d9 e8") }, "\(boot.engineDiagnostics)")
+        #expect(boot.engineDiagnostics.contains { $0.contains("rip 0x\(address): 66 0f 38 00 c1") }, "\(boot.engineDiagnostics)")
     }
 
     @Test func multibootKernelPrintsAndExitsUnderTheEmulator() throws {
