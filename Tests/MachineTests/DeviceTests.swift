@@ -39,6 +39,26 @@ import Testing
         #expect(sent == [0x41])
     }
 
+    /// Linux's tty layer sends through the transmitter-empty interrupt (the kernel's own console
+    /// polls): it must arrive on IRQ 4 when enabled with OUT2, go away when IIR reports it, and
+    /// come back as a new edge after each character.
+    @Test func transmitterEmptyInterruptReachesIRQ4AsTheDatasheetSays() {
+        let controller = InterruptRecorder()
+        let uart = Serial16550(transmit: { _ in }, interruptLine: InterruptLine(gsi: 4, controller: controller))
+        write(uart, 1, 0x02)  // IER.ETBEI with THR empty: pending, but OUT2 is off
+        #expect(controller.levels[4] != true, "MCR.OUT2 gates the line")
+        write(uart, 4, 0x08)  // OUT2
+        #expect(controller.levels[4] == true)
+        #expect(read(uart, 2) & 0x0F == 0x02, "IIR: transmitter empty")
+        #expect(controller.levels[4] == false, "reading IIR cleared it")
+        #expect(read(uart, 2) & 0x0F == 0x01, "IIR: nothing pending")
+        write(uart, 0, 0x41)
+        write(uart, 0, 0x42)
+        #expect(controller.assertions[4] == 3, "one edge on enabling, one per character")
+        write(uart, 1, 0x00)
+        #expect(controller.levels[4] == false && read(uart, 2) & 0x0F == 0x01, "disabled: no interrupt")
+    }
+
     @Test func scratchRegisterHoldsItsValue() {
         let uart = Serial16550 { _ in }
         write(uart, 7, 0x5A)

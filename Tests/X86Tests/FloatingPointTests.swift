@@ -178,6 +178,21 @@ import Testing
         #expect(try exception(try self.machine([0x0F, 0xAE] + Self.absolute(0, 8))) == 13, "fxsave needs 16-byte alignment")
     }
 
+    /// verr/verw against the test machine's GDT (0x08: 64-bit code, readable, not writable;
+    /// 0x10: nothing there). Linux runs `verw` on every return to user mode.
+    @Test func verifySegmentForReadingAndWriting() throws {
+        // mov ax,8; verr ax; setz bl; verw ax; setz cl; mov ax,0x10; verr ax; setz dl
+        let code: [UInt8] = [
+            0x66, 0xB8, 0x08, 0x00, 0x0F, 0x00, 0xE0, 0x0F, 0x94, 0xC3, 0x0F, 0x00, 0xE8, 0x0F, 0x94, 0xC1, 0x66, 0xB8,
+            0x10, 0x00, 0x0F, 0x00, 0xE0, 0x0F, 0x94, 0xC2,
+        ]
+        let machine = try machine(code, sse: false)
+        #expect(try exception(machine) == nil)
+        #expect(machine.cpu.registers[3] & 0xFF == 1, "code segment 0x08 is readable")
+        #expect(machine.cpu.registers[1] & 0xFF == 0, "but not writable")
+        #expect(machine.cpu.registers[2] & 0xFF == 0, "an empty descriptor is neither")
+    }
+
     @Test func maskedMoveStoresSelectedBytesAtRDI() throws {
         // movdqu xmm1,[d]; movdqu xmm2,[d+16]; maskmovdqu xmm1,xmm2 (to [rdi])
         let code = [0xF3, 0x0F, 0x6F] + Self.absolute(1) + [0xF3, 0x0F, 0x6F] + Self.absolute(2, 16) + [0x66, 0x0F, 0xF7, 0xCA]
