@@ -37,7 +37,9 @@ extension CaseBuilder {
         for opcode: UInt8 in [0x14, 0x15, 0x54, 0x55, 0x56, 0x57, 0xC6] {
             for prefix: UInt8 in [0, 0x66] {
                 forms.append(
-                    SSEForm(name: "sse 0f\(String(opcode, radix: 16))", prefix: prefix, opcode: opcode, bytes: 16, aligned: true, immediate: opcode == 0xC6))
+                    SSEForm(
+                        name: "sse 0f\(String(opcode, radix: 16))", prefix: prefix, opcode: opcode, bytes: 16, aligned: true,
+                        immediate: opcode == 0xC6))
             }
         }
         let conversions: [(UInt8, UInt8, Int, Bool)] = [
@@ -46,26 +48,37 @@ extension CaseBuilder {
             (0xF2, 0xE6, 16, true),
             // SSE3
             (0x66, 0x7C, 16, true), (0xF2, 0x7C, 16, true), (0x66, 0x7D, 16, true), (0xF2, 0x7D, 16, true),
-            (0x66, 0xD0, 16, true), (0xF2, 0xD0, 16, true), (0xF3, 0x12, 16, true), (0xF3, 0x16, 16, true), (0xF2, 0x12, 8, false),
+            (0x66, 0xD0, 16, true), (0xF2, 0xD0, 16, true), (0xF3, 0x12, 16, true), (0xF3, 0x16, 16, true),
+            (0xF2, 0x12, 8, false),
             // moves
             (0, 0x10, 16, false), (0x66, 0x10, 16, false), (0xF3, 0x10, 4, false), (0xF2, 0x10, 8, false),
             (0, 0x28, 16, true), (0x66, 0x6F, 16, true), (0xF3, 0x6F, 16, false), (0xF3, 0x7E, 8, false),
         ]
         for (prefix, opcode, bytes, aligned) in conversions {
-            forms.append(SSEForm(name: "sse 0f\(String(opcode, radix: 16))/\(String(prefix, radix: 16))", prefix: prefix, opcode: opcode, bytes: bytes, aligned: aligned))
+            forms.append(
+                SSEForm(
+                    name: "sse 0f\(String(opcode, radix: 16))/\(String(prefix, radix: 16))", prefix: prefix, opcode: opcode,
+                    bytes: bytes, aligned: aligned))
         }
-        let integer: [UInt8] = Array(0x60...0x6D) + [0x74, 0x75, 0x76] + Array(0xD1...0xD5) + Array(0xD8...0xDF)
+        let integer: [UInt8] =
+            Array(0x60...0x6D) + [0x74, 0x75, 0x76] + Array(0xD1...0xD5) + Array(0xD8...0xDF)
             + Array(0xE0...0xE5) + Array(0xE8...0xEF) + Array(0xF1...0xF6) + Array(0xF8...0xFE)
         for opcode in integer {
-            forms.append(SSEForm(name: "sse2 66 0f\(String(opcode, radix: 16))", prefix: 0x66, opcode: opcode, bytes: 16, aligned: true))
+            forms.append(
+                SSEForm(name: "sse2 66 0f\(String(opcode, radix: 16))", prefix: 0x66, opcode: opcode, bytes: 16, aligned: true))
         }
         for prefix: UInt8 in [0x66, 0xF3, 0xF2] {
-            forms.append(SSEForm(name: "pshuf 0f70/\(String(prefix, radix: 16))", prefix: prefix, opcode: 0x70, bytes: 16, aligned: true, immediate: true))
+            forms.append(
+                SSEForm(
+                    name: "pshuf 0f70/\(String(prefix, radix: 16))", prefix: prefix, opcode: 0x70, bytes: 16, aligned: true,
+                    immediate: true))
         }
         for (opcode, digits) in [(UInt8(0x71), [UInt8(2), 4, 6]), (0x72, [2, 4, 6]), (0x73, [2, 3, 6, 7])] {
             for digit in digits {
                 forms.append(
-                    SSEForm(name: "shift 0f\(String(opcode, radix: 16))/\(digit)", prefix: 0x66, opcode: opcode, bytes: 0, immediate: true, registerOnly: true, digit: digit))
+                    SSEForm(
+                        name: "shift 0f\(String(opcode, radix: 16))/\(digit)", prefix: 0x66, opcode: opcode, bytes: 0,
+                        immediate: true, registerOnly: true, digit: digit))
             }
         }
         forms.append(SSEForm(name: "movhlps/movlps", prefix: 0, opcode: 0x12, bytes: 8))
@@ -142,7 +155,8 @@ extension CaseBuilder {
         case 0:
             let prefix: UInt8 = pick([0xF3, 0xF2])
             let rm: Operand = chance(40) ? memoryOperand(size: prefix == 0xF3 ? 4 : 8) : .register(other)
-            emit("cvt(t)s*2si", prefixes: [prefix], opcode: [0x0F, pick([0x2C, 0x2D])], size: wide ? 8 : 4, reg: general, rm: rm)
+            emit(
+                "cvt(t)s*2si", prefixes: [prefix], opcode: [0x0F, pick([0x2C, 0x2D])], size: wide ? 8 : 4, reg: general, rm: rm)
         case 1:
             let prefix: UInt8 = pick([0xF3, 0xF2])
             let rm: Operand = chance(40) ? memoryOperand(size: wide ? 8 : 4) : .register(UInt8(next(16)))
@@ -156,7 +170,9 @@ extension CaseBuilder {
             let (name, opcode): (String, UInt8) = pick([("pmovmskb", 0xD7), ("movmskpd", 0x50)])
             emit(name, prefixes: [0x66], opcode: [0x0F, opcode], size: 4, reg: general, rm: .register(vector))
         case 4:
-            emit("pextrw", prefixes: [0x66], opcode: [0x0F, 0xC5], size: 4, reg: general, rm: .register(vector), immediate: [UInt8(next(256))])
+            emit(
+                "pextrw", prefixes: [0x66], opcode: [0x0F, 0xC5], size: 4, reg: general, rm: .register(vector),
+                immediate: [UInt8(next(256))])
         case 5:
             let rm: Operand = chance(40) ? memoryOperand(size: 2) : .register(UInt8(next(16)))
             emit("pinsrw", prefixes: [0x66], opcode: [0x0F, 0xC4], size: 4, reg: vector, rm: rm, immediate: [UInt8(next(256))])
@@ -209,7 +225,9 @@ extension CaseBuilder {
             case 2:
                 let operation = UInt8(pick([0, 1, 4, 5, 6, 7]))
                 let (escape, size): (UInt8, Int) = chance(50) ? (0xDC, 8) : (0xD8, 4)
-                emit("x87 arithmetic m", opcode: [escape], size: 4, reg: operation, regIsRegister: false, rm: memoryOperand(size: size))
+                emit(
+                    "x87 arithmetic m", opcode: [escape], size: 4, reg: operation, regIsRegister: false,
+                    rm: memoryOperand(size: size))
             case 3:
                 code += [0xD9, pick([0xFA, 0xE1, 0xE0, 0xFC, 0xFD, 0xF8, 0xF5, 0xE4, 0xE5, 0xF4])]
                 names.append("x87 unary")

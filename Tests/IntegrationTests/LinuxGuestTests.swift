@@ -104,7 +104,8 @@ import Results
         let log = try String(contentsOf: output.appendingPathComponent("logs/full-emulation/linux.boot.log"), encoding: .utf8)
         #expect(log.contains("Linux (none) 6.1"), "uname -a ran in the emulated guest")
         let flags = log.split(whereSeparator: \.isNewline).first { $0.hasPrefix("flags") } ?? ""
-        #expect(["fpu", "fxsr", "sse", "sse2", "pni"].allSatisfy { flags.split(separator: " ").contains(Substring($0)) }, "\(flags)")
+        #expect(
+            ["fpu", "fxsr", "sse", "sse2", "pni"].allSatisfy { flags.split(separator: " ").contains(Substring($0)) }, "\(flags)")
         let kvm = try result(.hardwareAssist)
         if KVMSystem.moduleEmulatesGuestKernel {
             #expect(kvm.status == .skipped && kvm.reason?.contains("int3") == true, "\(kvm.reason ?? "")")

@@ -74,7 +74,8 @@ import Testing
 
     @Test func stringSearchIdiomWithRenamedRegister() throws {
         // movdqu xmm1,[d]; pxor xmm0,xmm0; pcmpeqb xmm0,xmm1; pmovmskb edi,xmm0 (rdi is renamed on the host)
-        let code = [0xF3, 0x0F, 0x6F] + Self.absolute(1) + [0x66, 0x0F, 0xEF, 0xC0, 0x66, 0x0F, 0x74, 0xC1, 0x66, 0x0F, 0xD7, 0xF8]
+        let code =
+            [0xF3, 0x0F, 0x6F] + Self.absolute(1) + [0x66, 0x0F, 0xEF, 0xC0, 0x66, 0x0F, 0x74, 0xC1, 0x66, 0x0F, 0xD7, 0xF8]
         let machine = try machine(code)
         try machine.memory.write(Array("hello".utf8) + [UInt8](repeating: 0, count: 11), at: Self.data)
         machine.cpu.registers[7] = 0x1234_5678_9ABC_DEF0
@@ -145,7 +146,8 @@ import Testing
 
     @Test func environmentAndControlWordStoresShowTheGuestsControlWord() throws {
         // fldcw [d]; fnstcw [d+2]; fnstenv [d+8]; fnstcw [d+4]
-        let code = [0xD9] + Self.absolute(5) + [0xD9] + Self.absolute(7, 2) + [0xD9] + Self.absolute(6, 8) + [0xD9] + Self.absolute(7, 4)
+        let code =
+            [0xD9] + Self.absolute(5) + [0xD9] + Self.absolute(7, 2) + [0xD9] + Self.absolute(6, 8) + [0xD9] + Self.absolute(7, 4)
         let machine = try machine(code, sse: false)
         try machine.memory.writeValue(UInt16(0x360), at: Self.data)
         #expect(try exception(machine) == nil)

@@ -18,8 +18,9 @@ extension InstructionDecoder {
             encoding.opcode = 0x77
             return place(encoding, FloatForm([.mmx, .waits]), &instruction)
         }
-        guard (0x10...0x17).contains(opcode) || (0x28...0x2F).contains(opcode) || (0x50...0x7F).contains(opcode)
-            || (0xC2...0xC6).contains(opcode) || opcode >= 0xD0
+        guard
+            (0x10...0x17).contains(opcode) || (0x28...0x2F).contains(opcode) || (0x50...0x7F).contains(opcode)
+                || (0xC2...0xC6).contains(opcode) || opcode >= 0xD0
         else { return instruction.op = .unimplemented }
         let raw = try window.byte()
         window.position -= 1

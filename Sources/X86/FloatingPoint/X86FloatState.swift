@@ -103,9 +103,13 @@ extension X86CPU {
         try checkFloatAvailable(sse ? [.sse] : [.mmx, .waits])
         let unit = floatingPoint
         let width = sse ? 16 : 8
-        let data = sse ? HostFloatingPoint.xmmOffset + Int(instruction.pointee.reg & 15) * 16
+        let data =
+            sse
+            ? HostFloatingPoint.xmmOffset + Int(instruction.pointee.reg & 15) * 16
             : HostFloatingPoint.registersOffset + Int(instruction.pointee.reg & 7) * 16
-        let mask = sse ? HostFloatingPoint.xmmOffset + Int(instruction.pointee.rm & 15) * 16
+        let mask =
+            sse
+            ? HostFloatingPoint.xmmOffset + Int(instruction.pointee.rm & 15) * 16
             : HostFloatingPoint.registersOffset + Int(instruction.pointee.rm & 7) * 16
         var target = registers[7]
         switch instruction.pointee.addressSize {
