@@ -91,7 +91,16 @@ import Testing
         #expect(try bytes(dsdt, 4) == Array("DSDT".utf8) && sum(dsdt, Int(try u32(dsdt + 4))) == 0)
         // Name(_S5_, Package(4) {5, 5, 0, 0})
         let aml = try bytes(dsdt + 36, Int(try u32(dsdt + 4)) - 36)
-        #expect(aml == [0x08] + Array("_S5_".utf8) + [0x12, 0x08, 0x04, 0x0A, 5, 0x0A, 5, 0, 0])
+        #expect(Array(aml.suffix(14)) == [0x08] + Array("_S5_".utf8) + [0x12, 0x08, 0x04, 0x0A, 5, 0x0A, 5, 0, 0])
+        // Scope(\_SB) { Device(PCI0) { Name(_HID, EisaId("PNP0A03")) ... } }: the bridge Linux scans.
+        // PkgLength takes 1 to 4 bytes (its lead byte's top two bits count the extra ones).
+        func afterPackageLength(_ index: Int) -> Int { index + 1 + Int(aml[index] >> 6) }
+        #expect(aml[0] == 0x10 && Array(aml[afterPackageLength(1)..<afterPackageLength(1) + 5]) == [0x5C] + Array("_SB_".utf8))
+        let device = try #require(aml.firstRange(of: [0x5B, 0x82]))
+        let name = afterPackageLength(device.upperBound)
+        #expect(Array(aml[name..<name + 4]) == Array("PCI0".utf8))
+        #expect(aml.firstRange(of: Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x0A, 0x03]) != nil)
+        #expect(aml.firstRange(of: Array("_PRT".utf8)) != nil && aml.firstRange(of: Array("_CRS".utf8)) != nil)
     }
 
     @Test func theMPTableDescribesProcessorsBusesAndInterruptRouting() throws {

@@ -1,7 +1,7 @@
 /// The tables an operating system reads to find its processors and interrupt controllers, as
 /// PC firmware leaves them in the BIOS area: an Intel MultiProcessor table (MP specification
 /// 1.4) and ACPI tables (RSDP, RSDT, XSDT, MADT, a minimal FADT whose PM1a control block makes
-/// ACPI power-off work, and a DSDT that says which sleep type is S5). Kernels that bring up
+/// ACPI power-off work, and a DSDT with the PCI host bridge and the S5 sleep type). Kernels that bring up
 /// their application processors by the book find the CPUs here; the VMM's `ACPIPowerControl`
 /// answers at the PM1 ports the FADT names.
 public enum FirmwareTables {
@@ -73,7 +73,7 @@ public enum FirmwareTables {
             (xsdt, systemTable("XSDT", revision: 1, body: [fadt, madt].flatMap { le($0) })),
             (madt, multipleAPICTable(description)),
             (fadt, fixedDescriptionTable()),
-            (dsdt, differentiatedDescriptionTable()),
+            (dsdt, differentiatedDescriptionTable(description)),
         ]
         precondition(mpConfiguration + UInt64(configuration.count) <= rsdp, "MP table overlaps the RSDP")
         return tables
@@ -175,12 +175,36 @@ public enum FirmwareTables {
         [1, bits, 0, bits == 32 ? 3 : 2] + le(UInt64(port))  // system I/O, dword or word access
     }
 
-    /// A DSDT holding only Name(\_S5, Package(4) {5, 5, 0, 0}): the sleep type values an OS
-    /// writes to PM1a_CNT.SLP_TYP to turn the machine off.
-    static func differentiatedDescriptionTable() -> [UInt8] {
+    /// Where PCI memory BARs may go: above the most RAM a VM has (3 GiB) and below the IOAPIC.
+    public static let pciMemoryWindow: ClosedRange<UInt64> = 0xC000_0000...0xFEBF_FFFF
+
+    /// The DSDT: the PCI host bridge an ACPI OS looks for before it scans PCI (Linux scans no
+    /// bus that ACPI does not name), and Name(\_S5, Package(4) {5, 5, 0, 0}), the sleep type an
+    /// OS writes to PM1a_CNT.SLP_TYP to turn the machine off.
+    static func differentiatedDescriptionTable(_ description: Description) -> [UInt8] {
         let sleepType = UInt8(softOffSleepType)
-        let aml: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x08, 0x04, 0x0A, sleepType, 0x0A, sleepType, 0x00, 0x00]
-        return systemTable("DSDT", revision: 2, body: aml)
+        let softOff: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x08, 0x04, 0x0A, sleepType, 0x0A, sleepType, 0x00, 0x00]
+        return systemTable("DSDT", revision: 2, body: AML.scope("\\_SB", pciHostBridge(description)) + softOff)
+    }
+
+    /// Device(PCI0): a PNP0A03 root bridge decoding bus 0-255, configuration mechanism 1 at
+    /// 0xCF8, the I/O ports outside it and the PCI memory window; its _PRT routes each slot's
+    /// INTA# to the IOAPIC input the MP table names (16 + slot mod 4). Linux treats such lines
+    /// as level-triggered and active-low; the IOAPICs here take levels as logical, as the
+    /// platform drives them (InterruptController), so the polarity changes nothing.
+    static func pciHostBridge(_ description: Description) -> [UInt8] {
+        let resources =
+            AML.busNumbers(0...0xFF) + AML.ioPorts(0xCF8, count: 8) + AML.ioWindow(0...0xCF7) + AML.ioWindow(0xD00...0xFFFF)
+            + AML.memoryWindow(pciMemoryWindow) + AML.endTag
+        let routes = description.pciSlots.map { slot in
+            AML.packageObject([
+                AML.integer(UInt64(slot) << 16 | 0xFFFF), AML.integer(0), AML.integer(0), AML.integer(UInt64(16 + slot % 4)),
+            ])
+        }
+        return AML.device(
+            "PCI0",
+            AML.name("_HID", AML.eisaID("PNP0A03")) + AML.name("_UID", AML.integer(0))
+                + AML.name("_CRS", AML.buffer(resources)) + AML.name("_PRT", AML.packageObject(routes)))
     }
 
     // MARK: Encoding
