@@ -10,7 +10,7 @@ final class EmulatorInterrupts: InterruptController {
     let ioapic: IOAPIC
     private unowned let cpu: X86CPU
     /// MSI writes that reached no local APIC (address outside 0xFEExxxxx, another destination,
-    /// or a delivery mode this model does not carry out).
+    /// physical or logical, or a delivery mode this model does not carry out).
     private(set) var undeliverableMessages = 0
 
     init(cpu: X86CPU) {
@@ -25,9 +25,12 @@ final class EmulatorInterrupts: InterruptController {
     func setLine(_ gsi: Int, asserted: Bool) { ioapic.setLine(gsi, asserted: asserted) }
 
     func signalMessage(_ message: MSIMessage) {
-        guard message.isInterrupt, message.deliveryMode <= 1,
-            message.destination == UInt8(truncatingIfNeeded: cpu.apic.id) || message.destination == 0xFF
-        else {
+        let addressed =
+            message.destination == 0xFF
+            || (message.logicalDestination
+                ? cpu.apic.acceptsLogical(destination: UInt32(message.destination))
+                : message.destination == UInt8(truncatingIfNeeded: cpu.apic.id))
+        guard message.isInterrupt, message.deliveryMode <= 1, addressed else {
             undeliverableMessages += 1
             return
         }

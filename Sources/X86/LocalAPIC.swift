@@ -84,6 +84,23 @@ public final class LocalAPIC {
 
     public var isEnabled: Bool { baseMSR & (1 << 11) != 0 }
     public var isX2APIC: Bool { baseMSR & (1 << 10) != 0 }
+
+    /// x2APIC mode's read-only logical ID: cluster (ID bits 19:4) in 31:16, one bit of 16 in 15:0.
+    var x2APICLogicalID: UInt32 { (id >> 4) << 16 | 1 << (id & 0xF) }
+
+    /// Whether a logical-mode destination (an MSI's or an IPI's with DM=1) names this APIC: in
+    /// x2APIC mode cluster and bit against its logical ID; in xAPIC mode against LDR, as a bit
+    /// mask in the flat model (DFR 0xFFFFFFFF, Linux's `apic_flat`) or cluster and mask nibbles
+    /// in the cluster model.
+    public func acceptsLogical(destination: UInt32) -> Bool {
+        if isX2APIC {
+            let logicalID = x2APICLogicalID
+            return destination >> 16 == logicalID >> 16 && destination & logicalID & 0xFFFF != 0
+        }
+        let logicalID = logicalDestination >> 24
+        if destinationFormat >> 28 == 0xF { return destination & logicalID & 0xFF != 0 }
+        return (destination >> 4) & 0xF == logicalID >> 4 && destination & logicalID & 0xF != 0
+    }
     var softwareEnabled: Bool { spurious & 0x100 != 0 }
     /// Guest-physical address of the xAPIC page while the APIC is enabled in xAPIC mode.
     public var mmioBase: UInt64? { isEnabled && !isX2APIC ? baseMSR & 0xF_FFFF_F000 : nil }
@@ -192,7 +209,7 @@ public final class LocalAPIC {
         case Register.arbitrationPriority: return 0
         case Register.processorPriority: return processorPriority
         case Register.eoi: return 0
-        case Register.logicalDestination: return logicalDestination
+        case Register.logicalDestination: return isX2APIC ? x2APICLogicalID : logicalDestination
         case Register.destinationFormat: return isX2APIC ? nil : destinationFormat
         case Register.spurious: return spurious
         case Register.isr..<Register.isr + 0x80: return word(isr, offset - Register.isr)

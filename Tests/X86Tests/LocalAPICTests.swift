@@ -14,6 +14,23 @@ import Testing
         return apic
     }
 
+    /// Logical destinations (Linux's `apic_flat` programs MSIs to logical ID 1 << cpu; before
+    /// the emulator honoured them, Linux's virtio drivers waited forever for their first interrupt).
+    @Test func logicalDestinationsMatchLDRInFlatAndClusterModelsAndX2APIC() {
+        let apic = enabled()
+        apic.write(offset: 0xE0, value: 0xFFFF_FFFF, now: 0)  // flat model
+        apic.write(offset: 0xD0, value: 0x0100_0000, now: 0)  // logical ID bit 0 (CPU 0)
+        #expect(apic.acceptsLogical(destination: 0x01) && apic.acceptsLogical(destination: 0x03))
+        #expect(!apic.acceptsLogical(destination: 0x02) && !apic.acceptsLogical(destination: 0))
+        apic.write(offset: 0xE0, value: 0x0FFF_FFFF, now: 0)  // cluster model: cluster 2, bit 1
+        apic.write(offset: 0xD0, value: 0x2200_0000, now: 0)
+        #expect(apic.acceptsLogical(destination: 0x23) && !apic.acceptsLogical(destination: 0x13))
+        let x2apic = LocalAPIC(id: 0x13)
+        #expect(x2apic.writeMSR(0x1B, 0xFEE0_0000 | 1 << 11 | 1 << 10, now: 0))
+        #expect(x2apic.read(offset: 0xD0, now: 0) == 0x0001_0008, "cluster 1, bit 3")
+        #expect(x2apic.acceptsLogical(destination: 0x0001_0008) && !x2apic.acceptsLogical(destination: 0x0000_0008))
+    }
+
     @Test func higherPriorityClassPreemptsAndEOIEndsTheHighestInService() {
         let apic = enabled()
         apic.accept(vector: 0x31)

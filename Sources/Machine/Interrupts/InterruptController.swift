@@ -27,6 +27,9 @@ public struct MSIMessage: Hashable, Sendable {
     /// to memory that no interrupt controller sees.
     public var isInterrupt: Bool { address >> 20 == 0xFEE }
     public var destination: UInt8 { UInt8(truncatingIfNeeded: address >> 12) }
+    /// Destination mode (address bit 2): the destination is a logical ID (Linux's flat and
+    /// cluster modes), not an APIC ID.
+    public var logicalDestination: Bool { address & 0x4 != 0 }
     public var vector: UInt8 { UInt8(truncatingIfNeeded: data) }
     /// 0 fixed, 1 lowest priority, 2 SMI, 4 NMI, 5 INIT, 7 ExtINT.
     public var deliveryMode: UInt32 { (data >> 8) & 7 }
