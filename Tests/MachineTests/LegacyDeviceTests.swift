@@ -196,6 +196,28 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
         #expect(read(ide.commandBlock, 7, width: 1) & 0x08 == 0)  // transfer done
     }
 
+    /// What Linux's ata_piix and libata need: multiword DMA in IDENTIFY, SET FEATURES selecting
+    /// MWDMA2 (then reported as selected), an unknown transfer mode aborted.
+    @Test func identifyOffersMultiwordDMAAndSetFeaturesSelectsIt() throws {
+        let (ide, disk) = try make()
+        defer { try? FileManager.default.removeItem(atPath: disk.path) }
+        func identify() -> [UInt16] {
+            write(ide.commandBlock, 7, 0xEC, width: 1)
+            return (0..<256).map { _ in UInt16(read(ide.commandBlock, 0, width: 2)) }
+        }
+        write(ide.commandBlock, 6, 0xA0, width: 1)
+        let before = identify()
+        #expect(before[49] & (1 << 8) != 0 && before[63] == 0x0007 && before[53] & 0x2 != 0)
+        write(ide.commandBlock, 1, 0x03, width: 1)  // features: set transfer mode
+        write(ide.commandBlock, 2, 0x22, width: 1)  // multiword DMA 2
+        write(ide.commandBlock, 7, 0xEF, width: 1)
+        #expect(read(ide.commandBlock, 7, width: 1) & 0x01 == 0, "accepted")
+        #expect(identify()[63] == 0x0407)
+        write(ide.commandBlock, 2, 0x45, width: 1)  // UDMA 5: not offered
+        write(ide.commandBlock, 7, 0xEF, width: 1)
+        #expect(read(ide.commandBlock, 7, width: 1) & 0x01 != 0, "aborted (ERR)")
+    }
+
     func command(_ ide: IDEDisk, _ command: UInt8, lba: UInt64, count: UInt16) {
         let block = ide.commandBlock
         write(block, 6, 0x40, width: 1)

@@ -35,6 +35,9 @@ public final class IDEBusMaster: PCIFunction, BusDevice {
     init(disk: IDEDisk) {
         self.disk = disk
         configuration.clearInterruptPin()  // the channel interrupts on IRQ 14, not INTA#
+        // IDETIM (0x40 primary, 0x42 secondary), bit 15: the channel's ports are decoded. Linux's
+        // ata_piix probes only channels with it set; hvbench models the primary channel alone.
+        configuration.presetDeviceSpecific(0x41, 0x80)
     }
 
     public func barMoved(_ index: Int, to address: UInt64?) {

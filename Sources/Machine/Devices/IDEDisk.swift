@@ -17,6 +17,8 @@ public final class IDEDisk {
 
     public let disk: DiskImage
     private var features: UInt8 = 0
+    /// The multiword DMA mode SET FEATURES selected (nil: none, PIO).
+    private var selectedMultiwordDMA: Int?
     private var sectorCount: (low: UInt8, high: UInt8) = (0, 0)
     private var lba: [(low: UInt8, high: UInt8)] = [(0, 0), (0, 0), (0, 0)]
     private var device: UInt8 = 0xE0
@@ -197,6 +199,17 @@ public final class IDEDisk {
                 status = Status.ready
                 raiseInterrupt()
             } catch { abort() }
+        case 0xEF where features == 0x03:
+            // SET FEATURES / set transfer mode: PIO (0x00, 0x01, 0x08-0x0C) or multiword DMA
+            // 0-2 (0x20-0x22), which IDENTIFY then reports as selected; anything else is aborted.
+            let mode = sectorCount.low
+            switch mode {
+            case 0x00, 0x01, 0x08...0x0C: break
+            case 0x20...0x22: selectedMultiwordDMA = Int(mode & 0x07)
+            default: return abort()
+            }
+            status = Status.ready
+            raiseInterrupt()
         case 0xEF, 0x91, 0xE0, 0xE1, 0xE3, 0xE5:  // set features, idle, check power
             status = Status.ready
             raiseInterrupt()
@@ -244,8 +257,12 @@ public final class IDEDisk {
         text("1.0", at: 23, words: 4)
         text("hvbench IDE disk", at: 27, words: 20)
         words[47] = 0x8001
-        words[49] = 1 << 9  // LBA
-        words[53] = 0x0006
+        words[49] = 1 << 9 | 1 << 8  // LBA, DMA
+        words[53] = 0x0006  // words 64-70 and 88 are valid
+        // Multiword DMA 0-2 (what the PIIX's bus master does), PIO 3-4, 120 ns cycles.
+        words[63] = 0x0007 | (selectedMultiwordDMA.map { 1 << (8 + $0) } ?? 0)
+        words[64] = 0x0003
+        for index in 65...68 { words[index] = 120 }
         words[60] = UInt16(truncatingIfNeeded: min(total, 0x0FFF_FFFF))
         words[61] = UInt16(truncatingIfNeeded: min(total, 0x0FFF_FFFF) >> 16)
         words[80] = 0x007E  // ATA-1..6

@@ -46,6 +46,13 @@ public final class PCIConfiguration {
         for bar in ioBARs { bytes[0x10 + 4 * bar] = 0x01 }  // "I/O space"
     }
 
+    /// Sets a device-specific register (0x40 and up, outside any capability) to the value the
+    /// hardware has at reset; guest writes to it are ignored.
+    public func presetDeviceSpecific(_ offset: Int, _ value: UInt8) {
+        precondition((0x40...0xFF).contains(offset), "device-specific registers start at 0x40")
+        bytes[offset] = value
+    }
+
     // MARK: INTx
 
     /// The platform input INTA# is wired to; set when the function is plugged.
