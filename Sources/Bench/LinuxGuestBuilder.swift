@@ -15,6 +15,8 @@ public struct LinuxGuestBuilder: Sendable {
         /// The kernel package, e.g. linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb.
         public let kernelPackage: String
         public let hash: String
+        /// The workload programs the initramfs carries (`withWorkloads`), e.g. ["fio", "iperf3"].
+        public var programs: [String] = []
     }
 
     /// Why the Linux guest cannot be built here (no apt, or the packages cannot be had).
@@ -29,7 +31,15 @@ public struct LinuxGuestBuilder: Sendable {
     /// e1000 driver.
     static let modules = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sd_mod"]
 
-    public init(workspace: Workspace) { self.workspace = workspace }
+    /// Whether the initramfs carries the workload programs (LinuxGuestPrograms): Debian's fio
+    /// alone needs 64 shared libraries, about 85 MB, which the guest unpacks into RAM, so the
+    /// plain guest (`linux.boot`, `hvbench boot linux`) leaves them out.
+    public let withWorkloads: Bool
+
+    public init(workspace: Workspace, withWorkloads: Bool = false) {
+        self.workspace = workspace
+        self.withWorkloads = withWorkloads
+    }
 
     public func build() async throws -> Image {
         // Every tool before anything is fetched: a missing one is a clear skip, not a half-built guest.
@@ -50,11 +60,13 @@ public struct LinuxGuestBuilder: Sendable {
         hash.add(initBytes)
         hash.add(MilestoneProgram.elf)
         hash.add(Self.modules.joined(separator: " ").utf8)
+        let programs = withWorkloads ? await LinuxGuestPrograms.resolve() : LinuxGuestPrograms(programs: [])
+        programs.addIdentity(to: &hash)
         let key = hash.hex
         let directory = cache.appendingPathComponent(key)
         let image = Image(
             kernel: directory.appendingPathComponent("vmlinuz"), initramfs: directory.appendingPathComponent("initramfs.cpio"),
-            kernelPackage: packages[0].lastPathComponent, hash: key)
+            kernelPackage: packages[0].lastPathComponent, hash: key, programs: programs.programs.map(\.name))
         if FileManager.default.fileExists(atPath: image.initramfs.path)
             && FileManager.default.fileExists(atPath: image.kernel.path)
         {
@@ -75,11 +87,14 @@ public struct LinuxGuestBuilder: Sendable {
             throw Unavailable(description: "\(packages[1].lastPathComponent) holds no /bin/busybox")
         }
         var archive = CPIOArchive()
+        var folders: Set<String> = []
         for folder in ["bin", "dev", "proc", "sys", "sbin", "usr", "usr/bin", "usr/sbin", "tmp", "etc"] {
             archive.add(folder, .directory)
+            folders.insert(folder)
         }
         let version = String(kernelName.dropFirst("vmlinuz-".count))
-        try await addModules(version: version, from: staging, to: &archive)
+        try await addModules(version: version, from: staging, to: &archive, folders: &folders)
+        try programs.add(to: &archive, folders: &folders)
         archive.add("bin/busybox", .file(executable: true), data: [UInt8](busybox))
         archive.add("bin/sh", .symlink(target: "busybox"))
         archive.add("init", .file(executable: true), data: [UInt8](initBytes))
@@ -94,7 +109,9 @@ public struct LinuxGuestBuilder: Sendable {
     /// The driver modules and everything they depend on, at their paths under
     /// /lib/modules/<version>, with the lines of depmod's modules.dep that name them, and the
     /// list /init loads (etc/hvbench-modules).
-    private func addModules(version: String, from staging: URL, to archive: inout CPIOArchive) async throws {
+    private func addModules(
+        version: String, from staging: URL, to archive: inout CPIOArchive, folders: inout Set<String>
+    ) async throws {
         try await run("depmod", ["-b", staging.path, version], "depmod of \(version)")
         let moduleRoot = staging.appendingPathComponent("lib/modules/\(version)")
         let dependencyText = try String(contentsOf: moduleRoot.appendingPathComponent("modules.dep"), encoding: .utf8)
@@ -118,15 +135,11 @@ public struct LinuxGuestBuilder: Sendable {
             for file in (dependencies[module] ?? []) + [module] where !needed.contains(file) { needed.append(file) }
         }
         // Every folder on the way to a module, each once, parents first.
-        var folders: [String] = []
         for file in needed {
             let path = "lib/modules/\(version)/\(file)".split(separator: "/").dropLast()
             for depth in 1...path.count {
                 let folder = path.prefix(depth).joined(separator: "/")
-                if !folders.contains(folder) {
-                    folders.append(folder)
-                    archive.add(folder, .directory)
-                }
+                if folders.insert(folder).inserted { archive.add(folder, .directory) }
             }
             let bytes = try Data(contentsOf: moduleRoot.appendingPathComponent(file))
             archive.add("lib/modules/\(version)/\(file)", .file(executable: false), data: [UInt8](bytes))
@@ -175,7 +188,7 @@ public struct LinuxGuestBuilder: Sendable {
     }
 
     /// A host tool's path, or why the Linux guest cannot be built without it.
-    private static func tool(_ name: String) throws -> String {
+    static func tool(_ name: String) throws -> String {
         guard let path = ProcessRunner.find(name) else {
             throw Unavailable(description: "\(name) is not installed: the Linux guest is built from Debian packages")
         }

@@ -1,7 +1,10 @@
 /// The virtual CPU the emulator presents through `cpuid`: what it implements, nothing more.
 ///
-/// - Vendor "HVBENCH-EMUL" (not Intel or AMD, so guests pick the Intel hypercall instruction,
-///   `vmcall`, which the emulator implements; `vmmcall` raises #UD as on Intel).
+/// - Vendor "GenuineIntel", as QEMU's TCG models claim a real vendor: software keys off it —
+///   glibc 2.36 reads CPUID leaf 1 only for vendors it knows, and without it every dynamically
+///   linked program refuses to start ("CPU ISA level is lower than required"); guests pick the
+///   Intel hypercall instruction, `vmcall`, which the emulator implements (`vmmcall` is #UD, as
+///   on Intel). The brand string says what it really is.
 /// - Family 6, model 0x0F, stepping 1; one logical processor; hypervisor bit set.
 /// - Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2.
 ///   ECX: SSE3, x2APIC, POPCNT, TSC-deadline timer, hypervisor (the local APIC is `LocalAPIC`;
@@ -11,7 +14,7 @@
 ///   1 GiB pages, RDTSCP, long mode (EDX). 0x80000008: 40 physical, 48 linear address bits.
 /// - Brand string "hvbench x86-64 interpreter". Leaves it does not define return zeros.
 public enum CPUIDModel {
-    public static let vendor = "HVBENCH-EMUL"
+    public static let vendor = "GenuineIntel"
     public static let brand = "hvbench x86-64 interpreter"
 
     public static func query(leaf: UInt32, subleaf: UInt32) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {

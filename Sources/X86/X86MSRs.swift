@@ -3,6 +3,8 @@
 extension X86CPU {
     static let msrEFER: UInt32 = 0xC000_0080
     static let msrArchitectureCapabilities: UInt32 = 0x10A
+    /// IA32_BIOS_SIGN_ID: the microcode revision (bits 63:32), which Linux's Intel set-up reads.
+    static let msrMicrocodeSignature: UInt32 = 0x8B
 
     /// IA32_ARCH_CAPABILITIES (CPUID.7.EDX[29]): the emulated CPU is not affected by the
     /// speculative-execution flaws these bits rule out (Meltdown: RDCL_NO; L1TF's flush: SKIP_L1DFL;
@@ -18,6 +20,7 @@ extension X86CPU {
         switch index {
         case 0x10: return timestamp()
         case Self.msrArchitectureCapabilities: return Self.architectureCapabilities
+        case Self.msrMicrocodeSignature: return 0  // no microcode: revision 0
         case 0x174: return msrSysenter[0]
         case 0x175: return msrSysenter[1]
         case 0x176: return msrSysenter[2]
@@ -39,6 +42,7 @@ extension X86CPU {
 
     func writeMSR(_ index: UInt32, _ value: UInt64) throws(X86Fault) {
         switch index {
+        case Self.msrMicrocodeSignature: break  // software writes 0 before cpuid to have it refreshed
         case 0x174: msrSysenter[0] = value
         case 0x175: msrSysenter[1] = value
         case 0x176: msrSysenter[2] = value

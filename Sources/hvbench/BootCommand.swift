@@ -32,6 +32,12 @@ struct BootCommand: AsyncParsableCommand {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 256
 
+    @Flag(
+        help:
+            "With 'linux': the initramfs also carries fio and iperf3 and their libraries (about 85 MB; give the guest --memory 1024)."
+    )
+    var withWorkloads = false
+
     @Option(help: "Seconds before the watchdog stops the guest.")
     var timeout: Double = 60
 
@@ -96,8 +102,13 @@ struct BootCommand: AsyncParsableCommand {
         var initrd = self.initrd
         if kernel == "linux" && !FileManager.default.fileExists(atPath: kernel) {
             do {
-                let image = try await LinuxGuestBuilder(workspace: try Workspace.locate()).build()
+                let image = try await LinuxGuestBuilder(workspace: try Workspace.locate(), withWorkloads: withWorkloads).build()
                 printError("Linux guest: \(image.kernelPackage), initramfs \(image.initramfs.path)")
+                if withWorkloads && image.programs.count < LinuxGuestPrograms.names.count {
+                    printError(
+                        "Linux guest: carries \(image.programs) of \(LinuxGuestPrograms.names): install the others (scripts/setup --with-linux)"
+                    )
+                }
                 kernel = image.kernel.path
                 initrd = initrd ?? image.initramfs.path
             } catch {
