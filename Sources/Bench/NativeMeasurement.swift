@@ -8,7 +8,7 @@ enum NativeMeasurement: MeasurementKind {
     static func measures(_ system: SystemDefinition, _ benchmark: BenchmarkDefinition?) -> Bool { system.isBaseline }
 
     static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {
-        let (entry, plan, benchmark) = (context.entry, context.plan, context.benchmark)
+        let (plan, benchmark) = (context.plan, context.benchmark)
         if benchmark?.vmToVM == true && plan.network.backend != .tap {
             return .skipped("VM to VM runs over the TAP backend's bridge; --net-backend vmm has no second VM")
         }

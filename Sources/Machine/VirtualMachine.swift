@@ -9,6 +9,8 @@ public enum VMEnding: Equatable, Sendable {
     case halted
     /// The guest turned the machine off through ACPI (sleep state S5).
     case poweredOff
+    /// The guest reset the machine (a reboot, through the keyboard controller): VMs do not restart.
+    case reset
     case shutdown(String)
     /// The watchdog stopped a guest that ran longer than its time limit.
     case timedOut(seconds: Double)
@@ -21,6 +23,7 @@ public enum VMEnding: Equatable, Sendable {
         case .exitDevice(let status): return "guest exited with status \(status)"
         case .halted: return "guest halted with interrupts disabled"
         case .poweredOff: return "guest powered off (ACPI S5)"
+        case .reset: return "guest reset the machine (a reboot; the VM does not restart)"
         case .shutdown(let why): return "guest shut down: \(why)"
         case .timedOut(let seconds):
             return "watchdog stopped the guest after \(String(format: "%.1f", seconds)) s (it neither exited nor halted)"
@@ -70,6 +73,7 @@ public final class VirtualMachine: @unchecked Sendable {
     private var exitStatus: Int32?
     /// Set when the guest turned the machine off through ACPI (S5).
     private var poweredOff = false
+    private var resetRequested = false
     /// Set by the watchdog, read by the vCPU thread when the engine returns `.interrupted`.
     private let stopRequested = Atomic<Bool>(false)
     /// Set when one vCPU ended the guest, for the others.
@@ -121,6 +125,9 @@ public final class VirtualMachine: @unchecked Sendable {
         try portBus.insert(
             ACPIPowerControl { [unowned self] in self.poweredOff = true }, at: UInt64(FirmwareTables.pm1aEventPort),
             length: ACPIPowerControl.length)
+        try portBus.insert(
+            KeyboardControllerReset { [unowned self] in self.resetRequested = true }, at: KeyboardControllerReset.port,
+            length: 1)
     }
 
     /// Places a device on this VM's platform.
@@ -283,10 +290,10 @@ public final class VirtualMachine: @unchecked Sendable {
                 if index == 0, let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() {
                     platform.timers.runDue()
                 }
-                return (exitStatus, poweredOff)
+                return (exitStatus, poweredOff ? VMEnding.poweredOff : (resetRequested ? .reset : nil))
             }
             if let status { return .exitDevice(status: status) }
-            if off { return .poweredOff }
+            if let off { return off }
             let exit: VMExit
             do {
                 exit = try processor.run()

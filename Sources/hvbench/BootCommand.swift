@@ -166,7 +166,7 @@ struct BootCommand: AsyncParsableCommand {
         case .timedOut:
             printError(boot.outcome.ending.summary)
             throw ExitCode(124)
-        case .shutdown, .failed, .stoppedByHost:
+        case .shutdown, .failed, .stoppedByHost, .reset:
             printError(boot.outcome.ending.summary)
             throw ExitCode(125)
         }

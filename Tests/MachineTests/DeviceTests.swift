@@ -76,6 +76,20 @@ import Testing
         #expect(DebugExitDevice.exitStatus(forValue: 2) == 5)
     }
 
+    /// A kernel that panics with panic=-1 reboots through the keyboard controller: the VM ends
+    /// with that reason instead of running the reset vector's garbage.
+    @Test func keyboardControllerResetCommandEndsTheMachine() {
+        var resets = 0
+        let controller = KeyboardControllerReset { resets += 1 }
+        var status: [UInt8] = [0xFF]
+        status.withUnsafeMutableBytes { controller.read(offset: 0, into: $0) }
+        #expect(status[0] & 0x02 == 0, "input buffer empty: a waiting guest goes on")
+        [UInt8(0xAD)].withUnsafeBytes { controller.write(offset: 0, from: $0) }  // disable keyboard: ignored
+        #expect(resets == 0)
+        [UInt8(0xFE)].withUnsafeBytes { controller.write(offset: 0, from: $0) }
+        #expect(resets == 1)
+    }
+
     @Test func milestonesAreTimestampedInOrderAndBounded() {
         let device = BootMilestoneDevice()
         for code in [UInt8(1), 2, 3] { [code].withUnsafeBytes { device.write(offset: 0, from: $0) } }
