@@ -23,7 +23,7 @@ public struct LinuxGuestPrograms: Sendable {
     static func resolve() async -> LinuxGuestPrograms {
         var found: [Program] = []
         for name in names {
-            guard let path = ["/usr/bin/\(name)", "/bin/\(name)"].first(where: FileManager.default.isExecutableFile),
+            guard let path = ProcessRunner.find(name),
                 let ldd = try? LinuxGuestBuilder.tool("ldd"),
                 let output = try? await ProcessRunner.run(ldd, [path], timeout: 60), output.succeeded
             else { continue }

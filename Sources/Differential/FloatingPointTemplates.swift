@@ -131,7 +131,7 @@ extension CaseBuilder {
         loadVector(destination)
         loadVector(source)
         switch next(10) {
-        case 0: return sseGeneral(destination, source)
+        case 0: sseGeneral(destination, source)
         default:
             let form = pick(Self.sseForms)
             let memory = form.memoryOnly || (!form.registerOnly && chance(40))
@@ -148,7 +148,7 @@ extension CaseBuilder {
 
     /// Forms with a general register or flags: conversions to and from integers, comparisons
     /// into RFLAGS, movmsk/pmovmskb/pextrw/pinsrw, movd/movq.
-    private mutating func sseGeneral(_ vector: UInt8, _ other: UInt8) -> Bool {
+    private mutating func sseGeneral(_ vector: UInt8, _ other: UInt8) {
         let general = pick(Self.writable)
         let wide = chance(50)
         switch next(7) {
@@ -185,9 +185,6 @@ extension CaseBuilder {
                 emit("movd/q r/m,xmm", prefixes: [0x66], opcode: [0x0F, 0x7E], size: wide ? 8 : 4, reg: vector, rm: rm)
             }
         }
-        storeVector(vector)
-        emit("stmxcsr", opcode: [0x0F, 0xAE], size: 4, reg: 3, regIsRegister: false, rm: memoryOperand(size: 4))
-        return true
     }
 
     mutating func x87() -> Bool {

@@ -70,10 +70,9 @@ public final class VirtualMachine: @unchecked Sendable {
     public private(set) var devices: [any Device] = []
 
     private let startedAt: UInt64
-    private var exitStatus: Int32?
+    /// How the guest itself ended the machine (debug exit, ACPI power-off, reset), first one wins.
+    private var guestEnding: VMEnding?
     /// Set when the guest turned the machine off through ACPI (S5).
-    private var poweredOff = false
-    private var resetRequested = false
     /// Set by the watchdog, read by the vCPU thread when the engine returns `.interrupted`.
     private let stopRequested = Atomic<Bool>(false)
     /// Set when one vCPU ended the guest, for the others.
@@ -115,7 +114,8 @@ public final class VirtualMachine: @unchecked Sendable {
             interruptLine: InterruptLine(gsi: Serial16550.interruptInput, controller: platform.interrupts))
         try portBus.insert(serial, at: Serial16550.com1Base, length: Serial16550.registerCount)
         try portBus.insert(
-            DebugExitDevice { [unowned self] status in self.exitStatus = status }, at: DebugExitDevice.port, length: 4)
+            DebugExitDevice { [unowned self] status in self.guestEnds(.exitDevice(status: status)) }, at: DebugExitDevice.port,
+            length: 4)
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
         try portBus.insert(CMOSClock(memorySize: memory.size), at: CMOSClock.base, length: CMOSClock.length)
         let timer = ProgrammableIntervalTimer()
@@ -123,11 +123,16 @@ public final class VirtualMachine: @unchecked Sendable {
         try portBus.insert(SystemControlPort(timer: timer), at: SystemControlPort.port, length: 1)
         try portBus.insert(ACPIPMTimer(), at: UInt64(FirmwareTables.pmTimerPort), length: ACPIPMTimer.length)
         try portBus.insert(
-            ACPIPowerControl { [unowned self] in self.poweredOff = true }, at: UInt64(FirmwareTables.pm1aEventPort),
+            ACPIPowerControl { [unowned self] in self.guestEnds(.poweredOff) }, at: UInt64(FirmwareTables.pm1aEventPort),
             length: ACPIPowerControl.length)
         try portBus.insert(
-            KeyboardControllerReset { [unowned self] in self.resetRequested = true }, at: KeyboardControllerReset.port,
+            KeyboardControllerReset { [unowned self] in self.guestEnds(.reset) }, at: KeyboardControllerReset.port,
             length: 1)
+    }
+
+    /// Called by the devices through which a guest ends the machine (under the device lock).
+    private func guestEnds(_ ending: VMEnding) {
+        if guestEnding == nil { guestEnding = ending }
     }
 
     /// Places a device on this VM's platform.
@@ -286,14 +291,13 @@ public final class VirtualMachine: @unchecked Sendable {
         while true {
             // Device timers that came due (what woke the engine, or due by chance at an exit)
             // run before the guest resumes; one of them, or another vCPU, may have ended it.
-            let (status, off) = withDevices {
+            let ended = withDevices {
                 if index == 0, let deadline = platform.timers.nextDeadline, deadline <= platform.timers.now() {
                     platform.timers.runDue()
                 }
-                return (exitStatus, poweredOff ? VMEnding.poweredOff : (resetRequested ? .reset : nil))
+                return guestEnding
             }
-            if let status { return .exitDevice(status: status) }
-            if let off { return off }
+            if let ended { return ended }
             let exit: VMExit
             do {
                 exit = try processor.run()

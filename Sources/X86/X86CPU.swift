@@ -32,15 +32,19 @@ public enum X86Vector {
     public static let debug: UInt8 = 1
     public static let breakpoint: UInt8 = 3
     public static let invalidOpcode: UInt8 = 6
+    public static let deviceNotAvailable: UInt8 = 7
     public static let doubleFault: UInt8 = 8
     public static let segmentNotPresent: UInt8 = 11
     public static let stackFault: UInt8 = 12
     public static let generalProtection: UInt8 = 13
     public static let pageFault: UInt8 = 14
+    public static let floatingPointError: UInt8 = 16
+    public static let simdFloatingPoint: UInt8 = 19
 }
 
-/// A software x86-64 CPU: one hardware thread, integer instruction set, long mode with 4-level
-/// paging and the 32-bit protected-mode entry that PVH and Multiboot kernels start in.
+/// A software x86-64 CPU: one hardware thread, the integer instruction set (x87 and SSE run on the
+/// host, FloatingPoint/), long mode with 4-level paging and the 32-bit protected-mode entry that
+/// PVH and Multiboot kernels start in.
 ///
 /// State is kept in unmanaged buffers (registers, decoded-instruction cache, TLB) so the
 /// per-instruction path neither allocates nor pays for copy-on-write or bounds checks; every

@@ -188,7 +188,7 @@ extension X86CPU {
     public static func vectorName(_ vector: UInt8) -> String {
         let names: [UInt8: String] = [
             0: "#DE", 1: "#DB", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS",
-            13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
+            13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC", 19: "#XM",
         ]
         return names[vector] ?? "vector \(vector)"
     }

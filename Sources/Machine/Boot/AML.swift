@@ -96,7 +96,8 @@ enum AML {
         character <= 0x39 ? character - 0x30 : (character | 0x20) - 0x61 + 10
     }
 
+    /// `value` as `count` little-endian bytes (FirmwareTables' encoding, by width).
     private static func le(_ value: UInt64, _ count: Int) -> [UInt8] {
-        (0..<count).map { UInt8(truncatingIfNeeded: value >> (UInt64($0) * 8)) }
+        Array(FirmwareTables.le(value).prefix(count))
     }
 }

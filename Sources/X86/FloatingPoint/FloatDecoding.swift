@@ -22,9 +22,7 @@ extension InstructionDecoder {
             (0x10...0x17).contains(opcode) || (0x28...0x2F).contains(opcode) || (0x50...0x7F).contains(opcode)
                 || (0xC2...0xC6).contains(opcode) || opcode >= 0xD0
         else { return instruction.op = .unimplemented }
-        let raw = try window.byte()
-        window.position -= 1
-        try modrm(&instruction)
+        let raw = try modrmKeepingByte(&instruction)
         if opcode == 0xC3 {
             // movnti: a plain store of a general register (the hint changes nothing visible).
             instruction.op = instruction.isRegister ? .undefined : .movRmReg
@@ -69,9 +67,7 @@ extension InstructionDecoder {
 
     /// D8...DF: the x87 escape opcodes.
     mutating func x87(_ escape: UInt8, _ instruction: inout Instruction) throws(X86Fault) {
-        let raw = try window.byte()
-        window.position -= 1
-        try modrm(&instruction)
+        let raw = try modrmKeepingByte(&instruction)
         let environmentBytes: UInt8 = operand16 ? 14 : 28
         guard let form = FloatOpcodeMap.x87(escape, modrm: raw, environmentBytes: environmentBytes) else {
             return instruction.op = .undefined
@@ -83,6 +79,15 @@ extension InstructionDecoder {
         encoding.modrm = raw
         encoding.memory = !instruction.isRegister
         place(encoding, form, &instruction)
+    }
+
+    /// Decodes the ModRM operand and returns the ModRM byte itself, which the host re-encoding
+    /// (and x87's last-opcode register) keeps.
+    private mutating func modrmKeepingByte(_ instruction: inout Instruction) throws(X86Fault) -> UInt8 {
+        let byte = try window.byte()
+        window.position -= 1
+        try modrm(&instruction)
+        return byte
     }
 
     private func place(_ encoding: HostEncoding, _ form: FloatForm, _ instruction: inout Instruction) {

@@ -7,7 +7,6 @@ enum FloatOpcodeMap {
     /// `digit` ModRM.reg without REX.R.
     static func twoByte(_ opcode: UInt8, prefix: UInt8, register: Bool, digit: UInt8, rexW: Bool) -> FloatForm? {
         let none = prefix == 0
-        let packed = none ? FloatTraits.sseAligned : .sseAligned  // ps (none) and pd (66) forms
         let generalBytes: UInt8 = rexW ? 8 : 4
         switch opcode {
         case 0x10, 0x11:
@@ -24,7 +23,7 @@ enum FloatOpcodeMap {
             guard prefix == 0 || prefix == 0x66, !register else { return nil }
             return opcode == 0x2B ? FloatForm([.sse, .writesMemory, .aligned], 16) : FloatForm([.sse, .writesMemory], 8)
         case 0x14, 0x15, 0x28, 0x54...0x57:
-            return prefix == 0 || prefix == 0x66 ? FloatForm(packed, 16) : nil
+            return prefix == 0 || prefix == 0x66 ? FloatForm(.sseAligned, 16) : nil  // ps and pd forms
         case 0x29:
             return prefix == 0 || prefix == 0x66 ? FloatForm([.sse, .writesMemory, .aligned], 16) : nil
         case 0x2A:

@@ -113,7 +113,7 @@ final class HostFloatingPoint {
     func prepare(registers: UnsafeMutablePointer<UInt64>, arithmeticFlags: UInt64) {
         work.copyMemory(from: UnsafeRawPointer(registers), byteCount: 128)
         // Status flags only: DF, TF and AC stay clear on the host; IF is the host's own.
-        workFlags = (arithmeticFlags & 0x8D5) | 0x202
+        workFlags = (arithmeticFlags & X86CPU.arithmeticFlags) | 0x202
         workState.copyMemory(from: image, byteCount: Self.imageBytes)
         workState.storeBytes(of: control | 0x3F, toByteOffset: Self.controlWord, as: UInt16.self)
         workState.storeBytes(of: status & ~0x80FF, toByteOffset: Self.statusWord, as: UInt16.self)

@@ -14,24 +14,21 @@ extension X86CPU {
     static let cr0TaskSwitched: UInt64 = 1 << 3
     static let cr4OSFXSR: UInt64 = 1 << 9
     static let cr4OSXMMEXCPT: UInt64 = 1 << 10
-    static let deviceNotAvailable: UInt8 = 7
-    static let floatingPointError: UInt8 = 16
-    static let simdFloatingPoint: UInt8 = 19
 
-    private static func fault(_ vector: UInt8, _ code: UInt32? = nil) -> X86Fault {
+    static func fault(_ vector: UInt8, _ code: UInt32? = nil) -> X86Fault {
         .exception(vector: vector, errorCode: code)
     }
 
     /// #UD, #NM or #MF before an instruction of this kind runs.
     func checkFloatAvailable(_ traits: FloatTraits) throws(X86Fault) {
         if traits.contains(.x87) {
-            if cr0 & (Self.cr0Emulation | Self.cr0TaskSwitched) != 0 { throw Self.fault(Self.deviceNotAvailable) }
+            if cr0 & (Self.cr0Emulation | Self.cr0TaskSwitched) != 0 { throw Self.fault(X86Vector.deviceNotAvailable) }
         } else {
             if cr0 & Self.cr0Emulation != 0 { throw Self.fault(X86Vector.invalidOpcode) }
             if traits.contains(.sse) && cr4 & Self.cr4OSFXSR == 0 { throw Self.fault(X86Vector.invalidOpcode) }
-            if cr0 & Self.cr0TaskSwitched != 0 { throw Self.fault(Self.deviceNotAvailable) }
+            if cr0 & Self.cr0TaskSwitched != 0 { throw Self.fault(X86Vector.deviceNotAvailable) }
         }
-        if traits.contains(.waits) && floatingPoint.x87ExceptionPending { throw Self.fault(Self.floatingPointError) }
+        if traits.contains(.waits) && floatingPoint.x87ExceptionPending { throw Self.fault(X86Vector.floatingPointError) }
     }
 
     func executeHostFloat(_ instruction: UnsafeMutablePointer<Instruction>) throws(X86Fault) {
@@ -64,7 +61,7 @@ extension X86CPU {
                 // computed: the processor then reports only those (no overflow, underflow or
                 // precision flags from the other elements, which the masked run did compute).
                 unit.mxcsr = mxcsr | (unmasked & 0x7 != 0 ? raised & 0x7 : raised)
-                throw Self.fault(cr4 & Self.cr4OSXMMEXCPT != 0 ? Self.simdFloatingPoint : X86Vector.invalidOpcode)
+                throw Self.fault(cr4 & Self.cr4OSXMMEXCPT != 0 ? X86Vector.simdFloatingPoint : X86Vector.invalidOpcode)
             }
             mxcsr |= raised
         }
@@ -86,7 +83,8 @@ extension X86CPU {
         if traits.contains(.storesEnvironment) { storeEnvironmentPointers(count: count, control: oldControl, status: oldStatus) }
         if memory && traits.contains(.writesMemory) { try writeBytes(linear, count: count, from: unit.scratch) }
 
-        // Commit: the state, the control and status words the guest sees, its own pointers.
+        // Commit: the state and the control and status words the guest sees. The image's pointer
+        // fields are the host's; fxsave, fnstenv and fnsave store the guest's from `last*`.
         unit.image.copyMemory(from: state, byteCount: HostFloatingPoint.imageBytes)
         unit.control = control
         unit.status = status
@@ -97,9 +95,6 @@ extension X86CPU {
             unit.lastOpcode = UInt16(encoding.escape & 7) << 8 | UInt16(encoding.modrm)
             if memory { unit.lastData = linear }
         }
-        unit.image.storeBytes(of: unit.lastOpcode, toByteOffset: HostFloatingPoint.lastOpcode, as: UInt16.self)
-        unit.image.storeBytes(of: unit.lastInstruction, toByteOffset: HostFloatingPoint.instructionPointer, as: UInt64.self)
-        unit.image.storeBytes(of: unit.lastData, toByteOffset: HostFloatingPoint.dataPointer, as: UInt64.self)
         registers.update(from: unit.work.assumingMemoryBound(to: UInt64.self), count: 16)
         setArithmeticFlags(unit.workFlags, mask: Self.arithmeticFlags)
     }

@@ -3,10 +3,6 @@
 /// too, so they are checked here first), that store it in the guest's own format (fxsave), or
 /// that address memory implicitly (maskmovq/maskmovdqu write to [rdi]).
 extension X86CPU {
-    private static func fault(_ vector: UInt8, _ code: UInt32? = nil) -> X86Fault {
-        .exception(vector: vector, errorCode: code)
-    }
-
     /// Bytes of the FXSAVE image the processor reads and writes: through XMM15 in 64-bit code,
     /// XMM7 otherwise (416...511 are reserved or available to software).
     private var fxsaveBytes: Int { is64BitCode ? 416 : 288 }
@@ -16,10 +12,10 @@ extension X86CPU {
         switch instruction.pointee.op {
         case .fwait:
             let both = Self.cr0MonitorCoprocessor | Self.cr0TaskSwitched
-            if cr0 & both == both { throw Self.fault(Self.deviceNotAvailable) }
-            if unit.x87ExceptionPending { throw Self.fault(Self.floatingPointError) }
+            if cr0 & both == both { throw Self.fault(X86Vector.deviceNotAvailable) }
+            if unit.x87ExceptionPending { throw Self.fault(X86Vector.floatingPointError) }
         case .fxsave, .fxrstor:
-            if cr0 & (Self.cr0Emulation | Self.cr0TaskSwitched) != 0 { throw Self.fault(Self.deviceNotAvailable) }
+            try checkFloatAvailable(.x87)  // #NM with CR0.EM or CR0.TS
             let linear = address(instruction)
             guard linear & 15 == 0 else { throw Self.fault(X86Vector.generalProtection, 0) }
             if instruction.pointee.op == .fxsave {
@@ -28,8 +24,7 @@ extension X86CPU {
                 try restoreState(from: linear, wide: instruction.pointee.size == 8)
             }
         case .ldmxcsr, .stmxcsr:
-            if cr0 & Self.cr0Emulation != 0 || cr4 & Self.cr4OSFXSR == 0 { throw Self.fault(X86Vector.invalidOpcode) }
-            if cr0 & Self.cr0TaskSwitched != 0 { throw Self.fault(Self.deviceNotAvailable) }
+            try checkFloatAvailable(.sse)
             let linear = address(instruction)
             if instruction.pointee.op == .stmxcsr {
                 try write(linear, size: 4, UInt64(unit.mxcsr))
@@ -53,8 +48,7 @@ extension X86CPU {
         let unit = floatingPoint
         let count = fxsaveBytes
         try probeWritable(linear, count: count)
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: HostFloatingPoint.imageBytes, alignment: 16)
-        defer { buffer.deallocate() }
+        let buffer = unit.workState  // free between snippets: no allocation on a context switch's path
         buffer.copyMemory(from: unit.image, byteCount: HostFloatingPoint.imageBytes)
         buffer.storeBytes(of: 0, toByteOffset: 5, as: UInt8.self)
         buffer.storeBytes(of: unit.lastOpcode & 0x7FF, toByteOffset: HostFloatingPoint.lastOpcode, as: UInt16.self)
@@ -78,8 +72,7 @@ extension X86CPU {
     private func restoreState(from linear: UInt64, wide: Bool) throws(X86Fault) {
         let unit = floatingPoint
         let count = fxsaveBytes
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: HostFloatingPoint.imageBytes, alignment: 16)
-        defer { buffer.deallocate() }
+        let buffer = unit.workState  // free between snippets: no allocation on a context switch's path
         buffer.copyMemory(from: unit.image, byteCount: HostFloatingPoint.imageBytes)
         try readBytes(linear, count: count, into: buffer)
         let mxcsr = buffer.load(fromByteOffset: HostFloatingPoint.mxcsr, as: UInt32.self)
