@@ -23,18 +23,10 @@ enum LinuxBootMeasurement: MeasurementKind {
     }
 
     static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {
-        switch context.system.runner {
-        case .native: return .skipped("no VM to boot: linux.boot times a Linux guest's boot")
-        case .vm(.kvm, _) where KVMSystem.moduleEmulatesGuestKernel:
-            return .skipped(
-                "this host's KVM (kvm_pvm) emulates the guest kernel's code and cannot emulate its int3: Debian's 6.1 "
-                    + "kernel stopped at int3_selftest 41 s into its boot under hvbench's VMM (measured, docs/linux-guest.md)")
-        case .qemu(kvm: true, _) where KVMSystem.moduleEmulatesGuestKernel:
-            return .skipped(
-                "this host's KVM (kvm_pvm) emulates guest kernel code: QEMU with KVM did not get through a bzImage's "
-                    + "real-mode setup in 120 s, and the kernel would stop at its int3 self-test (docs/linux-guest.md)")
-        default: break
+        if case .native = context.system.runner {
+            return .skipped("no VM to boot: linux.boot times a Linux guest's boot")
         }
+        if let reason = cannotRunLinux(context.system) { return .skipped(reason) }
         let image: LinuxGuestBuilder.Image
         do {
             image = try await LinuxGuestBuilder(workspace: try Workspace.locate()).build()
@@ -93,6 +85,19 @@ enum LinuxBootMeasurement: MeasurementKind {
             metrics.append(MetricSamples(name: "to_init", unit: "ms", better: .lower, values: toInit))
         }
         return .measured(Measurement(metrics: metrics, tscHertz: 1, privilege: "cpl3", engine: engine))
+    }
+
+    /// Why `system` cannot run the Linux guest on this host, or nil.
+    static func cannotRunLinux(_ system: SystemDefinition) -> String? {
+        switch system.runner {
+        case .vm(.kvm, _) where KVMSystem.moduleEmulatesGuestKernel:
+            return "this host's KVM (kvm_pvm) emulates the guest kernel's code and cannot emulate its int3: Debian's 6.1 "
+                + "kernel stopped at int3_selftest 41 s into its boot under hvbench's VMM (measured, docs/linux-guest.md)"
+        case .qemu(kvm: true, _) where KVMSystem.moduleEmulatesGuestKernel:
+            return "this host's KVM (kvm_pvm) emulates guest kernel code: QEMU with KVM did not get through a bzImage's "
+                + "real-mode setup in 120 s, and the kernel would stop at its int3 self-test (docs/linux-guest.md)"
+        default: return nil
+        }
     }
 
     /// One boot that reached /init: how long it took, the console, and the engine that ran it.

@@ -17,6 +17,9 @@ public struct LinuxGuestBuilder: Sendable {
         public let hash: String
         /// The workload programs the initramfs carries (`withWorkloads`), e.g. ["fio", "iperf3"].
         public var programs: [String] = []
+        /// With the workloads: a folder of the very files the guest runs them with, for the
+        /// native runs (`LinuxWorkloadTools`).
+        public var tools: LinuxWorkloadTools? = nil
     }
 
     /// Why the Linux guest cannot be built here (no apt, or the packages cannot be had).
@@ -62,13 +65,16 @@ public struct LinuxGuestBuilder: Sendable {
         hash.add(Self.modules.joined(separator: " ").utf8)
         let programs = withWorkloads ? await LinuxGuestPrograms.resolve() : LinuxGuestPrograms(programs: [])
         programs.addIdentity(to: &hash)
+        let sources = withWorkloads ? try LinuxWorkloadTools.Sources(workspace: workspace) : nil
+        sources?.addIdentity(to: &hash)
         let key = hash.hex
         let directory = cache.appendingPathComponent(key)
-        let image = Image(
+        var image = Image(
             kernel: directory.appendingPathComponent("vmlinuz"), initramfs: directory.appendingPathComponent("initramfs.cpio"),
             kernelPackage: packages[0].lastPathComponent, hash: key, programs: programs.programs.map(\.name))
+        if sources != nil { image.tools = LinuxWorkloadTools(folder: directory.appendingPathComponent("tools")) }
         if FileManager.default.fileExists(atPath: image.initramfs.path)
-            && FileManager.default.fileExists(atPath: image.kernel.path)
+            && FileManager.default.fileExists(atPath: image.kernel.path) && image.tools?.isComplete != false
         {
             return image
         }
@@ -100,6 +106,14 @@ public struct LinuxGuestBuilder: Sendable {
         archive.add("init", .file(executable: true), data: [UInt8](initBytes))
         archive.add("bin/hvb-milestone", .file(executable: true), data: MilestoneProgram.elf)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if let sources, let tools = image.tools {
+            try await tools.build(from: sources, busybox: busybox)
+            archive.add("bin/hvb-ops", .file(executable: true), data: [UInt8](try Data(contentsOf: tools.operations)))
+            archive.add("bin/hvb-job", .file(executable: true), data: [UInt8](sources.job))
+            for code in [MilestoneProgram.workloadStarts, MilestoneProgram.workloadEnds] {
+                archive.add("bin/hvb-milestone-\(code)", .file(executable: true), data: MilestoneProgram.elf(writing: code))
+            }
+        }
         try writeAtomically(Data(archive.finish()), to: image.initramfs)
         let kernelBytes = try Data(contentsOf: boot.appendingPathComponent(kernelName))
         try writeAtomically(kernelBytes, to: image.kernel)

@@ -45,7 +45,8 @@ extension BenchmarkRunner {
     /// Every kind of measurement, most specific first.
     static var measurementKinds: [any MeasurementKind.Type] {
         [
-            LinuxBootMeasurement.self, VMBootMeasurement.self, VMPairMeasurement.self, GuestMeasurement.self,
+            LinuxWorkloadMeasurement.self, LinuxBootMeasurement.self, VMBootMeasurement.self, VMPairMeasurement.self,
+            GuestMeasurement.self,
             QEMUBootMeasurement.self,
             QEMUPairMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
         ]
@@ -146,7 +147,8 @@ extension BenchmarkRunner {
     /// - Parameter onLine: sees each console line first (samples are counted for the progress line anyway).
     func measureProcess(
         _ command: [String], shown: String, _ context: MeasurementContext, what: String, engine: String,
-        privilege: @escaping (Int) -> String = { "cpl\($0)" }, onLine: (@Sendable (String) -> Void)? = nil
+        privilege: @escaping (Int) -> String = { "cpl\($0)" }, tscHertz: Double? = nil,
+        onLine: (@Sendable (String) -> Void)? = nil
     ) async -> MeasurementOutcome {
         let timeout = context.entry.timeoutSeconds
         let output: ProcessRunner.Output
@@ -161,8 +163,10 @@ extension BenchmarkRunner {
         let console = output.standardOutput.joined(separator: "\n")
         context.log("$ \(shown)\n\(console)\n\(output.standardError)\n# \(output.statusDescription)\n", by: self)
         if output.timedOut { return .failed("\(what) exceeded its \(Int(timeout)) s time limit and was killed") }
-        // Native, QEMU's TCG and QEMU's KVM all see the host's TSC rate.
+        // Native, QEMU's TCG and QEMU's KVM all see the host's TSC rate (the Linux workloads
+        // count nanoseconds instead).
         return readTranscript(
-            console, context, tscHertz: Double(TSC.calibratedKilohertz) * 1000, engine: engine, privilege: privilege)
+            console, context, tscHertz: tscHertz ?? Double(TSC.calibratedKilohertz) * 1000, engine: engine,
+            privilege: privilege)
     }
 }

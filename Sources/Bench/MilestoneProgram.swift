@@ -3,12 +3,19 @@
 /// with `iopl(3)` and writes milestone 4 to port 0x80, where hvbench's VMM stamps it
 /// (`BootMilestoneDevice`); QEMU ignores the port. /init runs it first, so linux.boot can time
 /// the boot to /init from outside the guest. Debian's cloud kernel has no /dev/port (DEVPORT is
-/// off), and busybox has no port I/O applet, hence a program of its own.
+/// off), and busybox has no port I/O applet, hence a program of its own. The same program with
+/// other codes marks a workload's start and end (`/bin/hvb-milestone-5`, `-6`), so the VMM can
+/// tell the workload's exits from the boot's.
 enum MilestoneProgram {
     static let code: UInt8 = 4
+    /// Written by /init just before and just after the workload of a Linux benchmark.
+    static let workloadStarts: UInt8 = 5
+    static let workloadEnds: UInt8 = 6
     static let loadAddress: UInt64 = 0x40_0000
 
-    static var elf: [UInt8] {
+    static var elf: [UInt8] { elf(writing: code) }
+
+    static func elf(writing code: UInt8) -> [UInt8] {
         let instructions: [UInt8] = [
             0xBF, 0x03, 0x00, 0x00, 0x00,  // mov edi, 3
             0xB8, 0xAC, 0x00, 0x00, 0x00,  // mov eax, 172 (iopl)

@@ -44,7 +44,7 @@ enum NativeMeasurement: MeasurementKind {
 
     /// The command placed as the plan places VMs (a NUMA node, or pinned CPUs) and, over a TAP
     /// link, run inside the native side's namespace.
-    private static func placedCommand(_ command: [String], _ context: MeasurementContext, link: TAPLink?)
+    static func placedCommand(_ command: [String], _ context: MeasurementContext, link: TAPLink?)
         -> Result<[String], BenchmarkRunner.StartProblem>
     {
         var command = command

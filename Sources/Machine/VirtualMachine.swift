@@ -47,6 +47,10 @@ public struct VMOutcome: Sendable {
     public var vcpuHostCPUs: [Int] = []
     public let milestones: [BootMilestoneDevice.Milestone]
     public let counters: ExitCounters
+    /// The counters as they stood when the guest wrote each milestone (the first write of each
+    /// code; the writing vCPU's exits, the VM's device counts): a workload's exits are those
+    /// between the milestones around it (`ExitCounters.since`).
+    public var countersAtMilestones: [UInt8: ExitCounters] = [:]
     public let startedAtNanoseconds: UInt64
     public let endedAtNanoseconds: UInt64
 }
@@ -80,6 +84,7 @@ public final class VirtualMachine: @unchecked Sendable {
     /// Serialises device work between vCPU threads, as QEMU's big lock does: device models are
     /// written for one thread at a time. Not taken with one vCPU.
     private let deviceLock = Mutex(())
+    private let countersAtMilestones = Mutex<[UInt8: ExitCounters]>([:])
     /// Every vCPU: `engine` (the bootstrap processor) first, then the application processors.
     public let processors: [any CPUEngine]
 
@@ -240,6 +245,28 @@ public final class VirtualMachine: @unchecked Sendable {
         platform.timers.shutdown()
         counters = perProcessor.withLock { all in all.dropFirst().reduce(into: all[0]) { $0.add($1) } }
         applyCoalescedWrites(&counters)  // the last ones, so device state and counters are complete
+        counters = withDeviceCounts(counters)
+        let interruptCounts = processors.compactMap(\.interruptCounts)
+        if processors.count > 1 {
+            let each = perProcessor.withLock { $0 }
+            counters.perVCPU = each.indices.map { index in
+                VCPUExitCounters(
+                    portIO: each[index].portIO, mmio: each[index].mmio, halts: each[index].halts,
+                    interruptions: each[index].interruptions,
+                    interrupts: interruptCounts.count == processors.count ? interruptCounts[index].taken : nil)
+            }
+        }
+        var outcome = VMOutcome(
+            ending: ending.withLock { $0 } ?? .failed("no vCPU thread ended"), milestones: milestones.milestones,
+            counters: counters, startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
+        outcome.vcpuHostCPUs = hostCPUs.withLock { $0 }
+        outcome.countersAtMilestones = countersAtMilestones.withLock { $0 }
+        return outcome
+    }
+
+    /// `exits` (the vCPUs' own counts) with what the VM and its devices counted so far.
+    private func withDeviceCounts(_ exits: ExitCounters) -> ExitCounters {
+        var counters = exits
         counters.unclaimedPortReads = portBus.unclaimedReads
         counters.unclaimedMMIOReads = mmioBus.unclaimedReads
         counters.notifications = notifications
@@ -255,20 +282,7 @@ public final class VirtualMachine: @unchecked Sendable {
             let endOfInterrupts = interruptCounts.compactMap(\.endOfInterrupts)
             counters.endOfInterrupts = endOfInterrupts.count == processors.count ? endOfInterrupts.reduce(0, +) : nil
         }
-        if processors.count > 1 {
-            let each = perProcessor.withLock { $0 }
-            counters.perVCPU = each.indices.map { index in
-                VCPUExitCounters(
-                    portIO: each[index].portIO, mmio: each[index].mmio, halts: each[index].halts,
-                    interruptions: each[index].interruptions,
-                    interrupts: interruptCounts.count == processors.count ? interruptCounts[index].taken : nil)
-            }
-        }
-        var outcome = VMOutcome(
-            ending: ending.withLock { $0 } ?? .failed("no vCPU thread ended"), milestones: milestones.milestones,
-            counters: counters, startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
-        outcome.vcpuHostCPUs = hostCPUs.withLock { $0 }
-        return outcome
+        return counters
     }
 
     private func applyCoalescedWrites(_ counters: inout ExitCounters) {
@@ -317,6 +331,12 @@ public final class VirtualMachine: @unchecked Sendable {
                         } else {
                             portBus.read(UInt64(access.port), into: data)
                         }
+                    }
+                    if access.isWrite && UInt64(access.port) == BootMilestoneDevice.port,
+                        let code = milestones.milestones.last?.code
+                    {
+                        let snapshot = withDeviceCounts(counters)
+                        countersAtMilestones.withLock { if $0[code] == nil { $0[code] = snapshot } }
                     }
                 }
             case .mmio(let access):

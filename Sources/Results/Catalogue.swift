@@ -90,6 +90,57 @@ public struct BenchmarkDefinition: Sendable, Equatable {
                 "VM or QEMU started -> the Linux guest's /init shell says hello, ms (Debian's kernel, busybox initramfs); to_init: -> /init's boot milestone (hvbench's VMM)",
             defaultIterations: 1, timing: .wholeBoots, guest: .linux),
         .init(
+            id: "linux.fio-randread", group: .disk,
+            summary:
+                "fio 4 KiB random reads, direct I/O, one synchronous job, in the Linux guest on its disk (natively on the image file); iterations: I/Os, IOPS",
+            defaultIterations: 256, guest: .linux),
+        .init(
+            id: "linux.fio-randwrite", group: .disk,
+            summary: "fio 4 KiB random writes as linux.fio-randread, each read back and checked (crc32c); iterations: I/Os, IOPS",
+            defaultIterations: 256, writesDisk: true, guest: .linux),
+        .init(
+            id: "linux.fio-seqread", group: .disk,
+            summary: "fio 1 MiB sequential reads as linux.fio-randread; iterations: MiB, MiB/s", defaultIterations: 16,
+            guest: .linux),
+        .init(
+            id: "linux.iperf3-tx", group: .network,
+            summary:
+                "iperf3 TCP from the Linux guest to an iperf3 server in the run's namespace over the TAP (natively across a veth), as the server received it; iterations: KiB, Mbit/s",
+            defaultIterations: 4096, peerRole: .echo, guest: .linux),
+        .init(
+            id: "linux.iperf3-rx", group: .network,
+            summary: "iperf3 TCP from the server to the Linux guest (iperf3 -R) as linux.iperf3-tx; iterations: KiB, Mbit/s",
+            defaultIterations: 4096, peerRole: .echo, guest: .linux),
+        .init(
+            id: "linux.udp-rr", group: .network,
+            summary:
+                "64-byte UDP request/response from a Linux process to the host kernel's echo socket over the TAP (natively across a veth), µs per round trip",
+            defaultIterations: 200, peerRole: .echo, guest: .linux),
+        .init(
+            id: "linux.null-syscall", group: .platform,
+            summary: "getppid() in a loop in the Linux guest (lmbench's null call), ns",
+            defaultIterations: 100_000, guest: .linux),
+        .init(
+            id: "linux.pipe-ctxsw", group: .platform,
+            summary: "one-byte pipe round trip between two processes on one CPU (two context switches, lmbench's lat_ctx), µs",
+            defaultIterations: 2_000, guest: .linux),
+        .init(
+            id: "linux.page-fault", group: .platform,
+            summary: "first write to a page of a fresh anonymous mapping (a zero-fill page fault), ns", defaultIterations: 2_000,
+            guest: .linux),
+        .init(
+            id: "linux.fork-exit", group: .platform, summary: "fork() of a small static process, its _exit() and waitpid(), µs",
+            defaultIterations: 200, guest: .linux),
+        .init(
+            id: "linux.mmap-munmap", group: .platform,
+            summary: "mmap of 1 MiB anonymous, a write every 64 KiB, munmap (lmbench's lat_mmap), µs", defaultIterations: 500,
+            guest: .linux),
+        .init(
+            id: "linux.compress", group: .cpu,
+            summary:
+                "zlib level 6 compressing a fixed 1 MiB text-like buffer and decompressing it to check (CPU and memory bound); iterations: passes, MiB/s",
+            defaultIterations: 4, guest: .linux),
+        .init(
             id: "irq.timer", group: .platform,
             summary: "local APIC one-shot timer armed to expire at once -> its handler ran, interrupts taken at CPL3, ns",
             defaultIterations: 500),
@@ -231,6 +282,7 @@ public enum MetricDerivation {
             MetricSamples(name: "ns_per_op", unit: "ns", better: .lower, values: nsPerOp),
             MetricSamples(name: "cycles_per_op", unit: "cycles", better: .lower, values: cyclesPerOp),
         ]
+        if benchmark.hasPrefix("linux.") { return linuxMetrics(for: benchmark, samples: samples, nanoseconds: nanoseconds) }
         switch benchmark {
         case "cpu.int":
             let mops = zip(samples, nanoseconds).map { Double($0.operations) / $1 * 1e3 }
@@ -257,6 +309,32 @@ public enum MetricDerivation {
             return [MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: iops), perOp[0]]
         default:
             return perOp
+        }
+    }
+
+    /// The Linux workloads time in nanoseconds (CLOCK_MONOTONIC, or fio's and iperf3's own
+    /// figures), so they have no cycle metric.
+    static func linuxMetrics(for benchmark: String, samples: [BenchmarkTranscript.Sample], nanoseconds: [Double])
+        -> [MetricSamples]
+    {
+        let perOperation = zip(samples, nanoseconds).map { $1 / Double($0.operations) }
+        let rate = zip(samples, nanoseconds).map { Double($0.operations) / ($1 / 1e9) }
+        let mibPerSecond = zip(samples, nanoseconds).map { Double($0.bytes) / ($1 / 1e9) / 1_048_576 }
+        switch benchmark {
+        case "linux.fio-randread", "linux.fio-randwrite":
+            return [
+                MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: rate),
+                MetricSamples(name: "latency", unit: "µs", better: .lower, values: perOperation.map { $0 / 1e3 }),
+            ]
+        case "linux.fio-seqread", "linux.compress":
+            return [MetricSamples(name: "bandwidth", unit: "MiB/s", better: .higher, values: mibPerSecond)]
+        case "linux.iperf3-tx", "linux.iperf3-rx":
+            let megabits = zip(samples, nanoseconds).map { Double($0.bytes) * 8 / ($1 / 1e9) / 1e6 }
+            return [MetricSamples(name: "bandwidth", unit: "Mbit/s", better: .higher, values: megabits)]
+        case "linux.null-syscall", "linux.page-fault":
+            return [MetricSamples(name: "latency", unit: "ns", better: .lower, values: perOperation)]
+        default:
+            return [MetricSamples(name: "latency", unit: "µs", better: .lower, values: perOperation.map { $0 / 1e3 })]
         }
     }
 }

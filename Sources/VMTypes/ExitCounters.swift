@@ -61,6 +61,28 @@ public struct ExitCounters: Equatable, Sendable, Codable {
 
     static func sum(_ a: Int?, _ b: Int?) -> Int? { a == nil && b == nil ? nil : (a ?? 0) + (b ?? 0) }
 
+    /// What happened between `earlier` and these counters (both of one VM, `earlier` taken
+    /// first): every count is the difference; per-vCPU counts are dropped.
+    public func since(_ earlier: ExitCounters) -> ExitCounters {
+        func difference(_ a: Int?, _ b: Int?) -> Int? { a.map { $0 - (b ?? 0) } }
+        var window = ExitCounters()
+        window.portIO = portIO - earlier.portIO
+        window.mmio = mmio - earlier.mmio
+        window.halts = halts - earlier.halts
+        window.interruptions = interruptions - earlier.interruptions
+        window.unclaimedPortReads = unclaimedPortReads - earlier.unclaimedPortReads
+        window.unclaimedMMIOReads = unclaimedMMIOReads - earlier.unclaimedMMIOReads
+        window.notifications = notifications - earlier.notifications
+        window.interrupts = difference(interrupts, earlier.interrupts)
+        window.endOfInterrupts = difference(endOfInterrupts, earlier.endOfInterrupts)
+        window.interruptCauseReads = difference(interruptCauseReads, earlier.interruptCauseReads)
+        window.ioThreadNotifications = difference(ioThreadNotifications, earlier.ioThreadNotifications)
+        window.interruptsByEventFD = difference(interruptsByEventFD, earlier.interruptsByEventFD)
+        window.ioThreadPolledNotifications = difference(ioThreadPolledNotifications, earlier.ioThreadPolledNotifications)
+        window.coalescedWrites = difference(coalescedWrites, earlier.coalescedWrites)
+        return window
+    }
+
     /// (port I/O + MMIO exits) per operation.
     public var exitsPerOperation: Double? { operations > 0 ? Double(portIO + mmio) / Double(operations) : nil }
     public var notificationsPerOperation: Double? { operations > 0 ? Double(notifications) / Double(operations) : nil }
