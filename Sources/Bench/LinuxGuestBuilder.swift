@@ -20,6 +20,9 @@ public struct LinuxGuestBuilder: Sendable {
         /// With the workloads: a folder of the very files the guest runs them with, for the
         /// native runs (`LinuxWorkloadTools`).
         public var tools: LinuxWorkloadTools? = nil
+        /// The drivers /init loads (`modules` and those of `optionalModules` the kernel has).
+        public var drivers: [String] = []
+        var driverList: URL { initramfs.deletingLastPathComponent().appendingPathComponent("drivers") }
     }
 
     /// Why the Linux guest cannot be built here (no apt, or the packages cannot be had).
@@ -27,12 +30,19 @@ public struct LinuxGuestBuilder: Sendable {
         public let description: String
     }
 
-    static let metaPackage = "linux-image-cloud-amd64"
+    /// Debian's kernel flavour: the cloud kernel by default; `HVBENCH_LINUX_KERNEL` names another
+    /// meta-package (`linux-image-amd64`, the generic kernel, has the e1000 driver).
+    static var metaPackage: String {
+        ProcessInfo.processInfo.environment["HVBENCH_LINUX_KERNEL"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? "linux-image-cloud-amd64"
+    }
     static let busyboxPackage = "busybox-static"
     /// The drivers of the devices hvbench's VMs and QEMU give the guest, loaded by /init in this
     /// order (with what each depends on, from depmod's modules.dep). Debian's cloud kernel has no
     /// e1000 driver.
     static let modules = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sd_mod"]
+    /// Drivers loaded where the kernel has them: e1000 is in Debian's generic kernel only.
+    static let optionalModules = ["e1000"]
 
     /// Whether the initramfs carries the workload programs (LinuxGuestPrograms): Debian's fio
     /// alone needs 64 shared libraries, about 85 MB, which the guest unpacks into RAM, so the
@@ -62,7 +72,7 @@ public struct LinuxGuestBuilder: Sendable {
         for package in packages { hash.add(package.lastPathComponent.utf8) }
         hash.add(initBytes)
         hash.add(MilestoneProgram.elf)
-        hash.add(Self.modules.joined(separator: " ").utf8)
+        hash.add((Self.modules + Self.optionalModules).joined(separator: " ").utf8)
         let programs = withWorkloads ? await LinuxGuestPrograms.resolve() : LinuxGuestPrograms(programs: [])
         programs.addIdentity(to: &hash)
         let sources = withWorkloads ? try LinuxWorkloadTools.Sources(workspace: workspace) : nil
@@ -74,8 +84,10 @@ public struct LinuxGuestBuilder: Sendable {
             kernelPackage: packages[0].lastPathComponent, hash: key, programs: programs.programs.map(\.name))
         if sources != nil { image.tools = LinuxWorkloadTools(folder: directory.appendingPathComponent("tools")) }
         if FileManager.default.fileExists(atPath: image.initramfs.path)
-            && FileManager.default.fileExists(atPath: image.kernel.path) && image.tools?.isComplete != false
+            && FileManager.default.fileExists(atPath: image.kernel.path) && image.tools?.isComplete != false,
+            let drivers = try? String(contentsOf: image.driverList, encoding: .utf8)
         {
+            image.drivers = drivers.split(separator: "\n").map(String.init)
             return image
         }
         let staging = cache.appendingPathComponent("staging-\(getpid())")
@@ -99,7 +111,7 @@ public struct LinuxGuestBuilder: Sendable {
             folders.insert(folder)
         }
         let version = String(kernelName.dropFirst("vmlinuz-".count))
-        try await addModules(version: version, from: staging, to: &archive, folders: &folders)
+        image.drivers = try await addModules(version: version, from: staging, to: &archive, folders: &folders)
         try programs.add(to: &archive, folders: &folders)
         archive.add("bin/busybox", .file(executable: true), data: [UInt8](busybox))
         archive.add("bin/sh", .symlink(target: "busybox"))
@@ -115,6 +127,7 @@ public struct LinuxGuestBuilder: Sendable {
             }
         }
         try writeAtomically(Data(archive.finish()), to: image.initramfs)
+        try writeAtomically(Data(image.drivers.joined(separator: "\n").utf8), to: image.driverList)
         let kernelBytes = try Data(contentsOf: boot.appendingPathComponent(kernelName))
         try writeAtomically(kernelBytes, to: image.kernel)
         return image
@@ -125,7 +138,7 @@ public struct LinuxGuestBuilder: Sendable {
     /// list /init loads (etc/hvbench-modules).
     private func addModules(
         version: String, from staging: URL, to archive: inout CPIOArchive, folders: inout Set<String>
-    ) async throws {
+    ) async throws -> [String] {
         try await run("depmod", ["-b", staging.path, version], "depmod of \(version)")
         let moduleRoot = staging.appendingPathComponent("lib/modules/\(version)")
         let dependencyText = try String(contentsOf: moduleRoot.appendingPathComponent("modules.dep"), encoding: .utf8)
@@ -142,10 +155,13 @@ public struct LinuxGuestBuilder: Sendable {
             }
         }
         var needed: [String] = []
-        for name in Self.modules {
+        var loaded: [String] = []
+        for name in Self.modules + Self.optionalModules {
             guard let module = path(of: name) else {
+                if Self.optionalModules.contains(name) { continue }
                 throw Unavailable(description: "Debian's kernel \(version) has no module \(name)")
             }
+            loaded.append(name)
             for file in (dependencies[module] ?? []) + [module] where !needed.contains(file) { needed.append(file) }
         }
         // Every folder on the way to a module, each once, parents first.
@@ -163,7 +179,8 @@ public struct LinuxGuestBuilder: Sendable {
             "lib/modules/\(version)/modules.dep", .file(executable: false),
             data: Array((lines.joined(separator: "\n") + "\n").utf8))
         archive.add(
-            "etc/hvbench-modules", .file(executable: false), data: Array((Self.modules.joined(separator: "\n") + "\n").utf8))
+            "etc/hvbench-modules", .file(executable: false), data: Array((loaded.joined(separator: "\n") + "\n").utf8))
+        return loaded
     }
 
     /// The versioned kernel package the meta-package depends on.

@@ -27,10 +27,6 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
             if context.plan.network.backend != .tap {
                 return .skipped("the Linux guest's network jobs talk TCP/IP to the host kernel: they need --net-backend tap")
             }
-            if context.system.devices == .legacy {
-                return .skipped(
-                    "the Linux guest's kernel (Debian's cloud kernel) has no e1000 driver, so it has no NIC on this system")
-            }
         }
         let image: LinuxGuestBuilder.Image
         do {
@@ -41,6 +37,11 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
             return .failed("building the Linux guest: \(error)")
         }
         guard let tools = image.tools else { return .failed("the Linux guest was built without its workloads") }
+        if benchmark.needsNIC, context.system.devices == .legacy, !image.drivers.contains("e1000") {
+            return .skipped(
+                "the Linux guest's kernel (\(image.kernelPackage)) has no e1000 driver, so it has no NIC on this system "
+                    + "(Debian's generic kernel has one: HVBENCH_LINUX_KERNEL=linux-image-amd64)")
+        }
         if let program = program(of: benchmark.id), !image.programs.contains(program) {
             return .skipped("\(program) is not installed on the host (scripts/setup --with-linux installs it)")
         }
