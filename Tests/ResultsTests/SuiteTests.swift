@@ -77,10 +77,10 @@ import Testing
         }
         #expect(
             Set(try Suite.load(named: "net", in: workspace).entries.map(\.id))
-                == Set(BenchmarkDefinition.all.filter(\.needsNIC).map(\.id)))
+                == Set(BenchmarkDefinition.all.filter { $0.needsNIC && $0.guest == .benchmarkGuest }.map(\.id)))
         #expect(
             Set(try Suite.load(named: "disk", in: workspace).entries.map(\.id))
-                == Set(BenchmarkDefinition.all.filter(\.needsDisk).map(\.id)))
+                == Set(BenchmarkDefinition.all.filter { $0.needsDisk && $0.guest == .benchmarkGuest }.map(\.id)))
         #expect(
             Set(try Suite.load(named: "linux", in: workspace).entries.map(\.id))
                 == Set(BenchmarkDefinition.all.filter { $0.guest == .linux }.map(\.id)))
