@@ -1,7 +1,7 @@
 import Foundation
 import Results
 
-/// The Linux guest: Debian's own cloud kernel (`linux-image-cloud-amd64`, a bzImage) and an
+/// The Linux guest: Debian's own kernel (`linux-image-amd64`, a bzImage) and an
 /// initramfs of Debian's `busybox-static` with hvbench's `/init` (`Workloads/linux/init`). The
 /// packages are fetched with `apt-get download` and unpacked with `dpkg-deb -x`, never installed
 /// on the host; the result is cached by the packages' file names (name, version, architecture)
@@ -12,7 +12,7 @@ public struct LinuxGuestBuilder: Sendable {
     public struct Image: Sendable {
         public let kernel: URL
         public let initramfs: URL
-        /// The kernel package, e.g. linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb.
+        /// The kernel package, e.g. linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb.
         public let kernelPackage: String
         public let hash: String
         /// The workload programs the initramfs carries (`withWorkloads`), e.g. ["fio", "iperf3"].
@@ -30,18 +30,18 @@ public struct LinuxGuestBuilder: Sendable {
         public let description: String
     }
 
-    /// Debian's kernel flavour: the cloud kernel by default; `HVBENCH_LINUX_KERNEL` names another
-    /// meta-package (`linux-image-amd64`, the generic kernel, has the e1000 driver).
+    /// Debian's kernel flavour: the generic kernel by default, which has a driver for every
+    /// device hvbench's systems and QEMU give the guest; `HVBENCH_LINUX_KERNEL` names another
+    /// meta-package (`linux-image-cloud-amd64` boots faster but has no e1000 driver).
     static var metaPackage: String {
         ProcessInfo.processInfo.environment["HVBENCH_LINUX_KERNEL"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? "linux-image-cloud-amd64"
+            ?? "linux-image-amd64"
     }
     static let busyboxPackage = "busybox-static"
     /// The drivers of the devices hvbench's VMs and QEMU give the guest, loaded by /init in this
-    /// order (with what each depends on, from depmod's modules.dep). Debian's cloud kernel has no
-    /// e1000 driver.
+    /// order (with what each depends on, from depmod's modules.dep).
     static let modules = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sd_mod"]
-    /// Drivers loaded where the kernel has them: e1000 is in Debian's generic kernel only.
+    /// Drivers loaded where the kernel has them: Debian's cloud kernel has no e1000.
     static let optionalModules = ["e1000"]
 
     /// Whether the initramfs carries the workload programs (LinuxGuestPrograms): Debian's fio

@@ -19,7 +19,7 @@ struct BootCommand: AsyncParsableCommand {
 
     @Argument(
         help:
-            "Kernel image: a Linux bzImage, an ELF with a PVH entry note (e.g. a vmlinux), a Multiboot v1 kernel, or 'linux' for hvbench's Linux guest (Debian's cloud kernel and a busybox initramfs, built on first use)."
+            "Kernel image: a Linux bzImage, an ELF with a PVH entry note (e.g. a vmlinux), a Multiboot v1 kernel, or 'linux' for hvbench's Linux guest (Debian's kernel and a busybox initramfs, built on first use)."
     )
     var kernel: String
 

@@ -52,6 +52,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Iterations per repetition, overriding the suite (small values make smoke runs).")
     var iterations: UInt64?
 
+    @Option(help: "Unmeasured warm-up repetitions (whole boots for linux.boot and vm.boot), overriding the suite.")
+    var warmups: Int?
+
     @Option(help: "Output folder (default Results/<timestamp>-<host>/).")
     var out: String?
 
@@ -140,6 +143,7 @@ struct RunOptions: ParsableArguments {
     func validate() throws {
         var problems: [String?] = [
             repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
+            warmups.flatMap { Limits.check($0, in: Limits.warmups, "--warmups") },
             rounds.flatMap { Limits.check($0, in: Limits.rounds, "--rounds") },
             iterations.flatMap { Limits.check($0, in: Limits.iterations, "--iterations") },
             timeout.flatMap { Limits.check(Double($0), in: Limits.timeoutSeconds, "--timeout (seconds)") },
@@ -209,6 +213,7 @@ struct RunOptions: ParsableArguments {
         }
         for index in selected.entries.indices {
             if let repetitions { selected.entries[index].repetitions = repetitions }
+            if let warmups { selected.entries[index].warmups = warmups }
             // A boot round times whole boots: it has no iterations to override.
             if let iterations, BenchmarkDefinition.named(selected.entries[index].id)?.timing != .wholeBoots {
                 selected.entries[index].iterations = iterations

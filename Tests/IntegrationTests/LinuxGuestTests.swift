@@ -7,7 +7,7 @@ import Machine
 import Results
 import VMM
 
-/// The Linux guest built from Debian's packages: Debian's cloud kernel and a busybox initramfs
+/// The Linux guest built from Debian's packages: Debian's kernel and a busybox initramfs
 /// with hvbench's /init, booted to its shell by hvbench's emulator and by QEMU with TCG (on a
 /// kvm_pvm host the KVM systems are skipped with the measured reason, docs/linux-guest.md).
 @Suite(.serialized) struct LinuxGuestTests {
@@ -38,7 +38,7 @@ import VMM
 
     @Test(
         .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
-        .enabled("Debian's linux-image-cloud-amd64 and busybox-static cannot be fetched here (apt-get download)") {
+        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
             await LinuxGuestTests.available()
         })
     func debiansKernelBootsToInitUnderQEMUWithTCG() async throws {
@@ -75,7 +75,7 @@ import VMM
     /// virtio_blk bind, /init lists `eth0` and `vda` (it took logical-mode MSIs and the DSDT's
     /// PCI host bridge). The NIC's peer is the VMM's sink; nothing leaves the process.
     @Test(
-        .enabled("Debian's linux-image-cloud-amd64 and busybox-static cannot be fetched here (apt-get download)") {
+        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
             await LinuxGuestTests.available()
         })
     func linuxDriversFindHvbenchsVirtioDevicesInTheEmulator() async throws {
@@ -99,10 +99,10 @@ import VMM
     /// linux.boot through the runner: hvbench's emulator and QEMU with TCG boot the Linux guest
     /// to its shell (a boot_time per boot; /init ran its job at CPL3, printed `uname -a` and the
     /// CPU flags the emulator advertises); native has no VM to boot; KVM systems on a kvm_pvm host
-    /// are skipped with the measured reason. One warm-up and one measured boot each.
+    /// are skipped with the measured reason. One measured boot each, no warm-up.
     @Test(
         .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
-        .enabled("Debian's linux-image-cloud-amd64 and busybox-static cannot be fetched here (apt-get download)") {
+        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
             await LinuxGuestTests.available()
         })
     func linuxBootIsMeasuredOrSkippedWithItsReason() async throws {
@@ -112,7 +112,7 @@ import VMM
         let run = try await CommandLineTests().hvbench(
             [
                 "run", "--bench", "linux.boot", "--mode", "native,full-emulation,hardware-assist", "--peer", "qemu-tcg",
-                "--rounds", "1", "--repetitions", "1", "--memory", "512", "--out", output.path,
+                "--rounds", "1", "--repetitions", "1", "--warmups", "0", "--memory", "512", "--out", output.path,
             ], timeout: 900)
         #expect(run.exitCode == 0, "\(run.statusDescription): \(run.standardError.suffix(600))")
         let results = try RunResults.load(from: output.appendingPathComponent("results.json")).results

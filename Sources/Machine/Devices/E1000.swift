@@ -1,7 +1,10 @@
 import Foundation
 
-/// An Intel 82540EM (e1000) subset: CTRL/STATUS, EEPROM reads through EERD (MAC and checksum),
-/// RAL/RAH, RCTL/TCTL, the legacy receive and transmit descriptor rings, and interrupts as the
+/// An Intel 82540EM (e1000) subset: CTRL/STATUS, the EEPROM (MAC and checksum) through EERD and
+/// bit by bit through EECD, the PHY through MDIC (E1000Management.swift), RAL/RAH, RCTL/TCTL,
+/// the statistics registers (clear on read; packets and octets counted), the legacy receive
+/// ring (the FCS left on unless RCTL.SECRC), the legacy and extended transmit descriptors with
+/// checksum offload and TCP segmentation (E1000TransmitOffload.swift), and interrupts as the
 /// 82540EM raises them: causes latch in ICR (TXDW when a descriptor asking for status is written
 /// back, TXQE when the transmit ring runs empty, RXT0 per received frame), INTA# is asserted
 /// while ICR & IMS is non-zero, and reading ICR clears it — the register read per interrupt that
@@ -14,12 +17,17 @@ import Foundation
 public final class E1000: PCIFunction, BusDevice {
     public static let barSize: UInt32 = 0x20000
     enum Register {
-        static let ctrl = 0x0000, status = 0x0008, eecd = 0x0010, eerd = 0x0014
+        static let ctrl = 0x0000, status = 0x0008, eecd = 0x0010, eerd = 0x0014, mdic = 0x0020
         static let icr = 0x00C0, itr = 0x00C4, ics = 0x00C8, ims = 0x00D0, imc = 0x00D8
         static let rctl = 0x0100, tctl = 0x0400
         static let rdbal = 0x2800, rdbah = 0x2804, rdlen = 0x2808, rdh = 0x2810, rdt = 0x2818
         static let tdbal = 0x3800, tdbah = 0x3804, tdlen = 0x3808, tdh = 0x3810, tdt = 0x3818
         static let ral0 = 0x5400, rah0 = 0x5404
+        /// The statistics registers, cleared when read; those counted here are below.
+        static let statistics = 0x4000..<0x4100
+        static let goodPacketsReceived = 0x4074, goodPacketsTransmitted = 0x4080
+        static let goodOctetsReceived = 0x4088, goodOctetsTransmitted = 0x4090  // low; high at +4
+        static let totalPacketsReceived = 0x40D0, totalPacketsTransmitted = 0x40D4
     }
 
     public let configuration = PCIConfiguration(
@@ -42,7 +50,14 @@ public final class E1000: PCIFunction, BusDevice {
     public private(set) var throttledInterrupts = 0
     private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
     private var eeprom = [UInt16](repeating: 0, count: 64)
-    private var frame = [UInt8](repeating: 0, count: 16384)
+    private var microwire = MicrowireEEPROM(words: [])
+    private var phy = E1000PHY()
+    /// The last context descriptor, and the offloads the first data descriptor of the packet
+    /// being gathered asked for.
+    private var transmitContext = E1000TransmitContext()
+    private var packetOffloads: (ip: Bool, transport: Bool, segment: Bool)?
+    /// A packet up to 64 KiB (what TCP segmentation hands the device).
+    private var frame = [UInt8](repeating: 0, count: 65536 + 4096)
     private var frameLength = 0
     public private(set) var brokenReason: String?
     /// Writes to the transmit and receive tail registers: the doorbells of this device.
@@ -81,7 +96,10 @@ public final class E1000: PCIFunction, BusDevice {
         brokenReason = nil  // a reset is how a driver recovers the device
         for index in registers.indices { registers[index] = 0 }
         registers[Register.status / 4] = 0x0000_0083  // full duplex, link up, 1000 Mb/s
-        registers[Register.eecd / 4] = 0x0000_0100  // EEPROM present
+        microwire = MicrowireEEPROM(words: eeprom)
+        phy.reset()
+        transmitContext = E1000TransmitContext()
+        packetOffloads = nil
         registers[Register.ral0 / 4] = UInt32(mac[0]) | UInt32(mac[1]) << 8 | UInt32(mac[2]) << 16 | UInt32(mac[3]) << 24
         registers[Register.rah0 / 4] = UInt32(mac[4]) | UInt32(mac[5]) << 8 | 0x8000_0000
         frameLength = 0
@@ -157,6 +175,10 @@ public final class E1000: PCIFunction, BusDevice {
             registers[register / 4] = 0
             interruptCauseReads += 1
             updateInterrupt()
+        } else if register == Register.eecd {
+            value = microwire.eecd
+        } else if Register.statistics.contains(register) {
+            registers[register / 4] = 0  // statistics clear when read
         }
         value >>= 8 * UInt32(offset & 3)
         data.storeLittleEndian(UInt64(value))
@@ -171,6 +193,8 @@ public final class E1000: PCIFunction, BusDevice {
         case Register.ctrl:
             if value & (1 << 26) != 0 { reset() } else { registers[register / 4] = value }
         case Register.status, Register.icr: break  // read-only / read-to-clear
+        case Register.eecd: microwire.write(value)
+        case Register.mdic: registers[register / 4] = phy.access(value)
         case Register.eerd:
             if value & 1 != 0 {
                 let address = Int((value >> 8) & 0xFF)
@@ -227,7 +251,9 @@ public final class E1000: PCIFunction, BusDevice {
         return try memory.bytes(at: address, count: 16)
     }
 
-    /// Sends every descriptor between head and tail; EOP ends a frame, RS asks for the DD bit.
+    /// Sends every descriptor between head and tail: legacy descriptors and extended data
+    /// descriptors gather a packet until EOP, a context descriptor sets the offloads' offsets;
+    /// RS asks for the DD bit.
     private func transmit() {
         guard
             let (base, count, start, tail) = activeRing(
@@ -240,19 +266,34 @@ public final class E1000: PCIFunction, BusDevice {
         do {
             while head != tail {
                 let entry = try descriptor(base, head)
-                let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-                let length = Int(UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
                 let command = entry[11]
-                guard command & 0x20 == 0 else { return fail("extended transmit descriptors (DEXT) are not supported") }
-                guard frameLength + length <= frame.count else { return fail("transmit frame longer than \(frame.count) bytes") }
-                let source = try memory.bytes(at: address, count: length)
-                frame.withUnsafeMutableBytes {
-                    $0.baseAddress!.advanced(by: frameLength).copyMemory(from: source.baseAddress!, byteCount: length)
-                }
-                frameLength += length
-                if command & 0x01 != 0 {  // EOP
-                    frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
-                    frameLength = 0
+                let extended = command & 0x20 != 0  // DEXT
+                let type = extended ? (entry[10] >> 4) & 0xF : 0
+                if extended && type == 0 {
+                    transmitContext = E1000TransmitContext(descriptor: UnsafeRawBufferPointer(entry))
+                } else {
+                    guard !extended || type == 1 else { return fail("transmit descriptor of unknown type \(type)") }
+                    let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+                    // Legacy: a 16-bit length; extended data: 20 bits.
+                    let length =
+                        extended
+                        ? Int(UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) & 0xF_FFFF)
+                        : Int(UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
+                    if packetOffloads == nil {
+                        let options = extended ? entry[13] : 0  // POPTS: IXSM, TXSM
+                        packetOffloads = (options & 0x01 != 0, options & 0x02 != 0, extended && command & 0x04 != 0)
+                    }
+                    guard frameLength + length <= frame.count else {
+                        return fail("transmit packet longer than \(frame.count) bytes")
+                    }
+                    let source = try memory.bytes(at: address, count: length)
+                    frame.withUnsafeMutableBytes {
+                        $0.baseAddress!.advanced(by: frameLength).copyMemory(from: source.baseAddress!, byteCount: length)
+                    }
+                    frameLength += length
+                    if command & 0x01 != 0 {  // EOP
+                        guard send() else { return }
+                    }
                 }
                 if command & 0x08 != 0 {  // RS: write back DD
                     entry[12] = 0x01
@@ -266,6 +307,47 @@ public final class E1000: PCIFunction, BusDevice {
             fail("transmit descriptor ring: \(error)")
         }
         receive()
+    }
+
+    /// Hands the gathered packet to the peer: as it is, or with the checksums and segmentation
+    /// its descriptors asked for. False when the packet's offloads could not be done (the
+    /// device is then broken).
+    private func send() -> Bool {
+        defer {
+            frameLength = 0
+            packetOffloads = nil
+        }
+        guard let offloads = packetOffloads, offloads.ip || offloads.transport || offloads.segment else {
+            frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
+            count(sent: frameLength)
+            return true
+        }
+        do {
+            for packet in try transmitContext.frames(
+                for: Array(frame[0..<frameLength]), ipChecksum: offloads.ip, transportChecksum: offloads.transport,
+                segment: offloads.segment)
+            {
+                packet.withUnsafeBytes { peer.received($0) }
+                count(sent: packet.count)
+            }
+            return true
+        } catch {
+            fail("transmit offload: \(error)")
+            return false
+        }
+    }
+
+    /// Adds to a 64-bit statistics counter held in a low and a high register.
+    private func add(_ value: Int, toOctets low: Int) {
+        let total = (UInt64(registers[low / 4 + 1]) << 32 | UInt64(registers[low / 4])) &+ UInt64(value)
+        registers[low / 4] = UInt32(truncatingIfNeeded: total)
+        registers[low / 4 + 1] = UInt32(truncatingIfNeeded: total >> 32)
+    }
+
+    private func count(sent bytes: Int) {
+        registers[Register.goodPacketsTransmitted / 4] &+= 1
+        registers[Register.totalPacketsTransmitted / 4] &+= 1
+        add(bytes + 4, toOctets: Register.goodOctetsTransmitted)  // with the FCS, as the 82540EM counts
     }
 
     /// Fills free receive descriptors (head up to tail) with frames the peer has for the guest.
@@ -282,8 +364,17 @@ public final class E1000: PCIFunction, BusDevice {
                 let entry = try descriptor(base, head)
                 let address = UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
                 let buffer = try memory.bytes(at: address, count: bufferSize)
-                guard let length = peer.frameForGuest(into: buffer) else {
+                guard var length = peer.frameForGuest(into: buffer) else {
                     return fail("receive buffer of \(bufferSize) bytes too small")
+                }
+                registers[Register.goodPacketsReceived / 4] &+= 1
+                registers[Register.totalPacketsReceived / 4] &+= 1
+                add(length + 4, toOctets: Register.goodOctetsReceived)
+                // The frame check sequence stays on the frame unless RCTL.SECRC strips it.
+                if registers[Register.rctl / 4] & (1 << 26) == 0 && length + 4 <= bufferSize {
+                    let fcs = EthernetFCS.of(UnsafeRawBufferPointer(rebasing: buffer[0..<length]))
+                    buffer.storeBytes(of: fcs.littleEndian, toByteOffset: length, as: UInt32.self)
+                    length += 4
                 }
                 entry.storeBytes(of: UInt16(length).littleEndian, toByteOffset: 8, as: UInt16.self)
                 entry[12] = 0x03  // DD | EOP
