@@ -162,9 +162,18 @@ func read(_ bus: IOBus, _ address: UInt64, width: Int = 4) -> UInt64 {
         write(nic, 0x2818, 3)
         write(nic, 0x0100, 0x2)  // enabling fills the three posted buffers
         #expect(read(nic, 0x2810) == 3)
-        #expect(try memory.readValue(UInt16.self, at: 0x10008) == 300)
+        // Without RCTL.SECRC the frame keeps its FCS: 300 bytes and a CRC-32 over them.
+        #expect(try memory.readValue(UInt16.self, at: 0x10008) == 304)
+        let frame = try memory.bytes(at: 0x20000, count: 300)
+        #expect(try memory.readValue(UInt32.self, at: 0x20000 + 300) == EthernetFCS.of(UnsafeRawBufferPointer(frame)))
         #expect(try memory.readValue(UInt8.self, at: 0x1000C) == 3)  // DD | EOP
         #expect(try memory.readValue(UInt8.self, at: 0x1003C) == 0)  // the slot at the tail stays free
+        #expect(read(nic, 0x4074) == 3 && read(nic, 0x4074) == 0, "GPRC counts the frames and clears when read")
+    }
+
+    @Test func theFrameCheckSequenceIsCRC32() {
+        // The check value of the CRC-32 of "123456789" (IEEE 802.3).
+        #expect(Array("123456789".utf8).withUnsafeBytes { EthernetFCS.of($0) } == 0xCBF4_3926)
     }
 
     @Test func aWildRingBreaksOnlyTheNIC() throws {

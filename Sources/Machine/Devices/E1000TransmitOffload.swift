@@ -93,7 +93,7 @@ struct E1000TransmitContext {
                 throw Problem(description: "IP checksum offsets \(ipChecksumStart)...\(end) outside a \(frame.count)-byte frame")
             }
             store16(&frame, ipChecksumOffset, 0)
-            store16(&frame, ipChecksumOffset, ~fold(sum(frame, ipChecksumStart...end)))
+            store16(&frame, ipChecksumOffset, IPv4Packets.checksum(frame[ipChecksumStart...end]))
         }
         if transport {
             let end = transportChecksumEnd == 0 ? frame.count - 1 : min(transportChecksumEnd, frame.count - 1)
@@ -102,31 +102,11 @@ struct E1000TransmitContext {
                     description: "TCP/UDP checksum offsets \(transportChecksumStart)...\(end) outside a \(frame.count)-byte frame"
                 )
             }
-            var total = sum(frame, transportChecksumStart...end)
-            if addLength { total += UInt32(frame.count - transportChecksumStart) }
-            var checksum = ~fold(total)
+            let length = addLength ? UInt32(frame.count - transportChecksumStart) : 0
+            var checksum = IPv4Packets.checksum(frame[transportChecksumStart...end], initial: length)
             if !isTCP && checksum == 0 { checksum = 0xFFFF }  // UDP sends a zero sum as all ones
             store16(&frame, transportChecksumOffset, checksum)
         }
-    }
-
-    /// The ones'-complement sum of big-endian 16-bit words (an odd last byte padded with zero).
-    private func sum(_ bytes: [UInt8], _ range: ClosedRange<Int>) -> UInt32 {
-        var total: UInt32 = 0
-        var index = range.lowerBound
-        while index <= range.upperBound {
-            let high = UInt32(bytes[index]) << 8
-            let low = index + 1 <= range.upperBound ? UInt32(bytes[index + 1]) : 0
-            total += high | low
-            index += 2
-        }
-        return total
-    }
-
-    private func fold(_ value: UInt32) -> UInt16 {
-        var total = value
-        while total > 0xFFFF { total = (total & 0xFFFF) + (total >> 16) }
-        return UInt16(total)
     }
 
     private func load16(_ bytes: [UInt8], _ at: Int) -> UInt16 { UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) }
