@@ -19,6 +19,7 @@ public enum HTMLReport {
         body += ClaimsOutput.html(claims)
         body += percentiles(model)
         body += DriverComparison.html(model)
+        body += LinuxDeviceCounters.html(model)
         body += exits(model)
         body += environment(model)
         return page(title: "hvbench report", body: body)

@@ -50,6 +50,7 @@ public enum MarkdownReport {
             }
         }
         text += DriverComparison.markdown(model)
+        text += LinuxDeviceCounters.markdown(model)
         text += "\nMedians ± half-width of the 95% bootstrap CI. % of native: 100 = native speed.\n"
         return text
     }

@@ -172,3 +172,28 @@ import Testing
         #expect(!MarkdownReport.render(run(["paravirt-io": [1, 2, 3]])).contains("Polling vs"))
     }
 }
+
+@Suite struct LinuxDeviceCountersTests {
+    /// The Linux guest's network and disk jobs get a table of the VMM's counters per operation;
+    /// systems that record none (QEMU, native) and the other Linux jobs do not.
+    @Test func linuxJobsShowTheirDevicesCountersPerOperation() {
+        var results = run(["full-emulation": [700, 710, 690], "qemu-tcg": [500, 510, 490]], benchmark: "linux.udp-rr")
+        var e1000 = ExitCounters()
+        e1000.mmio = 800
+        e1000.portIO = 40
+        e1000.notifications = 100
+        e1000.interrupts = 200
+        e1000.interruptCauseReads = 200
+        e1000.operations = 100
+        results.results[results.results.firstIndex { $0.system == "full-emulation" }!].exits = e1000
+        var other = run(["full-emulation": [10, 11, 9]], benchmark: "linux.null-syscall").results
+        other[0].exits = e1000
+        results.results += other
+        let markdown = MarkdownReport.render(results)
+        #expect(markdown.contains("### Linux's drivers on the device models"))
+        #expect(markdown.contains("| full-emulation | `linux.udp-rr` | ns_per_op (x) | 700 | 8.4 | 1 | 2 | 2 |"), "\(markdown)")
+        #expect(!markdown.contains("| qemu-tcg | `linux.udp-rr`"), "QEMU records no exits: no row")
+        #expect(!markdown.contains("| full-emulation | `linux.null-syscall`"), "not a device job")
+        #expect(HTMLReport.render(results).contains("<section id=\"linux-devices\">"))
+    }
+}
