@@ -59,7 +59,17 @@ enum DeviceFuzz {
         for _ in 0..<maximumSteps where step(&input, nic, span: UInt64(E1000.barSize), memory: memory) {}
         if let reason = nic.brokenReason, reason.isEmpty { return "the NIC broke without a reason" }
         write(nic, 0x0, 1 << 26)  // CTRL.RST
-        return nic.brokenReason == nil ? nil : "a reset did not heal the NIC: \(nic.brokenReason ?? "")"
+        if let reason = nic.brokenReason { return "a reset did not heal the NIC: \(reason)" }
+        // Whatever the program did to EECD, MDIC and the PHY, the driver's first reads after a
+        // reset work: the MAC's first EEPROM word through EERD, the PHY's identifier through MDIC.
+        write(nic, 0x14, 0x0001)  // EERD: start, word 0
+        let word = read(nic, 0x14)
+        guard word & 0x10 != 0, word >> 16 == UInt64(nic.mac[0]) | UInt64(nic.mac[1]) << 8 else {
+            return "EERD after a reset read 0x\(String(word, radix: 16))"
+        }
+        write(nic, 0x20, 2 << 26 | 1 << 21 | 2 << 16)  // MDIC: read PHY 1, register 2
+        let phy = read(nic, 0x20)
+        return phy & (1 << 28) != 0 && phy & 0xFFFF == 0x0141 ? nil : "MDIC after a reset read 0x\(String(phy, radix: 16))"
     }
 
     static func ide(_ bytes: [UInt8]) -> FuzzProperty {

@@ -50,7 +50,7 @@ public final class E1000: PCIFunction, BusDevice {
     public private(set) var throttledInterrupts = 0
     private var registers = [UInt32](repeating: 0, count: Int(barSize) / 4)
     private var eeprom = [UInt16](repeating: 0, count: 64)
-    private var microwire = MicrowireEEPROM(words: [])
+    private var microwire = MicrowireEEPROM(words: [UInt16](repeating: 0, count: 64))
     private var phy = E1000PHY()
     /// The last context descriptor, and the offloads the first data descriptor of the packet
     /// being gathered asked for.

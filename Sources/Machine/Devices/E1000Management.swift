@@ -26,7 +26,8 @@ struct MicrowireEEPROM {
     /// The word being clocked out and how many of its bits have gone.
     private var reading: (word: UInt16, address: Int, bitsOut: Int)?
 
-    init(words: [UInt16]) { self.words = words }
+    /// - Parameter words: the EEPROM's contents (64 words; a shorter list reads as all ones).
+    init(words: [UInt16]) { self.words = words.isEmpty ? [0xFFFF] : words }
 
     /// The driver writes EECD: returns nothing; `eecd` is what it reads back.
     mutating func write(_ value: UInt32) {
