@@ -91,7 +91,7 @@ enum LinuxBootMeasurement: MeasurementKind {
     static func cannotRunLinux(_ system: SystemDefinition) -> String? {
         switch system.runner {
         case .vm(.kvm, _) where KVMSystem.moduleEmulatesGuestKernel:
-            return "this host's KVM (kvm_pvm) emulates the guest kernel's code and cannot emulate its int3: Debian's 6.1 "
+            return "this host's KVM (kvm_pvm) emulates the guest kernel's code and cannot emulate its int3: Debian's 6.1 cloud "
                 + "kernel stopped at int3_selftest 41 s into its boot under hvbench's VMM (measured, docs/linux-guest.md)"
         case .qemu(kvm: true, _) where KVMSystem.moduleEmulatesGuestKernel:
             return "this host's KVM (kvm_pvm) emulates guest kernel code: QEMU with KVM did not get through a bzImage's "
