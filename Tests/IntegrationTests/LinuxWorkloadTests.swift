@@ -77,6 +77,33 @@ import Results
         #expect(log.contains("unshare") && log.contains("--pid") && log.contains("/tools/busybox sh"), "\(log.prefix(600))")
     }
 
+    /// A job whose device is missing (its driver did not probe, or the system has none) fails
+    /// at once with the kernel's last words on the matching drivers, and the job list still
+    /// ends with its done line: a missing device never hangs the guest.
+    @Test(
+        .enabled("Debian's packages, fio or iperf3 are not available here (scripts/setup --with-linux)") {
+            await LinuxWorkloadTests.available()
+        })
+    func aMissingDeviceFailsTheJobWithTheDriversWords() async throws {
+        let tools = try #require(try await Self.image.value.get().tools)
+        let output = try await ProcessRunner.run(
+            "/usr/bin/env",
+            [
+                "-i", "PATH=\(tools.applets.path):/usr/bin:/bin", "bench=linux.fio-randread,linux.iperf3-tx,linux.udp-rr",
+                "disk=/nonexistent/hvbench-disk", tools.busybox.path, "sh", tools.job.path,
+            ], timeout: 60)
+        let lines = output.standardOutput.compactMap { try? ResultLine.parse($0) }
+        #expect(lines.count == 4 && lines.last == .done, "\(output.standardOutput)")
+        for line in lines.dropLast() {
+            guard case .fail(_, let reason) = line else {
+                Issue.record("expected a failure, got \(line)")
+                continue
+            }
+            #expect(reason.hasPrefix("no-disk:") || reason.hasPrefix("no-network:"), "\(reason)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/nonexistent/hvbench-disk"), "fio must not create it")
+    }
+
     /// One emulator boot with the legacy devices runs every disk and operating-system job
     /// (hvb-job takes a list): fio's direct I/O through ata_piix on hvbench's IDE model, the
     /// randwrite checked by fio; Linux's e1000 driver finds its NIC; the UDP job, given no peer
