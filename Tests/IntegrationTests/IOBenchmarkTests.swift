@@ -6,8 +6,10 @@ import Testing
 import Results
 
 /// The device benchmarks on the in-VMM peer; the VM-to-VM ones need the TAP backend's bridge
-/// and run in `VMPairTests`.
-let ioBenchmarks = BenchmarkDefinition.all.filter { ($0.needsNIC || $0.needsDisk) && !$0.vmToVM }.map(\.id)
+/// and run in `VMPairTests`; the Linux guest's jobs are `LinuxWorkloadTests`.
+let ioBenchmarks = BenchmarkDefinition.all.filter {
+    ($0.needsNIC || $0.needsDisk) && !$0.vmToVM && $0.guest == .benchmarkGuest
+}.map(\.id)
 
 @Suite(.serialized) struct IOBenchmarkTests {
     func run(_ id: String, on system: SystemDefinition, ioThread: Bool = true, pollMicroseconds: UInt64? = nil) async throws
