@@ -13,7 +13,9 @@ enum LinuxBootMeasurement: MeasurementKind {
     /// The Linux command line: the console on COM1, no reboot on panic, no boot chatter, no I/O
     /// delays (Linux's default delay writes garbage to port 0x80, the milestone port), and the
     /// job /init runs (the kernel passes `bench=` to it as an environment variable).
-    static let commandLine = "console=ttyS0 panic=-1 quiet io_delay=none bench=linux.boot"
+    static let commandLine = kernelArguments + " bench=linux.boot"
+    /// What every boot of the Linux guest passes before its job's words.
+    static let kernelArguments = "console=ttyS0 panic=-1 quiet io_delay=none"
 
     /// What Workloads/linux/init writes to port 0x80 through /dev/port as it starts.
     static let initMilestone: UInt8 = 4

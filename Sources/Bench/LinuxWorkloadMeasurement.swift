@@ -23,10 +23,8 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
     static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {
         guard let benchmark = context.benchmark else { return .failed("\(context.entry.id) is not in the catalogue") }
         if let reason = LinuxBootMeasurement.cannotRunLinux(context.system) { return .skipped(reason) }
-        if benchmark.needsNIC {
-            if context.plan.network.backend != .tap {
-                return .skipped("the Linux guest's network jobs talk TCP/IP to the host kernel: they need --net-backend tap")
-            }
+        if benchmark.needsNIC && context.plan.network.backend != .tap {
+            return .skipped("the Linux guest's network jobs talk TCP/IP to the host kernel: they need --net-backend tap")
         }
         let image: LinuxGuestBuilder.Image
         do {
@@ -99,7 +97,7 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
     }
 
     static func commandLine(_ words: [String]) -> String {
-        "console=ttyS0 panic=-1 quiet io_delay=none " + words.joined(separator: " ")
+        ([LinuxBootMeasurement.kernelArguments] + words).joined(separator: " ")
     }
 
     static func memoryMiB(_ plan: RunPlan) -> Int { max(plan.vm.memoryMiB, minimumMemoryMiB) }

@@ -246,8 +246,8 @@ public final class VirtualMachine: @unchecked Sendable {
         counters = perProcessor.withLock { all in all.dropFirst().reduce(into: all[0]) { $0.add($1) } }
         applyCoalescedWrites(&counters)  // the last ones, so device state and counters are complete
         counters = withDeviceCounts(counters)
-        let interruptCounts = processors.compactMap(\.interruptCounts)
         if processors.count > 1 {
+            let interruptCounts = processors.compactMap(\.interruptCounts)
             let each = perProcessor.withLock { $0 }
             counters.perVCPU = each.indices.map { index in
                 VCPUExitCounters(
@@ -262,6 +262,18 @@ public final class VirtualMachine: @unchecked Sendable {
         outcome.vcpuHostCPUs = hostCPUs.withLock { $0 }
         outcome.countersAtMilestones = countersAtMilestones.withLock { $0 }
         return outcome
+    }
+
+    /// After the guest wrote to the milestone port: the counters as they stand, kept for the
+    /// first milestone of each code the write recorded (none once the device stopped recording;
+    /// a guest that writes the port as an I/O delay repeats codes, which cost only the lookup).
+    private func keepCounters(afterMilestonesBeyond count: Int, _ exits: ExitCounters) {
+        let recorded = milestones.milestones
+        guard recorded.count > count, let code = recorded.last?.code,
+            countersAtMilestones.withLock({ $0[code] == nil })
+        else { return }
+        let snapshot = withDeviceCounts(exits)
+        countersAtMilestones.withLock { $0[code] = $0[code] ?? snapshot }
     }
 
     /// `exits` (the vCPUs' own counts) with what the VM and its devices counted so far.
@@ -324,6 +336,8 @@ public final class VirtualMachine: @unchecked Sendable {
                 withDevices {
                     // Buffered writes come before whatever made the guest exit, as it issued them.
                     applyCoalescedWrites(&counters)
+                    let marksMilestone = access.isWrite && UInt64(access.port) == BootMilestoneDevice.port
+                    let milestonesBefore = marksMilestone ? milestones.milestones.count : 0
                     for index in 0..<access.count {
                         let data = UnsafeMutableRawBufferPointer(start: access.data + index * access.size, count: access.size)
                         if access.isWrite {
@@ -332,12 +346,7 @@ public final class VirtualMachine: @unchecked Sendable {
                             portBus.read(UInt64(access.port), into: data)
                         }
                     }
-                    if access.isWrite && UInt64(access.port) == BootMilestoneDevice.port,
-                        let code = milestones.milestones.last?.code
-                    {
-                        let snapshot = withDeviceCounts(counters)
-                        countersAtMilestones.withLock { if $0[code] == nil { $0[code] = snapshot } }
-                    }
+                    if marksMilestone { keepCounters(afterMilestonesBeyond: milestonesBefore, counters) }
                 }
             case .mmio(let access):
                 counters.mmio += 1

@@ -65,32 +65,22 @@ struct DriverComparison {
     static let legend =
         "Counters per operation: exits / interrupts / interrupt-cause reads / spurious interrupts (\"-\": not recorded on that system). Advantage: interrupt-driven over polling, above 1 = the interrupt-driven driver is faster."
 
-    static func markdown(_ model: ReportModel) -> String {
-        let rows = rows(model)
-        guard !rows.isEmpty else { return "" }
-        var text = "\n### Polling vs interrupt-driven drivers\n\n"
-        text += "| system | benchmark | metric | polling | interrupt-driven | advantage | polling counters | -irq counters |\n"
-        text += "|---|---|---|---|---|---|---|---|\n"
-        for row in rows {
-            text +=
-                "| \(row.system) | `\(row.benchmark)` | \(row.metric) (\(row.unit)) | \(formatNumber(row.polling)) | "
-                + "\(formatNumber(row.interruptDriven)) | \(String(format: "%.2f", row.advantage))× | "
-                + "\(row.pollingCounters.text) | \(row.interruptCounters.text) |\n"
-        }
-        return text + "\n\(legend)\n"
+    static func table(_ model: ReportModel) -> ReportTable {
+        ReportTable(
+            id: "drivers", title: "Polling vs interrupt-driven drivers",
+            headers: [
+                "system", "benchmark", "metric", "polling", "interrupt-driven", "advantage", "polling counters", "-irq counters",
+            ],
+            rows: rows(model).map { row in
+                [
+                    .text(row.system), .code(row.benchmark), .text("\(row.metric) (\(row.unit))"),
+                    .text(formatNumber(row.polling)), .text(formatNumber(row.interruptDriven)),
+                    .text("\(String(format: "%.2f", row.advantage))×"), .text(row.pollingCounters.text),
+                    .text(row.interruptCounters.text),
+                ]
+            }, legend: legend)
     }
 
-    static func html(_ model: ReportModel) -> String {
-        let rows = rows(model)
-        guard !rows.isEmpty else { return "" }
-        var html =
-            "<section id=\"drivers\"><h2>Polling vs interrupt-driven drivers</h2><table><thead><tr><th>system</th><th>benchmark</th><th>metric</th><th>polling</th><th>interrupt-driven</th><th>advantage</th><th>polling counters</th><th>-irq counters</th></tr></thead><tbody>"
-        for row in rows {
-            html +=
-                "<tr><td>\(escapeXML(row.system))</td><td><code>\(escapeXML(row.benchmark))</code></td><td>\(escapeXML(row.metric)) (\(escapeXML(row.unit)))</td>"
-                + "<td>\(formatNumber(row.polling))</td><td>\(formatNumber(row.interruptDriven))</td><td>\(String(format: "%.2f", row.advantage))×</td>"
-                + "<td>\(row.pollingCounters.text)</td><td>\(row.interruptCounters.text)</td></tr>"
-        }
-        return html + "</tbody></table><p class=\"hint\">\(escapeXML(legend))</p></section>\n"
-    }
+    static func markdown(_ model: ReportModel) -> String { table(model).markdown }
+    static func html(_ model: ReportModel) -> String { table(model).html }
 }

@@ -44,31 +44,19 @@ struct LinuxDeviceCounters {
 
     private static func show(_ value: Double?) -> String { value.map { String(format: "%.3g", $0) } ?? "-" }
 
-    static func markdown(_ model: ReportModel) -> String {
-        let rows = rows(model)
-        guard !rows.isEmpty else { return "" }
-        var text = "\n### Linux's drivers on the device models\n\n"
-        text += "| system | benchmark | metric | median | exits | doorbells | interrupts | cause reads |\n"
-        text += "|---|---|---|---|---|---|---|---|\n"
-        for row in rows {
-            text +=
-                "| \(row.system) | `\(row.benchmark)` | \(row.metric) (\(row.unit)) | \(formatNumber(row.median)) | "
-                + "\(show(row.exits)) | \(show(row.doorbells)) | \(show(row.interrupts)) | \(show(row.causeReads)) |\n"
-        }
-        return text + "\n\(legend)\n"
+    static func table(_ model: ReportModel) -> ReportTable {
+        ReportTable(
+            id: "linux-devices", title: "Linux's drivers on the device models",
+            headers: ["system", "benchmark", "metric", "median", "exits", "doorbells", "interrupts", "cause reads"],
+            rows: rows(model).map { row in
+                [
+                    .text(row.system), .code(row.benchmark), .text("\(row.metric) (\(row.unit))"),
+                    .text(formatNumber(row.median)), .text(show(row.exits)), .text(show(row.doorbells)),
+                    .text(show(row.interrupts)), .text(show(row.causeReads)),
+                ]
+            }, legend: legend)
     }
 
-    static func html(_ model: ReportModel) -> String {
-        let rows = rows(model)
-        guard !rows.isEmpty else { return "" }
-        var html =
-            "<section id=\"linux-devices\"><h2>Linux's drivers on the device models</h2><table><thead><tr><th>system</th><th>benchmark</th><th>metric</th><th>median</th><th>exits</th><th>doorbells</th><th>interrupts</th><th>cause reads</th></tr></thead><tbody>"
-        for row in rows {
-            html +=
-                "<tr><td>\(escapeXML(row.system))</td><td><code>\(escapeXML(row.benchmark))</code></td><td>\(escapeXML(row.metric)) (\(escapeXML(row.unit)))</td>"
-                + "<td>\(formatNumber(row.median))</td><td>\(show(row.exits))</td><td>\(show(row.doorbells))</td>"
-                + "<td>\(show(row.interrupts))</td><td>\(show(row.causeReads))</td></tr>"
-        }
-        return html + "</tbody></table><p class=\"hint\">\(escapeXML(legend))</p></section>\n"
-    }
+    static func markdown(_ model: ReportModel) -> String { table(model).markdown }
+    static func html(_ model: ReportModel) -> String { table(model).html }
 }

@@ -276,13 +276,13 @@ public enum MetricDerivation {
     public static func metrics(for benchmark: String, samples: [BenchmarkTranscript.Sample], tscHertz: Double) -> [MetricSamples]
     {
         let nanoseconds = samples.map { Double($0.cycles) / tscHertz * 1e9 }
+        if benchmark.hasPrefix("linux.") { return linuxMetrics(for: benchmark, samples: samples, nanoseconds: nanoseconds) }
         let nsPerOp = zip(samples, nanoseconds).map { $1 / Double($0.operations) }
         let cyclesPerOp = samples.map { Double($0.cycles) / Double($0.operations) }
         let perOp = [
             MetricSamples(name: "ns_per_op", unit: "ns", better: .lower, values: nsPerOp),
             MetricSamples(name: "cycles_per_op", unit: "cycles", better: .lower, values: cyclesPerOp),
         ]
-        if benchmark.hasPrefix("linux.") { return linuxMetrics(for: benchmark, samples: samples, nanoseconds: nanoseconds) }
         switch benchmark {
         case "cpu.int":
             let mops = zip(samples, nanoseconds).map { Double($0.operations) / $1 * 1e3 }
@@ -317,24 +317,27 @@ public enum MetricDerivation {
     static func linuxMetrics(for benchmark: String, samples: [BenchmarkTranscript.Sample], nanoseconds: [Double])
         -> [MetricSamples]
     {
-        let perOperation = zip(samples, nanoseconds).map { $1 / Double($0.operations) }
-        let rate = zip(samples, nanoseconds).map { Double($0.operations) / ($1 / 1e9) }
-        let mibPerSecond = zip(samples, nanoseconds).map { Double($0.bytes) / ($1 / 1e9) / 1_048_576 }
+        /// Each sample's operations or bytes per second.
+        func perSecond(_ amount: (BenchmarkTranscript.Sample) -> Double) -> [Double] {
+            zip(samples, nanoseconds).map { amount($0) / ($1 / 1e9) }
+        }
+        let nanosecondsPerOperation = zip(samples, nanoseconds).map { $1 / Double($0.operations) }
+        let latencyInMicroseconds = MetricSamples(
+            name: "latency", unit: "µs", better: .lower, values: nanosecondsPerOperation.map { $0 / 1e3 })
         switch benchmark {
         case "linux.fio-randread", "linux.fio-randwrite":
-            return [
-                MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: rate),
-                MetricSamples(name: "latency", unit: "µs", better: .lower, values: perOperation.map { $0 / 1e3 }),
-            ]
+            let iops = perSecond { Double($0.operations) }
+            return [MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: iops), latencyInMicroseconds]
         case "linux.fio-seqread", "linux.compress":
+            let mibPerSecond = perSecond { Double($0.bytes) / 1_048_576 }
             return [MetricSamples(name: "bandwidth", unit: "MiB/s", better: .higher, values: mibPerSecond)]
         case "linux.iperf3-tx", "linux.iperf3-rx":
-            let megabits = zip(samples, nanoseconds).map { Double($0.bytes) * 8 / ($1 / 1e9) / 1e6 }
+            let megabits = perSecond { Double($0.bytes) * 8 / 1e6 }
             return [MetricSamples(name: "bandwidth", unit: "Mbit/s", better: .higher, values: megabits)]
         case "linux.null-syscall", "linux.page-fault":
-            return [MetricSamples(name: "latency", unit: "ns", better: .lower, values: perOperation)]
+            return [MetricSamples(name: "latency", unit: "ns", better: .lower, values: nanosecondsPerOperation)]
         default:
-            return [MetricSamples(name: "latency", unit: "µs", better: .lower, values: perOperation.map { $0 / 1e3 })]
+            return [latencyInMicroseconds]
         }
     }
 }

@@ -38,9 +38,7 @@ import VMM
 
     @Test(
         .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
-        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
-            await LinuxGuestTests.available()
-        })
+        .linuxGuestAvailable)
     func debiansKernelBootsToInitUnderQEMUWithTCG() async throws {
         let image = try await Self.image.value.get()
         let disk = temporaryDirectory().appendingPathExtension("img")
@@ -75,9 +73,7 @@ import VMM
     /// virtio_blk bind, /init lists `eth0` and `vda` (it took logical-mode MSIs and the DSDT's
     /// PCI host bridge). The NIC's peer is the VMM's sink; nothing leaves the process.
     @Test(
-        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
-            await LinuxGuestTests.available()
-        })
+        .linuxGuestAvailable)
     func linuxDriversFindHvbenchsVirtioDevicesInTheEmulator() async throws {
         let disk = temporaryDirectory().appendingPathExtension("img")
         defer { try? FileManager.default.removeItem(at: disk) }
@@ -102,9 +98,7 @@ import VMM
     /// are skipped with the measured reason. One measured boot each, no warm-up.
     @Test(
         .enabled(if: Host.qemu != nil, Host.qemuSkipMessage),
-        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
-            await LinuxGuestTests.available()
-        })
+        .linuxGuestAvailable)
     func linuxBootIsMeasuredOrSkippedWithItsReason() async throws {
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
@@ -138,6 +132,15 @@ import VMM
         let kvm = try result(.hardwareAssist)
         if KVMSystem.moduleEmulatesGuestKernel {
             #expect(kvm.status == .skipped && kvm.reason?.contains("int3") == true, "\(kvm.reason ?? "")")
+        }
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Debian's kernel and busybox can be fetched and the Linux guest built here.
+    static var linuxGuestAvailable: Self {
+        .enabled("Debian's linux-image-amd64 and busybox-static cannot be fetched here (apt-get download)") {
+            await LinuxGuestTests.available()
         }
     }
 }

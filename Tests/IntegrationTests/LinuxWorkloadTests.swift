@@ -21,11 +21,11 @@ import Results
         return image.programs.contains("fio") && image.programs.contains("iperf3")
     }
 
-    static let diskJobs = ["linux.fio-randread", "linux.fio-randwrite", "linux.fio-seqread"]
-    static let operatingSystemJobs = [
-        "linux.null-syscall", "linux.pipe-ctxsw", "linux.page-fault", "linux.fork-exit", "linux.mmap-munmap", "linux.compress",
-    ]
-    static let networkJobs = ["linux.iperf3-tx", "linux.iperf3-rx", "linux.udp-rr"]
+    /// The Linux guest's jobs, from the catalogue (linux.boot is timed from outside).
+    static let jobs = BenchmarkDefinition.all.filter { $0.guest == .linux && $0.timing == .inGuest }
+    static let diskJobs = jobs.filter(\.needsDisk).map(\.id)
+    static let networkJobs = jobs.filter(\.needsNIC).map(\.id)
+    static let operatingSystemJobs = jobs.filter { !$0.needsDisk && !$0.needsNIC }.map(\.id)
 
     static func results(_ output: URL) throws -> [BenchmarkResult] {
         try RunResults.load(from: output.appendingPathComponent("results.json")).results
@@ -43,9 +43,7 @@ import Results
 
     @Test(
         .enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage),
-        .enabled("Debian's packages, fio or iperf3 are not available here (scripts/setup --with-linux)") {
-            await LinuxWorkloadTests.available()
-        })
+        .linuxWorkloadsAvailable)
     func everyWorkloadRunsNativelyWithTheGuestsBinaries() async throws {
         let output = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
@@ -81,9 +79,7 @@ import Results
     /// at once with the kernel's last words on the matching drivers, and the job list still
     /// ends with its done line: a missing device never hangs the guest.
     @Test(
-        .enabled("Debian's packages, fio or iperf3 are not available here (scripts/setup --with-linux)") {
-            await LinuxWorkloadTests.available()
-        })
+        .linuxWorkloadsAvailable)
     func aMissingDeviceFailsTheJobWithTheDriversWords() async throws {
         let tools = try #require(try await Self.image.value.get().tools)
         let output = try await ProcessRunner.run(
@@ -109,9 +105,7 @@ import Results
     /// randwrite checked by fio; Linux's e1000 driver finds its NIC; the UDP job, given no peer
     /// address, fails with the guest's reason.
     @Test(
-        .enabled("Debian's packages, fio or iperf3 are not available here (scripts/setup --with-linux)") {
-            await LinuxWorkloadTests.available()
-        })
+        .linuxWorkloadsAvailable)
     func diskAndOperatingSystemJobsRunInTheEmulator() async throws {
         let disk = temporaryDirectory().appendingPathExtension("img")
         defer { try? FileManager.default.removeItem(at: disk) }
@@ -153,9 +147,7 @@ import Results
     /// trip on the e1000, none on virtio-net, whose doorbells are its notifications.
     @Test(
         .enabled(if: Host.canMakeNamespaces, Host.namespaceSkipMessage),
-        .enabled("Debian's packages, fio or iperf3 are not available here (scripts/setup --with-linux)") {
-            await LinuxWorkloadTests.available()
-        })
+        .linuxWorkloadsAvailable)
     func networkJobsRunOverTheTAPWithLinuxsE1000AndVirtioDrivers() async throws {
         let image = try await Self.image.value.get()
         try #require(image.drivers.contains("e1000"), "the default kernel has an e1000 driver")
@@ -178,6 +170,15 @@ import Results
             } else {
                 #expect(exits.notifications >= 8 && exits.interruptCauseReads == 0, "\(exits)")
             }
+        }
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// The Linux guest with its workload programs can be built here.
+    static var linuxWorkloadsAvailable: Self {
+        .enabled("Debian's packages, fio or iperf3 are not available here (scripts/setup --with-linux)") {
+            await LinuxWorkloadTests.available()
         }
     }
 }

@@ -81,6 +81,11 @@ public enum IPv4Packets {
         frame[offset + 1] = UInt8(truncatingIfNeeded: value)
     }
 
+    static func put32(_ value: UInt32, into frame: inout [UInt8], at offset: Int) {
+        put16(UInt16(value >> 16), into: &frame, at: offset)
+        put16(UInt16(truncatingIfNeeded: value), into: &frame, at: offset + 2)
+    }
+
     static func read16(_ frame: [UInt8], _ offset: Int) -> UInt16 { UInt16(frame[offset]) << 8 | UInt16(frame[offset + 1]) }
     static func read32(_ frame: [UInt8], _ offset: Int) -> UInt32 {
         UInt32(read16(frame, offset)) << 16 | UInt32(read16(frame, offset + 2))

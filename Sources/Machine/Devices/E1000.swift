@@ -319,7 +319,7 @@ public final class E1000: PCIFunction, BusDevice {
         }
         guard let offloads = packetOffloads, offloads.ip || offloads.transport || offloads.segment else {
             frame.withUnsafeBytes { peer.received(UnsafeRawBufferPointer(rebasing: $0[0..<frameLength])) }
-            count(sent: frameLength)
+            countTransmitted(frameLength)
             return true
         }
         do {
@@ -328,7 +328,7 @@ public final class E1000: PCIFunction, BusDevice {
                 segment: offloads.segment)
             {
                 packet.withUnsafeBytes { peer.received($0) }
-                count(sent: packet.count)
+                countTransmitted(packet.count)
             }
             return true
         } catch {
@@ -337,17 +337,21 @@ public final class E1000: PCIFunction, BusDevice {
         }
     }
 
-    /// Adds to a 64-bit statistics counter held in a low and a high register.
-    private func add(_ value: Int, toOctets low: Int) {
-        let total = (UInt64(registers[low / 4 + 1]) << 32 | UInt64(registers[low / 4])) &+ UInt64(value)
-        registers[low / 4] = UInt32(truncatingIfNeeded: total)
-        registers[low / 4 + 1] = UInt32(truncatingIfNeeded: total >> 32)
+    /// Counts a frame of `bytes` (without its FCS) in the statistics registers: good and total
+    /// packets, and the good octets with the FCS, as the 82540EM counts them, in a 64-bit
+    /// counter held in a low and a high register.
+    private func countFrame(_ bytes: Int, good: Int, total: Int, octets low: Int) {
+        registers[good / 4] &+= 1
+        registers[total / 4] &+= 1
+        let sum = (UInt64(registers[low / 4 + 1]) << 32 | UInt64(registers[low / 4])) &+ UInt64(bytes + 4)
+        registers[low / 4] = UInt32(truncatingIfNeeded: sum)
+        registers[low / 4 + 1] = UInt32(truncatingIfNeeded: sum >> 32)
     }
 
-    private func count(sent bytes: Int) {
-        registers[Register.goodPacketsTransmitted / 4] &+= 1
-        registers[Register.totalPacketsTransmitted / 4] &+= 1
-        add(bytes + 4, toOctets: Register.goodOctetsTransmitted)  // with the FCS, as the 82540EM counts
+    private func countTransmitted(_ bytes: Int) {
+        countFrame(
+            bytes, good: Register.goodPacketsTransmitted, total: Register.totalPacketsTransmitted,
+            octets: Register.goodOctetsTransmitted)
     }
 
     /// Fills free receive descriptors (head up to tail) with frames the peer has for the guest.
@@ -367,9 +371,9 @@ public final class E1000: PCIFunction, BusDevice {
                 guard var length = peer.frameForGuest(into: buffer) else {
                     return fail("receive buffer of \(bufferSize) bytes too small")
                 }
-                registers[Register.goodPacketsReceived / 4] &+= 1
-                registers[Register.totalPacketsReceived / 4] &+= 1
-                add(length + 4, toOctets: Register.goodOctetsReceived)
+                countFrame(
+                    length, good: Register.goodPacketsReceived, total: Register.totalPacketsReceived,
+                    octets: Register.goodOctetsReceived)
                 // The frame check sequence stays on the frame unless RCTL.SECRC strips it.
                 if registers[Register.rctl / 4] & (1 << 26) == 0 && length + 4 <= bufferSize {
                     let fcs = EthernetFCS.of(UnsafeRawBufferPointer(rebasing: buffer[0..<length]))

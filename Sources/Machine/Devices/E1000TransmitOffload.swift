@@ -64,16 +64,21 @@ struct E1000TransmitContext {
             let end = min(offset + maximumSegmentSize, packet.count)
             var frame = header + packet[offset..<end]
             if isIPv4 {
-                store16(&frame, ipChecksumStart + 2, UInt16(truncatingIfNeeded: frame.count - ipChecksumStart))
-                store16(&frame, ipChecksumStart + 4, load16(frame, ipChecksumStart + 4) &+ UInt16(truncatingIfNeeded: index))
+                IPv4Packets.put16(
+                    UInt16(truncatingIfNeeded: frame.count - ipChecksumStart), into: &frame, at: ipChecksumStart + 2)
+                let identification = IPv4Packets.read16(frame, ipChecksumStart + 4) &+ UInt16(truncatingIfNeeded: index)
+                IPv4Packets.put16(identification, into: &frame, at: ipChecksumStart + 4)
             }
             if isTCP {
-                let sequence = load32(frame, transportChecksumStart + 4) &+ UInt32(truncatingIfNeeded: offset - headerLength)
-                store32(&frame, transportChecksumStart + 4, sequence)
+                let sequence =
+                    IPv4Packets.read32(frame, transportChecksumStart + 4) &+ UInt32(truncatingIfNeeded: offset - headerLength)
+                IPv4Packets.put32(sequence, into: &frame, at: transportChecksumStart + 4)
                 if end < packet.count { frame[transportChecksumStart + 13] &= ~0x09 }  // FIN and PSH: last only
             } else {
                 // UDP: the length field covers this datagram.
-                store16(&frame, transportChecksumStart + 4, UInt16(truncatingIfNeeded: frame.count - transportChecksumStart))
+                IPv4Packets.put16(
+                    UInt16(truncatingIfNeeded: frame.count - transportChecksumStart), into: &frame, at: transportChecksumStart + 4
+                )
             }
             try insertChecksums(&frame, ip: ipChecksum, transport: transportChecksum, addLength: true)
             frames.append(frame)
@@ -92,8 +97,8 @@ struct E1000TransmitContext {
             guard ipChecksumStart <= end, end < frame.count, ipChecksumOffset + 1 < frame.count else {
                 throw Problem(description: "IP checksum offsets \(ipChecksumStart)...\(end) outside a \(frame.count)-byte frame")
             }
-            store16(&frame, ipChecksumOffset, 0)
-            store16(&frame, ipChecksumOffset, IPv4Packets.checksum(frame[ipChecksumStart...end]))
+            IPv4Packets.put16(0, into: &frame, at: ipChecksumOffset)
+            IPv4Packets.put16(IPv4Packets.checksum(frame[ipChecksumStart...end]), into: &frame, at: ipChecksumOffset)
         }
         if transport {
             let end = transportChecksumEnd == 0 ? frame.count - 1 : min(transportChecksumEnd, frame.count - 1)
@@ -105,21 +110,8 @@ struct E1000TransmitContext {
             let length = addLength ? UInt32(frame.count - transportChecksumStart) : 0
             var checksum = IPv4Packets.checksum(frame[transportChecksumStart...end], initial: length)
             if !isTCP && checksum == 0 { checksum = 0xFFFF }  // UDP sends a zero sum as all ones
-            store16(&frame, transportChecksumOffset, checksum)
+            IPv4Packets.put16(checksum, into: &frame, at: transportChecksumOffset)
         }
-    }
-
-    private func load16(_ bytes: [UInt8], _ at: Int) -> UInt16 { UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) }
-    private func load32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
-        UInt32(load16(bytes, at)) << 16 | UInt32(load16(bytes, at + 2))
-    }
-    private func store16(_ bytes: inout [UInt8], _ at: Int, _ value: UInt16) {
-        bytes[at] = UInt8(value >> 8)
-        bytes[at + 1] = UInt8(truncatingIfNeeded: value)
-    }
-    private func store32(_ bytes: inout [UInt8], _ at: Int, _ value: UInt32) {
-        store16(&bytes, at, UInt16(value >> 16))
-        store16(&bytes, at + 2, UInt16(truncatingIfNeeded: value))
     }
 }
 
