@@ -14,7 +14,9 @@ public enum ComparisonOutput {
 
     static func interesting(_ report: ComparisonReport) -> [MetricComparison] {
         report.metrics.sorted { a, b in
-            let rank: [MetricComparison.Verdict: Int] = [.lost: 0, .regression: 1, .improvement: 2, .new: 3, .unchanged: 4]
+            let rank: [MetricComparison.Verdict: Int] = [
+                .lost: 0, .regression: 1, .improvement: 2, .undecided: 3, .new: 4, .unchanged: 5,
+            ]
             return (rank[a.verdict]!, a.system, a.benchmark, a.metric) < (rank[b.verdict]!, b.system, b.benchmark, b.metric)
         }
     }
@@ -25,18 +27,24 @@ public enum ComparisonOutput {
     static var verdictHelp: String {
         "regression/improvement = p < alpha (compare: Mann-Whitney; ab: sign-flip test on round-paired ratios, Holm-adjusted) "
             + "AND the change exceeds the metric's threshold in that direction; "
-            + "lost = ok in the baseline, failed, skipped or absent now (fails the gate)"
+            + "lost = ok in the baseline, failed, skipped or absent now (fails the gate); undecided = too few rounds for "
+            + "the test ever to reach alpha; one hypothesis per measured quantity: a metric that transforms another's "
+            + "samples (\"= throughput\") shares its verdict"
     }
+
+    /// "(= throughput)": the metric shares the verdict of the one whose samples it transforms.
+    static func shared(_ m: MetricComparison) -> String { m.sharesVerdictWith.map { " (= \($0))" } ?? "" }
 
     static func counts(_ report: ComparisonReport) -> String {
         "\(report.regressions.count) regressions, \(report.lost.count) lost, \(report.improvements.count) improvements"
+            + (report.undecided.isEmpty ? "" : ", \(report.undecided.count) undecided")
     }
 
     public static func terminal(_ report: ComparisonReport) -> String {
         var rows = [["system", "benchmark", "metric", "baseline", "current", "change", "p", "threshold", "verdict"]]
         for m in interesting(report) {
             rows.append([
-                m.system, m.benchmark, m.metric, number(m.baselineMedian), number(m.currentMedian), change(m),
+                m.system, m.benchmark, m.metric + shared(m), number(m.baselineMedian), number(m.currentMedian), change(m),
                 p(m.pValue),
                 String(format: "%.0f%%", m.thresholdPercent),
                 m.verdict.rawValue.uppercased() + noisyMark(m) + (m.reason.map { ": \($0)" } ?? ""),
@@ -68,7 +76,7 @@ public enum ComparisonOutput {
                 m.verdict == .regression
                 ? "**REGRESSION**" : m.verdict == .lost ? "**LOST**: \(escapeMarkdownCell(m.reason ?? ""))" : m.verdict.rawValue
             text +=
-                "| \(verdict)\(noisyMark(m)) | \(m.system) | `\(m.benchmark)` | \(m.metric) | \(number(m.baselineMedian)) | "
+                "| \(verdict)\(noisyMark(m)) | \(m.system) | `\(m.benchmark)` | \(m.metric)\(shared(m)) | \(number(m.baselineMedian)) | "
                 + "\(number(m.currentMedian)) \(m.unit) | \(change(m)) | \(p(m.pValue)) | \(String(format: "%.0f%%", m.thresholdPercent)) |\n"
         }
         return text + "\n_\(verdictHelp)._\n"
@@ -82,7 +90,7 @@ public enum ComparisonOutput {
         xml +=
             "<testsuites name=\"hvbench compare\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\">\n"
         xml +=
-            "  <testsuite name=\"\(escapeXML("\(report.currentLabel) vs \(report.baselineLabel)"))\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\" skipped=\"\(cases.filter { $0.verdict == .new }.count)\">\n"
+            "  <testsuite name=\"\(escapeXML("\(report.currentLabel) vs \(report.baselineLabel)"))\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(report.incompatibilities.isEmpty ? 0 : 1)\" skipped=\"\(cases.filter { $0.verdict == .new || $0.verdict == .undecided }.count)\">\n"
         if !report.warnings.isEmpty {
             xml += "    <system-out>\(escapeXML(report.warnings.map { "warning: \($0)" }.joined(separator: "\n")))</system-out>\n"
         }
@@ -104,6 +112,8 @@ public enum ComparisonOutput {
                     "\n      <failure message=\"\(escapeXML("lost: ok in the baseline (\(number(m.baselineMedian)) \(m.unit)); \(m.reason ?? "")"))\" type=\"lost\"/>\n    "
             case .new:
                 xml += "<skipped message=\"\(m.verdict.rawValue)\"/>"
+            case .undecided:
+                xml += "<skipped message=\"\(escapeXML("undecided: \(m.reason ?? "too few rounds"); \(detail)"))\"/>"
             case .improvement, .unchanged:
                 xml += "<system-out>\(escapeXML("\(m.verdict.rawValue): \(detail)"))</system-out>"
             }

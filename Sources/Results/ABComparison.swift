@@ -34,64 +34,77 @@ public enum ABComparison {
             return found
         }
         let perRound = rounds.map { (metrics($0.a), metrics($0.b)) }
-        var comparisons: [(MetricComparison, Double)] = []  // with the raw p, for Holm
+        // One hypothesis per family of metrics that are the same samples transformed (from the
+        // first round A measured each result in): its first member is tested, the rest share the verdict.
+        var families: [[Key]] = []
         var lost: [MetricComparison] = []
-        for key in Set(perRound.flatMap { Array($0.0.keys) }).sorted() {
-            guard let (_, template) = perRound.lazy.compactMap({ $0.0[key] }).first else { continue }
-            let threshold = thresholds.percent(benchmark: key.benchmark, metric: key.metric)
-            var comparison = MetricComparison(
-                system: key.system, benchmark: key.benchmark, metric: key.metric, unit: template.unit,
-                better: template.better, baselineMedian: nil, currentMedian: nil, changePercent: nil, pValue: nil,
-                thresholdPercent: threshold, verdict: .unchanged, noisy: false)
-            // B lost a metric that A measured in the same round: the largest regression there is.
-            if let round = perRound.firstIndex(where: { $0.0[key] != nil && $0.1[key] == nil }) {
-                let result = rounds[round].b.results.first { $0.system == key.system && $0.benchmark == key.benchmark }
-                comparison.verdict = .lost
-                comparison.reason =
-                    "round \(round + 1): "
-                    + (result.map { "\($0.status.rawValue): \($0.reason ?? "no reason given")" } ?? "not run")
-                lost.append(comparison)
-                continue
+        var grouped = Set<Key>()
+        for round in rounds {
+            for result in round.a.results where result.status == .ok {
+                let keys = result.metrics.map { Key(system: result.system, benchmark: result.benchmark, metric: $0.name) }
+                guard let first = keys.first, !grouped.contains(first) else { continue }
+                grouped.formUnion(keys)
+                families += Hypotheses.families(result.metrics).map { $0.map { keys[$0] } }
             }
-            let pairs = perRound.compactMap { a, b -> (Double, Double)? in
-                guard let x = a[key]?.1.summary.median, let y = b[key]?.1.summary.median, x > 0, y > 0 else { return nil }
-                return (x, y)
-            }
-            guard !pairs.isEmpty else { continue }
-            let logRatios = pairs.map { log($0.1 / $0.0) }
-            comparison.baselineMedian = Summary.quantile(pairs.map(\.0).sorted(), 0.5)
-            comparison.currentMedian = Summary.quantile(pairs.map(\.1).sorted(), 0.5)
-            let centre = Summary.quantile(logRatios.sorted(), 0.5)
-            comparison.changePercent = (exp(centre) - 1) * 100
-            if logRatios.count > 1 {
-                let (low, high) = Summary.bootstrapMedianInterval(logRatios, resamples: 2000)
-                comparison.changeInterval = [(exp(low) - 1) * 100, (exp(high) - 1) * 100]
-            }
-            comparison.noisy = pairs.count > 1 && Summary(logRatios.map { exp($0) }).noisy
-            comparisons.append((comparison, signFlipPValue(logRatios)))
         }
-        // Holm: the k-th smallest of m p-values is scaled by (m - k), running maximum.
-        let order = comparisons.indices.sorted { comparisons[$0].1 < comparisons[$1].1 }
-        var running = 0.0
-        var adjusted = [Double](repeating: 1, count: comparisons.count)
-        for (rank, index) in order.enumerated() {
-            running = max(running, min(1, comparisons[index].1 * Double(comparisons.count - rank)))
-            adjusted[index] = running
+        var tested: [(members: [MetricComparison], pValue: Double)] = []
+        for family in families.sorted(by: { $0[0] < $1[0] }) {
+            var members: [MetricComparison] = []
+            var primaryLogRatios: [Double]?
+            for key in family {
+                guard let (_, template) = perRound.lazy.compactMap({ $0.0[key] }).first else { continue }
+                let threshold = thresholds.percent(benchmark: key.benchmark, metric: key.metric)
+                var comparison = MetricComparison(
+                    system: key.system, benchmark: key.benchmark, metric: key.metric, unit: template.unit,
+                    better: template.better, baselineMedian: nil, currentMedian: nil, changePercent: nil, pValue: nil,
+                    thresholdPercent: threshold, verdict: .unchanged, noisy: false)
+                // B lost a metric that A measured in the same round: the largest regression there is.
+                if let round = perRound.firstIndex(where: { $0.0[key] != nil && $0.1[key] == nil }) {
+                    let result = rounds[round].b.results.first { $0.system == key.system && $0.benchmark == key.benchmark }
+                    comparison.verdict = .lost
+                    comparison.reason =
+                        "round \(round + 1): "
+                        + (result.map { "\($0.status.rawValue): \($0.reason ?? "no reason given")" } ?? "not run")
+                    lost.append(comparison)
+                    continue
+                }
+                let pairs = perRound.compactMap { a, b -> (Double, Double)? in
+                    guard let x = a[key]?.1.summary.median, let y = b[key]?.1.summary.median, x > 0, y > 0 else { return nil }
+                    return (x, y)
+                }
+                guard !pairs.isEmpty else { continue }
+                let logRatios = pairs.map { log($0.1 / $0.0) }
+                comparison.baselineMedian = Summary.quantile(pairs.map(\.0).sorted(), 0.5)
+                comparison.currentMedian = Summary.quantile(pairs.map(\.1).sorted(), 0.5)
+                let centre = Summary.quantile(logRatios.sorted(), 0.5)
+                comparison.changePercent = (exp(centre) - 1) * 100
+                if logRatios.count > 1 {
+                    let (low, high) = Summary.bootstrapMedianInterval(logRatios, resamples: 2000)
+                    comparison.changeInterval = [(exp(low) - 1) * 100, (exp(high) - 1) * 100]
+                }
+                comparison.noisy = pairs.count > 1 && Summary(logRatios.map { exp($0) }).noisy
+                if primaryLogRatios == nil {
+                    primaryLogRatios = logRatios
+                } else {
+                    comparison.sharesVerdictWith = members.first?.metric
+                }
+                members.append(comparison)
+            }
+            if let primaryLogRatios { tested.append((members, signFlipPValue(primaryLogRatios))) }
         }
+        let adjusted = Hypotheses.holm(tested.map(\.pValue))
         var result: [MetricComparison] = []
-        for (index, (comparison, _)) in comparisons.enumerated() {
-            var decided = comparison
-            decided.judge(pValue: adjusted[index], alpha: alpha)
-            result.append(decided)
+        for (index, family) in tested.enumerated() {
+            result += MetricComparison.judgeFamily(family.members, pValue: adjusted[index], alpha: alpha)
         }
         var warnings: [String] = []
-        let smallest = smallestPValue(rounds: rounds.count) * Double(max(1, comparisons.count))
-        if !comparisons.isEmpty && smallest >= alpha {
+        let smallest = smallestPValue(rounds: rounds.count) * Double(max(1, tested.count))
+        if !tested.isEmpty && smallest >= alpha {
             warnings.append(
                 "too few rounds to ever reach alpha \(alpha): with \(rounds.count) rounds the smallest sign-flip p is "
                     + String(format: "%.4f", smallestPValue(rounds: rounds.count))
-                    + ", \(comparisons.count) metrics make Holm's smallest adjusted p \(String(format: "%.4f", smallest)); "
-                    + "use more rounds")
+                    + ", \(tested.count) hypotheses make Holm's smallest adjusted p \(String(format: "%.4f", smallest)); "
+                    + "use at least \(Hypotheses.roundsNeeded(hypotheses: tested.count, alpha: alpha)) rounds")
         }
         let environments = ComparisonReport.environmentDifferences(first.a.environment, first.b.environment)
         warnings += environments.warnings + environments.blocking.map { "A and B differ: \($0)" }
@@ -100,8 +113,14 @@ public enum ABComparison {
             metrics: lost + result)
     }
 
+    /// The hypotheses a comparison of `run`'s results tests: one per family of metrics of each
+    /// ok result (what sizes `ab`'s rounds).
+    public static func hypotheses(in run: RunResults) -> Int {
+        run.results.filter { $0.status == .ok }.map { Hypotheses.families($0.metrics).count }.reduce(0, +)
+    }
+
     /// Two-sided sign-flip permutation p-value of the mean of `values` (H0: symmetric around 0):
-    /// exact over all 2^n sign patterns up to 16 values, else 20,000 seeded random patterns.
+    /// exact over all 2^n sign patterns up to 16 values, else 200,000 seeded random patterns.
     public static func signFlipPValue(_ values: [Double]) -> Double {
         let n = values.count
         guard n > 0 else { return 1 }
@@ -116,11 +135,13 @@ public enum ABComparison {
         }
         if n <= 16 {
             for signs in 0..<(UInt64(1) << UInt64(n)) { count(signs) }
-        } else {
-            var generator = SplitMix64(seed: 0x7369_676E_666C_6970)
-            for _ in 0..<20_000 { count(generator.next()) }
+            return Double(extreme) / Double(total)
         }
-        return Double(extreme) / Double(total)
+        // Random patterns, the observed one counted in (a valid p, never 0), enough of them
+        // that the Holm-scaled smallest p of a large family can still pass alpha.
+        var generator = SplitMix64(seed: 0x7369_676E_666C_6970)
+        for _ in 0..<200_000 { count(generator.next()) }
+        return Double(extreme + 1) / Double(total + 1)
     }
 
     /// With n rounds the most extreme outcome (every ratio on one side) has p = 2 / 2^n.

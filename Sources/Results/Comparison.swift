@@ -214,6 +214,8 @@ public struct MetricComparison: Codable, Sendable, Equatable {
         /// ok in the baseline, and failed, skipped or absent in the current run: the gate fails,
         /// since a benchmark that stopped working is the largest regression there is.
         case lost
+        /// Too few rounds for the test ever to reach alpha: neither flagged nor cleared.
+        case undecided
     }
 
     public var system: String
@@ -233,6 +235,8 @@ public struct MetricComparison: Codable, Sendable, Equatable {
     public var reason: String? = nil
     /// `ab`: the 95% CI of the change, in percent.
     public var changeInterval: [Double]? = nil
+    /// The metric whose samples this one transforms (the one tested): the two share a verdict.
+    public var sharesVerdictWith: String? = nil
 
     /// Signed so that positive always means "worse".
     public var worsePercent: Double? { changePercent.map { better == .higher ? -$0 : $0 } }
@@ -250,62 +254,48 @@ public struct MetricComparison: Codable, Sendable, Equatable {
             verdict = .unchanged
         }
     }
+
+    /// Judges a family's first member and gives every member its verdict, p-value and the
+    /// family's largest threshold (derived metrics share the verdict of the samples they come from).
+    static func judgeFamily(_ members: [MetricComparison], pValue: Double, alpha: Double) -> [MetricComparison] {
+        guard var primary = members.first else { return [] }
+        let threshold = members.map(\.thresholdPercent).max() ?? primary.thresholdPercent
+        primary.thresholdPercent = threshold
+        primary.judge(pValue: pValue, alpha: alpha)
+        return [primary]
+            + members.dropFirst().map { member in
+                var shared = member
+                shared.thresholdPercent = threshold
+                shared.pValue = pValue
+                shared.verdict = primary.verdict
+                return shared
+            }
+    }
 }
 
 extension ComparisonReport {
-    /// Pairs of sample counts too small for the test ever to reach `alpha`: with n1 and n2
-    /// samples and no ties, the smallest two-sided Mann-Whitney p is 2 / C(n1 + n2, n1)
-    /// (0.029 for 4 against 4), so at alpha 0.01 such a metric can never be flagged, whatever
-    /// it did. Said once per pair of counts, naming the metrics.
-    static func powerWarnings(
-        baseline: [String: (BenchmarkResult, Metric)], current: RunResults, alpha: Double
-    ) -> [String] {
-        struct Counts: Hashable, Comparable {
-            let baseline: Int
-            let current: Int
-            static func < (a: Counts, b: Counts) -> Bool { (a.baseline, a.current) < (b.baseline, b.current) }
-        }
-        var blind: [Counts: [String]] = [:]
-        for result in current.results where result.status == .ok {
-            for metric in result.metrics {
-                guard let (_, old) = baseline["\(result.system)|\(result.benchmark)|\(metric.name)"] else { continue }
-                let (before, after) = replicates(old, metric)
-                let counts = Counts(baseline: before.count, current: after.count)
-                if smallestPValue(counts.baseline, counts.current) >= alpha {
-                    blind[counts, default: []].append("\(result.system) \(result.benchmark)/\(metric.name)")
-                }
-            }
-        }
-        return blind.sorted { $0.key < $1.key }.map { counts, names in
-            let p = smallestPValue(counts.baseline, counts.current)
-            let listed = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? " and \(names.count - 3) more" : "")
-            return "too few samples to ever reach alpha \(alpha): with \(counts.baseline) baseline and \(counts.current) "
-                + "current samples the smallest possible p is \(String(format: "%.4f", p)), so \(names.count) metric(s) "
-                + "can never be flagged (\(listed)); use more repetitions"
-        }
+    /// The per-round values a test compares: a round (one boot or process per system and
+    /// benchmark) is the unit that replicates, so the repetitions inside it are not independent
+    /// samples of the build's performance. A run of one round has one value.
+    static func roundValues(_ metric: Metric) -> [Double] {
+        if let values = metric.roundValues, values.count > 1 { return values }
+        return [metric.summary.median]
     }
 
-    /// Rounds each run needs before `compare` tests per-round values: 5 against 5 is the fewest
-    /// whose most extreme outcome (p = 0.0079) passes alpha 0.01.
-    public static let minimumRoundsForTest = 5
-
-    /// What the test compares: per-round values when both runs have enough rounds (the unit of
-    /// replication), else the repetitions, as before rounds existed.
-    static func replicates(_ baseline: Metric, _ current: Metric) -> ([Double], [Double]) {
-        guard let before = baseline.roundValues, let after = current.roundValues, before.count >= minimumRoundsForTest,
-            after.count >= minimumRoundsForTest
-        else {
-            return (baseline.samples, current.samples)
-        }
-        return (before, after)
-    }
-
-    /// 2 / C(n1 + n2, n1): the two-sided p of the most extreme arrangement.
+    /// 2 / C(n1 + n2, n1): the two-sided Mann-Whitney p of the most extreme arrangement.
     static func smallestPValue(_ n1: Int, _ n2: Int) -> Double {
         guard n1 > 0, n2 > 0 else { return 1 }
         var combinations = 1.0
         for k in 0..<min(n1, n2) { combinations = combinations * Double(n1 + n2 - k) / Double(k + 1) }
         return min(1, 2 / combinations)
+    }
+
+    /// The fewest rounds per run (both runs alike) with which `hypotheses` tests at `alpha` can
+    /// decide anything: Holm's first step needs m · 2 / C(2n, n) < alpha.
+    public static func roundsNeeded(hypotheses: Int, alpha: Double) -> Int {
+        var rounds = 2
+        while rounds < 1000 && smallestPValue(rounds, rounds) * Double(max(1, hypotheses)) >= alpha { rounds += 1 }
+        return rounds
     }
 }
 
@@ -321,6 +311,7 @@ public struct ComparisonReport: Sendable {
     public var regressions: [MetricComparison] { metrics.filter { $0.verdict == .regression } }
     public var improvements: [MetricComparison] { metrics.filter { $0.verdict == .improvement } }
     public var lost: [MetricComparison] { metrics.filter { $0.verdict == .lost } }
+    public var undecided: [MetricComparison] { metrics.filter { $0.verdict == .undecided } }
     /// What fails the gate: regressions and lost metrics.
     public var failures: [MetricComparison] { metrics.filter { $0.verdict == .regression || $0.verdict == .lost } }
 
@@ -364,32 +355,65 @@ public struct ComparisonReport: Sendable {
             for metric in result.metrics { baselineMetrics[key(result, metric)] = (result, metric) }
         }
         var seen = Set<String>()
+        // One hypothesis per family of metrics that are the same samples transformed; its first
+        // member with a baseline is tested, the rest share the verdict.
+        var tested: [(members: [MetricComparison], before: [Double], after: [Double])] = []
         for result in current.results where result.status == .ok {
-            for metric in result.metrics {
-                let k = key(result, metric)
-                seen.insert(k)
-                let threshold = thresholds.percent(benchmark: result.benchmark, metric: metric.name)
-                var comparison = MetricComparison(
-                    system: result.system, benchmark: result.benchmark, metric: metric.name, unit: metric.unit,
-                    better: metric.better,
-                    baselineMedian: nil, currentMedian: metric.summary.median, changePercent: nil, pValue: nil,
-                    thresholdPercent: threshold, verdict: .new, noisy: metric.summary.noisy)
-                if let (before, _) = baselineMetrics[k], (before.netBackend ?? "vmm") != (result.netBackend ?? "vmm") {
-                    // The in-VMM peer and a TAP into the host kernel measure different paths
-                    // (a run from before the TAP backend existed used the in-VMM one).
-                    let text =
-                        "\(result.system) \(result.benchmark): netBackend differs: baseline \(before.netBackend ?? "vmm"), current \(result.netBackend ?? "vmm")"
-                    if !blocking.contains(text) { blocking.append(text) }
-                }
-                if let (_, old) = baselineMetrics[k], old.summary.median != 0 {
+            for family in Hypotheses.families(result.metrics) {
+                var members: [MetricComparison] = []
+                var replicates: (before: [Double], after: [Double])?
+                for metric in family.map({ result.metrics[$0] }) {
+                    let k = key(result, metric)
+                    seen.insert(k)
+                    let threshold = thresholds.percent(benchmark: result.benchmark, metric: metric.name)
+                    var comparison = MetricComparison(
+                        system: result.system, benchmark: result.benchmark, metric: metric.name, unit: metric.unit,
+                        better: metric.better,
+                        baselineMedian: nil, currentMedian: metric.summary.median, changePercent: nil, pValue: nil,
+                        thresholdPercent: threshold, verdict: .new, noisy: metric.summary.noisy)
+                    if let (before, _) = baselineMetrics[k], (before.netBackend ?? "vmm") != (result.netBackend ?? "vmm") {
+                        // The in-VMM peer and a TAP into the host kernel measure different paths
+                        // (a run from before the TAP backend existed used the in-VMM one).
+                        let text =
+                            "\(result.system) \(result.benchmark): netBackend differs: baseline \(before.netBackend ?? "vmm"), current \(result.netBackend ?? "vmm")"
+                        if !blocking.contains(text) { blocking.append(text) }
+                    }
+                    guard let (_, old) = baselineMetrics[k], old.summary.median != 0 else {
+                        metrics.append(comparison)
+                        continue
+                    }
                     comparison.baselineMedian = old.summary.median
                     comparison.noisy = comparison.noisy || old.summary.noisy
-                    let change = (metric.summary.median - old.summary.median) / abs(old.summary.median) * 100
-                    comparison.changePercent = change
-                    let (before, after) = Self.replicates(old, metric)
-                    comparison.judge(pValue: MannWhitney.pValue(before, after), alpha: alpha)
+                    comparison.changePercent = (metric.summary.median - old.summary.median) / abs(old.summary.median) * 100
+                    if let first = members.first {
+                        comparison.sharesVerdictWith = first.metric
+                    } else {
+                        replicates = (Self.roundValues(old), Self.roundValues(metric))
+                    }
+                    members.append(comparison)
                 }
-                metrics.append(comparison)
+                if let replicates { tested.append((members, replicates.before, replicates.after)) }
+            }
+        }
+        // Holm over every hypothesis; one whose round counts can never reach alpha at Holm's
+        // first step is undecided, never flagged: two runs of too few rounds say "cannot decide".
+        let hypotheses = tested.count
+        let decidable = tested.map { smallestPValue($0.before.count, $0.after.count) * Double(hypotheses) < alpha }
+        let pValues = tested.indices.map { decidable[$0] ? MannWhitney.pValue(tested[$0].before, tested[$0].after) : 1 }
+        let adjusted = Hypotheses.holm(pValues)
+        var undecided: [String] = []
+        for (index, family) in tested.enumerated() {
+            if decidable[index] {
+                metrics += MetricComparison.judgeFamily(family.members, pValue: adjusted[index], alpha: alpha)
+            } else {
+                let rounds = "\(family.before.count) and \(family.after.count) round(s)"
+                undecided.append(rounds)
+                metrics += family.members.map { member in
+                    var open = member
+                    open.verdict = .undecided
+                    open.reason = "cannot decide with \(rounds)"
+                    return open
+                }
             }
         }
         for (k, (result, metric)) in baselineMetrics.sorted(by: { $0.key < $1.key }) where !seen.contains(k) {
@@ -408,7 +432,15 @@ public struct ComparisonReport: Sendable {
                     thresholdPercent: thresholds.percent(benchmark: result.benchmark, metric: metric.name), verdict: .lost,
                     noisy: metric.summary.noisy, reason: reason))
         }
-        var allWarnings = warnings + powerWarnings(baseline: baselineMetrics, current: current, alpha: alpha)
+        var allWarnings = warnings
+        if !undecided.isEmpty {
+            let counts = Dictionary(grouping: undecided, by: { $0 }).sorted { $0.key < $1.key }
+                .map { "\($0.value.count) with \($0.key)" }.joined(separator: ", ")
+            allWarnings.append(
+                "cannot decide \(undecided.count) of \(hypotheses) hypotheses (\(counts)): rounds, not repetitions, are "
+                    + "what replicates, and at alpha \(alpha) over \(hypotheses) hypotheses each run needs at least "
+                    + "\(roundsNeeded(hypotheses: hypotheses, alpha: alpha)) rounds (run --rounds N)")
+        }
         for (label, run) in [("baseline", baseline), ("current", current)] {
             if let slowdown = run.injectedSlowdownPercent, slowdown > 0 {
                 allWarnings.append("the \(label) run was slowed down on purpose (--inject-slowdown \(slowdown)%)")

@@ -14,8 +14,10 @@ struct ABCommand: AsyncParsableCommand {
             test, corrected across metrics with Holm's method; a metric regresses when the adjusted p is below
             --alpha AND B is worse by more than the threshold. Every option `ab` does not know goes to both
             arms' `hvbench run` (e.g. --mode native --bench cpu.int); --a-args/--b-args add arm-specific ones
-            (split at spaces). Example self-check: hvbench ab --rounds 10 --mode native --bench cpu.int
-            --b-args "--inject-slowdown 10". Exit status as for compare: 0, 2 regression (or a metric B lost),
+            (split at spaces). Metrics that are one
+            measured quantity transformed (ns_per_op, cycles_per_op, throughput) are one hypothesis and share its
+            verdict. Without --rounds, the rounds are sized from the number of hypotheses the first round shows.
+            Example self-check: hvbench ab --mode native --bench cpu.int --b-args "--inject-slowdown 10". Exit status as for compare: 0, 2 regression (or a metric B lost),
             4 improvement only.
             """)
 
@@ -31,8 +33,13 @@ struct ABCommand: AsyncParsableCommand {
     @Option(name: .customLong("b-args"), parsing: .unconditional, help: "Extra `hvbench run` options for B, separated by spaces.")
     var bArgs: String = ""
 
-    @Option(help: "Rounds (each runs A and B once).")
-    var rounds: Int = 10
+    @Option(
+        help: """
+            Rounds (each runs A and B once). Default: sized from the hypotheses the first round shows (one per \
+            system, benchmark and measured quantity): the fewest with which a change seen in every round but one \
+            (that one reversed) still passes Holm's correction at --alpha (1 hypothesis: 12; 4: 14).
+            """)
+    var rounds: Int?
 
     @Option(help: "Seed of the A/B order per round (default: from the clock; printed).")
     var seed: UInt64?
@@ -56,7 +63,7 @@ struct ABCommand: AsyncParsableCommand {
     var runArguments: [String] = []
 
     func validate() throws {
-        guard Limits.rounds.contains(rounds) else { throw ValidationError("--rounds must be between 1 and 1000") }
+        if let rounds, !Limits.rounds.contains(rounds) { throw ValidationError("--rounds must be between 1 and 1000") }
         guard alpha > 0 && alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
         if let problem = Limits.check(threshold, in: Limits.thresholdPercent, "--threshold (percent)") {
             throw ValidationError(problem)
@@ -78,7 +85,7 @@ struct ABCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
-        print("ab: \(rounds) rounds, seed \(seed), folder \(folder.path)")
+        print("ab: \(rounds.map { "\($0) rounds" } ?? "rounds sized after the first"), seed \(seed), folder \(folder.path)")
         struct Arm {
             let name: String
             let binary: String
@@ -93,7 +100,10 @@ struct ABCommand: AsyncParsableCommand {
             Arm(name: "a", binary: aBinary ?? own, arguments: aArgs), Arm(name: "b", binary: bBinary ?? own, arguments: bArgs),
         ]
         var pairs: [(a: RunResults, b: RunResults)] = []
-        for round in 0..<rounds {
+        var total = rounds ?? 1
+        var round = 0
+        while round < total {
+            defer { round += 1 }
             var measured: [String: RunResults] = [:]
             // A and B in an order shuffled per round, whatever the number of rounds.
             for arm in Schedule.shuffled(count: 2, round: round, seed: seed).map({ arms[$0] }) {
@@ -109,9 +119,14 @@ struct ABCommand: AsyncParsableCommand {
                     throw ExitCode(2)
                 }
                 measured[arm.name] = try RunResults.load(path: runFolder.path)
-                print("round \(round + 1)/\(rounds): \(arm.name.uppercased()) done")
+                print("round \(round + 1)/\(total): \(arm.name.uppercased()) done")
             }
             pairs.append((measured["a"]!, measured["b"]!))
+            if rounds == nil && round == 0 {
+                let hypotheses = ABComparison.hypotheses(in: measured["a"]!)
+                total = min(Limits.rounds.upperBound, Hypotheses.roundsNeeded(hypotheses: hypotheses, alpha: alpha))
+                print("ab: \(hypotheses) hypotheses (one per system, benchmark and measured quantity): \(total) rounds")
+            }
         }
         let report = ABComparison.compare(
             rounds: pairs, alpha: alpha, thresholds: ThresholdPolicy(defaultPercent: threshold),

@@ -6,7 +6,7 @@ import Report
 
 /// Options shared by `compare` and `baseline check`.
 struct CompareOptions: ParsableArguments {
-    @Option(help: "Significance level of the two-sided Mann-Whitney U test.")
+    @Option(help: "Family-wise significance level (Holm) of the Mann-Whitney U tests over rounds.")
     var alpha: Double = 0.01
 
     @Option(help: "Practical threshold in percent: smaller changes are never flagged.")
@@ -53,10 +53,15 @@ struct CompareCommand: AsyncParsableCommand {
         commandName: "compare",
         abstract: "Compare a run with a baseline and flag regressions.",
         discussion: """
-            A metric regresses when the two-sided Mann-Whitney U test on the repetitions says the runs
-            differ (p < --alpha) AND the median moved in the worse direction by more than the threshold.
-            Exit status: 0 no regression, 2 regression, 4 improvement only, 5 baseline missing or
-            incompatible (different guest image, CPU, KVM module or CPU count: the field is named).
+            The unit that replicates is the round (one boot or process per system and benchmark), not the
+            repetitions inside it: per measured quantity (metrics that transform the same samples, such as
+            ns_per_op and throughput, are one hypothesis and share its verdict) a two-sided Mann-Whitney U test
+            compares the two runs' per-round values, Holm-corrected over the hypotheses. A metric regresses when
+            the adjusted p < --alpha AND the median moved in the worse direction by more than the threshold.
+            With too few rounds for the test ever to reach --alpha (a run of one round, or 4 against 4) the
+            verdict is UNDECIDED, never a regression, and a warning says how many rounds would decide.
+            Exit status: 0 no regression (undecided included), 2 regression, 4 improvement only, 5 baseline
+            missing or incompatible (different guest image, CPU, KVM module or CPU count: the field is named).
             """)
 
     @Argument(help: "Baseline: a results.json or a run folder.")

@@ -58,7 +58,7 @@ import Results
         }
     }
 
-    /// One arm's results as one run: each (system, benchmark) with every round's samples.
+    /// One arm's results as one run: each (system, benchmark) with every round's samples and median.
     func merged(_ results: [BenchmarkResult], _ artifacts: ArtifactBuilder.Artifacts) -> RunResults {
         var byKey: [String: BenchmarkResult] = [:]
         var order: [String] = []
@@ -70,11 +70,18 @@ import Results
                         MetricSamples(
                             name: existing.metrics[index].name, unit: existing.metrics[index].unit,
                             better: existing.metrics[index].better,
-                            values: existing.metrics[index].samples + result.metrics[index].samples))
+                            values: existing.metrics[index].samples + result.metrics[index].samples),
+                        roundValues: (existing.metrics[index].roundValues ?? []) + [result.metrics[index].summary.median])
                 }
                 byKey[key] = existing
             } else {
-                byKey[key] = result
+                var first = result
+                first.metrics = result.metrics.map {
+                    Metric(
+                        MetricSamples(name: $0.name, unit: $0.unit, better: $0.better, values: $0.samples),
+                        roundValues: [$0.summary.median])
+                }
+                byKey[key] = first
                 order.append(key)
             }
         }

@@ -57,6 +57,42 @@ import Testing
         #expect(report.lost.first?.reason == "round 5: failed: watchdog")
     }
 
+    /// The finding: 2 benchmarks x 2 systems measured a 10% slowdown in all 10 rounds and ab
+    /// flagged nothing, its 8 metrics being 4 measured quantities. As 4 hypotheses, 10 rounds decide.
+    @Test func aConsistentSlowdownOverTwoBenchmarksAndTwoModesIsFlagged() throws {
+        func arm(_ factor: Double, round: Int) -> RunResults {
+            var result = run(
+                ["native": [100, 101, 102], "hardware-assist": [200, 201, 202]], benchmark: "cpu.int", rounds: false)
+            result.results +=
+                run(["native": [50, 51, 52], "hardware-assist": [90, 91, 92]], benchmark: "cpu.pio", rounds: false)
+                .results
+            for index in result.results.indices {
+                let drift = 1 + 0.03 * Double((round * 7 + index) % 5) / 4
+                let values = result.results[index].metrics[0].samples.map { $0 * factor * drift }
+                result.results[index].metrics = [
+                    Metric(MetricSamples(name: "ns_per_op", unit: "ns", better: .lower, values: values)),
+                    Metric(MetricSamples(name: "throughput", unit: "Mops/s", better: .higher, values: values.map { 1e3 / $0 })),
+                ]
+            }
+            return result
+        }
+        let pairs: [(a: RunResults, b: RunResults)] = (0..<10).map { round in
+            (arm(1, round: round), arm(1.1 + 0.002 * Double(round % 3), round: round))
+        }
+        #expect(ABComparison.hypotheses(in: pairs[0].a) == 4)
+        let report = ABComparison.compare(rounds: pairs)
+        #expect(
+            report.regressions.count == 8,
+            "\(report.metrics.map { "\($0.system) \($0.benchmark) \($0.metric) \($0.verdict) p=\($0.pValue ?? 1)" })")
+        #expect(!report.warnings.contains { $0.hasPrefix("too few rounds") })
+        #expect(Hypotheses.roundsNeeded(hypotheses: 1, alpha: 0.01) == 12)
+        #expect(Hypotheses.roundsNeeded(hypotheses: 4, alpha: 0.01) == 14)
+        #expect(Hypotheses.roundsNeeded(hypotheses: 75, alpha: 0.01) == 19)
+        // At 14 rounds for 4 hypotheses, one round fully reversed still decides.
+        let reversed = (0..<14).map { $0 == 3 ? -0.1 : 0.1 }
+        #expect(ABComparison.signFlipPValue(reversed) * 4 < 0.01)
+    }
+
     @Test func signFlipPValuesAndTheRoundsNeeded() {
         #expect(ABComparison.signFlipPValue([1, 1, 1, 1]) == 2.0 / 16)
         #expect(ABComparison.signFlipPValue([1, -1, 1, -1]) == 1)

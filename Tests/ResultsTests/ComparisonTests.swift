@@ -27,9 +27,12 @@ import Testing
     }
 }
 
-func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: String = "fnv1a64:1", benchmark: String = "cpu.pio")
-    -> RunResults
-{
+/// A run whose systems measured `values` of one metric: each value a round's median (`rounds`,
+/// what `compare` tests), or the repetitions of a single round.
+func run(
+    _ systemSamples: [String: [Double]], better: Better = .lower, guest: String = "fnv1a64:1", benchmark: String = "cpu.pio",
+    rounds: Bool = true
+) -> RunResults {
     var run = sampleRun()
     run.environment.guestImageHash = guest
     run.results = systemSamples.sorted { $0.key < $1.key }.map { system, values in
@@ -37,7 +40,8 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
             system: system, benchmark: benchmark, status: .ok,
             metrics: [
                 Metric(
-                    MetricSamples(name: better == .lower ? "ns_per_op" : "throughput", unit: "x", better: better, values: values))
+                    MetricSamples(name: better == .lower ? "ns_per_op" : "throughput", unit: "x", better: better, values: values),
+                    roundValues: rounds ? values : nil)
             ])
     }
     return run
@@ -150,21 +154,84 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
         #expect(ComparisonReport.compare(baseline: run(["native": base]), current: skipped).exitCode == 2)
     }
 
-    @Test func tooFewSamplesToReachAlphaIsAWarningInEveryOutput() {
+    @Test func tooFewRoundsToReachAlphaCannotDecideInEveryOutput() {
         let four = [10.0, 10.1, 10.2, 10.3]
         let report = ComparisonReport.compare(baseline: run(["native": four]), current: run(["native": four.map { $0 * 2 }]))
-        // 4 against 4: the smallest two-sided p is 2/70 = 0.029 > 0.01, so not even doubling is flagged.
+        // 4 rounds against 4: the smallest two-sided p is 2/70 = 0.029 > 0.01, so not even doubling is flagged.
         #expect(report.exitCode == 0)
-        let warning = report.warnings.first { $0.hasPrefix("too few samples") }
-        #expect(warning?.contains("0.0286") == true, "\(report.warnings)")
-        #expect(ComparisonOutput.terminal(report).contains("warning: too few samples"))
-        #expect(ComparisonOutput.markdown(report).contains("too few samples"))
-        #expect(ComparisonOutput.junit(report).contains("too few samples"))
+        #expect(report.metrics.map(\.verdict) == [.undecided])
+        let warning = report.warnings.first { $0.hasPrefix("cannot decide") }
+        #expect(warning?.contains("1 with 4 and 4 round(s)") == true, "\(report.warnings)")
+        #expect(warning?.contains("at least 5 rounds") == true, "\(report.warnings)")
+        #expect(ComparisonOutput.terminal(report).contains("UNDECIDED: cannot decide with 4 and 4 round(s)"))
+        #expect(ComparisonOutput.markdown(report).contains("1 undecided"))
+        #expect(ComparisonOutput.junit(report).contains("<skipped message=\"undecided: cannot decide"))
         #expect(abs(ComparisonReport.smallestPValue(5, 5) - 2.0 / 252) < 1e-12)
-        // At alpha 0.05, 4 against 4 can reach significance: no warning.
+        // At alpha 0.05, 4 against 4 can reach significance.
         let loose = ComparisonReport.compare(
-            baseline: run(["native": four]), current: run(["native": four]), alpha: 0.05)
-        #expect(!loose.warnings.contains { $0.hasPrefix("too few samples") })
+            baseline: run(["native": four]), current: run(["native": four.map { $0 * 2 }]), alpha: 0.05)
+        #expect(loose.exitCode == 2)
+    }
+
+    /// The finding: two runs of the same build compared their repetitions as if they were
+    /// independent samples and flagged 17 metrics. Repetitions of one round are one replicate.
+    @Test func repetitionsOfOneRoundAreNotReplicates() throws {
+        let repetitions = (0..<20).map { 100 + Double($0 % 5) * 0.1 }
+        let report = ComparisonReport.compare(
+            baseline: run(["native": repetitions], rounds: false),
+            current: run(["native": repetitions.map { $0 * 1.4 }], rounds: false))
+        #expect(report.exitCode == 0)
+        #expect(report.undecided.count == 1)
+        #expect(try #require(report.undecided.first).changePercent.map { abs($0 - 40) < 0.1 } == true)
+    }
+
+    /// Holm over hypotheses: with 40 of them 5 rounds against 5 (p ≥ 0.0079) cannot decide, and
+    /// the warning says how many rounds can.
+    @Test func theRoundsNeededGrowWithTheHypotheses() {
+        var systems: [String: [Double]] = [:]
+        for index in 0..<40 { systems["s\(index)"] = [10, 10.1, 10.2, 10.3, 10.4] }
+        let report = ComparisonReport.compare(baseline: run(systems), current: run(systems.mapValues { $0.map { $0 * 2 } }))
+        #expect(report.undecided.count == 40)
+        #expect(ComparisonReport.roundsNeeded(hypotheses: 40, alpha: 0.01) == 8)
+        #expect(report.warnings.contains { $0.contains("at least 8 rounds") }, "\(report.warnings)")
+        let eight = (0..<8).map { 10 + Double($0) / 10 }
+        for index in 0..<40 { systems["s\(index)"] = eight }
+        let decided = ComparisonReport.compare(baseline: run(systems), current: run(systems.mapValues { $0.map { $0 * 2 } }))
+        #expect(decided.regressions.count == 40)
+    }
+
+    /// cpu.int's throughput, ns_per_op and cycles_per_op are one timed repetition transformed:
+    /// one hypothesis, one verdict, named in the output.
+    @Test func derivedMetricsShareTheVerdictOfTheirSamples() throws {
+        func cpuInt(_ nanoseconds: [Double]) -> RunResults {
+            var result = run(["native": nanoseconds], benchmark: "cpu.int")
+            let perOp = result.results[0].metrics[0]
+            let derived = [
+                ("throughput", Better.higher, nanoseconds.map { 1e3 / $0 }),
+                ("cycles_per_op", .lower, nanoseconds.map { $0 * 2.6 }),
+            ]
+            result.results[0].metrics =
+                derived.prefix(1).map {
+                    Metric(MetricSamples(name: $0.0, unit: "x", better: $0.1, values: $0.2), roundValues: $0.2)
+                }
+                + [perOp]
+                + derived.suffix(1).map {
+                    Metric(MetricSamples(name: $0.0, unit: "x", better: $0.1, values: $0.2), roundValues: $0.2)
+                }
+            return result
+        }
+        #expect(Hypotheses.families(cpuInt(base).results[0].metrics) == [[0, 1, 2]])
+        let report = ComparisonReport.compare(baseline: cpuInt(base), current: cpuInt(base.map { $0 * 1.1 }))
+        #expect(report.regressions.map(\.metric).sorted() == ["cycles_per_op", "ns_per_op", "throughput"])
+        #expect(Set(report.metrics.compactMap(\.sharesVerdictWith)) == ["throughput"])
+        #expect(Set(report.metrics.compactMap(\.pValue)).count == 1)
+        #expect(ComparisonOutput.terminal(report).contains("ns_per_op (= throughput)"))
+        // Two quantities measured separately stay two hypotheses.
+        let boot = [
+            Metric(MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: [5, 6, 5.5])),
+            Metric(MetricSamples(name: "to_first_instruction", unit: "ms", better: .lower, values: [2, 2.1, 2.5])),
+        ]
+        #expect(Hypotheses.families(boot) == [[0], [1]])
     }
 
     @Test func aDeliberatelySlowedRunIsNamedInTheComparison() {
@@ -282,7 +349,8 @@ func run(_ systemSamples: [String: [Double]], better: Better = .lower, guest: St
 
     @Test func countersCanBeCheckedAndAContextRatioIsShownButNotJudged() {
         var results = run(
-            ["hardware-assist": [10, 10.5, 9.5, 10, 10.2], "paravirt-io": [31, 30, 32, 30.5, 31.5]], better: .higher)
+            ["hardware-assist": [10, 10.5, 9.5, 10, 10.2], "paravirt-io": [31, 30, 32, 30.5, 31.5]], better: .higher,
+            rounds: false)
         var emulated = ExitCounters()
         emulated.mmio = 300
         emulated.operations = 100
