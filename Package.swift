@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // The vocabulary every layer shares, with no dependencies: which emulator, which device
@@ -88,10 +91,27 @@ let package = Package(
         .target(
             name: "Report",
             dependencies: ["Results", .product(name: "CSV", package: "CSV.swift")]),
+        // The results store: every run recorded into SQLite (GRDB, a file under Results/) or a
+        // fleet's shared PostgreSQL (postgres-nio), one schema with versioned migrations.
+        .target(
+            name: "Store",
+            dependencies: [
+                "Results",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // `hvbench serve`: the dashboard's trend pages from a store, over Hummingbird.
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Results", "Report", "Store",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
         .executableTarget(
             name: "hvbench",
             dependencies: [
-                "Results", "Bench", "Report", "Machine", "VMM", "KVM",
+                "Results", "Bench", "Report", "Machine", "VMM", "KVM", "Store", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -105,11 +125,12 @@ let package = Package(
         .testTarget(name: "MachineTests", dependencies: ["Machine", "Results", "TestSupport"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "Machine", "TestSupport"]),
         .testTarget(name: "ResultsTests", dependencies: ["Results", "Report"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Results", "Dashboard", "Report", "TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Results", "Bench", "Report", "VMM", "KVM", "X86", "Differential", "Machine", "CHostNet", "TestSupport",
+                "Results", "Bench", "Report", "VMM", "KVM", "X86", "Differential", "Machine", "CHostNet", "TestSupport", "Store",
             ]),
     ]
 )

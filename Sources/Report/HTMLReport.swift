@@ -36,7 +36,9 @@ public enum HTMLReport {
                 "<tr><td><code>\(escapeXML(benchmark))</code></td><td>\(metric.map { "\(escapeXML($0.name)) (\(escapeXML($0.unit)))" } ?? "")</td>"
             for system in model.systems {
                 let result = model.result(system, benchmark)
-                let title = result?.reason.map { " title=\"\(escapeXML($0))\"" } ?? ""
+                let noisyCV = result?.metrics.first.flatMap { $0.summary.noisy ? $0.summary.cv : nil }
+                let hover = result?.reason ?? noisyCV.map { String(format: "noisy: CV %.0f%% across rounds", $0 * 100) }
+                let title = hover.map { " title=\"\(escapeXML($0))\"" } ?? ""
                 let cls =
                     result.map {
                         $0.status == .ok ? (($0.metrics.first?.summary.noisy ?? false) ? "noisy" : "ok") : $0.status.rawValue
@@ -51,7 +53,7 @@ public enum HTMLReport {
             html += "</tr>\n"
         }
         html +=
-            "</tbody></table><p class=\"hint\">Median ± half-width of the 95% bootstrap CI of the median. Hover a skipped or failed cell for the reason.</p></section>\n"
+            "</tbody></table><p class=\"hint\">Median ± half-width of the 95% bootstrap CI of the median. Shaded cells are noisy (CV above 5%); hover one for its CV, or a skipped or failed cell for the reason.</p></section>\n"
         return html
     }
 

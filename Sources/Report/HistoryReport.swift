@@ -37,7 +37,8 @@ public enum HistoryReport {
     /// Approximate width of chart text (11 px sans-serif), for margins that fit the labels.
     static func textWidth(_ text: String) -> Double { Double(text.count) * 6.2 }
 
-    static func lineChart(_ series: History.Series, labels: [String]) -> String {
+    /// - Parameter links: per run (index into `labels`), where its point leads (the dashboard's run pages).
+    static func lineChart(_ series: History.Series, labels: [String], links: [String]? = nil) -> String {
         let points = series.medians.indices
         let pointLabels = series.runIndices.map { labels[$0] }
         let axis = ValueAxis(values: series.lows + series.highs)
@@ -75,8 +76,13 @@ public enum HistoryReport {
             let title =
                 "\(pointLabels[i]): \(formatNumber(series.medians[i])) \(series.unit) [\(formatNumber(series.lows[i])), \(formatNumber(series.highs[i]))]"
                 + (change.map { String(format: "; change point %+.1f%% (p %.3f)", $0.changePercent, $0.pValue) } ?? "")
-            svg +=
+            let circle =
                 "<circle class=\"\(change == nil ? "point" : "change-point")\" cx=\"\(x(i))\" cy=\"\(y(series.medians[i]))\" r=\"\(change == nil ? 3.5 : 6)\" fill=\"\(change.map { series.isWorse($0) ? "#d62728" : "#2ca02c" } ?? "#4c78a8")\"><title>\(escapeXML(title))</title></circle>"
+            if let links, links.indices.contains(series.runIndices[i]) {
+                svg += "<a class=\"run-link\" href=\"\(escapeXML(links[series.runIndices[i]]))\">\(circle)</a>"
+            } else {
+                svg += circle
+            }
             if points.count <= 12 || i % max(1, points.count / 8) == 0 {
                 let baseline = top + plotHeight + 14
                 svg +=

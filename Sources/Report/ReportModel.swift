@@ -50,6 +50,20 @@ struct ReportModel {
         }
     }
 
+    /// One sentence instead of a list: how many results are noisy and where, the cells
+    /// themselves being marked in the tables.
+    var noisySummary: String? {
+        let noisy = self.noisy
+        guard !noisy.isEmpty else { return nil }
+        let measured = run.results.filter { $0.status == .ok && !$0.metrics.isEmpty }.count
+        let bySystem = Dictionary(grouping: noisy, by: \.0).sorted { $0.key < $1.key }
+            .map { "\($0.key) \($0.value.count)" }.joined(separator: ", ")
+        let worst =
+            noisy.max { $0.2 < $1.2 }.map { " (widest: \($0.0) \($0.1), CV \(String(format: "%.0f", $0.2 * 100))%)" } ?? ""
+        return "\(noisy.count) of \(measured) results are noisy (CV above \(Int(Summary.noisyThreshold * 100))%), marked "
+            + "\"(noisy)\" where they appear: \(bySystem)\(worst). Do not read small differences into them."
+    }
+
     var failures: [BenchmarkResult] { run.results.filter { $0.status == .failed } }
 
     /// Host environments, keyed by the system prefix ("" for a single-host run).
@@ -63,13 +77,7 @@ struct ReportModel {
         for (host, environment) in environments where environment.kvm.softwareAssisted || !environment.kvm.usable {
             warnings.append((host.isEmpty ? "" : "\(host): ") + environment.virtualizationNote)
         }
-        let noisy = self.noisy
-        if !noisy.isEmpty {
-            warnings.append(
-                "Noisy results (CV above \(Int(Summary.noisyThreshold * 100))%): "
-                    + noisy.map { "\($0.0) \($0.1) (\(String(format: "%.0f", $0.2 * 100))%)" }.joined(separator: ", ")
-                    + ". Do not read small differences into them.")
-        }
+        if let noisy = noisySummary { warnings.append(noisy) }
         if !failures.isEmpty {
             warnings.append(
                 "Failed: " + failures.map { "\($0.system) \($0.benchmark): \($0.reason ?? "")" }.joined(separator: "; "))

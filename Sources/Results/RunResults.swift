@@ -21,6 +21,9 @@ public struct RunResults: Codable, Sendable {
     public var injectedSlowdownPercent: UInt64?
     /// The rounds, their seed and the order everything ran in (absent in version 1 files).
     public var schedule: Schedule?
+    /// The host id the run was filed under (`run --host-id`, `$HVBENCH_HOST_ID`); absent means
+    /// hostname and KVM module. A fleet names its hosts; a store keeps runs per host id.
+    public var hostID: String?
 
     /// The warning every report shows for a deliberately slowed run; nil for a real run.
     public var slowdownWarning: String? {

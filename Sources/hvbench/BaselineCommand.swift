@@ -19,8 +19,10 @@ struct BaselineCommand: AsyncParsableCommand {
                 performance drifts between runs, a fixed threshold would flag the drift as regressions.
                 """)
 
-        @Argument(help: "results.json files or run folders; several calibrate thresholds.yaml.")
+        @Argument(help: "results.json files, run folders or store:REF runs; several calibrate thresholds.yaml.")
         var runs: [String]
+
+        @OptionGroup var storeOptions: StoreOptions
 
         @Option(help: "Baseline name.")
         var name: String = "default"
@@ -46,7 +48,8 @@ struct BaselineCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let results = try runs.map { try RunResults.load(path: $0) }
+                var results: [RunResults] = []
+                for reference in runs { results.append(try await RunReference.load(reference, store: storeOptions)) }
                 for (path, run) in zip(runs, results) where run.injectedSlowdownPercent ?? 0 > 0 {
                     throw UsageError(
                         "\(path) was slowed down on purpose (--inject-slowdown \(run.injectedSlowdownPercent ?? 0)): "

@@ -14,15 +14,17 @@ struct ClaimsCommand: AsyncParsableCommand {
             insufficient data (the run lacks a system or benchmark the claim needs).
             """)
 
-    @Argument(help: "A results.json or run folder.")
+    @Argument(help: "A results.json, a run folder, or store:REF (an id, latest, latest~N; HOST/ before it for one host).")
     var results: String
+
+    @OptionGroup var storeOptions: StoreOptions
 
     @Option(help: "A claims folder or file instead of Workloads/claims.")
     var claims: String?
 
     func run() async throws {
         do {
-            let run = try RunResults.load(path: results)
+            let run = try await RunReference.load(results, store: storeOptions)
             let loaded: [Claim]
             if let claims {
                 var isDirectory: ObjCBool = false

@@ -64,20 +64,22 @@ struct CompareCommand: AsyncParsableCommand {
             missing or incompatible (different guest image, CPU, KVM module or CPU count: the field is named).
             """)
 
-    @Argument(help: "Baseline: a results.json or a run folder.")
+    @Argument(
+        help: "Baseline: a results.json, a run folder, or store:REF (an id, latest, latest~N; HOST/ before it for one host).")
     var baseline: String
 
-    @Argument(help: "Current: a results.json or a run folder.")
+    @Argument(help: "Current: a results.json, a run folder, or store:REF.")
     var current: String
 
     @OptionGroup var options: CompareOptions
+    @OptionGroup var storeOptions: StoreOptions
 
     func run() async throws {
         let old: RunResults
         let new: RunResults
         do {
-            old = try RunResults.load(path: baseline)
-            new = try RunResults.load(path: current)
+            old = try await RunReference.load(baseline, store: storeOptions)
+            new = try await RunReference.load(current, store: storeOptions)
         } catch {
             printError("\(error)")
             throw ExitCode(5)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Report
 import Results
+import Store
 
 struct HistoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,8 +16,17 @@ struct HistoryCommand: AsyncParsableCommand {
             one of the newest --window runs; 0 otherwise.
             """)
 
-    @Argument(help: "Folder searched (recursively) for results.json files.")
-    var folder: String
+    @Argument(help: "Folder searched (recursively) for results.json files (or give --store).")
+    var folder: String?
+
+    @Option(
+        help:
+            "Read the runs from a results store instead (sqlite, sqlite:PATH, postgres://…): each host's runs are a history of their own."
+    )
+    var store: String?
+
+    @Option(help: "With --store: only this host id.")
+    var host: String?
 
     @Option(help: "Output folder for history.html.")
     var out: String?
@@ -35,6 +45,7 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard out != nil || check else { throw ValidationError("give --out DIR, --check, or both") }
+        guard (folder == nil) != (store == nil) else { throw ValidationError("give a folder or --store, not both") }
         guard (1...10_000).contains(window) else { throw ValidationError("--window must be between 1 and 10000") }
         if let threshold, let problem = Limits.check(threshold, in: Limits.thresholdPercent, "--threshold (percent)") {
             throw ValidationError(problem)
@@ -42,37 +53,95 @@ struct HistoryCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (runs, problems) = HistoryReport.loadRuns(under: URL(fileURLWithPath: folder))
-        for problem in problems { printError("skipped: \(problem)") }
-        guard !runs.isEmpty else {
-            printError("no results.json under \(folder)")
-            throw ExitCode(2)
-        }
-        let history = History(runs.map(\.1))
-        if let out {
-            let file = URL(fileURLWithPath: out).appendingPathComponent("history.html")
-            try writeAtomically(Data(HistoryReport.render(runs.map(\.1), history: history).utf8), to: file)
-            print("wrote \(file.path) (\(runs.count) runs)")
-        }
-        for series in history.series {
-            for change in series.changePoints {
-                let run = history.runLabels[series.runIndices[change.index]]
-                print(
-                    "change point: \(series.key) \(String(format: "%+.1f%%", change.changePercent)) from \(run) "
-                        + "(p \(String(format: "%.3f", change.pValue)), \(series.isWorse(change) ? "worse" : "better"))")
-            }
-        }
-        guard check else { return }
         var policy = ThresholdPolicy()
         if let thresholds { policy = try ThresholdPolicy.load(from: URL(fileURLWithPath: thresholds)) }
         if let threshold { policy.defaultPercent = threshold }
-        let alarms = history.alarms(window: window, thresholds: policy)
-        for alarm in alarms {
-            printError(
-                "regression: \(alarm.series.key) \(String(format: "%+.1f%%", alarm.change.changePercent)) from \(alarm.runLabel) "
-                    + "(threshold \(Int(alarm.thresholdPercent))%, p \(String(format: "%.3f", alarm.change.pValue)))")
+        var histories: [(host: String?, runs: [RunResults])] = []
+        if let folder {
+            let (runs, problems) = HistoryReport.loadRuns(under: URL(fileURLWithPath: folder))
+            for problem in problems { printError("skipped: \(problem)") }
+            histories = [(nil, runs.map(\.1))]
+        } else {
+            do {
+                let location = try ResultsStore.Location.parse(store ?? "sqlite", results: try? Workspace.locate().results)
+                histories = try await StoreHistory.load(location, host: host).map { ($0.host, $0.runs) }
+            } catch {
+                printError("\(error)")
+                throw ExitCode(2)
+            }
         }
-        print("history --check: \(alarms.count) regressions starting within the newest \(window) of \(runs.count) runs")
-        if !alarms.isEmpty { throw ExitCode(2) }
+        guard histories.contains(where: { !$0.runs.isEmpty }) else {
+            printError("no runs in \(folder ?? store ?? "")")
+            throw ExitCode(2)
+        }
+        var alarmsByHost: [(host: String?, alarms: [History.Alarm])] = []
+        for (host, runs) in histories where !runs.isEmpty {
+            let history = History(runs)
+            let prefix = host.map { "[\($0)] " } ?? ""
+            if let out {
+                let file = URL(fileURLWithPath: out).appendingPathComponent(host.map { "history-\($0).html" } ?? "history.html")
+                try writeAtomically(Data(HistoryReport.render(runs, history: history).utf8), to: file)
+                print("wrote \(file.path) (\(runs.count) runs)")
+            }
+            for series in history.series {
+                for change in series.changePoints {
+                    let run = history.runLabels[series.runIndices[change.index]]
+                    print(
+                        "\(prefix)change point: \(series.key) \(String(format: "%+.1f%%", change.changePercent)) from \(run) "
+                            + "(p \(String(format: "%.3f", change.pValue)), \(series.isWorse(change) ? "worse" : "better"))")
+                }
+            }
+            guard check else { continue }
+            let alarms = history.alarms(window: window, thresholds: policy)
+            for alarm in alarms {
+                printError(
+                    "\(prefix)regression: \(alarm.series.key) \(String(format: "%+.1f%%", alarm.change.changePercent)) from \(alarm.runLabel) "
+                        + "(threshold \(Int(alarm.thresholdPercent))%, p \(String(format: "%.3f", alarm.change.pValue)))")
+            }
+            alarmsByHost.append((host, alarms))
+        }
+        guard check else { return }
+        // The same regression on several hosts at once: a change in the software, not one host's drift.
+        for (key, hosts) in StoreHistory.sharedAlarms(alarmsByHost) {
+            printError("fleet: \(key) regressed on \(hosts.count) hosts at once: \(hosts.joined(separator: ", "))")
+        }
+        let total = alarmsByHost.map(\.alarms.count).reduce(0, +)
+        let runs = histories.map(\.runs.count).reduce(0, +)
+        print(
+            "history --check: \(total) regressions starting within the newest \(window) runs (\(runs) runs, \(histories.count) host(s))"
+        )
+        if total > 0 { throw ExitCode(2) }
+    }
+}
+
+/// One host's runs, oldest first.
+struct StoreHistoryEntry: Sendable {
+    var host: String?
+    var runs: [RunResults]
+}
+
+/// History from a store: one series of runs per host, oldest first.
+enum StoreHistory {
+    static func load(_ location: ResultsStore.Location, host: String?) async throws -> [StoreHistoryEntry] {
+        try await ResultsStore.using(location) { store in
+            var hosts = [String]()
+            if let host { hosts = [host] } else { hosts = try await store.hosts() }
+            var histories: [StoreHistoryEntry] = []
+            for host in hosts {
+                var runs: [RunResults] = []
+                for stored in try await store.runs(host: host) { runs.append(try await store.load(id: stored.id)) }
+                histories.append(StoreHistoryEntry(host: host, runs: runs))
+            }
+            return histories
+        }
+    }
+
+    /// Series keys with an alarm on more than one host, with those hosts.
+    static func sharedAlarms(_ byHost: [(host: String?, alarms: [History.Alarm])]) -> [(String, [String])] {
+        var hosts: [String: [String]] = [:]
+        for (host, alarms) in byHost {
+            for key in Set(alarms.map(\.series.key)) { hosts[key, default: []].append(host ?? "-") }
+        }
+        return hosts.filter { $0.value.count > 1 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted()) }
     }
 }

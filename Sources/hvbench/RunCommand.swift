@@ -140,8 +140,21 @@ struct RunOptions: ParsableArguments {
     )
     var ioPollMicroseconds: UInt64 = DoorbellPolling.defaultLimitMicroseconds
 
+    @Option(
+        name: .customLong("store"),
+        help:
+            "Also record the run into a results store: sqlite (Results/results.sqlite), sqlite:PATH or postgres://user@host[:port]/db (default: $HVBENCH_STORE)."
+    )
+    var store: String?
+
+    @Option(
+        name: .customLong("host-id"),
+        help: "The host id the run is filed under in reports and stores (default: $HVBENCH_HOST_ID, else hostname-kvmmodule).")
+    var hostID: String?
+
     func validate() throws {
         var problems: [String?] = [
+            (hostID ?? ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"]).flatMap(StoreOptions.hostIDProblem),
             repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
             warmups.flatMap { Limits.check($0, in: Limits.warmups, "--warmups") },
             rounds.flatMap { Limits.check($0, in: Limits.rounds, "--rounds") },
@@ -296,6 +309,7 @@ struct RunOptions: ParsableArguments {
             results: results)
         run.injectedSlowdownPercent = injectSlowdown > 0 ? injectSlowdown : nil
         run.schedule = schedule
+        run.hostID = hostID ?? ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"]
         let files: [URL]
         do { files = try RunOutput.write(run, to: output, claims: claims) } catch {
             throw UsageError("cannot write the results into \(output.path): \(RunFolder.reason(error))")
@@ -304,6 +318,9 @@ struct RunOptions: ParsableArguments {
         print("")
         for file in files { print("wrote \(file.path)") }
         print("console logs in \(output.appendingPathComponent("logs").path)")
+        if let store = store ?? ProcessInfo.processInfo.environment["HVBENCH_STORE"] {
+            await StoreOptions.recordAfterRun(run, folder: output, store: store, results: workspace.results)
+        }
         return (run, output)
     }
 }

@@ -1,0 +1,67 @@
+import Foundation
+
+/// How often `ab`'s gate raises a false alarm, and how often it catches a known slowdown, on
+/// this host's real noise: from a pool of interleaved one-round runs of the same build — two
+/// unslowed arms and arms run with `--inject-slowdown` — many comparisons of `rounds` rounds are
+/// drawn (rounds sampled without replacement, A and B's places shuffled per round) and judged
+/// exactly as `ab` judges. Comparisons drawn from one pool share rounds, so they are not
+/// independent: the rates are resampling estimates, the pool's size bounds what they can say.
+public enum GateRates {
+    public struct Pool: Sendable {
+        /// Per round (in pool order): each arm's one-round run.
+        public var rounds: [[String: RunResults]]
+
+        public init(rounds: [[String: RunResults]]) { self.rounds = rounds }
+    }
+
+    public struct Outcome: Sendable {
+        public var comparisons = 0
+        /// Comparisons in which anything was flagged (regression, improvement or lost).
+        public var anyFlagged = 0
+        /// Per hypothesis ("system benchmark metric" of its tested member): comparisons flagging it a regression.
+        public var regressions: [String: Int] = [:]
+        public var hypotheses = 0
+
+        public var anyFlaggedRate: Double { comparisons > 0 ? Double(anyFlagged) / Double(comparisons) : 0 }
+        /// The mean share of hypotheses flagged as regressions per comparison.
+        public var detectionRate: Double {
+            comparisons > 0 && hypotheses > 0
+                ? Double(regressions.values.reduce(0, +)) / Double(comparisons * hypotheses) : 0
+        }
+    }
+
+    /// `control` arms play A (and, for A/A, both places); `treatment` plays B.
+    public static func measure(
+        pool: Pool, control: [String], treatment: String, rounds: Int, comparisons: Int, alpha: Double = 0.01,
+        thresholds: ThresholdPolicy = ThresholdPolicy(), seed: UInt64 = 1
+    ) -> Outcome {
+        let usable = pool.rounds.filter { round in (control + [treatment]).allSatisfy { round[$0] != nil } }
+        var outcome = Outcome()
+        guard usable.count >= rounds, rounds > 0, !control.isEmpty else { return outcome }
+        var generator = SplitMix64(seed: seed)
+        for _ in 0..<comparisons {
+            var chosen = Array(usable.indices)
+            chosen.shuffle(using: &generator)
+            let pairs = chosen.prefix(rounds).map { index -> (a: RunResults, b: RunResults) in
+                let round = usable[index]
+                if control.contains(treatment) {
+                    // A/A: the two unslowed arms in a random order.
+                    let others = control.filter { $0 != treatment }
+                    let other = others[Int(generator.next() % UInt64(others.count))]
+                    return generator.next() % 2 == 0 ? (round[other]!, round[treatment]!) : (round[treatment]!, round[other]!)
+                }
+                let a = control[Int(generator.next() % UInt64(control.count))]
+                return (round[a]!, round[treatment]!)
+            }
+            let report = ABComparison.compare(rounds: pairs, alpha: alpha, thresholds: thresholds)
+            let tested = report.metrics.filter { $0.sharesVerdictWith == nil && $0.verdict != .new }
+            outcome.hypotheses = max(outcome.hypotheses, tested.count)
+            outcome.comparisons += 1
+            if tested.contains(where: { [.regression, .improvement, .lost].contains($0.verdict) }) { outcome.anyFlagged += 1 }
+            for metric in tested where metric.verdict == .regression {
+                outcome.regressions["\(metric.system) \(metric.benchmark) \(metric.metric)", default: 0] += 1
+            }
+        }
+        return outcome
+    }
+}

@@ -1,0 +1,68 @@
+/// A value bound to a statement or read from a row: the four kinds the schema uses.
+public enum SQLValue: Sendable, Equatable {
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case null
+    /// In a write's statements after its claim: the id of the row the claim inserted.
+    case claimedID
+
+    public var integer: Int64? { if case .integer(let value) = self { value } else { nil } }
+    public var real: Double? {
+        switch self {
+        case .real(let value): value
+        case .integer(let value): Double(value)
+        default: nil
+        }
+    }
+    public var text: String? { if case .text(let value) = self { value } else { nil } }
+}
+
+/// One SQL statement with `?` placeholders (numbered `$n` for PostgreSQL by its backend).
+public struct SQLStatement: Sendable {
+    public var sql: String
+    public var binds: [SQLValue]
+
+    public init(_ sql: String, _ binds: [SQLValue] = []) {
+        self.sql = sql
+        self.binds = binds
+    }
+}
+
+/// What the store needs of a database: the two dialects differ only below this line.
+protocol SQLBackend: Sendable {
+    var dialect: SQLDialect { get }
+    /// Rows of a read, each cell in the kind `columns` names.
+    func query(_ statement: SQLStatement, columns: [SQLColumnKind]) async throws -> [[SQLValue]]
+    /// In one transaction: `claim` first (an insert returning a row when it inserted one); when
+    /// it returns no row the transaction ends there and nothing else is written.
+    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> Bool
+    /// The schema's version, and the migrations from it on applied in one transaction that
+    /// holds the store against other migrating writers.
+    func migrate(to migrations: [[String]]) async throws -> (from: Int, to: Int)
+    func close() async
+}
+
+enum SQLColumnKind: Sendable { case integer, real, text }
+
+enum SQLDialect: Sendable {
+    case sqlite, postgres
+
+    /// Fills the schema templates: an auto-numbered key and a floating-point column.
+    func render(_ template: String) -> String {
+        switch self {
+        case .sqlite:
+            template.replacingOccurrences(of: "{serial}", with: "INTEGER PRIMARY KEY AUTOINCREMENT")
+                .replacingOccurrences(of: "{real}", with: "REAL")
+        case .postgres:
+            template.replacingOccurrences(of: "{serial}", with: "BIGSERIAL PRIMARY KEY")
+                .replacingOccurrences(of: "{real}", with: "DOUBLE PRECISION")
+        }
+    }
+}
+
+/// Errors the store raises, each naming what it could not do.
+public struct StoreError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import GRDB
+
+/// The embedded store: one SQLite file (GRDB), in WAL mode with immediate write transactions and
+/// a busy timeout, so several hvbench processes on one host record into it without corrupting it.
+final class SQLiteBackend: SQLBackend, @unchecked Sendable {
+    let dialect = SQLDialect.sqlite
+    private let queue: DatabaseQueue
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(30)
+        configuration.journalMode = .wal
+        do {
+            try FileManager.default.createDirectory(
+                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+        } catch {
+            throw StoreError("\(path): cannot open the SQLite store: \(error)")
+        }
+    }
+
+    private static func arguments(_ binds: [SQLValue], claimed: Int64?) -> StatementArguments {
+        StatementArguments(
+            binds.map { value -> (any DatabaseValueConvertible)? in
+                switch value {
+                case .integer(let number): number
+                case .real(let number): number
+                case .text(let string): string
+                case .null: nil
+                case .claimedID: claimed
+                }
+            })
+    }
+
+    func query(_ statement: SQLStatement, columns: [SQLColumnKind]) async throws -> [[SQLValue]] {
+        try await queue.read { db in
+            try Row.fetchAll(db, sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: nil)).map { row in
+                columns.indices.map { index -> SQLValue in
+                    let value: DatabaseValue = row[index]
+                    if value.isNull { return .null }
+                    switch columns[index] {
+                    case .integer: return Int64.fromDatabaseValue(value).map(SQLValue.integer) ?? .null
+                    case .real: return Double.fromDatabaseValue(value).map(SQLValue.real) ?? .null
+                    case .text: return String.fromDatabaseValue(value).map(SQLValue.text) ?? .null
+                    }
+                }
+            }
+        }
+    }
+
+    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> Bool {
+        try await queue.write { db in
+            for statement in prelude {
+                try db.execute(sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: nil))
+            }
+            var claimed: Int64?
+            if let claim {
+                guard let row = try Row.fetchOne(db, sql: claim.sql, arguments: Self.arguments(claim.binds, claimed: nil))
+                else { return false }
+                claimed = row[0]
+            }
+            for statement in rest {
+                try db.execute(sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: claimed))
+            }
+            return true
+        }
+    }
+
+    func migrate(to migrations: [[String]]) async throws -> (from: Int, to: Int) {
+        try await queue.write { db in
+            try db.execute(sql: "CREATE TABLE IF NOT EXISTS hvbench_schema (version INTEGER NOT NULL)")
+            let version = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM hvbench_schema") ?? 0
+            guard version <= migrations.count else { return (version, version) }
+            for (index, migration) in migrations.enumerated().dropFirst(version) {
+                for template in migration { try db.execute(sql: SQLDialect.sqlite.render(template)) }
+                try db.execute(sql: "INSERT INTO hvbench_schema (version) VALUES (?)", arguments: [index + 1])
+            }
+            return (version, migrations.count)
+        }
+    }
+
+    func close() async { try? queue.close() }
+}

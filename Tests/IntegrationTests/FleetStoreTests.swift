@@ -1,0 +1,144 @@
+import Foundation
+import Machine
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import Bench
+import Results
+import Store
+
+/// The fleet end to end, on real runs of the hvbench executable: two "hosts" (processes with
+/// their own host ids, running at the same time) record into one PostgreSQL; `history --check`
+/// against the store finds the step injected on one of them and only there; `hvbench serve`
+/// shows it, drawn by headless Chromium. And a store that is down at the end of a run loses
+/// nothing: results.json is written and `store import` catches up.
+@Suite(.serialized) struct FleetStoreTests {
+    func hvbench(_ arguments: [String]) async throws -> ProcessRunner.Output {
+        let executable = try #require(CommandLineTests.executable, "the hvbench executable must be built next to the tests")
+        return try await ProcessRunner.run(executable, arguments, timeout: 600)
+    }
+
+    func nativeRun(host: String, index: Int, slowed: Bool, store: String, into folder: URL) async throws {
+        let output = try await hvbench(
+            [
+                "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "100000", "--repetitions", "3", "--rounds", "3",
+                "--host-id", host, "--store", store, "--out",
+                folder.appendingPathComponent(String(format: "%@-%02d", host, index)).path,
+            ] + (slowed ? ["--inject-slowdown", "30"] : []))
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardOutput.contains { $0.hasPrefix("recorded as run ") }, "\(output.standardError)")
+    }
+
+    static let unavailableReason: String? =
+        TemporaryPostgres.unavailableReason
+        ?? (ReportIntegrationTests.chromium == nil ? "needs Chromium for the dashboard (Debian package chromium)" : nil)
+
+    @Test(.enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    func twoHostsRecordIntoOnePostgresAndTheStepIsFoundAndShown() async throws {
+        let server = try TemporaryPostgres.start()
+        defer { server.stop() }
+        let folder = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Host a: six runs at the build's speed, then four with 30% injected; host b: ten plain.
+        for index in 1...10 {
+            async let a: Void = nativeRun(host: "fleet-a", index: index, slowed: index > 6, store: server.url, into: folder)
+            async let b: Void = nativeRun(host: "fleet-b", index: index, slowed: false, store: server.url, into: folder)
+            _ = try await (a, b)
+        }
+        let list = try await hvbench(["store", "list", "--store", server.url])
+        #expect(list.standardOutput.count == 20, "\(list.standardOutput)")
+        let check = try await hvbench(["history", "--store", server.url, "--check"])
+        #expect(check.exitCode == 2, "\(check.standardOutput) \(check.standardError)")
+        #expect(check.standardError.contains("[fleet-a] regression: native cpu.int"), "\(check.standardError)")
+        #expect(!check.standardError.contains("[fleet-b] regression"), "\(check.standardError)")
+        // Compare reads the store too: host a's newest run against its first.
+        let compare = try await hvbench(["compare", "store:fleet-a/latest~9", "store:fleet-a/latest", "--store", server.url])
+        #expect(compare.standardOutput.contains { $0.contains("ns_per_op") }, "\(compare.standardOutput)")
+        try await showInChromium(store: server.url, host: "fleet-a")
+    }
+
+    func showInChromium(store: String, host: String) async throws {
+        let chromium = try #require(ReportIntegrationTests.chromium)
+        let executable = try #require(CommandLineTests.executable)
+        let stop = HostStopRequest()
+        let port = Mutex<Int?>(nil)
+        let server = Task {
+            try await ProcessRunner.run(executable, ["serve", "--store", store, "--port", "0"], timeout: 600, stop: stop) {
+                line in
+                // "serving STORE at http://127.0.0.1:PORT/"
+                if let range = line.range(of: "http://127.0.0.1:") {
+                    port.withLock { $0 = Int(line[range.upperBound...].prefix { $0.isNumber }) }
+                }
+            }
+        }
+        defer { stop.request() }
+        var bound: Int?
+        for _ in 0..<600 where bound == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            bound = port.withLock { $0 }
+        }
+        let page = "http://127.0.0.1:\(try #require(bound, "serve printed no address"))/hosts/\(host)"
+        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400"]
+        let dom = try await ProcessRunner.run(chromium, flags + ["--dump-dom", page], timeout: 300)
+        let text = dom.standardOutput.joined(separator: "\n")
+        #expect(text.contains("class=\"alarm\">native cpu.int"), "\(text.prefix(2000))")
+        #expect(text.contains("change-point"))
+        #expect(text.contains("href=\"/runs/"))
+        guard let range = text.range(of: "data-charts-drawn=\"") else {
+            Issue.record("the page script did not run: \(dom.standardError)")
+            return
+        }
+        #expect((Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0) >= 1)
+        let index = try await ProcessRunner.run(chromium, flags + ["--dump-dom", "http://127.0.0.1:\(bound!)/"], timeout: 300)
+        #expect(index.standardOutput.joined().contains("fleet-b"))
+        let outputFolder = try Workspace.locate().root.appendingPathComponent(".build/test-output")
+        try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
+        let screenshot = outputFolder.appendingPathComponent("dashboard.png")
+        try? FileManager.default.removeItem(at: screenshot)
+        _ = try await ProcessRunner.run(chromium, flags + ["--screenshot=\(screenshot.path)", page], timeout: 300)
+        let png = try Data(contentsOf: screenshot)
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        #expect(png.count > 20_000)  // a blank page compresses to a few kB
+        stop.request()
+        _ = try await server.value
+    }
+
+    /// The store down at the end of a run: the run is written, the warning says how to catch
+    /// up, and `store import` does, once; importing again changes nothing.
+    @Test func aStoreThatIsDownLosesNothing() async throws {
+        let folder = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let run = folder.appendingPathComponent("run")
+        // Nothing listens on port 1 of the loopback.
+        let output = try await hvbench([
+            "run", "--mode", "native", "--bench", "cpu.int", "--iterations", "100000", "--repetitions", "3", "--out", run.path,
+            "--store", "postgres://hvbench@127.0.0.1:1/none",
+        ])
+        #expect(output.exitCode == 0, "\(output.standardError)")
+        #expect(output.standardError.contains("not recorded in the store"), "\(output.standardError)")
+        #expect(output.standardError.contains("hvbench store import \(run.path)"), "\(output.standardError)")
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("results.json").path))
+        let store = "sqlite:" + folder.appendingPathComponent("store/results.sqlite").path
+        let imported = try await hvbench(["store", "import", folder.path, "--store", store])
+        #expect(imported.standardOutput.last == "1 recorded, 0 already there, 0 refused (\(store))", "\(imported.standardOutput)")
+        let again = try await hvbench(["store", "import", folder.path, "--store", store])
+        #expect(again.standardOutput.last == "0 recorded, 1 already there, 0 refused (\(store))", "\(again.standardOutput)")
+        let claims = try await hvbench(["claims", "store:latest", "--store", store])
+        #expect(claims.exitCode == 0, "\(claims.standardError)")
+        let info = try await hvbench(["store", "info", "--store", store])
+        #expect(info.standardOutput.first?.contains("schema version \(ResultsStore.schemaVersion)") == true)
+        let export = try await hvbench([
+            "export", "store:latest", "--store", store, "--format", "openmetrics", "--out",
+            folder.appendingPathComponent("m.txt").path,
+        ])
+        #expect(export.exitCode == 0, "\(export.standardError)")
+        let metrics = try String(contentsOf: folder.appendingPathComponent("m.txt"), encoding: .utf8)
+        #expect(metrics.contains("hvbench_median{host=") && metrics.hasSuffix("# EOF\n"))
+        let refused = try await hvbench([
+            "export", "store:latest", "--store", store, "--format", "bencher", "--out",
+            folder.appendingPathComponent("m.txt").path,
+        ])
+        #expect(refused.exitCode == 2 && refused.standardError.contains("--force"))
+    }
+}
