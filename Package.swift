@@ -125,7 +125,11 @@ let package = Package(
         .testTarget(name: "MachineTests", dependencies: ["Machine", "Results", "TestSupport"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "Machine", "TestSupport"]),
         .testTarget(name: "ResultsTests", dependencies: ["Results", "Report"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Results", "Dashboard", "Report", "TestSupport"]),
+        .testTarget(
+            name: "StoreTests",
+            dependencies: [
+                "Store", "Results", "Dashboard", "Report", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(
             name: "IntegrationTests",

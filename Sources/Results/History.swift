@@ -86,4 +86,15 @@ public struct History: Sendable {
             }
         }
     }
+
+    /// Across a fleet: each series that raised an alarm on more than one host, with those hosts
+    /// (sorted) — the same regression on several hosts at once is a change in the software, not
+    /// one host's drift.
+    public static func sharedAlarms(_ alarmsByHost: [(host: String, alarms: [Alarm])]) -> [(series: String, hosts: [String])] {
+        var hosts: [String: Set<String>] = [:]
+        for (host, alarms) in alarmsByHost {
+            for alarm in alarms { hosts[alarm.series.key, default: []].insert(host) }
+        }
+        return hosts.filter { $0.value.count > 1 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted()) }
+    }
 }

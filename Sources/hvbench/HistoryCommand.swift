@@ -102,7 +102,7 @@ struct HistoryCommand: AsyncParsableCommand {
         }
         guard check else { return }
         // The same regression on several hosts at once: a change in the software, not one host's drift.
-        for (key, hosts) in StoreHistory.sharedAlarms(alarmsByHost) {
+        for (key, hosts) in History.sharedAlarms(alarmsByHost.map { ($0.host ?? "-", $0.alarms) }) {
             printError("fleet: \(key) regressed on \(hosts.count) hosts at once: \(hosts.joined(separator: ", "))")
         }
         let total = alarmsByHost.map(\.alarms.count).reduce(0, +)
@@ -134,14 +134,5 @@ enum StoreHistory {
             }
             return histories
         }
-    }
-
-    /// Series keys with an alarm on more than one host, with those hosts.
-    static func sharedAlarms(_ byHost: [(host: String?, alarms: [History.Alarm])]) -> [(String, [String])] {
-        var hosts: [String: [String]] = [:]
-        for (host, alarms) in byHost {
-            for key in Set(alarms.map(\.series.key)) { hosts[key, default: []].append(host ?? "-") }
-        }
-        return hosts.filter { $0.value.count > 1 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted()) }
     }
 }

@@ -75,6 +75,18 @@ import Testing
         #expect(alarm.change.changePercent > 10)
     }
 
+    /// A fleet: the same step on two hosts is named once with both; a third host's own step is not shared.
+    @Test func theSameRegressionOnSeveralHostsIsNamedWithThem() {
+        let stepped = History(runs(levels(16, 100, seed: 1) + levels(4, 120, seed: 2))).alarms(
+            window: 5, thresholds: ThresholdPolicy())
+        let flat = History(runs(levels(20, 100, seed: 5))).alarms(window: 5, thresholds: ThresholdPolicy())
+        #expect(flat.isEmpty)
+        let shared = History.sharedAlarms([("b", stepped), ("a", stepped), ("c", flat)])
+        #expect(shared.map(\.series) == ["native cpu.pio ns_per_op"])
+        #expect(shared.first?.hosts == ["a", "b"])
+        #expect(History.sharedAlarms([("a", stepped), ("c", flat)]).isEmpty)
+    }
+
     @Test func anImprovementAnOldStepOrDriftDoesNot() {
         let better = History(runs(levels(16, 100, seed: 3) + levels(4, 80, seed: 4)))
         #expect(better.series[0].changePoints.count == 1)

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Report
 import Store
 import TestSupport
@@ -89,6 +90,16 @@ func exerciseStore(_ location: ResultsStore.Location) async throws {
     await again.close()
 }
 
+/// One statement against a SQLite file behind the store's back; the first column of its first row.
+func sql(_ path: String, _ statement: String) throws -> String? {
+    try DatabaseQueue(path: path).write { db in
+        try Row.fetchOne(db, sql: statement).map { row -> String in
+            let value: DatabaseValue = row[0]
+            return Int64.fromDatabaseValue(value).map(String.init) ?? String.fromDatabaseValue(value) ?? "\(value)"
+        }
+    }
+}
+
 @Suite struct SQLiteStoreTests {
     func location() -> (ResultsStore.Location, URL) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-store-\(UUID().uuidString)")
@@ -110,20 +121,7 @@ func exerciseStore(_ location: ResultsStore.Location) async throws {
         try await store.record(storedRun(host: "host-a", index: 1))
         await store.close()
         guard case .sqlite(let path) = location else { return }
-        func count(_ table: String) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [
-                "python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
-                path, "SELECT COUNT(*) FROM \(table)",
-            ]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            try process.run()
-            process.waitUntilExit()
-            return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(
-                in: .whitespacesAndNewlines)
-        }
+        func count(_ table: String) throws -> String { try sql(path, "SELECT COUNT(*) FROM \(table)") ?? "-" }
         #expect(try count("results") == "3")
         #expect(try count("metrics") == "4")
         #expect(try count("rounds") == "12")
@@ -138,15 +136,7 @@ func exerciseStore(_ location: ResultsStore.Location) async throws {
         defer { try? FileManager.default.removeItem(at: folder) }
         try await ResultsStore.open(location).close()
         guard case .sqlite(let path) = location else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('INSERT INTO hvbench_schema VALUES (99)'); c.commit()",
-            path,
-        ]
-        try process.run()
-        process.waitUntilExit()
+        _ = try sql(path, "INSERT INTO hvbench_schema VALUES (99)")
         do {
             try await ResultsStore.open(location).close()
             Issue.record("a store of schema 99 opened")
@@ -165,15 +155,7 @@ func exerciseStore(_ location: ResultsStore.Location) async throws {
         guard case .recorded(let id) = try await store.record(storedRun(host: "h", index: 1)) else { return }
         await store.close()
         guard case .sqlite(let path) = location else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE runs SET document='{\\\"schemaVersion\\\": 2}'\"); c.commit()",
-            path,
-        ]
-        try process.run()
-        process.waitUntilExit()
+        _ = try sql(path, "UPDATE runs SET document = '{\"schemaVersion\": 2}'")
         let reopened = try await ResultsStore.open(location)
         do {
             _ = try await reopened.load(id: id)
