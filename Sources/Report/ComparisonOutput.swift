@@ -25,7 +25,7 @@ public enum ComparisonOutput {
     static func noisyMark(_ m: MetricComparison) -> String { m.noisy && m.verdict != .lost ? " (noisy)" : "" }
 
     static var verdictHelp: String {
-        "regression/improvement = p < alpha (compare: Mann-Whitney; ab: sign-flip test on round-paired ratios, Holm-adjusted) "
+        "regression/improvement = p < alpha (compare: Mann-Whitney over rounds; ab: sign test on round-paired ratios; Holm-adjusted over hypotheses) "
             + "AND the change exceeds the metric's threshold in that direction; "
             + "lost = ok in the baseline, failed, skipped or absent now (fails the gate); undecided = too few rounds for "
             + "the test ever to reach alpha; one hypothesis per measured quantity: a metric that transforms another's "

@@ -64,4 +64,41 @@ public enum GateRates {
         }
         return outcome
     }
+
+    /// `compare` between two runs made one after the other: consecutive blocks of `rounds`
+    /// rounds of one unslowed arm (baseline) and the next block of the other (current), each
+    /// block combined into a run as `run --rounds` combines its rounds. Unlike `ab`'s pairing,
+    /// the drift between the two blocks is part of what is compared.
+    public static func measureCompare(
+        pool: Pool, arms: (String, String), rounds: Int, alpha: Double = 0.01, thresholds: ThresholdPolicy = ThresholdPolicy()
+    ) -> Outcome {
+        let usable = pool.rounds.filter { $0[arms.0] != nil && $0[arms.1] != nil }
+        var outcome = Outcome()
+        guard rounds > 0, usable.count >= 2 * rounds else { return outcome }
+        for start in 0...(usable.count - 2 * rounds) {
+            let baseline = combined(usable[start..<(start + rounds)].map { $0[arms.0]! })
+            let current = combined(usable[(start + rounds)..<(start + 2 * rounds)].map { $0[arms.1]! })
+            let report = ComparisonReport.compare(baseline: baseline, current: current, alpha: alpha, thresholds: thresholds)
+            let tested = report.metrics.filter { $0.sharesVerdictWith == nil && $0.verdict != .new }
+            outcome.hypotheses = max(outcome.hypotheses, tested.count)
+            outcome.comparisons += 1
+            if tested.contains(where: { [.regression, .improvement].contains($0.verdict) }) { outcome.anyFlagged += 1 }
+            for metric in tested where metric.verdict == .regression || metric.verdict == .improvement {
+                outcome.regressions["\(metric.system) \(metric.benchmark) \(metric.metric)", default: 0] += 1
+            }
+        }
+        return outcome
+    }
+
+    /// One-round runs as one run of as many rounds.
+    static func combined(_ runs: [RunResults]) -> RunResults {
+        var run = runs[0]
+        run.results = run.results.map { first in
+            BenchmarkResult.combining(
+                rounds: runs.compactMap { other in
+                    other.results.first { $0.system == first.system && $0.benchmark == first.benchmark }
+                })
+        }
+        return run
+    }
 }

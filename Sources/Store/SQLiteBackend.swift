@@ -35,16 +35,29 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
 
     func query(_ statement: SQLStatement, columns: [SQLColumnKind]) async throws -> [[SQLValue]] {
         try await queue.read { db in
-            try Row.fetchAll(db, sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: nil)).map { row in
-                columns.indices.map { index -> SQLValue in
-                    let value: DatabaseValue = row[index]
-                    if value.isNull { return .null }
-                    switch columns[index] {
-                    case .integer: return Int64.fromDatabaseValue(value).map(SQLValue.integer) ?? .null
-                    case .real: return Double.fromDatabaseValue(value).map(SQLValue.real) ?? .null
-                    case .text: return String.fromDatabaseValue(value).map(SQLValue.text) ?? .null
-                    }
-                }
+            let rows = try Row.fetchAll(db, sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: nil))
+            return rows.map { row in Self.values(Array(row.databaseValues), columns) }
+        }
+    }
+
+    /// A row's cells as the kinds asked for. (Kept out of line: inlined into the read closure,
+    /// Swift 6.3's optimiser crashed on it in release builds.)
+    @inline(never)
+    static func values(_ cells: [DatabaseValue], _ columns: [SQLColumnKind]) -> [SQLValue] {
+        columns.indices.map { index -> SQLValue in
+            guard index < cells.count else { return .null }
+            switch (cells[index].storage, columns[index]) {
+            case (.int64(let number), .integer): return .integer(number)
+            case (.int64(let number), .real): return .real(Double(number))
+            case (.int64(let number), .text): return .text(String(number))
+            case (.double(let number), .real): return .real(number)
+            case (.double(let number), .integer): return number.isFinite ? .integer(Int64(number)) : .null
+            case (.double(let number), .text): return .text(String(number))
+            case (.string(let text), .text): return .text(text)
+            case (.string(let text), .integer): return Int64(text).map(SQLValue.integer) ?? .null
+            case (.string(let text), .real): return Double(text).map(SQLValue.real) ?? .null
+            case (.blob(let data), .text): return .text(String(decoding: data, as: UTF8.self))
+            default: return .null
             }
         }
     }

@@ -79,5 +79,17 @@ struct ABRatesCommand: AsyncParsableCommand {
                 + max(0, slowed.hypotheses - slowed.regressions.count)
             print("  flagged in under half the comparisons: \(rarely) of \(slowed.hypotheses) hypotheses")
         }
+        // compare between runs made one after the other, of as many rounds as decide at all.
+        let compareRounds = ComparisonReport.roundsNeeded(hypotheses: hypotheses, alpha: alpha)
+        let separate = GateRates.measureCompare(
+            pool: pool, arms: ("a1", "a2"), rounds: compareRounds, alpha: alpha, thresholds: policy)
+        print(
+            "compare, consecutive blocks of \(compareRounds) rounds (A/A): \(separate.anyFlagged) of \(separate.comparisons) "
+                + "comparisons flagged something"
+                + (separate.regressions.isEmpty
+                    ? ""
+                    : "; "
+                        + separate.regressions.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key) ×\($0.value)" }.joined(
+                            separator: ", ")))
     }
 }

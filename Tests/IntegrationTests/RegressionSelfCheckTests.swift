@@ -199,11 +199,10 @@ import Results
     }
 
     /// The ab self-check: B with a 30% injected slowdown is flagged; A against itself is not
-    /// (family-wise alpha 0.01 with Holm; measured 0 false alarms in 20 A/A comparisons).
-    /// 14 rounds, so that one round pair the host disturbed (seen in CI with 10 rounds of
-    /// 0.25 ms repetitions: one pair pointed the wrong way, p = 0.0117) cannot hide the slowdown:
-    /// even a whole pair reversed leaves the exact p at 2 * 15 / 2^14 * 3 metrics (Holm) = 0.0055.
-    /// Repetitions of ~2.5 ms make such a pair rarer still.
+    /// (family-wise alpha 0.01 with Holm; cpu.int's three metrics are one hypothesis). 14 rounds:
+    /// the sign test's p with every round slower is 2/2^14, and with one round the host
+    /// disturbed the other way (seen in CI with 0.25 ms repetitions) 2 · 15/2^14 = 0.0018.
+    /// Repetitions of ~2.5 ms make such a round rarer still.
     @Test func abFlagsAnInjectedSlowdownAndNotAnAAComparison() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -58,7 +58,8 @@ import Testing
     }
 
     /// The finding: 2 benchmarks x 2 systems measured a 10% slowdown in all 10 rounds and ab
-    /// flagged nothing, its 8 metrics being 4 measured quantities. As 4 hypotheses, 10 rounds decide.
+    /// flagged nothing, its 8 metrics being 4 measured quantities. As 4 hypotheses, the 10 rounds
+    /// (all slower) decide.
     @Test func aConsistentSlowdownOverTwoBenchmarksAndTwoModesIsFlagged() throws {
         func arm(_ factor: Double, round: Int) -> RunResults {
             var result = run(
@@ -85,17 +86,29 @@ import Testing
             report.regressions.count == 8,
             "\(report.metrics.map { "\($0.system) \($0.benchmark) \($0.metric) \($0.verdict) p=\($0.pValue ?? 1)" })")
         #expect(!report.warnings.contains { $0.hasPrefix("too few rounds") })
-        #expect(Hypotheses.roundsNeeded(hypotheses: 1, alpha: 0.01) == 12)
-        #expect(Hypotheses.roundsNeeded(hypotheses: 4, alpha: 0.01) == 14)
-        #expect(Hypotheses.roundsNeeded(hypotheses: 75, alpha: 0.01) == 19)
-        // At 14 rounds for 4 hypotheses, one round fully reversed still decides.
-        let reversed = (0..<14).map { $0 == 3 ? -0.1 : 0.1 }
-        #expect(ABComparison.signFlipPValue(reversed) * 4 < 0.01)
+        #expect(Hypotheses.roundsNeeded(hypotheses: 1, alpha: 0.01) == 18)
+        #expect(Hypotheses.roundsNeeded(hypotheses: 4, alpha: 0.01) == 24)
+        #expect(Hypotheses.roundsNeeded(hypotheses: 73, alpha: 0.01) == 38)
+        // At 24 rounds for 4 hypotheses, a change seen in 4 rounds of 5 — the others reversed,
+        // however far — still decides.
+        let mostly = (0..<24).map { $0 % 6 == 0 ? -5.0 : 0.1 }  // 4 of 24 reversed
+        #expect(ABComparison.signTestPValue(mostly) * 4 < 0.01)
     }
 
-    @Test func signFlipPValuesAndTheRoundsNeeded() {
-        #expect(ABComparison.signFlipPValue([1, 1, 1, 1]) == 2.0 / 16)
-        #expect(ABComparison.signFlipPValue([1, -1, 1, -1]) == 1)
+    /// The sign test: only directions count, so one wild round does not hide a consistent change
+    /// (the mean of these log-ratios is negative, yet B was slower in 11 rounds of 12).
+    @Test func oneWildRoundDoesNotHideAConsistentChange() {
+        let values = [0.1, 0.12, 0.09, 0.11, 0.1, 0.1, -2.0, 0.1, 0.13, 0.08, 0.1, 0.11]
+        #expect(values.reduce(0, +) < 0)
+        #expect(abs(ABComparison.signTestPValue(values) - 2.0 * 13 / 4096) < 1e-12)
+        #expect(ABComparison.signTestPValue([0, 0, 0.1]) == 1)  // unchanged rounds are left out
+        #expect(ABComparison.binomialLowerTail(3, trials: 18) > 0.0037 && ABComparison.binomialLowerTail(3, trials: 18) < 0.0038)
+        #expect(ABComparison.binomialLowerTail(1500, trials: 3000) > 0.5)
+    }
+
+    @Test func signTestPValuesAndTheRoundsNeeded() {
+        #expect(ABComparison.signTestPValue([1, 1, 1, 1]) == 2.0 / 16)
+        #expect(ABComparison.signTestPValue([1, -1, 1, -1]) == 1)
         #expect(ABComparison.smallestPValue(rounds: 8) == 2.0 / 256)
         // Five rounds can never reach 0.01: the report says so.
         let report = ABComparison.compare(rounds: (0..<5).map { _ in (round(100), round(150)) })
