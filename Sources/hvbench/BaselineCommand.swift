@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bench
 import Results
+import Store
 import Foundation
 import Report
 
@@ -59,6 +60,18 @@ struct BaselineCommand: AsyncParsableCommand {
                 let file = folder.appendingPathComponent("\(name).json")
                 try writeAtomically(try results[0].encoded(), to: file)
                 print("saved \(file.path)")
+                if storeOptions.store != nil || ProcessInfo.processInfo.environment["HVBENCH_STORE"] != nil {
+                    // Also the store's baseline of the run's host, which `baseline check --store` reads.
+                    let location = try storeOptions.location()
+                    try await ResultsStore.using(location) { store in
+                        let id: Int64
+                        switch try await store.record(results[0], source: runs[0]) {
+                        case .recorded(let recorded), .alreadyRecorded(let recorded): id = recorded
+                        }
+                        try await store.saveBaseline(name: name, run: try await store.resolve(String(id)))
+                    }
+                    print("marked as baseline '\(name)' of host \(ResultsStore.host(of: results[0])) in \(location)")
+                }
                 guard results.count > 1 else { return }
                 let (policy, spreads) = ThresholdPolicy.calibrated(from: results, defaultPercent: threshold, margin: margin)
                 let thresholds = BaselineStore.thresholds(in: folder)
@@ -84,13 +97,31 @@ struct BaselineCommand: AsyncParsableCommand {
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run the suite and compare it with this host's baseline in one step.",
-            discussion: "Uses Results/baselines/<host-id>/thresholds.yaml when present. Exit status as for compare.")
+            discussion: """
+                With --store (or $HVBENCH_STORE), the baseline is the one `baseline save --store` marked for this \
+                host in the store, else Results/baselines/<host-id>/NAME.json. Uses \
+                Results/baselines/<host-id>/thresholds.yaml when present. Exit status as for compare.
+                """)
 
         @Option(help: "Baseline name.")
         var name: String = "default"
 
         @OptionGroup var runOptions: RunOptions
         @OptionGroup var compareOptions: CompareOptions
+
+        /// With a store (--store or $HVBENCH_STORE), the baseline `baseline save` marked there for
+        /// this host; nil when the store has none (the folder's is used).
+        func storedBaseline(_ environment: EnvironmentRecord) async throws -> RunResults? {
+            guard let text = runOptions.store ?? ProcessInfo.processInfo.environment["HVBENCH_STORE"] else { return nil }
+            let location = try ResultsStore.Location.parse(text, results: try? Workspace.locate().results)
+            let host =
+                runOptions.hostID ?? ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"]
+                ?? BaselineStore.hostID(environment)
+            return try await ResultsStore.using(location) { store in
+                guard let stored = try await store.baseline(name: name, host: host) else { return nil }
+                return try await store.load(id: stored.id)
+            }
+        }
 
         func run() async throws {
             let workspace = try Workspace.locate()
@@ -99,7 +130,7 @@ struct BaselineCommand: AsyncParsableCommand {
             let file = folder.appendingPathComponent("\(name).json")
             let baseline: RunResults
             do {
-                baseline = try RunResults.load(from: file)
+                baseline = try await storedBaseline(environment) ?? RunResults.load(from: file)
             } catch {
                 printError(
                     "no usable baseline for this host (\(error)); create one with: hvbench baseline save RUN --name \(name)")

@@ -126,6 +126,20 @@ import Store
         #expect(again.standardOutput.last == "0 recorded, 1 already there, 0 refused (\(store))", "\(again.standardOutput)")
         let claims = try await hvbench(["claims", "store:latest", "--store", store])
         #expect(claims.exitCode == 0, "\(claims.standardError)")
+        // A baseline marked in the store is the one `baseline check --store` compares with.
+        let saved = try await hvbench(["baseline", "save", "store:latest", "--store", store, "--name", "hvbench-test-store"])
+        let folderBaseline = try Workspace.locate().results.appendingPathComponent(
+            "baselines/\(BaselineStore.hostID(try RunResults.load(path: run.path).environment))/hvbench-test-store.json")
+        defer { try? FileManager.default.removeItem(at: folderBaseline) }
+        #expect(saved.exitCode == 0, "\(saved.standardError)")
+        #expect(saved.standardOutput.contains { $0.hasPrefix("marked as baseline 'hvbench-test-store' of host ") })
+        try FileManager.default.removeItem(at: folderBaseline)  // so that only the store can supply it
+        let checked = try await hvbench([
+            "baseline", "check", "--name", "hvbench-test-store", "--store", store, "--mode", "native", "--bench", "cpu.int",
+            "--iterations", "100000", "--repetitions", "3", "--out", folder.appendingPathComponent("checked").path,
+        ])
+        #expect(checked.exitCode == 0, "\(checked.standardOutput.suffix(4)) \(checked.standardError)")
+        #expect(checked.standardOutput.contains { $0.contains("cannot decide") }, "one round against one: undecided")
         let info = try await hvbench(["store", "info", "--store", store])
         #expect(info.standardOutput.first?.contains("schema version \(ResultsStore.schemaVersion)") == true)
         let export = try await hvbench([
