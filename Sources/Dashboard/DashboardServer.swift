@@ -62,7 +62,7 @@ public enum DashboardServer {
                 body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
         } catch let error as HTTPError {
             throw error
-        } catch let error as StoreError where error.description.contains(": no run ") {
+        } catch let error as StoreError where error.isMissing {
             throw HTTPError(.notFound, message: error.description)
         } catch {
             throw HTTPError(.internalServerError, message: "\(error)")

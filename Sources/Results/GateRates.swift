@@ -12,21 +12,53 @@ public enum GateRates {
         public var rounds: [[String: RunResults]]
 
         public init(rounds: [[String: RunResults]]) { self.rounds = rounds }
+
+        /// A folder of one-round run folders named ARM-rNNN (scripts/measure/gate-pool); runs
+        /// that cannot be read are reported in `problems`, not used.
+        public static func load(from folder: URL) -> (pool: Pool, problems: [String]) {
+            var byRound: [Int: [String: RunResults]] = [:]
+            var problems: [String] = []
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] {
+                guard let dash = name.range(of: "-r", options: .backwards), let round = Int(name[dash.upperBound...]) else {
+                    continue
+                }
+                let file = folder.appendingPathComponent(name).appendingPathComponent("results.json")
+                guard FileManager.default.fileExists(atPath: file.path) else { continue }
+                do { byRound[round, default: [:]][String(name[..<dash.lowerBound])] = try RunResults.load(from: file) } catch {
+                    problems.append("\(error)")
+                }
+            }
+            return (Pool(rounds: byRound.keys.sorted().map { byRound[$0]! }), problems)
+        }
     }
 
     public struct Outcome: Sendable {
         public var comparisons = 0
-        /// Comparisons in which anything was flagged (regression, improvement or lost).
+        /// Comparisons in which anything was flagged (any verdict `tally` was told to look for).
         public var anyFlagged = 0
-        /// Per hypothesis ("system benchmark metric" of its tested member): comparisons flagging it a regression.
-        public var regressions: [String: Int] = [:]
+        /// Per hypothesis ("system benchmark metric" of its tested member): comparisons that flagged
+        /// it with one of the verdicts counted.
+        public var flagged: [String: Int] = [:]
         public var hypotheses = 0
 
         public var anyFlaggedRate: Double { comparisons > 0 ? Double(anyFlagged) / Double(comparisons) : 0 }
-        /// The mean share of hypotheses flagged as regressions per comparison.
+        /// The mean share of hypotheses flagged per comparison.
         public var detectionRate: Double {
-            comparisons > 0 && hypotheses > 0
-                ? Double(regressions.values.reduce(0, +)) / Double(comparisons * hypotheses) : 0
+            comparisons > 0 && hypotheses > 0 ? Double(flagged.values.reduce(0, +)) / Double(comparisons * hypotheses) : 0
+        }
+
+        /// Adds one comparison: whether any of its hypotheses got a verdict in `any`, and which got
+        /// one in `counted`.
+        mutating func tally(
+            _ report: ComparisonReport, any: Set<MetricComparison.Verdict>, counted: Set<MetricComparison.Verdict>
+        ) {
+            let tested = report.metrics.filter { $0.sharesVerdictWith == nil && $0.verdict != .new }
+            hypotheses = max(hypotheses, tested.count)
+            comparisons += 1
+            if tested.contains(where: { any.contains($0.verdict) }) { anyFlagged += 1 }
+            for metric in tested where counted.contains(metric.verdict) {
+                flagged["\(metric.system) \(metric.benchmark) \(metric.metric)", default: 0] += 1
+            }
         }
     }
 
@@ -53,14 +85,9 @@ public enum GateRates {
                 let a = control[Int(generator.next() % UInt64(control.count))]
                 return (round[a]!, round[treatment]!)
             }
-            let report = ABComparison.compare(rounds: pairs, alpha: alpha, thresholds: thresholds)
-            let tested = report.metrics.filter { $0.sharesVerdictWith == nil && $0.verdict != .new }
-            outcome.hypotheses = max(outcome.hypotheses, tested.count)
-            outcome.comparisons += 1
-            if tested.contains(where: { [.regression, .improvement, .lost].contains($0.verdict) }) { outcome.anyFlagged += 1 }
-            for metric in tested where metric.verdict == .regression {
-                outcome.regressions["\(metric.system) \(metric.benchmark) \(metric.metric)", default: 0] += 1
-            }
+            outcome.tally(
+                ABComparison.compare(rounds: pairs, alpha: alpha, thresholds: thresholds),
+                any: [.regression, .improvement, .lost], counted: [.regression])
         }
         return outcome
     }
@@ -78,14 +105,9 @@ public enum GateRates {
         for start in 0...(usable.count - 2 * rounds) {
             let baseline = combined(usable[start..<(start + rounds)].map { $0[arms.0]! })
             let current = combined(usable[(start + rounds)..<(start + 2 * rounds)].map { $0[arms.1]! })
-            let report = ComparisonReport.compare(baseline: baseline, current: current, alpha: alpha, thresholds: thresholds)
-            let tested = report.metrics.filter { $0.sharesVerdictWith == nil && $0.verdict != .new }
-            outcome.hypotheses = max(outcome.hypotheses, tested.count)
-            outcome.comparisons += 1
-            if tested.contains(where: { [.regression, .improvement].contains($0.verdict) }) { outcome.anyFlagged += 1 }
-            for metric in tested where metric.verdict == .regression || metric.verdict == .improvement {
-                outcome.regressions["\(metric.system) \(metric.benchmark) \(metric.metric)", default: 0] += 1
-            }
+            outcome.tally(
+                ComparisonReport.compare(baseline: baseline, current: current, alpha: alpha, thresholds: thresholds),
+                any: [.regression, .improvement], counted: [.regression, .improvement])
         }
         return outcome
     }

@@ -23,9 +23,10 @@ public enum Hypotheses {
         return families
     }
 
-    /// y = c·x or y = c/x for every sample, to a relative 1e-3: the derivations are exact, but
-    /// some benchmarks time one operation with two clocks (cycles from the TSC, nanoseconds from
-    /// the system clock), whose ratios agree to about 1e-5 — one measurement all the same.
+    /// y = c·x or y = c/x for every sample, to a relative 1e-3: within one process the
+    /// derivations are exact, but a run of several rounds holds samples of several processes,
+    /// each of which calibrated the TSC that converts cycles to nanoseconds for itself, so their
+    /// ratio moves by about 1e-5 from round to round — one measurement all the same.
     /// At least two samples are needed to tell anything apart.
     static func isTransform(_ x: [Double], _ y: [Double]) -> Bool {
         guard x.count == y.count, x.count >= 2, x.allSatisfy({ $0.isFinite && $0 != 0 }),
@@ -49,21 +50,5 @@ public enum Hypotheses {
             adjusted[index] = running
         }
         return adjusted
-    }
-
-    /// Rounds `ab` runs for `hypotheses` at family-wise `alpha`: the fewest n with which a change
-    /// seen in four rounds out of five (the fifth pointing the other way, however far) passes
-    /// Holm's first step — m · 2·P(X ≤ ⌊n/5⌋) < alpha for X ~ Binomial(n, ½), the sign test's p
-    /// of such rounds. Four in five is what a 10% slowdown looked like here on most quantities
-    /// (75–94% of rounds slower), so a real, consistent change is decided, not only a perfect
-    /// series. 1 hypothesis: 18 rounds; 2 benchmarks × 2 modes (3–4): 23–24; the quick suite (73): 38.
-    public static func roundsNeeded(hypotheses: Int, alpha: Double) -> Int {
-        var rounds = 2
-        while rounds < 1000
-            && Double(max(1, hypotheses)) * min(1, 2 * ABComparison.binomialLowerTail(rounds / 5, trials: rounds)) >= alpha
-        {
-            rounds += 1
-        }
-        return rounds
     }
 }

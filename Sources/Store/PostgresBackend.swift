@@ -5,7 +5,6 @@ import PostgresNIO
 /// The fleet's shared store: PostgreSQL over postgres-nio, one connection per hvbench process.
 /// An actor, so a transaction's statements never interleave with another task's.
 actor PostgresBackend: SQLBackend {
-    nonisolated let dialect = SQLDialect.postgres
     private let connection: PostgresConnection
     private let logger = Logger(label: "hvbench.store.postgres")
     let location: String
@@ -15,7 +14,9 @@ actor PostgresBackend: SQLBackend {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
             let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
         else {
-            throw StoreError("\(url): not a PostgreSQL URL (postgres://user[:password]@host[:port]/database)")
+            throw StoreError(
+                "\(ResultsStore.Location.postgres(url: url)): not a PostgreSQL URL (postgres://user[:password]@host[:port]/database)"
+            )
         }
         let port = components.port ?? 5432
         guard (1...65535).contains(port) else { throw StoreError("\(url): port \(port) is out of range") }
@@ -116,22 +117,22 @@ actor PostgresBackend: SQLBackend {
         }
     }
 
-    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> Bool {
+    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> SQLWriteOutcome {
         try await transaction {
             for statement in prelude { try await connection.query(try self.statement(statement, claimed: nil), logger: logger) }
             var claimed: Int64?
             if let claim {
                 guard let row = try await rows(try self.statement(claim, claimed: nil), columns: [.integer]).first,
                     let id = row[0].integer
-                else { return (false, false) }
+                else { return (.claimTaken, false) }
                 claimed = id
             }
             for statement in rest { try await connection.query(try self.statement(statement, claimed: claimed), logger: logger) }
-            return (true, true)
+            return (.written(claimed: claimed), true)
         }
     }
 
-    func migrate(to migrations: [[String]]) async throws -> (from: Int, to: Int) {
+    func migrate(to migrations: [[String]]) async throws -> Int {
         try await transaction {
             // One migrating writer at a time across the fleet (a transaction-scoped advisory lock).
             try await run("SELECT pg_advisory_xact_lock(7247126)")
@@ -139,7 +140,7 @@ actor PostgresBackend: SQLBackend {
             let version = Int(
                 try await rows(PostgresQuery(unsafeSQL: "SELECT MAX(version) FROM hvbench_schema"), columns: [.integer])
                     .first?[0].integer ?? 0)
-            guard version <= migrations.count else { return ((version, version), false) }
+            guard version <= migrations.count else { return (version, false) }
             for (index, migration) in migrations.enumerated().dropFirst(version) {
                 for template in migration { try await run(SQLDialect.postgres.render(template)) }
                 var binds = PostgresBindings()
@@ -147,7 +148,7 @@ actor PostgresBackend: SQLBackend {
                 try await connection.query(
                     PostgresQuery(unsafeSQL: "INSERT INTO hvbench_schema (version) VALUES ($1)", binds: binds), logger: logger)
             }
-            return ((version, migrations.count), true)
+            return (version, true)
         }
     }
 

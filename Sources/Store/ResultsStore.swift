@@ -65,7 +65,7 @@ public final class ResultsStore: Sendable {
         }
         let store = ResultsStore(backend: backend, location: location)
         do {
-            let (from, _) = try await backend.migrate(to: Schema.migrations)
+            let from = try await backend.migrate(to: Schema.migrations)
             if from > Schema.version {
                 throw StoreError(
                     "\(location): the store's schema is version \(from), newer than this hvbench's (\(Schema.version)); "
@@ -104,8 +104,8 @@ public final class ResultsStore: Sendable {
     public func record(_ run: RunResults, source: String? = nil) async throws -> RecordOutcome {
         let host = Self.host(of: run)
         let rows = try RunRows(run: run, host: host, source: source)
-        if try await backend.write(prelude: rows.prelude, claim: rows.claim, rest: rows.rest) {
-            return .recorded(id: try await id(key: RunRows.key(run, host: host)))
+        if case .written(let id?) = try await backend.write(prelude: rows.prelude, claim: rows.claim, rest: rows.rest) {
+            return .recorded(id: id)
         }
         let existing = try await backend.query(
             SQLStatement("SELECT id, content_hash, source FROM runs WHERE run_key = ?", [.text(RunRows.key(run, host: host))]),
@@ -122,30 +122,12 @@ public final class ResultsStore: Sendable {
         return .alreadyRecorded(id: id)
     }
 
-    private func id(key: String) async throws -> Int64 {
-        let rows = try await backend.query(
-            SQLStatement("SELECT id FROM runs WHERE run_key = ?", [.text(key)]), columns: [.integer])
-        guard let id = rows.first?[0].integer else { throw StoreError("\(location): a recorded run vanished") }
-        return id
-    }
-
-    /// Runs oldest first, optionally of one host and one suite.
-    public func runs(host: String? = nil, suite: String? = nil) async throws -> [StoredRun] {
-        var conditions: [String] = []
-        var binds: [SQLValue] = []
-        if let host {
-            conditions.append("host_id = ?")
-            binds.append(.text(host))
-        }
-        if let suite {
-            conditions.append("suite = ?")
-            binds.append(.text(suite))
-        }
-        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+    /// Runs oldest first, optionally of one host.
+    public func runs(host: String? = nil) async throws -> [StoredRun] {
         let rows = try await backend.query(
             SQLStatement(
                 "SELECT id, host_id, started_at, suite, tool_version, git_commit, source, injected_slowdown FROM runs"
-                    + filter + " ORDER BY started_at, id", binds),
+                    + (host == nil ? "" : " WHERE host_id = ?") + " ORDER BY started_at, id", host.map { [.text($0)] } ?? []),
             columns: [.integer, .text, .text, .text, .text, .text, .text, .integer])
         return try rows.map { row in
             guard let id = row[0].integer, let host = row[1].text, let started = row[2].text, let version = row[4].text else {
@@ -165,7 +147,7 @@ public final class ResultsStore: Sendable {
     public func load(id: Int64) async throws -> RunResults {
         let rows = try await backend.query(
             SQLStatement("SELECT document FROM runs WHERE id = ?", [.integer(id)]), columns: [.text])
-        guard let document = rows.first?[0].text else { throw StoreError("\(location): no run \(id)") }
+        guard let document = rows.first?[0].text else { throw StoreError("\(location): no run \(id)", isMissing: true) }
         return try RunResults.decode(Data(document.utf8), source: "\(location) run \(id)")
     }
 
@@ -173,7 +155,9 @@ public final class ResultsStore: Sendable {
     public func resolve(_ reference: String, host: String? = nil) async throws -> StoredRun {
         let all = try await runs(host: host)
         if let id = Int64(reference) {
-            guard let run = all.first(where: { $0.id == id }) else { throw StoreError("\(location): no run \(id)") }
+            guard let run = all.first(where: { $0.id == id }) else {
+                throw StoreError("\(location): no run \(id)\(host.map { " of \($0)" } ?? "")", isMissing: true)
+            }
             return run
         }
         var back = 0
@@ -183,18 +167,21 @@ public final class ResultsStore: Sendable {
             throw StoreError("\(reference): expected a run id, latest or latest~N")
         }
         guard back < all.count else {
-            throw StoreError("\(location): \(reference): the store holds \(all.count) run(s)\(host.map { " of \($0)" } ?? "")")
+            throw StoreError(
+                "\(location): \(reference): the store holds \(all.count) run(s)\(host.map { " of \($0)" } ?? "")", isMissing: true
+            )
         }
         return all[all.count - 1 - back]
     }
 
-    public func saveBaseline(name: String, run: StoredRun) async throws {
+    /// Marks stored run `runID` as `host`'s baseline `name` (replacing an earlier one).
+    public func saveBaseline(name: String, runID: Int64, host: String) async throws {
         _ = try await backend.write(
             prelude: [
-                SQLStatement("DELETE FROM baselines WHERE host_id = ? AND name = ?", [.text(run.host), .text(name)]),
+                SQLStatement("DELETE FROM baselines WHERE host_id = ? AND name = ?", [.text(host), .text(name)]),
                 SQLStatement(
                     "INSERT INTO baselines (host_id, name, run_id, saved_at) VALUES (?, ?, ?, ?)",
-                    [.text(run.host), .text(name), .integer(run.id), .text(ISO8601DateFormatter().string(from: Date()))]),
+                    [.text(host), .text(name), .integer(runID), .text(ISO8601DateFormatter().string(from: Date()))]),
             ], claim: nil, rest: [])
     }
 

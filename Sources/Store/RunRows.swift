@@ -20,12 +20,9 @@ struct RunRows {
 
     /// FNV-1a 64 of the document (the hash the guest image already uses).
     static func contentHash(_ data: Data) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in data {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return "fnv1a64:" + String(hash, radix: 16)
+        var hash = FNV1a64()
+        hash.add(data)
+        return "fnv1a64:" + hash.hex
     }
 
     init(run: RunResults, host: String, source: String?, recordedAt: Date = Date()) throws {

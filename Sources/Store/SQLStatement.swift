@@ -8,13 +8,6 @@ public enum SQLValue: Sendable, Equatable {
     case claimedID
 
     public var integer: Int64? { if case .integer(let value) = self { value } else { nil } }
-    public var real: Double? {
-        switch self {
-        case .real(let value): value
-        case .integer(let value): Double(value)
-        default: nil
-        }
-    }
     public var text: String? { if case .text(let value) = self { value } else { nil } }
 }
 
@@ -31,16 +24,23 @@ public struct SQLStatement: Sendable {
 
 /// What the store needs of a database: the two dialects differ only below this line.
 protocol SQLBackend: Sendable {
-    var dialect: SQLDialect { get }
     /// Rows of a read, each cell in the kind `columns` names.
     func query(_ statement: SQLStatement, columns: [SQLColumnKind]) async throws -> [[SQLValue]]
-    /// In one transaction: `claim` first (an insert returning a row when it inserted one); when
-    /// it returns no row the transaction ends there and nothing else is written.
-    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> Bool
-    /// The schema's version, and the migrations from it on applied in one transaction that
-    /// holds the store against other migrating writers.
-    func migrate(to migrations: [[String]]) async throws -> (from: Int, to: Int)
+    /// In one transaction: `prelude`, then `claim` (an insert returning the id of the row it
+    /// inserted, which `rest` may bind as `.claimedID`), then `rest`.
+    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> SQLWriteOutcome
+    /// Applies the migrations past the store's version in one transaction that holds the store
+    /// against other migrating writers; returns the version the store had (one above the known
+    /// migrations means a newer hvbench wrote it, and nothing is applied).
+    func migrate(to migrations: [[String]]) async throws -> Int
     func close() async
+}
+
+enum SQLWriteOutcome: Sendable, Equatable {
+    /// Everything was written; `claimed` is the id the claim's row got (nil without a claim).
+    case written(claimed: Int64?)
+    /// The claim inserted nothing (its row was there): the transaction ended there, nothing written.
+    case claimTaken
 }
 
 enum SQLColumnKind: Sendable { case integer, real, text }
@@ -64,5 +64,10 @@ enum SQLDialect: Sendable {
 /// Errors the store raises, each naming what it could not do.
 public struct StoreError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The run or host asked for is not in the store (the dashboard answers 404).
+    public let isMissing: Bool
+    public init(_ description: String, isMissing: Bool = false) {
+        self.description = description
+        self.isMissing = isMissing
+    }
 }

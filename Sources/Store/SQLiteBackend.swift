@@ -1,10 +1,9 @@
 import Foundation
 import GRDB
 
-/// The embedded store: one SQLite file (GRDB), in WAL mode with immediate write transactions and
-/// a busy timeout, so several hvbench processes on one host record into it without corrupting it.
+/// The embedded store: one SQLite file (GRDB), in WAL mode with a busy timeout, so several
+/// hvbench processes on one host record into it without corrupting it.
 final class SQLiteBackend: SQLBackend, @unchecked Sendable {
-    let dialect = SQLDialect.sqlite
     private let queue: DatabaseQueue
 
     init(path: String) throws {
@@ -40,29 +39,23 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         }
     }
 
-    /// A row's cells as the kinds asked for. (Kept out of line: inlined into the read closure,
-    /// Swift 6.3's optimiser crashed on it in release builds.)
+    /// A row's cells as the kinds asked for: the schema declares every column's type, so a cell
+    /// holds that kind or NULL. (Kept out of line: inlined into the read closure, Swift 6.3's
+    /// optimiser crashed on it in release builds.)
     @inline(never)
     static func values(_ cells: [DatabaseValue], _ columns: [SQLColumnKind]) -> [SQLValue] {
         columns.indices.map { index -> SQLValue in
             guard index < cells.count else { return .null }
             switch (cells[index].storage, columns[index]) {
             case (.int64(let number), .integer): return .integer(number)
-            case (.int64(let number), .real): return .real(Double(number))
-            case (.int64(let number), .text): return .text(String(number))
             case (.double(let number), .real): return .real(number)
-            case (.double(let number), .integer): return number.isFinite ? .integer(Int64(number)) : .null
-            case (.double(let number), .text): return .text(String(number))
             case (.string(let text), .text): return .text(text)
-            case (.string(let text), .integer): return Int64(text).map(SQLValue.integer) ?? .null
-            case (.string(let text), .real): return Double(text).map(SQLValue.real) ?? .null
-            case (.blob(let data), .text): return .text(String(decoding: data, as: UTF8.self))
             default: return .null
             }
         }
     }
 
-    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> Bool {
+    func write(prelude: [SQLStatement], claim: SQLStatement?, rest: [SQLStatement]) async throws -> SQLWriteOutcome {
         try await queue.write { db in
             for statement in prelude {
                 try db.execute(sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: nil))
@@ -70,26 +63,26 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
             var claimed: Int64?
             if let claim {
                 guard let row = try Row.fetchOne(db, sql: claim.sql, arguments: Self.arguments(claim.binds, claimed: nil))
-                else { return false }
+                else { return .claimTaken }
                 claimed = row[0]
             }
             for statement in rest {
                 try db.execute(sql: statement.sql, arguments: Self.arguments(statement.binds, claimed: claimed))
             }
-            return true
+            return .written(claimed: claimed)
         }
     }
 
-    func migrate(to migrations: [[String]]) async throws -> (from: Int, to: Int) {
+    func migrate(to migrations: [[String]]) async throws -> Int {
         try await queue.write { db in
             try db.execute(sql: "CREATE TABLE IF NOT EXISTS hvbench_schema (version INTEGER NOT NULL)")
             let version = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM hvbench_schema") ?? 0
-            guard version <= migrations.count else { return (version, version) }
+            guard version <= migrations.count else { return version }
             for (index, migration) in migrations.enumerated().dropFirst(version) {
                 for template in migration { try db.execute(sql: SQLDialect.sqlite.render(template)) }
                 try db.execute(sql: "INSERT INTO hvbench_schema (version) VALUES (?)", arguments: [index + 1])
             }
-            return (version, migrations.count)
+            return version
         }
     }
 

@@ -103,7 +103,6 @@ struct ABCommand: AsyncParsableCommand {
         var total = rounds ?? 1
         var round = 0
         while round < total {
-            defer { round += 1 }
             var measured: [String: RunResults] = [:]
             // A and B in an order shuffled per round, whatever the number of rounds.
             for arm in Schedule.shuffled(count: 2, round: round, seed: seed).map({ arms[$0] }) {
@@ -124,9 +123,10 @@ struct ABCommand: AsyncParsableCommand {
             pairs.append((measured["a"]!, measured["b"]!))
             if rounds == nil && round == 0 {
                 let hypotheses = ABComparison.hypotheses(in: measured["a"]!)
-                total = min(Limits.rounds.upperBound, Hypotheses.roundsNeeded(hypotheses: hypotheses, alpha: alpha))
+                total = min(Limits.rounds.upperBound, ABComparison.roundsNeeded(hypotheses: hypotheses, alpha: alpha))
                 print("ab: \(hypotheses) hypotheses (one per system, benchmark and measured quantity): \(total) rounds")
             }
+            round += 1
         }
         let report = ABComparison.compare(
             rounds: pairs, alpha: alpha, thresholds: ThresholdPolicy(defaultPercent: threshold),

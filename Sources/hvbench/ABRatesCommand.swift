@@ -36,25 +36,14 @@ struct ABRatesCommand: AsyncParsableCommand {
 
     func run() async throws {
         let folder = URL(fileURLWithPath: pool)
-        var byRound: [Int: [String: RunResults]] = [:]
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        for name in names {
-            guard let dash = name.range(of: "-r", options: .backwards), let round = Int(name[dash.upperBound...]) else {
-                continue
-            }
-            let file = folder.appendingPathComponent(name).appendingPathComponent("results.json")
-            guard FileManager.default.fileExists(atPath: file.path) else { continue }
-            do { byRound[round, default: [:]][String(name[..<dash.lowerBound])] = try RunResults.load(from: file) } catch {
-                printError("skipped: \(error)")
-            }
-        }
-        let pool = GateRates.Pool(rounds: byRound.keys.sorted().map { byRound[$0]! })
+        let (pool, problems) = GateRates.Pool.load(from: folder)
+        for problem in problems { printError("skipped: \(problem)") }
         guard let first = pool.rounds.first(where: { $0["a1"] != nil }) else {
             printError("\(folder.path): no a1-rNNN run folders")
             throw ExitCode(2)
         }
         let hypotheses = ABComparison.hypotheses(in: first["a1"]!)
-        let size = rounds ?? Hypotheses.roundsNeeded(hypotheses: hypotheses, alpha: alpha)
+        let size = rounds ?? ABComparison.roundsNeeded(hypotheses: hypotheses, alpha: alpha)
         print(
             "pool: \(pool.rounds.count) rounds; \(hypotheses) hypotheses; comparisons of \(size) rounds, \(comparisons) per arm")
         let policy = ThresholdPolicy(defaultPercent: threshold)
@@ -63,10 +52,10 @@ struct ABRatesCommand: AsyncParsableCommand {
             thresholds: policy)
         print(
             "A/A: \(aa.anyFlagged) of \(aa.comparisons) comparisons flagged anything (\(String(format: "%.1f%%", aa.anyFlaggedRate * 100)))"
-                + (aa.regressions.isEmpty
+                + (aa.flagged.isEmpty
                     ? ""
                     : "; regressions: "
-                        + aa.regressions.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")))
+                        + aa.flagged.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")))
         for arm in ["s5", "s10"] where pool.rounds.contains(where: { $0[arm] != nil }) {
             let slowed = GateRates.measure(
                 pool: pool, control: ["a1", "a2"], treatment: arm, rounds: size, comparisons: comparisons, alpha: alpha,
@@ -75,8 +64,8 @@ struct ABRatesCommand: AsyncParsableCommand {
                 "\(arm): \(String(format: "%.1f%%", slowed.detectionRate * 100)) of hypotheses flagged as regressions on average; "
                     + "\(slowed.anyFlagged) of \(slowed.comparisons) comparisons flagged something")
             let rarely =
-                slowed.regressions.filter { Double($0.value) < 0.5 * Double(slowed.comparisons) }.count
-                + max(0, slowed.hypotheses - slowed.regressions.count)
+                slowed.flagged.filter { Double($0.value) < 0.5 * Double(slowed.comparisons) }.count
+                + max(0, slowed.hypotheses - slowed.flagged.count)
             print("  flagged in under half the comparisons: \(rarely) of \(slowed.hypotheses) hypotheses")
         }
         // compare between runs made one after the other, of as many rounds as decide at all.
@@ -86,10 +75,10 @@ struct ABRatesCommand: AsyncParsableCommand {
         print(
             "compare, consecutive blocks of \(compareRounds) rounds (A/A): \(separate.anyFlagged) of \(separate.comparisons) "
                 + "comparisons flagged something"
-                + (separate.regressions.isEmpty
+                + (separate.flagged.isEmpty
                     ? ""
                     : "; "
-                        + separate.regressions.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key) ×\($0.value)" }.joined(
+                        + separate.flagged.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key) ×\($0.value)" }.joined(
                             separator: ", ")))
     }
 }

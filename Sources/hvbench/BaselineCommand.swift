@@ -60,17 +60,17 @@ struct BaselineCommand: AsyncParsableCommand {
                 let file = folder.appendingPathComponent("\(name).json")
                 try writeAtomically(try results[0].encoded(), to: file)
                 print("saved \(file.path)")
-                if storeOptions.store != nil || ProcessInfo.processInfo.environment["HVBENCH_STORE"] != nil {
+                if storeOptions.named != nil {
                     // Also the store's baseline of the run's host, which `baseline check --store` reads.
                     let location = try storeOptions.location()
+                    let host = ResultsStore.host(of: results[0])
                     try await ResultsStore.using(location) { store in
-                        let id: Int64
                         switch try await store.record(results[0], source: runs[0]) {
-                        case .recorded(let recorded), .alreadyRecorded(let recorded): id = recorded
+                        case .recorded(let id), .alreadyRecorded(let id):
+                            try await store.saveBaseline(name: name, runID: id, host: host)
                         }
-                        try await store.saveBaseline(name: name, run: try await store.resolve(String(id)))
                     }
-                    print("marked as baseline '\(name)' of host \(ResultsStore.host(of: results[0])) in \(location)")
+                    print("marked as baseline '\(name)' of host \(host) in \(location)")
                 }
                 guard results.count > 1 else { return }
                 let (policy, spreads) = ThresholdPolicy.calibrated(from: results, defaultPercent: threshold, margin: margin)
@@ -112,12 +112,9 @@ struct BaselineCommand: AsyncParsableCommand {
         /// With a store (--store or $HVBENCH_STORE), the baseline `baseline save` marked there for
         /// this host; nil when the store has none (the folder's is used).
         func storedBaseline(_ environment: EnvironmentRecord) async throws -> RunResults? {
-            guard let text = runOptions.store ?? ProcessInfo.processInfo.environment["HVBENCH_STORE"] else { return nil }
-            let location = try ResultsStore.Location.parse(text, results: try? Workspace.locate().results)
-            let host =
-                runOptions.hostID ?? ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"]
-                ?? BaselineStore.hostID(environment)
-            return try await ResultsStore.using(location) { store in
+            guard let text = runOptions.namedStore else { return nil }
+            let host = runOptions.namedHostID ?? BaselineStore.hostID(environment)
+            return try await ResultsStore.using(try StoreOptions.location(text)) { store in
                 guard let stored = try await store.baseline(name: name, host: host) else { return nil }
                 return try await store.load(id: stored.id)
             }

@@ -56,15 +56,14 @@ struct HistoryCommand: AsyncParsableCommand {
         var policy = ThresholdPolicy()
         if let thresholds { policy = try ThresholdPolicy.load(from: URL(fileURLWithPath: thresholds)) }
         if let threshold { policy.defaultPercent = threshold }
-        var histories: [(host: String?, runs: [RunResults])] = []
+        var histories: [HostHistory] = []
         if let folder {
             let (runs, problems) = HistoryReport.loadRuns(under: URL(fileURLWithPath: folder))
             for problem in problems { printError("skipped: \(problem)") }
-            histories = [(nil, runs.map(\.1))]
+            histories = [HostHistory(host: nil, runs: runs.map(\.1))]
         } else {
             do {
-                let location = try ResultsStore.Location.parse(store ?? "sqlite", results: try? Workspace.locate().results)
-                histories = try await StoreHistory.load(location, host: host).map { ($0.host, $0.runs) }
+                histories = try await HostHistory.load(try StoreOptions.location(store ?? "sqlite"), host: host)
             } catch {
                 printError("\(error)")
                 throw ExitCode(2)
@@ -75,7 +74,7 @@ struct HistoryCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         var alarmsByHost: [(host: String?, alarms: [History.Alarm])] = []
-        for (host, runs) in histories where !runs.isEmpty {
+        for (host, runs) in histories.map({ ($0.host, $0.runs) }) where !runs.isEmpty {
             let history = History(runs)
             let prefix = host.map { "[\($0)] " } ?? ""
             if let out {
@@ -114,23 +113,21 @@ struct HistoryCommand: AsyncParsableCommand {
     }
 }
 
-/// One host's runs, oldest first.
-struct StoreHistoryEntry: Sendable {
+/// One host's runs, oldest first (host nil: a folder's runs).
+struct HostHistory: Sendable {
     var host: String?
     var runs: [RunResults]
-}
 
-/// History from a store: one series of runs per host, oldest first.
-enum StoreHistory {
-    static func load(_ location: ResultsStore.Location, host: String?) async throws -> [StoreHistoryEntry] {
+    /// From a store: every host's runs, or `host`'s.
+    static func load(_ location: ResultsStore.Location, host: String?) async throws -> [HostHistory] {
         try await ResultsStore.using(location) { store in
             var hosts = [String]()
             if let host { hosts = [host] } else { hosts = try await store.hosts() }
-            var histories: [StoreHistoryEntry] = []
+            var histories: [HostHistory] = []
             for host in hosts {
                 var runs: [RunResults] = []
                 for stored in try await store.runs(host: host) { runs.append(try await store.load(id: stored.id)) }
-                histories.append(StoreHistoryEntry(host: host, runs: runs))
+                histories.append(HostHistory(host: host, runs: runs))
             }
             return histories
         }

@@ -152,9 +152,14 @@ struct RunOptions: ParsableArguments {
         help: "The host id the run is filed under in reports and stores (default: $HVBENCH_HOST_ID, else hostname-kvmmodule).")
     var hostID: String?
 
+    /// --host-id, else $HVBENCH_HOST_ID.
+    var namedHostID: String? { hostID ?? StoreOptions.environmentHostID }
+    /// --store, else $HVBENCH_STORE: where the run is also recorded.
+    var namedStore: String? { store ?? StoreOptions.environmentStore }
+
     func validate() throws {
         var problems: [String?] = [
-            (hostID ?? ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"]).flatMap(StoreOptions.hostIDProblem),
+            namedHostID.flatMap(StoreOptions.hostIDProblem),
             repetitions.flatMap { Limits.check($0, in: Limits.repetitions, "--repetitions") },
             warmups.flatMap { Limits.check($0, in: Limits.warmups, "--warmups") },
             rounds.flatMap { Limits.check($0, in: Limits.rounds, "--rounds") },
@@ -309,7 +314,7 @@ struct RunOptions: ParsableArguments {
             results: results)
         run.injectedSlowdownPercent = injectSlowdown > 0 ? injectSlowdown : nil
         run.schedule = schedule
-        run.hostID = hostID ?? ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"]
+        run.hostID = namedHostID
         let files: [URL]
         do { files = try RunOutput.write(run, to: output, claims: claims) } catch {
             throw UsageError("cannot write the results into \(output.path): \(RunFolder.reason(error))")
@@ -318,9 +323,7 @@ struct RunOptions: ParsableArguments {
         print("")
         for file in files { print("wrote \(file.path)") }
         print("console logs in \(output.appendingPathComponent("logs").path)")
-        if let store = store ?? ProcessInfo.processInfo.environment["HVBENCH_STORE"] {
-            await StoreOptions.recordAfterRun(run, folder: output, store: store, results: workspace.results)
-        }
+        if let namedStore { await StoreOptions.recordAfterRun(run, folder: output, store: namedStore) }
         return (run, output)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Report
 import Results
 import Store
 
@@ -11,12 +12,18 @@ struct StoreOptions: ParsableArguments {
     )
     var store: String?
 
-    func location() throws -> ResultsStore.Location {
-        let text = store ?? ProcessInfo.processInfo.environment["HVBENCH_STORE"] ?? "sqlite"
-        return try ResultsStore.Location.parse(text, results: try? Workspace.locate().results)
-    }
+    /// The store named by --store or $HVBENCH_STORE; nil when neither names one.
+    var named: String? { store ?? Self.environmentStore }
 
-    func open() async throws -> ResultsStore { try await ResultsStore.open(try location()) }
+    static var environmentStore: String? { ProcessInfo.processInfo.environment["HVBENCH_STORE"] }
+    static var environmentHostID: String? { ProcessInfo.processInfo.environment["HVBENCH_HOST_ID"] }
+
+    func location() throws -> ResultsStore.Location { try Self.location(named ?? "sqlite") }
+
+    /// A store's text (sqlite, sqlite:PATH, postgres://…), the default file under this workspace's Results/.
+    static func location(_ text: String) throws -> ResultsStore.Location {
+        try ResultsStore.Location.parse(text, results: try? Workspace.locate().results)
+    }
 
     /// A host id names a folder and a database key: letters, digits, '.', '-', '_', at most 64.
     static func hostIDProblem(_ id: String) -> String? {
@@ -27,9 +34,9 @@ struct StoreOptions: ParsableArguments {
 
     /// After a run: its folder is written already, so a store that is down or full loses
     /// nothing; the warning says how to catch up.
-    static func recordAfterRun(_ run: RunResults, folder: URL, store text: String, results: URL) async {
+    static func recordAfterRun(_ run: RunResults, folder: URL, store text: String) async {
         do {
-            let location = try ResultsStore.Location.parse(text, results: results)
+            let location = try location(text)
             switch try await ResultsStore.using(location, { try await $0.record(run, source: folder.path) }) {
             case .recorded(let id): print("recorded as run \(id) in \(location)")
             case .alreadyRecorded(let id): print("already in \(location) as run \(id)")
@@ -60,28 +67,51 @@ struct StoreCommand: AsyncParsableCommand {
         @OptionGroup var options: StoreOptions
 
         func run() async throws {
-            let store: ResultsStore
-            do { store = try await options.open() } catch {
+            // Folders are searched as `history` searches them (oldest run first); files are read as given.
+            var runs: [(URL, RunResults)] = []
+            var failed = 0
+            for path in paths {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                    printError("\(path): no such file or folder")
+                    failed += 1
+                    continue
+                }
+                if isDirectory.boolValue {
+                    let (found, problems) = HistoryReport.loadRuns(under: URL(fileURLWithPath: path))
+                    for problem in problems { printError(problem) }
+                    runs += found
+                    failed += problems.count
+                } else {
+                    do { runs.append((URL(fileURLWithPath: path), try RunResults.load(path: path))) } catch {
+                        printError("\(error)")
+                        failed += 1
+                    }
+                }
+            }
+            do {
+                let location = try options.location()
+                let (recorded, present, refused) = try await ResultsStore.using(location) { store in
+                    var counts = (recorded: 0, present: 0, refused: 0)
+                    for (file, run) in runs {
+                        do {
+                            switch try await store.record(run, source: file.deletingLastPathComponent().path) {
+                            case .recorded: counts.recorded += 1
+                            case .alreadyRecorded: counts.present += 1
+                            }
+                        } catch {
+                            printError("\(error)")
+                            counts.refused += 1
+                        }
+                    }
+                    return counts
+                }
+                failed += refused
+                print("\(recorded) recorded, \(present) already there, \(failed) refused (\(location))")
+            } catch {
                 printError("\(error)")
                 throw ExitCode(2)
             }
-            var recorded = 0
-            var present = 0
-            var failed = 0
-            for file in RunFiles.find(paths) {
-                do {
-                    let run = try RunResults.load(from: file)
-                    switch try await store.record(run, source: file.deletingLastPathComponent().path) {
-                    case .recorded: recorded += 1
-                    case .alreadyRecorded: present += 1
-                    }
-                } catch {
-                    printError("\(error)")
-                    failed += 1
-                }
-            }
-            await store.close()
-            print("\(recorded) recorded, \(present) already there, \(failed) refused (\(store.location))")
             if failed > 0 { throw ExitCode(2) }
         }
     }
@@ -96,10 +126,7 @@ struct StoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let store = try await options.open()
-                let runs = try await store.runs(host: host)
-                await store.close()
-                for run in runs {
+                for run in try await ResultsStore.using(try options.location(), { try await $0.runs(host: host) }) {
                     print(
                         [
                             String(run.id), run.host, run.startedAt, run.suite ?? "-",
@@ -121,41 +148,15 @@ struct StoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let store = try await options.open()
-                let hosts = try await store.hosts()
-                let runs = try await store.runs()
-                await store.close()
-                print("store \(store.location), schema version \(ResultsStore.schemaVersion)")
+                let location = try options.location()
+                let (hosts, runs) = try await ResultsStore.using(location) { (try await $0.hosts(), try await $0.runs()) }
+                print("store \(location), schema version \(ResultsStore.schemaVersion)")
                 print("\(runs.count) runs from \(hosts.count) host(s): \(hosts.joined(separator: ", "))")
             } catch {
                 printError("\(error)")
                 throw ExitCode(2)
             }
         }
-    }
-}
-
-/// results.json files under the given paths, in path order.
-enum RunFiles {
-    static func find(_ paths: [String]) -> [URL] {
-        var found: [URL] = []
-        for path in paths {
-            let url = URL(fileURLWithPath: path)
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                printError("\(path): no such file or folder")
-                continue
-            }
-            guard isDirectory.boolValue else {
-                found.append(url)
-                continue
-            }
-            let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: nil)
-            while let next = enumerator?.nextObject() as? URL {
-                if next.lastPathComponent == "results.json" { found.append(next) }
-            }
-        }
-        return found.sorted { $0.path < $1.path }
     }
 }
 

@@ -32,7 +32,7 @@ import Store
 
     static let unavailableReason: String? =
         TemporaryPostgres.unavailableReason
-        ?? (ReportIntegrationTests.chromium == nil ? "needs Chromium for the dashboard (Debian package chromium)" : nil)
+        ?? (HeadlessChromium.executable == nil ? "needs Chromium for the dashboard (Debian package chromium)" : nil)
 
     @Test(.enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
     func twoHostsRecordIntoOnePostgresAndTheStepIsFoundAndShown() async throws {
@@ -59,7 +59,6 @@ import Store
     }
 
     func showInChromium(store: String, host: String) async throws {
-        let chromium = try #require(ReportIntegrationTests.chromium)
         let executable = try #require(CommandLineTests.executable)
         let stop = HostStopRequest()
         let port = Mutex<Int?>(nil)
@@ -79,25 +78,15 @@ import Store
             bound = port.withLock { $0 }
         }
         let page = "http://127.0.0.1:\(try #require(bound, "serve printed no address"))/hosts/\(host)"
-        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400"]
-        let dom = try await ProcessRunner.run(chromium, flags + ["--dump-dom", page], timeout: 300)
-        let text = dom.standardOutput.joined(separator: "\n")
-        #expect(text.contains("class=\"alarm\">native cpu.int"), "\(text.prefix(2000))")
-        #expect(text.contains("change-point"))
-        #expect(text.contains("href=\"/runs/"))
-        guard let range = text.range(of: "data-charts-drawn=\"") else {
-            Issue.record("the page script did not run: \(dom.standardError)")
-            return
-        }
-        #expect((Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0) >= 1)
-        let index = try await ProcessRunner.run(chromium, flags + ["--dump-dom", "http://127.0.0.1:\(bound!)/"], timeout: 300)
-        #expect(index.standardOutput.joined().contains("fleet-b"))
-        let outputFolder = try Workspace.locate().root.appendingPathComponent(".build/test-output")
-        try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
-        let screenshot = outputFolder.appendingPathComponent("dashboard.png")
-        try? FileManager.default.removeItem(at: screenshot)
-        _ = try await ProcessRunner.run(chromium, flags + ["--screenshot=\(screenshot.path)", page], timeout: 300)
-        let png = try Data(contentsOf: screenshot)
+        let dom = try await HeadlessChromium.dom(page)
+        #expect(dom.text.contains("class=\"alarm\">native cpu.int"), "\(dom.text.prefix(2000))")
+        #expect(dom.text.contains("change-point"))
+        #expect(dom.text.contains("href=\"/runs/"))
+        let charts = try #require(
+            HeadlessChromium.attribute("data-charts-drawn", in: dom.text), "the page script did not run: \(dom.standardError)")
+        #expect(charts >= 1)
+        #expect(try await HeadlessChromium.dom("http://127.0.0.1:\(bound!)/").text.contains("fleet-b"))
+        let png = try await HeadlessChromium.screenshot(page, named: "dashboard.png")
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
         #expect(png.count > 20_000)  // a blank page compresses to a few kB
         stop.request()

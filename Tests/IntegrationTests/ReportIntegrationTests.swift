@@ -6,9 +6,6 @@ import Results
 
 /// Reports from real runs: re-rendering, and the HTML in a real browser.
 @Suite struct ReportIntegrationTests {
-    static let chromium: String? = ["chromium", "chromium-browser", "google-chrome"].lazy.compactMap { ProcessRunner.find($0) }
-        .first
-
     func hvbench(_ arguments: [String]) async throws -> ProcessRunner.Output {
         let executable = try #require(CommandLineTests.executable, "the hvbench executable must be built next to the tests")
         return try await ProcessRunner.run(executable, arguments, timeout: 300)
@@ -44,31 +41,20 @@ import Results
         #expect(bad.standardError.contains("not a hvbench results file"))
     }
 
-    @Test(.enabled(if: chromium != nil, "needs Chromium for headless rendering (Debian package chromium)"))
+    @Test(.enabled(if: HeadlessChromium.executable != nil, "needs Chromium for headless rendering (Debian package chromium)"))
     func reportDrawsChartsInAHeadlessBrowser() async throws {
         let run = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: run) }
         try await smallRun(into: run)
-        let page = run.appendingPathComponent("report.html")
-        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400"]
-        let dom = try await ProcessRunner.run(Self.chromium!, flags + ["--dump-dom", page.absoluteString], timeout: 300)
-        let text = dom.standardOutput.joined(separator: "\n")
-        func attribute(_ name: String) -> Int? {
-            guard let range = text.range(of: "\(name)=\"") else { return nil }
-            return Int(text[range.upperBound...].prefix { $0.isNumber })
-        }
-        let charts = try #require(attribute("data-charts-drawn"), "the page script did not run:\n\(dom.standardError)")
-        let bars = try #require(attribute("data-bars-drawn"))
+        let page = run.appendingPathComponent("report.html").absoluteString
+        let dom = try await HeadlessChromium.dom(page)
+        let charts = try #require(
+            HeadlessChromium.attribute("data-charts-drawn", in: dom.text), "the page script did not run:\n\(dom.standardError)")
+        let bars = try #require(HeadlessChromium.attribute("data-bars-drawn", in: dom.text))
         #expect(charts >= 3)
         #expect(bars >= 4)
         // A screenshot for people to look at, kept with the test output.
-        let outputFolder = try Workspace.locate().root.appendingPathComponent(".build/test-output")
-        try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
-        let screenshot = outputFolder.appendingPathComponent("report.png")
-        try? FileManager.default.removeItem(at: screenshot)
-        _ = try await ProcessRunner.run(
-            Self.chromium!, flags + ["--screenshot=\(screenshot.path)", page.absoluteString], timeout: 300)
-        let png = try Data(contentsOf: screenshot)
+        let png = try await HeadlessChromium.screenshot(page, named: "report.png")
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
         #expect(png.count > 20_000)  // a blank page compresses to a few kB
     }

@@ -86,9 +86,9 @@ import Testing
             report.regressions.count == 8,
             "\(report.metrics.map { "\($0.system) \($0.benchmark) \($0.metric) \($0.verdict) p=\($0.pValue ?? 1)" })")
         #expect(!report.warnings.contains { $0.hasPrefix("too few rounds") })
-        #expect(Hypotheses.roundsNeeded(hypotheses: 1, alpha: 0.01) == 18)
-        #expect(Hypotheses.roundsNeeded(hypotheses: 4, alpha: 0.01) == 24)
-        #expect(Hypotheses.roundsNeeded(hypotheses: 73, alpha: 0.01) == 38)
+        #expect(ABComparison.roundsNeeded(hypotheses: 1, alpha: 0.01) == 18)
+        #expect(ABComparison.roundsNeeded(hypotheses: 4, alpha: 0.01) == 24)
+        #expect(ABComparison.roundsNeeded(hypotheses: 73, alpha: 0.01) == 38)
         // At 24 rounds for 4 hypotheses, a change seen in 4 rounds of 5 — the others reversed,
         // however far — still decides.
         let mostly = (0..<24).map { $0 % 6 == 0 ? -5.0 : 0.1 }  // 4 of 24 reversed
@@ -114,5 +114,38 @@ import Testing
         let report = ABComparison.compare(rounds: (0..<5).map { _ in (round(100), round(150)) })
         #expect(report.warnings.contains { $0.hasPrefix("too few rounds") })
         #expect(report.exitCode == 0)
+    }
+
+    /// ab-rates on a pool whose rounds drift together: the unslowed arms against each other are
+    /// never flagged, a 30% slowdown always is, and the pool loads from ARM-rNNN folders.
+    @Test func gateRatesFromAPool() throws {
+        let drift = drifting(20, seed: 5)
+        var generator = SplitMix64(seed: 6)
+        func jitter() -> Double { 1 + 0.01 * (Double(generator.next() % 2001) / 1000 - 1) }
+        let pool = GateRates.Pool(
+            rounds: drift.map { level in
+                ["a1": round(level * jitter()), "a2": round(level * jitter()), "s30": round(level * 1.3 * jitter())]
+            })
+        let quiet = GateRates.measure(pool: pool, control: ["a1", "a2"], treatment: "a2", rounds: 18, comparisons: 20)
+        #expect(quiet.comparisons == 20 && quiet.hypotheses == 1)
+        #expect(quiet.anyFlagged == 0 && quiet.detectionRate == 0)
+        let slowed = GateRates.measure(pool: pool, control: ["a1", "a2"], treatment: "s30", rounds: 18, comparisons: 20)
+        #expect(slowed.anyFlagged == 20 && slowed.detectionRate == 1, "\(slowed.flagged)")
+        #expect(slowed.flagged == ["native cpu.int ns_per_op": 20])
+        // Too few rounds in the pool for the comparison asked: nothing is drawn.
+        #expect(GateRates.measure(pool: pool, control: ["a1"], treatment: "s30", rounds: 21, comparisons: 5).comparisons == 0)
+
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-pool-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for (index, round) in pool.rounds.prefix(3).enumerated() {
+            for (arm, run) in round {
+                let file = folder.appendingPathComponent(String(format: "%@-r%03d/results.json", arm, index + 1))
+                try writeAtomically(try run.encoded(), to: file)
+            }
+        }
+        try writeAtomically(Data("{".utf8), to: folder.appendingPathComponent("a1-r004/results.json"))
+        let (loaded, problems) = GateRates.Pool.load(from: folder)
+        #expect(loaded.rounds.count == 3 && loaded.rounds.allSatisfy { Set($0.keys) == ["a1", "a2", "s30"] })
+        #expect(problems.count == 1)
     }
 }

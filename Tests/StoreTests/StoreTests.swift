@@ -80,7 +80,7 @@ func exerciseStore(_ location: ResultsStore.Location) async throws {
     #expect(try await store.resolve("latest~3", host: "host-a").id == id)
     await #expect(throws: StoreError.self) { try await store.resolve("latest~4", host: "host-a") }
     // Baselines per host.
-    try await store.saveBaseline(name: "default", run: try await store.resolve("latest~1", host: "host-a"))
+    try await store.saveBaseline(name: "default", runID: try await store.resolve("latest~1", host: "host-a").id, host: "host-a")
     #expect(try await store.baseline(name: "default", host: "host-a")?.startedAt == storedRun(host: "x", index: 3).startedAt)
     #expect(try await store.baseline(name: "default", host: "host-b") == nil)
     await store.close()
@@ -172,11 +172,11 @@ func sql(_ path: String, _ statement: String) throws -> String? {
         defer { try? FileManager.default.removeItem(at: folder) }
         try await ResultsStore.open(location).close()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for writer in 0..<4 {
+            for _ in 0..<4 {
                 group.addTask {
                     let store = try await ResultsStore.open(location)
                     // Every writer records the same 6 runs: each must land exactly once.
-                    for index in 0..<6 { try await store.record(storedRun(host: "host-\(index % 2)", index: index + writer * 0)) }
+                    for index in 0..<6 { try await store.record(storedRun(host: "host-\(index % 2)", index: index)) }
                     await store.close()
                 }
             }
@@ -196,11 +196,11 @@ func sql(_ path: String, _ statement: String) throws -> String? {
         try await exerciseStore(.postgres(url: server.url))
         // Two hosts' processes writing at once into one server.
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for writer in 0..<3 {
+            for _ in 0..<3 {
                 group.addTask {
                     let store = try await ResultsStore.open(.postgres(url: server.url))
                     for index in 10..<16 {
-                        try await store.record(storedRun(host: "fleet-\(index % 2)", index: index + writer * 0))
+                        try await store.record(storedRun(host: "fleet-\(index % 2)", index: index))
                     }
                     await store.close()
                 }
@@ -217,7 +217,7 @@ func sql(_ path: String, _ statement: String) throws -> String? {
     func aStoreThatIsDownIsAClearError() async throws {
         let server = try TemporaryPostgres.start()
         defer { server.stop() }
-        #expect(server.pause())
+        #expect(server.stopServer())
         do {
             try await ResultsStore.open(.postgres(url: server.url)).close()
             Issue.record("opened a stopped server")

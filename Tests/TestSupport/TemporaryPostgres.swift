@@ -110,17 +110,18 @@ public final class TemporaryPostgres: @unchecked Sendable {
 
     /// Stops the server at once (its data is thrown away) and removes its folder.
     public func stop() {
-        _ = try? Self.run(
-            binaries.appendingPathComponent("pg_ctl"),
-            ["-D", directory.appendingPathComponent("data").path, "-m", "immediate", "-w", "stop"])
+        _ = shutDown(mode: "immediate")
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Stops the server and starts it again on the same data and port (an outage and recovery).
-    public func pause() -> Bool {
-        (try? Self.run(
+    /// Stops the server and keeps its folder (an outage: the address answers no more); `stop()`
+    /// still removes it. True when pg_ctl stopped it.
+    public func stopServer() -> Bool { shutDown(mode: "fast") }
+
+    private func shutDown(mode: String) -> Bool {
+        let stopped = try? Self.run(
             binaries.appendingPathComponent("pg_ctl"),
-            ["-D", directory.appendingPathComponent("data").path, "-m", "fast", "-w", "stop"]))?
-            .status == 0
+            ["-D", directory.appendingPathComponent("data").path, "-m", mode, "-w", "stop"])
+        return stopped?.status == 0
     }
 }
