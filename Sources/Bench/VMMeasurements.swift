@@ -79,7 +79,7 @@ enum VMBootMeasurement: MeasurementKind {
             case .success(let started): run = started
             case .failure(let problem): return .failed(problem.description)
             }
-            log += "# boot \(boot)\n\(run.console)\n# \(run.outcome.ending.summary)\n"
+            log += "# boot \(boot)\n\(run.console)\n# \(run.outcome.ending.summary)\n# start-up: \(run.startupPhases)\n"
             let start = run.outcome.startedAtNanoseconds
             guard case .exitDevice(let status) = run.outcome.ending, status == 1,
                 let main = run.outcome.milestones.first(where: { $0.code == 3 }),

@@ -97,35 +97,42 @@ int ckvm_irqfd(int vm_fd, int event_fd, uint32_t gsi) {
     return ioctl(vm_fd, KVM_IRQFD, &request) < 0 ? -errno : 0;
 }
 
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden) {
+void *ckvm_supported_cpuid(int system_fd) {
     int capacity = 128;
     for (;;) {
         size_t bytes = sizeof(struct kvm_cpuid2) + capacity * sizeof(struct kvm_cpuid_entry2);
         struct kvm_cpuid2 *cpuid = calloc(1, bytes);
-        if (!cpuid) return -ENOMEM;
+        if (!cpuid) return NULL;
         cpuid->nent = capacity;
-        if (ioctl(system_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
-            int error = errno;
-            free(cpuid);
-            if (error == E2BIG && capacity < 4096) {
-                capacity *= 2;
-                continue;
-            }
-            return -error;
-        }
-        for (uint32_t i = 0; i < cpuid->nent; i++) {
-            struct kvm_cpuid_entry2 *entry = &cpuid->entries[i];
-            if (entry->function == 1) {
-                if (tsc_deadline) entry->ecx |= 1u << 24;
-                entry->ecx &= ~leaf1_ecx_hidden;
-                entry->ebx = (entry->ebx & 0x00FFFFFFu) | (apic_id & 0xFF) << 24;
-            }
-            if (entry->function == 0xB || entry->function == 0x1F) entry->edx = apic_id;
-        }
-        int result = ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+        if (ioctl(system_fd, KVM_GET_SUPPORTED_CPUID, cpuid) == 0) return cpuid;
+        int error = errno;
         free(cpuid);
-        return result;
+        if (error != E2BIG || capacity >= 4096) {
+            errno = error;
+            return NULL;
+        }
+        capacity *= 2;
     }
+}
+
+int ckvm_set_vcpu_cpuid(int vcpu_fd, const void *supported, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden) {
+    const struct kvm_cpuid2 *list = supported;
+    size_t bytes = sizeof(struct kvm_cpuid2) + list->nent * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = malloc(bytes);
+    if (!cpuid) return -ENOMEM;
+    memcpy(cpuid, list, bytes);
+    for (uint32_t i = 0; i < cpuid->nent; i++) {
+        struct kvm_cpuid_entry2 *entry = &cpuid->entries[i];
+        if (entry->function == 1) {
+            if (tsc_deadline) entry->ecx |= 1u << 24;
+            entry->ecx &= ~leaf1_ecx_hidden;
+            entry->ebx = (entry->ebx & 0x00FFFFFFu) | (apic_id & 0xFF) << 24;
+        }
+        if (entry->function == 0xB || entry->function == 0x1F) entry->edx = apic_id;
+    }
+    int result = ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+    free(cpuid);
+    return result;
 }
 
 static void ignore_signal(int signal_number) { (void)signal_number; }

@@ -65,10 +65,9 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         // advertises it: give the guest what KVM supports, plus the TSC-deadline timer, which
         // the in-kernel local APIC provides but the supported list leaves out, and this vCPU's
         // APIC ID.
-        let deadlineTimer =
-            (try? system.descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_TSC_DEADLINE_TIMER)) ?? 0
-        let cpuidResult = ckvm_copy_supported_cpuid(
-            system.fileDescriptor, vcpu.rawValue, deadlineTimer > 0 ? 1 : 0, UInt32(index), system.hiddenLeaf1ECX)
+        let cpuidResult = ckvm_set_vcpu_cpuid(
+            vcpu.rawValue, system.supportedCPUID.list, system.hasTSCDeadlineTimer ? 1 : 0, UInt32(index),
+            system.hiddenLeaf1ECX)
         guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
         tscKilohertz = max(0, Int((try? vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ)) ?? 0))
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)
@@ -116,11 +115,10 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     /// of the vCPU mapping it lives in.
     public func makeWriteCoalescer() -> (any WriteCoalescer)? {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard let page = try? system.descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_COALESCED_MMIO),
-            page > 0, (Int(page) + 1) * pageSize <= system.vcpuMappingSize
-        else { return nil }
+        let page = system.coalescedMMIOPage
+        guard page > 0, (page + 1) * pageSize <= system.vcpuMappingSize else { return nil }
         return KVMCoalescedMMIO(
-            vmFileDescriptor: vm.rawValue, ring: UnsafeMutableRawPointer(runArea) + Int(page) * pageSize, pageSize: pageSize,
+            vmFileDescriptor: vm.rawValue, ring: UnsafeMutableRawPointer(runArea) + page * pageSize, pageSize: pageSize,
             mappingOwner: self)
     }
 

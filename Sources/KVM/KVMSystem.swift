@@ -15,6 +15,13 @@ public enum KVMError: Error, CustomStringConvertible {
     }
 }
 
+/// KVM's supported CPUID list (C memory from `ckvm_supported_cpuid`), freed with its system.
+final class SupportedCPUID: Sendable {
+    nonisolated(unsafe) let list: UnsafeMutableRawPointer
+    init(_ list: UnsafeMutableRawPointer) { self.list = list }
+    deinit { free(list) }
+}
+
 /// An open /dev/kvm: the system-level file descriptor VMs are created from.
 public final class KVMSystem: Sendable {
     public static let devicePath = "/dev/kvm"
@@ -33,6 +40,12 @@ public final class KVMSystem: Sendable {
     /// hidden this way: measured, the guest still sees bit 26 after KVM_SET_CPUID2 clears it, so
     /// a Linux guest there needs `noxsave` on its command line.)
     public var hiddenLeaf1ECX: UInt32 { emulatesGuestKernel ? 1 << 13 : 0 }
+    /// KVM_GET_SUPPORTED_CPUID's list, asked once: every vCPU gets a copy (see `KVMEngine`).
+    let supportedCPUID: SupportedCPUID
+    /// Whether the in-kernel local APIC has the TSC-deadline timer (KVM_CAP_TSC_DEADLINE_TIMER).
+    let hasTSCDeadlineTimer: Bool
+    /// The page of the vCPU mapping that holds KVM's coalesced-MMIO ring (0: none).
+    let coalescedMMIOPage: Int
 
     public init(path: String = KVMSystem.devicePath) throws {
         let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -57,6 +70,12 @@ public final class KVMSystem: Sendable {
         }
         vcpuMappingSize = Int(try descriptor.call("KVM_GET_VCPU_MMAP_SIZE", CKVM_GET_VCPU_MMAP_SIZE))
         emulatesGuestKernel = Self.moduleEmulatesGuestKernel
+        guard let list = ckvm_supported_cpuid(fd) else { throw KVMError.call("KVM_GET_SUPPORTED_CPUID", errno: errno) }
+        supportedCPUID = SupportedCPUID(list)
+        hasTSCDeadlineTimer =
+            ((try? descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_TSC_DEADLINE_TIMER)) ?? 0) > 0
+        coalescedMMIOPage = Int(
+            (try? descriptor.call("KVM_CHECK_EXTENSION", CKVM_CHECK_EXTENSION, value: CKVM_CAP_COALESCED_MMIO)) ?? 0)
         self.descriptor = descriptor
     }
 

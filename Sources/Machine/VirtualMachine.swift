@@ -51,6 +51,8 @@ public struct VMOutcome: Sendable {
     /// code; the writing vCPU's exits, the VM's device counts): a workload's exits are those
     /// between the milestones around it (`ExitCounters.since`).
     public var countersAtMilestones: [UInt8: ExitCounters] = [:]
+    /// When the bootstrap processor's host thread began running (nil: it never did).
+    public var bootstrapThreadStartedAtNanoseconds: UInt64?
     public let startedAtNanoseconds: UInt64
     public let endedAtNanoseconds: UInt64
 }
@@ -85,6 +87,8 @@ public final class VirtualMachine: @unchecked Sendable {
     /// written for one thread at a time. Not taken with one vCPU.
     private let deviceLock = Mutex(())
     private let countersAtMilestones = Mutex<[UInt8: ExitCounters]>([:])
+    /// When the bootstrap processor's thread began running (0: not yet), for the start-up phases.
+    private let bootstrapThreadStartedAt = Atomic<UInt64>(0)
     /// Every vCPU: `engine` (the bootstrap processor) first, then the application processors.
     public let processors: [any CPUEngine]
 
@@ -180,7 +184,7 @@ public final class VirtualMachine: @unchecked Sendable {
         let hostCPUs = Mutex<[Int]>(Array(repeating: -1, count: processors.count))
         for index in processors.indices {
             group.enter()
-            let thread = Thread { [self] in
+            let vcpu: @Sendable () -> Void = { [self] in
                 var local = ExitCounters()
                 let result: VMEnding
                 do {
@@ -206,9 +210,13 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
                 group.leave()
             }
-            thread.name = "hvbench-vcpu\(index)"
-            thread.stackSize = 1 << 20
-            thread.start()
+            do {
+                try HostThread.start(name: "hvbench-vcpu\(index)", vcpu)
+            } catch {
+                ending.withLock { $0 = $0 ?? .failed("vCPU \(index): \(error)") }
+                for processor in processors { processor.requestStop() }
+                group.leave()
+            }
         }
 
         let deadline = DispatchTime.now() + timeout
@@ -261,6 +269,8 @@ public final class VirtualMachine: @unchecked Sendable {
             counters: counters, startedAtNanoseconds: startedAt, endedAtNanoseconds: MonotonicClock.nanoseconds())
         outcome.vcpuHostCPUs = hostCPUs.withLock { $0 }
         outcome.countersAtMilestones = countersAtMilestones.withLock { $0 }
+        let threadStarted = bootstrapThreadStartedAt.load(ordering: .relaxed)
+        outcome.bootstrapThreadStartedAtNanoseconds = threadStarted == 0 ? nil : threadStarted
         return outcome
     }
 
@@ -314,6 +324,7 @@ public final class VirtualMachine: @unchecked Sendable {
     /// a time whichever vCPU exits.
     private func vcpuLoop(_ index: Int, _ counters: inout ExitCounters) -> VMEnding {
         let processor = processors[index]
+        if index == 0 { bootstrapThreadStartedAt.store(MonotonicClock.nanoseconds(), ordering: .relaxed) }
         while true {
             // Device timers that came due (what woke the engine, or due by chance at an exit)
             // run before the guest resumes; one of them, or another vCPU, may have ended it.

@@ -52,6 +52,8 @@ public enum VMBuilder {
         public let instructionsRetired: UInt64?
         /// Engine findings worth reporting (e.g. instructions the emulator does not implement).
         public let engineDiagnostics: [String]
+        /// Where the time to the guest's main went (vm.boot's log shows it).
+        public let startupPhases: StartupPhases
     }
 
     /// The CPU engine that runs a guest.
@@ -90,24 +92,33 @@ public enum VMBuilder {
     ) throws -> Boot {
         let startedAt = MonotonicClock.nanoseconds()
         let memory = try GuestMemory(size: UInt64(vm.memoryMiB) << 20, numaNode: vm.numaNode)
+        var phases = StartupPhases(startedAt: startedAt)
+        phases.mark("memory")
         let (entry, bootProtocol) = try KernelLoader.load(
-            vm.kernel, initrd: vm.initrd, into: memory, commandLine: vm.commandLine, cpuCount: vm.vcpus)
+            vm.kernel, initrd: vm.initrd, into: memory, commandLine: vm.commandLine, cpuCount: vm.vcpus,
+            ramIsZero: true)  // mapped just above
         try prepare?(memory)
+        phases.mark("load")
         let engine = try vm.cpu.makeEngine(memory: memory, entry: entry)
+        phases.mark("engine")
         let console = ConsoleCapture(echo: echoConsole, onLine: onConsoleLine)
         let machine = try VirtualMachine(
             memory: memory, engine: engine, startedAt: startedAt, routesDoorbells: vm.io?.ioThread ?? true,
             ioThreadPollMicroseconds: vm.io?.ioThreadPollMicroseconds ?? DoorbellPolling.defaultLimitMicroseconds,
             vcpus: vm.vcpus
         ) { console.append($0) }
+        phases.mark("machine")
         for device in vm.io?.devices(on: machine.platform) ?? [] { try machine.add(device) }
+        phases.mark("devices")
         let outcome = machine.run(timeout: timeout, numaNode: vm.numaNode, pinnedCPUs: vm.pinnedCPUs, hostStop: hostStop)
         inspect?(memory)
+        phases.record(outcome)
         return Boot(
             outcome: outcome, console: console.text, engineName: engine.engineName, bootProtocol: bootProtocol,
             // The emulator's rdtsc is the host TSC, so its guest converts cycles with the host rate.
             guestTSCKilohertz: engine.guestTSCKilohertz ?? TSC.calibratedKilohertz, brokenDevices: machine.brokenDevices,
-            instructionsRetired: engine.instructionsRetired, engineDiagnostics: engine.diagnostics)
+            instructionsRetired: engine.instructionsRetired, engineDiagnostics: engine.diagnostics,
+            startupPhases: phases)
     }
 
     /// Guest memory sizes hvbench accepts: enough for the guest, and below the 3 GiB MMIO hole.

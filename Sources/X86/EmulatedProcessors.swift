@@ -7,36 +7,17 @@ import Synchronization
 public final class CodeMap: @unchecked Sendable {
     /// One bit per vCPU in a byte (and hvbench's own limit on guest CPUs).
     public static let maximumProcessors = 8
-    let lines: UnsafeMutablePointer<UInt8>
-    let pages: UnsafeMutablePointer<UInt8>
-    private let lineBytes: Int
-    private let pageBytes: Int
-    private let mapped: (lines: Bool, pages: Bool)
+    private let lineTable: ZeroedTable<UInt8>
+    private let pageTable: ZeroedTable<UInt8>
+    var lines: UnsafeMutablePointer<UInt8> { lineTable.pointer }
+    var pages: UnsafeMutablePointer<UInt8> { pageTable.pointer }
 
-    /// The maps are anonymous mappings, zero pages until a vCPU marks code in them, so creating
-    /// them costs the same at any RAM size (a byte per 64 guest bytes is 48 MiB at 3 GiB: zeroing
-    /// it up front made the emulator's `vm.boot` grow from 1.8 ms at 64 MiB to 36.6 ms).
+    /// Zeroed tables, so creating them costs the same at any RAM size (a byte per 64 guest
+    /// bytes is 48 MiB at 3 GiB: zeroing it up front made the emulator's `vm.boot` grow from
+    /// 1.8 ms at 64 MiB to 36.6 ms).
     init(ramSize: UInt64) {
-        lineBytes = Int((ramSize + 63) >> 6)
-        pageBytes = Int((ramSize + 4095) >> 12)
-        let lines = Self.zeroed(lineBytes)
-        let pages = Self.zeroed(pageBytes)
-        (self.lines, self.pages) = (lines.pointer, pages.pointer)
-        mapped = (lines.mapped, pages.mapped)
-    }
-
-    /// `bytes` zero bytes: an anonymous mapping, or, should mmap refuse, ordinary memory zeroed now.
-    private static func zeroed(_ bytes: Int) -> (pointer: UnsafeMutablePointer<UInt8>, mapped: Bool) {
-        let mapping = mmap(nil, max(bytes, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if let mapping, mapping != MAP_FAILED { return (mapping.bindMemory(to: UInt8.self, capacity: bytes), true) }
-        let memory = UnsafeMutablePointer<UInt8>.allocate(capacity: max(bytes, 1))
-        memory.initialize(repeating: 0, count: max(bytes, 1))
-        return (memory, false)
-    }
-
-    deinit {
-        if mapped.lines { munmap(lines, max(lineBytes, 1)) } else { lines.deallocate() }
-        if mapped.pages { munmap(pages, max(pageBytes, 1)) } else { pages.deallocate() }
+        lineTable = ZeroedTable(count: Int((ramSize + 63) >> 6))
+        pageTable = ZeroedTable(count: Int((ramSize + 4095) >> 12))
     }
 }
 

@@ -144,7 +144,9 @@ public final class X86CPU {
 
     // Decoded-instruction cache (direct-mapped on the linear RIP) and its invalidation state.
     static let decodeCacheEntries = 1 << 15
-    let decodeCache: UnsafeMutablePointer<Instruction>
+    /// All zeroes is an empty slot (generation 0 is never current).
+    let decodeTable = ZeroedTable<Instruction>(count: X86CPU.decodeCacheEntries)
+    var decodeCache: UnsafeMutablePointer<Instruction> { decodeTable.pointer }
     var decodeGeneration: UInt32 = 1
     /// Which RAM lines and pages hold instructions some vCPU has cached (shared by all vCPUs).
     let codeMap: CodeMap
@@ -210,8 +212,6 @@ public final class X86CPU {
         registers.initialize(repeating: 0, count: 16)
         segmentBases = .allocate(capacity: 6)
         segmentBases.initialize(repeating: 0, count: 6)
-        decodeCache = .allocate(capacity: Self.decodeCacheEntries)
-        decodeCache.initialize(repeating: Instruction(), count: Self.decodeCacheEntries)
         tlb = .allocate(capacity: Self.tlbEntries)
         tlb.initialize(repeating: TLBEntry(), count: Self.tlbEntries)
     }
@@ -219,7 +219,6 @@ public final class X86CPU {
     deinit {
         registers.deallocate()
         segmentBases.deallocate()
-        decodeCache.deallocate()
         mail.deallocate()
         tlb.deallocate()
     }

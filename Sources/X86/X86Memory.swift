@@ -298,7 +298,7 @@ extension X86CPU {
     func invalidateDecodedCode() {
         decodeGeneration &+= 1
         if decodeGeneration >= 0x8000_0000 {  // the top bit marks supervisor-only code (see step())
-            decodeCache.update(repeating: Instruction(), count: Self.decodeCacheEntries)
+            decodeTable.clear()
             translation?.forgetAll()
             decodeGeneration = 1
         }

@@ -1,6 +1,8 @@
 #ifndef CHOSTTIMER_H
 #define CHOSTTIMER_H
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* The host's time-stamp counter: the emulator's rdtsc returns it (as QEMU TCG does), so guest
  * cycle counts mean the same thing in every mode. */
@@ -24,6 +26,13 @@ static inline int chosttimer_host_has_bmi2(void) {
 #else
     return 0;
 #endif
+}
+
+/* An anonymous shared-memory file for the translator's code cache, mapped twice (written
+ * through one view, run from the other) so placing code never changes page protections.
+ * memfd_create(2) by system call: Swift's Glibc module does not import the wrapper. */
+static inline int chosttimer_code_memory_file(void) {
+    return (int)syscall(SYS_memfd_create, "hvbench-code-cache", 1u /* MFD_CLOEXEC */);
 }
 
 #endif

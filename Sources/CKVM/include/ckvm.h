@@ -77,13 +77,16 @@ int64_t ckvm_epoll_wait_one(int epoll_fd, int timeout_ms);
 int ckvm_ioctl(int fd, unsigned long request, void *argument);
 int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value);
 
-/* KVM_GET_SUPPORTED_CPUID then KVM_SET_CPUID2 on the vCPU; 0 or -errno. KVM leaves the
- * TSC-deadline timer out of the supported list (it depends on the in-kernel LAPIC):
- * tsc_deadline != 0 adds it. apic_id goes into leaf 1 (initial APIC ID) and leaves 0xB/0x1F
- * (x2APIC ID), as each CPU of a PC reports its own. */
-/* KVM's supported CPUID onto the vCPU, plus the TSC-deadline timer and this vCPU's APIC ID,
- * less the leaf-1 ECX bits in leaf1_ecx_hidden (features the host's KVM cannot give a guest). */
-int ckvm_copy_supported_cpuid(int system_fd, int vcpu_fd, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden);
+/* KVM_GET_SUPPORTED_CPUID: a malloc'd struct kvm_cpuid2 (release with free()), or NULL with
+ * errno set. Asked once per open /dev/kvm: the list does not change, and asking costs a CPUID
+ * instruction per leaf in the kernel (about a tenth of a VM's construction). */
+void *ckvm_supported_cpuid(int system_fd);
+/* A copy of `supported` (from ckvm_supported_cpuid) onto the vCPU with KVM_SET_CPUID2; 0 or
+ * -errno. KVM leaves the TSC-deadline timer out of the supported list (it depends on the
+ * in-kernel LAPIC): tsc_deadline != 0 adds it. apic_id goes into leaf 1 (initial APIC ID) and
+ * leaves 0xB/0x1F (x2APIC ID), as each CPU of a PC reports its own. The leaf-1 ECX bits in
+ * leaf1_ecx_hidden (features the host's KVM cannot give a guest) are cleared. */
+int ckvm_set_vcpu_cpuid(int vcpu_fd, const void *supported, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden);
 
 /* Accessors for the exit-reason union of struct kvm_run. */
 static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }

@@ -128,12 +128,16 @@ public struct ELFImage: Sendable {
     }
 
     /// Copies every loadable segment to its physical address and zeroes the rest of memsz.
-    public func load(from bytes: [UInt8], into memory: GuestMemory) throws {
+    /// - Parameter ramIsZero: the memory was just mapped and nothing wrote to it, so the
+    ///   segments' zero-filled tails (.bss) already read as zero and are not written: writing
+    ///   them allocated a host page for every page of .bss, most of which a short boot never
+    ///   touches (about a tenth of the emulator's start-up).
+    public func load(from bytes: [UInt8], into memory: GuestMemory, ramIsZero: Bool = false) throws {
         for segment in segments {
             let destination = try memory.bytes(at: segment.physicalAddress, count: Int(segment.memorySize))
             let start = Int(segment.fileOffset)
             destination.copyBytes(from: bytes[start..<start + Int(segment.fileSize)])
-            if segment.memorySize > segment.fileSize {
+            if segment.memorySize > segment.fileSize, !ramIsZero {
                 let tail = UnsafeMutableRawBufferPointer(rebasing: destination[Int(segment.fileSize)...])
                 tail.initializeMemory(as: UInt8.self, repeating: 0)
             }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The tables an operating system reads to find its processors and interrupt controllers, as
 /// PC firmware leaves them in the BIOS area: an Intel MultiProcessor table (MP specification
 /// 1.4) and ACPI tables (RSDP, RSDT, XSDT, MADT, a minimal FADT whose PM1a control block makes
@@ -58,7 +60,18 @@ public enum FirmwareTables {
 
     /// Writes every table into guest memory (which must cover the BIOS area).
     public static func write(_ description: Description, into memory: GuestMemory) throws {
-        for (address, bytes) in try build(description) { try memory.write(bytes, at: address) }
+        for (address, bytes) in try built(description) { try memory.write(bytes, at: address) }
+    }
+
+    /// The tables last built, kept: every boot of a run asks for the same ones, and building
+    /// them (the AML above all) was a tenth of the emulator's start-up.
+    private static let lastBuilt = Mutex<(Description, [(address: UInt64, bytes: [UInt8])])?>(nil)
+
+    private static func built(_ description: Description) throws -> [(address: UInt64, bytes: [UInt8])] {
+        if let (kept, tables) = lastBuilt.withLock({ $0 }), kept == description { return tables }
+        let tables = try build(description)
+        lastBuilt.withLock { $0 = (description, tables) }
+        return tables
     }
 
     /// The tables and their guest-physical addresses.

@@ -1,16 +1,28 @@
 /// Picks the boot protocol for a kernel file: PVH when the ELF carries the PVH note, the Linux
 /// boot protocol for a bzImage, otherwise Multiboot v1 when it has a multiboot header. Either
-/// way the firmware tables (MP and ACPI, `FirmwareTables`) go into the BIOS area first, as PC
+/// way the firmware tables (MP and ACPI, `FirmwareTables`) go into the BIOS area, as PC
 /// firmware leaves them.
 public enum KernelLoader {
-    /// - Parameter initrd: an initial RAM disk for the kernel (PVH: module 0; bzImage:
-    ///   ramdisk_image). Multiboot kernels take none.
+    /// - Parameters:
+    ///   - initrd: an initial RAM disk for the kernel (PVH: module 0; bzImage: ramdisk_image).
+    ///     Multiboot kernels take none.
+    ///   - ramIsZero: `memory` was just mapped and nothing has written to it (see `ELFImage.load`).
     public static func load(
-        _ bytes: [UInt8], initrd: [UInt8]? = nil, into memory: GuestMemory, commandLine: String, cpuCount: Int = 1
+        _ bytes: [UInt8], initrd: [UInt8]? = nil, into memory: GuestMemory, commandLine: String, cpuCount: Int = 1,
+        ramIsZero: Bool = false
     ) throws -> (entry: ProtectedModeEntry, protocolName: String) {
+        let loaded = try loadKernel(bytes, initrd: initrd, into: memory, commandLine: commandLine, ramIsZero: ramIsZero)
+        // After the kernel, so `ramIsZero` still holds while it loads.
         try FirmwareTables.write(FirmwareTables.Description(cpuCount: cpuCount), into: memory)
+        return loaded
+    }
+
+    private static func loadKernel(
+        _ bytes: [UInt8], initrd: [UInt8]?, into memory: GuestMemory, commandLine: String, ramIsZero: Bool
+    ) throws -> (entry: ProtectedModeEntry, protocolName: String) {
         if ELFImage.isELF(bytes), let image = try? ELFImage(bytes), PVHLoader.entryPoint(of: image) != nil {
-            return (try PVHLoader.load(bytes, initrd: initrd, into: memory, commandLine: commandLine), "pvh")
+            let entry = try PVHLoader.load(bytes, initrd: initrd, into: memory, commandLine: commandLine, ramIsZero: ramIsZero)
+            return (entry, "pvh")
         }
         if let header = try LinuxBootLoader.header(of: bytes) {
             let entry = try LinuxBootLoader.load(bytes, header: header, initrd: initrd, into: memory, commandLine: commandLine)

@@ -16,7 +16,10 @@ public enum PVHLoader {
 
     /// - Parameter initrd: handed over as the start info's first module, as Linux's PVH entry
     ///   expects its initrd.
-    public static func load(_ bytes: [UInt8], initrd: [UInt8]? = nil, into memory: GuestMemory, commandLine: String) throws
+    ///   `ramIsZero`: nothing has written to `memory` since it was mapped (see `ELFImage.load`).
+    public static func load(
+        _ bytes: [UInt8], initrd: [UInt8]? = nil, into memory: GuestMemory, commandLine: String, ramIsZero: Bool = false
+    ) throws
         -> ProtectedModeEntry
     {
         let image = try ELFImage(bytes)
@@ -24,7 +27,7 @@ public enum PVHLoader {
             throw BootError.notBootable("ELF has no PVH entry note (Xen note type 18)")
         }
         do {
-            try image.load(from: bytes, into: memory)
+            try image.load(from: bytes, into: memory, ramIsZero: ramIsZero)
         } catch let error as GuestMemoryError {
             throw BootError.imageDoesNotFit("\(error)")
         }

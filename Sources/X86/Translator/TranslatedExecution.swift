@@ -27,12 +27,15 @@ public final class TranslationCache {
     /// its mail (IPIs, INIT, another vCPU's code writes and TLB flushes) again.
     static let instructionsBetweenMailChecks = 1024
 
-    let table: UnsafeMutablePointer<UInt64>
+    /// Zeroed: tag 0 never matches, so an untouched entry is an empty one.
+    private let blockTable = ZeroedTable<UInt64>(count: TranslationCache.entries * TranslationCache.wordsPerEntry)
+    var table: UnsafeMutablePointer<UInt64> { blockTable.pointer }
     /// Per slot: the RIP last arrived at without a block, and its tag with the arrivals counted
     /// in bits 48 and up. Code is translated on its `hotAfter`-th arrival, so code that runs a
     /// few times (the boot path, one-shot setup) is not worth its translation and stays
     /// interpreted.
-    let arrivals: UnsafeMutablePointer<UInt64>
+    private let arrivalTable = ZeroedTable<UInt64>(count: TranslationCache.entries * 2)
+    var arrivals: UnsafeMutablePointer<UInt64> { arrivalTable.pointer }
     let hotAfter: UInt64
     let memory: ExecutableMemory
     /// [0]: the guest's RFLAGS in and out; [1]: the budget in, what is left out; [2]: out, a
@@ -62,16 +65,12 @@ public final class TranslationCache {
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
         self.memory = memory
         translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
-        table = .allocate(capacity: Self.entries * Self.wordsPerEntry)
-        arrivals = .allocate(capacity: Self.entries * 2)
-        arrivals.initialize(repeating: 0, count: Self.entries * 2)
         self.hotAfter = UInt64(max(1, hotAfter))
         frame = .allocate(capacity: 8)
         frame.initialize(repeating: 0, count: 8)
         noMail = .allocate(capacity: 1)
         noMail.initialize(to: 0)
         frame[5] = UInt64(UInt(bitPattern: table))
-        table.initialize(repeating: 0, count: Self.entries * Self.wordsPerEntry)  // no block known
     }
 
     deinit {
@@ -82,8 +81,6 @@ public final class TranslationCache {
                 + "\(linksMade) links, \(cacheResets) resets\n"
             _ = line.withCString { write(2, $0, strlen($0)) }
         }
-        table.deallocate()
-        arrivals.deallocate()
         frame.deallocate()
         noMail.deallocate()
     }
@@ -111,7 +108,7 @@ public final class TranslationCache {
 
     /// Tag 0 never matches (a real tag carries CPL + 1), so zeroes forget every entry.
     private func forgetBlocks() {
-        table.update(repeating: 0, count: Self.entries * Self.wordsPerEntry)
+        blockTable.clear()
     }
 
     /// Places `code`, emptying the cache (and forgetting every block) first if it is full.
