@@ -110,21 +110,25 @@ static int start_ap(int index, uint8_t apic_id) {
     return cpu_online[index];
 }
 
+static void copy_trampoline(void) {
+    uint8_t *copy = (uint8_t *)TRAMPOLINE_BASE;
+    for (const uint8_t *p = ap_trampoline_start; p < ap_trampoline_end; p++) copy[p - ap_trampoline_start] = *p;
+}
+
 int smp_start(uint64_t rsdp_address) {
     hvb_cpu_apic_ids[0] = (uint8_t)(*lapic_register(LAPIC_ID) >> 24);
     const volatile uint8_t *rsdp = find_rsdp(rsdp_address);
     const struct acpi_header *madt = rsdp ? find_madt(rsdp) : 0;
     if (!madt) return 1;
-    const uint8_t *trampoline = ap_trampoline_start;
-    uint8_t *copy = (uint8_t *)TRAMPOLINE_BASE;
-    for (const uint8_t *p = trampoline; p < ap_trampoline_end; p++) copy[p - trampoline] = *p;
-
     /* After the header: the local APIC address and flags, then entries of (type, length). */
     const uint8_t *entry = (const uint8_t *)madt + sizeof *madt + 8, *end = (const uint8_t *)madt + madt->length;
     int index = 1;
     while (entry + 2 <= end && entry[1] >= 2 && entry + entry[1] <= end && index < MAX_CPUS) {
         /* Processor local APIC: ACPI id, APIC id, flags (enabled, or online-capable). */
         if (entry[0] == 0 && entry[1] >= 8 && (entry[4] & 3) && entry[3] != hvb_cpu_apic_ids[0]) {
+            /* Only when there is an AP to start: byte by byte it is a third of a uniprocessor
+             * boot's CPL0 instructions, each one emulated on software-assisted KVM. */
+            if (index == 1) copy_trampoline();
             if (start_ap(index, entry[3])) index++;
             else break; /* the index is taken by a CPU that may still arrive: start no more */
         }
