@@ -81,14 +81,26 @@ struct BlockTranslator {
         // or 8 bytes) live in host registers for the whole block.
         // It also finds loops whose head is inside the trace (the trace began part-way into the
         // loop): their branches go back into the block instead of leaving it.
+        // The second pass follows the same trace: it replays the first pass's decoding.
+        var decoded: [(rip: UInt64, instruction: Instruction?)] = []
         var probe = HostAssembler()
         probe.accesses = []
-        let dryRun = emitBlock(start: start, first: first, context: context, next: next, into: &probe)
+        let dryRun = emitBlock(
+            start: start, first: first, context: context,
+            next: { rip in
+                let instruction = next(rip)
+                decoded.append((rip, instruction))
+                return instruction
+            }, into: &probe)
         var assembler = HostAssembler()
         assembler.registerCache = Array(zip(cacheCandidates(probe.accesses ?? []), [.rbp, .r14, .r12, .r15]))
+        var replayed = 0
         return emitBlock(
-            start: start, first: first, context: context, next: next, innerLoops: dryRun.innerTargets,
-            into: &assembler)
+            start: start, first: first, context: context,
+            next: { rip in
+                defer { replayed += 1 }
+                return replayed < decoded.count && decoded[replayed].rip == rip ? decoded[replayed].instruction : next(rip)
+            }, innerLoops: dryRun.innerTargets, into: &assembler)
     }
 
     /// Guest registers worth keeping in host registers, most used first: accessed at least
@@ -122,20 +134,20 @@ struct BlockTranslator {
         var returnAddresses: [UInt64] = []
         var instruction = first
         var count = 0
-        var pages: Set<UInt64> = []
+        var pages: [UInt64] = []
         var rip = start
         // Where each instruction of the trace starts (the first time its RIP appears), and for
         // inner loop heads the host position and instruction index a branch back re-enters at.
-        var instructionStarts: Set<UInt64> = []
-        var innerEntries: [UInt64: (position: Int, index: Int)] = [:]
+        var instructionStarts: [UInt64] = []
+        var innerEntries = SmallMap<(position: Int, index: Int)>()
         trace: while true {
-            if rip != start && innerLoops.contains(rip) && innerEntries[rip] == nil {
+            if rip != start && !innerLoops.isEmpty && innerLoops.contains(rip) && innerEntries[rip] == nil {
                 innerEntries[rip] = (assembler.position, count)
             }
-            instructionStarts.insert(rip)
-            pages.insert(rip >> 12)
+            instructionStarts.append(rip)
             let after = rip &+ UInt64(instruction.length)
-            pages.insert((after &- 1) >> 12)
+            if !pages.contains(rip >> 12) { pages.append(rip >> 12) }
+            if !pages.contains((after &- 1) >> 12) { pages.append((after &- 1) >> 12) }
             // A memory operand's miss leaves before this instruction, with what came before it retired.
             let (retiredBefore, here) = (count, rip)
             let miss = { (field: Int) in exits.append(Exit(field: field, retired: retiredBefore, kind: .miss(rip: here))) }
@@ -203,7 +215,7 @@ struct BlockTranslator {
             }
         }
         return Block(
-            code: assembler.bytes, chainEntry: chainEntry, linearPages: Array(pages),
+            code: assembler.bytes, chainEntry: chainEntry, linearPages: pages,
             innerTargets: innerTargets)
     }
 
@@ -213,7 +225,7 @@ struct BlockTranslator {
     /// budget and mail checks, the cached registers kept; another chain exit ends in a jump the
     /// VMM can link to the target block; an indirect one looks its target up in the table.
     private static func emitExits(
-        _ exits: [Exit], count: Int, start: UInt64, body: Int, innerEntries: [UInt64: (position: Int, index: Int)],
+        _ exits: [Exit], count: Int, start: UInt64, body: Int, innerEntries: SmallMap<(position: Int, index: Int)>,
         leaveAtStart: [Int], into assembler: inout HostAssembler
     ) {
         var epilogueJumps: [Int] = []
@@ -227,8 +239,8 @@ struct BlockTranslator {
         // so every exit gives back what it always does.
         var loopHeads = innerEntries
         loopHeads[start] = (body, 0)
-        var loopStubs: [UInt64: Int] = [:]
-        var missStubs: [UInt64: Int] = [:]
+        var loopStubs = SmallMap<Int>()
+        var missStubs = SmallMap<Int>()
         var lookup: Int?
         for exit in exits {
             switch exit.kind {
@@ -340,4 +352,28 @@ struct BlockTranslator {
     }
 
     static func fitsInt32(_ value: UInt64) -> Bool { Int64(bitPattern: value) == Int64(Int32(truncatingIfNeeded: value)) }
+}
+
+/// A map from RIP to a value for the handful of entries one block has (its loop heads, exit
+/// stubs): a linear search of an array, where a hashed dictionary cost more than the search.
+struct SmallMap<Value> {
+    private var keys: [UInt64] = []
+    private var values: [Value] = []
+
+    subscript(key: UInt64) -> Value? {
+        get { keys.firstIndex(of: key).map { values[$0] } }
+        set {
+            if let index = keys.firstIndex(of: key) {
+                if let newValue {
+                    values[index] = newValue
+                } else {
+                    keys.remove(at: index)
+                    values.remove(at: index)
+                }
+            } else if let newValue {
+                keys.append(key)
+                values.append(newValue)
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ struct HostAssembler {
 
     var bytes: [UInt8] = []
 
-    init() { bytes.reserveCapacity(1024) }
+    init() { bytes.reserveCapacity(4096) }
 
     var position: Int { bytes.count }
 
@@ -70,7 +70,7 @@ struct HostAssembler {
 
     private mutating func slotAccess(opcode: UInt8, _ host: Register, _ displacement: UInt8, size: UInt8) {
         prefixes(size: size, reg: host.rawValue, rm: Register.rdi.rawValue)
-        bytes += [opcode, 0x40 | (host.rawValue & 7) << 3 | Register.rdi.rawValue, displacement]
+        emit(opcode, 0x40 | (host.rawValue & 7) << 3 | Register.rdi.rawValue, displacement)
     }
 
     // MARK: Register to register
@@ -86,57 +86,57 @@ struct HostAssembler {
         if rex != 0 { bytes.append(rex | 0x40) }
     }
 
-    mutating func registerForm(size: UInt8, opcode: [UInt8], reg: UInt8, rm: Register) {
+    mutating func registerForm(size: UInt8, opcode: Opcode, reg: UInt8, rm: Register) {
         prefixes(size: size, reg: reg, rm: rm.rawValue)
-        bytes += opcode
+        emit(opcode)
         bytes.append(0xC0 | (reg & 7) << 3 | (rm.rawValue & 7))
     }
 
     /// add, or, adc, sbb, and, sub, xor, cmp (`kind` 0...7) of `source` into `destination`.
     mutating func alu(_ kind: UInt8, size: UInt8, _ destination: Register, _ source: Register) {
-        registerForm(size: size, opcode: [kind << 3 | (size == 1 ? 0 : 1)], reg: source.rawValue, rm: destination)
+        registerForm(size: size, opcode: Opcode(kind << 3 | (size == 1 ? 0 : 1)), reg: source.rawValue, rm: destination)
     }
 
     /// The same with an immediate (sign-extended from 32 bits for 8-byte operands).
     mutating func alu(_ kind: UInt8, size: UInt8, _ destination: Register, immediate: UInt64) {
-        registerForm(size: size, opcode: [size == 1 ? 0x80 : 0x81], reg: kind, rm: destination)
+        registerForm(size: size, opcode: Opcode(size == 1 ? 0x80 : 0x81), reg: kind, rm: destination)
         immediateBytes(immediate, size: size)
     }
 
     mutating func test(size: UInt8, _ destination: Register, _ source: Register) {
-        registerForm(size: size, opcode: [size == 1 ? 0x84 : 0x85], reg: source.rawValue, rm: destination)
+        registerForm(size: size, opcode: Opcode(size == 1 ? 0x84 : 0x85), reg: source.rawValue, rm: destination)
     }
 
     mutating func test(size: UInt8, _ destination: Register, immediate: UInt64) {
-        registerForm(size: size, opcode: [size == 1 ? 0xF6 : 0xF7], reg: 0, rm: destination)
+        registerForm(size: size, opcode: Opcode(size == 1 ? 0xF6 : 0xF7), reg: 0, rm: destination)
         immediateBytes(immediate, size: size)
     }
 
     /// inc (0), dec (1) in the FE/FF group; not (2), neg (3) in the F6/F7 group.
     mutating func unary(_ kind: UInt8, size: UInt8, _ register: Register) {
         let group: UInt8 = kind < 2 ? (size == 1 ? 0xFE : 0xFF) : (size == 1 ? 0xF6 : 0xF7)
-        registerForm(size: size, opcode: [group], reg: kind, rm: register)
+        registerForm(size: size, opcode: Opcode(group), reg: kind, rm: register)
     }
 
     /// rol, ror, rcl, rcr, shl, shr, sal, sar (`kind` 0...7) by an immediate count.
     mutating func shift(_ kind: UInt8, size: UInt8, _ register: Register, count: UInt8) {
-        registerForm(size: size, opcode: [size == 1 ? 0xC0 : 0xC1], reg: kind, rm: register)
+        registerForm(size: size, opcode: Opcode(size == 1 ? 0xC0 : 0xC1), reg: kind, rm: register)
         bytes.append(count)
     }
 
     /// The same by CL.
     mutating func shiftByCL(_ kind: UInt8, size: UInt8, _ register: Register) {
-        registerForm(size: size, opcode: [size == 1 ? 0xD2 : 0xD3], reg: kind, rm: register)
+        registerForm(size: size, opcode: Opcode(size == 1 ? 0xD2 : 0xD3), reg: kind, rm: register)
     }
 
     /// `imul destination, source` (2, 4 or 8 bytes).
     mutating func multiply(size: UInt8, _ destination: Register, _ source: Register) {
-        registerForm(size: size, opcode: [0x0F, 0xAF], reg: destination.rawValue, rm: source)
+        registerForm(size: size, opcode: Opcode(0x0F, 0xAF), reg: destination.rawValue, rm: source)
     }
 
     /// `imul destination, source, immediate`.
     mutating func multiply(size: UInt8, _ destination: Register, _ source: Register, immediate: UInt64) {
-        registerForm(size: size, opcode: [0x69], reg: destination.rawValue, rm: source)
+        registerForm(size: size, opcode: Opcode(0x69), reg: destination.rawValue, rm: source)
         immediateBytes(immediate, size: size)
     }
 
@@ -144,37 +144,37 @@ struct HostAssembler {
     /// movsxd for a 4-byte source.
     mutating func extend(signed: Bool, size: UInt8, _ destination: Register, _ source: Register, sourceSize: UInt8) {
         if sourceSize == 4 {
-            registerForm(size: 8, opcode: [0x63], reg: destination.rawValue, rm: source)
+            registerForm(size: 8, opcode: Opcode(0x63), reg: destination.rawValue, rm: source)
             return
         }
         let opcode: UInt8 = (signed ? 0xBE : 0xB6) | (sourceSize == 2 ? 1 : 0)
-        registerForm(size: size, opcode: [0x0F, opcode], reg: destination.rawValue, rm: source)
+        registerForm(size: size, opcode: Opcode(0x0F, opcode), reg: destination.rawValue, rm: source)
     }
 
     mutating func conditionalMove(_ condition: UInt8, size: UInt8, _ destination: Register, _ source: Register) {
-        registerForm(size: size, opcode: [0x0F, 0x40 | condition], reg: destination.rawValue, rm: source)
+        registerForm(size: size, opcode: Opcode(0x0F, 0x40 | condition), reg: destination.rawValue, rm: source)
     }
 
     /// `setcc` of the low byte of `register` (al or dl: no REX needed).
     mutating func setByte(_ condition: UInt8, _ register: Register) {
-        bytes += [0x0F, 0x90 | condition, 0xC0 | register.rawValue]
+        emit(0x0F, 0x90 | condition, 0xC0 | register.rawValue)
     }
 
     /// `mov destination, source` (8 bytes; `mov eax, eax` zero-extends when `size` is 4).
     mutating func move(size: UInt8, _ destination: Register, _ source: Register) {
-        registerForm(size: size, opcode: [0x89], reg: source.rawValue, rm: destination)
+        registerForm(size: size, opcode: Opcode(0x89), reg: source.rawValue, rm: destination)
     }
 
     /// `mov register, immediate` of 8 bytes; flags are untouched, as by every mov.
     mutating func move(_ register: Register, immediate: UInt64) {
-        bytes += [register.rawValue & 8 != 0 ? 0x49 : 0x48, 0xB8 | (register.rawValue & 7)]
+        emit(register.rawValue & 8 != 0 ? 0x49 : 0x48, 0xB8 | (register.rawValue & 7))
         littleEndian(immediate, count: 8)
     }
 
     /// `lea destination, [base + index * scale + displacement]` with a 32-bit displacement.
     mutating func loadAddress(_ destination: Register, base: Register, index: Register, scale: UInt8, displacement: Int32) {
         prefixes(size: 8, reg: destination.rawValue, rm: base.rawValue, index: index.rawValue)
-        bytes += [0x8D, 0x84 | (destination.rawValue & 7) << 3, scale << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7)]
+        emit(0x8D, 0x84 | (destination.rawValue & 7) << 3, scale << 6 | (index.rawValue & 7) << 3 | (base.rawValue & 7))
         littleEndian(UInt64(UInt32(bitPattern: displacement)), count: 4)
     }
 
@@ -183,33 +183,35 @@ struct HostAssembler {
     /// Saves rbx, rbp and r12...r15; loads the instruction budget (rbx), the TLB (r8) and guest
     /// RAM (r10) from the frame.
     mutating func prologue() {
-        bytes += [0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57]  // push rbx, rbp, r12...r15
-        bytes += [0x48, 0x8B, 0x5E, 0x08]  // mov rbx, [rsi+8]
-        bytes += [0x4C, 0x8B, 0x46, 0x18]  // mov r8, [rsi+24]
-        bytes += [0x4C, 0x8B, 0x56, 0x20]  // mov r10, [rsi+32]
+        emit(0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56)
+        emit(0x41, 0x57)  // push rbx, rbp, r12...r15
+        emit(0x48, 0x8B, 0x5E, 0x08)  // mov rbx, [rsi+8]
+        emit(0x4C, 0x8B, 0x46, 0x18)  // mov r8, [rsi+24]
+        emit(0x4C, 0x8B, 0x56, 0x20)  // mov r10, [rsi+32]
     }
 
     /// Replaces the host's six arithmetic flags with those in [rsi] without popf (slow on every
     /// host): OF from `add al, 0x7F` on 0 or 1, the other five with sahf. Clobbers rax and rdx.
     mutating func loadArithmeticFlags() {
-        bytes += [0x48, 0x8B, 0x16]  // mov rdx, [rsi]
-        bytes += [0x89, 0xD0, 0xC1, 0xE8, 0x0B, 0x83, 0xE0, 0x01]  // mov eax, edx; shr eax, 11; and eax, 1
-        bytes += [0x04, 0x7F]  // add al, 0x7F: OF = the guest's OF
-        bytes += [0x88, 0xD4, 0x9E]  // mov ah, dl; sahf: SF, ZF, AF, PF, CF
+        emit(0x48, 0x8B, 0x16)  // mov rdx, [rsi]
+        emit(0x89, 0xD0, 0xC1, 0xE8, 0x0B, 0x83, 0xE0, 0x01)  // mov eax, edx; shr eax, 11; and eax, 1
+        emit(0x04, 0x7F)  // add al, 0x7F: OF = the guest's OF
+        emit(0x88, 0xD4, 0x9E)  // mov ah, dl; sahf: SF, ZF, AF, PF, CF
     }
 
     /// [rsi] = RFLAGS, [rsi + 8] = the budget left, restores rbx, rbp and r12...r15, and returns
     /// (rax holds the next guest RIP).
     mutating func saveStateAndReturn() {
-        bytes += [0x9C, 0x5A, 0x48, 0x89, 0x16]  // pushfq; pop rdx; mov [rsi], rdx
-        bytes += [0x48, 0x89, 0x5E, 0x08]  // mov [rsi+8], rbx
-        bytes += [0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, 0xC3]  // pop r15...r12, rbp, rbx; ret
+        emit(0x9C, 0x5A, 0x48, 0x89, 0x16)  // pushfq; pop rdx; mov [rsi], rdx
+        emit(0x48, 0x89, 0x5E, 0x08)  // mov [rsi+8], rbx
+        emit(0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C)
+        emit(0x5D, 0x5B, 0xC3)  // pop r15...r12, rbp, rbx; ret
     }
 
     /// `lea rbx, [rbx + disp32]`; returns the displacement's offset (patched once the block's
     /// length is known).
     mutating func adjustBudget() -> Int {
-        bytes += [0x48, 0x8D, 0x9B, 0, 0, 0, 0]
+        emit(0x48, 0x8D, 0x9B, 0, 0, 0, 0)
         return bytes.count - 4
     }
 
@@ -231,15 +233,15 @@ struct HostAssembler {
     /// Leaves (returns the rel32 field of the jump) when the 32-bit word [rsi + 56] points to
     /// is not zero: this vCPU's mail (IPIs, INIT, code and TLB invalidations from other vCPUs).
     mutating func jumpIfMail() -> Int {
-        bytes += [0x48, 0x8B, 0x4E, 0x38, 0x8B, 0x09]  // mov rcx, [rsi+56]; mov ecx, [rcx]
+        emit(0x48, 0x8B, 0x4E, 0x38, 0x8B, 0x09)  // mov rcx, [rsi+56]; mov ecx, [rcx]
         return jumpUnlessRCXZero()
     }
 
     /// [rsi + 16] = the address of the rel32 field at `field` (so the VMM can link it), flag-free.
     mutating func recordLinkSite(_ field: Int) {
-        bytes += [0x48, 0x8D, 0x15]  // lea rdx, [rip + disp32]
+        emit(0x48, 0x8D, 0x15)  // lea rdx, [rip + disp32]
         littleEndian(UInt64(UInt32(bitPattern: Int32(field - (bytes.count + 4)))), count: 4)
-        bytes += [0x48, 0x89, 0x56, 0x10]  // mov [rsi+16], rdx
+        emit(0x48, 0x89, 0x56, 0x10)  // mov [rsi+16], rdx
     }
 
     /// The table lookup for an indirect branch (target in rax): the entry at (rax & 0x3FFF) * 32
@@ -249,21 +251,22 @@ struct HostAssembler {
         loadShiftCount(50)
         bmi2Shift(left: true, .r9, .rax, count: .rcx)
         bmi2Shift(left: false, .rcx, .r9, count: .rcx)  // rcx = rax & 0x3FFF: the slot
-        bytes += [0x48, 0x8D, 0x0C, 0x8D, 0, 0, 0, 0]  // lea rcx, [rcx * 4]
-        bytes += [0x4C, 0x8B, 0x4E, 0x28]  // mov r9, [rsi+40]
-        bytes += [0x4D, 0x8D, 0x0C, 0xC9]  // lea r9, [r9 + rcx*8]: the entry
+        emit(0x48, 0x8D, 0x0C, 0x8D, 0, 0, 0, 0)  // lea rcx, [rcx * 4]
+        emit(0x4C, 0x8B, 0x4E, 0x28)  // mov r9, [rsi+40]
+        emit(0x4D, 0x8D, 0x0C, 0xC9)  // lea r9, [r9 + rcx*8]: the entry
         var misses: [Int] = []
         // rcx = [r9] - rax
-        bytes += [0x48, 0x89, 0xC2, 0x48, 0xF7, 0xD2]  // mov rdx, rax; not rdx
-        bytes += [0x49, 0x8B, 0x09, 0x48, 0x8D, 0x4C, 0x11, 0x01]  // mov rcx, [r9]; lea rcx, [rcx + rdx + 1]
+        emit(0x48, 0x89, 0xC2, 0x48, 0xF7, 0xD2)  // mov rdx, rax; not rdx
+        emit(0x49, 0x8B, 0x09, 0x48, 0x8D, 0x4C, 0x11, 0x01)  // mov rcx, [r9]; lea rcx, [rcx + rdx + 1]
         misses.append(jumpUnlessRCXZero())
         // rcx = [r9 + 8] - [rsi + 48]
-        bytes += [0x48, 0x8B, 0x56, 0x30, 0x48, 0xF7, 0xD2]  // mov rdx, [rsi+48]; not rdx
-        bytes += [0x49, 0x8B, 0x49, 0x08, 0x48, 0x8D, 0x4C, 0x11, 0x01]  // mov rcx, [r9+8]; lea rcx, [rcx + rdx + 1]
+        emit(0x48, 0x8B, 0x56, 0x30, 0x48, 0xF7, 0xD2)  // mov rdx, [rsi+48]; not rdx
+        emit(0x49, 0x8B, 0x49, 0x08, 0x48, 0x8D, 0x4C, 0x11)
+        emit(0x01)  // mov rcx, [r9+8]; lea rcx, [rcx + rdx + 1]
         misses.append(jumpUnlessRCXZero())
-        bytes += [0x49, 0x8B, 0x49, 0x10]  // mov rcx, [r9+16]: the chain entry
+        emit(0x49, 0x8B, 0x49, 0x10)  // mov rcx, [r9+16]: the chain entry
         let none = jumpIfRCXZero()
-        bytes += [0xFF, 0xE1]  // jmp rcx
+        emit(0xFF, 0xE1)  // jmp rcx
         bind(none, to: position, short: true)
         misses.append(jump())
         return misses
@@ -272,12 +275,12 @@ struct HostAssembler {
     // MARK: Control flow (rel32 unless said; targets patched with `bind`)
 
     mutating func jump() -> Int {
-        bytes += [0xE9, 0, 0, 0, 0]
+        emit(0xE9, 0, 0, 0, 0)
         return bytes.count - 4
     }
 
     mutating func jump(if condition: UInt8) -> Int {
-        bytes += [0x0F, 0x80 | condition, 0, 0, 0, 0]
+        emit(0x0F, 0x80 | condition, 0, 0, 0, 0)
         return bytes.count - 4
     }
 
@@ -290,7 +293,7 @@ struct HostAssembler {
 
     /// `jrcxz` (rel8).
     mutating func jumpIfRCXZero() -> Int {
-        bytes += [0xE3, 0]
+        emit(0xE3, 0)
         return bytes.count - 1
     }
 
@@ -305,7 +308,7 @@ struct HostAssembler {
 
     /// `mov ecx, count`: the count register of a BMI2 shift (rcx is scratch until compared).
     mutating func loadShiftCount(_ count: UInt8) {
-        bytes += [0xB9, count, 0, 0, 0]
+        emit(0xB9, count, 0, 0, 0)
     }
 
     /// Points the rel32 (or, for `short`, rel8) field at `field` to `target`.
@@ -318,6 +321,53 @@ struct HostAssembler {
     }
 
     // MARK: Encoding helpers
+
+    /// One or two opcode bytes, without an array: encoding a block used to allocate a temporary
+    /// array per host instruction, most of the translator's time.
+    struct Opcode {
+        let first: UInt8
+        let second: UInt8?
+        init(_ first: UInt8) { (self.first, second) = (first, nil) }
+        init(_ first: UInt8, _ second: UInt8) { (self.first, self.second) = (first, second) }
+    }
+
+    mutating func emit(_ opcode: Opcode) {
+        bytes.append(opcode.first)
+        if let second = opcode.second { bytes.append(second) }
+    }
+
+    // Fixed-arity appends (an array literal per call allocated).
+    mutating func emit(_ a: UInt8) { bytes.append(a) }
+    mutating func emit(_ a: UInt8, _ b: UInt8) {
+        bytes.append(a)
+        bytes.append(b)
+    }
+    mutating func emit(_ a: UInt8, _ b: UInt8, _ c: UInt8) {
+        emit(a, b)
+        bytes.append(c)
+    }
+    mutating func emit(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
+        emit(a, b)
+        emit(c, d)
+    }
+    mutating func emit(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, _ e: UInt8) {
+        emit(a, b, c, d)
+        bytes.append(e)
+    }
+    mutating func emit(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, _ e: UInt8, _ f: UInt8) {
+        emit(a, b, c, d)
+        emit(e, f)
+    }
+    mutating func emit(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, _ e: UInt8, _ f: UInt8, _ g: UInt8) {
+        emit(a, b, c, d)
+        emit(e, f, g)
+    }
+    mutating func emit(
+        _ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, _ e: UInt8, _ f: UInt8, _ g: UInt8, _ h: UInt8
+    ) {
+        emit(a, b, c, d)
+        emit(e, f, g, h)
+    }
 
     private mutating func immediateBytes(_ value: UInt64, size: UInt8) {
         littleEndian(value, count: size == 8 ? 4 : Int(size))

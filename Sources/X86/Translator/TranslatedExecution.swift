@@ -54,6 +54,8 @@ public final class TranslationCache {
     public internal(set) var instructionsInterpreted: UInt64 = 0
     public internal(set) var linksMade = 0
     public private(set) var cacheResets = 0
+    /// TSC cycles spent translating (HVB_TRANSLATOR_STATS reports them per block).
+    var translationCycles: UInt64 = 0
 
     /// Arrivals at a RIP before its code is translated, by default.
     public static let defaultHotAfter = 8
@@ -78,7 +80,7 @@ public final class TranslationCache {
             let line =
                 "translator: \(blocksTranslated) blocks, \(instructionsInBlocks) instructions in blocks, "
                 + "\(instructionsInterpreted) interpreted, "
-                + "\(linksMade) links, \(cacheResets) resets\n"
+                + "\(linksMade) links, \(cacheResets) resets, \(translationCycles / UInt64(max(1, blocksTranslated))) TSC cycles translating per block\n"
             _ = line.withCString { write(2, $0, strlen($0)) }
         }
         frame.deallocate()
@@ -193,7 +195,9 @@ extension X86CPU {
         let entry = cache.slot(start)
         if entry[0] != start || entry[1] != tag {
             guard cache.arrived(at: start, tag: tag) else { return 0 }
+            let t0 = chosttimer_rdtsc()
             translateBlock(at: start, into: entry, tag: tag, cache)
+            cache.translationCycles &+= chosttimer_rdtsc() &- t0
         }
         guard entry[3] != 0, let function = UnsafeRawPointer(bitPattern: UInt(entry[3])) else { return 0 }
         cache.frame[0] = arithmeticFlagBits
