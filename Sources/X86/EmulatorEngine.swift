@@ -31,7 +31,8 @@ public final class EmulatorEngine: CPUEngine, @unchecked Sendable {
         cpu = X86CPU(ram: memory.base, ramSize: memory.size, timestamp: { chosttimer_rdtsc() })
         cpu.translation = Self.translationCache(kind, translateAfter: translateAfter, codeBytes: codeCacheBytes)
         cpu.enterProtectedMode(
-            entryPoint: entry.entryPoint, eax: entry.eax, ebx: entry.ebx, esi: entry.esi, gdtBase: entry.gdtBase, gdtLimit: entry.gdtLimit,
+            entryPoint: entry.entryPoint, eax: entry.eax, ebx: entry.ebx, esi: entry.esi, gdtBase: entry.gdtBase,
+            gdtLimit: entry.gdtLimit,
             codeSelector: ProtectedModeEntry.codeSelector, dataSelector: ProtectedModeEntry.dataSelector,
             taskSelector: ProtectedModeEntry.taskSelector)
     }

@@ -147,7 +147,18 @@ public final class X86CPU {
     /// All zeroes is an empty slot (generation 0 is never current).
     let decodeTable = ZeroedTable<Instruction>(count: X86CPU.decodeCacheEntries)
     var decodeCache: UnsafeMutablePointer<Instruction> { decodeTable.pointer }
-    var decodeGeneration: UInt32 = 1
+    /// The generation cached code of the current privilege carries (decoded instructions,
+    /// translated blocks): CPL3 code and the kernel's have one each, so a CR3 write can forget
+    /// the user side alone when all the kernel code cached lies in global pages, which a CR3
+    /// write does not flush from a real TLB either (a Linux boot wrote CR3 18,334 times, and
+    /// each write made every translation stale). Both come from one counter: never equal.
+    @inline(__always) var decodeGeneration: UInt32 { cpl == 3 ? userCodeGeneration : kernelCodeGeneration }
+    var kernelCodeGeneration: UInt32 = 1
+    var userCodeGeneration: UInt32 = 2
+    var lastCodeGeneration: UInt32 = 2
+    /// Code fetched at CPL0-2 since the last full invalidation came from a page that is not
+    /// global (or CR4.PGE is clear): a CR3 write then forgets the kernel's cached code too.
+    var kernelCodeOutsideGlobalPages = false
     /// Which RAM lines and pages hold instructions some vCPU has cached (shared by all vCPUs).
     let codeMap: CodeMap
     /// This vCPU's bit in `codeMap`.

@@ -240,6 +240,7 @@ extension X86CPU {
             entry |= 0x40
             _ = cga_fetch_or_64(hostPointer(physical: entryAddress), 0x40)
         }
+        if fetch && !user && (entry & 0x100 == 0 || cr4 & 0x80 == 0) { kernelCodeOutsideGlobalPages = true }
         let pageSize: UInt64 = level == 1 ? 1 << 12 : (level == 2 ? 1 << 21 : 1 << 30)
         let frame = entry & 0x000F_FFFF_FFFF_F000 & ~(pageSize - 1)
         let physical = frame | (linear & (pageSize - 1))
@@ -294,14 +295,25 @@ extension X86CPU {
         }
     }
 
+    /// CR3 was written: the user side's cached code is stale, and the kernel's too unless all of
+    /// it was fetched from global pages (see `decodeGeneration`).
+    func addressSpaceChanged() {
+        guard !kernelCodeOutsideGlobalPages, lastCodeGeneration < 0x7FFF_FFF0 else { return invalidateDecodedCode() }
+        lastCodeGeneration &+= 1
+        userCodeGeneration = lastCodeGeneration
+    }
+
     /// Forgets every decoded instruction (code was written, or the code's mapping changed).
     func invalidateDecodedCode() {
-        decodeGeneration &+= 1
-        if decodeGeneration >= 0x8000_0000 {  // the top bit marks supervisor-only code (see step())
+        if lastCodeGeneration >= 0x7FFF_FFF0 {  // the top bit marks supervisor-only code (see step())
             decodeTable.clear()
             translation?.forgetAll()
-            decodeGeneration = 1
+            lastCodeGeneration = 0
         }
+        kernelCodeGeneration = lastCodeGeneration &+ 1
+        userCodeGeneration = lastCodeGeneration &+ 2
+        lastCodeGeneration &+= 2
+        kernelCodeOutsideGlobalPages = false
         for line in markedCodeLines { _ = cga_fetch_and_8(codeLines + line, ~codeBit) }
         for page in markedCodePages { _ = cga_fetch_and_8(codePages + page, ~codeBit) }
         markedCodeLines.removeAll(keepingCapacity: true)

@@ -493,7 +493,11 @@ extension X86CPU {
         default: throw .exception(vector: X86Vector.invalidOpcode, errorCode: nil)
         }
         flushTLB()
-        invalidateDecodedCode()
+        switch index {
+        case 2, 8: break  // the fault address and the task priority: no bearing on code
+        case 3: addressSpaceChanged()
+        default: invalidateDecodedCode()
+        }
     }
 
     func checkIOPermission(port: UInt64, size: UInt8) throws(X86Fault) {

@@ -61,7 +61,7 @@ public final class TranslationCache {
     public static let defaultHotAfter = 8
 
     /// nil when the host will not map the code cache.
-    public init?(codeBytes: Int = 8 << 20, memoryOperands: Bool = true, hotAfter: Int = defaultHotAfter) {
+    public init?(codeBytes: Int = 64 << 20, memoryOperands: Bool = true, hotAfter: Int = defaultHotAfter) {
         // Translated code indexes the TLB as (page & 255) * 24 bytes.
         precondition(MemoryLayout<TLBEntry>.stride == 24 && X86CPU.tlbEntries == 256, "TLB layout changed")
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
