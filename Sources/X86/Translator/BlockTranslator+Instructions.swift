@@ -6,6 +6,7 @@ extension BlockTranslator {
         let reg = instruction.reg
         let rm = instruction.rm
         let kind = instruction.sub
+        if emitOnCachedRegisters(instruction, into: &assembler) { return }
         switch instruction.op {
         case .movRegRm:
             assembler.load(.rax, guest: rm, size: size)
@@ -34,9 +35,8 @@ extension BlockTranslator {
             assembler.load(.rax, guest: rm, size: size)
             assembler.test(size: size, .rax, immediate: instruction.immediate)
         case .incRm, .decRm, .notRm, .negRm:
-            let unary: [Op: UInt8] = [.incRm: 0, .decRm: 1, .notRm: 2, .negRm: 3]
             assembler.load(.rax, guest: rm, size: size)
-            assembler.unary(unary[instruction.op]!, size: size, .rax)
+            assembler.unary(unaryKind(instruction.op), size: size, .rax)
             assembler.store(.rax, guest: rm, size: size)
         case .shiftImm:
             assembler.load(.rax, guest: rm, size: size)
@@ -81,6 +81,58 @@ extension BlockTranslator {
         default:  // nop, pause
             break
         }
+    }
+
+    /// inc (0), dec (1), not (2), neg (3): the assembler's `unary` kinds.
+    private static func unaryKind(_ op: Op) -> UInt8 {
+        switch op {
+        case .incRm: return 0
+        case .decRm: return 1
+        case .notRm: return 2
+        default: return 3
+        }
+    }
+
+    /// The common register-only forms when every guest register they name is cached in a host
+    /// register: one host instruction on those registers, no loads or stores through rax and
+    /// rdx. Returns false (nothing emitted) otherwise.
+    private static func emitOnCachedRegisters(_ instruction: Instruction, into assembler: inout HostAssembler) -> Bool {
+        let size = instruction.size
+        guard instruction.isRegister, size >= 4 else { return false }
+        let reg = assembler.cached(instruction.reg, size: size)
+        guard let rm = assembler.cached(instruction.rm, size: size) else { return false }
+        switch instruction.op {
+        case .movRegRm:
+            guard let reg else { return false }
+            assembler.move(size: size, reg, rm)
+        case .movRmReg:
+            guard let reg else { return false }
+            assembler.move(size: size, rm, reg)
+        case .aluRmReg:
+            guard let reg else { return false }
+            assembler.alu(instruction.sub, size: size, rm, reg)
+        case .aluRegRm:
+            guard let reg else { return false }
+            assembler.alu(instruction.sub, size: size, reg, rm)
+        case .aluRmImm:
+            assembler.alu(instruction.sub, size: size, rm, immediate: instruction.immediate)
+        case .testRmReg:
+            guard let reg else { return false }
+            assembler.test(size: size, rm, reg)
+        case .testRmImm:
+            assembler.test(size: size, rm, immediate: instruction.immediate)
+        case .incRm, .decRm, .notRm, .negRm:
+            assembler.unary(unaryKind(instruction.op), size: size, rm)
+        case .shiftImm:
+            assembler.shift(
+                instruction.sub, size: size, rm, count: UInt8(truncatingIfNeeded: instruction.immediate))
+        case .imulRegRm:
+            guard let reg else { return false }
+            assembler.multiply(size: size, reg, rm)
+        default:
+            return false
+        }
+        return true
     }
 
     /// rax = base + index << scale + displacement (what `lea` computes), with flag-free

@@ -77,8 +77,9 @@ struct BlockTranslator {
         start: UInt64, first: Instruction, context: Context, next: (UInt64) -> Instruction?
     ) -> Block? {
         guard translatable(first, context) else { return nil }
-        // A dry run finds the guest registers the trace uses; the four used most (and only as 4
-        // or 8 bytes) live in host registers for the whole block.
+        // A dry run finds the guest registers the trace uses; the four used most (six in a block
+        // that never touches guest memory; only those used as 4 or 8 bytes) live in host
+        // registers for the whole block.
         // It also finds loops whose head is inside the trace (the trace began part-way into the
         // loop): their branches go back into the block instead of leaving it.
         // The second pass follows the same trace: it replays the first pass's decoding.
@@ -93,7 +94,10 @@ struct BlockTranslator {
                 return instruction
             }, into: &probe)
         var assembler = HostAssembler()
-        assembler.registerCache = Array(zip(cacheCandidates(probe.accesses ?? []), [.rbp, .r14, .r12, .r15]))
+        assembler.registerCache = Array(
+            zip(
+                cacheCandidates(probe.accesses ?? []),
+                HostAssembler.cacheRegisters(blockUsesGuestMemory: probe.usesGuestMemory)))
         var replayed = 0
         return emitBlock(
             start: start, first: first, context: context,

@@ -49,6 +49,7 @@ extension HostAssembler {
     /// reading or writing with the block's privilege; on a hit r11 becomes the guest physical
     /// address (the access is then at [r10 + r11]). Returns the rel32 field of the miss jump.
     mutating func checkTLB(write: Bool, size: UInt8, user: Bool) -> Int {
+        usesGuestMemory = true
         loadShiftCount(12)
         bmi2Shift(left: false, .r9, .r11, count: .rcx)  // r9 = linear >> 12
         emit(0x45, 0x0F, 0xB6, 0xC9)  // movzx r9d, r9b: the entry index

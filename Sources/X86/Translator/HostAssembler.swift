@@ -3,7 +3,8 @@
 /// [rdi + 8 * n]. Host registers: rax and rdx (operands), r9 (wide constants, TLB entry),
 /// r11 (a guest address), rcx and r13 (flag-free comparisons with jrcxz), and from the frame
 /// rbx (the instruction budget), r8 (the software TLB) and r10 (guest RAM); rbp, r12, r14 and
-/// r15 hold up to four guest registers for the whole block. rbx, rbp and r12...r15 are saved and
+/// r15 hold up to four guest registers for the whole block, and r13 and r11 two more in a block
+/// that never touches guest memory. rbx, rbp and r12...r15 are saved and
 /// restored as System V requires. Between guest instructions only flag-free host instructions
 /// run, so the guest's flags stay in the host's RFLAGS.
 struct HostAssembler {
@@ -31,6 +32,21 @@ struct HostAssembler {
     var registerCache: [(guest: UInt8, host: Register)] = []
     /// Filled by a dry run: every guest register access (index, size) the trace makes.
     var accesses: [(index: UInt8, size: UInt8)]?
+    /// Whether any guest memory access was emitted (a TLB check: r11 and r13 are then scratch).
+    var usesGuestMemory = false
+
+    /// Host registers that can hold guest registers for a whole block: rbp, r14, r12 and r15
+    /// always; r13 and r11 too in a block that never touches guest memory (only the TLB check
+    /// and the stack operations use them).
+    static func cacheRegisters(blockUsesGuestMemory: Bool) -> [Register] {
+        blockUsesGuestMemory ? [.rbp, .r14, .r12, .r15] : [.rbp, .r14, .r12, .r15, .r13, .r11]
+    }
+
+    /// The host register holding guest register `index` for a `size`-byte operand, if the block
+    /// caches it (never for byte or word operands): instructions on cached registers alone run
+    /// on them directly, as one host instruction (a 4-byte result zero-extends in the host
+    /// register as in the guest's).
+    func cached(_ index: UInt8, size: UInt8) -> Register? { cachedHost(index, size: size) }
 
     private func cachedHost(_ index: UInt8, size: UInt8) -> Register? {
         guard index < 16, size >= 4 else { return nil }
