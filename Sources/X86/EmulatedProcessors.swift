@@ -9,8 +9,9 @@ public final class CodeMap: @unchecked Sendable {
     public static let maximumProcessors = 8
     private let lineTable: ZeroedTable<UInt8>
     private let pageTable: ZeroedTable<UInt8>
-    var lines: UnsafeMutablePointer<UInt8> { lineTable.pointer }
-    var pages: UnsafeMutablePointer<UInt8> { pageTable.pointer }
+    /// The tables' memory, stored: every store the emulator makes reads them.
+    let lines: UnsafeMutablePointer<UInt8>
+    let pages: UnsafeMutablePointer<UInt8>
 
     /// Zeroed tables, so creating them costs the same at any RAM size (a byte per 64 guest
     /// bytes is 48 MiB at 3 GiB: zeroing it up front made the emulator's `vm.boot` grow from
@@ -18,6 +19,7 @@ public final class CodeMap: @unchecked Sendable {
     init(ramSize: UInt64) {
         lineTable = ZeroedTable(count: Int((ramSize + 63) >> 6))
         pageTable = ZeroedTable(count: Int((ramSize + 4095) >> 12))
+        (lines, pages) = (lineTable.pointer, pageTable.pointer)
     }
 }
 

@@ -146,7 +146,8 @@ public final class X86CPU {
     static let decodeCacheEntries = 1 << 15
     /// All zeroes is an empty slot (generation 0 is never current).
     let decodeTable = ZeroedTable<Instruction>(count: X86CPU.decodeCacheEntries)
-    var decodeCache: UnsafeMutablePointer<Instruction> { decodeTable.pointer }
+    /// `decodeTable`'s memory, stored: the interpreter reads it at every instruction.
+    let decodeCache: UnsafeMutablePointer<Instruction>
     /// The generation cached code of the current privilege carries (decoded instructions,
     /// translated blocks): CPL3 code and the kernel's have one each, so a CR3 write can forget
     /// the user side alone when all the kernel code cached lies in global pages, which a CR3
@@ -214,6 +215,7 @@ public final class X86CPU {
         self.ram = ram
         self.ramSize = ramSize
         self.timestamp = timestamp
+        decodeCache = decodeTable.pointer
         self.codeMap = codeMap ?? CodeMap(ramSize: ramSize)
         codeBit = UInt8(1) << UInt8(index & (CodeMap.maximumProcessors - 1))
         apic = LocalAPIC(id: UInt32(index), bootstrap: index == 0)

@@ -29,13 +29,13 @@ public final class TranslationCache {
 
     /// Zeroed: tag 0 never matches, so an untouched entry is an empty one.
     private let blockTable = ZeroedTable<UInt64>(count: TranslationCache.entries * TranslationCache.wordsPerEntry)
-    var table: UnsafeMutablePointer<UInt64> { blockTable.pointer }
+    let table: UnsafeMutablePointer<UInt64>
     /// Per slot: the RIP last arrived at without a block, and its tag with the arrivals counted
     /// in bits 48 and up. Code is translated on its `hotAfter`-th arrival, so code that runs a
     /// few times (the boot path, one-shot setup) is not worth its translation and stays
     /// interpreted.
     private let arrivalTable = ZeroedTable<UInt64>(count: TranslationCache.entries * 2)
-    var arrivals: UnsafeMutablePointer<UInt64> { arrivalTable.pointer }
+    let arrivals: UnsafeMutablePointer<UInt64>
     let hotAfter: UInt64
     let memory: ExecutableMemory
     /// [0]: the guest's RFLAGS in and out; [1]: the budget in, what is left out; [2]: out, a
@@ -66,6 +66,7 @@ public final class TranslationCache {
         precondition(MemoryLayout<TLBEntry>.stride == 24 && X86CPU.tlbEntries == 256, "TLB layout changed")
         guard let memory = ExecutableMemory(capacity: codeBytes) else { return nil }
         self.memory = memory
+        (table, arrivals) = (blockTable.pointer, arrivalTable.pointer)
         translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
         self.hotAfter = UInt64(max(1, hotAfter))
         frame = .allocate(capacity: 8)
