@@ -19,14 +19,20 @@ import Testing
     /// (an inner loop); translated when hot, the loop is a block of its own.
     @Test(arguments: [1, 8])
     func aLoopRunsTranslatedWithTheInterpretersResults(translateAfter: Int) throws {
-        let interpreted = try LongModeMachine(code: Self.integerLoop)
-        let translated = try LongModeMachine(code: Self.integerLoop)
+        try Self.expectTranslatedRunMatchesInterpreter(Self.integerLoop, translateAfter: translateAfter, inBlocks: 16_000)
+    }
+
+    /// Runs `code` to its hlt interpreted and translated; every register, RIP, RFLAGS and the
+    /// retired count must match, with at least `inBlocks` instructions retired in host code.
+    static func expectTranslatedRunMatchesInterpreter(_ code: [UInt8], translateAfter: Int, inBlocks: UInt64) throws {
+        let interpreted = try LongModeMachine(code: code)
+        let translated = try LongModeMachine(code: code)
         translated.cpu.translation = TranslationCache(hotAfter: translateAfter)
         #expect(interpreted.cpu.run(maxInstructions: 100_000) == .halt)
         #expect(translated.cpu.run(maxInstructions: 100_000) == .halt)
-        #expect(Self.state(translated.cpu) == Self.state(interpreted.cpu))
+        #expect(state(translated.cpu) == state(interpreted.cpu))
         let cache = try #require(translated.cpu.translation)
-        #expect(cache.instructionsInBlocks >= 16_000, "the loop's passes ran as host code")
+        #expect(cache.instructionsInBlocks >= inBlocks, "the loop's passes ran as host code")
     }
 
     /// An instruction budget is met exactly, in the middle of a looping block too.
@@ -57,13 +63,7 @@ import Testing
     /// is the interpreter's, every register and flag.
     @Test(arguments: [1, 8])
     func instructionsOnCachedRegistersMatchTheInterpreter(translateAfter: Int) throws {
-        let interpreted = try LongModeMachine(code: Self.cachedRegisterLoop)
-        let translated = try LongModeMachine(code: Self.cachedRegisterLoop)
-        translated.cpu.translation = TranslationCache(hotAfter: translateAfter)
-        #expect(interpreted.cpu.run(maxInstructions: 100_000) == .halt)
-        #expect(translated.cpu.run(maxInstructions: 100_000) == .halt)
-        #expect(Self.state(translated.cpu) == Self.state(interpreted.cpu))
-        let cache = try #require(translated.cpu.translation)
-        #expect(cache.instructionsInBlocks >= 5_000, "the loop's passes ran as host code")
+        try Self.expectTranslatedRunMatchesInterpreter(
+            Self.cachedRegisterLoop, translateAfter: translateAfter, inBlocks: 5_000)
     }
 }
