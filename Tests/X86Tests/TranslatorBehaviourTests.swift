@@ -56,6 +56,22 @@ import Testing
         #expect(translated.cpu.registers[4] == 0x80000, "every push was popped and every call returned")
     }
 
+    /// A frame-pointer function (push rbp; mov rbp, rsp; sub rsp; memory through rbp; leave;
+    /// ret) called 200 times: `leave` runs translated with the interpreter's RSP, RBP and stack.
+    @Test func leaveRestoresTheFrameAsInterpreted() throws {
+        let code: [UInt8] = [
+            0xB9, 0xC8, 0x00, 0x00, 0x00, 0x48, 0xC7, 0xC5, 0x34, 0x12, 0x00, 0x00, 0xE8, 0x05, 0x00, 0x00, 0x00, 0xFF,
+            0xC9, 0x75, 0xF7, 0xF4, 0x55, 0x48, 0x89, 0xE5, 0x48, 0x83, 0xEC, 0x20, 0x48, 0x89, 0x4D, 0xF8, 0x48, 0x03,
+            0x45, 0xF8, 0xC9, 0xC3,
+        ]
+        let (_, translated, stop) = try Self.compare(code)
+        #expect(stop == .halt)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 1000, "the calls, frames and leaves ran as host code")
+        #expect(translated.cpu.registers[5] == 0x1234, "every leave restored the caller's RBP")
+        #expect(translated.cpu.registers[4] == 0x80000)
+    }
+
     /// A store to a page that is not present, after instructions of the same block: the fault
     /// is raised at that store with the block's earlier work done and CR2 set, as interpreted.
     @Test func aPageFaultInTheMiddleOfABlockIsPrecise() throws {

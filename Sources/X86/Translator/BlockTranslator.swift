@@ -180,6 +180,8 @@ struct BlockTranslator {
             case .popReg:
                 emitPop(user: context.user, into: &assembler, miss: miss)
                 assembler.store(.rax, guest: instruction.reg, size: 8)
+            case .leave:
+                emitLeave(user: context.user, into: &assembler, miss: miss)
             case .ret:
                 emitPop(user: context.user, into: &assembler, miss: miss)
                 guard let expected = returnAddresses.popLast() else {
@@ -314,7 +316,7 @@ struct BlockTranslator {
         switch instruction.op {
         case .jmp, .jcc, .nop, .pause:
             return true
-        case .call, .pushImm, .pushReg, .popReg:
+        case .call, .pushImm, .pushReg, .popReg, .leave:
             return plainMemory && size == 8
         case .ret:
             return plainMemory && size == 8 && instruction.immediate == 0
