@@ -204,6 +204,13 @@ extension BlockTranslator {
                 assembler.alu(kind, size: size, .rax, immediate: instruction.immediate)
             }
             if !compareOnly { assembler.storeGuestMemory(.rax, size: size) }
+        case .shiftImm:
+            // A read-modify-write (a count of 0 writes the same value back to a page the write
+            // tag already allows; rcl and rcr take CF from the guest's flags in RFLAGS).
+            check(write: true, size: size)
+            assembler.loadGuestMemory(.rax, size: size)
+            assembler.shift(kind, size: size, .rax, count: UInt8(truncatingIfNeeded: instruction.immediate))
+            assembler.storeGuestMemory(.rax, size: size)
         case .testRmReg:
             check(write: false, size: size)
             assembler.loadGuestMemory(.rax, size: size)

@@ -324,7 +324,9 @@ struct BlockTranslator {
             return instruction.isRegister && size == 8
         case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .testRmReg, .incRm, .decRm, .notRm, .negRm:
             return operandOK
-        case .shiftImm, .shiftCL, .xchgRmReg:
+        case .shiftImm:
+            return operandOK
+        case .shiftCL, .xchgRmReg:
             return instruction.isRegister
         case .aluRmImm, .testRmImm:
             return operandOK && (size != 8 || fitsInt32(instruction.immediate))
@@ -350,7 +352,7 @@ struct BlockTranslator {
     static func hasMemoryOperand(_ op: Op) -> Bool {
         switch op {
         case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .aluRmImm, .testRmReg, .testRmImm, .incRm, .decRm,
-            .notRm, .negRm, .imulRegRm, .movzx, .movsx, .cmovcc:
+            .notRm, .negRm, .imulRegRm, .movzx, .movsx, .cmovcc, .shiftImm:
             return true
         default:
             return false
