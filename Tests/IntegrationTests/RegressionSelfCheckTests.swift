@@ -173,7 +173,9 @@ import Results
 
     /// history --check on real runs: six at the build's speed, then four with a 30% injected
     /// slowdown (four runs on the new level put the permutation p near 0.01, well inside 0.05).
-    /// The step is found where it starts and fails the check; before it, nothing does.
+    /// The step is found where it starts and fails the check; before it, nothing does. The
+    /// practical threshold is 20%: a clean-clone CI run once saw one of the six plain runs 10.8%
+    /// slower (host noise) and flag it at 5%; 30% stays well above 20%.
     @Test func historyCheckFindsAStepAtTheNewestRuns() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -185,12 +187,13 @@ import Results
                 ] + (index > 6 ? ["--inject-slowdown", "30"] : []))
             #expect(output.exitCode == 0, "\(output.standardError)")
             if index == 6 {
-                let flat = try await hvbench(["history", directory.path, "--check"])
+                let flat = try await hvbench(["history", directory.path, "--check", "--threshold", "20"])
                 #expect(flat.exitCode == 0, "\(flat.standardOutput) \(flat.standardError)")
             }
         }
         let stepped = try await hvbench([
-            "history", directory.path, "--check", "--out", directory.appendingPathComponent("h").path,
+            "history", directory.path, "--check", "--threshold", "20", "--out",
+            directory.appendingPathComponent("h").path,
         ])
         #expect(stepped.exitCode == 2, "\(stepped.standardOutput)")
         #expect(stepped.standardError.contains("regression: native cpu.int ns_per_op +"), "\(stepped.standardError)")
