@@ -14,9 +14,8 @@ public struct StartupPhases: Sendable, CustomStringConvertible {
 
     mutating func record(_ outcome: VMOutcome) {
         if let thread = outcome.bootstrapThreadStartedAtNanoseconds { phases.append(("vcpu-thread", thread &- startedAt)) }
-        let names: [UInt8: String] = [1: "first-instruction", 2: "kernel", 3: "main"]
-        for code in [UInt8(1), 2, 3] {
-            guard let milestone = outcome.milestones.first(where: { $0.code == code }), let name = names[code] else { continue }
+        for (code, name) in [(UInt8(1), "first-instruction"), (2, "kernel"), (3, "main")] {
+            guard let milestone = outcome.milestones.first(where: { $0.code == code }) else { continue }
             phases.append((name, milestone.nanoseconds &- startedAt))
         }
     }

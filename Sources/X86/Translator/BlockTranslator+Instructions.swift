@@ -255,21 +255,20 @@ extension BlockTranslator {
         assembler.store(.rdx, guest: 4, size: 8)
     }
 
-    /// `leave` (8 bytes): RBP = [RBP], RSP = the old RBP + 8. The load comes first, so a miss
-    /// leaves before the instruction with RSP and RBP untouched, as the interpreter's fault does.
+    /// `leave` (8 bytes): a pop through RBP into RBP (RSP = the old RBP + 8). The load comes
+    /// first, so a miss leaves before the instruction with RSP and RBP untouched, as the
+    /// interpreter's fault does.
     static func emitLeave(user: Bool, into assembler: inout HostAssembler, miss: (Int) -> Void) {
-        assembler.load(.rdx, guest: 5, size: 8)
-        assembler.move(size: 8, .r11, .rdx)
-        miss(assembler.checkTLB(write: false, size: 8, user: user))
-        assembler.loadGuestMemory(.rax, size: 8)
-        assembler.loadAddress(.rdx, base: .rdx, displacement: 8)
-        assembler.store(.rdx, guest: 4, size: 8)
+        emitPop(through: 5, user: user, into: &assembler, miss: miss)
         assembler.store(.rax, guest: 5, size: 8)
     }
 
-    /// `pop` of 8 bytes into rax (RSP already advanced).
-    static func emitPop(user: Bool, into assembler: inout HostAssembler, miss: (Int) -> Void) {
-        assembler.load(.rdx, guest: 4, size: 8)
+    /// `pop` of 8 bytes into rax from the stack top in guest register `stackTop` (RSP, or RBP
+    /// for `leave`); RSP = that top + 8 afterwards.
+    static func emitPop(
+        through stackTop: UInt8 = 4, user: Bool, into assembler: inout HostAssembler, miss: (Int) -> Void
+    ) {
+        assembler.load(.rdx, guest: stackTop, size: 8)
         assembler.move(size: 8, .r11, .rdx)
         miss(assembler.checkTLB(write: false, size: 8, user: user))
         assembler.loadGuestMemory(.rax, size: 8)
