@@ -48,6 +48,7 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
         case .native: attachment = .native
         case .qemu: attachment = .qemu
         case .vm: attachment = .vmm
+        case .container: return .skipped("the Linux workloads run natively and in VMs, not in containers")
         }
         var unused = context.job()
         let attachments: Attachments
@@ -68,7 +69,7 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
         }
         let outcome: MeasurementOutcome
         switch context.system.runner {
-        case .native:
+        case .native, .container:
             outcome = await measureNatively(words, tools: tools, disk: attachments.disk, link: attachments.link, context, runner)
         case .qemu(let kvm, let devices):
             outcome = await measureUnderQEMU(

@@ -45,7 +45,8 @@ extension BenchmarkRunner {
     /// Every kind of measurement, most specific first.
     static var measurementKinds: [any MeasurementKind.Type] {
         [
-            LinuxWorkloadMeasurement.self, LinuxBootMeasurement.self, VMBootMeasurement.self, VMPairMeasurement.self,
+            ContainerMeasurement.self, LinuxWorkloadMeasurement.self, LinuxBootMeasurement.self, VMBootMeasurement.self,
+            VMPairMeasurement.self,
             GuestMeasurement.self,
             QEMUBootMeasurement.self,
             QEMUPairMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
@@ -78,6 +79,9 @@ struct MeasurementContext {
         case .vm(.kvm, _): return kvm == nil ? (kvmProblem ?? "KVM is not available") : nil
         case .vm(.emulator, _): return nil
         case .qemu(let withKVM, _): return QEMUPeer.unavailability(kvm: withKVM)
+        case .container(let shape):
+            if case .failure(let problem) = ContainerRuntime.find(shape.runtime) { return problem.description }
+            return nil
         }
     }
 
@@ -87,14 +91,14 @@ struct MeasurementContext {
         case .vm(.kvm, _): return kvm.map { .kvm($0) }
         case .vm(.emulator(let pinned), _):
             return .emulator(pinned ?? plan.vm.emulator, codeCacheBytes: plan.vm.codeCacheBytes)
-        case .native, .qemu: return nil
+        case .native, .qemu, .container: return nil
         }
     }
 
     /// The engine a result names before anything ran (a measurement says what actually ran).
     var expectedEngine: String {
         switch system.runner {
-        case .native: return "host"
+        case .native, .container: return "host"
         case .vm(.kvm, _): return "kvm"
         case .vm(.emulator(let pinned), _): return "emulator-\((pinned ?? plan.vm.emulator).rawValue)"
         case .qemu(let withKVM, _): return withKVM ? "kvm" : "qemu-tcg"

@@ -38,14 +38,19 @@ final class TAPLink {
         /// `namespace.enterCommand`.
         case qemu
         /// A veth pair into a second namespace (`nativeNamespace`) where the native runner, run
-        /// through its `enterCommand`, owns the guest's address with an ordinary UDP socket.
+        /// through its `enterCommand` (or a container that joins it), owns the guest's address
+        /// with an ordinary UDP socket.
         case native
+        /// As `native`, but the veth's near end is a port of a bridge that holds the host's
+        /// address: the path of a container on Docker's default bridge.
+        case bridgedNative
     }
 
     /// The native runner's namespace, with the veth end that has the guest's address.
     let nativeNamespace: NetworkNamespace?
     static let nativeInterface = "hvbveth1"
     static let peerVethInterface = "hvbveth0"
+    static let bridge = "hvbbr0"
 
     /// - Parameters:
     ///   - mode: the kernel peer's part: sink for the transmit benchmarks, echo for
@@ -77,8 +82,17 @@ final class TAPLink {
                 try namespace.makeVethPair(
                     name: interface, address: Self.hostAddress, peerName: Self.nativeInterface, in: other,
                     peerAddress: Self.guestAddress)
+            case .bridgedNative:
+                interface = Self.bridge
+                let other = try NetworkNamespace()
+                nativeNamespace = other
+                try namespace.makeVethPair(
+                    name: Self.peerVethInterface, address: nil, peerName: Self.nativeInterface, in: other,
+                    peerAddress: Self.guestAddress)
+                try namespace.makeBridge(Self.bridge, ports: [Self.peerVethInterface], address: Self.hostAddress)
+                try namespace.disableIPv6(on: Self.bridge)
             }
-            if attachment != .native {
+            if attachment == .vmm || attachment == .qemu {
                 try namespace.disableIPv6(on: interface)
                 try namespace.setNeighbour(Self.guestAddress, mac: Self.guestMAC, on: interface)
             }

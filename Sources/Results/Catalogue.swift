@@ -85,6 +85,11 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "vm.boot", group: .boot, summary: "VM created -> guest main at CPL3, ms (timed by the VMM)", defaultIterations: 1,
             timing: .wholeBoots),
         .init(
+            id: "container.start", group: .boot,
+            summary:
+                "OCI runtime's create -> the native runner's first line inside the container, ms (timed by hvbench; container systems only)",
+            defaultIterations: 1, timing: .wholeBoots),
+        .init(
             id: "linux.boot", group: .boot,
             summary:
                 "VM or QEMU started -> the Linux guest's /init shell says hello, ms (Debian's kernel, busybox initramfs); to_init: -> /init's boot milestone (hvbench's VMM)",
@@ -266,6 +271,11 @@ public enum Better: String, Codable, Sendable { case higher, lower }
 public enum MetricDerivation {
     /// vm.boot's metrics from per-boot times in milliseconds: to the guest's main at CPL3 and,
     /// where the VMM sees it (not under QEMU), to the guest's first instruction.
+    /// container.start's metric from per-start times in milliseconds.
+    public static func startMetrics(_ milliseconds: [Double]) -> [MetricSamples] {
+        [MetricSamples(name: "start_time", unit: "ms", better: .lower, values: milliseconds)]
+    }
+
     public static func bootMetrics(toMain: [Double], toFirstInstruction: [Double]?) -> [MetricSamples] {
         [MetricSamples(name: "boot_time", unit: "ms", better: .lower, values: toMain)]
             + (toFirstInstruction.map { [MetricSamples(name: "to_first_instruction", unit: "ms", better: .lower, values: $0)] }

@@ -125,11 +125,11 @@ public final class NetworkNamespace: @unchecked Sendable {
         }
     }
 
-    /// A veth pair: `name` here with `address`, and `peerName` in `other` with `peerAddress`,
-    /// both up with IPv6 off. Frames one end sends arrive at the other through the host kernel,
-    /// as a TAP's do; the pair goes with either namespace.
+    /// A veth pair: `name` here with `address` (none for a bridge port), and `peerName` in
+    /// `other` with `peerAddress`, both up with IPv6 off. Frames one end sends arrive at the other
+    /// through the host kernel, as a TAP's do; the pair goes with either namespace.
     public func makeVethPair(
-        name: String, address: IPv4Address, peerName: String, in other: NetworkNamespace, peerAddress: IPv4Address,
+        name: String, address: IPv4Address?, peerName: String, in other: NetworkNamespace, peerAddress: IPv4Address,
         prefixLength: Int = 24
     ) throws {
         let otherPath = "/proc/\(getpid())/task/\(other.threadID)/ns/net"
@@ -140,7 +140,9 @@ public final class NetworkNamespace: @unchecked Sendable {
             }
             defer { Glibc.close(otherNamespace) }
             try Self.check(chn_add_veth_pair(name, peerName, otherNamespace), "create the veth pair \(name)-\(peerName)")
-            try Self.check(chn_set_interface_ipv4(name, address.value, Int32(prefixLength)), "give \(name) \(address)")
+            if let address {
+                try Self.check(chn_set_interface_ipv4(name, address.value, Int32(prefixLength)), "give \(name) \(address)")
+            }
             try Self.check(chn_set_interface_up(name, 1), "bring \(name) up")
         }
         try disableIPv6(on: name)
@@ -154,10 +156,14 @@ public final class NetworkNamespace: @unchecked Sendable {
 
     /// A bridge `name` with `ports` (interfaces of this namespace) attached, all up: the
     /// host kernel switches frames between the ports by the MACs it learns.
-    public func makeBridge(_ name: String, ports: [String]) throws {
+    /// With `address`, the bridge itself is this namespace's endpoint on the switched segment.
+    public func makeBridge(_ name: String, ports: [String], address: IPv4Address? = nil, prefixLength: Int = 24) throws {
         try perform {
             try Self.check(chn_add_bridge(name), "create the bridge \(name)")
             for port in ports { try Self.check(chn_add_bridge_port(name, port), "add \(port) to \(name)") }
+            if let address {
+                try Self.check(chn_set_interface_ipv4(name, address.value, Int32(prefixLength)), "give \(name) \(address)")
+            }
             try Self.check(chn_set_interface_up(name, 1), "bring \(name) up")
         }
     }

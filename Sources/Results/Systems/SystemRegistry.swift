@@ -25,6 +25,8 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
         case vm(cpu: VMCPU, devices: Devices)
         /// The same guest under QEMU, with KVM or with TCG.
         case qemu(kvm: Bool, devices: Devices)
+        /// The native runner in an OCI container.
+        case container(ContainerShape)
     }
 
     public let name: String
@@ -56,16 +58,25 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
     /// The native baseline everything else is a percentage of.
     public var isBaseline: Bool { runner == .native }
 
-    /// A peer VMM (chosen with `--peer`, not `--mode`).
+    /// A peer (chosen with `--peer`, not `--mode`): QEMU, or a second container runtime.
     public var isPeer: Bool {
-        if case .qemu = runner { return true }
-        return false
+        switch runner {
+        case .qemu: return true
+        case .container(let shape): return shape.runtime != .crun
+        case .native, .vm: return false
+        }
+    }
+
+    /// The container shape; nil for other systems.
+    public var container: ContainerShape? {
+        if case .container(let shape) = runner { return shape }
+        return nil
     }
 
     /// The devices the guest drives; nil natively.
     public var devices: Devices? {
         switch runner {
-        case .native: return nil
+        case .native, .container: return nil
         case .vm(_, let devices), .qemu(_, let devices): return devices
         }
     }
@@ -73,7 +84,7 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
     /// Whether it needs the host's `/dev/kvm`.
     public var needsKVM: Bool {
         switch runner {
-        case .native: return false
+        case .native, .container: return false
         case .vm(let cpu, _): return cpu == .kvm
         case .qemu(let kvm, _): return kvm
         }
@@ -91,7 +102,7 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
 public enum SystemRegistry {
     public static let all: [SystemDefinition] = [
         .native, .hardwareAssist, .fullEmulation, .paravirtIO, .emulatorVirtio, .fullEmulationInterpret,
-        .qemuTCG, .qemuKVM, .qemuKVMVirtio,
+        .container, .containerBridge, .containerQuota, .qemuTCG, .qemuKVM, .qemuKVMVirtio, .containerRunc,
     ]
 
     public static func named(_ name: String) -> SystemDefinition? { all.first { $0.name == name } }

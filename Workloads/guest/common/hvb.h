@@ -92,6 +92,8 @@ struct plat_ops {
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
         *no_boot, *no_timer, *no_halt, *no_self_ipi, *no_ipi, *no_ipi_halt, *no_tlb_shootdown,
         *no_cacheline_pingpong;
+    /* Why container.start cannot run here: only a container's runner confirms a start. */
+    const char *no_start;
     /* Why the -irq variants cannot run here (natively: no device of ours raises interrupts). */
     const char *no_device_interrupts;
     int has_hypercall;

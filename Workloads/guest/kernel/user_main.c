@@ -166,6 +166,7 @@ struct plat_ops plat = {
     .tlb_shootdowns = hvb_tlb_shootdowns,
     .cacheline_pingpong = hvb_cacheline_pingpong,
     .device_interrupts = device_interrupts,
+    .no_start = "no-container-to-start",
 };
 
 extern char _end[];
