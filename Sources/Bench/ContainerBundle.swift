@@ -12,6 +12,7 @@ struct ContainerRootfs {
     static let disk = "/hvbench-disk.img"
 
     static func make(runner: URL, named name: String) throws -> ContainerRootfs {
+        guard !ContainerCleanup.isStopping else { throw ContainerError("the run was interrupted") }
         let fileManager = FileManager.default
         let path = "\(ContainerRuntime.stateDirectory)/\(name)-rootfs"
         try? fileManager.removeItem(atPath: path)
@@ -44,15 +45,9 @@ struct ContainerRootfs {
 
     /// The absolute paths of the libraries `binary` loads, its dynamic loader included.
     static func sharedLibraries(of binary: String) throws -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ProcessRunner.find("ldd") ?? "/usr/bin/ldd")
-        process.arguments = [binary]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { throw ContainerError("cannot run ldd on \(binary): \(error)") }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let ldd = ProcessRunner.find("ldd") ?? "/usr/bin/ldd"
+        let (status, output) = QuickCommand.run([ldd, binary], captureOutput: true)
+        guard status != nil else { throw ContainerError("cannot run \(ldd) on \(binary)") }
         // A static binary: "not a dynamic executable" (status 1) and nothing to copy.
         return output.split(separator: "\n").compactMap { line in
             line.split(whereSeparator: \.isWhitespace).map(String.init).first { $0.hasPrefix("/") }
@@ -83,6 +78,8 @@ struct ContainerBundle {
         /// Record the applied limits from a createRuntime hook (adds a shell's start to the
         /// container's; container.start leaves it out).
         var recordLimits = true
+        /// What the container runs (inside the root filesystem).
+        var program = ContainerRootfs.runner
     }
 
     static let cpuPeriodMicroseconds: Int64 = 100_000
@@ -98,6 +95,7 @@ struct ContainerBundle {
     static func make(
         id: String, rootfs: ContainerRootfs, arguments: [String], settings: Settings, cgroups: CgroupLayout
     ) throws -> ContainerBundle {
+        guard !ContainerCleanup.isStopping else { throw ContainerError("the run was interrupted") }
         let directory = "\(ContainerRuntime.stateDirectory)/\(id)"
         let bundle = ContainerBundle(id: id, directory: directory, cgroupPath: "/\(id)")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -150,7 +148,7 @@ struct ContainerBundle {
         return OCIConfiguration(
             ociVersion: "1.0.2",
             process: .init(
-                terminal: false, user: .init(uid: 0, gid: 0), args: [ContainerRootfs.runner] + arguments, env: ["PATH=/"],
+                terminal: false, user: .init(uid: 0, gid: 0), args: [settings.program] + arguments, env: ["PATH=/"],
                 cwd: "/", noNewPrivileges: true, capabilities: .init(bounding: [], effective: [], permitted: [])),
             root: .init(path: rootfs.path, readonly: true), hostname: "hvbench", mounts: mounts, hooks: hooks,
             linux: .init(

@@ -44,7 +44,8 @@ enum ContainerCleanup {
             source.setEventHandler {
                 removeAll()
                 signal(number, SIG_DFL)
-                raise(number)
+                // To the process: dispatch's threads block signals, so raise() would leave it pending.
+                kill(getpid(), number)
             }
             source.resume()
             sources.append(source)
@@ -67,26 +68,57 @@ enum ContainerCleanup {
         rmdir(ContainerRuntime.stateDirectory)
     }
 
+    /// Every container this process has running, then every bundle and root filesystem it made.
+    /// The runtimes it started go first: one interrupted half-way through creating a container
+    /// would otherwise go on creating it after its state was deleted.
     private static func removeAll() {
+        stopping.withLock { $0 = true }
+        for child in childProcesses() {
+            kill(child, SIGKILL)
+            _ = QuickCommand.waitForExit(child)
+        }
         for (_, container) in live.withLock({ $0 }) { remove(container.bundle, container.runtime) }
+        // The measurement's own thread may be removing the same folders: retry until gone.
+        let directory = ContainerRuntime.stateDirectory
+        let deadline = Date().addingTimeInterval(2)
+        while Date() < deadline {
+            let mine = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
+                creator(of: $0) == getpid()
+            }
+            if mine.isEmpty { break }
+            for name in mine { try? FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
+        }
+        rmdir(directory)
     }
+
+    private static let stopping = Mutex(false)
+    /// Set once an interrupted run is cleaning up: nothing new may be made.
+    static var isStopping: Bool { stopping.withLock { $0 } }
 
     private static func delete(_ id: String, _ runtime: ContainerRuntime) {
-        let command = runtime.command(["delete", "--force", id])
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return }
-        process.waitUntilExit()
+        QuickCommand.run(runtime.command(["delete", "--force", id]))
     }
 
-    /// A cgroup's directories the runtime left (a runtime killed mid-way): empty ones go.
+    /// A cgroup's directories the runtime left (a runtime killed mid-way): what still runs in
+    /// them is killed (a container's process whose runtime never recorded it), then they go.
     private static func removeCgroups(_ path: String, _ layout: CgroupLayout) {
         guard path.hasPrefix("/\(ContainerRuntime.idPrefix)") else { return }
         for directory in layout.directories(path) where FileManager.default.fileExists(atPath: directory) {
-            rmdir(directory)
+            let deadline = Date().addingTimeInterval(2)
+            while rmdir(directory) != 0 && errno == EBUSY && Date() < deadline {
+                let procs = (try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? ""
+                for pid in procs.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
+                usleep(1000)
+            }
+        }
+    }
+
+    /// This process's children (every thread's), from /proc.
+    private static func childProcesses() -> [pid_t] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.flatMap { task in
+            ((try? String(contentsOfFile: "/proc/self/task/\(task)/children", encoding: .utf8)) ?? "")
+                .split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
     }
 

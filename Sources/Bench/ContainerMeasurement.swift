@@ -79,6 +79,7 @@ enum ContainerMeasurement: MeasurementKind {
         var settings = ContainerBundle.Settings(
             memoryLimitBytes: Int64(plan.vm.memoryMiB) << 20,
             cpuQuotaCPUs: shape.cpuQuota ? plan.vcpus(for: context.entry.id) : nil)
+        if let program = plan.containerProgram { settings.program = program }
         if let node = plan.placement.numaNode {
             settings.memoryNodes = "\(node)"
             settings.cpus = (try? String(contentsOfFile: "/sys/devices/system/node/node\(node)/cpulist", encoding: .utf8))?

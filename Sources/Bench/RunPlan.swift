@@ -96,6 +96,9 @@ public struct RunPlan: Sendable {
     public var vm = VMSettings()
     public var disk = DiskSettings()
     public var network = NetworkSettings()
+    /// Fault injection for tests (no CLI option): containers start this program instead of the
+    /// native runner, as a broken image would.
+    var containerProgram: String?
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
