@@ -51,14 +51,16 @@ enum QuickCommand {
         return (exited ? (status >> 8) & 0xff : nil, String(decoding: output, as: UTF8.self))
     }
 
-    /// Starts `command` with all three standard streams on /dev/null; its PID, or nil.
-    static func start(_ command: [String]) -> pid_t? {
+    /// Starts `command` with standard input on /dev/null and its output (standard output and
+    /// error) in the file `output`, or on /dev/null; its PID, or nil.
+    static func start(_ command: [String], output: String? = nil) -> pid_t? {
         guard let executable = command.first else { return nil }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        for stream: Int32 in [1, 2] { posix_spawn_file_actions_addopen(&actions, stream, "/dev/null", O_WRONLY, 0) }
+        posix_spawn_file_actions_addopen(&actions, 1, output ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let arguments = command.map { strdup($0) } + [nil]
         defer { arguments.forEach { free($0) } }
         var pid: pid_t = 0

@@ -40,7 +40,9 @@ public struct GuestJob: Sendable, Equatable {
     }
 
     /// What a VM pair's serving guest does until it is stopped.
-    public enum Serve: String, Sendable { case echo, source }
+    /// echo, source: the far end of a VM-to-VM benchmark; idle: a process that only waits
+    /// (the idle containers of `hvbench density`; the benchmark guest has no idle and fails it).
+    public enum Serve: String, Sendable { case echo, source, idle }
 
     public var bench: String
     public var iterations: UInt64

@@ -19,7 +19,7 @@ struct HVBench: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, ListCommand.self, EnvCommand.self, BootCommand.self, ReportCommand.self, CompareCommand.self,
             ABCommand.self, BaselineCommand.self, ClaimsCommand.self, HistoryCommand.self, SelftestCommand.self,
-            MipsCommand.self, StoreCommand.self, ServeCommand.self, ExportCommand.self, ABRatesCommand.self,
+            MipsCommand.self, DensityCommand.self, StoreCommand.self, ServeCommand.self, ExportCommand.self, ABRatesCommand.self,
         ]
     )
 

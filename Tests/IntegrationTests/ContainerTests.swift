@@ -163,6 +163,36 @@ extension Host {
         #expect(Self.leftovers(of: pid).isEmpty, "\(Self.leftovers(of: pid))")
     }
 
+    @Test(.enabled(if: Host.canRunContainers, Host.containerSkipMessage))
+    func densityMeasuresIdleContainersAndIdleVMsAndStopsThem() async throws {
+        let executable = try #require(CommandLineTests.executable, "the hvbench executable must be built next to the tests")
+        var plan = Density.Plan(systems: [.container, .fullEmulation], counts: [2], vmExecutable: executable)
+        plan.settleSeconds = 0.2
+        plan.memoryMiB = 64
+        let results = await Density.measure(plan, artifacts: try await Built.artifacts.value) { _ in }
+        #expect(results.map(\.system) == ["container", "full-emulation"] && results.allSatisfy { $0.count == 2 })
+        for result in results {
+            #expect(result.status == .ok, "\(result.system): \(result.reason ?? "")")
+            #expect((result.pssPerInstanceMiB ?? 0) > 0 && result.hostMemoryPerInstanceMiB != nil, "\(result)")
+        }
+        #expect((results[0].cgroupPerInstanceMiB ?? 0) > 0 && results[1].cgroupPerInstanceMiB == nil)
+        #expect(Self.leftovers().isEmpty, "\(Self.leftovers())")
+        #expect(Self.bootProcesses().isEmpty, "idle VMs still running: \(Self.bootProcesses())")
+    }
+
+    /// PIDs of `hvbench boot` processes this process started.
+    static func bootProcesses() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
+            guard Int32(pid) != nil,
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return fields.count > 1 && Int32(fields[1]) == getpid() && command.contains("boot")
+        }
+    }
+
     @Test func cgroupLayoutsAreToldApart() throws {
         let root = temporaryDirectory().path
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -458,10 +458,11 @@ int hvb_run_job(const struct hvb_job *job) {
     struct line l;
     if (job->serve) {
         /* The far end of a VM-to-VM benchmark: it serves until stopped and reports only failure. */
-        const char *error = io_prepare(job, 1, 0);
+        const char *error = io_prepare(job, job->serve != 3, 0);
         line_begin(&l, "serving", job->bench);
         line_end(&l);
-        if (!error) error = net_serve(job->serve);
+        if (!error && job->serve == 3) error = plat.idle ? (plat.idle(), "idle-returned") : "idle-needs-a-process";
+        else if (!error) error = net_serve(job->serve);
         hvb_report_status("fail", job->bench, error);
         return 1;
     }

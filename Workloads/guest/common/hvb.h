@@ -29,7 +29,8 @@ struct hvb_job {
     uint8_t peer_mac[6];
     uint8_t guest_mac[6]; /* guest_mac=: the source MAC of the guest's frames (a VM-to-VM pair's second guest) */
     /* serve=echo|source: this guest is the far end of a VM-to-VM benchmark, not the measured one:
-     * it answers or streams until hvbench stops the VM (1 echo, 2 source). */
+     * it answers or streams until hvbench stops the VM (1 echo, 2 source); 3 idle: it only
+     * waits, as an idle container's process does (natively only, through plat.idle). */
     uint64_t serve;
     char nic[16];              /* e1000, virtio (guest); socket or loopback (native) */
     char disk[16];             /* ide, virtio (guest) */
@@ -92,6 +93,8 @@ struct plat_ops {
     const char *no_syscall, *no_pte, *no_port, *no_mmio, *no_fault, *no_hypercall,
         *no_boot, *no_timer, *no_halt, *no_self_ipi, *no_ipi, *no_ipi_halt, *no_tlb_shootdown,
         *no_cacheline_pingpong;
+    /* Waits until the process is killed, using no CPU (natively; 0 in the guest). */
+    void (*idle)(void);
     /* Why container.start cannot run here: only a container's runner confirms a start. */
     const char *no_start;
     /* Why the -irq variants cannot run here (natively: no device of ours raises interrupts). */

@@ -159,7 +159,8 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
         } else if (word_equals(word, eq, "serve")) {
             if (value_length == 4 && word_equals(value, 4, "echo")) job->serve = 1;
             else if (value_length == 6 && word_equals(value, 6, "source")) job->serve = 2;
-            else error = "serve-not-echo-or-source";
+            else if (value_length == 4 && word_equals(value, 4, "idle")) job->serve = 3;
+            else error = "serve-not-echo-source-or-idle";
         } else if (word_equals(word, eq, "guest_port") || word_equals(word, eq, "peer_port")) {
             uint64_t *port = word[0] == 'g' ? &job->guest_port : &job->peer_port;
             error = parse_u64(value, value_length, port);

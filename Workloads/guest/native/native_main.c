@@ -140,8 +140,14 @@ static uint64_t halt_wake(uint64_t count) {
     return total;
 }
 
+/* serve=idle: blocked in the kernel until killed, as an idle container's process is. */
+static void idle_forever(void) {
+    for (;;) pause();
+}
+
 struct plat_ops plat = {
     .null_syscall = null_syscall,
+    .idle = idle_forever,
     .timer_interrupt = timer_interrupt,
     .halt_wake = halt_wake,
     .no_pte = "no-unprivileged-pte-write-and-invlpg-on-the-host",
