@@ -11,10 +11,8 @@ import VMM
 /// starts instead.
 enum ContainerMeasurement: MeasurementKind {
     static func measures(_ system: SystemDefinition, _ benchmark: BenchmarkDefinition?) -> Bool {
-        system.container != nil || benchmark?.id == startBenchmark
+        system.container != nil || benchmark?.guest == .container
     }
-
-    static let startBenchmark = "container.start"
 
     static func measure(_ context: MeasurementContext, by runner: BenchmarkRunner) async -> MeasurementOutcome {
         guard let shape = context.system.container else {
@@ -39,7 +37,7 @@ enum ContainerMeasurement: MeasurementKind {
             return .failed("cannot make the container's root filesystem: \(error)")
         }
         defer { rootfs.remove() }
-        if benchmark.id == startBenchmark { return await measureStarts(context, shape, runtime, rootfs, by: runner) }
+        if benchmark.guest == .container { return await measureStarts(context, shape, runtime, rootfs, by: runner) }
 
         var job = context.job()
         let attachments: Attachments
@@ -187,7 +185,7 @@ enum ContainerMeasurement: MeasurementKind {
                 context, runtime, rootfs, arguments: context.job(repetitions: 1, warmups: 0).words, settings: settings,
                 by: runner)
             if let problem = run.problem { return .failed("start \(start): \(problem)") }
-            guard let toFirstLine = run.toFirstLine, run.console.contains("HVB1 end bench=\(startBenchmark)") else {
+            guard let toFirstLine = run.toFirstLine, run.console.contains("HVB1 end bench=\(entry.id)") else {
                 return .failed("start \(start): the runner did not confirm the start:\n\(run.console)")
             }
             if start >= entry.warmups {

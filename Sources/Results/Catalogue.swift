@@ -11,9 +11,9 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     /// in-VMM / in-process peer with `--net-backend vmm`) does with the frames.
     public enum PeerRole: String, Sendable { case sink, source, echo }
 
-    /// The guest a benchmark boots: hvbench's benchmark guest, or the Linux guest (Debian's
-    /// kernel and a busybox initramfs, `LinuxGuestBuilder`).
-    public enum Guest: String, Sendable { case benchmarkGuest, linux }
+    /// The guest a benchmark boots: hvbench's benchmark guest, the Linux guest (Debian's
+    /// kernel and a busybox initramfs, `LinuxGuestBuilder`), or none: a container's start.
+    public enum Guest: String, Sendable { case benchmarkGuest, linux, container }
 
     public let id: String
     public let group: Group
@@ -88,7 +88,7 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "container.start", group: .boot,
             summary:
                 "OCI runtime's create -> the native runner's first line inside the container, ms (timed by hvbench; container systems only)",
-            defaultIterations: 1, timing: .wholeBoots),
+            defaultIterations: 1, timing: .wholeBoots, guest: .container),
         .init(
             id: "linux.boot", group: .boot,
             summary:

@@ -9,11 +9,25 @@ import Testing
         #expect(Set(names).count == names.count)
         #expect(Set(SystemRegistry.all.map(\.colour)).count == names.count)
         #expect(SystemRegistry.defaultModes.map(\.name) == ["native", "hardware-assist", "full-emulation", "paravirt-io"])
-        #expect(SystemRegistry.peers.map(\.name) == ["qemu-tcg", "qemu-kvm", "qemu-kvm-virtio"])
+        #expect(SystemRegistry.peers.map(\.name) == ["qemu-tcg", "qemu-kvm", "qemu-kvm-virtio", "container-runc"])
         // Every system a derived figure compares with exists.
         for system in SystemRegistry.all {
             for other in system.comparedWith { #expect(SystemRegistry.named(other) != nil, "\(system.name) -> \(other)") }
         }
+    }
+
+    @Test func containerSystemsAreTheNativeRunnerUnderARuntime() {
+        let containers = SystemRegistry.all.filter { $0.container != nil }
+        #expect(containers.map(\.name) == ["container", "container-bridge", "container-quota", "container-runc"])
+        for system in containers {
+            #expect(!system.needsKVM && system.devices == nil && !system.isBaseline && !system.usesEmulator)
+            #expect(!system.runByDefault, "\(system.name) runs only when named")
+        }
+        #expect(SystemDefinition.container.container == ContainerShape(runtime: .crun))
+        #expect(SystemDefinition.containerBridge.container?.network == .bridge)
+        #expect(SystemDefinition.containerQuota.container?.cpuQuota == true)
+        #expect(SystemDefinition.containerRunc.isPeer && !SystemDefinition.container.isPeer)
+        #expect(SystemRegistry.modes.contains(.container) && !SystemRegistry.modes.contains(.containerRunc))
     }
 
     @Test func theTwoAxesNameOneVMEach() {
