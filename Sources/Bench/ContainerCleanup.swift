@@ -63,6 +63,7 @@ enum ContainerCleanup {
         if runtime.holds(bundle.id) { delete(bundle.id, runtime) }
         bundle.remove()
         removeCgroups(bundle.cgroupPath, runtime.cgroups)
+        HiddenCgroup2Namespace.removeLeftover(of: bundle.id)
         // The state folders go once empty (rmdir leaves another run's in place).
         rmdir(runtime.stateRoot)
         rmdir(ContainerRuntime.stateDirectory)
@@ -73,7 +74,9 @@ enum ContainerCleanup {
     /// would otherwise go on creating it after its state was deleted.
     private static func removeAll() {
         stopping.withLock { $0 = true }
-        for child in childProcesses() {
+        // Not crun's mount namespace yet: deleting the containers runs crun in it.
+        let holder = HiddenCgroup2Namespace.holderPID
+        for child in childProcesses() where child != holder {
             kill(child, SIGKILL)
             _ = QuickCommand.waitForExit(child)
         }
@@ -89,6 +92,7 @@ enum ContainerCleanup {
             for name in mine { try? FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
         }
         rmdir(directory)
+        if let holder { kill(holder, SIGKILL) }
     }
 
     private static let stopping = Mutex(false)
