@@ -96,8 +96,11 @@ struct ContainerRuntime: Sendable {
     func holds(_ id: String) -> Bool { FileManager.default.fileExists(atPath: "\(stateRoot)/\(id)") }
 
     /// The runtime, or why containers cannot run here (a skip, never a failure).
-    static func find(_ kind: ContainerShape.Runtime) -> Result<ContainerRuntime, BenchmarkRunner.StartProblem> {
-        guard let executable = ProcessRunner.find(kind.rawValue) else {
+    /// - Parameter lookup: finds a program on PATH (tests pass one that finds nothing).
+    static func find(
+        _ kind: ContainerShape.Runtime, lookup: (String) -> String? = ProcessRunner.find
+    ) -> Result<ContainerRuntime, BenchmarkRunner.StartProblem> {
+        guard let executable = lookup(kind.rawValue) else {
             return .failure(
                 .init(
                     description:

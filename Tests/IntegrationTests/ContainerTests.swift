@@ -193,6 +193,17 @@ extension Host {
         }
     }
 
+    @Test func withoutTheRuntimeTheContainerSystemsAreSkippedWithTheReason() {
+        for kind in ContainerShape.Runtime.allCases {
+            guard case .failure(let problem) = ContainerRuntime.find(kind, lookup: { _ in nil }) else {
+                Issue.record("\(kind.rawValue) was found where nothing is installed")
+                continue
+            }
+            #expect(problem.description.contains("\(kind.rawValue) is not installed"), "\(problem)")
+            #expect(problem.description.contains("scripts/setup --with-containers"))
+        }
+    }
+
     @Test func cgroupLayoutsAreToldApart() throws {
         let root = temporaryDirectory().path
         defer { try? FileManager.default.removeItem(atPath: root) }
