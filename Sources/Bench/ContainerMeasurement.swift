@@ -162,8 +162,9 @@ enum ContainerMeasurement: MeasurementKind {
             by: runner, part: part)
         if output.timedOut {
             run.problem = "the container exceeded its \(Int(context.entry.timeoutSeconds)) s time limit and was killed"
-        } else if !run.console.contains("HVB1 hello") {
-            // The runtime could not start it: its own message says why.
+        } else if !run.console.contains("HVB1 ") {
+            // The runner never ran (what it prints, failures included, starts so): the runtime
+            // could not start it, and its own message says why.
             let message = output.standardError.split(separator: "\n").last.map(String.init) ?? output.statusDescription
             run.problem = "\(runtime.kind.rawValue) could not start the container: \(message)"
         }

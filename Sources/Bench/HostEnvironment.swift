@@ -26,13 +26,18 @@ extension EnvironmentRecord {
             ["kvm_pvm", "kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") } ?? "none"
         let nested = module == "none" || module == "kvm_pvm" ? nil : readTrimmed("/sys/module/\(module)/parameters/nested")
         var kvmTSC: Int?
+        var paravirtualFeatures: [String]?
         let reason = KVMSystem.unavailabilityReason()
-        if reason == nil, let khz = try? KVMSystem().defaultTSCKilohertz(), khz > 0 { kvmTSC = khz }
-        let kvm = KVMInfo(
+        if reason == nil, let system = try? KVMSystem() {
+            if let khz = try? system.defaultTSCKilohertz(), khz > 0 { kvmTSC = khz }
+            paravirtualFeatures = system.paravirtualFeatures.names
+        }
+        var kvm = KVMInfo(
             module: module, devicePresent: FileManager.default.fileExists(atPath: KVMSystem.devicePath), usable: reason == nil,
             unavailableReason: reason, hardwareVirtualization: hasHardwareVirtualization,
             softwareAssisted: module == "kvm_pvm" || (module != "none" && !hasHardwareVirtualization), nestedParameter: nested,
             tscKHz: kvmTSC)
+        kvm.paravirtualFeatures = paravirtualFeatures
 
         var nodes: [NUMANode] = []
         for node in NUMAPlacement.nodes {

@@ -115,12 +115,34 @@ void *ckvm_supported_cpuid(int system_fd) {
     }
 }
 
-int ckvm_set_vcpu_cpuid(int vcpu_fd, const void *supported, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden) {
+/* KVM's paravirtual leaves: its signature (0x40000000, "KVMKVMKVM") and features (0x40000001). */
+static int is_paravirtual_leaf(uint32_t function) { return function >= 0x40000000u && function <= 0x4FFFFFFFu; }
+
+uint32_t ckvm_paravirtual_features(const void *supported) {
+    const struct kvm_cpuid2 *list = supported;
+    int signed_kvm = 0;
+    uint32_t features = 0;
+    for (uint32_t i = 0; i < list->nent; i++) {
+        const struct kvm_cpuid_entry2 *entry = &list->entries[i];
+        if (entry->function == 0x40000000u)
+            signed_kvm = entry->ebx == 0x4b4d564bu && entry->ecx == 0x564b4d56u && entry->edx == 0x4du;
+        if (entry->function == 0x40000001u) features = entry->eax;
+    }
+    return signed_kvm ? features : 0;
+}
+
+int ckvm_set_vcpu_cpuid(int vcpu_fd, const void *supported, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden,
+                        int present_paravirtual_leaves) {
     const struct kvm_cpuid2 *list = supported;
     size_t bytes = sizeof(struct kvm_cpuid2) + list->nent * sizeof(struct kvm_cpuid_entry2);
     struct kvm_cpuid2 *cpuid = malloc(bytes);
     if (!cpuid) return -ENOMEM;
-    memcpy(cpuid, list, bytes);
+    cpuid->nent = 0;
+    cpuid->padding = 0;
+    for (uint32_t i = 0; i < list->nent; i++) {
+        if (!present_paravirtual_leaves && is_paravirtual_leaf(list->entries[i].function)) continue;
+        cpuid->entries[cpuid->nent++] = list->entries[i];
+    }
     for (uint32_t i = 0; i < cpuid->nent; i++) {
         struct kvm_cpuid_entry2 *entry = &cpuid->entries[i];
         if (entry->function == 1) {

@@ -42,6 +42,10 @@ public final class KVMSystem: Sendable {
     public var hiddenLeaf1ECX: UInt32 { emulatesGuestKernel ? 1 << 13 : 0 }
     /// KVM_GET_SUPPORTED_CPUID's list, asked once: every vCPU gets a copy (see `KVMEngine`).
     let supportedCPUID: SupportedCPUID
+    /// The paravirtual CPU features this host's KVM offers a guest (leaf 0x40000001).
+    public var paravirtualFeatures: KVMParavirtualFeatures {
+        KVMParavirtualFeatures(rawValue: ckvm_paravirtual_features(supportedCPUID.list))
+    }
     /// Whether the in-kernel local APIC has the TSC-deadline timer (KVM_CAP_TSC_DEADLINE_TIMER).
     let hasTSCDeadlineTimer: Bool
     /// The page of the vCPU mapping that holds KVM's coalesced-MMIO ring (0: none).
@@ -98,6 +102,27 @@ public final class KVMSystem: Sendable {
             return nil
         } catch {
             return "\(error)"
+        }
+    }
+}
+
+/// KVM's paravirtual CPU features, the bits of CPUID 0x40000001 EAX (Documentation/virt/kvm/x86/cpuid.rst).
+public struct KVMParavirtualFeatures: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Each feature's bit and the name the kernel's documentation gives it (without KVM_FEATURE_).
+    public static let named: [(bit: Int, name: String)] = [
+        (0, "clocksource"), (1, "nop-io-delay"), (2, "mmu-op"), (3, "clocksource2"), (4, "async-pf"), (5, "steal-time"),
+        (6, "pv-eoi"), (7, "pv-unhalt"), (9, "pv-tlb-flush"), (10, "async-pf-vmexit"), (11, "pv-send-ipi"),
+        (12, "poll-control"), (13, "pv-sched-yield"), (14, "async-pf-int"), (15, "msi-ext-dest-id"),
+        (16, "hc-map-gpa-range"), (17, "migration-control"), (24, "clocksource-stable"),
+    ]
+
+    /// The names of the features set, in bit order; unknown bits as "bit N".
+    public var names: [String] {
+        (0..<32).filter { rawValue & (1 << $0) != 0 }.map { bit in
+            Self.named.first { $0.bit == bit }?.name ?? "bit \(bit)"
         }
     }
 }

@@ -15,6 +15,9 @@ public struct EnvironmentRecord: Codable, Sendable {
         /// For kvm_intel/kvm_amd: whether the module lets guests use nested virtualization.
         public var nestedParameter: String?
         public var tscKHz: Int?
+        /// The paravirtual CPU features the host's KVM offers (CPUID 0x40000001), by name; nil
+        /// where KVM is unusable or the record predates the field.
+        public var paravirtualFeatures: [String]?
 
         public init(
             module: String, devicePresent: Bool, usable: Bool, unavailableReason: String?, hardwareVirtualization: Bool,

@@ -42,6 +42,12 @@ struct EnvCommand: AsyncParsableCommand {
             ("kvm usable", kvm.usable ? "yes" : "no: \(kvm.unavailableReason ?? "")"),
             ("kvm software-assisted", kvm.softwareAssisted ? "yes" : "no"),
             ("kvm nested parameter", kvm.nestedParameter ?? "n/a"),
+            (
+                "kvm paravirtual cpu",
+                kvm.paravirtualFeatures.map {
+                    ($0.isEmpty ? "none offered" : $0.joined(separator: ", ")) + " (offered by KVM; hvbench's VMs present none)"
+                } ?? "n/a"
+            ),
             ("tsc", "\(environment.tscKHz) kHz calibrated" + (kvm.tscKHz.map { ", \($0) kHz per KVM" } ?? "")),
             (
                 "numa",

@@ -312,4 +312,31 @@ import X86
         if system.emulatesGuestKernel { #expect(status == 1, "CX16 hidden: (0 << 1) | 1") }
         #expect(status == 1 || status == 3)
     }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
+    func kvmsParavirtualLeavesAreHiddenFromTheGuest() throws {
+        // mov eax, 0x40000000; cpuid; cmp ebx, "KVMK"; sete al; out 0xf4, al; jmp $
+        let code: [UInt8] = [
+            0xB8, 0x00, 0x00, 0x00, 0x40, 0x0F, 0xA2, 0x81, 0xFB, 0x4B, 0x56, 0x4D, 0x4B, 0x0F, 0x94, 0xC0, 0xE6, 0xF4, 0xEB,
+            0xFE,
+        ]
+        let system = try KVMSystem()
+        let boot = try VMBuilder.boot(
+            VMDescription(kernel: TestKernels.multiboot(code: code), memoryMiB: 16, cpu: .kvm(system)), timeout: 300)
+        guard case .exitDevice(let status) = boot.outcome.ending else {
+            Issue.record("\(boot.outcome.ending.summary)")
+            return
+        }
+        #expect(status == 1, "the guest found KVM's signature leaf: (1 << 1) | 1")
+        // What the host offers is still known (hvbench env lists it).
+        if KVMSystem.moduleEmulatesGuestKernel {
+            #expect(system.paravirtualFeatures.names.contains("clocksource2"), "\(system.paravirtualFeatures.names)")
+        }
+    }
+
+    @Test func paravirtualFeatureBitsAreNamed() {
+        let features = KVMParavirtualFeatures(rawValue: 1 << 0 | 1 << 6 | 1 << 11 | 1 << 24 | 1 << 30)
+        #expect(features.names == ["clocksource", "pv-eoi", "pv-send-ipi", "clocksource-stable", "bit 30"])
+        #expect(KVMParavirtualFeatures(rawValue: 0).names.isEmpty)
+    }
 }

@@ -86,7 +86,12 @@ void *ckvm_supported_cpuid(int system_fd);
  * in-kernel LAPIC): tsc_deadline != 0 adds it. apic_id goes into leaf 1 (initial APIC ID) and
  * leaves 0xB/0x1F (x2APIC ID), as each CPU of a PC reports its own. The leaf-1 ECX bits in
  * leaf1_ecx_hidden (features the host's KVM cannot give a guest) are cleared. */
-int ckvm_set_vcpu_cpuid(int vcpu_fd, const void *supported, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden);
+/* Gives the vCPU KVM's supported CPUID, adjusted: the TSC-deadline bit, its APIC ID, leaf-1 ECX bits
+ * hidden, and KVM's paravirtual leaves (0x40000000-0x4FFFFFFF) only if asked. */
+int ckvm_set_vcpu_cpuid(int vcpu_fd, const void *supported, int tsc_deadline, uint32_t apic_id, uint32_t leaf1_ecx_hidden,
+                        int present_paravirtual_leaves);
+/* KVM_CPUID_FEATURES' EAX (leaf 0x40000001) in a supported list with KVM's signature leaf; 0 otherwise. */
+uint32_t ckvm_paravirtual_features(const void *supported);
 
 /* Accessors for the exit-reason union of struct kvm_run. */
 static inline uint32_t ckvm_exit_reason(const struct kvm_run *run) { return run->exit_reason; }
