@@ -89,6 +89,10 @@ public enum Density {
                 result.reason = problem.description
                 return result
             }
+        case .vm(.kvmParavirtual, _):
+            result.status = .skipped
+            result.reason = "hvbench boot has no paravirtual CPU option yet"
+            return result
         case .vm(let cpu, let devices):
             if cpu == .kvm, let problem = KVMSystem.unavailabilityReason() {
                 result.status = .skipped

@@ -104,7 +104,7 @@ final class IdleVMs: IdleGroup {
             "--timeout", "86400", "--cmdline", job.commandLine,
         ]
         switch cpu {
-        case .kvm: command += ["--cpu", "kvm"]
+        case .kvm, .kvmParavirtual: command += ["--cpu", "kvm"]
         case .emulator(let kind): command += ["--cpu", "emulator"] + (kind.map { ["--emulator", $0.rawValue] } ?? [])
         }
         for index in 0..<count {

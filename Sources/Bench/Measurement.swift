@@ -76,7 +76,7 @@ struct MeasurementContext {
     var unavailability: String? {
         switch system.runner {
         case .native: return nil
-        case .vm(.kvm, _): return kvm == nil ? (kvmProblem ?? "KVM is not available") : nil
+        case .vm(.kvm, _), .vm(.kvmParavirtual, _): return kvm == nil ? (kvmProblem ?? "KVM is not available") : nil
         case .vm(.emulator, _): return nil
         case .qemu(let withKVM, _): return QEMUPeer.unavailability(kvm: withKVM)
         case .container(let shape):
@@ -89,6 +89,7 @@ struct MeasurementContext {
     var cpu: VMBuilder.CPU? {
         switch system.runner {
         case .vm(.kvm, _): return kvm.map { .kvm($0) }
+        case .vm(.kvmParavirtual, _): return kvm.map { .kvm($0, paravirtualCPU: true) }
         case .vm(.emulator(let pinned), _):
             return .emulator(pinned ?? plan.vm.emulator, codeCacheBytes: plan.vm.codeCacheBytes)
         case .native, .qemu, .container: return nil
@@ -99,7 +100,7 @@ struct MeasurementContext {
     var expectedEngine: String {
         switch system.runner {
         case .native, .container: return "host"
-        case .vm(.kvm, _): return "kvm"
+        case .vm(.kvm, _), .vm(.kvmParavirtual, _): return "kvm"
         case .vm(.emulator(let pinned), _): return "emulator-\((pinned ?? plan.vm.emulator).rawValue)"
         case .qemu(let withKVM, _): return withKVM ? "kvm" : "qemu-tcg"
         }

@@ -7,7 +7,12 @@ import Synchronization
 /// The VM descriptor, shared by every vCPU of the VM (closing it would tear the VM down under them).
 final class KVMVirtualMachineHandle: @unchecked Sendable {
     let descriptor: KVMDescriptor
-    init(_ descriptor: consuming KVMDescriptor) { self.descriptor = descriptor }
+    /// Whether its vCPUs see KVM's paravirtual CPU interface (the `paravirt` system).
+    let paravirtualCPU: Bool
+    init(_ descriptor: consuming KVMDescriptor, paravirtualCPU: Bool) {
+        self.descriptor = descriptor
+        self.paravirtualCPU = paravirtualCPU
+    }
 }
 
 /// One vCPU of a KVM virtual machine behind the `CPUEngine` protocol: the bootstrap processor
@@ -36,7 +41,12 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
     /// Touched only by the vCPU thread, so the first run() alone takes the mutex.
     private var threadRecorded = false
 
-    public convenience init(system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry) throws {
+    /// - Parameter paravirtualCPU: present KVM's paravirtual leaves (0x40000000 and
+    ///   0x40000001: kvmclock, PV EOI, PV TLB flush, PV IPIs, steal time, ...) as the host
+    ///   offers them; without it the guest sees an unmodified machine.
+    public convenience init(
+        system: KVMSystem, memory: GuestMemory, entry: ProtectedModeEntry, paravirtualCPU: Bool = false
+    ) throws {
         let vm = try system.descriptor.create("KVM_CREATE_VM", CKVM_CREATE_VM)
         // Only VMX needs it (real-mode emulation); harmless elsewhere, so a failure is ignored.
         _ = try? vm.call("KVM_SET_TSS_ADDR", CKVM_SET_TSS_ADDR, value: 0xFFFB_D000)
@@ -50,7 +60,7 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         // be an exit to hvbench, and an exit costs 17-40 us on the software-assisted KVM these
         // machines have.
         _ = try vm.call("KVM_CREATE_IRQCHIP", CKVM_CREATE_IRQCHIP)
-        try self.init(system: system, machine: KVMVirtualMachineHandle(vm), index: 0)
+        try self.init(system: system, machine: KVMVirtualMachineHandle(vm, paravirtualCPU: paravirtualCPU), index: 0)
         try Self.setProtectedModeEntry(entry, on: vcpu)
     }
 
@@ -64,12 +74,12 @@ public final class KVMEngine: CPUEngine, @unchecked Sendable {
         // The guest switches itself to long mode, which KVM allows only when the guest's CPUID
         // advertises it: give the guest what KVM supports, plus the TSC-deadline timer, which
         // the in-kernel local APIC provides but the supported list leaves out, and this vCPU's
-        // APIC ID. KVM's paravirtual leaves (kvmclock, PV EOI, PV TLB flush, ...) are left out:
-        // hvbench's KVM systems present an unmodified machine, so the trapping interface is
-        // what they measure.
+        // APIC ID. KVM's paravirtual leaves (kvmclock, PV EOI, PV TLB flush, ...) only for the
+        // paravirt system: the others present an unmodified machine, so the trapping interface
+        // is what they measure.
         let cpuidResult = ckvm_set_vcpu_cpuid(
             vcpu.rawValue, system.supportedCPUID.list, system.hasTSCDeadlineTimer ? 1 : 0, UInt32(index),
-            system.hiddenLeaf1ECX, 0)
+            system.hiddenLeaf1ECX, machine.paravirtualCPU ? 1 : 0)
         guard cpuidResult == 0 else { throw KVMError.call("KVM_SET_CPUID2", errno: -cpuidResult) }
         tscKilohertz = max(0, Int((try? vcpu.call("KVM_GET_TSC_KHZ", CKVM_GET_TSC_KHZ)) ?? 0))
         let mapping = mmap(nil, system.vcpuMappingSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu.rawValue, 0)

@@ -58,7 +58,8 @@ public enum VMBuilder {
 
     /// The CPU engine that runs a guest.
     public enum CPU {
-        case kvm(KVMSystem)
+        /// KVM; `paravirtualCPU` presents its paravirtual CPU interface (the `paravirt` system).
+        case kvm(KVMSystem, paravirtualCPU: Bool = false)
         /// hvbench's x86-64 emulator: translating (the interpreter where the translator stops)
         /// or interpreting only.
         /// `translateAfter`: arrivals at a RIP before its code is translated (1: at once);
@@ -69,7 +70,8 @@ public enum VMBuilder {
         /// The engine factory: every engine starts at a boot protocol's 32-bit entry.
         func makeEngine(memory: GuestMemory, entry: ProtectedModeEntry) throws -> any CPUEngine {
             switch self {
-            case .kvm(let system): return try KVMEngine(system: system, memory: memory, entry: entry)
+            case .kvm(let system, let paravirtualCPU):
+                return try KVMEngine(system: system, memory: memory, entry: entry, paravirtualCPU: paravirtualCPU)
             case .emulator(let kind, let translateAfter, let codeCacheBytes):
                 return EmulatorEngine(
                     memory: memory, entry: entry, kind: kind, translateAfter: translateAfter, codeCacheBytes: codeCacheBytes)

@@ -45,7 +45,8 @@ struct EnvCommand: AsyncParsableCommand {
             (
                 "kvm paravirtual cpu",
                 kvm.paravirtualFeatures.map {
-                    ($0.isEmpty ? "none offered" : $0.joined(separator: ", ")) + " (offered by KVM; hvbench's VMs present none)"
+                    ($0.isEmpty ? "none offered" : $0.joined(separator: ", "))
+                        + " (offered by KVM; only the paravirt system presents them)"
                 } ?? "n/a"
             ),
             ("tsc", "\(environment.tscKHz) kHz calibrated" + (kvm.tscKHz.map { ", \($0) kHz per KVM" } ?? "")),

@@ -13,6 +13,9 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
     /// The CPU of one of hvbench's own VMs.
     public enum VMCPU: Sendable, Hashable {
         case kvm
+        /// KVM presenting its paravirtual CPU interface (leaves 0x40000000/1: kvmclock, PV EOI,
+        /// PV TLB flush, PV IPIs, steal time, ...), which the guest uses where it can.
+        case kvmParavirtual
         /// hvbench's emulator; nil takes the run's `--emulator`, a kind pins it.
         case emulator(EmulatorKind?)
     }
@@ -85,7 +88,7 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
     public var needsKVM: Bool {
         switch runner {
         case .native, .container: return false
-        case .vm(let cpu, _): return cpu == .kvm
+        case .vm(let cpu, _): return cpu == .kvm || cpu == .kvmParavirtual
         case .qemu(let kvm, _): return kvm
         }
     }
@@ -101,7 +104,7 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
 /// file of its own (an extension of `SystemDefinition`) and one line in `all`.
 public enum SystemRegistry {
     public static let all: [SystemDefinition] = [
-        .native, .hardwareAssist, .fullEmulation, .paravirtIO, .emulatorVirtio, .fullEmulationInterpret,
+        .native, .hardwareAssist, .fullEmulation, .paravirtIO, .paravirt, .emulatorVirtio, .fullEmulationInterpret,
         .container, .containerBridge, .containerQuota, .qemuTCG, .qemuKVM, .qemuKVMVirtio, .containerRunc,
     ]
 

@@ -9,6 +9,12 @@ extension SystemDefinition {
         name: "paravirt-io", runner: .vm(cpu: .kvm, devices: .virtio), summary: "KVM + virtio-net and virtio-blk",
         colour: "#54a24b", runByDefault: true, comparedWith: ["hardware-assist", "qemu-kvm-virtio"])
 
+    /// The heirs of VMI and Xen PV: KVM's paravirtual CPU interface on top of paravirt-io.
+    public static let paravirt = SystemDefinition(
+        name: "paravirt", runner: .vm(cpu: .kvmParavirtual, devices: .virtio),
+        summary: "KVM presenting its paravirtual CPU interface (the guest negotiates PV EOI) + virtio", colour: "#2ca02c",
+        comparedWith: ["paravirt-io"])
+
     public static let fullEmulation = SystemDefinition(
         name: "full-emulation", runner: .vm(cpu: .emulator(nil), devices: .legacy),
         summary: "hvbench's x86-64 emulator (--emulator) + emulated e1000 and IDE", colour: "#e45756", runByDefault: true,

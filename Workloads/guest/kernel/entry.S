@@ -170,6 +170,22 @@ write_tsc_deadline:
     ret
 
 /*
+ * End of interrupt on the bootstrap processor (clobbers %rax): with KVM's PV EOI the host set
+ * bit 0 of hvb_pv_eoi_word when no EOI write is needed, and clearing it is the EOI (counted in
+ * hvb_pv_eois); otherwise
+ * the local APIC's EOI register (a register address: a 32-bit displacement would sign-extend).
+ */
+.macro END_OF_INTERRUPT
+    btrl $0, hvb_pv_eoi_word(%rip)
+    jnc 8f
+    incq hvb_pv_eois(%rip)
+    jmp 9f
+8:  movq $0xFEE000B0, %rax
+    movl $0, (%rax)
+9:
+.endm
+
+/*
  * The local APIC timer: note the time and the count, end the interrupt, return. Kept to a few
  * instructions because CPL0 code may be emulated by the host.
  */
@@ -182,8 +198,7 @@ timer_interrupt_entry:
     orq %rdx, %rax
     movq %rax, hvb_irq_tsc(%rip)
     incq hvb_irq_count(%rip)
-    movq $0xFEE000B0, %rax        /* EOI (a register: a 32-bit displacement would sign-extend) */
-    movl $0, (%rax)
+    END_OF_INTERRUPT
     popq %rdx
     popq %rax
     iretq
@@ -228,8 +243,7 @@ device_interrupt_common:
     lock incq hvb_device_spurious(,%rcx,8)
 4:  lock orl %eax, hvb_device_causes(,%rcx,4)
 2:  lock incq hvb_device_interrupts(,%rcx,8)
-    movq $0xFEE000B0, %rax
-    movl $0, (%rax)
+    END_OF_INTERRUPT
     popq %rdx
     popq %rcx
     popq %rax
