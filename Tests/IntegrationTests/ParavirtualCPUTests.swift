@@ -3,6 +3,7 @@ import Testing
 
 @testable import Bench
 import Results
+import VMM
 
 /// The paravirt system presents KVM's paravirtual CPU interface and the guest negotiates it;
 /// the other systems present an unmodified machine, in which the guest finds none.
@@ -18,7 +19,7 @@ import Results
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
-    func theParavirtSystemPresentsKVMsInterfaceAndTheGuestTakesPVEOI() async throws {
+    func theParavirtSystemPresentsKVMsInterfaceAndTheGuestUsesKVMClockAndPVEOI() async throws {
         let (result, log) = try await console(.paravirt)
         #expect(result.status == .ok, "\(result.reason ?? "")")
         let line = try #require(log.split(separator: "\n").first { $0.hasPrefix("hvbench-guest: kvm-pv features=0x") })
@@ -26,6 +27,11 @@ import Results
         let features = try #require(UInt32(hex, radix: 16))
         #expect(features & (1 << 6) != 0, "PV EOI offered: \(line)")
         #expect(line.contains(" pv-eoi="), "\(line)")
+        // kvmclock gives the guest its TSC rate: the host's, under KVM.
+        let clock = try #require(line.split(separator: " ").first { $0.hasPrefix("kvmclock-khz=") })
+        let khz = try #require(Double(clock.dropFirst("kvmclock-khz=".count)))
+        let host = Double(TSC.calibratedKilohertz)
+        #expect(abs(khz - host) < host * 0.01, "kvmclock says \(khz) kHz, the host's TSC runs at \(host) kHz")
     }
 
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))

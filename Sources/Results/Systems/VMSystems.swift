@@ -12,7 +12,7 @@ extension SystemDefinition {
     /// The heirs of VMI and Xen PV: KVM's paravirtual CPU interface on top of paravirt-io.
     public static let paravirt = SystemDefinition(
         name: "paravirt", runner: .vm(cpu: .kvmParavirtual, devices: .virtio),
-        summary: "KVM presenting its paravirtual CPU interface (the guest negotiates PV EOI) + virtio", colour: "#2ca02c",
+        summary: "KVM presenting its paravirtual CPU interface (the guest takes kvmclock and PV EOI) + virtio", colour: "#2ca02c",
         comparedWith: ["paravirt-io"])
 
     public static let fullEmulation = SystemDefinition(

@@ -51,6 +51,41 @@ volatile uint32_t hvb_pv_eoi_word __attribute__((aligned(4)));
 volatile uint64_t hvb_pv_eois;
 #define KVM_FEATURE_PV_EOI (1u << 6)
 #define MSR_KVM_PV_EOI_EN 0x4b564d04u
+#define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
+
+/* kvmclock (feature bit 3): the host keeps this structure (the pvclock ABI) up to date, and
+ * its multiplier and shift turn TSC ticks into nanoseconds: the guest's TSC rate without
+ * calibrating it. */
+struct pvclock_time_info {
+    uint32_t version;
+    uint32_t pad0;
+    uint64_t tsc_timestamp;
+    uint64_t system_time;
+    uint32_t tsc_to_system_mul;
+    int8_t tsc_shift;
+    uint8_t flags;
+    uint8_t pad[2];
+};
+static volatile struct pvclock_time_info kvmclock __attribute__((aligned(64)));
+/* The TSC rate kvmclock gives, in kHz (0: no kvmclock), reported after the job. */
+uint64_t hvb_kvmclock_khz;
+
+static uint64_t kvmclock_tsc_khz(void) {
+    uint32_t version, mul;
+    int8_t shift;
+    do {
+        version = kvmclock.version;
+        __asm__ volatile("" ::: "memory");
+        mul = kvmclock.tsc_to_system_mul;
+        shift = kvmclock.tsc_shift;
+        __asm__ volatile("" ::: "memory");
+    } while ((version & 1) || version != kvmclock.version);
+    if (!mul) return 0;
+    /* ns per tick = mul * 2^shift / 2^32, so kHz = 2^32 * 10^6 / (mul * 2^shift). */
+    uint64_t khz = (1000000ull << 32) / mul;
+    return shift >= 0 ? khz >> shift : khz << -shift;
+}
 
 static void cpuid_leaf(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c, uint32_t *d) {
     __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
@@ -62,6 +97,12 @@ static void paravirtual_setup(void) {
     if (b != 0x4b4d564bu || c != 0x564b4d56u || d != 0x4du) return;
     cpuid_leaf(0x40000001u, &a, &b, &c, &d);
     hvb_kvm_features = a;
+    if (hvb_kvm_features & KVM_FEATURE_CLOCKSOURCE2) {
+        uint64_t enable = (uint64_t)&kvmclock | 1;
+        __asm__ volatile("wrmsr" : : "c"(MSR_KVM_SYSTEM_TIME_NEW), "a"((uint32_t)enable), "d"((uint32_t)(enable >> 32))
+                         : "memory");
+        hvb_kvmclock_khz = kvmclock_tsc_khz();
+    }
     if (hvb_kvm_features & KVM_FEATURE_PV_EOI) {
         uint64_t enable = (uint64_t)&hvb_pv_eoi_word | 1; /* identity-mapped: the address is physical */
         __asm__ volatile("wrmsr" : : "c"(MSR_KVM_PV_EOI_EN), "a"((uint32_t)enable), "d"((uint32_t)(enable >> 32)));

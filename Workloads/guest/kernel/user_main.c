@@ -189,26 +189,34 @@ static void find_heap(const struct hvm_start_info *info) {
 
 extern uint32_t hvb_kvm_features;    /* kernel.c */
 extern volatile uint64_t hvb_pv_eois; /* entry.S counts, kernel.c holds */
+extern uint64_t hvb_kvmclock_khz;     /* kernel.c */
 
-/* Where the VMM presents KVM's paravirtual CPU interface, a console line (not a result line)
- * says which features it offered and how many end-of-interrupts went through PV EOI, so a
- * test or a reader can see the interface negotiated and used. */
-static void report_paravirtual_use(void) {
-    if (!hvb_kvm_features) return;
-    char text[96] = "hvbench-guest: kvm-pv features=0x";
-    size_t at = 0;
-    while (text[at]) at++;
-    for (int shift = 28; shift >= 0; shift -= 4) text[at++] = "0123456789abcdef"[(hvb_kvm_features >> shift) & 0xF];
-    const char *key = " pv-eoi=";
-    for (int i = 0; key[i]; i++) text[at++] = key[i];
+static size_t put_decimal(char *text, size_t at, uint64_t value) {
     char digits[24];
     int count = 0;
-    uint64_t value = hvb_pv_eois;
     do {
         digits[count++] = (char)('0' + value % 10);
         value /= 10;
     } while (value);
     while (count) text[at++] = digits[--count];
+    return at;
+}
+
+/* Where the VMM presents KVM's paravirtual CPU interface, a console line (not a result line)
+ * says which features it offered, how many end-of-interrupts went through PV EOI and the TSC
+ * rate kvmclock gave, so a test or a reader can see the interface negotiated and used. */
+static void report_paravirtual_use(void) {
+    if (!hvb_kvm_features) return;
+    char text[128] = "hvbench-guest: kvm-pv features=0x";
+    size_t at = 0;
+    while (text[at]) at++;
+    for (int shift = 28; shift >= 0; shift -= 4) text[at++] = "0123456789abcdef"[(hvb_kvm_features >> shift) & 0xF];
+    const char *eoi = " pv-eoi=";
+    for (int i = 0; eoi[i]; i++) text[at++] = eoi[i];
+    at = put_decimal(text, at, hvb_pv_eois);
+    const char *clock = " kvmclock-khz=";
+    for (int i = 0; clock[i]; i++) text[at++] = clock[i];
+    at = put_decimal(text, at, hvb_kvmclock_khz);
     text[at++] = '\n';
     plat_write(text, at);
 }
@@ -233,6 +241,9 @@ void user_main(uint32_t start_info) {
         hvb_report_line("fail", "reason", error);
         guest_exit(GUEST_EXIT_BAD_JOB);
     }
+    /* With kvmclock the guest knows its TSC rate itself: it replaces the host's calibration the
+     * job carries (used for the I/O timeouts). */
+    if (hvb_kvmclock_khz) job.tsc_khz = hvb_kvmclock_khz;
     /* Devices are set up only when the job names them, so CPU benchmarks touch no PCI space. */
     const char *device_error = 0;
     int interrupt_driven = hvb_job_interrupt_driven(&job);
