@@ -57,6 +57,14 @@ enum CgroupLayout: Equatable, Sendable {
         }
     }
 
+    /// The file holding the memory charged to the cgroup at `path`, bytes.
+    func memoryUsageFile(_ path: String, root: String = CgroupLayout.root) -> String {
+        switch self {
+        case .unified: return "\(root)\(path)/memory.current"
+        case .legacy, .hybrid: return "\(root)/memory\(path)/memory.usage_in_bytes"
+        }
+    }
+
     /// Every directory a container's cgroup at `path` may leave, for cleaning up after a runtime
     /// that could not.
     func directories(_ path: String, root: String = CgroupLayout.root) -> [String] {

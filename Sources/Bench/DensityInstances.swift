@@ -50,11 +50,7 @@ final class IdleContainers: IdleGroup {
     func chargedBytes() -> UInt64? {
         var total: UInt64 = 0
         for bundle in bundles {
-            let file: String
-            switch runtime.cgroups {
-            case .unified: file = "\(CgroupLayout.root)\(bundle.cgroupPath)/memory.current"
-            case .legacy, .hybrid: file = "\(CgroupLayout.root)/memory\(bundle.cgroupPath)/memory.usage_in_bytes"
-            }
+            let file = runtime.cgroups.memoryUsageFile(bundle.cgroupPath)
             guard let text = try? String(contentsOfFile: file, encoding: .utf8),
                 let bytes = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
             else { return nil }

@@ -298,17 +298,24 @@ import X86
 /// What the guest's CPUID says under KVM: on a host whose KVM emulates the guest kernel
 /// (kvm_pvm), CMPXCHG16B is hidden, because that emulator cannot run it.
 @Suite struct KVMGuestCPUIDTests {
+    /// Runs 32-bit `code` as a Multiboot kernel under KVM; its port-0xF4 status, or nil (recorded
+    /// as an issue) when the VM ended any other way.
+    func exitStatus(of code: [UInt8], under system: KVMSystem) throws -> Int32? {
+        let boot = try VMBuilder.boot(
+            VMDescription(kernel: TestKernels.multiboot(code: code), memoryMiB: 16, cpu: .kvm(system)), timeout: 300)
+        guard case .exitDevice(let status) = boot.outcome.ending else {
+            Issue.record("\(boot.outcome.ending.summary)")
+            return nil
+        }
+        return status
+    }
+
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage))
     func cmpxchg16bIsHiddenWhereTheHostCannotEmulateIt() throws {
         // mov eax, 1; cpuid; mov eax, ecx; shr eax, 13; and al, 1; out 0xf4, al; jmp $
         let code: [UInt8] = [0xB8, 1, 0, 0, 0, 0x0F, 0xA2, 0x89, 0xC8, 0xC1, 0xE8, 13, 0x24, 0x01, 0xE6, 0xF4, 0xEB, 0xFE]
         let system = try KVMSystem()
-        let boot = try VMBuilder.boot(
-            VMDescription(kernel: TestKernels.multiboot(code: code), memoryMiB: 16, cpu: .kvm(system)), timeout: 300)
-        guard case .exitDevice(let status) = boot.outcome.ending else {
-            Issue.record("\(boot.outcome.ending.summary)")
-            return
-        }
+        guard let status = try exitStatus(of: code, under: system) else { return }
         if system.emulatesGuestKernel { #expect(status == 1, "CX16 hidden: (0 << 1) | 1") }
         #expect(status == 1 || status == 3)
     }
@@ -321,12 +328,7 @@ import X86
             0xFE,
         ]
         let system = try KVMSystem()
-        let boot = try VMBuilder.boot(
-            VMDescription(kernel: TestKernels.multiboot(code: code), memoryMiB: 16, cpu: .kvm(system)), timeout: 300)
-        guard case .exitDevice(let status) = boot.outcome.ending else {
-            Issue.record("\(boot.outcome.ending.summary)")
-            return
-        }
+        guard let status = try exitStatus(of: code, under: system) else { return }
         #expect(status == 1, "the guest found KVM's signature leaf: (1 << 1) | 1")
         // What the host offers is still known (hvbench env lists it).
         if KVMSystem.moduleEmulatesGuestKernel {

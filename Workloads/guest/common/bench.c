@@ -573,6 +573,19 @@ void hvb_report_line(const char *kind, const char *key, const char *value) {
 }
 
 /* A line of named counts: "HVB1 <kind> <name> key=value ...". */
+void hvb_console_values(const char *text, const char *const *keys, const uint64_t *values, int count, unsigned hex_keys) {
+    struct line l = {.length = 0};
+    put_text(&l, text);
+    for (int i = 0; i < count; i++) {
+        put_text(&l, " ");
+        put_text(&l, keys[i]);
+        put_text(&l, "=");
+        if (hex_keys & (1u << i)) put_hex(&l, values[i]);
+        else put_u64(&l, values[i]);
+    }
+    line_end(&l);
+}
+
 void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count) {
     struct line l;
     line_begin(&l, kind, name);

@@ -48,6 +48,9 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job);
 void hvb_report_status(const char *kind, const char *bench, const char *reason);
 /* Prints "HVB1 <kind> bench=<name> key=value ..." with count keys (the litmus tests' lines). */
 void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count);
+/* Prints a plain console line outside the result-line grammar: "<text> key=value ...", the keys
+ * whose bit is set in hex_keys in hexadecimal. */
+void hvb_console_values(const char *text, const char *const *keys, const uint64_t *values, int count, unsigned hex_keys);
 
 /* Runs the job, printing the strict result lines described in README.md. 0 on success. */
 int hvb_run_job(const struct hvb_job *job);

@@ -191,34 +191,14 @@ extern uint32_t hvb_kvm_features;    /* kernel.c */
 extern volatile uint64_t hvb_pv_eois; /* entry.S counts, kernel.c holds */
 extern uint64_t hvb_kvmclock_khz;     /* kernel.c */
 
-static size_t put_decimal(char *text, size_t at, uint64_t value) {
-    char digits[24];
-    int count = 0;
-    do {
-        digits[count++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
-    while (count) text[at++] = digits[--count];
-    return at;
-}
-
 /* Where the VMM presents KVM's paravirtual CPU interface, a console line (not a result line)
  * says which features it offered, how many end-of-interrupts went through PV EOI and the TSC
  * rate kvmclock gave, so a test or a reader can see the interface negotiated and used. */
 static void report_paravirtual_use(void) {
     if (!hvb_kvm_features) return;
-    char text[128] = "hvbench-guest: kvm-pv features=0x";
-    size_t at = 0;
-    while (text[at]) at++;
-    for (int shift = 28; shift >= 0; shift -= 4) text[at++] = "0123456789abcdef"[(hvb_kvm_features >> shift) & 0xF];
-    const char *eoi = " pv-eoi=";
-    for (int i = 0; eoi[i]; i++) text[at++] = eoi[i];
-    at = put_decimal(text, at, hvb_pv_eois);
-    const char *clock = " kvmclock-khz=";
-    for (int i = 0; clock[i]; i++) text[at++] = clock[i];
-    at = put_decimal(text, at, hvb_kvmclock_khz);
-    text[at++] = '\n';
-    plat_write(text, at);
+    static const char *const keys[] = {"features", "pv-eoi", "kvmclock-khz"};
+    const uint64_t values[] = {hvb_kvm_features, hvb_pv_eois, hvb_kvmclock_khz};
+    hvb_console_values("hvbench-guest: kvm-pv", keys, values, 3, 1u << 0);
 }
 
 void user_main(uint32_t start_info) {
