@@ -229,6 +229,11 @@ int ckvm_epoll_add(int epoll_fd, int fd, uint64_t token) {
     return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0 ? -errno : 0;
 }
 
+int ckvm_epoll_arm(int epoll_fd, int fd, uint64_t token, int armed) {
+    struct epoll_event event = {.events = armed ? EPOLLIN : 0, .data.u64 = token};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &event) < 0 ? -errno : 0;
+}
+
 int ckvm_epoll_remove(int epoll_fd, int fd) {
     return epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, 0) < 0 ? -errno : 0;
 }

@@ -13,8 +13,13 @@ import Synchronization
 /// request-response exchange pays on every request. The window grows (doubling from 4 µs up to
 /// the limit) while events come soon after the thread went to sleep, and shrinks (halving, to
 /// none below 4 µs) while they do not, so an idle or slow guest costs no polling.
+/// What one epoll token stands for: a doorbell's eventfd or a watched descriptor.
+private protocol Served: AnyObject {
+    func serve()
+}
+
 final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
-    final class Route: DoorbellRoute, @unchecked Sendable {
+    final class Route: DoorbellRoute, Served, @unchecked Sendable {
         let token: UInt64
         let eventFD: HostDescriptor
         let address: UInt64
@@ -34,16 +39,62 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
             self.handler = handler
         }
 
+        func serve() {
+            let writes = ckvm_eventfd_take(eventFD.rawValue)
+            if writes > 0 { handler(Int(min(writes, Int64(Int.max)))) }
+        }
+
         func cancel() { owner?.remove(self) }
+    }
+
+    /// A device's queues polled by the thread; its token is never in the epoll set.
+    final class Polling: DoorbellRoute, Served, @unchecked Sendable {
+        let token: UInt64
+        /// Weak: the device keeps this route among its own, and drops both with its BAR.
+        weak var poller: (any QueuePoller)?
+        weak var owner: KVMIOThread?
+
+        init(owner: KVMIOThread, token: UInt64, poller: any QueuePoller) {
+            self.owner = owner
+            self.token = token
+            self.poller = poller
+        }
+
+        func serve() {}
+        func cancel() { owner?.remove(polling: self) }
+    }
+
+    final class Watch: DescriptorWatch, Served, @unchecked Sendable {
+        let token: UInt64
+        let descriptor: Int32
+        let epoll: Int32
+        let handler: @Sendable () -> Void
+        weak var owner: KVMIOThread?
+
+        init(owner: KVMIOThread, token: UInt64, descriptor: Int32, handler: @escaping @Sendable () -> Void) {
+            self.owner = owner
+            self.token = token
+            self.descriptor = descriptor
+            self.epoll = owner.epoll.rawValue
+            self.handler = handler
+        }
+
+        func serve() { handler() }
+        // Not under the routes lock: the handler pauses from inside a dispatch, which holds it.
+        func pause() { _ = ckvm_epoll_arm(epoll, descriptor, token, 0) }
+        func resume() { _ = ckvm_epoll_arm(epoll, descriptor, token, 1) }
+        func cancel() { owner?.remove(watch: self) }
     }
 
     private let vmFileDescriptor: Int32
     private let epoll: HostDescriptor
     private let stop: HostDescriptor
-    /// Routes by token; the lock also serialises handlers against `remove`, so a cancelled
-    /// route's handler never runs after `cancel()` returns.
-    private let routes = Mutex<[UInt64: Route]>([:])
+    /// Routes and watches by token; the lock also serialises handlers against `remove`, so a
+    /// cancelled route's handler never runs after `cancel()` returns.
+    private let routes = Mutex<[UInt64: any Served]>([:])
     private var nextToken: UInt64 = 1
+    /// Devices whose queues the thread polls (guarded by the routes lock).
+    private var pollers: [Polling] = []
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
     private let running = Atomic<Bool>(false)
@@ -72,15 +123,76 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
         guard let eventFD = HostDescriptor(taking: ckvm_eventfd()) else { return nil }
         // KVM refusing leaves the doorbell an ordinary exit.
         guard ckvm_ioeventfd(vmFileDescriptor, address, UInt32(length), eventFD.rawValue, 0) == 0 else { return nil }
-        let route = Route(owner: self, token: nextToken, eventFD: eventFD, address: address, length: length, handler: handler)
-        nextToken += 1
-        routes.withLock { $0[route.token] = route }
+        let route = routes.withLock { table in
+            let route = Route(
+                owner: self, token: nextToken, eventFD: eventFD, address: address, length: length, handler: handler)
+            nextToken += 1
+            table[route.token] = route
+            return route
+        }
         guard ckvm_epoll_add(epoll.rawValue, eventFD.rawValue, route.token) == 0 else {
             remove(route)
             return nil
         }
         startIfNeeded()
         return route
+    }
+
+    func watch(descriptor: Int32, _ handler: @escaping @Sendable () -> Void) -> DescriptorWatch? {
+        let watch = routes.withLock { table in
+            let watch = Watch(owner: self, token: nextToken, descriptor: descriptor, handler: handler)
+            nextToken += 1
+            table[watch.token] = watch
+            return watch
+        }
+        guard ckvm_epoll_add(epoll.rawValue, descriptor, watch.token) == 0 else {
+            remove(watch: watch)
+            return nil
+        }
+        startIfNeeded()
+        return watch
+    }
+
+    func poll(_ poller: any QueuePoller) -> DoorbellRoute? {
+        routes.withLock { table in
+            let polling = Polling(owner: self, token: nextToken, poller: poller)
+            nextToken += 1
+            table[polling.token] = polling
+            pollers.append(polling)
+            return polling
+        }
+    }
+
+    private func remove(polling: Polling) {
+        routes.withLock { table in
+            table.removeValue(forKey: polling.token)
+            pollers.removeAll { $0 === polling }
+        }
+    }
+
+    /// Polls every device's queues (under the routes lock, as handlers run); whether any had work.
+    private func pollQueues() -> Bool {
+        routes.withLock { _ in
+            var found = false
+            for polling in pollers where polling.poller?.pollQueues() == true { found = true }
+            return found
+        }
+    }
+
+    /// Doorbells on or off for every polled device; turning them on, whether work came meanwhile.
+    private func setDoorbells(_ enabled: Bool) -> Bool {
+        routes.withLock { _ in
+            var found = false
+            for polling in pollers where polling.poller?.setDoorbells(enabled) == true { found = true }
+            return found
+        }
+    }
+
+    private func remove(watch: Watch) {
+        routes.withLock { table in
+            guard table.removeValue(forKey: watch.token) != nil else { return }
+            _ = ckvm_epoll_remove(epoll.rawValue, watch.descriptor)
+        }
     }
 
     private func remove(_ route: Route) {
@@ -106,20 +218,35 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     private func serve() {
         let smallestWindow: UInt64 = 4_000
         var window: UInt64 = 0
+        var doorbellsOff = false
         while true {
             if window > 0 {
+                if !doorbellsOff {
+                    _ = setDoorbells(false)
+                    doorbellsOff = true
+                }
                 let until = MonotonicClock.nanoseconds() + window
                 var token: Int64 = -1
+                var queueWork = false
                 repeat {
                     token = ckvm_epoll_wait_one(epoll.rawValue, 0)
-                } while token == -1 && MonotonicClock.nanoseconds() < until
-                if token >= 0 {
-                    if token == 0 { return }  // the stop eventfd
+                    if token == -1 { queueWork = pollQueues() }
+                } while token == -1 && !queueWork && MonotonicClock.nanoseconds() < until
+                if token == 0 { return }  // the stop eventfd
+                if token < -1 { return }  // epoll itself failed: nothing more can be served
+                if token > 0 || queueWork {
                     polled.add(1, ordering: .relaxed)
-                    dispatch(token)
+                    if token > 0 { dispatch(token) }
                     continue
                 }
-                if token < -1 { return }  // epoll itself failed: nothing more can be served
+            }
+            if doorbellsOff {
+                doorbellsOff = false
+                // Work the driver left without ringing while the doorbells were off.
+                if setDoorbells(true) {
+                    _ = pollQueues()
+                    continue
+                }
             }
             let sleptAt = MonotonicClock.nanoseconds()
             let token = ckvm_epoll_wait_one(epoll.rawValue, -1)
@@ -128,9 +255,11 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
                 if token < -1 { return }
                 continue  // interrupted by a signal
             }
-            dispatch(token)
             // Polling a little longer would have caught this event: grow the window; else shrink.
-            if MonotonicClock.nanoseconds() - sleptAt <= pollLimitNanoseconds {
+            // (Measured before the work it brings, which can take longer than the window.)
+            let slept = MonotonicClock.nanoseconds() - sleptAt
+            dispatch(token)
+            if slept <= pollLimitNanoseconds {
                 window = min(max(window * 2, smallestWindow), pollLimitNanoseconds)
             } else {
                 window /= 2
@@ -140,11 +269,7 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     }
 
     private func dispatch(_ token: Int64) {
-        routes.withLock { table in
-            guard let route = table[UInt64(token)] else { return }
-            let writes = ckvm_eventfd_take(route.eventFD.rawValue)
-            if writes > 0 { route.handler(Int(min(writes, Int64(Int.max)))) }
-        }
+        routes.withLock { table in table[UInt64(token)]?.serve() }
     }
 
     func shutdown() {

@@ -103,9 +103,10 @@ let ioBenchmarks = BenchmarkDefinition.all.filter {
         }
     }
 
-    /// The I/O thread's adaptive polling: how many of its wake-ups it found while polling is
-    /// counted (how many depends on the host's speed, so only the bounds are checked), and with
-    /// `--io-poll-us 0` it never polls.
+    /// The I/O thread's adaptive polling: with `--io-poll-us 0` it never polls; with a window of
+    /// a millisecond (far longer than a round trip on any host) it keeps polling through the run,
+    /// looking at the queues itself with the doorbells off, and the guest's driver (which reads
+    /// VIRTQ_USED_F_NO_NOTIFY, as Linux's does) leaves most of them unrung.
     @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: [0, 1000] as [UInt64])
     func theIOThreadPollsOnlyWithinItsLimit(_ microseconds: UInt64) async throws {
         let result = try await run("net.rr", on: .paravirtIO, pollMicroseconds: microseconds)
@@ -114,8 +115,12 @@ let ioBenchmarks = BenchmarkDefinition.all.filter {
         let polled = try #require(exits.ioThreadPolledNotifications, "\(exits)")
         if microseconds == 0 {
             #expect(polled == 0)
+            #expect(exits.notifications >= exits.operations, "a doorbell for every request: \(exits)")
         } else {
-            #expect(polled <= (exits.ioThreadNotifications ?? 0), "\(exits)")
+            // (Run alone, as scripts/test runs the suite, nearly every doorbell is saved; only the
+            // bound is checked, since a starved vCPU can leave more than 1 ms between requests.)
+            #expect(polled > 0, "\(exits)")
+            #expect(exits.notifications < exits.operations, "doorbells off while the thread polls: \(exits)")
         }
     }
 

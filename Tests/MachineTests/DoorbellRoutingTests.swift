@@ -29,6 +29,13 @@ final class RecordingDoorbellRouter: DoorbellRouter, @unchecked Sendable {
         return route
     }
 
+    /// Devices that asked for their queues to be polled.
+    private(set) var pollers: [any QueuePoller] = []
+    func poll(_ poller: any QueuePoller) -> DoorbellRoute? {
+        pollers.append(poller)
+        return Route(address: 0, length: 0) { _ in }
+    }
+
     func shutdown() {}  // no thread of its own: `ring` runs each handler to completion
     var polledEvents: Int { 0 }
 
@@ -139,4 +146,57 @@ final class RecordingDoorbellRouter: DoorbellRouter, @unchecked Sendable {
         #expect(try rx.usedEntries().isEmpty)
         #expect(transport.doorbells == 1 && transport.ioThreadDoorbells == 0, "an exit, not the I/O thread")
     }
+
+    /// A block request at `head` (descriptors 3·head…): read sector 1 into 0x40000 + head·0x1000.
+    func offerRead(_ q: TestQueue, head: UInt16) throws {
+        let header = 0x30000 + 0x100 * UInt64(head)
+        try memory.writeValue(UInt32(0), at: header)
+        try memory.writeValue(UInt64(1), at: header + 8)
+        try memory.writeValue(UInt8(0xFF), at: header + 0x80)
+        try q.descriptor(3 * head, address: header, length: 16, flags: 1, next: 3 * head + 1)
+        try q.descriptor(3 * head + 1, address: 0x40000 + 0x1000 * UInt64(head), length: 512, flags: 3, next: 3 * head + 2)
+        try q.descriptor(3 * head + 2, address: header + 0x80, length: 1, flags: 2)
+        try q.offer(3 * head)
+    }
+
+    @Test(arguments: [false, true])
+    func whileTheIOThreadPollsTheDriverIsToldNotToRingAndNothingIsMissed(_ eventIndex: Bool) throws {
+        defer { try? FileManager.default.removeItem(atPath: diskPath) }
+        let (transport, slot) = try makeBlock()
+        setConfig(slot, 0x10, 0xE000_0000)
+        setConfig(slot, 0x04, 0x6, width: 2)
+        let poller = try #require(router.pollers.first, "the transport's queues are offered for polling")
+        let q = try TestQueue(memory: memory, size: 16)
+        TransportDriver(transport: transport).bringUp(queues: [q], extra: eventIndex ? VirtioPCITransport.eventIndex : 0)
+        let flags = { try self.memory.readValue(UInt16.self, at: q.used) }
+        let availableEvent = { try self.memory.readValue(UInt16.self, at: q.used + 4 + 8 * 16) }
+
+        #expect(poller.setDoorbells(false) == false)
+        if eventIndex {
+            #expect(try availableEvent() == 0xFFFF, "avail_event behind every index the driver can make available")
+        } else {
+            #expect(try flags() == 1, "VIRTQ_USED_F_NO_NOTIFY")
+        }
+        try offerRead(q, head: 0)
+        #expect(poller.pollQueues(), "the thread finds the request without a doorbell")
+        #expect(try q.usedEntries().count == 1 && transport.doorbells == 0)
+        #expect(poller.pollQueues() == false, "nothing new")
+        if eventIndex { #expect(try availableEvent() == 0xFFFF, "a pass while polling leaves avail_event stale") }
+
+        // A request made while the thread stops polling: the driver saw doorbells off and did not
+        // ring, so turning them on reports it and the thread takes it before sleeping.
+        try offerRead(q, head: 1)
+        #expect(poller.setDoorbells(true), "work waiting")
+        if eventIndex {
+            #expect(try availableEvent() == 1, "avail_event at what the device has taken")
+        } else {
+            #expect(try flags() == 0)
+        }
+        #expect(poller.pollQueues())
+        #expect(try q.usedEntries().count == 2)
+        #expect(try memory.readValue(UInt8.self, at: 0x30180) == 0, "second request completed")
+        #expect(poller.setDoorbells(true) == false)
+        #expect(transport.brokenReason == nil)
+    }
 }
+

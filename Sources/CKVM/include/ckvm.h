@@ -70,6 +70,8 @@ int ckvm_eventfd_signal(int event_fd);
 int ckvm_epoll_create(void);
 int ckvm_epoll_add(int epoll_fd, int fd, uint64_t token);
 int ckvm_epoll_remove(int epoll_fd, int fd);
+/* Arms (EPOLLIN) or disarms (no events) a descriptor already added. */
+int ckvm_epoll_arm(int epoll_fd, int fd, uint64_t token, int armed);
 /* Waits up to timeout_ms (-1: no limit) for one ready descriptor: its token, -1 on a timeout or
  * a signal, or -errno-2 when epoll fails. */
 int64_t ckvm_epoll_wait_one(int epoll_fd, int timeout_ms);

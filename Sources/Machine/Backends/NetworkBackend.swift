@@ -12,10 +12,14 @@ public protocol NetworkBackend: AnyObject {
     /// For backends whose frames arrive on their own: `arrived` is called (from any thread) when
     /// frames for the guest come in, and the device then takes them.
     func onArrival(_ arrived: @escaping @Sendable () -> Void)
+    /// For backends with a descriptor of their own: frames are read on `router`'s I/O thread,
+    /// which calls `arrived` after queuing them. false: use `onArrival`.
+    func receive(on router: any DoorbellRouter, _ arrived: @escaping @Sendable () -> Void) -> Bool
 }
 
 extension NetworkBackend {
     public func onArrival(_ arrived: @escaping @Sendable () -> Void) {}
+    public func receive(on router: any DoorbellRouter, _ arrived: @escaping @Sendable () -> Void) -> Bool { false }
 }
 
 extension NetworkPeer: NetworkBackend {}

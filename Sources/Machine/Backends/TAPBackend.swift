@@ -2,10 +2,12 @@ import Foundation
 import Synchronization
 
 /// A NIC's link into the host kernel: frames from the guest are written to a TAP device in
-/// hvbench's network namespace, and a reader thread queues the frames the kernel sends back
-/// and tells the device, which takes them on its own thread. The queue is bounded: while it is
-/// full the reader stops reading, so the TAP's own queue backs up and a blocking sender in the
-/// kernel waits, as it would for a NIC whose ring is full.
+/// hvbench's network namespace, and the frames the kernel sends back are queued for the device:
+/// read by the VM's I/O thread where the device is served by one (the TAP polled with the
+/// doorbells, so a reply that arrives while the thread polls costs no wake-up), else by a reader
+/// thread of the backend's own that tells the device. The queue is bounded: while it is full
+/// nothing is read, so the TAP's own queue backs up and a blocking sender in the kernel waits, as
+/// it would for a NIC whose ring is full.
 public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     public let tap: TAPDevice
     /// Frames waiting for the guest, at most `queueLimit`.
@@ -19,6 +21,9 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     private let arrivalPending = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    private let readerStarted = Atomic<Bool>(false)
+    /// The I/O thread's watch on the TAP, and whether it is paused because the queue is full.
+    private let ioThreadWatch = Mutex<(watch: (any DescriptorWatch)?, paused: Bool)>((nil, false))
     /// Frames from the guest, frames the kernel's queue refused, and frames to the guest.
     public let framesFromGuest = Atomic<Int>(0)
     public let framesRefused = Atomic<Int>(0)
@@ -26,16 +31,53 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
 
     public init(tap: TAPDevice) {
         self.tap = tap
-        let thread = Thread { [self] in readFrames() }
-        thread.name = "hvbench-tap-reader"
-        thread.start()
     }
 
-    /// Stops the reader thread (within its poll interval). Idempotent; the owner calls it when
-    /// the VM has ended.
+    /// Stops reading: the reader thread (within its poll interval) or the I/O thread's watch.
+    /// Idempotent; the owner calls it when the VM has ended.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        finished.wait()
+        ioThreadWatch.withLock { $0.watch }?.cancel()
+        if readerStarted.load(ordering: .acquiring) { finished.wait() }
+    }
+
+    /// Reads on `router`'s I/O thread instead of a thread of its own; `arrived` runs there after
+    /// each burst is queued.
+    public func receive(on router: any DoorbellRouter, _ arrived: @escaping @Sendable () -> Void) -> Bool {
+        guard !readerStarted.load(ordering: .acquiring),
+            let watch = router.watch(descriptor: tap.readinessDescriptor, { [weak self] in self?.readBurst(arrived) })
+        else { return false }
+        ioThreadWatch.withLock { $0.watch = watch }
+        return true
+    }
+
+    /// On the I/O thread: what the kernel has queued, up to a batch and the queue's room; a full
+    /// queue pauses the watch until the device has taken frames.
+    private func readBurst(_ arrived: @Sendable () -> Void) {
+        let room = min(Self.readBatch, queue.withLock { Self.queueLimit - $0.count })
+        var burst: [[UInt8]] = []
+        while burst.count < room, let frame = try? tap.receive(timeout: 0) { burst.append(frame) }
+        let full = queue.withLock { queue in
+            queue.append(contentsOf: burst)
+            return queue.count >= Self.queueLimit
+        }
+        if full {
+            ioThreadWatch.withLock { state in
+                state.paused = true
+                state.watch?.pause()
+            }
+        }
+        if !burst.isEmpty { arrived() }
+    }
+
+    /// The device took a frame: a paused watch reads again once half the queue is free.
+    private func resumeIfPaused(queued: Int) {
+        guard queued <= Self.queueLimit / 2 else { return }
+        ioThreadWatch.withLock { state in
+            guard state.paused else { return }
+            state.paused = false
+            state.watch?.resume()
+        }
     }
 
     private func readFrames() {
@@ -71,14 +113,24 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     }
 
     public func frameForGuest(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
-        queue.withLock { queue in
+        let taken = queue.withLock { queue -> (length: Int, left: Int)? in
             guard let frame = queue.first, frame.count <= buffer.count else { return nil }
             queue.removeFirst()
             buffer.copyBytes(from: frame)
             framesToGuest.add(1, ordering: .relaxed)
-            return frame.count
+            return (frame.count, queue.count)
         }
+        if let taken { resumeIfPaused(queued: taken.left) }
+        return taken?.length
     }
 
-    public func onArrival(_ arrived: @escaping @Sendable () -> Void) { arrival.withLock { $0 = arrived } }
+    /// Reading on a thread of the backend's own (a device not served by an I/O thread).
+    public func onArrival(_ arrived: @escaping @Sendable () -> Void) {
+        arrival.withLock { $0 = arrived }
+        guard ioThreadWatch.withLock({ $0.watch == nil }), !readerStarted.exchange(true, ordering: .acquiringAndReleasing)
+        else { return }
+        let thread = Thread { [self] in readFrames() }
+        thread.name = "hvbench-tap-reader"
+        thread.start()
+    }
 }

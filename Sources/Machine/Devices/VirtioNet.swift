@@ -25,11 +25,22 @@ public final class VirtioNet: VirtioDeviceModel {
     public func reset() {}
 
     /// Frames that arrive on their own (a TAP) fill the receive queue. Where an I/O thread serves
-    /// the queues (KVM's ioeventfds), the backend's own thread fills it, under the transport's
-    /// lock as the I/O thread does, and the guest polling its used ring sees the frame without a
-    /// vCPU exit (as QEMU's main loop delivers); otherwise the vCPU thread does, between exits.
+    /// the queues (KVM's ioeventfds), it also reads the backend and fills the queue under the
+    /// transport's lock, and the guest polling its used ring sees the frame without a vCPU exit
+    /// (as QEMU's main loop delivers); a backend that cannot be read there fills it from its own
+    /// thread, under the same lock; otherwise the vCPU thread does, between exits.
     public func connect(_ transport: VirtioPCITransport, timers: DeviceTimers) {
         let reference = UncheckedReference(transport)
+        if let router = transport.ioThread,
+            peer.receive(
+                on: router,
+                {
+                    let transport = reference.value
+                    transport.configurationAccess { transport.notify(0) }
+                })
+        {
+            return
+        }
         peer.onArrival {
             let transport = reference.value
             if transport.isServedByIOThread {

@@ -145,6 +145,20 @@ public final class VirtQueue {
         try memory.writeValue(lastAvailableIndex, at: deviceRing + 4 + 8 * UInt64(size))
     }
 
+    /// Doorbells off while the device polls the driver ring itself (virtio 1.x §2.7.7, 2.7.10):
+    /// without event index VIRTQ_USED_F_NO_NOTIFY in the used ring's flags; with it, avail_event
+    /// one behind what the device has taken, so no index the driver makes available reaches it
+    /// (the driver rings when its new index passes avail_event). On: the flag cleared or
+    /// avail_event published as usual.
+    public func setDoorbells(_ enabled: Bool, eventIndex: Bool, _ memory: GuestMemory) throws {
+        if eventIndex {
+            let event = enabled ? lastAvailableIndex : lastAvailableIndex &- 1
+            try memory.writeValue(event, at: deviceRing + 4 + 8 * UInt64(size))
+        } else {
+            try memory.writeValue(UInt16(enabled ? 0 : 1), at: deviceRing)
+        }
+    }
+
     /// Returns a chain to the driver with the number of bytes the device wrote into it.
     public func pushUsed(_ memory: GuestMemory, head: UInt16, written: Int) throws {
         let slot = UInt64(usedIndex % size)

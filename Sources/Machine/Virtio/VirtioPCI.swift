@@ -79,6 +79,12 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     private var routes: [any DoorbellRoute] = []
     /// Doorbells that arrived through the I/O thread rather than as exits.
     public private(set) var routedNotifications = 0
+    /// While the I/O thread polls the queues: doorbells are off, and the driver ring index each
+    /// queue had when the thread last looked.
+    private var doorbellsOff = false
+    private var polledAvailable: [UInt16]
+    /// Passes over a queue the I/O thread started because it saw new work while polling.
+    public private(set) var polledPasses = 0
 
     /// Why the device stopped, if a guest fed it garbage (DEVICE_NEEDS_RESET is set).
     public private(set) var brokenReason: String?
@@ -95,6 +101,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
             vendor: 0x1AF4, device: 0x1040 + model.deviceID, classCode: model.pciClass.0, subclass: model.pciClass.1,
             subsystemVendor: 0x1AF4, subsystem: 0x40, revision: 1, barSizes: [Self.barSize])
         queueVectors = Array(repeating: Self.noVector, count: queues.count)
+        polledAvailable = Array(repeating: 0, count: queues.count)
         msix = MSIXTable(
             vectorCount: queues.count + 1, configuration: configuration, bar: 0, tableOffset: UInt32(Self.msixTableOffset),
             pendingOffset: UInt32(Self.msixPendingOffset))
@@ -129,6 +136,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
             }
             if let route { routes.append(route) }
         }
+        if let polling = doorbellRouter.poll(self) { routes.append(polling) }
     }
 
     public func configurationAccess(_ body: () -> Void) { lock.withLock { _ in body() } }
@@ -167,7 +175,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     private func signalUsedBuffers() throws {
         let eventIndex = eventIndexNegotiated
         for (index, queue) in queues.enumerated() where queue.enabled {
-            if eventIndex { try queue.publishAvailableEvent(memory) }
+            if eventIndex && !doorbellsOff { try queue.publishAvailableEvent(memory) }
             if try queue.usedBuffersNeedInterrupt(memory, eventIndex: eventIndex) {
                 interrupt(vector: queueVectors[index], status: 1)
             }
@@ -184,6 +192,7 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
         model.reset()
         configurationVector = Self.noVector
         queueVectors = Array(repeating: Self.noVector, count: queues.count)
+        polledAvailable = Array(repeating: 0, count: queues.count)
         interruptStatus = 0
         configuration.requestInterrupt(false)
     }
@@ -333,6 +342,43 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     }
 }
 
+extension VirtioPCITransport: QueuePoller {
+    public func pollQueues() -> Bool {
+        lock.withLock { _ in
+            guard brokenReason == nil, status & 0x04 != 0 else { return false }
+            var found = false
+            for index in queues.indices where queues[index].enabled {
+                guard let available = try? queues[index].availableIndex(memory), available != polledAvailable[index]
+                else { continue }
+                polledAvailable[index] = available
+                polledPasses += 1
+                notify(index)
+                found = true
+            }
+            return found
+        }
+    }
+
+    public func setDoorbells(_ enabled: Bool) -> Bool {
+        lock.withLock { _ in
+            doorbellsOff = !enabled
+            guard brokenReason == nil, status & 0x04 != 0 else { return false }
+            var waiting = false
+            for index in queues.indices where queues[index].enabled {
+                do {
+                    try queues[index].setDoorbells(enabled, eventIndex: eventIndexNegotiated, memory)
+                    guard enabled else { continue }
+                    // The driver writes its index, then reads whether to ring; the device writes
+                    // that it wants rings, then reads the index: one of the two sees the other.
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    if try queues[index].availableIndex(memory) != polledAvailable[index] { waiting = true }
+                } catch { fail("queue \(index): \(error)") }
+            }
+            return waiting
+        }
+    }
+}
+
 extension VirtioPCITransport {
     /// A vector the driver asked for, or NO_VECTOR (which the driver reads back as refusal)
     /// when the table has no such entry.
@@ -348,9 +394,11 @@ extension VirtioPCITransport: Device {
     public var ioThreadDoorbells: Int { lock.withLock { _ in routedNotifications } }
     /// Whether an I/O thread serves the queues, so queue work may run off the vCPU thread.
     public var isServedByIOThread: Bool { lock.withLock { _ in doorbellRouter != nil } }
+    /// The I/O thread serving the queues, where the engine has one.
+    public var ioThread: (any DoorbellRouter)? { lock.withLock { _ in doorbellRouter } }
     public func attach(to platform: Platform) throws {
-        model.connect(self, timers: platform.timers)
         doorbellRouter = platform.doorbells
+        model.connect(self, timers: platform.timers)
         try platform.pci().plug(self)
     }
 }

@@ -30,6 +30,7 @@ struct virtq_desc {
 
 struct queue {
     uint16_t size, last_used, notify_off;
+    uint16_t notified_available; /* avail.idx when the driver last decided whether to ring */
     struct virtq_desc *desc;
     volatile uint16_t *avail; /* flags, idx, ring[size] */
     volatile uint8_t *used;   /* flags, idx, {id, len}[size] */
@@ -39,6 +40,7 @@ struct device {
     volatile uint8_t *common, *notify, *config, *isr;
     uint32_t notify_multiplier;
     int msix; /* configuration offset of the MSI-X capability, 0 if none */
+    int event_idx;
     struct queue queues[2];
 };
 
@@ -51,6 +53,24 @@ static uint16_t used_index(struct queue *q) { return *(volatile uint16_t *)(q->u
 static void kick(struct device *d, int index) {
     barrier();
     *(volatile uint16_t *)(d->notify + d->queues[index].notify_off * d->notify_multiplier) = (uint16_t)index;
+}
+
+static inline void memory_barrier(void) { __sync_synchronize(); }
+static volatile uint16_t *used_event(struct queue *q) { return &q->avail[2 + q->size]; }
+static volatile uint16_t *avail_event(struct queue *q) { return (volatile uint16_t *)(q->used + 4 + 8 * q->size); }
+
+/* Rings the doorbell for what was made available since the last decision, unless the device
+ * said it need not (as Linux's virtqueue_kick_prepare): with event index, only if avail_event
+ * lies among the new buffers; without, unless the used ring has VIRTQ_USED_F_NO_NOTIFY (a
+ * device polling the ring itself sets either). */
+static void notify_if_needed(struct device *d, int index) {
+    struct queue *q = &d->queues[index];
+    memory_barrier(); /* the new avail.idx before the device's answer is read */
+    uint16_t now = q->avail[1], old = q->notified_available;
+    q->notified_available = now;
+    int needed = d->event_idx ? (uint16_t)(now - *avail_event(q) - 1) < (uint16_t)(now - old)
+                              : !(*(volatile uint16_t *)q->used & 1);
+    if (needed) kick(d, index);
 }
 
 static void make_available(struct queue *q, uint16_t head) {
@@ -134,6 +154,7 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
         pci_write32(slot, d->msix, pci_read32(slot, d->msix) | 1u << 31); /* MSI-X enable */
         extra_features |= FEATURE_EVENT_IDX;
     }
+    d->event_idx = (extra_features & FEATURE_EVENT_IDX) != 0;
     volatile uint8_t *status = d->common + 0x14;
     *status = 0;
     HVB_POLL_UNTIL(!*status, "virtio-reset-timeout");
@@ -158,7 +179,7 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
         if (size > 256) size = 256;
         *common16(d, 0x18) = size;
         q->size = size;
-        q->last_used = 0;
+        q->last_used = q->notified_available = 0;
         q->desc = plat_alloc(16u * size);
         q->avail = plat_alloc(6u + 2u * size);
         q->used = plat_alloc(6u + 8u * size);
@@ -219,7 +240,7 @@ static const char *blk_request(uint32_t type, uint64_t lba, uint32_t count, void
     q->desc[2] = (struct virtq_desc){(uint64_t)(uintptr_t)blk_status, 1, 2, 0};
     make_available(q, 0);
     uint64_t seen = irq_count(DISK_VECTOR);
-    kick(&blk, 0);
+    notify_if_needed(&blk, 0);
     if (blk_interrupts) {
         /* The completion interrupts (used_event is kept armed); sleep until it has. */
         while (used_index(q) == q->last_used) {
@@ -277,7 +298,7 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
         /* Full: notify for what is queued, wait for one buffer, then take back every used one
          * (one at a time would mean a notification for every frame from here on). */
         if (tx_pending) {
-            kick(&net, 1);
+            notify_if_needed(&net, 1);
             tx_in_flight += tx_pending;
             tx_pending = 0;
         }
@@ -295,7 +316,7 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
     q->desc[slot] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, NET_HEADER + length, 0, 0};
     make_available(q, slot);
     if (++tx_pending == NET_BATCH) {
-        kick(&net, 1);
+        notify_if_needed(&net, 1);
         tx_in_flight += tx_pending;
         tx_pending = 0;
     }
@@ -304,7 +325,7 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
 
 static const char *net_flush(void) {
     if (tx_pending) {
-        kick(&net, 1);
+        notify_if_needed(&net, 1);
         tx_in_flight += tx_pending;
         tx_pending = 0;
     }
@@ -320,7 +341,7 @@ static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *leng
     uint64_t start = plat_cycles();
     while (used_index(q) == q->last_used) {
         if (rx_unposted) {
-            kick(&net, 0);
+            notify_if_needed(&net, 0);
             rx_unposted = 0;
         }
         if (hvb_timed_out(start)) return "virtio-net-receive-timeout";
@@ -334,7 +355,7 @@ static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *leng
     *length = total - NET_HEADER;
     make_available(q, (uint16_t)id);
     if (++rx_unposted == NET_BATCH) {
-        kick(&net, 0);
+        notify_if_needed(&net, 0);
         rx_unposted = 0;
     }
     return 0;
@@ -343,18 +364,6 @@ static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *leng
 static const struct nic_ops net_ops = {"virtio-net", net_send, net_flush, net_receive};
 
 /* ---- interrupt-driven virtio-net */
-
-static inline void memory_barrier(void) { __sync_synchronize(); }
-static volatile uint16_t *used_event(struct queue *q) { return &q->avail[2 + q->size]; }
-static volatile uint16_t *avail_event(struct queue *q) { return (volatile uint16_t *)(q->used + 4 + 8 * q->size); }
-
-/* Notify only if the device's avail_event lies among the buffers just made available. */
-static void kick_if_asked(int index, uint16_t old_available) {
-    struct queue *q = &net.queues[index];
-    memory_barrier();
-    uint16_t now = q->avail[1], event = *avail_event(q);
-    if ((uint16_t)(now - event - 1) < (uint16_t)(now - old_available)) kick(&net, index);
-}
 
 /* Takes back every transmit buffer the device has used (as a send does before queueing). */
 static void take_back_sent(void) {
@@ -391,14 +400,14 @@ static const char *net_send_irq(const uint8_t *frame, uint32_t length) {
         const char *error = wait_for_transmit((uint16_t)(q->size / 4)); /* interrupt at 3/4 used */
         if (error) return error;
     }
-    uint16_t slot = (uint16_t)(q->avail[1] % q->size), old = q->avail[1];
+    uint16_t slot = (uint16_t)(q->avail[1] % q->size);
     uint8_t *buffer = tx_buffers + slot * NET_BUFFER;
     for (uint32_t i = 0; i < NET_HEADER; i++) buffer[i] = 0;
     for (uint32_t i = 0; i < length; i++) buffer[NET_HEADER + i] = frame[i];
     q->desc[slot] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, NET_HEADER + length, 0, 0};
     make_available(q, slot);
     tx_in_flight++;
-    kick_if_asked(1, old);
+    notify_if_needed(&net, 1);
     return 0;
 }
 
@@ -408,7 +417,7 @@ static const char *net_receive_irq(uint8_t *frame, uint32_t capacity, uint32_t *
     struct queue *q = &net.queues[0];
     while (used_index(q) == q->last_used) {
         if (rx_unposted) {
-            kick(&net, 0);
+            notify_if_needed(&net, 0);
             rx_unposted = 0;
         }
         uint64_t seen = irq_count(NIC_VECTOR);
@@ -434,6 +443,7 @@ const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven) {
         rx->desc[i] = (struct virtq_desc){(uint64_t)(uintptr_t)(rx_buffers + i * NET_BUFFER), NET_BUFFER, 2, 0};
         make_available(rx, i);
     }
+    rx->notified_available = rx->avail[1];
     kick(&net, 0);
     tx_in_flight = tx_pending = rx_unposted = 0;
     if (interrupt_driven) irq_start();
