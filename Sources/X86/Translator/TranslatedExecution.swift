@@ -56,6 +56,9 @@ public final class TranslationCache {
     public private(set) var cacheResets = 0
     /// TSC cycles spent translating (HVB_TRANSLATOR_STATS reports them per block).
     var translationCycles: UInt64 = 0
+    /// With HVB_TRANSLATOR_STATS: instructions the interpreter ran, by operation (with `rep`,
+    /// `lock`, a segment override or 32-bit addressing noted), to say what is left to translate.
+    var interpretedOperations: [String: UInt64]? = getenv("HVB_TRANSLATOR_STATS") != nil ? [:] : nil
 
     /// Arrivals at a RIP before its code is translated, by default.
     public static let defaultHotAfter = 8
@@ -82,7 +85,12 @@ public final class TranslationCache {
                 "translator: \(blocksTranslated) blocks, \(instructionsInBlocks) instructions in blocks, "
                 + "\(instructionsInterpreted) interpreted, "
                 + "\(linksMade) links, \(cacheResets) resets, \(translationCycles / UInt64(max(1, blocksTranslated))) TSC cycles translating per block\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            let total = Double(max(1, instructionsInBlocks + instructionsInterpreted))
+            let share = String(format: "%.2f", 100 * Double(instructionsInBlocks) / total)
+            let top = (interpretedOperations ?? [:]).sorted { $0.value > $1.value }.prefix(16)
+                .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            let detail = "translator: \(share)% of instructions in translated code; interpreted most: \(top)\n"
+            _ = (line + detail).withCString { write(2, $0, strlen($0)) }
         }
         frame.deallocate()
         noMail.deallocate()
@@ -169,6 +177,7 @@ extension X86CPU {
             }
             if done == 0 {
                 cache.instructionsInterpreted &+= 1
+                if cache.interpretedOperations != nil { countInterpretedOperation(cache) }
                 if step() {
                     let reason = stopReason ?? .interrupted
                     stopReason = nil
@@ -213,6 +222,22 @@ extension X86CPU {
         cache.instructionsInBlocks &+= UInt64(retiredHere)
         if cache.frame[2] != 0 { link(UInt(cache.frame[2]), to: rip, tag: tag, cache) }
         return retiredHere
+    }
+
+    /// HVB_TRANSLATOR_STATS: what the interpreter is about to run (decoding has no effect kept).
+    @inline(never)
+    private func countInterpretedOperation(_ cache: TranslationCache) {
+        let savedCR2 = cr2
+        defer { cr2 = savedCR2 }
+        guard let instruction = try? decode(at: rip) else { return }
+        var name = "\(instruction.op)"
+        if instruction.locked { name = "lock " + name }
+        if instruction.repeatPrefix != 0 { name = "rep " + name }
+        if instruction.segment != 0xFF { name += "(seg)" }
+        if instruction.addressSize == 4 { name += "(addr32)" }
+        if !is64BitCode { name += "(32-bit code)" }
+        if instruction.isRegister { name += "(reg)" }
+        cache.interpretedOperations?[name, default: 0] += 1
     }
 
     /// Points the exit whose rel32 field is at `field` straight at the block for `target`, if
