@@ -81,13 +81,22 @@ import Testing
         // Events soon after one another open the thread's polling window; it then turns the
         // device's doorbells off and looks at its queues itself.
         #expect(
-            eventually({ poller.state.withLock { $0.turnedOff > 0 && $0.polls > 0 } }, step: { ring(); usleep(50) }),
+            eventually(
+                { poller.state.withLock { $0.turnedOff > 0 && $0.polls > 0 } },
+                step: {
+                    ring(); usleep(50)
+                }),
             "\(poller.state.withLock { $0 })")
         #expect(reads.load(ordering: .relaxed) > 0, "the descriptor was read on the I/O thread")
 
         // Work the driver leaves without ringing while the thread polls is taken by a poll.
         poller.state.withLock { $0.waitingWork = true }
-        #expect(eventually({ poller.state.withLock { $0.workTaken == 1 } }, step: { ring(); usleep(50) }))
+        #expect(
+            eventually(
+                { poller.state.withLock { $0.workTaken == 1 } },
+                step: {
+                    ring(); usleep(50)
+                }))
         // Work made available as the window closes (the driver still saw the doorbells off) is
         // taken before the thread sleeps, without a ring; then the doorbells stay on. (One event
         // opens a window again: it shrinks by halves, from up to a millisecond.)

@@ -199,4 +199,3 @@ final class RecordingDoorbellRouter: DoorbellRouter, @unchecked Sendable {
         #expect(transport.brokenReason == nil)
     }
 }
-

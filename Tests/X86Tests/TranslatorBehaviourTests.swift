@@ -87,6 +87,42 @@ import Testing
         #expect(cache.instructionsInBlocks >= 800, "the loop's shifts on memory ran as host code")
     }
 
+    /// FS- and GS-relative loads, stores and read-modify-writes (absolute and register-based, as
+    /// thread and per-CPU data are reached) in a 100-pass loop that swaps the GS base every pass
+    /// (swapgs ends a block): translated code reads the base when it runs, not when translated.
+    @Test func fsAndGSRelativeOperandsUseTheBaseOfTheMoment() throws {
+        let code: [UInt8] = [
+            0xB9, 0x64, 0x00, 0x00, 0x00,  // mov ecx, 100
+            0x48, 0xC7, 0xC3, 0x08, 0x00, 0x00, 0x00,  // mov rbx, 8
+            0x31, 0xC0,  // xor eax, eax
+            0x48, 0x8B, 0x34, 0x25, 0x08, 0x00, 0x00, 0x00,  // mov rsi, [8]: page 0 in the TLB too
+            0x65, 0x48, 0x8B, 0x14, 0x25, 0x08, 0x00, 0x00, 0x00,  // loop: mov rdx, gs:[8]
+            0x48, 0x01, 0xCA,  // add rdx, rcx
+            0x65, 0x48, 0x89, 0x14, 0x25, 0x08, 0x00, 0x00, 0x00,  // mov gs:[8], rdx
+            0x64, 0x48, 0x01, 0x0C, 0x25, 0x10, 0x00, 0x00, 0x00,  // add fs:[0x10], rcx
+            0x65, 0x48, 0xFF, 0x04, 0x25, 0x18, 0x00, 0x00, 0x00,  // inc qword gs:[0x18]
+            0x64, 0x48, 0x03, 0x43, 0x20,  // add rax, fs:[rbx+0x20]
+            0x65, 0x0F, 0xB6, 0x53, 0x01,  // movzx edx, byte gs:[rbx+1]
+            0x48, 0x01, 0xD0,  // add rax, rdx
+            0x0F, 0x01, 0xF8,  // swapgs
+            0xFF, 0xC9,  // dec ecx
+            0x75, 0xC5,  // jnz loop
+            0xF4,  // hlt
+        ]
+        let (_, translated, stop) = try Self.compare(
+            code,
+            setup: { machine in
+                machine.cpu.segmentBases[4] = Self.data
+                machine.cpu.segmentBases[5] = Self.data + 0x20
+                machine.cpu.msrKernelGSBase = Self.data
+                try machine.memory.writeValue(UInt64(0x1234_5678_9ABC_DEF0), at: Self.data + 0x28)
+            })
+        #expect(stop == .halt)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 600, "the FS- and GS-relative instructions ran as host code")
+        #expect(try translated.memory.readValue(UInt64.self, at: Self.data + 0x18) == 50, "inc gs:[0x18] with each base 50 times")
+    }
+
     /// A store to a page that is not present, after instructions of the same block: the fault
     /// is raised at that store with the block's earlier work done and CR2 set, as interpreted.
     @Test func aPageFaultInTheMiddleOfABlockIsPrecise() throws {

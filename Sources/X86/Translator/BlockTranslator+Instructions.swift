@@ -168,6 +168,8 @@ extension BlockTranslator {
         let reg = instruction.reg
         let kind = instruction.sub
         emitAddress(instruction, into: &assembler)
+        // FS and GS (thread and per-CPU data); other overrides are not translated (`translatable`).
+        if instruction.segment == 4 || instruction.segment == 5 { assembler.addSegmentBase(instruction.segment) }
         assembler.move(size: 8, .r11, .rax)
         func check(write: Bool, size: UInt8) { miss(assembler.checkTLB(write: write, size: size, user: user)) }
         switch instruction.op {

@@ -28,7 +28,8 @@
 /// guest's RFLAGS in and out, [rsi + 8] the budget in and what is left out, [rsi + 16] out: the
 /// rel32 field of an exit that could be linked (0: none), [rsi + 24] the TLB, [rsi + 32] guest
 /// RAM, [rsi + 40] the RIP table, [rsi + 48] the current table tag, [rsi + 56] the address of
-/// the vCPU's mail word (a block is not entered while it has mail). It returns the next RIP.
+/// the vCPU's mail word (a block is not entered while it has mail), [rsi + 64] the CPU's segment
+/// bases. It returns the next RIP.
 struct BlockTranslator {
     /// Instructions per block at most (the rest goes into the next block).
     static let maximumInstructions = 64
@@ -305,14 +306,17 @@ struct BlockTranslator {
     }
 
     /// Whether the translator handles `instruction`: 64-bit code; register operands, or with
-    /// `context.memory` a plain memory operand (no segment override, 64-bit addressing, no lock).
+    /// `context.memory` a plain memory operand (64-bit addressing, no lock; for a ModRM operand
+    /// an FS or GS override too, whose base the block reads when it runs).
     static func translatable(_ instruction: Instruction, _ context: Context) -> Bool {
         // Code CPL3 may not execute: the interpreter raises the page fault.
         if context.user && !instruction.userExecutable { return false }
         let size = instruction.size
         let plainMemory =
             context.memory && instruction.addressSize == 8 && instruction.segment == 0xFF && !instruction.locked
-        let operandOK = instruction.isRegister || (plainMemory && hasMemoryOperand(instruction.op))
+        let segmentOK = instruction.segment == 0xFF || instruction.segment == 4 || instruction.segment == 5
+        let modRMMemory = context.memory && instruction.addressSize == 8 && segmentOK && !instruction.locked
+        let operandOK = instruction.isRegister || (modRMMemory && hasMemoryOperand(instruction.op))
         switch instruction.op {
         case .jmp, .jcc, .nop, .pause:
             return true

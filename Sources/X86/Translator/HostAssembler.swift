@@ -194,6 +194,15 @@ struct HostAssembler {
         littleEndian(UInt64(UInt32(bitPattern: displacement)), count: 4)
     }
 
+    /// `rax += the base of segment register `segment` (FS 4, GS 5)`, read at run time from the
+    /// CPU's segment bases, whose address is [rsi + 64] (wrfsbase, swapgs and the MSRs change
+    /// them between blocks): flag-free, through r9.
+    mutating func addSegmentBase(_ segment: UInt8) {
+        emit(0x4C, 0x8B, 0x4E, 0x40)  // mov r9, [rsi+64]
+        emit(0x4D, 0x8B, 0x49, 8 * segment)  // mov r9, [r9 + 8 * segment]
+        loadAddress(.rax, base: .rax, index: .r9, scale: 0, displacement: 0)
+    }
+
     // MARK: Flags and the block's frame
 
     /// Saves rbx, rbp and r12...r15; loads the instruction budget (rbx), the TLB (r8) and guest

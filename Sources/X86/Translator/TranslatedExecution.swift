@@ -40,7 +40,8 @@ public final class TranslationCache {
     let memory: ExecutableMemory
     /// [0]: the guest's RFLAGS in and out; [1]: the budget in, what is left out; [2]: out, a
     /// linkable exit's rel32 field; [3]: the software TLB; [4]: guest RAM; [5]: the table; [6]:
-    /// the current tag; [7]: the mail word blocks check on entry.
+    /// the current tag; [7]: the mail word blocks check on entry; [8]: the CPU's segment bases
+    /// (FS- and GS-relative operands).
     let frame: UnsafeMutablePointer<UInt64>
     /// The mail word of a vCPU alone (nobody writes to it).
     let noMail: UnsafeMutablePointer<UInt32>
@@ -72,8 +73,8 @@ public final class TranslationCache {
         (table, arrivals) = (blockTable.pointer, arrivalTable.pointer)
         translatesMemory = memoryOperands && chosttimer_host_has_bmi2() != 0
         self.hotAfter = UInt64(max(1, hotAfter))
-        frame = .allocate(capacity: 8)
-        frame.initialize(repeating: 0, count: 8)
+        frame = .allocate(capacity: 9)
+        frame.initialize(repeating: 0, count: 9)
         noMail = .allocate(capacity: 1)
         noMail.initialize(to: 0)
         frame[5] = UInt64(UInt(bitPattern: table))
@@ -148,6 +149,7 @@ extension X86CPU {
         var sinceStopCheck = 0
         cache.frame[3] = UInt64(UInt(bitPattern: tlb))
         cache.frame[4] = UInt64(UInt(bitPattern: ram))
+        cache.frame[8] = UInt64(UInt(bitPattern: segmentBases))
         // With other vCPUs every block entry checks for mail, so IPIs and another vCPU's code
         // and TLB invalidations take effect within a block, as the interpreter's within an
         // instruction.
