@@ -123,6 +123,89 @@ import Testing
         #expect(try translated.memory.readValue(UInt64.self, at: Self.data + 0x18) == 50, "inc gs:[0x18] with each base 50 times")
     }
 
+    /// 64- and 32-bit div and idiv on registers and memory (cqo/cdq dividends, a negative
+    /// divisor), bswap, and a div whose high half is not zero (left to the interpreter by the
+    /// checks), in a 100-pass loop whose adds consume every quotient and remainder.
+    @Test func divisionAndByteSwapsGiveTheInterpretersState() throws {
+        let code: [UInt8] = [
+            0xB9, 0x64, 0x00, 0x00, 0x00,  // mov ecx, 100
+            0x48, 0xC7, 0xC6, 0x00, 0x00, 0x02, 0x00,  // mov rsi, 0x20000
+            0x48, 0xC7, 0xC7, 0x07, 0x00, 0x00, 0x00,  // mov rdi, 7
+            0x45, 0x31, 0xC0,  // xor r8d, r8d
+            0x48, 0x8D, 0x04, 0xCD, 0x39, 0x05, 0x00, 0x00,  // loop: lea rax, [rcx*8 + 0x539]
+            0x31, 0xD2,  // xor edx, edx
+            0x48, 0xF7, 0xF7,  // div rdi
+            0x49, 0x01, 0xC0, 0x49, 0x01, 0xD0,  // add r8, rax; add r8, rdx
+            0x48, 0xF7, 0xD8, 0x48, 0x99,  // neg rax; cqo
+            0x48, 0xF7, 0xFF,  // idiv rdi
+            0x49, 0x01, 0xC0, 0x49, 0x01, 0xD0,  // add r8, rax; add r8, rdx
+            0x89, 0xC8, 0x99,  // mov eax, ecx; cdq
+            0xF7, 0x3E,  // idiv dword [rsi] (-3)
+            0x49, 0x01, 0xC0,  // add r8, rax
+            0x31, 0xD2, 0x89, 0xC8,  // xor edx, edx; mov eax, ecx
+            0xF7, 0x76, 0x08,  // div dword [rsi+8] (10)
+            0x49, 0x01, 0xD0,  // add r8, rdx
+            0x48, 0x0F, 0xC8, 0x49, 0x01, 0xC0,  // bswap rax; add r8, rax
+            0x41, 0x0F, 0xC8,  // bswap r8d
+            0xBA, 0x01, 0x00, 0x00, 0x00,  // mov edx, 1
+            0x48, 0xF7, 0xF6,  // div rsi (high half 1: interpreted)
+            0x49, 0x01, 0xC0,  // add r8, rax
+            0xFF, 0xC9, 0x75, 0xB3,  // dec ecx; jnz loop
+            0xF4,  // hlt
+        ]
+        let (_, translated, stop) = try Self.compare(
+            code,
+            setup: { machine in
+                try machine.memory.writeValue(UInt32(bitPattern: -3), at: Self.data)
+                try machine.memory.writeValue(UInt32(10), at: Self.data + 8)
+            })
+        #expect(stop == .halt)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 1500, "the divides and byte swaps ran as host code")
+    }
+
+    /// A 32-bit div that faults on the 51st pass of a translated loop, its divisor reaching zero
+    /// or its high half (EDX) reaching the divisor (a quotient too wide): #DE is raised at that
+    /// div with the earlier passes done, as interpreted (hvbench must not take the host's SIGFPE).
+    @Test(arguments: [false, true])
+    func aDivideErrorInTheMiddleOfABlockIsPrecise(_ overflow: Bool) throws {
+        let zeroDivisor: [UInt8] = [
+            0xB9, 0x3C, 0x00, 0x00, 0x00,  // mov ecx, 60
+            0xBF, 0xE8, 0x03, 0x00, 0x00,  // mov edi, 1000
+            0x45, 0x31, 0xC0,  // xor r8d, r8d
+            0xB8, 0x39, 0x30, 0x00, 0x00,  // loop: mov eax, 12345
+            0x31, 0xD2,  // xor edx, edx
+            0xF7, 0xF7,  // div edi
+            0x49, 0x01, 0xC0,  // add r8, rax
+            0x83, 0xEF, 0x14,  // sub edi, 20
+            0xFF, 0xC9, 0x75, 0xED,  // dec ecx; jnz loop
+            0xF4,  // hlt (never reached)
+        ]
+        let wideQuotient: [UInt8] = [
+            0xB9, 0x3C, 0x00, 0x00, 0x00,  // mov ecx, 60
+            0xBF, 0xE8, 0x03, 0x00, 0x00,  // mov edi, 1000
+            0x45, 0x31, 0xC0, 0x45, 0x31, 0xC9,  // xor r8d, r8d; xor r9d, r9d
+            0xB8, 0x39, 0x30, 0x00, 0x00,  // loop: mov eax, 12345
+            0x44, 0x89, 0xCA,  // mov edx, r9d
+            0xF7, 0xF7,  // div edi
+            0x49, 0x01, 0xC0,  // add r8, rax
+            0x41, 0x83, 0xC1, 0x14,  // add r9d, 20
+            0xFF, 0xC9, 0x75, 0xEB,  // dec ecx; jnz loop
+            0xF4,  // hlt (never reached)
+        ]
+        let (_, translated, stop) = try Self.compare(
+            overflow ? wideQuotient : zeroDivisor,
+            setup: { machine in
+                try machine.memory.write([0xF4], at: Self.handler)
+                try machine.installGate(0, handler: Self.handler)
+            })
+        #expect(stop == .halt)
+        #expect(translated.cpu.rip == Self.handler + 1, "#DE delivered")
+        #expect(translated.cpu.registers[1] == 10, "after 50 passes")
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 200)
+    }
+
     /// A store to a page that is not present, after instructions of the same block: the fault
     /// is raised at that store with the block's earlier work done and CR2 set, as interpreted.
     @Test func aPageFaultInTheMiddleOfABlockIsPrecise() throws {

@@ -74,6 +74,8 @@ extension BlockTranslator {
             assembler.load(.rdx, guest: reg, size: size)
             assembler.store(.rax, guest: reg, size: size)
             assembler.store(.rdx, guest: rm, size: size)
+        case .bswap:
+            emitByteSwap(instruction, into: &assembler)
         case .lea:
             emitAddress(instruction, into: &assembler)
             if size == 4 || instruction.addressSize == 4 { assembler.move(size: 4, .rax, .rax) }
@@ -137,7 +139,7 @@ extension BlockTranslator {
 
     /// rax = base + index << scale + displacement (what `lea` computes), with flag-free
     /// instructions only.
-    private static func emitAddress(_ instruction: Instruction, into assembler: inout HostAssembler) {
+    static func emitAddress(_ instruction: Instruction, into assembler: inout HostAssembler) {
         if instruction.rm != 0xFF {
             assembler.load(.rax, guest: instruction.rm, size: 8)
         } else {

@@ -191,6 +191,8 @@ struct BlockTranslator {
                 }
                 exits.append(Exit(field: assembler.jumpUnless(rax: expected), retired: count, kind: .indirect))
                 following = expected
+            case .divRm, .idivRm:
+                emitDivide(instruction, user: context.user, into: &assembler, miss: miss)
             case .jmpRm:
                 assembler.load(.rax, guest: instruction.rm, size: 8)
                 exits.append(Exit(field: assembler.jump(), retired: count, kind: .indirect))
@@ -347,6 +349,11 @@ struct BlockTranslator {
             return instruction.isRegister
         case .lea:
             return instruction.addressSize != 2 && size != 1
+        case .divRm, .idivRm:
+            // The checks before the divide use BMI2, which `context.memory` implies.
+            return context.memory && (size == 4 || size == 8) && (instruction.isRegister || modRMMemory)
+        case .bswap:
+            return size == 4 || size == 8
         default:
             return false
         }

@@ -57,9 +57,10 @@ public final class TranslationCache {
     public private(set) var cacheResets = 0
     /// TSC cycles spent translating (HVB_TRANSLATOR_STATS reports them per block).
     var translationCycles: UInt64 = 0
-    /// With HVB_TRANSLATOR_STATS: instructions the interpreter ran, by operation (with `rep`,
-    /// `lock`, a segment override or 32-bit addressing noted), to say what is left to translate.
-    var interpretedOperations: [String: UInt64]? = getenv("HVB_TRANSLATOR_STATS") != nil ? [:] : nil
+    /// With HVB_TRANSLATOR_STATS: instructions the interpreter ran, by operation and form
+    /// (`InterpretedForm`), to say what is left to translate.
+    var interpretedOperations: [UInt64]? =
+        getenv("HVB_TRANSLATOR_STATS") != nil ? Array(repeating: 0, count: 256 << InterpretedForm.bits) : nil
 
     /// Arrivals at a RIP before its code is translated, by default.
     public static let defaultHotAfter = 8
@@ -88,8 +89,9 @@ public final class TranslationCache {
                 + "\(linksMade) links, \(cacheResets) resets, \(translationCycles / UInt64(max(1, blocksTranslated))) TSC cycles translating per block\n"
             let total = Double(max(1, instructionsInBlocks + instructionsInterpreted))
             let share = String(format: "%.2f", 100 * Double(instructionsInBlocks) / total)
-            let top = (interpretedOperations ?? [:]).sorted { $0.value > $1.value }.prefix(16)
-                .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            let counts = interpretedOperations ?? []
+            let top = counts.indices.filter { counts[$0] > 0 }.sorted { counts[$0] > counts[$1] }.prefix(24)
+                .map { "\(InterpretedForm.name($0)) \(counts[$0])" }.joined(separator: ", ")
             let detail = "translator: \(share)% of instructions in translated code; interpreted most: \(top)\n"
             _ = (line + detail).withCString { write(2, $0, strlen($0)) }
         }
@@ -232,14 +234,14 @@ extension X86CPU {
         let savedCR2 = cr2
         defer { cr2 = savedCR2 }
         guard let instruction = try? decode(at: rip) else { return }
-        var name = "\(instruction.op)"
-        if instruction.locked { name = "lock " + name }
-        if instruction.repeatPrefix != 0 { name = "rep " + name }
-        if instruction.segment != 0xFF { name += "(seg)" }
-        if instruction.addressSize == 4 { name += "(addr32)" }
-        if !is64BitCode { name += "(32-bit code)" }
-        if instruction.isRegister { name += "(reg)" }
-        cache.interpretedOperations?[name, default: 0] += 1
+        var form = 0
+        if instruction.locked { form |= InterpretedForm.locked }
+        if instruction.repeatPrefix != 0 { form |= InterpretedForm.repeated }
+        if instruction.segment != 0xFF { form |= InterpretedForm.segment }
+        if instruction.addressSize == 4 { form |= InterpretedForm.address32 }
+        if !is64BitCode { form |= InterpretedForm.legacyCode }
+        if instruction.isRegister { form |= InterpretedForm.register }
+        cache.interpretedOperations?[Int(instruction.op.rawValue) << InterpretedForm.bits | form] += 1
     }
 
     /// Points the exit whose rel32 field is at `field` straight at the block for `target`, if
@@ -285,5 +287,23 @@ extension X86CPU {
         entry[1] = tag
         entry[2] = UInt64(UInt(bitPattern: code + block.chainEntry))
         entry[3] = UInt64(UInt(bitPattern: code))
+    }
+}
+
+/// The form of an interpreted instruction HVB_TRANSLATOR_STATS counts: its operation's raw value
+/// shifted left by `bits`, or-ed with these.
+enum InterpretedForm {
+    static let bits = 6
+    static let locked = 1, repeated = 2, segment = 4, address32 = 8, legacyCode = 16, register = 32
+
+    static func name(_ index: Int) -> String {
+        var name = Op(rawValue: UInt8(index >> bits)).map { "\($0)" } ?? "op\(index >> bits)"
+        if index & locked != 0 { name = "lock " + name }
+        if index & repeated != 0 { name = "rep " + name }
+        if index & segment != 0 { name += "(seg)" }
+        if index & address32 != 0 { name += "(addr32)" }
+        if index & legacyCode != 0 { name += "(32-bit code)" }
+        if index & register != 0 { name += "(reg)" }
+        return name
     }
 }
