@@ -59,6 +59,12 @@ import Testing
         #expect(wait(for: first) == .deviceAccess)
         #expect(wait(for: second) == .deviceAccess)
         #expect(try machine.memory.readValue(UInt64.self, at: 0x9000) == 400_000, "no locked increment lost")
+        if translate {
+            // The locked increment and swap run as host instructions (lock inc, xchg) on guest RAM.
+            for cpu in [machine.cpu, other] {
+                #expect((cpu.translation?.instructionsInBlocks ?? 0) > 100_000, "the loop ran translated")
+            }
+        }
     }
 
     /// Translated, the spinning vCPU's loop is one block looping in host code: the store's

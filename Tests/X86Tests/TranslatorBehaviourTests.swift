@@ -206,6 +206,40 @@ import Testing
         #expect(cache.instructionsInBlocks >= 200)
     }
 
+    /// Locked read-modify-writes on memory (lock add, inc, xor with an immediate, xadd, cmpxchg
+    /// that succeeds and fails, neg of a byte, dec of a word) and xchg with memory, in a 100-pass
+    /// loop whose registers carry each result into the next.
+    @Test func lockedReadModifyWritesGiveTheInterpretersState() throws {
+        let code: [UInt8] = [
+            0xB9, 0x64, 0x00, 0x00, 0x00,  // mov ecx, 100
+            0x48, 0xC7, 0xC6, 0x00, 0x00, 0x02, 0x00,  // mov rsi, 0x20000
+            0x31, 0xC0,  // xor eax, eax
+            0xF0, 0x48, 0x01, 0x0E,  // loop: lock add [rsi], rcx
+            0xF0, 0x48, 0xFF, 0x46, 0x08,  // lock inc qword [rsi+8]
+            0xF0, 0x83, 0x76, 0x10, 0x5A,  // lock xor dword [rsi+0x10], 0x5a
+            0x48, 0x89, 0xCA,  // mov rdx, rcx
+            0xF0, 0x48, 0x0F, 0xC1, 0x56, 0x18,  // lock xadd [rsi+0x18], rdx
+            0x48, 0x01, 0xD0,  // add rax, rdx
+            0x48, 0x87, 0x46, 0x20,  // xchg [rsi+0x20], rax
+            0x48, 0x89, 0xC3,  // mov rbx, rax
+            0x48, 0x8B, 0x46, 0x28,  // mov rax, [rsi+0x28]
+            0x48, 0x8D, 0x51, 0x01,  // lea rdx, [rcx+1]
+            0xF0, 0x48, 0x0F, 0xB1, 0x56, 0x28,  // lock cmpxchg [rsi+0x28], rdx (succeeds)
+            0xF0, 0x0F, 0xB1, 0x56, 0x30,  // lock cmpxchg [rsi+0x30], edx (mostly fails)
+            0x48, 0x01, 0xC3,  // add rbx, rax
+            0xF0, 0xF6, 0x5E, 0x38,  // lock neg byte [rsi+0x38]
+            0xF0, 0x66, 0xFF, 0x4E, 0x3A,  // lock dec word [rsi+0x3a]
+            0x48, 0x89, 0xD8,  // mov rax, rbx
+            0xFF, 0xC9, 0x75, 0xB9,  // dec ecx; jnz loop
+            0xF4,  // hlt
+        ]
+        let (_, translated, stop) = try Self.compare(
+            code, setup: { machine in try machine.memory.writeValue(UInt8(7), at: Self.data + 0x38) })
+        #expect(stop == .halt)
+        let cache = try #require(translated.cpu.translation)
+        #expect(cache.instructionsInBlocks >= 1500, "the locked instructions ran as host code")
+    }
+
     /// A store to a page that is not present, after instructions of the same block: the fault
     /// is raised at that store with the block's earlier work done and CR2 set, as interpreted.
     @Test func aPageFaultInTheMiddleOfABlockIsPrecise() throws {

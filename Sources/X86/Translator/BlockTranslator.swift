@@ -198,7 +198,9 @@ struct BlockTranslator {
                 exits.append(Exit(field: assembler.jump(), retired: count, kind: .indirect))
                 break trace
             default:
-                if instruction.isRegister || !hasMemoryOperand(instruction.op) {
+                if isAtomicReadModifyWrite(instruction) {
+                    emitAtomic(instruction, user: context.user, into: &assembler, miss: miss)
+                } else if instruction.isRegister || !hasMemoryOperand(instruction.op) {
                     emit(instruction, into: &assembler)
                 } else {
                     emitWithMemory(instruction, user: context.user, into: &assembler, miss: miss)
@@ -317,8 +319,11 @@ struct BlockTranslator {
         let plainMemory =
             context.memory && instruction.addressSize == 8 && instruction.segment == 0xFF && !instruction.locked
         let segmentOK = instruction.segment == 0xFF || instruction.segment == 4 || instruction.segment == 5
-        let modRMMemory = context.memory && instruction.addressSize == 8 && segmentOK && !instruction.locked
+        let lockableMemory = context.memory && instruction.addressSize == 8 && segmentOK
+        let modRMMemory = lockableMemory && !instruction.locked
         let operandOK = instruction.isRegister || (modRMMemory && hasMemoryOperand(instruction.op))
+        // A locked read-modify-write (`BlockTranslator+Atomics`).
+        let atomicOK = lockableMemory && isAtomicReadModifyWrite(instruction)
         switch instruction.op {
         case .jmp, .jcc, .nop, .pause:
             return true
@@ -328,13 +333,21 @@ struct BlockTranslator {
             return plainMemory && size == 8 && instruction.immediate == 0
         case .jmpRm:
             return instruction.isRegister && size == 8
-        case .movRegRm, .movRmReg, .movRmImm, .aluRmReg, .aluRegRm, .testRmReg, .incRm, .decRm, .notRm, .negRm:
+        case .movRegRm, .movRmReg, .movRmImm, .aluRegRm, .testRmReg:
             return operandOK
+        case .aluRmReg, .incRm, .decRm, .notRm, .negRm:
+            return operandOK || atomicOK
         case .shiftImm:
             return operandOK
-        case .shiftCL, .xchgRmReg:
+        case .shiftCL:
             return instruction.isRegister
-        case .aluRmImm, .testRmImm:
+        case .xchgRmReg:
+            return instruction.isRegister || atomicOK
+        case .cmpxchg, .xadd:
+            return atomicOK
+        case .aluRmImm:
+            return (operandOK || atomicOK) && (size != 8 || fitsInt32(instruction.immediate))
+        case .testRmImm:
             return operandOK && (size != 8 || fitsInt32(instruction.immediate))
         case .imulRegRm:
             return operandOK && size != 1

@@ -394,7 +394,7 @@ struct HostAssembler {
         emit(e, f, g, h)
     }
 
-    private mutating func immediateBytes(_ value: UInt64, size: UInt8) {
+    mutating func immediateBytes(_ value: UInt64, size: UInt8) {
         littleEndian(value, count: size == 8 ? 4 : Int(size))
     }
 
