@@ -267,12 +267,17 @@ extension X86CPU {
         let sourceBase: UInt64 = sourceSegment < 0 ? 0 : segmentBases[sourceSegment]
         let destinationBase: UInt64 = is64BitCode ? 0 : segmentBases[0]
         var remaining = 4096
+        let bulk = repeated && (op == .movs || op == .stos) && delta == UInt64(size) && is64BitCode && addressMask == ~0
         while true {
             if repeated {
                 if registers[1] & addressMask == 0 { return }
                 if remaining == 0 {
                     rip = rip &- UInt64(instruction.pointee.length)
                     return
+                }
+                if bulk, case let done = bulkString(op, size: size, sourceBase: sourceBase, limit: remaining), done > 0 {
+                    remaining -= done
+                    continue
                 }
                 remaining -= 1
             }

@@ -152,6 +152,38 @@ final class LongModeMachine {
         #expect(try machine.memory.readValue(UInt16.self, at: 0x40000 + 2 * 200) == 200)
     }
 
+    /// rep stos and rep movs a page at a time: unaligned words across a page boundary, a copy
+    /// across pages, and a forward copy whose destination starts inside its source (which
+    /// must repeat the first three bytes, as element-by-element copying does).
+    @Test func repStringsFillAndCopyAcrossPagesAsElementByElement() throws {
+        let code: [UInt8] = [
+            0x48, 0xC7, 0xC7, 0xF1, 0x0F, 0x02, 0x00,  // mov rdi, 0x20ff1
+            0xB9, 0xE8, 0x03, 0x00, 0x00,  // mov ecx, 1000
+            0xB8, 0xEF, 0xBE, 0x00, 0x00,  // mov eax, 0xbeef
+            0x66, 0xF3, 0xAB,  // rep stosw
+            0x48, 0xC7, 0xC6, 0xF1, 0x0F, 0x02, 0x00,  // mov rsi, 0x20ff1
+            0x48, 0xC7, 0xC7, 0xF3, 0x1F, 0x02, 0x00,  // mov rdi, 0x21ff3
+            0xB9, 0xB8, 0x0B, 0x00, 0x00,  // mov ecx, 3000
+            0xF3, 0xA4,  // rep movsb
+            0x48, 0xC7, 0xC6, 0x00, 0x00, 0x03, 0x00,  // mov rsi, 0x30000
+            0x48, 0xC7, 0xC7, 0x03, 0x00, 0x03, 0x00,  // mov rdi, 0x30003
+            0xB9, 0x88, 0x13, 0x00, 0x00,  // mov ecx, 5000
+            0xF3, 0xA4,  // rep movsb
+            0xF4,
+        ]
+        let machine = try LongModeMachine(code: code)
+        try machine.memory.write([1, 2, 3], at: 0x30000)
+        #expect(machine.cpu.run(maxInstructions: 10_000) == .halt)
+        let filled = try machine.memory.read(at: 0x20FF1, count: 2000)
+        #expect(filled.enumerated().allSatisfy { $0.element == ($0.offset % 2 == 0 ? 0xEF : 0xBE) })
+        #expect(try machine.memory.read(at: 0x20FF1 + 2000, count: 1) == [0], "nothing past the 1000 words")
+        #expect(try machine.memory.read(at: 0x21FF3, count: 3000) == machine.memory.read(at: 0x20FF1, count: 3000))
+        let repeated = try machine.memory.read(at: 0x30000, count: 5003)
+        #expect(repeated.enumerated().allSatisfy { $0.element == UInt8($0.offset % 3 + 1) })
+        #expect(machine.cpu.registers[1] == 0)
+        #expect(machine.cpu.registers[6] == 0x30000 + 5000 && machine.cpu.registers[7] == 0x30003 + 5000)
+    }
+
     @Test func divideByZeroWithoutAnIDTIsATripleFault() throws {
         let machine = try LongModeMachine(code: [0x31, 0xC9, 0xF7, 0xF1])
         guard case .shutdown(let why) = machine.cpu.run(maxInstructions: 100) else {
