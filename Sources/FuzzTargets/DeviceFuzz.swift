@@ -99,17 +99,22 @@ enum DeviceFuzz {
 
     static func virtio(_ bytes: [UInt8]) -> FuzzProperty {
         var input = FuzzInput(bytes)
-        let useBlock = input.byte() % 2 == 0
+        let kind = input.byte() % 3
         guard let memory = guestMemory(&input) else { return "cannot allocate guest memory" }
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("hvbench-fuzz-\(getpid()).img").path
         unlink(path)
         defer { unlink(path) }
         let model: VirtioDeviceModel
-        if useBlock {
+        var balloon: VirtioBalloon?
+        switch kind {
+        case 0:
             guard let disk = try? DiskImage.create(path: path, size: 1 << 20) else { return "cannot create the fuzz disk" }
             model = VirtioBlock(disk: disk)
-        } else {
+        case 1:
             model = VirtioNet(peer: NetworkPeer(mode: .echo))
+        default:
+            balloon = VirtioBalloon(memory: memory)
+            model = balloon!
         }
         let transport = VirtioPCITransport(model: model, memory: memory, mmio: IOBus())
         _ = transport.configuration.write(offset: 4, count: 2, value: 0x6)
@@ -117,7 +122,11 @@ enum DeviceFuzz {
         if transport.brokenReason != nil && transport.status & 0x40 == 0 {
             return "a broken device did not set DEVICE_NEEDS_RESET"
         }
+        if let balloon, balloon.ballooned < 0 || UInt64(balloon.ballooned) > memory.size / VirtioBalloon.pageSize {
+            return "the balloon counts \(balloon.ballooned) pages in a guest of \(memory.size / VirtioBalloon.pageSize)"
+        }
         write(transport, 0x14, 0, width: 1)  // device_status = 0: reset
+        if let balloon, balloon.ballooned != 0 { return "a reset left \(balloon.ballooned) pages in the balloon" }
         return transport.brokenReason == nil && transport.status == 0 ? nil : "a reset did not heal the virtio device"
     }
 

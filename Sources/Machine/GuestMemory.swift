@@ -55,6 +55,27 @@ public final class GuestMemory: @unchecked Sendable {
 
     deinit { munmap(base, Int(size)) }
 
+    /// Gives the host pages of `count` bytes at `address` back (MADV_DONTNEED: the host frees
+    /// them; the next touch, by the guest or a device, finds a fresh zeroed page). Both must be
+    /// page-aligned and inside guest RAM.
+    public func discard(at address: UInt64, count: Int) throws {
+        let region = try bytes(at: address, count: count)
+        guard address % 4096 == 0, count % 4096 == 0 else {
+            throw GuestMemoryError.outOfRange(address: address, length: count, size: size)
+        }
+        if count > 0 { madvise(region.baseAddress, count, MADV_DONTNEED) }
+    }
+
+    /// How many of the pages of `count` bytes at `address` the host holds in memory (mincore):
+    /// what discarding gives back, measured on guest RAM alone.
+    public func residentPages(at address: UInt64, count: Int) throws -> Int {
+        let region = try bytes(at: address, count: count)
+        let pages = (count + 4095) / 4096
+        var vector = [UInt8](repeating: 0, count: pages)
+        guard mincore(region.baseAddress, count, &vector) == 0 else { return 0 }
+        return vector.reduce(0) { $0 + Int($1 & 1) }
+    }
+
     /// The host view of `count` guest bytes at `address`, or an error when any of it lies
     /// outside guest RAM (including arithmetic overflow of address + count).
     @inline(__always)

@@ -11,13 +11,14 @@ struct TestQueue {
     var avail: UInt64 { queue.driverRing }
     var used: UInt64 { queue.deviceRing }
 
-    init(memory: GuestMemory, size: UInt16 = 8) throws {
+    /// The rings at `base` (descriptors), + 0x1000 (driver ring), + 0x2000 (device ring).
+    init(memory: GuestMemory, size: UInt16 = 8, base: UInt64 = 0x10000) throws {
         self.memory = memory
         queue = VirtQueue(maximumSize: size)
-        queue.descriptorTable = 0x10000
-        queue.driverRing = 0x11000
-        queue.deviceRing = 0x12000
-        try memory.bytes(at: 0x10000, count: 0x3000).initializeMemory(as: UInt8.self, repeating: 0)
+        queue.descriptorTable = base
+        queue.driverRing = base + 0x1000
+        queue.deviceRing = base + 0x2000
+        try memory.bytes(at: base, count: 0x3000).initializeMemory(as: UInt8.self, repeating: 0)
         try queue.validateLayout(memory)
         queue.enabled = true
     }

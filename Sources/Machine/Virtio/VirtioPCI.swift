@@ -12,6 +12,8 @@ public protocol VirtioDeviceModel: AnyObject {
     var deviceFeatures: UInt64 { get }
     var queueSizes: [UInt16] { get }
     func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer)
+    /// The driver wrote device configuration (most devices' is read-only: the default ignores it).
+    func writeConfiguration(offset: Int, from data: UnsafeRawBufferPointer)
     /// The driver made buffers available on queue `index`.
     func queueNotified(_ index: Int, _ transport: VirtioPCITransport) throws
     func reset()
@@ -22,6 +24,7 @@ public protocol VirtioDeviceModel: AnyObject {
 
 extension VirtioDeviceModel {
     public func connect(_ transport: VirtioPCITransport, timers: DeviceTimers) {}
+    public func writeConfiguration(offset: Int, from data: UnsafeRawBufferPointer) {}
 }
 
 /// The virtio 1.x PCI transport ("modern" layout): one 32 KiB memory BAR holding the common
@@ -149,6 +152,14 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
         }
     }
 
+    /// The device changed its configuration (a balloon's new target): the generation moves and
+    /// the driver gets the configuration-change interrupt. Callers off the vCPU thread hold the
+    /// transport's lock (`configurationAccess`).
+    public func configurationChanged() {
+        configGeneration &+= 1
+        interrupt(vector: configurationVector, status: 2)
+    }
+
     /// Marks the device broken: it stops processing until the driver resets it.
     func fail(_ reason: String) {
         guard brokenReason == nil else { return }
@@ -259,6 +270,8 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
         switch offset {
         case Self.commonOffset..<Self.isrOffset:
             writeCommon(offset - Self.commonOffset, value, width: data.count)
+        case Self.deviceOffset..<Self.notifyOffset:
+            model.writeConfiguration(offset: offset - Self.deviceOffset, from: data)
         case Self.notifyOffset..<(Self.notifyOffset + 0x1000):
             notifications += 1
             let index = (offset - Self.notifyOffset) / Self.notifyMultiplier
