@@ -92,8 +92,7 @@ enum LinuxBootMeasurement: MeasurementKind {
     /// Why `system` cannot run the Linux guest on this host, or nil.
     static func cannotRunLinux(_ system: SystemDefinition) -> String? {
         switch system.runner {
-        case .vm(.kvm, _) where KVMSystem.moduleEmulatesGuestKernel,
-            .vm(.kvmParavirtual, _) where KVMSystem.moduleEmulatesGuestKernel:
+        case .vm(let cpu, _) where cpu.usesKVM && KVMSystem.moduleEmulatesGuestKernel:
             return "this host's KVM (kvm_pvm) emulates the guest kernel's code and cannot emulate its int3: Debian's 6.1 cloud "
                 + "kernel stopped at int3_selftest 41 s into its boot under hvbench's VMM (measured, docs/linux-guest.md)"
         case .qemu(kvm: true, _) where KVMSystem.moduleEmulatesGuestKernel:

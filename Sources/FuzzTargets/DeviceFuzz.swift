@@ -113,8 +113,8 @@ enum DeviceFuzz {
         case 1:
             model = VirtioNet(peer: NetworkPeer(mode: .echo))
         default:
-            balloon = VirtioBalloon(memory: memory)
-            model = balloon!
+            let made = VirtioBalloon(memory: memory)
+            (balloon, model) = (made, made)
         }
         let transport = VirtioPCITransport(model: model, memory: memory, mmio: IOBus())
         _ = transport.configuration.write(offset: 4, count: 2, value: 0x6)

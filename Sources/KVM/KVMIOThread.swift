@@ -3,6 +3,11 @@ import Foundation
 import Machine
 import Synchronization
 
+/// What one epoll token stands for: a doorbell's eventfd or a watched descriptor.
+private protocol Served: AnyObject {
+    func serve()
+}
+
 /// The KVM engine's I/O thread: doorbell addresses become ioeventfds (KVM_IOEVENTFD), so the
 /// guest's write completes in the kernel without an exit to hvbench, and one thread waits on
 /// all of them (epoll) and runs the device work. Routes can be added and cancelled while it
@@ -12,12 +17,9 @@ import Synchronization
 /// iothreads do with `poll-max-ns`): waking a sleeping thread costs microseconds that a
 /// request-response exchange pays on every request. The window grows (doubling from 4 µs up to
 /// the limit) while events come soon after the thread went to sleep, and shrinks (halving, to
-/// none below 4 µs) while they do not, so an idle or slow guest costs no polling.
-/// What one epoll token stands for: a doorbell's eventfd or a watched descriptor.
-private protocol Served: AnyObject {
-    func serve()
-}
-
+/// none below 4 µs) while they do not, so an idle or slow guest costs no polling. It also waits
+/// on descriptors devices give it (`watch`: a TAP), and while its window is open it looks at
+/// the queues of the devices that asked (`poll`) with their doorbells off.
 final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     final class Route: DoorbellRoute, Served, @unchecked Sendable {
         let token: UInt64
@@ -47,20 +49,17 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
         func cancel() { owner?.remove(self) }
     }
 
-    /// A device's queues polled by the thread; its token is never in the epoll set.
-    final class Polling: DoorbellRoute, Served, @unchecked Sendable {
-        let token: UInt64
+    /// A device whose queues the thread polls (no descriptor: it is not in the epoll set).
+    final class Polling: DoorbellRoute, @unchecked Sendable {
         /// Weak: the device keeps this route among its own, and drops both with its BAR.
         weak var poller: (any QueuePoller)?
         weak var owner: KVMIOThread?
 
-        init(owner: KVMIOThread, token: UInt64, poller: any QueuePoller) {
+        init(owner: KVMIOThread, poller: any QueuePoller) {
             self.owner = owner
-            self.token = token
             self.poller = poller
         }
 
-        func serve() {}
         func cancel() { owner?.remove(polling: self) }
     }
 
@@ -123,12 +122,8 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
         guard let eventFD = HostDescriptor(taking: ckvm_eventfd()) else { return nil }
         // KVM refusing leaves the doorbell an ordinary exit.
         guard ckvm_ioeventfd(vmFileDescriptor, address, UInt32(length), eventFD.rawValue, 0) == 0 else { return nil }
-        let route = routes.withLock { table in
-            let route = Route(
-                owner: self, token: nextToken, eventFD: eventFD, address: address, length: length, handler: handler)
-            nextToken += 1
-            table[route.token] = route
-            return route
+        let route = register { token in
+            Route(owner: self, token: token, eventFD: eventFD, address: address, length: length, handler: handler)
         }
         guard ckvm_epoll_add(epoll.rawValue, eventFD.rawValue, route.token) == 0 else {
             remove(route)
@@ -139,12 +134,7 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
     }
 
     func watch(descriptor: Int32, _ handler: @escaping @Sendable () -> Void) -> DescriptorWatch? {
-        let watch = routes.withLock { table in
-            let watch = Watch(owner: self, token: nextToken, descriptor: descriptor, handler: handler)
-            nextToken += 1
-            table[watch.token] = watch
-            return watch
-        }
+        let watch = register { token in Watch(owner: self, token: token, descriptor: descriptor, handler: handler) }
         guard ckvm_epoll_add(epoll.rawValue, descriptor, watch.token) == 0 else {
             remove(watch: watch)
             return nil
@@ -153,40 +143,43 @@ final class KVMIOThread: DoorbellRouter, @unchecked Sendable {
         return watch
     }
 
-    func poll(_ poller: any QueuePoller) -> DoorbellRoute? {
+    /// Files what `make` builds under a fresh token, under the routes lock.
+    private func register<Entry: Served & Sendable>(_ make: (UInt64) -> Entry) -> Entry {
         routes.withLock { table in
-            let polling = Polling(owner: self, token: nextToken, poller: poller)
+            let entry = make(nextToken)
+            table[nextToken] = entry
             nextToken += 1
-            table[polling.token] = polling
-            pollers.append(polling)
-            return polling
+            return entry
         }
+    }
+
+    func poll(_ poller: any QueuePoller) -> DoorbellRoute? {
+        let polling = Polling(owner: self, poller: poller)
+        routes.withLock { _ in pollers.append(polling) }
+        return polling
     }
 
     private func remove(polling: Polling) {
-        routes.withLock { table in
-            table.removeValue(forKey: polling.token)
-            pollers.removeAll { $0 === polling }
-        }
+        routes.withLock { _ in pollers.removeAll { $0 === polling } }
     }
 
-    /// Polls every device's queues (under the routes lock, as handlers run); whether any had work.
-    private func pollQueues() -> Bool {
+    /// Asks every polled device `question` (under the routes lock, as handlers run): each is
+    /// asked, and the answer is whether any had work.
+    private func anyPolledDevice(_ question: (any QueuePoller) -> Bool) -> Bool {
         routes.withLock { _ in
             var found = false
-            for polling in pollers where polling.poller?.pollQueues() == true { found = true }
+            for polling in pollers {
+                if let poller = polling.poller, question(poller) { found = true }
+            }
             return found
         }
     }
+
+    /// Polls every device's queues; whether any had work.
+    private func pollQueues() -> Bool { anyPolledDevice { $0.pollQueues() } }
 
     /// Doorbells on or off for every polled device; turning them on, whether work came meanwhile.
-    private func setDoorbells(_ enabled: Bool) -> Bool {
-        routes.withLock { _ in
-            var found = false
-            for polling in pollers where polling.poller?.setDoorbells(enabled) == true { found = true }
-            return found
-        }
-    }
+    private func setDoorbells(_ enabled: Bool) -> Bool { anyPolledDevice { $0.setDoorbells(enabled) } }
 
     private func remove(watch: Watch) {
         routes.withLock { table in

@@ -10,19 +10,15 @@ extension X86CPU {
     func bulkString(_ op: Op, size: UInt8, sourceBase: UInt64, limit: Int) -> Int {
         let width = UInt64(size)
         let destination = registers[7]
-        let destinationEntry = tlb + Int(truncatingIfNeeded: (destination >> 12) & UInt64(Self.tlbEntries - 1))
-        guard destinationEntry.pointee.writeTag == (destination & ~0xFFF) | userTagBit else { return 0 }
+        guard let target = mappedByTLB(destination, write: true) else { return 0 }
         var count = min(registers[1], (4096 - (destination & 0xFFF)) / width, UInt64(limit))
-        let target = hostPointer(physical: destination &+ destinationEntry.pointee.physicalOffset)
         if op == .stos {
             guard count > 0 else { return 0 }
             fill(target, count: Int(count), size: size, value: registers[0])
         } else {
             let source = registers[6] &+ sourceBase
-            let sourceEntry = tlb + Int(truncatingIfNeeded: (source >> 12) & UInt64(Self.tlbEntries - 1))
-            guard sourceEntry.pointee.readTag == (source & ~0xFFF) | userTagBit else { return 0 }
+            guard let origin = mappedByTLB(source, write: false) else { return 0 }
             count = min(count, (4096 - (source & 0xFFF)) / width)
-            let origin = hostPointer(physical: source &+ sourceEntry.pointee.physicalOffset)
             let bytes = Int(count * width)
             // A forward copy onto itself element by element differs from a block copy when the
             // destination starts inside the source.

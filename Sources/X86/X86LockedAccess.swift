@@ -47,7 +47,7 @@ extension X86CPU {
                 try write(linear, size: size, value)
             }
         }
-        let entry = tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
+        let entry = tlbEntry(linear)
         let physical: UInt64
         if entry.pointee.writeTag == (linear & ~0xFFF) | userTagBit {
             physical = linear &+ entry.pointee.physicalOffset

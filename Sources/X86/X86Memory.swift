@@ -63,12 +63,27 @@ extension X86CPU {
         ram + Int(truncatingIfNeeded: physical)
     }
 
+    /// The software-TLB entry that caches linear `linear`'s page.
+    @inline(__always)
+    func tlbEntry(_ linear: UInt64) -> UnsafeMutablePointer<TLBEntry> {
+        tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
+    }
+
+    /// The host address of linear `linear` where the software TLB already maps its page for
+    /// reading or writing with the current privilege (the fast paths' whole condition but the
+    /// access staying in the page), or nil.
+    @inline(__always)
+    func mappedByTLB(_ linear: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+        let entry = tlbEntry(linear)
+        let tag = write ? entry.pointee.writeTag : entry.pointee.readTag
+        guard tag == (linear & ~0xFFF) | userTagBit else { return nil }
+        return hostPointer(physical: linear &+ entry.pointee.physicalOffset)
+    }
+
     /// Reads `size` (1, 2, 4, 8) bytes at a linear address.
     @inline(__always)
     func read(_ linear: UInt64, size: UInt8) throws(X86Fault) -> UInt64 {
-        let entry = tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
-        if entry.pointee.readTag == (linear & ~0xFFF) | userTagBit && (linear & 0xFFF) <= 4096 - UInt64(size) {
-            let pointer = hostPointer(physical: linear &+ entry.pointee.physicalOffset)
+        if (linear & 0xFFF) <= 4096 - UInt64(size), let pointer = mappedByTLB(linear, write: false) {
             return Self.load(pointer, size: size)
         }
         return try readSlow(linear, size: size)
@@ -77,9 +92,7 @@ extension X86CPU {
     /// Writes `size` bytes at a linear address.
     @inline(__always)
     func write(_ linear: UInt64, size: UInt8, _ value: UInt64) throws(X86Fault) {
-        let entry = tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
-        if entry.pointee.writeTag == (linear & ~0xFFF) | userTagBit && (linear & 0xFFF) <= 4096 - UInt64(size) {
-            let pointer = hostPointer(physical: linear &+ entry.pointee.physicalOffset)
+        if (linear & 0xFFF) <= 4096 - UInt64(size), let pointer = mappedByTLB(linear, write: true) {
             Self.store(pointer, size: size, value)
             return
         }
@@ -264,7 +277,7 @@ extension X86CPU {
     func fill(linear: UInt64, physical: UInt64, user: Bool, writable: Bool) {
         let page = physical & ~0xFFF
         guard page &+ 4096 <= ramSize else { return }  // device pages are never cached
-        let entry = tlb + Int(truncatingIfNeeded: (linear >> 12) & UInt64(Self.tlbEntries - 1))
+        let entry = tlbEntry(linear)
         let tag = (linear & ~0xFFF) | (user ? 1 : 0)
         entry.pointee.readTag = tag
         entry.pointee.writeTag = writable && codePages[Int(page >> 12)] == 0 ? tag : TLBEntry.invalid

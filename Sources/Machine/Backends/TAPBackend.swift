@@ -22,8 +22,10 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let readerStarted = Atomic<Bool>(false)
-    /// The I/O thread's watch on the TAP, and whether it is paused because the queue is full.
-    private let ioThreadWatch = Mutex<(watch: (any DescriptorWatch)?, paused: Bool)>((nil, false))
+    /// The I/O thread's watch on the TAP, and whether it is paused because the queue is full
+    /// (an atomic, so the device taking a frame checks it without the lock).
+    private let ioThreadWatch = Mutex<(any DescriptorWatch)?>(nil)
+    private let watchPaused = Atomic<Bool>(false)
     /// Frames from the guest, frames the kernel's queue refused, and frames to the guest.
     public let framesFromGuest = Atomic<Int>(0)
     public let framesRefused = Atomic<Int>(0)
@@ -37,7 +39,7 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     /// Idempotent; the owner calls it when the VM has ended.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        ioThreadWatch.withLock { $0.watch }?.cancel()
+        ioThreadWatch.withLock { $0 }?.cancel()
         if readerStarted.load(ordering: .acquiring) { finished.wait() }
     }
 
@@ -45,9 +47,9 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     /// each burst is queued.
     public func receive(on router: any DoorbellRouter, _ arrived: @escaping @Sendable () -> Void) -> Bool {
         guard !readerStarted.load(ordering: .acquiring),
-            let watch = router.watch(descriptor: tap.readinessDescriptor, { [weak self] in self?.readBurst(arrived) })
+            let watch = router.watch(descriptor: tap.descriptor, { [weak self] in self?.readBurst(arrived) })
         else { return false }
-        ioThreadWatch.withLock { $0.watch = watch }
+        ioThreadWatch.withLock { $0 = watch }
         return true
     }
 
@@ -62,9 +64,9 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
             return queue.count >= Self.queueLimit
         }
         if full {
-            ioThreadWatch.withLock { state in
-                state.paused = true
-                state.watch?.pause()
+            ioThreadWatch.withLock { watch in
+                watchPaused.store(true, ordering: .releasing)
+                watch?.pause()
             }
         }
         if !burst.isEmpty { arrived() }
@@ -72,11 +74,10 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
 
     /// The device took a frame: a paused watch reads again once half the queue is free.
     private func resumeIfPaused(queued: Int) {
-        guard queued <= Self.queueLimit / 2 else { return }
-        ioThreadWatch.withLock { state in
-            guard state.paused else { return }
-            state.paused = false
-            state.watch?.resume()
+        guard queued <= Self.queueLimit / 2, watchPaused.load(ordering: .acquiring) else { return }
+        ioThreadWatch.withLock { watch in
+            guard watchPaused.exchange(false, ordering: .acquiringAndReleasing) else { return }
+            watch?.resume()
         }
     }
 
@@ -127,7 +128,7 @@ public final class TAPBackend: NetworkBackend, @unchecked Sendable {
     /// Reading on a thread of the backend's own (a device not served by an I/O thread).
     public func onArrival(_ arrived: @escaping @Sendable () -> Void) {
         arrival.withLock { $0 = arrived }
-        guard ioThreadWatch.withLock({ $0.watch == nil }), !readerStarted.exchange(true, ordering: .acquiringAndReleasing)
+        guard ioThreadWatch.withLock({ $0 == nil }), !readerStarted.exchange(true, ordering: .acquiringAndReleasing)
         else { return }
         let thread = Thread { [self] in readFrames() }
         thread.name = "hvbench-tap-reader"

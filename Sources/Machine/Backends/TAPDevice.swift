@@ -7,9 +7,9 @@ import Foundation
 public final class TAPDevice: @unchecked Sendable {
     public let name: String
     private let file: HostDescriptor
-    private var descriptor: Int32 { file.rawValue }
-    /// The descriptor to wait on for readability (an I/O thread's epoll); reads stay here.
-    public var readinessDescriptor: Int32 { file.rawValue }
+    /// The descriptor, for waiting on readability (an I/O thread's epoll); reads and writes
+    /// stay here.
+    public var descriptor: Int32 { file.rawValue }
     /// The largest frame a read can return (MTU 1500 plus the Ethernet header).
     public static let maximumFrame = 1514
 

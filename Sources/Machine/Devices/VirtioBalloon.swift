@@ -22,6 +22,8 @@ public final class VirtioBalloon: VirtioDeviceModel {
     public static let pageSize: UInt64 = 4096
 
     private let memory: GuestMemory
+    /// Guest RAM in balloon pages: a page number at or above it is refused.
+    private let pageCount: UInt64
     /// One bit per guest page: whether it is in the balloon.
     private var inBalloon: [UInt64]
     public private(set) var ballooned = 0
@@ -38,7 +40,8 @@ public final class VirtioBalloon: VirtioDeviceModel {
 
     public init(memory: GuestMemory) {
         self.memory = memory
-        inBalloon = Array(repeating: 0, count: Int((memory.size / Self.pageSize + 63) / 64))
+        pageCount = memory.size / Self.pageSize
+        inBalloon = Array(repeating: 0, count: Int((pageCount + 63) / 64))
     }
 
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
@@ -99,7 +102,7 @@ public final class VirtioBalloon: VirtioDeviceModel {
 
     private func inflate(_ page: UInt32) {
         let number = Int(page)
-        guard UInt64(page) < memory.size / Self.pageSize, !contains(number) else {
+        guard UInt64(page) < pageCount, !contains(number) else {
             refusedPages += 1
             return
         }
@@ -113,7 +116,7 @@ public final class VirtioBalloon: VirtioDeviceModel {
 
     private func deflate(_ page: UInt32) {
         let number = Int(page)
-        guard UInt64(page) < memory.size / Self.pageSize, contains(number) else {
+        guard UInt64(page) < pageCount, contains(number) else {
             refusedPages += 1
             return
         }
@@ -124,7 +127,7 @@ public final class VirtioBalloon: VirtioDeviceModel {
     private func contains(_ page: Int) -> Bool { inBalloon[page / 64] & (1 << UInt64(page % 64)) != 0 }
 
     /// Whether guest page `page` is in the balloon.
-    public func isBallooned(page: UInt32) -> Bool { UInt64(page) < memory.size / Self.pageSize && contains(Int(page)) }
+    public func isBallooned(page: UInt32) -> Bool { UInt64(page) < pageCount && contains(Int(page)) }
 
     private func takeStatistics() throws {
         for buffer in chain {

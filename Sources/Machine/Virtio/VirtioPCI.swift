@@ -86,8 +86,6 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
     /// queue had when the thread last looked.
     private var doorbellsOff = false
     private var polledAvailable: [UInt16]
-    /// Passes over a queue the I/O thread started because it saw new work while polling.
-    public private(set) var polledPasses = 0
 
     /// Why the device stopped, if a guest fed it garbage (DEVICE_NEEDS_RESET is set).
     public private(set) var brokenReason: String?
@@ -364,7 +362,6 @@ extension VirtioPCITransport: QueuePoller {
                 guard let available = try? queues[index].availableIndex(memory), available != polledAvailable[index]
                 else { continue }
                 polledAvailable[index] = available
-                polledPasses += 1
                 notify(index)
                 found = true
             }
@@ -406,7 +403,7 @@ extension VirtioPCITransport: Device {
     public var doorbells: Int { notifications }
     public var ioThreadDoorbells: Int { lock.withLock { _ in routedNotifications } }
     /// Whether an I/O thread serves the queues, so queue work may run off the vCPU thread.
-    public var isServedByIOThread: Bool { lock.withLock { _ in doorbellRouter != nil } }
+    public var isServedByIOThread: Bool { ioThread != nil }
     /// The I/O thread serving the queues, where the engine has one.
     public var ioThread: (any DoorbellRouter)? { lock.withLock { _ in doorbellRouter } }
     public func attach(to platform: Platform) throws {

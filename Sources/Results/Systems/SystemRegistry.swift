@@ -18,6 +18,9 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
         case kvmParavirtual
         /// hvbench's emulator; nil takes the run's `--emulator`, a kind pins it.
         case emulator(EmulatorKind?)
+
+        /// Whether the engine is KVM (with or without its paravirtual interface).
+        public var usesKVM: Bool { self == .kvm || self == .kvmParavirtual }
     }
 
     /// What runs the workload: which kind of round measures this system.
@@ -88,7 +91,7 @@ public struct SystemDefinition: Sendable, Hashable, CustomStringConvertible {
     public var needsKVM: Bool {
         switch runner {
         case .native, .container: return false
-        case .vm(let cpu, _): return cpu == .kvm || cpu == .kvmParavirtual
+        case .vm(let cpu, _): return cpu.usesKVM
         case .qemu(let kvm, _): return kvm
         }
     }

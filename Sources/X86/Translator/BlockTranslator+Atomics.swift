@@ -24,9 +24,7 @@ extension BlockTranslator {
         let size = instruction.size
         let reg = instruction.reg
         let locked = instruction.locked || instruction.op == .xchgRmReg
-        emitAddress(instruction, into: &assembler)
-        if instruction.segment == 4 || instruction.segment == 5 { assembler.addSegmentBase(instruction.segment) }
-        assembler.move(size: 8, .r11, .rax)
+        emitLinearAddress(instruction, into: &assembler)
         miss(assembler.checkTLB(write: true, size: size, user: user))
         let wide: UInt8 = size == 1 ? 0 : 1
         switch instruction.op {

@@ -19,9 +19,7 @@ extension BlockTranslator {
         if instruction.isRegister {
             assembler.load(.r9, guest: instruction.rm, size: size)
         } else {
-            emitAddress(instruction, into: &assembler)
-            if instruction.segment == 4 || instruction.segment == 5 { assembler.addSegmentBase(instruction.segment) }
-            assembler.move(size: 8, .r11, .rax)
+            emitLinearAddress(instruction, into: &assembler)
             miss(assembler.checkTLB(write: false, size: size, user: user))
             assembler.loadGuestMemory(.r9, size: size)
         }

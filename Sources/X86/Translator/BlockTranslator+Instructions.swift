@@ -161,6 +161,14 @@ extension BlockTranslator {
         }
     }
 
+    /// r11 = the linear address of the ModRM memory operand: what `lea` computes, plus the FS
+    /// or GS base (thread and per-CPU data; other overrides are not translated, `translatable`).
+    static func emitLinearAddress(_ instruction: Instruction, into assembler: inout HostAssembler) {
+        emitAddress(instruction, into: &assembler)
+        if instruction.segment == 4 || instruction.segment == 5 { assembler.addSegmentBase(instruction.segment) }
+        assembler.move(size: 8, .r11, .rax)
+    }
+
     /// Host code for an instruction whose ModRM operand is memory: the address into r11, the
     /// TLB check (a miss calls `miss` with the jump to patch), then the operation on [r10 + r11].
     static func emitWithMemory(
@@ -169,10 +177,7 @@ extension BlockTranslator {
         let size = instruction.size
         let reg = instruction.reg
         let kind = instruction.sub
-        emitAddress(instruction, into: &assembler)
-        // FS and GS (thread and per-CPU data); other overrides are not translated (`translatable`).
-        if instruction.segment == 4 || instruction.segment == 5 { assembler.addSegmentBase(instruction.segment) }
-        assembler.move(size: 8, .r11, .rax)
+        emitLinearAddress(instruction, into: &assembler)
         func check(write: Bool, size: UInt8) { miss(assembler.checkTLB(write: write, size: size, user: user)) }
         switch instruction.op {
         case .movRegRm:

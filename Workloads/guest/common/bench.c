@@ -572,7 +572,6 @@ void hvb_report_line(const char *kind, const char *key, const char *value) {
     line_end(&l);
 }
 
-/* A line of named counts: "HVB1 <kind> <name> key=value ...". */
 void hvb_console_values(const char *text, const char *const *keys, const uint64_t *values, int count, unsigned hex_keys) {
     struct line l = {.length = 0};
     put_text(&l, text);
@@ -586,6 +585,7 @@ void hvb_console_values(const char *text, const char *const *keys, const uint64_
     line_end(&l);
 }
 
+/* A line of named counts: "HVB1 <kind> <name> key=value ...". */
 void hvb_report_values(const char *kind, const char *name, const char *const *keys, const uint64_t *values, int count) {
     struct line l;
     line_begin(&l, kind, name);
