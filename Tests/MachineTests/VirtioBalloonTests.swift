@@ -87,6 +87,7 @@ import Testing
         transport.configurationAccess { asked = (try? balloon.requestStatistics(transport)) == true }
         #expect(asked)
         #expect(try queues[2].usedEntries().count == 1, "returned: the driver refills it")
+        #expect(driver.read(0x1000, width: 1) & 1 == 1, "and told by an interrupt (ISR bit 0 without MSI-X)")
     }
 
     @Test(arguments: [(flags: UInt16(2), length: UInt32(8)), (flags: UInt16(0), length: UInt32(6))])

@@ -97,6 +97,7 @@ public final class VirtioBalloon: VirtioDeviceModel {
         guard let held = heldStatisticsBuffer else { return false }
         heldStatisticsBuffer = nil
         try transport.queues[2].pushUsed(transport.memory, head: held, written: 0)
+        transport.usedBuffersReturned()
         return true
     }
 

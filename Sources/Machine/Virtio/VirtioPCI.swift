@@ -179,6 +179,13 @@ public final class VirtioPCITransport: PCIFunction, BusDevice, @unchecked Sendab
         }
     }
 
+    /// A device returned buffers outside a pass over its queues (a balloon's held statistics
+    /// buffer): the driver is interrupted as after a pass. Callers off the vCPU thread hold the
+    /// transport's lock (`configurationAccess`).
+    public func usedBuffersReturned() {
+        do { try signalUsedBuffers() } catch { fail("signalling used buffers: \(error)") }
+    }
+
     /// After the device worked on its queues: interrupt for each queue whose new used buffers
     /// the driver asked to hear about, and tell the driver (avail_event) which index to notify at.
     private func signalUsedBuffers() throws {
