@@ -80,10 +80,14 @@ extension X86CPU {
         return hostPointer(physical: linear &+ entry.pointee.physicalOffset)
     }
 
-    /// Reads `size` (1, 2, 4, 8) bytes at a linear address.
+    /// Reads `size` (1, 2, 4, 8) bytes at a linear address. (The tag comparison is written out
+    /// rather than through `mappedByTLB`: with that form the interpreter's cpu.int measured
+    /// −9.2% [−11.5, −4.4] in a 14-round interleaved `hvbench ab`.)
     @inline(__always)
     func read(_ linear: UInt64, size: UInt8) throws(X86Fault) -> UInt64 {
-        if (linear & 0xFFF) <= 4096 - UInt64(size), let pointer = mappedByTLB(linear, write: false) {
+        let entry = tlbEntry(linear)
+        if entry.pointee.readTag == (linear & ~0xFFF) | userTagBit && (linear & 0xFFF) <= 4096 - UInt64(size) {
+            let pointer = hostPointer(physical: linear &+ entry.pointee.physicalOffset)
             return Self.load(pointer, size: size)
         }
         return try readSlow(linear, size: size)
@@ -92,7 +96,9 @@ extension X86CPU {
     /// Writes `size` bytes at a linear address.
     @inline(__always)
     func write(_ linear: UInt64, size: UInt8, _ value: UInt64) throws(X86Fault) {
-        if (linear & 0xFFF) <= 4096 - UInt64(size), let pointer = mappedByTLB(linear, write: true) {
+        let entry = tlbEntry(linear)
+        if entry.pointee.writeTag == (linear & ~0xFFF) | userTagBit && (linear & 0xFFF) <= 4096 - UInt64(size) {
+            let pointer = hostPointer(physical: linear &+ entry.pointee.physicalOffset)
             Self.store(pointer, size: size, value)
             return
         }
