@@ -97,10 +97,11 @@ public struct ArtifactBuilder: Sendable {
     private func buildGuest(clang: String, linker: String, scratch: URL, output: URL) async throws {
         let guest = workspace.guestSources
         let sources = [
-            "common/bench.c", "common/job.c", "common/io_bench.c", "common/udp_frames.c", "kernel/kernel.c", "kernel/user_main.c",
+            "common/bench.c", "common/job.c", "common/io_bench.c", "common/udp_frames.c", "common/memory_bench.c",
+            "kernel/kernel.c", "kernel/user_main.c",
             "kernel/entry.S",
             "kernel/cpu_tables.c", "kernel/smp.c", "kernel/smp_entry.S", "kernel/smp_user.c", "kernel/litmus.c",
-            "drivers/pci.c", "drivers/irq.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c",
+            "drivers/pci.c", "drivers/irq.c", "drivers/e1000.c", "drivers/ide.c", "drivers/virtio.c", "drivers/virtio_balloon.c",
         ]
         var objects: [String] = []
         for source in sources {
@@ -127,7 +128,7 @@ public struct ArtifactBuilder: Sendable {
         let guest = workspace.guestSources
         let include = ["-I", guest.appendingPathComponent("common").path]
         var objects: [String] = []
-        for source in ["common/bench.c", "common/io_bench.c", "common/udp_frames.c"] {
+        for source in ["common/bench.c", "common/io_bench.c", "common/udp_frames.c", "common/memory_bench.c"] {
             let object = scratch.appendingPathComponent("native_" + URL(fileURLWithPath: source).lastPathComponent + ".o").path
             try await compile(
                 clang, Self.workloadFlags + include + ["-c", guest.appendingPathComponent(source).path, "-o", object])

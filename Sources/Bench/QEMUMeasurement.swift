@@ -24,7 +24,7 @@ enum QEMUMeasurement: MeasurementKind {
         let deviceArguments = QEMUPeer.deviceArguments(
             devices, nic: benchmark?.needsNIC == true, diskPath: attachments.disk?.image.path,
             diskReadOnly: attachments.disk?.patterned == false,
-            tapInterface: attachments.link == nil ? nil : TAPLink.interface, job: &job)
+            tapInterface: attachments.link == nil ? nil : TAPLink.interface, balloon: benchmark?.needsBalloon == true, job: &job)
         let arguments =
             QEMUPeer.arguments(
                 kvm: kvm, kernel: runner.artifacts.guestImage, commandLine: job.commandLine, memoryMiB: plan.vm.memoryMiB,

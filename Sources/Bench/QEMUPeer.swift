@@ -29,7 +29,7 @@ public enum QEMUPeer {
     ///   - diskReadOnly: a user's image for read benchmarks: QEMU opens it read-only too.
     static func deviceArguments(
         _ devices: SystemDefinition.Devices, nic: Bool, diskPath: String?, diskReadOnly: Bool = false,
-        tapInterface: String? = nil, mac: MACAddress? = nil, job: inout GuestJob
+        tapInterface: String? = nil, mac: MACAddress? = nil, balloon: Bool = false, job: inout GuestJob
     ) -> [String] {
         var arguments: [String] = []
         if nic, let tapInterface {
@@ -51,6 +51,11 @@ public enum QEMUPeer {
                 "file=\(diskPath.replacingOccurrences(of: ",", with: ",,")),format=raw\(diskReadOnly ? ",readonly=on" : "")"
             arguments += devices.qemuDrive(file)
             job.disk = devices.guestDisk
+        }
+        if balloon {
+            // Inflated pages are discarded from QEMU's RAM (MADV_DONTNEED), as hvbench's device does.
+            arguments += ["-device", "virtio-balloon-pci"]
+            job.balloon = true
         }
         return arguments
     }

@@ -30,6 +30,11 @@ enum GuestMeasurement: MeasurementKind {
             if attachments.disk != nil { job.disk = devices.guestDisk }
             io = context.plan.vm.io(devices, disk: attachments.disk?.image, peer: peer)
         }
+        if benchmark?.needsBalloon == true {
+            io = io ?? context.plan.vm.io(devices, disk: nil, peer: nil)
+            io?.balloon = true
+            job.balloon = true
+        }
         let boot: VMBuilder.Boot
         switch runner.bootGuest(context, job, cpu: cpu, io: io) {
         case .success(let started): boot = started
@@ -45,6 +50,11 @@ enum GuestMeasurement: MeasurementKind {
         outcome = attachments.check(outcome, context, by: runner)
         guard case .measured(var measurement) = outcome else { return outcome }
         measurement.exits = exitCounters(entry, boot, measurement)
+        if benchmark?.needsBalloon == true {
+            measurement.metrics += MetricDerivation.residencyMetrics(
+                boot.outcome.milestones.compactMap { milestone in milestone.residentBytes.map { (milestone.code, $0) } },
+                repetitions: entry.repetitions)
+        }
         return .measured(measurement)
     }
 

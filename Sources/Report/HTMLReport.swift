@@ -110,7 +110,7 @@ public enum HTMLReport {
                 html += "</section>\n"
             }
         }
-        for (group, title) in [(BenchmarkDefinition.Group.network, "Network"), (.disk, "Disk")] {
+        for (group, title) in [(BenchmarkDefinition.Group.network, "Network"), (.disk, "Disk"), (.memory, "Memory overcommit")] {
             guard let benchmarks = byGroup[group] else { continue }
             html += "<section id=\"\(group.rawValue)\"><h2>\(title)</h2><div class=\"grid\">"
             for benchmark in benchmarks {

@@ -1,7 +1,7 @@
 /// The benchmark ids (a contract: reports, claims and CI baselines refer to them) and how each
 /// one's raw samples (operations, TSC cycles, bytes) become metrics.
 public struct BenchmarkDefinition: Sendable, Equatable {
-    public enum Group: String, Sendable, Codable { case cpu, platform, boot, network, disk }
+    public enum Group: String, Sendable, Codable { case cpu, platform, boot, network, disk, memory }
 
     /// How a benchmark is timed: by the workload inside one boot, or as whole boots (vm.boot,
     /// timed from outside by the VMM or from QEMU's start).
@@ -239,10 +239,26 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             id: "disk.lat-4k-irq", group: .disk,
             summary: "disk.lat-4k with interrupt-driven drivers (the completion interrupt wakes the guest), ns (p50/p99)",
             defaultIterations: 100),
+        .init(
+            id: "mem.balloon-inflate", group: .memory,
+            summary:
+                "the guest gives resident pages to the host through virtio-balloon (256 frame numbers a buffer, as Linux's driver); iterations: 4 KiB pages, MiB/s; guest RAM resident on the host before and after (hvbench's VMM)",
+            defaultIterations: 4096),
+        .init(
+            id: "mem.balloon-deflate", group: .memory,
+            summary: "the guest takes ballooned pages back (told to the device before it touches them); iterations: pages, MiB/s",
+            defaultIterations: 4096),
+        .init(
+            id: "mem.balloon-refault", group: .memory,
+            summary:
+                "first write to each page just taken back from the balloon (the host faults in a fresh page), ns per page; residency before and after",
+            defaultIterations: 4096),
     ]
 
     public var needsNIC: Bool { group == .network }
     public var needsDisk: Bool { group == .disk }
+    /// The balloon benchmarks: the VM (or QEMU) gets a virtio-balloon.
+    public var needsBalloon: Bool { id.hasPrefix("mem.balloon-") }
 
     public static func named(_ id: String) -> BenchmarkDefinition? { all.first { $0.id == id } }
 
@@ -314,12 +330,30 @@ public enum MetricDerivation {
         case "disk.seq-read", "disk.seq-write":
             let mibPerSecond = zip(samples, nanoseconds).map { Double($0.bytes) / ($1 / 1e9) / 1_048_576 }
             return [MetricSamples(name: "bandwidth", unit: "MiB/s", better: .higher, values: mibPerSecond), perOp[0]]
+        case "mem.balloon-inflate", "mem.balloon-deflate":
+            let mibPerSecond = zip(samples, nanoseconds).map { Double($0.bytes) / ($1 / 1e9) / 1_048_576 }
+            return [MetricSamples(name: "bandwidth", unit: "MiB/s", better: .higher, values: mibPerSecond), perOp[0]]
         case "disk.rand-read-4k", "disk.rand-write-4k", "disk.rand-read-4k-irq":
             let iops = zip(samples, nanoseconds).map { Double($0.operations) / ($1 / 1e9) }
             return [MetricSamples(name: "iops", unit: "IOPS", better: .higher, values: iops), perOp[0]]
         default:
             return perOp
         }
+    }
+
+    /// The balloon benchmarks' host-side figures: guest RAM resident on the host at the probes
+    /// before (code 0x40) and after (0x41) each timed part, in MiB, for the last `repetitions`
+    /// repetitions (the warm-ups probe too). None where the probes are missing (QEMU ignores
+    /// the port) or fewer than the repetitions.
+    public static func residencyMetrics(_ probes: [(code: UInt8, bytes: UInt64)], repetitions: Int) -> [MetricSamples] {
+        let mebibytes = { (code: UInt8) in probes.filter { $0.code == code }.map { Double($0.bytes) / 1_048_576 } }
+        let before = mebibytes(0x40)
+        let after = mebibytes(0x41)
+        guard repetitions > 0, before.count >= repetitions, after.count >= repetitions else { return [] }
+        return [
+            MetricSamples(name: "resident_before", unit: "MiB", better: .lower, values: Array(before.suffix(repetitions))),
+            MetricSamples(name: "resident_after", unit: "MiB", better: .lower, values: Array(after.suffix(repetitions))),
+        ]
     }
 
     /// The Linux workloads time in nanoseconds (CLOCK_MONOTONIC, or fio's and iperf3's own

@@ -67,6 +67,8 @@ public struct GuestJob: Sendable, Equatable {
     public var serve: Serve?
     /// The litmus self-test's deliberate violation.
     public var injectViolation = false
+    /// The VM has a virtio-balloon for the guest's driver (the memory benchmarks).
+    public var balloon = false
 
     public init(
         bench: String, iterations: UInt64, repetitions: Int, warmups: Int, tscKilohertz: Int? = nil, sizeBytes: UInt64? = nil
@@ -109,6 +111,7 @@ public struct GuestJob: Sendable, Equatable {
         if let loopbackPeer { words.append("peer=\(loopbackPeer.rawValue)") }
         if let serve { words.append("serve=\(serve.rawValue)") }
         if injectViolation { words.append("inject_violation=1") }
+        if balloon { words.append("balloon=1") }
         return words
     }
 

@@ -2,7 +2,8 @@ import Machine
 import VMTypes
 
 /// Which I/O devices a VM gets: emulated legacy ones (e1000 + IDE) or paravirtual ones
-/// (virtio-net + virtio-blk), each with its backend.
+/// (virtio-net + virtio-blk), each with its backend, and a virtio-balloon (whatever the set:
+/// like VMware's, the balloon is a paravirtual driver beside emulated devices too).
 public struct IOConfiguration {
     public var kind: DeviceSet
     public var disk: DiskImage?
@@ -13,6 +14,8 @@ public struct IOConfiguration {
     public var ioThread: Bool
     /// How long that thread polls for doorbells before it sleeps (see `DoorbellPolling`).
     public var ioThreadPollMicroseconds: UInt64
+    /// Whether the VM has a virtio-balloon.
+    public var balloon = false
 
     public init(
         kind: DeviceSet, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
@@ -39,6 +42,7 @@ public struct IOConfiguration {
             nic = peer.map { VirtioPCITransport(model: VirtioNet(peer: $0), memory: memory, mmio: mmio) }
             storage = disk.map { VirtioPCITransport(model: VirtioBlock(disk: $0), memory: memory, mmio: mmio) }
         }
-        return [nic, storage].compactMap { $0 }
+        let balloon = balloon ? VirtioPCITransport(model: VirtioBalloon(memory: memory), memory: memory, mmio: mmio) : nil
+        return [nic, storage, balloon].compactMap { $0 }
     }
 }

@@ -70,7 +70,9 @@ import Testing
     @Test func shippedSuitesLoadAndNameOnlyKnownBenchmarks() throws {
         let workspace = try Workspace.locate()
         let cpuBenchmarks = Set(
-            BenchmarkDefinition.all.filter { !$0.needsNIC && !$0.needsDisk && $0.guest == .benchmarkGuest }.map(\.id))
+            BenchmarkDefinition.all.filter {
+                !$0.needsNIC && !$0.needsDisk && $0.group != .memory && $0.guest == .benchmarkGuest
+            }.map(\.id))
         for name in ["quick", "cpu"] {
             let suite = try Suite.load(named: name, in: workspace)
             #expect(Set(suite.entries.map(\.id)) == cpuBenchmarks, "suite \(name) covers every CPU benchmark")
@@ -81,6 +83,9 @@ import Testing
         #expect(
             Set(try Suite.load(named: "disk", in: workspace).entries.map(\.id))
                 == Set(BenchmarkDefinition.all.filter { $0.needsDisk && $0.guest == .benchmarkGuest }.map(\.id)))
+        #expect(
+            Set(try Suite.load(named: "memory", in: workspace).entries.map(\.id))
+                == Set(BenchmarkDefinition.all.filter { $0.group == .memory && $0.guest == .benchmarkGuest }.map(\.id)))
         #expect(
             Set(try Suite.load(named: "linux", in: workspace).entries.map(\.id))
                 == Set(BenchmarkDefinition.all.filter { $0.guest == .linux }.map(\.id)))

@@ -36,6 +36,8 @@ public final class VirtioBalloon: VirtioDeviceModel {
     public private(set) var statistics: [UInt16: UInt64] = [:]
     public private(set) var statisticsReports = 0
     private var heldStatisticsBuffer: UInt16?
+    /// Inflated pages not yet given back to the host: consecutive ones go in one call.
+    private var discardRun: (first: UInt64, count: UInt64)?
     private var chain: [VirtBuffer] = []
 
     public init(memory: GuestMemory) {
@@ -70,6 +72,7 @@ public final class VirtioBalloon: VirtioDeviceModel {
 
     public func queueNotified(_ index: Int, _ transport: VirtioPCITransport) throws {
         let queue = transport.queues[index]
+        defer { discardPendingRun() }  // also when a malformed list breaks the device midway
         while let head = try queue.popChain(transport.memory, into: &chain) {
             if index == 2 {
                 try takeStatistics()
@@ -87,6 +90,7 @@ public final class VirtioBalloon: VirtioDeviceModel {
                     index == 0 ? inflate(page) : deflate(page)
                 }
             }
+            discardPendingRun()  // the pages are the host's before the driver hears they were taken
             try queue.pushUsed(transport.memory, head: head, written: 0)
         }
     }
@@ -107,12 +111,23 @@ public final class VirtioBalloon: VirtioDeviceModel {
             refusedPages += 1
             return
         }
-        guard (try? memory.discard(at: UInt64(page) * Self.pageSize, count: Int(Self.pageSize))) != nil else {
-            refusedPages += 1
-            return
-        }
         inBalloon[number / 64] |= 1 << UInt64(number % 64)
         ballooned += 1
+        if let run = discardRun, run.first + run.count == UInt64(page) {
+            discardRun = (run.first, run.count + 1)
+        } else {
+            discardPendingRun()
+            discardRun = (UInt64(page), 1)
+        }
+    }
+
+    /// Gives the host the pending run of consecutive inflated pages back in one madvise (a
+    /// driver lists pages as it finds them, mostly in order: one call per run instead of per page).
+    private func discardPendingRun() {
+        guard let run = discardRun else { return }
+        discardRun = nil
+        // Every page of the run was checked to lie inside guest RAM, so this cannot throw.
+        try? memory.discard(at: run.first * Self.pageSize, count: Int(run.count * Self.pageSize))
     }
 
     private func deflate(_ page: UInt32) {

@@ -7,6 +7,9 @@
  * The host turns those integers into ns/op, cycles/op, GiB/s, ... (see README.md).
  */
 #include "hvb.h"
+#include "cpu_loops.h"
+#include "io.h"
+#include "memory_bench.h"
 #include "operations.h"
 #include "io_bench.h"
 
@@ -98,68 +101,6 @@ static void inject_slowdown(uint64_t start, uint64_t percent) {
     while (plat_cycles() - spin_start < extra) __asm__ volatile("pause");
 }
 
-static uint64_t integer_mix(uint64_t n) {
-    uint64_t x = 88172645463325252ull, acc = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        acc += x * 0x9E3779B97F4A7C15ull;
-        acc ^= acc >> 29;
-    }
-    return acc;
-}
-
-static uint64_t memory_read_pass(const uint64_t *buffer, size_t words) {
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = 0; i + 4 <= words; i += 4) {
-        a += buffer[i];
-        b += buffer[i + 1];
-        c += buffer[i + 2];
-        d += buffer[i + 3];
-    }
-    return a ^ b ^ c ^ d;
-}
-
-struct chase_node {
-    struct chase_node *next;
-    uint64_t pad[7]; /* one node per 64-byte cache line */
-};
-
-/* A single random cycle through all nodes (Sattolo's algorithm), so every load misses. */
-static struct chase_node *build_chase(struct chase_node *nodes, uint32_t *order, size_t count) {
-    uint64_t rng = 0x2545F4914F6CDD1Dull;
-    for (size_t i = 0; i < count; i++) order[i] = (uint32_t)i;
-    for (size_t i = count - 1; i > 0; i--) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        size_t j = (size_t)(rng % i);
-        uint32_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-    for (size_t i = 0; i < count; i++)
-        nodes[order[i]].next = &nodes[order[(i + 1) % count]];
-    return &nodes[order[0]];
-}
-
-static struct chase_node *chase(struct chase_node *p, uint64_t steps) {
-    for (uint64_t i = 0; i < steps; i++) p = p->next;
-    return p;
-}
-
-__attribute__((noinline)) static uint64_t callee(uint64_t x) {
-    __asm__ volatile("" : "+r"(x));
-    return x + 1;
-}
-
-static uint64_t call_return(uint64_t n) {
-    uint64_t x = 0;
-    for (uint64_t i = 0; i < n; i++) x = callee(x);
-    return x;
-}
-
 /* ---------------------------------------------------------------- latency histogram */
 
 /*
@@ -206,7 +147,8 @@ enum kind {
     K_CPUID, K_PIO, K_MMIO, K_HYPERCALL, K_BOOT, K_START, K_IRQ_TIMER, K_IRQ_HLT_WAKE, K_IPI_SELF,
     K_IPI, K_IPI_HALT, K_TLB_SHOOTDOWN, K_PINGPONG,
     K_NET_TX64, K_NET_TX1500, K_NET_RX, K_NET_RR,
-    K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT
+    K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT,
+    K_BALLOON_INFLATE, K_BALLOON_DEFLATE, K_BALLOON_REFAULT /* in BALLOON_* order */
 };
 
 struct bench_entry {
@@ -235,6 +177,8 @@ static const struct bench_entry catalogue[] = {
     {"disk.seq-read", K_DISK_SEQ_READ}, {"disk.seq-write", K_DISK_SEQ_WRITE},
     {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
     {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},
+    {"mem.balloon-inflate", K_BALLOON_INFLATE}, {"mem.balloon-deflate", K_BALLOON_DEFLATE},
+    {"mem.balloon-refault", K_BALLOON_REFAULT},
 };
 
 static int text_equals(const char *a, const char *b) {
@@ -273,6 +217,8 @@ static const char *unavailable_reason(enum kind kind) {
     case K_IPI_HALT: return plat.ipi_halt_round_trips ? 0 : plat.no_ipi_halt;
     case K_TLB_SHOOTDOWN: return plat.tlb_shootdowns ? 0 : plat.no_tlb_shootdown;
     case K_PINGPONG: return plat.cacheline_pingpong ? 0 : plat.no_cacheline_pingpong;
+    case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
+        return hvb_balloon ? 0 : plat.no_balloon ? plat.no_balloon : "no-balloon-device";
     default: return 0;
     }
 }
@@ -315,6 +261,8 @@ static const char *setup(struct context *c) {
         return io_prepare(c->job, 1, 0);
     case K_DISK_SEQ_READ: case K_DISK_SEQ_WRITE: case K_DISK_RAND_READ: case K_DISK_RAND_WRITE: case K_DISK_LAT:
         return io_prepare(c->job, 0, 1);
+    case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
+        return balloon_prepare(c->job);
     default:
         return 0;
     }
@@ -426,6 +374,10 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
     case K_NET_RR:
         c->failure = net_request_response(n);
         return n * 64;
+    case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
+        c->self_timed = 1;
+        c->measured_cycles = balloon_repetition(BALLOON_INFLATE + (c->kind - K_BALLOON_INFLATE), n, &c->failure);
+        return n * 4096;
     default: {
         uint64_t bytes = 0;
         int write = c->kind == K_DISK_SEQ_WRITE || c->kind == K_DISK_RAND_WRITE;

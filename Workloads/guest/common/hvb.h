@@ -24,6 +24,7 @@ struct hvb_job {
     uint64_t region_sectors;   /* disk benchmarks: sectors of the image they use (0 = 64 MiB) */
     uint64_t disk_verify;      /* 1: the region holds hvbench's pattern, check reads (0: a user's image) */
     uint64_t inject_violation; /* litmus self-check: plant one forbidden outcome per test */
+    uint64_t balloon;          /* balloon=1: the VM has a virtio-balloon (the mem.balloon-* benchmarks) */
     /* udp=1: frames are IPv4/UDP to a kernel peer behind a TAP (udp_frames.c) */
     uint64_t udp, guest_ip, peer_ip, guest_port, peer_port;
     uint8_t peer_mac[6];
@@ -103,6 +104,11 @@ struct plat_ops {
     /* Why the -irq variants cannot run here (natively: no device of ours raises interrupts). */
     const char *no_device_interrupts;
     int has_hypercall;
+    /* The memory benchmarks' residency probe: the host counts the guest RAM it holds (guest:
+     * a write to the milestone port; 0 natively). */
+    void (*host_probe)(uint8_t code);
+    /* Why the balloon benchmarks cannot run here (natively: the process has no balloon). */
+    const char *no_balloon;
     const char *failure; /* set by an op that failed, with the reason */
 };
 extern struct plat_ops plat;

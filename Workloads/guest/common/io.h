@@ -35,9 +35,23 @@ struct disk_ops {
     const char *(*write)(uint64_t lba, uint32_t count, const void *buffer);
 };
 
-/* Set by the platform before hvb_run_job when the job asks for a NIC or a disk. */
+/* A memory balloon: the guest gives pages back to the host and takes them again (the guest's
+ * virtio-balloon; there is none natively). */
+struct balloon_ops {
+    const char *name;
+    /* Gives `pages` 4 KiB pages from `start` (page-aligned) to the host: their frame numbers go
+     * to the device, which has taken them (and may have freed their host memory) on return. */
+    const char *(*inflate)(void *start, uint32_t pages);
+    /* Takes such pages back; the guest may touch them once this returns. */
+    const char *(*deflate)(void *start, uint32_t pages);
+    /* The pages the host asks the balloon to hold (num_pages). */
+    uint32_t (*target)(void);
+};
+
+/* Set by the platform before hvb_run_job when the job asks for a NIC, a disk or a balloon. */
 extern const struct nic_ops *hvb_nic;
 extern const struct disk_ops *hvb_disk;
+extern const struct balloon_ops *hvb_balloon;
 
 /* Frame pattern (shared with hvbench's NetworkPeer): bytes 0-13 Ethernet header, 14-17 sequence,
  * 18-21 length, then byte i = (sequence * 31 + i * 7 + 0x5A) & 0xFF. */

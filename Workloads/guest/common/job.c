@@ -92,6 +92,7 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
     job->region_sectors = 0;
     job->disk_verify = 1;
     job->inject_violation = 0;
+    job->balloon = 0;
     job->udp = job->guest_ip = job->peer_ip = 0;
     job->guest_port = 40000;
     job->peer_port = 9000;
@@ -167,6 +168,8 @@ const char *hvb_parse_job(const char *cmdline, struct hvb_job *job) {
             if (!error && (*port == 0 || *port > 65535)) error = "port-out-of-range";
         } else if (word_equals(word, eq, "inject_violation")) {
             error = parse_flag(value, value_length, &job->inject_violation, "inject-violation-not-0-or-1");
+        } else if (word_equals(word, eq, "balloon")) {
+            error = parse_flag(value, value_length, &job->balloon, "balloon-not-0-or-1");
         } else if (word_equals(word, eq, "slowdown_percent")) {
             error = parse_u64(value, value_length, &job->slowdown_percent);
         }

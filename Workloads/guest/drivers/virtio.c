@@ -17,63 +17,23 @@
 #include "io.h"
 #include "irq.h"
 #include "pci.h"
-
-#define FEATURE_EVENT_IDX (1ull << 29)
-/* used_event this far ahead of the used index: no interrupt until the driver asks again. */
-#define EVENT_OFF 0x8000u
-
-struct virtq_desc {
-    uint64_t address;
-    uint32_t length;
-    uint16_t flags, next;
-};
-
-struct queue {
-    uint16_t size, last_used, notify_off;
-    uint16_t notified_available; /* avail.idx when the driver last decided whether to ring */
-    struct virtq_desc *desc;
-    volatile uint16_t *avail; /* flags, idx, ring[size] */
-    volatile uint8_t *used;   /* flags, idx, {id, len}[size] */
-};
-
-struct device {
-    volatile uint8_t *common, *notify, *config, *isr;
-    uint32_t notify_multiplier;
-    int msix; /* configuration offset of the MSI-X capability, 0 if none */
-    int event_idx;
-    struct queue queues[2];
-};
-
-static inline void barrier(void) { __asm__ volatile("" : : : "memory"); }
-static inline volatile uint32_t *common32(struct device *d, int offset) { return (volatile uint32_t *)(d->common + offset); }
-static inline volatile uint16_t *common16(struct device *d, int offset) { return (volatile uint16_t *)(d->common + offset); }
-
-static uint16_t used_index(struct queue *q) { return *(volatile uint16_t *)(q->used + 2); }
-
-static void kick(struct device *d, int index) {
-    barrier();
-    *(volatile uint16_t *)(d->notify + d->queues[index].notify_off * d->notify_multiplier) = (uint16_t)index;
-}
-
-static inline void memory_barrier(void) { __sync_synchronize(); }
-static volatile uint16_t *used_event(struct queue *q) { return &q->avail[2 + q->size]; }
-static volatile uint16_t *avail_event(struct queue *q) { return (volatile uint16_t *)(q->used + 4 + 8 * q->size); }
+#include "virtio_queue.h"
 
 /* Rings the doorbell for what was made available since the last decision, unless the device
  * said it need not (as Linux's virtqueue_kick_prepare): with event index, only if avail_event
  * lies among the new buffers; without, unless the used ring has VIRTQ_USED_F_NO_NOTIFY (a
  * device polling the ring itself sets either). */
-static void notify_if_needed(struct device *d, int index) {
+void virtio_notify_if_needed(struct device *d, int index) {
     struct queue *q = &d->queues[index];
     memory_barrier(); /* the new avail.idx before the device's answer is read */
     uint16_t now = q->avail[1], old = q->notified_available;
     q->notified_available = now;
     int needed = d->event_idx ? (uint16_t)(now - *avail_event(q) - 1) < (uint16_t)(now - old)
                               : !(*(volatile uint16_t *)q->used & 1);
-    if (needed) kick(d, index);
+    if (needed) virtio_kick(d, index);
 }
 
-static void make_available(struct queue *q, uint16_t head) {
+void virtio_make_available(struct queue *q, uint16_t head) {
     uint16_t index = q->avail[1];
     q->avail[2 + index % q->size] = head;
     barrier();
@@ -95,7 +55,7 @@ static const char *program_msix(int slot, int cap, int entry, uint8_t vector) {
 
 /* interrupt_vector: 0 to poll, else the vector every queue's MSI-X entry delivers, or with
  * legacy_intx the vector INTA# is routed to. */
-static const char *setup(struct device *d, uint16_t pci_device, uint16_t transitional, uint64_t extra_features, int queue_count,
+const char *virtio_setup(struct device *d, uint16_t pci_device, uint16_t transitional, uint64_t extra_features, int queue_count,
                          uint8_t interrupt_vector, int legacy_intx) {
     uint16_t ids[] = {pci_device, transitional, 0};
     int slot = pci_find(0x1AF4, ids);
@@ -209,7 +169,7 @@ static const char *setup(struct device *d, uint16_t pci_device, uint16_t transit
 }
 
 /* Waits for the device to return one chain; sets *id and *length. */
-static const char *wait_used(struct queue *q, uint32_t *id, uint32_t *length) {
+const char *virtio_wait_used(struct queue *q, uint32_t *id, uint32_t *length) {
     HVB_POLL_UNTIL(used_index(q) != q->last_used, "virtio-timeout");
     barrier();
     volatile uint32_t *element = (volatile uint32_t *)(q->used + 4 + 8 * (q->last_used % q->size));
@@ -238,9 +198,9 @@ static const char *blk_request(uint32_t type, uint64_t lba, uint32_t count, void
     q->desc[0] = (struct virtq_desc){(uint64_t)(uintptr_t)blk_header, 16, 1, 1};
     q->desc[1] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, count * HVB_SECTOR, (uint16_t)(1 | (type == 0 ? 2 : 0)), 2};
     q->desc[2] = (struct virtq_desc){(uint64_t)(uintptr_t)blk_status, 1, 2, 0};
-    make_available(q, 0);
+    virtio_make_available(q, 0);
     uint64_t seen = irq_count(DISK_VECTOR);
-    notify_if_needed(&blk, 0);
+    virtio_notify_if_needed(&blk, 0);
     if (blk_interrupts) {
         /* The completion interrupts (used_event is kept armed); sleep until it has. */
         while (used_index(q) == q->last_used) {
@@ -250,7 +210,7 @@ static const char *blk_request(uint32_t type, uint64_t lba, uint32_t count, void
         }
     }
     uint32_t id, length;
-    const char *error = wait_used(q, &id, &length);
+    const char *error = virtio_wait_used(q, &id, &length);
     if (error) return error;
     if (blk_interrupts) *(volatile uint16_t *)&q->avail[2 + q->size] = q->last_used; /* re-armed */
     return *blk_status == 0 ? 0 : "virtio-blk-request-failed";
@@ -262,7 +222,7 @@ static const char *blk_write(uint64_t lba, uint32_t count, const void *buffer) {
 static struct disk_ops blk_ops = {"virtio-blk", 0, blk_read, blk_write};
 
 const char *virtio_blk_init(const struct disk_ops **out, int interrupt_driven) {
-    const char *error = setup(&blk, 0x1042, 0x1001, 0, 1, interrupt_driven ? DISK_VECTOR : 0, interrupt_driven == 3);
+    const char *error = virtio_setup(&blk, 0x1042, 0x1001, 0, 1, interrupt_driven ? DISK_VECTOR : 0, interrupt_driven == 3);
     if (error) return error;
     if (!blk.config) return "virtio-blk-without-config";
     blk_ops.sectors = *(volatile uint32_t *)blk.config | (uint64_t) * (volatile uint32_t *)(blk.config + 4) << 32;
@@ -286,7 +246,7 @@ static uint16_t tx_in_flight, tx_pending, rx_unposted;
 
 static const char *net_reclaim(void) {
     uint32_t id, length;
-    const char *error = wait_used(&net.queues[1], &id, &length);
+    const char *error = virtio_wait_used(&net.queues[1], &id, &length);
     if (!error) tx_in_flight--;
     return error;
 }
@@ -298,7 +258,7 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
         /* Full: notify for what is queued, wait for one buffer, then take back every used one
          * (one at a time would mean a notification for every frame from here on). */
         if (tx_pending) {
-            notify_if_needed(&net, 1);
+            virtio_notify_if_needed(&net, 1);
             tx_in_flight += tx_pending;
             tx_pending = 0;
         }
@@ -314,9 +274,9 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
     for (uint32_t i = 0; i < NET_HEADER; i++) buffer[i] = 0;
     for (uint32_t i = 0; i < length; i++) buffer[NET_HEADER + i] = frame[i];
     q->desc[slot] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, NET_HEADER + length, 0, 0};
-    make_available(q, slot);
+    virtio_make_available(q, slot);
     if (++tx_pending == NET_BATCH) {
-        notify_if_needed(&net, 1);
+        virtio_notify_if_needed(&net, 1);
         tx_in_flight += tx_pending;
         tx_pending = 0;
     }
@@ -325,7 +285,7 @@ static const char *net_send(const uint8_t *frame, uint32_t length) {
 
 static const char *net_flush(void) {
     if (tx_pending) {
-        notify_if_needed(&net, 1);
+        virtio_notify_if_needed(&net, 1);
         tx_in_flight += tx_pending;
         tx_pending = 0;
     }
@@ -341,21 +301,21 @@ static const char *net_receive(uint8_t *frame, uint32_t capacity, uint32_t *leng
     uint64_t start = plat_cycles();
     while (used_index(q) == q->last_used) {
         if (rx_unposted) {
-            notify_if_needed(&net, 0);
+            virtio_notify_if_needed(&net, 0);
             rx_unposted = 0;
         }
         if (hvb_timed_out(start)) return "virtio-net-receive-timeout";
     }
     uint32_t id, total;
-    const char *error = wait_used(q, &id, &total);
+    const char *error = virtio_wait_used(q, &id, &total);
     if (error) return error;
     if (id >= q->size || total < NET_HEADER || total - NET_HEADER > capacity) return "virtio-net-bad-receive";
     const uint8_t *buffer = rx_buffers + id * NET_BUFFER + NET_HEADER;
     for (uint32_t i = 0; i < total - NET_HEADER; i++) frame[i] = buffer[i];
     *length = total - NET_HEADER;
-    make_available(q, (uint16_t)id);
+    virtio_make_available(q, (uint16_t)id);
     if (++rx_unposted == NET_BATCH) {
-        notify_if_needed(&net, 0);
+        virtio_notify_if_needed(&net, 0);
         rx_unposted = 0;
     }
     return 0;
@@ -405,9 +365,9 @@ static const char *net_send_irq(const uint8_t *frame, uint32_t length) {
     for (uint32_t i = 0; i < NET_HEADER; i++) buffer[i] = 0;
     for (uint32_t i = 0; i < length; i++) buffer[NET_HEADER + i] = frame[i];
     q->desc[slot] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, NET_HEADER + length, 0, 0};
-    make_available(q, slot);
+    virtio_make_available(q, slot);
     tx_in_flight++;
-    notify_if_needed(&net, 1);
+    virtio_notify_if_needed(&net, 1);
     return 0;
 }
 
@@ -417,7 +377,7 @@ static const char *net_receive_irq(uint8_t *frame, uint32_t capacity, uint32_t *
     struct queue *q = &net.queues[0];
     while (used_index(q) == q->last_used) {
         if (rx_unposted) {
-            notify_if_needed(&net, 0);
+            virtio_notify_if_needed(&net, 0);
             rx_unposted = 0;
         }
         uint64_t seen = irq_count(NIC_VECTOR);
@@ -433,7 +393,7 @@ static const char *net_receive_irq(uint8_t *frame, uint32_t capacity, uint32_t *
 static const struct nic_ops net_irq_ops = {"virtio-net", net_send_irq, net_flush_irq, net_receive_irq};
 
 const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven) {
-    const char *error = setup(&net, 0x1041, 0x1000, 1ull << 5, 2, interrupt_driven ? NIC_VECTOR : 0, interrupt_driven == 3);
+    const char *error = virtio_setup(&net, 0x1041, 0x1000, 1ull << 5, 2, interrupt_driven ? NIC_VECTOR : 0, interrupt_driven == 3);
     if (error) return error;
     struct queue *rx = &net.queues[0];
     tx_buffers = plat_alloc(net.queues[1].size * NET_BUFFER);
@@ -441,10 +401,10 @@ const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven) {
     if (!tx_buffers || !rx_buffers) return "out-of-memory";
     for (uint16_t i = 0; i < rx->size; i++) {
         rx->desc[i] = (struct virtq_desc){(uint64_t)(uintptr_t)(rx_buffers + i * NET_BUFFER), NET_BUFFER, 2, 0};
-        make_available(rx, i);
+        virtio_make_available(rx, i);
     }
     rx->notified_available = rx->avail[1];
-    kick(&net, 0);
+    virtio_kick(&net, 0);
     tx_in_flight = tx_pending = rx_unposted = 0;
     if (interrupt_driven) irq_start();
     *out = interrupt_driven ? &net_irq_ops : &net_ops;

@@ -157,6 +157,7 @@ struct plat_ops plat = {
     .no_boot = "no-vm-to-boot",
     .no_self_ipi = "a-process-has-no-local-apic-to-interrupt-itself-with",
     .no_device_interrupts = "native-io-has-no-device-of-ours-to-interrupt",
+    .no_balloon = "no-balloon-natively-the-host-owns-all-its-memory",
 };
 
 /* ---- host equivalents of the NIC and the disk ---- */

@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+@testable import Bench
+import Results
+
+/// The balloon benchmarks on real guests: the benchmark guest's virtio-balloon driver against
+/// hvbench's device under the emulator and KVM (the host's own count of resident guest RAM
+/// must fall by the inflated pages and rise by the refaulted ones) and against QEMU's device.
+@Suite(.serialized) struct BalloonBenchmarkTests {
+    static let pages: UInt64 = 256  // 1 MiB a repetition
+    static let mebibytes = Double(pages) * 4096 / 1_048_576
+
+    func run(_ id: String, on systems: [SystemDefinition]) async throws -> [BenchmarkResult] {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let plan = RunPlan(systems: systems, suite: tinySuite(id, iterations: Self.pages), outputDirectory: output)
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(plan).results
+        try #require(results.count == systems.count)
+        return results
+    }
+
+    /// What the host counted at the probes around each timed part, per repetition.
+    func residency(_ result: BenchmarkResult) throws -> [(before: Double, after: Double)] {
+        let before = try #require(result.metrics.first { $0.name == "resident_before" }, "\(result.metrics.map(\.name))")
+        let after = try #require(result.metrics.first { $0.name == "resident_after" })
+        #expect(before.samples.count == 2 && after.samples.count == 2)
+        return Array(zip(before.samples, after.samples))
+    }
+
+    func checkHostMemory(_ result: BenchmarkResult, _ id: String) throws {
+        #expect(result.status == .ok, "\(id) on \(result.system): \(result.reason ?? "")")
+        for (before, after) in try residency(result) {
+            switch id {
+            case "mem.balloon-inflate":
+                // The inflated pages were resident (the guest wrote to each) and now are not.
+                #expect(before - after >= 0.9 * Self.mebibytes, "before \(before) MiB, after \(after) MiB")
+            case "mem.balloon-deflate":
+                // Deflating only tells the device: nothing comes back until the guest touches it.
+                #expect(abs(after - before) < 0.1 * Self.mebibytes, "before \(before) MiB, after \(after) MiB")
+            default:
+                // Each refaulted page is a fresh host page.
+                #expect(after - before >= 0.9 * Self.mebibytes, "before \(before) MiB, after \(after) MiB")
+            }
+        }
+        if id != "mem.balloon-refault" {
+            let bandwidth = try #require(result.metrics.first { $0.name == "bandwidth" })
+            #expect(bandwidth.unit == "MiB/s" && bandwidth.summary.median > 0)
+        }
+    }
+
+    @Test(arguments: ["mem.balloon-inflate", "mem.balloon-deflate", "mem.balloon-refault"])
+    func underTheEmulatorTheHostGetsThePagesBack(_ id: String) async throws {
+        let results = try await run(id, on: [.fullEmulation, .emulatorVirtio])
+        for result in results { try checkHostMemory(result, id) }
+    }
+
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: ["mem.balloon-inflate", "mem.balloon-refault"])
+    func underKVMTheHostGetsThePagesBack(_ id: String) async throws {
+        let results = try await run(id, on: [.hardwareAssist, .paravirtIO])
+        for result in results { try checkHostMemory(result, id) }
+    }
+
+    /// The same driver against QEMU's virtio-balloon-pci (QEMU ignores the probe port, so it has
+    /// no residency figures); natively there is no balloon and the benchmark says so.
+    @Test(.enabled(if: Host.qemu != nil, Host.qemuSkipMessage))
+    func qemusBalloonTakesTheSameDriverAndNativeSkips() async throws {
+        let results = try await run("mem.balloon-inflate", on: [.qemuTCG, .native])
+        #expect(results[0].status == .ok, "\(results[0].reason ?? "")")
+        #expect(results[0].metrics.map(\.name) == ["bandwidth", "ns_per_op"])
+        #expect(results[1].status == .skipped && results[1].reason?.contains("no-balloon-natively") == true)
+    }
+}

@@ -1,0 +1,79 @@
+/*
+ * The balloon benchmarks (after Waldspurger, "Memory Resource Management in VMware ESX
+ * Server", OSDI'02): how fast the guest hands memory back to the host (mem.balloon-inflate),
+ * takes it back (mem.balloon-deflate), and what touching a page just returned costs
+ * (mem.balloon-refault: the host must fault a fresh page in). Every repetition first makes the
+ * region's pages resident by writing a mark to each. Around the timed part the guest writes
+ * the residency probes (plat.host_probe 0x40 before, 0x41 after) at which hvbench's VMM counts
+ * the guest RAM the host holds, so the host's memory is measured by the host.
+ *
+ * A guard page after the region is never ballooned; its pattern must survive every repetition,
+ * and a refaulted page must read back what was written to it.
+ */
+#include "memory_bench.h"
+#include "io.h"
+
+#define PAGE 4096u
+#define PROBE_BEFORE 0x40
+#define PROBE_AFTER 0x41
+
+const struct balloon_ops *hvb_balloon;
+
+static uint8_t *region;
+static uint64_t region_pages;
+static volatile uint64_t *guard;
+
+static uint64_t mark(uint64_t page, uint64_t salt) { return (page + 1) * 0x9E3779B97F4A7C15ull ^ salt; }
+
+const char *balloon_prepare(const struct hvb_job *job) {
+    if (!hvb_balloon) return "no-balloon-device";
+    if (job->iterations > 0x100000) return "more-than-4-gib-of-pages";
+    region_pages = job->iterations;
+    region = plat_alloc((region_pages + 1) * PAGE);
+    if (!region) return "out-of-memory";
+    guard = (volatile uint64_t *)(region + region_pages * PAGE);
+    for (uint64_t i = 0; i < PAGE / 8; i++) guard[i] = mark(i, 0x6775617264);
+    return 0;
+}
+
+static volatile uint64_t *first_word(uint64_t page) { return (volatile uint64_t *)(region + page * PAGE); }
+
+static void touch_all(uint64_t pages, uint64_t salt) {
+    for (uint64_t page = 0; page < pages; page++) *first_word(page) = mark(page, salt);
+}
+
+static void probe(uint8_t code) {
+    if (plat.host_probe) plat.host_probe(code);
+}
+
+uint64_t balloon_repetition(enum balloon_benchmark which, uint64_t pages, const char **failure) {
+    static uint64_t repetition;
+    uint64_t salt = ++repetition;
+    const char *error = 0;
+    touch_all(pages, salt);
+    if (which != BALLOON_INFLATE) error = hvb_balloon->inflate(region, (uint32_t)pages);
+    if (!error && which == BALLOON_REFAULT) error = hvb_balloon->deflate(region, (uint32_t)pages);
+    if (error) {
+        *failure = error;
+        return UINT64_MAX;
+    }
+    probe(PROBE_BEFORE);
+    uint64_t start = plat_cycles();
+    switch (which) {
+    case BALLOON_INFLATE: error = hvb_balloon->inflate(region, (uint32_t)pages); break;
+    case BALLOON_DEFLATE: error = hvb_balloon->deflate(region, (uint32_t)pages); break;
+    case BALLOON_REFAULT: touch_all(pages, ~salt); break;
+    }
+    uint64_t cycles = plat_cycles() - start;
+    probe(PROBE_AFTER);
+    if (!error && which == BALLOON_INFLATE) error = hvb_balloon->deflate(region, (uint32_t)pages);
+    for (uint64_t page = 0; !error && which == BALLOON_REFAULT && page < pages; page++)
+        if (*first_word(page) != mark(page, ~salt)) error = "refaulted-page-lost-its-data";
+    for (uint64_t i = 0; !error && i < PAGE / 8; i++)
+        if (guard[i] != mark(i, 0x6775617264)) error = "page-outside-the-balloon-changed";
+    if (error) {
+        *failure = error;
+        return UINT64_MAX;
+    }
+    return cycles;
+}
