@@ -46,7 +46,7 @@ extension BenchmarkRunner {
     static var measurementKinds: [any MeasurementKind.Type] {
         [
             ContainerMeasurement.self, LinuxWorkloadMeasurement.self, LinuxBootMeasurement.self, VMBootMeasurement.self,
-            VMPairMeasurement.self,
+            VMPairMeasurement.self, PageSharingMeasurement.self,
             GuestMeasurement.self,
             QEMUBootMeasurement.self,
             QEMUPairMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,

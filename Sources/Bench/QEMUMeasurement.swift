@@ -14,8 +14,10 @@ enum QEMUMeasurement: MeasurementKind {
         }
         let (entry, plan, benchmark) = (context.entry, context.plan, context.benchmark)
         // Without hvbench's TAP link QEMU has nothing to receive from; over it, the kernel peer
-        // is the source.
-        if let why = benchmark?.qemuUnsupported, plan.network.backend != .tap { return .skipped(why) }
+        // is the source. Other reasons hold whatever the backend.
+        if let why = benchmark?.qemuUnsupported, benchmark?.needsNIC != true || plan.network.backend != .tap {
+            return .skipped(why)
+        }
         var job = context.job()
         // --net-backend tap: the same TAP path as hvbench's VMs, QEMU started inside the namespace.
         let attachments: Attachments

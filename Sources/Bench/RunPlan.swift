@@ -37,6 +37,9 @@ public struct VMSettings: Sendable {
     public var memoryMiB = 256
     /// `--vcpus`: vCPUs of every guest (QEMU's `-smp`); a benchmark that needs more gets its minimum.
     public var vcpus = 1
+    /// `--sharing-vms`: how many VMs mem.page-sharing runs side by side.
+    public var sharingVMs = 4
+    public static let sharingVMRange = 2...8
     /// `--emulator`: how emulator systems that do not pin an emulator run guest code (translated
     /// by default). Results record which one ran.
     public var emulator: EmulatorKind = .translate

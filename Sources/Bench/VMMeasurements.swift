@@ -132,7 +132,8 @@ extension BenchmarkRunner {
     /// Boots one guest for the job under the watchdog and logs how the VM ended.
     func bootGuest(
         _ context: MeasurementContext, _ job: GuestJob, cpu: VMBuilder.CPU, io: IOConfiguration?, timeout: Double? = nil,
-        hostStop: HostStopRequest? = nil, onConsoleLine: ((String) -> Void)? = nil
+        hostStop: HostStopRequest? = nil, onConsoleLine: ((String) -> Void)? = nil,
+        prepare: ((GuestMemory) throws -> Void)? = nil
     ) -> Result<VMBuilder.Boot, StartProblem> {
         let plan = context.plan
         do {
@@ -141,7 +142,7 @@ extension BenchmarkRunner {
                     kernel: context.guestImage, commandLine: job.commandLine, memoryMiB: plan.vm.memoryMiB, cpu: cpu,
                     vcpus: plan.vcpus(for: context.entry.id), io: io, numaNode: plan.placement.numaNode,
                     pinnedCPUs: plan.placement.pinnedCPUs), timeout: timeout ?? context.entry.timeoutSeconds,
-                onConsoleLine: onConsoleLine ?? { self.reportSamples($0) }, hostStop: hostStop)
+                onConsoleLine: onConsoleLine ?? { self.reportSamples($0) }, prepare: prepare, hostStop: hostStop)
             logger.debug(
                 "VM finished",
                 metadata: [

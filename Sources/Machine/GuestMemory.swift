@@ -9,6 +9,7 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     case allocationFailed(bytes: UInt64, errno: Int32)
     case numaUnavailable
     case invalidNUMANode(Int, available: ClosedRange<Int>)
+    case mergingRefused(errno: Int32)
 
     public var description: String {
         switch self {
@@ -19,6 +20,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
             return "cannot map \(bytes) bytes of guest RAM: \(String(cString: strerror(errno)))"
         case .numaUnavailable:
             return "NUMA placement requested but libnuma reports NUMA is unavailable on this host"
+        case .mergingRefused(let errno):
+            return "the kernel refused to offer guest RAM to same-page merging (KSM): \(String(cString: strerror(errno)))"
         case .invalidNUMANode(let node, let available):
             return "NUMA node \(node) does not exist on this host (nodes \(available.lowerBound)...\(available.upperBound))"
         }
@@ -64,6 +67,15 @@ public final class GuestMemory: @unchecked Sendable {
             throw GuestMemoryError.outOfRange(address: address, length: count, size: size)
         }
         if count > 0 { madvise(region.baseAddress, count, MADV_DONTNEED) }
+    }
+
+    /// Offers all of guest RAM to the kernel's same-page merging (MADV_MERGEABLE): KSM may then
+    /// map pages whose content is alike, in this VM or another, to one host page, copied again
+    /// on the first write (as QEMU's mem-merge does).
+    public func offerToPageSharing() throws {
+        guard madvise(base, Int(size), MADV_MERGEABLE) == 0 else {
+            throw GuestMemoryError.mergingRefused(errno: errno)
+        }
     }
 
     /// How many of the pages of `count` bytes at `address` the host holds in memory (mincore):

@@ -253,6 +253,13 @@ public struct BenchmarkDefinition: Sendable, Equatable {
             summary:
                 "first write to each page just taken back from the balloon (the host faults in a fresh page), ns per page; residency before and after",
             defaultIterations: 4096),
+        .init(
+            id: "mem.page-sharing", group: .memory,
+            summary:
+                "--sharing-vms VMs (4) fill the same content, their RAM offered to KSM: host memory saved (MiB, share of what could be), time to 90% merged, and each guest's first write to every merged page (copy-on-write break, ns per page); iterations: pages per VM",
+            defaultIterations: 2048,
+            qemuUnsupported: "hvbench cannot tell a QEMU guest when its pages have merged (it writes the go-ahead into guest RAM)"
+        ),
     ]
 
     public var needsNIC: Bool { group == .network }

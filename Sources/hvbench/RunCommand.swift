@@ -73,6 +73,11 @@ struct RunOptions: ParsableArguments {
             "vCPUs of each guest (every VM mode and QEMU's -smp). The SMP benchmarks use at least 2.")
     var vcpus = 1
 
+    @Option(
+        name: .customLong("sharing-vms"),
+        help: "How many VMs mem.page-sharing runs side by side, their RAM offered to KSM (2-8).")
+    var sharingVMs = 4
+
     @Option(help: "Seconds one guest or native process may run before the watchdog stops it, overriding the suite.")
     var timeout: Int?
 
@@ -170,6 +175,7 @@ struct RunOptions: ParsableArguments {
             Limits.check(memory, in: VMBuilder.memoryRangeMiB, "--memory (MiB)"),
             Limits.check(ioPollMicroseconds, in: DoorbellPolling.limitMicroseconds, "--io-poll-us"),
             Limits.check(vcpus, in: 1...FirmwareTables.maximumGuestCPUs, "--vcpus"),
+            Limits.check(sharingVMs, in: VMSettings.sharingVMRange, "--sharing-vms"),
         ]
         if !(targetCI > 0 && targetCI < 100) {
             problems.append("--target-ci must be between 0 and 100 percent (got \(targetCI))")
@@ -250,6 +256,7 @@ struct RunOptions: ParsableArguments {
         plan.placement = HostPlacement(numaNode: numaNode, pinnedCPUs: pinnedCPUs)
         plan.vm.memoryMiB = memory
         plan.vm.vcpus = vcpus
+        plan.vm.sharingVMs = sharingVMs
         plan.vm.emulator = emulator
         plan.vm.ioThread = !noIOThread
         plan.vm.ioThreadPollMicroseconds = ioPollMicroseconds

@@ -72,3 +72,45 @@ import Results
         #expect(results[1].status == .skipped && results[1].reason?.contains("no-balloon-natively") == true)
     }
 }
+
+/// mem.page-sharing on real guests: two VMs with the same content in 1 MiB each, their RAM
+/// offered to KSM; what merges is the host's count, and each guest's writes afterwards find
+/// every page intact. The host's KSM settings are the same afterwards.
+@Suite(.serialized) struct PageSharingTests {
+    static let ksmProblem: String? = {
+        guard getuid() == 0 else { return "changing the host's KSM settings needs root" }
+        guard FileManager.default.isWritableFile(atPath: "\(KernelSamePageMerging.directory)/run") else {
+            return "\(KernelSamePageMerging.directory)/run is missing or read-only (a kernel without KSM)"
+        }
+        return nil
+    }()
+
+    func knobs() -> [String] {
+        ["run", "pages_to_scan", "sleep_millisecs"].map {
+            (try? String(contentsOfFile: "\(KernelSamePageMerging.directory)/\($0)", encoding: .utf8)) ?? "?"
+        }
+    }
+
+    @Test(.enabled(if: ksmProblem == nil, "\(ksmProblem ?? "")"))
+    func twoVMsShareTheirPagesAndEachBreaksThemIntact() async throws {
+        let before = knobs()
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var plan = RunPlan(
+            systems: [.fullEmulation] + (Host.hasKVM ? [.hardwareAssist] : []),
+            suite: tinySuite("mem.page-sharing", iterations: 256),
+            outputDirectory: output)
+        plan.vm.sharingVMs = 2
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(plan).results
+        for result in results {
+            #expect(result.status == .ok, "\(result.system): \(result.reason ?? "")")
+            let metric = { (name: String) in result.metrics.first { $0.name == name }?.samples ?? [] }
+            // Two VMs of 256 identical pages: at least one VM's copy is saved.
+            #expect(try #require(metric("saved").first) >= 0.9, "\(result.metrics.map { ($0.name, $0.samples) })")
+            #expect(metric("saved_share").first ?? 0 >= 90)
+            #expect(metric("cow_break").count == 2 && metric("cow_break").allSatisfy { $0 > 0 })
+        }
+        #expect(knobs() == before, "the host's KSM settings are put back")
+    }
+}

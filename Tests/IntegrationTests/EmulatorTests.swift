@@ -116,7 +116,7 @@ import Results
 
     /// Every CPU benchmark under both emulators, interleaved in one run: the same result lines
     /// (status, metrics, sample counts, interrupts), timings aside.
-    @Test(arguments: everyBenchmark.filter { !$0.hasPrefix("net.") && !$0.hasPrefix("disk.") })
+    @Test(arguments: everySingleVMBenchmark.filter { !$0.hasPrefix("net.") && !$0.hasPrefix("disk.") })
     func everyCPUBenchmarkRunsInFullEmulation(_ id: String) async throws {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()

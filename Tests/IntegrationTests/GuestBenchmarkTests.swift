@@ -9,6 +9,8 @@ import Results
 
 /// Every benchmark of hvbench's benchmark guest (linux.boot boots the Linux guest: LinuxGuestTests).
 let everyBenchmark = BenchmarkDefinition.all.filter { $0.guest == .benchmarkGuest }.map(\.id)
+/// Those one boot measures (mem.page-sharing boots several VMs: PageSharingTests).
+let everySingleVMBenchmark = everyBenchmark.filter { $0 != "mem.page-sharing" }
 
 /// Benchmarks whose operation the host's KVM may not offer an unmodified guest; the guest then
 /// reports a skip with the reason, which the test accepts only for these ids.
@@ -20,7 +22,7 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
 ]
 
 @Suite(.serialized) struct GuestBenchmarkTests {
-    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: everyBenchmark)
+    @Test(.enabled(if: Host.hasKVM, Host.kvmSkipMessage), arguments: everySingleVMBenchmark)
     func everyBenchmarkRunsUnderKVM(_ id: String) async throws {
         let artifacts = try await Built.artifacts.value
         let output = temporaryDirectory()
@@ -104,7 +106,7 @@ let interProcessorInterruptsPerBoot: [String: Int] = [
             "cpu.ptemod", "cpu.pio", "cpu.mmio", "cpu.hypercall", "vm.boot", "cpu.ipi-self", "cpu.ipi", "cpu.ipi-halt",
         ]
         if noNativeEquivalent.contains(id) || id.contains("-irq") || BenchmarkDefinition.named(id)?.vmToVM == true
-            || BenchmarkDefinition.named(id)?.needsBalloon == true
+            || BenchmarkDefinition.named(id)?.group == .memory
         {
             #expect(result.status == .skipped)
             #expect(result.reason?.isEmpty == false)

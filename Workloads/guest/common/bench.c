@@ -148,7 +148,7 @@ enum kind {
     K_IPI, K_IPI_HALT, K_TLB_SHOOTDOWN, K_PINGPONG,
     K_NET_TX64, K_NET_TX1500, K_NET_RX, K_NET_RR,
     K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT,
-    K_BALLOON_INFLATE, K_BALLOON_DEFLATE, K_BALLOON_REFAULT /* in BALLOON_* order */
+    K_BALLOON_INFLATE, K_BALLOON_DEFLATE, K_BALLOON_REFAULT /* in BALLOON_* order */, K_PAGE_SHARING
 };
 
 struct bench_entry {
@@ -178,7 +178,7 @@ static const struct bench_entry catalogue[] = {
     {"disk.rand-read-4k", K_DISK_RAND_READ}, {"disk.rand-write-4k", K_DISK_RAND_WRITE}, {"disk.lat-4k", K_DISK_LAT},
     {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},
     {"mem.balloon-inflate", K_BALLOON_INFLATE}, {"mem.balloon-deflate", K_BALLOON_DEFLATE},
-    {"mem.balloon-refault", K_BALLOON_REFAULT},
+    {"mem.balloon-refault", K_BALLOON_REFAULT}, {"mem.page-sharing", K_PAGE_SHARING},
 };
 
 static int text_equals(const char *a, const char *b) {
@@ -219,6 +219,7 @@ static const char *unavailable_reason(enum kind kind) {
     case K_PINGPONG: return plat.cacheline_pingpong ? 0 : plat.no_cacheline_pingpong;
     case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
         return hvb_balloon ? 0 : plat.no_balloon ? plat.no_balloon : "no-balloon-device";
+    case K_PAGE_SHARING: return plat.wait_for_host ? 0 : plat.no_page_sharing;
     default: return 0;
     }
 }
@@ -263,6 +264,8 @@ static const char *setup(struct context *c) {
         return io_prepare(c->job, 0, 1);
     case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
         return balloon_prepare(c->job);
+    case K_PAGE_SHARING:
+        return sharing_prepare(c->job);
     default:
         return 0;
     }
@@ -377,6 +380,10 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
     case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
         c->self_timed = 1;
         c->measured_cycles = balloon_repetition(BALLOON_INFLATE + (c->kind - K_BALLOON_INFLATE), n, &c->failure);
+        return n * 4096;
+    case K_PAGE_SHARING:
+        c->self_timed = 1;
+        c->measured_cycles = sharing_break(n, &c->failure);
         return n * 4096;
     default: {
         uint64_t bytes = 0;

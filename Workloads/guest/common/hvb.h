@@ -109,6 +109,10 @@ struct plat_ops {
     void (*host_probe)(uint8_t code);
     /* Why the balloon benchmarks cannot run here (natively: the process has no balloon). */
     const char *no_balloon;
+    /* mem.page-sharing: sleeps until the host writes a nonzero value to *word (guest: woken by
+     * its timer about every millisecond to look); 0 or why it gave up. */
+    const char *(*wait_for_host)(volatile uint64_t *word);
+    const char *no_page_sharing;
     const char *failure; /* set by an op that failed, with the reason */
 };
 extern struct plat_ops plat;

@@ -9,6 +9,12 @@
  *
  * A guard page after the region is never ballooned; its pattern must survive every repetition,
  * and a refaulted page must read back what was written to it.
+ *
+ * mem.page-sharing (Waldspurger's content-based page sharing, Linux's KSM): several VMs fill a
+ * region with the same content (each page distinct, so only pages across VMs are alike). The
+ * host offers guest RAM to KSM and measures what merges; then, told through a mailbox word it
+ * writes into guest RAM, each guest writes once to every page, each write breaking a shared
+ * page's copy-on-write, and checks the rest of every page is intact.
  */
 #include "memory_bench.h"
 #include "io.h"
@@ -40,6 +46,46 @@ static volatile uint64_t *first_word(uint64_t page) { return (volatile uint64_t 
 
 static void touch_all(uint64_t pages, uint64_t salt) {
     for (uint64_t page = 0; page < pages; page++) *first_word(page) = mark(page, salt);
+}
+
+#define SHARED_SALT 0x5348415245ull
+
+static volatile uint64_t *mailbox;
+
+const char *sharing_prepare(const struct hvb_job *job) {
+    if (!plat.wait_for_host) return plat.no_page_sharing ? plat.no_page_sharing : "no-host-to-share-pages-with";
+    if (job->iterations > 0x100000) return "more-than-4-gib-of-pages";
+    region_pages = job->iterations;
+    region = plat_alloc(region_pages * PAGE);
+    mailbox = plat_alloc(PAGE);
+    if (!region || !mailbox) return "out-of-memory";
+    for (uint64_t word = 0; word < region_pages * PAGE / 8; word++) ((uint64_t *)region)[word] = mark(word, SHARED_SALT);
+    *mailbox = 0;
+    return 0;
+}
+
+uint64_t sharing_break(uint64_t pages, const char **failure) {
+    static const char *const keys[] = {"mailbox", "pages"};
+    const uint64_t values[] = {(uint64_t)(uintptr_t)mailbox, pages};
+    hvb_console_values("hvbench-guest: page-sharing", keys, values, 2, 1u << 0);
+    const char *error = plat.wait_for_host(mailbox);
+    if (error) {
+        *failure = error;
+        return UINT64_MAX;
+    }
+    uint64_t start = plat_cycles();
+    for (uint64_t page = 0; page < pages; page++) *first_word(page) = ~mark(page * PAGE / 8, SHARED_SALT);
+    uint64_t cycles = plat_cycles() - start;
+    for (uint64_t page = 0; page < pages; page++) {
+        volatile uint64_t *words = first_word(page);
+        int intact = words[0] == ~mark(page * PAGE / 8, SHARED_SALT);
+        for (uint64_t i = 1; intact && i < PAGE / 8; i++) intact = words[i] == mark(page * PAGE / 8 + i, SHARED_SALT);
+        if (!intact) {
+            *failure = "shared-page-lost-its-data";
+            return UINT64_MAX;
+        }
+    }
+    return cycles;
 }
 
 static void probe(uint8_t code) {

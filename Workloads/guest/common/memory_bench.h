@@ -9,4 +9,11 @@ enum balloon_benchmark { BALLOON_INFLATE, BALLOON_DEFLATE, BALLOON_REFAULT };
 const char *balloon_prepare(const struct hvb_job *job);
 /* One repetition over `pages` pages; returns the TSC cycles of its timed part, or sets *failure. */
 uint64_t balloon_repetition(enum balloon_benchmark which, uint64_t pages, const char **failure);
+
+/* mem.page-sharing: fills `job->iterations` pages with content every VM of the run shares. */
+const char *sharing_prepare(const struct hvb_job *job);
+/* Says where the host's go-ahead will be written, waits for it (the host has let KSM merge
+ * the pages meanwhile), then writes to each shared page once: the TSC cycles of those writes,
+ * or UINT64_MAX with *failure. */
+uint64_t sharing_break(uint64_t pages, const char **failure);
 #endif

@@ -142,6 +142,28 @@ static uint64_t halt_wake(uint64_t count) {
     return total;
 }
 
+/* Sleeps until the host writes a nonzero value to *word: the TSC-deadline timer wakes the vCPU
+ * about every millisecond to look (several such VMs share the host's CPUs with ksmd, so they
+ * must not spin). Gives up after about 2^38 cycles (a minute or two); the host's watchdog ends
+ * the VM long before that if the host is gone. */
+#define HOST_WAIT_LIMIT (1ull << 38)
+
+static const char *wait_for_host(volatile uint64_t *word) {
+    uint64_t start = plat_cycles();
+    int timer = has_tsc_deadline_timer();
+    if (timer) *lapic_register(LAPIC_LVT_TIMER) = TIMER_VECTOR | (2u << 17);
+    while (!*word && plat_cycles() - start < HOST_WAIT_LIMIT) {
+        if (!timer) {
+            __asm__ volatile("pause");
+            continue;
+        }
+        uint64_t deadline = plat_cycles() + HALT_LEAD_CYCLES;
+        __asm__ volatile("ud2" : : "a"(WAIT_INTERRUPT_SERVICE), "D"(deadline), "S"(word), "d"(0ull) : "memory");
+    }
+    if (timer) *lapic_register(LAPIC_LVT_TIMER) = 0x10000;
+    return *word ? 0 : "the-host-never-wrote-the-mailbox";
+}
+
 /* Device interrupts the kernel's handlers took this boot, and how many found no cause. */
 static void device_interrupts(uint64_t *taken, uint64_t *spurious) {
     *taken = *spurious = 0;
@@ -171,6 +193,7 @@ struct plat_ops plat = {
     .cacheline_pingpong = hvb_cacheline_pingpong,
     .device_interrupts = device_interrupts,
     .host_probe = host_probe,
+    .wait_for_host = wait_for_host,
     .no_start = "no-container-to-start",
 };
 

@@ -158,6 +158,7 @@ struct plat_ops plat = {
     .no_self_ipi = "a-process-has-no-local-apic-to-interrupt-itself-with",
     .no_device_interrupts = "native-io-has-no-device-of-ours-to-interrupt",
     .no_balloon = "no-balloon-natively-the-host-owns-all-its-memory",
+    .no_page_sharing = "no-vms-natively-to-share-pages-between",
 };
 
 /* ---- host equivalents of the NIC and the disk ---- */
