@@ -42,7 +42,7 @@ public struct LinuxGuestBuilder: Sendable {
     /// order (with what each depends on, from depmod's modules.dep).
     static let modules = ["virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sd_mod"]
     /// Drivers loaded where the kernel has them: Debian's cloud kernel has no e1000.
-    static let optionalModules = ["e1000"]
+    static let optionalModules = ["e1000", "virtio_balloon"]
 
     /// Whether the initramfs carries the workload programs (LinuxGuestPrograms): Debian's fio
     /// alone needs 64 shared libraries, about 85 MB, which the guest unpacks into RAM, so the

@@ -45,11 +45,12 @@ extension BenchmarkRunner {
     /// Every kind of measurement, most specific first.
     static var measurementKinds: [any MeasurementKind.Type] {
         [
-            ContainerMeasurement.self, LinuxWorkloadMeasurement.self, LinuxBootMeasurement.self, VMBootMeasurement.self,
-            VMPairMeasurement.self, PageSharingMeasurement.self,
+            ContainerMeasurement.self, LinuxBalloonReclaimMeasurement.self, LinuxWorkloadMeasurement.self,
+            LinuxBootMeasurement.self, VMBootMeasurement.self,
+            VMPairMeasurement.self, PageSharingMeasurement.self, BalloonReclaimMeasurement.self,
             GuestMeasurement.self,
             QEMUBootMeasurement.self,
-            QEMUPairMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
+            QEMUPairMeasurement.self, QEMUBalloonReclaimMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
         ]
     }
 }

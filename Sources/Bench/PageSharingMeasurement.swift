@@ -35,27 +35,12 @@ enum PageSharingMeasurement: MeasurementKind {
             entry: once, plan: context.plan, system: context.system, guestImage: context.guestImage, kvm: context.kvm,
             kvmProblem: context.kvmProblem)
         let job = context.job()
-        let guests = (0..<context.plan.vm.sharingVMs).map { _ in SharingGuest() }
+        let guests = (0..<context.plan.vm.sharingVMs).map { _ in HostDrivenGuest(readyLine: "hvbench-guest: page-sharing ") }
         await ksm.settle()
         let baseline = ksm.pagesSharing ?? 0
         for (index, guest) in guests.enumerated() {
-            let start = SharingStart(context: context, job: job, cpu: cpu)
-            do {
-                try HostThread.start(name: "hvb-share-\(index)") {
-                    guest.finish(
-                        runner.bootGuest(
-                            start.context, start.job, cpu: start.cpu, io: nil,
-                            onConsoleLine: { line in
-                                guest.read(line)
-                                runner.reportSamples(line)
-                            },
-                            prepare: { memory in
-                                try memory.offerToPageSharing()
-                                guest.attach(memory)
-                            }))
-                }
-            } catch {
-                guest.finish(.failure(BenchmarkRunner.StartProblem(description: "\(error)")))
+            guest.boot(context, job, cpu: cpu, io: nil, by: runner, thread: "hvb-share-\(index)") { memory in
+                try memory.offerToPageSharing()
             }
         }
         let limit = Date().addingTimeInterval(entry.timeoutSeconds / 2)
@@ -130,60 +115,5 @@ enum PageSharingMeasurement: MeasurementKind {
             if mebibytes > 0 && scans >= scansAtLastGrowth + 2 { break }
         }
         return (saved, milliseconds)
-    }
-}
-
-/// What a sharing VM's thread boots with. Unchecked: the measurement waits for every thread
-/// to end before it lets go of the engine's system.
-private struct SharingStart: @unchecked Sendable {
-    let context: MeasurementContext
-    let job: GuestJob
-    let cpu: VMBuilder.CPU
-}
-
-/// One sharing VM's state, shared between its thread and the measurement.
-private final class SharingGuest: Sendable {
-    private struct State {
-        var memory: GuestMemory?
-        var mailbox: UInt64?
-        var result: Result<VMBuilder.Boot, BenchmarkRunner.StartProblem>?
-    }
-    private let state = Mutex(State())
-    private let ended = DispatchSemaphore(value: 0)
-
-    func attach(_ memory: GuestMemory) { state.withLock { $0.memory = memory } }
-
-    /// "hvbench-guest: page-sharing mailbox=0x... pages=N": where the go-ahead goes.
-    func read(_ line: String) {
-        guard line.hasPrefix("hvbench-guest: page-sharing "),
-            let word = line.split(separator: " ").first(where: { $0.hasPrefix("mailbox=0x") }),
-            let address = UInt64(word.dropFirst("mailbox=0x".count), radix: 16)
-        else { return }
-        state.withLock { $0.mailbox = address }
-    }
-
-    var isReady: Bool { state.withLock { $0.mailbox != nil && $0.memory != nil && $0.result == nil } }
-    var isReadyOrEnded: Bool { state.withLock { $0.mailbox != nil || $0.result != nil } }
-
-    /// Writes the go-ahead into the guest's mailbox (a word in its RAM the guest sleeps on); a
-    /// guest whose address lies outside its RAM is not written to and times out.
-    func release() {
-        state.withLock { state in
-            guard let memory = state.memory, let mailbox = state.mailbox else { return }
-            try? memory.writeValue(UInt64(1), at: mailbox)
-        }
-    }
-
-    func finish(_ outcome: Result<VMBuilder.Boot, BenchmarkRunner.StartProblem>) {
-        state.withLock {
-            $0.result = outcome
-            $0.memory = nil
-        }
-        ended.signal()
-    }
-
-    func waitUntilEnded() -> Result<VMBuilder.Boot, BenchmarkRunner.StartProblem> {
-        ended.wait()
-        return state.withLock { $0.result! }
     }
 }

@@ -32,7 +32,7 @@ enum GuestMeasurement: MeasurementKind {
         }
         if benchmark?.needsBalloon == true {
             io = io ?? context.plan.vm.io(devices, disk: nil, peer: nil)
-            io?.balloon = true
+            io?.balloon = BalloonControl()
             job.balloon = true
         }
         let boot: VMBuilder.Boot

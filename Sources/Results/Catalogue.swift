@@ -254,6 +254,16 @@ public struct BenchmarkDefinition: Sendable, Equatable {
                 "first write to each page just taken back from the balloon (the host faults in a fresh page), ns per page; residency before and after",
             defaultIterations: 4096),
         .init(
+            id: "mem.balloon-reclaim", group: .memory,
+            summary:
+                "the host asks the balloon for the guest's spare pages (num_pages, as QMP's balloon does) and times it until the device has them and the driver reports them (actual), then gives them back; iterations: pages, MiB/s; guest RAM (QEMU: the process) resident before and after",
+            defaultIterations: 4096),
+        .init(
+            id: "linux.balloon-reclaim", group: .memory,
+            summary:
+                "mem.balloon-reclaim with the Linux guest's own virtio_balloon driver taking the pages from Linux's free memory; iterations: pages, MiB/s",
+            defaultIterations: 4096, guest: .linux),
+        .init(
             id: "mem.page-sharing", group: .memory,
             summary:
                 "--sharing-vms VMs (4) fill the same content, their RAM offered to KSM: host memory saved (MiB, share of what could be), time to 90% merged, and each guest's first write to every merged page (copy-on-write break, ns per page); iterations: pages per VM",
@@ -265,7 +275,9 @@ public struct BenchmarkDefinition: Sendable, Equatable {
     public var needsNIC: Bool { group == .network }
     public var needsDisk: Bool { group == .disk }
     /// The balloon benchmarks: the VM (or QEMU) gets a virtio-balloon.
-    public var needsBalloon: Bool { id.hasPrefix("mem.balloon-") }
+    public var needsBalloon: Bool { id.hasPrefix("mem.balloon-") || id == "linux.balloon-reclaim" }
+    /// Benchmarks the host times by driving the guest's balloon (`mem.balloon-reclaim`).
+    public var hostDrivenBalloon: Bool { id.hasSuffix("balloon-reclaim") }
 
     public static func named(_ id: String) -> BenchmarkDefinition? { all.first { $0.id == id } }
 
@@ -352,6 +364,29 @@ public enum MetricDerivation {
     /// before (code 0x40) and after (0x41) each timed part, in MiB, for the last `repetitions`
     /// repetitions (the warm-ups probe too). None where the probes are missing (QEMU ignores
     /// the port) or fewer than the repetitions.
+    /// The host-driven balloon's metrics from per-request times (ms) and residency (MiB):
+    /// `bandwidth` (MiB/s of `pages` reclaimed), the reclaim and return times, and the memory
+    /// resident before and after each reclaim under `residentName` (guest RAM, or QEMU's process).
+    public static func reclaimMetrics(
+        pages: UInt64, reclaimMilliseconds: [Double], returnMilliseconds: [Double], residentBefore: [Double],
+        residentAfter: [Double], residentName: String
+    ) -> [MetricSamples] {
+        let mebibytes = Double(pages) * 4096 / 1_048_576
+        var metrics = [
+            MetricSamples(
+                name: "bandwidth", unit: "MiB/s", better: .higher, values: reclaimMilliseconds.map { mebibytes / ($0 / 1000) }),
+            MetricSamples(name: "reclaim_time", unit: "ms", better: .lower, values: reclaimMilliseconds),
+            MetricSamples(name: "return_time", unit: "ms", better: .lower, values: returnMilliseconds),
+        ]
+        if !residentBefore.isEmpty && residentBefore.count == residentAfter.count {
+            metrics += [
+                MetricSamples(name: "\(residentName)_before", unit: "MiB", better: .lower, values: residentBefore),
+                MetricSamples(name: "\(residentName)_after", unit: "MiB", better: .lower, values: residentAfter),
+            ]
+        }
+        return metrics
+    }
+
     public static func residencyMetrics(_ probes: [(code: UInt8, bytes: UInt64)], repetitions: Int) -> [MetricSamples] {
         let mebibytes = { (code: UInt8) in probes.filter { $0.code == code }.map { Double($0.bytes) / 1_048_576 } }
         let before = mebibytes(0x40)

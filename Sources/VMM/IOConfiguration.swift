@@ -14,8 +14,8 @@ public struct IOConfiguration {
     public var ioThread: Bool
     /// How long that thread polls for doorbells before it sleeps (see `DoorbellPolling`).
     public var ioThreadPollMicroseconds: UInt64
-    /// Whether the VM has a virtio-balloon.
-    public var balloon = false
+    /// A virtio-balloon, and the host's handle on it; nil: none.
+    public var balloon: BalloonControl?
 
     public init(
         kind: DeviceSet, disk: DiskImage?, peer: (any NetworkBackend)?, ioThread: Bool = true,
@@ -42,7 +42,12 @@ public struct IOConfiguration {
             nic = peer.map { VirtioPCITransport(model: VirtioNet(peer: $0), memory: memory, mmio: mmio) }
             storage = disk.map { VirtioPCITransport(model: VirtioBlock(disk: $0), memory: memory, mmio: mmio) }
         }
-        let balloon = balloon ? VirtioPCITransport(model: VirtioBalloon(memory: memory), memory: memory, mmio: mmio) : nil
-        return [nic, storage, balloon].compactMap { $0 }
+        var balloonDevice: VirtioPCITransport?
+        if let balloon {
+            let model = VirtioBalloon(memory: memory)
+            balloonDevice = VirtioPCITransport(model: model, memory: memory, mmio: mmio)
+            balloon.attach(balloonDevice!, model)
+        }
+        return [nic, storage, balloonDevice].compactMap { $0 }
     }
 }

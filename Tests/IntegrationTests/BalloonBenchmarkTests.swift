@@ -62,6 +62,48 @@ import Results
         for result in results { try checkHostMemory(result, id) }
     }
 
+    /// The host drives: it asks for the guest's spare pages and gets them, and the memory it
+    /// holds for the guest falls by them; QEMU's device, driven through QMP, gives its process's
+    /// resident memory back the same way.
+    @Test func theHostAsksForPagesAndItsMemoryFalls() async throws {
+        let systems: [SystemDefinition] =
+            [.fullEmulation] + (Host.hasKVM ? [.hardwareAssist] : []) + (Host.qemu != nil ? [.qemuTCG] : [])
+        let results = try await run("mem.balloon-reclaim", on: systems)
+        for result in results {
+            #expect(result.status == .ok, "\(result.system): \(result.reason ?? "")")
+            let metric = { (name: String) in result.metrics.first { $0.name == name }?.samples ?? [] }
+            #expect(metric("reclaim_time").count == 2 && metric("return_time").allSatisfy { $0 > 0 })
+            let resident = result.system == "qemu-tcg" ? "process_rss" : "resident"
+            for (before, after) in zip(metric("\(resident)_before"), metric("\(resident)_after")) {
+                // QEMU's whole process also allocates for itself meanwhile: half is the floor there.
+                #expect(
+                    before - after >= (result.system == "qemu-tcg" ? 0.5 : 0.9) * Self.mebibytes,
+                    "\(result.system): \(before) -> \(after) MiB")
+            }
+            #expect(!metric("\(resident)_before").isEmpty, "\(result.metrics.map(\.name))")
+        }
+    }
+
+    /// Linux's own virtio_balloon against hvbench's device: it gives the pages the host asks
+    /// for out of its free memory (/init wrote and freed twice as many first, so they are
+    /// resident), and the host's memory for the guest falls.
+    @Test(.linuxGuestAvailable)
+    func linuxsDriverGivesThePagesTheHostAsksFor() async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let suite = tinySuite("linux.balloon-reclaim", iterations: Self.pages, repetitions: 1)
+        let results = await BenchmarkRunner(artifacts: artifacts) { _ in }.run(
+            RunPlan(systems: [.fullEmulation], suite: suite, outputDirectory: output)
+        ).results
+        let result = try #require(results.first)
+        #expect(result.status == .ok, "\(result.reason ?? "")")
+        #expect(result.privilege == "cpl0", "Linux's driver runs in its kernel")
+        let before = try #require(result.metrics.first { $0.name == "resident_before" }?.samples.first)
+        let after = try #require(result.metrics.first { $0.name == "resident_after" }?.samples.first)
+        #expect(before - after >= 0.5 * Self.mebibytes, "\(before) -> \(after) MiB")
+    }
+
     /// The same driver against QEMU's virtio-balloon-pci (QEMU ignores the probe port, so it has
     /// no residency figures); natively there is no balloon and the benchmark says so.
     @Test(.enabled(if: Host.qemu != nil, Host.qemuSkipMessage))

@@ -21,8 +21,9 @@ import Results
         return image.programs.contains("fio") && image.programs.contains("iperf3")
     }
 
-    /// The Linux guest's jobs, from the catalogue (linux.boot is timed from outside).
-    static let jobs = BenchmarkDefinition.all.filter { $0.guest == .linux && $0.timing == .inGuest }
+    /// The Linux guest's jobs, from the catalogue (linux.boot is timed from outside, and
+    /// linux.balloon-reclaim driven by the host: BalloonBenchmarkTests).
+    static let jobs = BenchmarkDefinition.all.filter { $0.guest == .linux && $0.timing == .inGuest && $0.group != .memory }
     static let diskJobs = jobs.filter(\.needsDisk).map(\.id)
     static let networkJobs = jobs.filter(\.needsNIC).map(\.id)
     static let operatingSystemJobs = jobs.filter { !$0.needsDisk && !$0.needsNIC }.map(\.id)

@@ -95,8 +95,14 @@ import Testing
         for code in [UInt8(1), 2, 3] { [code].withUnsafeBytes { device.write(offset: 0, from: $0) } }
         #expect(device.milestones.map(\.code) == [1, 2, 3])
         #expect(device.milestones[0].nanoseconds <= device.milestones[2].nanoseconds)
-        for _ in 0..<1000 { [UInt8(9)].withUnsafeBytes { device.write(offset: 0, from: $0) } }
-        #expect(device.milestones.count == 256)
+        for _ in 0..<2000 { [UInt8(9)].withUnsafeBytes { device.write(offset: 0, from: $0) } }
+        #expect(device.milestones.count == BootMilestoneDevice.capacity)
+        #expect(device.milestones.allSatisfy { $0.residentBytes == nil }, "boot codes are not residency probes")
+        // A residency probe counts what the host holds, through the VM's counter.
+        let probed = BootMilestoneDevice()
+        probed.residentBytes = { 12_288 }
+        for code in [UInt8(3), 0x40, 0x41] { [code].withUnsafeBytes { probed.write(offset: 0, from: $0) } }
+        #expect(probed.milestones.map(\.residentBytes) == [nil, 12_288, 12_288])
     }
 }
 

@@ -8,6 +8,9 @@
 public final class BootMilestoneDevice: BusDevice {
     public static let port: UInt64 = 0x80
     public static let residencyCodes: ClosedRange<UInt8> = 0x40...0x4F
+    /// Milestones kept: a benchmark's probes (two per repetition) fit, a guest spinning on the
+    /// port does not grow the list forever.
+    public static let capacity = 1024
 
     public struct Milestone: Equatable, Sendable {
         public let code: UInt8
@@ -30,7 +33,7 @@ public final class BootMilestoneDevice: BusDevice {
 
     public func write(offset: UInt64, from data: UnsafeRawBufferPointer) {
         // A guest spinning on port 0x80 (the classic I/O delay) must not grow this forever.
-        guard milestones.count < 1024 else { return }
+        guard milestones.count < Self.capacity else { return }
         let code = UInt8(truncatingIfNeeded: data.littleEndianValue)
         var milestone = Milestone(code: code, nanoseconds: MonotonicClock.nanoseconds())
         if Self.residencyCodes.contains(code) { milestone.residentBytes = residentBytes?() }

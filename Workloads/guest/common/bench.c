@@ -148,7 +148,8 @@ enum kind {
     K_IPI, K_IPI_HALT, K_TLB_SHOOTDOWN, K_PINGPONG,
     K_NET_TX64, K_NET_TX1500, K_NET_RX, K_NET_RR,
     K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT,
-    K_BALLOON_INFLATE, K_BALLOON_DEFLATE, K_BALLOON_REFAULT /* in BALLOON_* order */, K_PAGE_SHARING
+    K_BALLOON_INFLATE, K_BALLOON_DEFLATE, K_BALLOON_REFAULT /* in BALLOON_* order */, K_PAGE_SHARING,
+    K_BALLOON_RECLAIM
 };
 
 struct bench_entry {
@@ -179,6 +180,7 @@ static const struct bench_entry catalogue[] = {
     {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},
     {"mem.balloon-inflate", K_BALLOON_INFLATE}, {"mem.balloon-deflate", K_BALLOON_DEFLATE},
     {"mem.balloon-refault", K_BALLOON_REFAULT}, {"mem.page-sharing", K_PAGE_SHARING},
+    {"mem.balloon-reclaim", K_BALLOON_RECLAIM, 1},
 };
 
 static int text_equals(const char *a, const char *b) {
@@ -217,7 +219,7 @@ static const char *unavailable_reason(enum kind kind) {
     case K_IPI_HALT: return plat.ipi_halt_round_trips ? 0 : plat.no_ipi_halt;
     case K_TLB_SHOOTDOWN: return plat.tlb_shootdowns ? 0 : plat.no_tlb_shootdown;
     case K_PINGPONG: return plat.cacheline_pingpong ? 0 : plat.no_cacheline_pingpong;
-    case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT:
+    case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT: case K_BALLOON_RECLAIM:
         return hvb_balloon ? 0 : plat.no_balloon ? plat.no_balloon : "no-balloon-device";
     case K_PAGE_SHARING: return plat.wait_for_host ? 0 : plat.no_page_sharing;
     default: return 0;
@@ -381,6 +383,9 @@ static uint64_t run_operations(struct context *c, uint64_t n) {
         c->self_timed = 1;
         c->measured_cycles = balloon_repetition(BALLOON_INFLATE + (c->kind - K_BALLOON_INFLATE), n, &c->failure);
         return n * 4096;
+    case K_BALLOON_RECLAIM:
+        c->failure = balloon_follow(c->job);
+        return 0;
     case K_PAGE_SHARING:
         c->self_timed = 1;
         c->measured_cycles = sharing_break(n, &c->failure);

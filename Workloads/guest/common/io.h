@@ -46,6 +46,9 @@ struct balloon_ops {
     const char *(*deflate)(void *start, uint32_t pages);
     /* The pages the host asks the balloon to hold (num_pages). */
     uint32_t (*target)(void);
+    /* Interrupt-driven only (0 when polled): sleeps until the target differs from seen_target,
+     * or for a while (the caller looks again). */
+    void (*await_target_change)(uint32_t seen_target);
 };
 
 /* Set by the platform before hvb_run_job when the job asks for a NIC, a disk or a balloon. */

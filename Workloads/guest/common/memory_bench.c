@@ -10,6 +10,12 @@
  * A guard page after the region is never ballooned; its pattern must survive every repetition,
  * and a refaulted page must read back what was written to it.
  *
+ * mem.balloon-reclaim is driven by the host, as a hypervisor reclaims memory: the guest offers
+ * a pool of resident pages and its driver holds in the balloon what the host asks for (the
+ * configuration-change interrupt wakes it); the host times each request until the device has
+ * the pages and the driver reports them. Pages it gets back it writes again and says so, so
+ * every reclaim takes resident memory.
+ *
  * mem.page-sharing (Waldspurger's content-based page sharing, Linux's KSM): several VMs fill a
  * region with the same content (each page distinct, so only pages across VMs are alike). The
  * host offers guest RAM to KSM and measures what merges; then, told through a mailbox word it
@@ -46,6 +52,35 @@ static volatile uint64_t *first_word(uint64_t page) { return (volatile uint64_t 
 
 static void touch_all(uint64_t pages, uint64_t salt) {
     for (uint64_t page = 0; page < pages; page++) *first_word(page) = mark(page, salt);
+}
+
+const char *balloon_follow(const struct hvb_job *job) {
+    const char *error = balloon_prepare(job);
+    if (error) return error;
+    if (!hvb_balloon->await_target_change) return "balloon-driver-not-interrupt-driven";
+    touch_all(region_pages, 1);
+    static const char *const keys[] = {"pages"};
+    hvb_console_values("hvbench-guest: balloon-ready", keys, &region_pages, 1, 0);
+    uint32_t held = 0;
+    for (;;) {
+        uint32_t asked = hvb_balloon->target();
+        uint32_t wanted = asked < region_pages ? asked : (uint32_t)region_pages;
+        if (wanted > held) {
+            error = hvb_balloon->inflate(region + (uint64_t)held * PAGE, wanted - held);
+        } else if (wanted < held) {
+            /* The pages come back into use: each is written again (the host faults it in), so
+             * the next reclaim takes resident memory; the line tells the host when that is done. */
+            error = hvb_balloon->deflate(region + (uint64_t)wanted * PAGE, held - wanted);
+            for (uint64_t page = wanted; !error && page < held; page++) *first_word(page) = mark(page, 1);
+            static const char *const refilled[] = {"held"};
+            const uint64_t now_held = wanted;
+            if (!error) hvb_console_values("hvbench-guest: balloon-refilled", refilled, &now_held, 1, 0);
+        } else {
+            hvb_balloon->await_target_change(asked);
+        }
+        if (error) return error;
+        held = wanted;
+    }
 }
 
 #define SHARED_SALT 0x5348415245ull

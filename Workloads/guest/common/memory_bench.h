@@ -16,4 +16,8 @@ const char *sharing_prepare(const struct hvb_job *job);
  * the pages meanwhile), then writes to each shared page once: the TSC cycles of those writes,
  * or UINT64_MAX with *failure. */
 uint64_t sharing_break(uint64_t pages, const char **failure);
+
+/* mem.balloon-reclaim: makes `pages` pages resident, says so, then holds in the balloon what
+ * the host asks for (up to those pages) until the host stops the VM; returns only on error. */
+const char *balloon_follow(const struct hvb_job *job);
 #endif

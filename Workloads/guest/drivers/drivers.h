@@ -6,5 +6,5 @@ const char *e1000_init(const struct nic_ops **out, int interrupt_driven);
 const char *virtio_net_init(const struct nic_ops **out, int interrupt_driven);
 const char *ide_init(const struct disk_ops **out, int interrupt_driven);
 const char *virtio_blk_init(const struct disk_ops **out, int interrupt_driven);
-const char *virtio_balloon_init(const struct balloon_ops **out);
+const char *virtio_balloon_init(const struct balloon_ops **out, int interrupt_driven);
 #endif

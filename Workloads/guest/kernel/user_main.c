@@ -259,7 +259,7 @@ void user_main(uint32_t start_info) {
     else if (job.nic[0] == 'v') device_error = virtio_net_init(&hvb_nic, interrupt_driven);
     if (!device_error && job.disk[0] == 'i') device_error = ide_init(&hvb_disk, interrupt_driven);
     else if (!device_error && job.disk[0] == 'v') device_error = virtio_blk_init(&hvb_disk, interrupt_driven);
-    if (!device_error && job.balloon) device_error = virtio_balloon_init(&hvb_balloon);
+    if (!device_error && job.balloon) device_error = virtio_balloon_init(&hvb_balloon, interrupt_driven);
     if (device_error) {
         hvb_report_line("fail", "reason", device_error);
         guest_exit(GUEST_EXIT_FAILED);
