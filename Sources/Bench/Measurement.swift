@@ -48,6 +48,7 @@ extension BenchmarkRunner {
             ContainerMeasurement.self, LinuxBalloonReclaimMeasurement.self, LinuxWorkloadMeasurement.self,
             LinuxBootMeasurement.self, VMBootMeasurement.self,
             VMPairMeasurement.self, PageSharingMeasurement.self, BalloonReclaimMeasurement.self,
+            OvercommitMeasurement.self,
             GuestMeasurement.self,
             QEMUBootMeasurement.self,
             QEMUPairMeasurement.self, QEMUBalloonReclaimMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,

@@ -105,6 +105,9 @@ public struct RunPlan: Sendable {
     /// Lengthens every timed repetition by this percentage, in the guest and natively (self-check
     /// of regression detection); 0 in normal runs.
     public var slowdownPercent: UInt64 = 0
+    /// The hvbench executable, for benchmarks that start VMs in processes of their own
+    /// (mem.overcommit, whose cgroup charges whole processes); nil: they are skipped.
+    public var vmExecutable: String?
 
     public init(systems: [SystemDefinition], suite: Suite, outputDirectory: URL) {
         var seen = Set<String>()

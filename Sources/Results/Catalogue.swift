@@ -264,6 +264,12 @@ public struct BenchmarkDefinition: Sendable, Equatable {
                 "mem.balloon-reclaim with the Linux guest's own virtio_balloon driver taking the pages from Linux's free memory; iterations: pages, MiB/s",
             defaultIterations: 4096, guest: .linux),
         .init(
+            id: "mem.overcommit", group: .memory,
+            summary:
+                "3 VMs, each in a process of its own writing a pool of `iterations` pages, in a memory cgroup that holds them only if each balloons half its pool: without ballooning the OOM killer must end one; with it (the host asks the running VMs before each start) all 3 run; VMs alive each way, the cgroup's peak (MiB), time spent ballooning (ms)",
+            defaultIterations: 8192,
+            qemuUnsupported: "the overcommit scenario starts hvbench's own VMs, each in a process of its own"),
+        .init(
             id: "mem.page-sharing", group: .memory,
             summary:
                 "--sharing-vms VMs (4) fill the same content, their RAM offered to KSM: host memory saved (MiB, share of what could be), time to 90% merged, and each guest's first write to every merged page (copy-on-write break, ns per page); iterations: pages per VM",

@@ -97,6 +97,13 @@ struct BootCommand: AsyncParsableCommand {
     @Option(name: .customLong("pin"), help: "Pin vCPU thread i to host CPU i mod the list, e.g. 1 or 0,1.")
     var pin: String?
 
+    @Option(
+        name: .customLong("balloon-fifo"),
+        help:
+            "Give the VM a virtio-balloon and take its targets as lines 'pages N' from this FIFO; what it holds is printed as 'hvbench-boot: balloon actual=A taken=T'."
+    )
+    var balloonFIFO: String?
+
     func run() async throws {
         var kernel = self.kernel
         var initrd = self.initrd
@@ -137,6 +144,12 @@ struct BootCommand: AsyncParsableCommand {
                 devices = IOConfiguration(
                     kind: kind, disk: disk, peer: NetworkPeer(mode: netPeer), ioThread: !noIOThread,
                     ioThreadPollMicroseconds: ioPollMicroseconds)
+            }
+            if let balloonFIFO {
+                let control = BalloonControl()
+                devices = devices ?? IOConfiguration(kind: .virtio, disk: nil, peer: nil)
+                devices?.balloon = control
+                try BalloonFIFO.serve(balloonFIFO, control)
             }
             let pinnedCPUs = pin.flatMap(CPUList.parse)
             if let pinnedCPUs { try NUMAPlacement.validate(cpus: pinnedCPUs) }

@@ -265,6 +265,7 @@ struct RunOptions: ParsableArguments {
         plan.disk.direct = direct
         plan.network.backend = netBackend
         plan.slowdownPercent = injectSlowdown
+        plan.vmExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         return plan
     }
 

@@ -156,3 +156,37 @@ import Results
         #expect(knobs() == before, "the host's KSM settings are put back")
     }
 }
+
+/// mem.overcommit on real VMs, each an `hvbench boot` process in a memory cgroup that holds the
+/// three only if each balloons half its pool: without ballooning the kernel's OOM killer ends at
+/// least one; with it all three run and the cgroup never reached its limit.
+@Suite(.serialized) struct OvercommitTests {
+    static let problem: String? = {
+        guard geteuid() == 0 else { return "making a memory cgroup needs root" }
+        guard FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/memory.limit_in_bytes") else {
+            return "no cgroup v1 memory controller at /sys/fs/cgroup/memory"
+        }
+        return CommandLineTests.executable == nil ? "the hvbench executable must be built next to the tests" : nil
+    }()
+
+    @Test(.enabled(if: problem == nil, "\(problem ?? "")"))
+    func ballooningKeepsEveryVMWithinTheCgroup() async throws {
+        let artifacts = try await Built.artifacts.value
+        let output = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var plan = RunPlan(
+            systems: [.fullEmulation], suite: tinySuite("mem.overcommit", iterations: 4096, repetitions: 1),
+            outputDirectory: output)
+        plan.vmExecutable = CommandLineTests.executable
+        let result = try #require(await BenchmarkRunner(artifacts: artifacts) { _ in }.run(plan).results.first)
+        #expect(result.status == .ok, "\(result.reason ?? "")")
+        let metric = { (name: String) in result.metrics.first { $0.name == name }?.samples.first ?? -1 }
+        #expect(metric("vms_alive") == 3)
+        #expect(metric("vms_alive_unballooned") >= 0 && metric("vms_alive_unballooned") < 3, "the OOM killer ended one")
+        #expect(metric("peak") > 0 && metric("peak") <= metric("limit"))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/memory").filter {
+            $0.hasPrefix("hvbench-overcommit-\(getpid())")
+        }
+        #expect(leftovers.isEmpty, "the cgroups are removed")
+    }
+}

@@ -9,8 +9,9 @@ import Results
 
 /// Every benchmark of hvbench's benchmark guest (linux.boot boots the Linux guest: LinuxGuestTests).
 let everyBenchmark = BenchmarkDefinition.all.filter { $0.guest == .benchmarkGuest }.map(\.id)
-/// Those one boot measures (mem.page-sharing boots several VMs: PageSharingTests).
-let everySingleVMBenchmark = everyBenchmark.filter { $0 != "mem.page-sharing" }
+/// Those one boot measures (mem.page-sharing and mem.overcommit run several VMs:
+/// PageSharingTests, OvercommitTests).
+let everySingleVMBenchmark = everyBenchmark.filter { $0 != "mem.page-sharing" && $0 != "mem.overcommit" }
 
 /// Benchmarks whose operation the host's KVM may not offer an unmodified guest; the guest then
 /// reports a skip with the reason, which the test accepts only for these ids.

@@ -149,7 +149,7 @@ enum kind {
     K_NET_TX64, K_NET_TX1500, K_NET_RX, K_NET_RR,
     K_DISK_SEQ_READ, K_DISK_SEQ_WRITE, K_DISK_RAND_READ, K_DISK_RAND_WRITE, K_DISK_LAT,
     K_BALLOON_INFLATE, K_BALLOON_DEFLATE, K_BALLOON_REFAULT /* in BALLOON_* order */, K_PAGE_SHARING,
-    K_BALLOON_RECLAIM
+    K_BALLOON_RECLAIM, K_OVERCOMMIT
 };
 
 struct bench_entry {
@@ -180,7 +180,7 @@ static const struct bench_entry catalogue[] = {
     {"disk.rand-read-4k-irq", K_DISK_RAND_READ, 1}, {"disk.lat-4k-irq", K_DISK_LAT, 1},
     {"mem.balloon-inflate", K_BALLOON_INFLATE}, {"mem.balloon-deflate", K_BALLOON_DEFLATE},
     {"mem.balloon-refault", K_BALLOON_REFAULT}, {"mem.page-sharing", K_PAGE_SHARING},
-    {"mem.balloon-reclaim", K_BALLOON_RECLAIM, 1},
+    {"mem.balloon-reclaim", K_BALLOON_RECLAIM, 1}, {"mem.overcommit", K_OVERCOMMIT},
 };
 
 static int text_equals(const char *a, const char *b) {
@@ -222,6 +222,8 @@ static const char *unavailable_reason(enum kind kind) {
     case K_BALLOON_INFLATE: case K_BALLOON_DEFLATE: case K_BALLOON_REFAULT: case K_BALLOON_RECLAIM:
         return hvb_balloon ? 0 : plat.no_balloon ? plat.no_balloon : "no-balloon-device";
     case K_PAGE_SHARING: return plat.wait_for_host ? 0 : plat.no_page_sharing;
+    /* The host runs it, each VM's guest running mem.balloon-reclaim. */
+    case K_OVERCOMMIT: return plat.no_balloon ? plat.no_balloon : "the-host-runs-mem-overcommit";
     default: return 0;
     }
 }
