@@ -26,7 +26,7 @@ public enum BalloonFIFO {
             var chunk = [UInt8](repeating: 0, count: 256)
             while true {
                 var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-                if poll(&poller, 1, 5) > 0 {
+                if poll(&poller, 1, 1) > 0 {
                     let count = read(descriptor, &chunk, chunk.count)
                     if count > 0 { pending += chunk[..<count] }
                     while let newline = pending.firstIndex(of: 0x0A) {

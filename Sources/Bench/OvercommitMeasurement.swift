@@ -129,12 +129,12 @@ enum OvercommitMeasurement: MeasurementKind {
         return scenario
     }
 
-    /// Polls `condition` every 10 ms for up to `seconds`; whether it came true.
+    /// Polls `condition` every millisecond for up to `seconds`; whether it came true.
     static func waitUntil(seconds: Double, _ condition: () -> Bool) async -> Bool {
         let limit = Date().addingTimeInterval(seconds)
         while !condition() {
             guard Date() < limit else { return false }
-            try? await Task.sleep(for: .milliseconds(10))
+            try? await Task.sleep(for: .milliseconds(1))
         }
         return true
     }

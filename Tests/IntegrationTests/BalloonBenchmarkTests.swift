@@ -169,6 +169,17 @@ import Results
         return CommandLineTests.executable == nil ? "the hvbench executable must be built next to the tests" : nil
     }()
 
+    /// The FIFO's lines are range-checked: only `pages N` with N a 32-bit count is a request.
+    @Test func balloonFIFORequestsAndReportsAreParsedStrictly() {
+        #expect(BalloonFIFO.target(in: "pages 4096") == 4096)
+        for bad in ["junk", "pages", "pages -1", "pages 4294967296", "pages 12 34", "Pages 1", "pages 0x10"] {
+            #expect(BalloonFIFO.target(in: bad) == nil, "\(bad)")
+        }
+        let output = "HVB1 hello\nhvbench-boot: balloon actual=0 taken=0\nhvbench-boot: balloon actual=512 taken=512\n"
+        #expect(BalloonFIFO.latestStatus(in: output)?.actual == 512)
+        #expect(BalloonFIFO.latestStatus(in: "hvbench-boot: balloon actual=x taken=1\n") == nil)
+    }
+
     @Test(.enabled(if: problem == nil, "\(problem ?? "")"))
     func ballooningKeepsEveryVMWithinTheCgroup() async throws {
         let artifacts = try await Built.artifacts.value
