@@ -23,6 +23,15 @@ enum BalloonReclaim {
         var returnMilliseconds: [Double] = []
         var residentBefore: [Double] = []
         var residentAfter: [Double] = []
+
+        /// The result of `pages` pages a request, residency under `residentName`.
+        func measurement(pages: UInt64, residentName: String, privilege: String, engine: String) -> Measurement {
+            Measurement(
+                metrics: MetricDerivation.reclaimMetrics(
+                    pages: pages, reclaimMilliseconds: reclaimMilliseconds, returnMilliseconds: returnMilliseconds,
+                    residentBefore: residentBefore, residentAfter: residentAfter, residentName: residentName), tscHertz: 1,
+                privilege: privilege, engine: engine)
+        }
     }
 
     struct StuckBalloon: Error, CustomStringConvertible {
@@ -147,12 +156,8 @@ enum BalloonReclaimMeasurement: MeasurementKind {
                     repetitions: entry.repetitions, limitSeconds: entry.timeoutSeconds / 4
                 ) { runner.progress(.sample) }
                 outcome = .measured(
-                    Measurement(
-                        metrics: MetricDerivation.reclaimMetrics(
-                            pages: entry.iterations, reclaimMilliseconds: timings.reclaimMilliseconds,
-                            returnMilliseconds: timings.returnMilliseconds, residentBefore: timings.residentBefore,
-                            residentAfter: timings.residentAfter, residentName: "resident"), tscHertz: 1,
-                        privilege: privilege, engine: context.expectedEngine))
+                    timings.measurement(
+                        pages: entry.iterations, residentName: "resident", privilege: privilege, engine: context.expectedEngine))
             } catch {
                 outcome = .failed("\(error)")
             }

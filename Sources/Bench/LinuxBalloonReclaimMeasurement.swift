@@ -19,12 +19,9 @@ enum LinuxBalloonReclaimMeasurement: MeasurementKind {
         }
         if let reason = LinuxBootMeasurement.cannotRunLinux(context.system) { return .skipped(reason) }
         let image: LinuxGuestBuilder.Image
-        do {
-            image = try await LinuxGuestBuilder(workspace: try Workspace.locate()).build()
-        } catch let unavailable as LinuxGuestBuilder.Unavailable {
-            return .skipped("the Linux guest cannot be built here: \(unavailable)")
-        } catch {
-            return .failed("building the Linux guest: \(error)")
+        switch await LinuxGuestBuilder.measuredImage() {
+        case .success(let built): image = built
+        case .failure(let stop): return stop.outcome
         }
         guard image.drivers.contains("virtio_balloon") else {
             return .skipped("the Linux guest's kernel (\(image.kernelPackage)) has no virtio_balloon module")
@@ -49,10 +46,7 @@ enum LinuxBalloonReclaimMeasurement: MeasurementKind {
         }
         let kernel: [UInt8]
         let initrd: [UInt8]
-        do {
-            kernel = [UInt8](try Data(contentsOf: image.kernel))
-            initrd = [UInt8](try Data(contentsOf: image.initramfs))
-        } catch { return .failed("reading the Linux guest: \(error)") }
+        do { (kernel, initrd) = try image.bytes() } catch { return .failed("reading the Linux guest: \(error)") }
         let control = BalloonControl()
         var io = plan.vm.io(devices, disk: nil, peer: nil)
         io.balloon = control

@@ -30,18 +30,15 @@ enum LinuxBootMeasurement: MeasurementKind {
         }
         if let reason = cannotRunLinux(context.system) { return .skipped(reason) }
         let image: LinuxGuestBuilder.Image
-        do {
-            image = try await LinuxGuestBuilder(workspace: try Workspace.locate()).build()
-        } catch let unavailable as LinuxGuestBuilder.Unavailable {
-            return .skipped("the Linux guest cannot be built here: \(unavailable)")
-        } catch {
-            return .failed("building the Linux guest: \(error)")
+        switch await LinuxGuestBuilder.measuredImage() {
+        case .success(let built): image = built
+        case .failure(let stop): return stop.outcome
         }
         // hvbench's VMM takes the files' bytes: read them once for every boot.
         var guest: (kernel: [UInt8], initrd: [UInt8])?
         if case .vm = context.system.runner {
             do {
-                guest = ([UInt8](try Data(contentsOf: image.kernel)), [UInt8](try Data(contentsOf: image.initramfs)))
+                guest = try image.bytes()
             } catch { return .failed("reading the Linux guest: \(error)") }
         }
         var samples: [Double] = []

@@ -27,12 +27,9 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
             return .skipped("the Linux guest's network jobs talk TCP/IP to the host kernel: they need --net-backend tap")
         }
         let image: LinuxGuestBuilder.Image
-        do {
-            image = try await LinuxGuestBuilder(workspace: try Workspace.locate(), withWorkloads: true).build()
-        } catch let unavailable as LinuxGuestBuilder.Unavailable {
-            return .skipped("the Linux guest cannot be built here: \(unavailable)")
-        } catch {
-            return .failed("building the Linux guest: \(error)")
+        switch await LinuxGuestBuilder.measuredImage(withWorkloads: true) {
+        case .success(let built): image = built
+        case .failure(let stop): return stop.outcome
         }
         guard let tools = image.tools else { return .failed("the Linux guest was built without its workloads") }
         if benchmark.needsNIC, context.system.devices == .legacy, !image.drivers.contains("e1000") {
@@ -110,10 +107,7 @@ enum LinuxWorkloadMeasurement: MeasurementKind {
         guard let cpu = context.cpu else { return .failed("\(context.system.name) is not one of hvbench's VMs") }
         let kernel: [UInt8]
         let initrd: [UInt8]
-        do {
-            kernel = [UInt8](try Data(contentsOf: image.kernel))
-            initrd = [UInt8](try Data(contentsOf: image.initramfs))
-        } catch { return .failed("reading the Linux guest: \(error)") }
+        do { (kernel, initrd) = try image.bytes() } catch { return .failed("reading the Linux guest: \(error)") }
         let plan = context.plan
         let io = plan.vm.io(devices, disk: attachments.disk?.image, peer: attachments.link?.backend)
         let commandLine = commandLine(words)

@@ -88,12 +88,9 @@ enum QEMUBalloonReclaimMeasurement: MeasurementKind {
                     warmups: entry.warmups, repetitions: entry.repetitions, limitSeconds: entry.timeoutSeconds / 4
                 ) { runner.progress(.sample) }
                 outcome = .measured(
-                    Measurement(
-                        metrics: MetricDerivation.reclaimMetrics(
-                            pages: entry.iterations, reclaimMilliseconds: timings.reclaimMilliseconds,
-                            returnMilliseconds: timings.returnMilliseconds, residentBefore: timings.residentBefore,
-                            residentAfter: timings.residentAfter, residentName: "process_rss"), tscHertz: 1,
-                        privilege: privilege, engine: context.expectedEngine))
+                    timings.measurement(
+                        pages: entry.iterations, residentName: "process_rss", privilege: privilege,
+                        engine: context.expectedEngine))
             } catch {
                 outcome = .failed("\(error)")
             }
