@@ -51,7 +51,8 @@ extension BenchmarkRunner {
             OvercommitMeasurement.self,
             GuestMeasurement.self,
             QEMUBootMeasurement.self,
-            QEMUPairMeasurement.self, QEMUBalloonReclaimMeasurement.self, QEMUMeasurement.self, NativeMeasurement.self,
+            QEMUPairMeasurement.self, QEMUBalloonReclaimMeasurement.self, QEMUPageSharingMeasurement.self, QEMUMeasurement.self,
+            NativeMeasurement.self,
         ]
     }
 }

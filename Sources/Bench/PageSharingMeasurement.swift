@@ -79,19 +79,26 @@ enum PageSharingMeasurement: MeasurementKind {
         guard let merged, !merged.saved.isEmpty else {
             return .failed("not every VM said where its mailbox is within \(Int(entry.timeoutSeconds / 2)) s")
         }
-        let pages = Double(entry.iterations)
-        let shareable = pages * Double(guests.count - 1) * 4096 / 1_048_576
+        let metrics =
+            mergeMetrics(merged, pages: entry.iterations, vms: guests.count) + [
+                MetricSamples(
+                    name: "cow_break", unit: "ns", better: .lower, values: cowCycles.map { $0.cycles / $0.tscHertz * 1e9 })
+            ]
+        return .measured(Measurement(metrics: metrics, tscHertz: cowCycles.first?.tscHertz ?? 1, engine: engine))
+    }
+
+    /// What merged, as metrics: MiB saved, its share of what `vms` copies of `pages` pages could
+    /// save, and the time to 90% of it.
+    static func mergeMetrics(_ merged: (saved: [Double], milliseconds: [Double]), pages: UInt64, vms: Int) -> [MetricSamples] {
+        let shareable = Double(pages) * Double(vms - 1) * 4096 / 1_048_576
         let saved = merged.saved.last ?? 0
-        let metrics = [
+        return [
             MetricSamples(name: "saved", unit: "MiB", better: .higher, values: [saved]),
             MetricSamples(name: "saved_share", unit: "%", better: .higher, values: [min(saved / shareable, 1) * 100]),
             MetricSamples(
                 name: "merge_time", unit: "ms", better: .lower,
                 values: [merged.milliseconds[merged.saved.firstIndex { $0 >= 0.9 * saved } ?? 0]]),
-            MetricSamples(
-                name: "cow_break", unit: "ns", better: .lower, values: cowCycles.map { $0.cycles / $0.tscHertz * 1e9 }),
         ]
-        return .measured(Measurement(metrics: metrics, tscHertz: cowCycles.first?.tscHertz ?? 1, engine: engine))
     }
 
     /// What KSM saved (MiB) and when (ms since every guest was ready), until two full scans
