@@ -33,6 +33,12 @@ final class MemoryCgroup {
     }
 
     var usage: UInt64? { read("memory.usage_in_bytes") }
+    /// Page cache charged to the group (`total_cache` of memory.stat): files its processes read
+    /// first, which the kernel can drop under the limit, unlike anonymous and kernel memory.
+    var cache: UInt64? {
+        guard let text = try? String(contentsOfFile: "\(path)/memory.stat", encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").first { $0.hasPrefix("total_cache ") }.flatMap { UInt64($0.split(separator: " ")[1]) }
+    }
     var peakUsage: UInt64? { read("memory.max_usage_in_bytes") }
     /// Processes the kernel's OOM killer ended in this group (`oom_kill` of memory.oom_control).
     var oomKills: Int? {
