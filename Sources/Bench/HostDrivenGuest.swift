@@ -35,13 +35,10 @@ final class HostDrivenGuest: Sendable {
                 self.finish(
                     runner.bootGuest(
                         start.context, start.job, cpu: start.cpu, io: start.io, hostStop: self.stop,
-                        onConsoleLine: { line in
-                            self.read(line)
-                            runner.reportSamples(line)
-                        },
+                        onConsoleLine: self.console(runner),
                         prepare: { memory in
                             try prepare(memory)
-                            self.state.withLock { $0.memory = memory }
+                            self.keep(memory)
                         }))
             }
         } catch {
@@ -58,11 +55,8 @@ final class HostDrivenGuest: Sendable {
                 do {
                     result = .success(
                         try VMBuilder.boot(
-                            start.vm, timeout: timeout,
-                            onConsoleLine: { line in
-                                self.read(line)
-                                runner.reportSamples(line)
-                            }, prepare: { memory in self.state.withLock { $0.memory = memory } }, hostStop: self.stop))
+                            start.vm, timeout: timeout, onConsoleLine: self.console(runner), prepare: self.keep,
+                            hostStop: self.stop))
                 } catch {
                     result = .failure(BenchmarkRunner.StartProblem(description: "could not start the VM: \(error)"))
                 }
@@ -86,6 +80,17 @@ final class HostDrivenGuest: Sendable {
         let cpu: VMBuilder.CPU
         let io: IOConfiguration?
     }
+
+    /// What the VM's console thread does with each line: read it here, count samples for progress.
+    private func console(_ runner: BenchmarkRunner) -> (String) -> Void {
+        { line in
+            self.read(line)
+            runner.reportSamples(line)
+        }
+    }
+
+    /// Keeps the VM's RAM for residency and the mailbox while it runs.
+    private func keep(_ memory: GuestMemory) { state.withLock { $0.memory = memory } }
 
     /// "<readyLine>mailbox=0x... ...": ready, and where the go-ahead goes (if it says); the
     /// balloon's "refilled" lines are counted.
@@ -114,8 +119,7 @@ final class HostDrivenGuest: Sendable {
     /// Guest RAM resident on the host, in MiB (nil once the VM has ended).
     var residentMebibytes: Double? {
         state.withLock { state in
-            guard let memory = state.memory else { return nil }
-            return (try? memory.residentPages(at: 0, count: Int(memory.size))).map { Double($0) * 4096 / 1_048_576 }
+            state.memory.map { Double($0.residentBytes) / 1_048_576 }
         }
     }
 

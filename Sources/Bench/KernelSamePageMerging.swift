@@ -66,14 +66,18 @@ struct KernelSamePageMerging {
 
     /// Nil, or why the knob could not be written.
     private static func write(_ knob: String, _ value: String) -> String? {
-        let path = "\(directory)/\(knob)"
-        let descriptor = open(path, O_WRONLY)
-        guard descriptor >= 0 else { return "cannot open \(path) for writing: \(String(cString: strerror(errno)))" }
-        defer { close(descriptor) }
-        let bytes = Array(value.utf8)
-        guard Foundation.write(descriptor, bytes, bytes.count) == bytes.count else {
-            return "cannot write \(value) to \(path): \(String(cString: strerror(errno)))"
-        }
-        return nil
+        writeKernelSetting("\(directory)/\(knob)", value)
     }
+}
+
+/// Writes `value` to a kernel setting file (sysfs, cgroupfs) in one write; nil, or why not.
+func writeKernelSetting(_ path: String, _ value: String) -> String? {
+    let descriptor = open(path, O_WRONLY)
+    guard descriptor >= 0 else { return "cannot open \(path) for writing: \(String(cString: strerror(errno)))" }
+    defer { close(descriptor) }
+    let bytes = Array(value.utf8)
+    guard Foundation.write(descriptor, bytes, bytes.count) == bytes.count else {
+        return "cannot write \(value) to \(path): \(String(cString: strerror(errno)))"
+    }
+    return nil
 }

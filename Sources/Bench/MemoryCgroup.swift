@@ -56,16 +56,7 @@ final class MemoryCgroup {
     }
 
     private func write(_ file: String, _ value: String) throws {
-        let target = "\(path)/\(file)"
-        let descriptor = open(target, O_WRONLY)
-        guard descriptor >= 0 else {
-            throw Unavailable(description: "cannot open \(target): \(String(cString: strerror(errno)))")
-        }
-        defer { close(descriptor) }
-        let bytes = Array(value.utf8)
-        guard Foundation.write(descriptor, bytes, bytes.count) == bytes.count else {
-            throw Unavailable(description: "cannot write \(value) to \(target): \(String(cString: strerror(errno)))")
-        }
+        if let problem = writeKernelSetting("\(path)/\(file)", value) { throw Unavailable(description: problem) }
     }
 }
 

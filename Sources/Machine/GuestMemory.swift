@@ -78,6 +78,9 @@ public final class GuestMemory: @unchecked Sendable {
         }
     }
 
+    /// Bytes of all of guest RAM the host holds in memory now (`residentPages` over the whole).
+    public var residentBytes: UInt64 { UInt64((try? residentPages(at: 0, count: Int(size))) ?? 0) * 4096 }
+
     /// How many of the pages of `count` bytes at `address` the host holds in memory (mincore):
     /// what discarding gives back, measured on guest RAM alone.
     public func residentPages(at address: UInt64, count: Int) throws -> Int {

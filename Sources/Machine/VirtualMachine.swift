@@ -125,9 +125,7 @@ public final class VirtualMachine: @unchecked Sendable {
         try portBus.insert(
             DebugExitDevice { [unowned self] status in self.guestEnds(.exitDevice(status: status)) }, at: DebugExitDevice.port,
             length: 4)
-        milestones.residentBytes = { [memory] in
-            UInt64((try? memory.residentPages(at: 0, count: Int(memory.size))) ?? 0) * 4096
-        }
+        milestones.residentBytes = { [memory] in memory.residentBytes }
         try portBus.insert(milestones, at: BootMilestoneDevice.port, length: 1)
         try portBus.insert(CMOSClock(memorySize: memory.size), at: CMOSClock.base, length: CMOSClock.length)
         let timer = ProgrammableIntervalTimer()
